@@ -1,0 +1,319 @@
+//! Map names, keys and values. One source of truth: the XDP program declares its maps with these
+//! names and types, userspace opens the pinned maps by the same names.
+
+/// Names of the maps (and of their pins under the pin directory).
+pub mod names {
+    pub const META: &str = "XLB_META";
+    pub const SERVICES: &str = "XLB_SERVICES";
+    pub const SVC_KEYS: &str = "XLB_SVC_KEYS";
+    pub const SVC_STATE: &str = "XLB_SVC_STATE";
+    pub const SVC_STATS: &str = "XLB_SVC_STATS";
+    pub const DESTS: &str = "XLB_DESTS";
+    pub const DEST_NEIGH: &str = "XLB_DEST_NEIGH";
+    pub const DEST_CONNS: &str = "XLB_DEST_CONNS";
+    pub const DEST_STATS: &str = "XLB_DEST_STATS";
+    pub const SCHED_SLOTS: &str = "XLB_SCHED_SLOTS";
+    pub const CONNS: &str = "XLB_CONNS";
+    pub const GLOBAL_STATS: &str = "XLB_GLOBAL_STATS";
+    pub const CONFIG: &str = "XLB_CONFIG";
+
+    /// Every map, for tools that pin, list or remove them all.
+    pub const ALL: &[&str] = &[
+        META,
+        SERVICES,
+        SVC_KEYS,
+        SVC_STATE,
+        SVC_STATS,
+        DESTS,
+        DEST_NEIGH,
+        DEST_CONNS,
+        DEST_STATS,
+        SCHED_SLOTS,
+        CONNS,
+        GLOBAL_STATS,
+        CONFIG,
+    ];
+}
+
+/// An IPv4 or IPv6 address as four words in network byte order. IPv4: `w[0]`, rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Addr {
+    pub w: [u32; 4],
+}
+
+impl Addr {
+    pub const ZERO: Addr = Addr { w: [0; 4] };
+
+    #[inline(always)]
+    pub const fn v4(be_word: u32) -> Addr {
+        Addr { w: [be_word, 0, 0, 0] }
+    }
+
+    #[inline(always)]
+    pub const fn v6(words: [u32; 4]) -> Addr {
+        Addr { w: words }
+    }
+
+    /// `self & mask`, word by word (persistence netmasks).
+    #[inline(always)]
+    pub const fn masked(&self, mask: &Addr) -> Addr {
+        Addr {
+            w: [
+                self.w[0] & mask.w[0],
+                self.w[1] & mask.w[1],
+                self.w[2] & mask.w[2],
+                self.w[3] & mask.w[3],
+            ],
+        }
+    }
+}
+
+/// Key of `XLB_SERVICES`: a virtual service as IPVS identifies it.
+///
+/// - TCP/UDP/SCTP service: `proto`, `addr` (VIP), `port` (network order; 0 = all ports).
+/// - fwmark service: `proto` = [`IPPROTO_IP`](crate::IPPROTO_IP), `addr.w[0]` = the mark
+///   (host order), `port` = 0; `af` tells IPv4 or IPv6 marks apart as `-f N -6` does.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub addr: Addr,
+    pub port: u16,
+    pub proto: u8,
+    pub af: u8,
+}
+
+/// Service flags, the values of IPVS's `IP_VS_SVC_F_*` so they print and save the same.
+pub const SVC_F_PERSISTENT: u32 = 0x0001;
+pub const SVC_F_HASHED: u32 = 0x0002;
+pub const SVC_F_ONEPACKET: u32 = 0x0004;
+pub const SVC_F_SCHED1: u32 = 0x0008;
+pub const SVC_F_SCHED2: u32 = 0x0010;
+pub const SVC_F_SCHED3: u32 = 0x0020;
+
+/// Value of `XLB_SERVICES`: what the data plane needs to schedule a new connection.
+/// Replaced as a whole by userspace on every change, so a packet sees a service either before or
+/// after an edit, never a mix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// Index into the per-service arrays (`XLB_SVC_STATE`, `XLB_SVC_STATS`, `XLB_SVC_KEYS`).
+    pub id: u32,
+    /// `SVC_F_*`.
+    pub flags: u32,
+    /// Persistence timeout in seconds (`-p`).
+    pub timeout: u32,
+    /// Start and length of this service's scheduling table in `XLB_SCHED_SLOTS`.
+    pub sched_off: u32,
+    pub sched_len: u32,
+    /// Persistence mask applied to the client address (`-M`).
+    pub netmask: Addr,
+    /// `sched::SCHED_*`.
+    pub sched: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Forwarding methods, the values of IPVS's `IP_VS_CONN_F_FWD_MASK` field.
+pub const FWD_MASQ: u8 = 0;
+pub const FWD_LOCAL: u8 = 1;
+pub const FWD_TUNNEL: u8 = 2;
+pub const FWD_DROUTE: u8 = 3;
+pub const FWD_BYPASS: u8 = 4;
+
+/// Dest flags.
+/// The slot is in use (a configured real server). Cleared slots are free for reuse.
+pub const DEST_F_IN_USE: u8 = 0x01;
+/// IPVS's `IP_VS_DEST_F_AVAILABLE`: the dest is linked to its service (not deleted).
+pub const DEST_F_AVAILABLE: u8 = 0x02;
+/// IPVS's `IP_VS_DEST_F_OVERLOAD`: above its upper connection threshold.
+pub const DEST_F_OVERLOAD: u8 = 0x04;
+
+/// Value of `XLB_DESTS` (an array indexed by dest id): one real server of one service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dest {
+    pub addr: Addr,
+    /// Network order.
+    pub port: u16,
+    /// `FWD_*`.
+    pub fwd: u8,
+    /// `DEST_F_*`.
+    pub flags: u8,
+    pub weight: i32,
+    /// Id of the service this dest belongs to.
+    pub svc_id: u32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    /// Tunnel type (`--tun-type`: 0 ipip, 1 gue, 2 gre), port and checksum flags.
+    pub tun_type: u8,
+    pub af: u8,
+    pub tun_port: u16,
+    pub tun_flags: u16,
+    pub _pad: u16,
+    /// Insertion sequence: IPVS's list order is newest first, i.e. descending `seq`.
+    pub seq: u64,
+}
+
+/// Value of `XLB_DEST_NEIGH` (indexed by dest id): the next hop toward the real server as the
+/// kernel's FIB and neighbour table last said, cached by the data plane for `NEIGH_TTL_NS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestNeigh {
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+    pub ifindex: u32,
+    /// Coarse monotonic time (ns) after which the cache entry must be looked up again.
+    pub expires: u64,
+}
+
+/// How long the data plane trusts a cached next hop before asking the kernel's FIB again.
+pub const NEIGH_TTL_NS: u64 = 1_000_000_000;
+
+/// Value of `XLB_DEST_CONNS` (indexed by dest id): connection counts IPVS keeps per dest,
+/// updated atomically by the data plane on every state change and by the expiry in `lbd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestConns {
+    // u64: the BPF target has 64-bit atomics only.
+    pub active: u64,
+    pub inactive: u64,
+    pub persist: u64,
+}
+
+/// Value of `XLB_SVC_STATE` (indexed by service id): scheduler state shared by all CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SvcState {
+    /// rr: the next pick is `slots[rr_next % len]`; incremented atomically per new connection.
+    pub rr_next: u64,
+    pub _reserved: [u64; 3],
+}
+
+/// Traffic counters, IPVS's `ip_vs_stats` fields. Per CPU; readers sum them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    /// Bytes of the IP packets (IP header included, link header not), as IPVS counts them.
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+/// Value of `XLB_GLOBAL_STATS[0]` (per CPU): IPVS's global totals and the data plane's verdicts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalStats {
+    pub total: Stats,
+    /// Frames the XDP program saw.
+    pub rx: u64,
+    /// Verdicts.
+    pub pass: u64,
+    pub tx: u64,
+    pub redirect: u64,
+    pub drop: u64,
+    /// Frames that were not fully parsed (truncated, bad header) and so were passed untouched.
+    pub parse_fail: u64,
+    /// Packets for a service whose scheduler had no usable real server.
+    pub no_dest: u64,
+    /// New connections that could not be recorded (table full).
+    pub conn_insert_fail: u64,
+    /// Packets handed to the kernel because the next hop had no neighbour entry yet.
+    pub neigh_miss: u64,
+    /// Established-flow packets (connection table hit).
+    pub conn_hit: u64,
+    /// New connections created.
+    pub conn_new: u64,
+    pub _reserved: [u64; 5],
+}
+
+/// Key of `XLB_CONNS`: IPVS's connection key, the client side of the flow
+/// (protocol, client addr:port, virtual addr:port). Templates (persistence) use the same map:
+/// `kind` = [`CONN_KIND_TEMPLATE`], client address masked, `cport` 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub caddr: Addr,
+    pub vaddr: Addr,
+    /// Network order.
+    pub cport: u16,
+    pub vport: u16,
+    pub proto: u8,
+    pub af: u8,
+    /// `CONN_KIND_*`: a client-side entry, a reply-side entry (NAT), or a template.
+    pub kind: u8,
+    pub _pad: u8,
+}
+
+pub const CONN_KIND_IN: u8 = 0;
+pub const CONN_KIND_OUT: u8 = 1;
+pub const CONN_KIND_TEMPLATE: u8 = 2;
+
+/// Conn flags.
+/// Counted in the dest's `inactive` (else `active`) count.
+pub const CONN_F_INACTIVE: u8 = 0x01;
+/// No reply seen yet (DR/TUN never see one): the input-only TCP table applies.
+pub const CONN_F_NOOUTPUT: u8 = 0x02;
+
+/// Value of `XLB_CONNS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub dest_id: u32,
+    pub svc_id: u32,
+    /// Coarse monotonic time (ns) of the last packet.
+    pub last_seen: u64,
+    /// Timeout (seconds) of the current state; the entry expires at `last_seen + timeout`.
+    pub timeout: u32,
+    /// `tcp_state::*` (UDP: `STATE_UDP`).
+    pub state: u8,
+    /// `CONN_F_*`.
+    pub flags: u8,
+    pub _pad: u16,
+}
+
+/// Value of `XLB_CONFIG[0]`: settings userspace writes and the data plane reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Timeouts (seconds) indexed by `tcp_state::*`, plus `STATE_UDP`.
+    pub timeouts: [u32; crate::tcp_state::NUM_STATES],
+    pub _reserved: [u32; 8],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { timeouts: crate::tcp_state::DEFAULT_TIMEOUTS, _reserved: [0; 8] }
+    }
+}
+
+/// Value of `XLB_META[0]`: identifies the layout of the pinned maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub layout_version: u32,
+    pub _pad: u32,
+    /// Next dest insertion sequence number (see `Dest::seq`).
+    pub next_seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    // The layouts are an ABI between two compilers (bpfel and the host): pin their sizes.
+    #[test]
+    fn layout_sizes() {
+        assert_eq!(size_of::<Addr>(), 16);
+        assert_eq!(size_of::<ServiceKey>(), 20);
+        assert_eq!(size_of::<Service>(), 40);
+        assert_eq!(size_of::<Dest>(), 56);
+        assert_eq!(size_of::<DestNeigh>(), 24);
+        assert_eq!(size_of::<ConnKey>(), 40);
+        assert_eq!(size_of::<Conn>(), 24);
+        assert_eq!(size_of::<Stats>(), 40);
+        assert_eq!(size_of::<GlobalStats>(), 40 + 16 * 8);
+    }
+}

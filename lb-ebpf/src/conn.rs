@@ -1,0 +1,119 @@
+//! The connection table: client 5-tuple -> real server, with IPVS's TCP states, timeouts and
+//! per-dest ActiveConn/InActConn counts.
+use lb_common::{
+    tcp_state::{self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_NONE, STATE_UDP},
+    Config, Conn, ConnKey, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, IPPROTO_TCP,
+};
+
+use crate::{
+    atomic,
+    maps::{XLB_CONFIG, XLB_CONNS, XLB_DEST_CONNS},
+    parse::Pkt,
+};
+
+/// Coarse monotonic clock (CLOCK_MONOTONIC_COARSE, ns): cheap, and what userspace compares with.
+#[inline(always)]
+pub fn now() -> u64 {
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
+}
+
+#[inline(always)]
+pub fn key_in(p: &Pkt) -> ConnKey {
+    ConnKey {
+        caddr: p.saddr,
+        vaddr: p.daddr,
+        cport: p.sport,
+        vport: p.dport,
+        proto: p.proto,
+        af: p.af,
+        kind: CONN_KIND_IN,
+        _pad: 0,
+    }
+}
+
+#[inline(always)]
+pub fn expired(c: &Conn, now: u64) -> bool {
+    now > c.last_seen + c.timeout as u64 * 1_000_000_000
+}
+
+#[inline(always)]
+fn count(dest_id: u32, active: bool, delta: i64) {
+    if let Some(dc) = XLB_DEST_CONNS.get_ptr_mut(dest_id) {
+        let field = unsafe {
+            if active { core::ptr::addr_of_mut!((*dc).active) } else { core::ptr::addr_of_mut!((*dc).inactive) }
+        };
+        atomic::fetch_add(field, delta as u64);
+    }
+}
+
+/// Forgets a connection's share of its dest's ActiveConn/InActConn (expiry, replacement).
+#[inline(always)]
+pub fn uncount(c: &Conn) {
+    count(c.dest_id, c.flags & CONN_F_INACTIVE == 0, -1);
+}
+
+#[inline(always)]
+fn timeouts() -> Option<&'static Config> {
+    XLB_CONFIG.get(0)
+}
+
+/// Applies one packet's TCP state transition (IPVS `set_tcp_state`): new state, its timeout,
+/// and the move between the dest's active and inactive counts.
+#[inline(always)]
+pub fn on_packet(c: &mut Conn, p: &Pkt, now: u64) {
+    c.last_seen = now;
+    if p.proto != IPPROTO_TCP {
+        return;
+    }
+    let dir = if c.flags & CONN_F_NOOUTPUT != 0 { DIR_INPUT_ONLY } else { DIR_INPUT };
+    let new = tcp_state::next_tcp_state(c.state, dir, p.tcp_flags);
+    if new == c.state {
+        return;
+    }
+    let was_inactive = c.flags & CONN_F_INACTIVE != 0;
+    let now_active = tcp_state::is_active(new);
+    if was_inactive && now_active {
+        count(c.dest_id, false, -1);
+        count(c.dest_id, true, 1);
+        c.flags &= !CONN_F_INACTIVE;
+    } else if !was_inactive && !now_active {
+        count(c.dest_id, true, -1);
+        count(c.dest_id, false, 1);
+        c.flags |= CONN_F_INACTIVE;
+    }
+    c.state = new;
+    if let Some(cfg) = timeouts() {
+        let i = new as usize;
+        if i < cfg.timeouts.len() {
+            c.timeout = cfg.timeouts[i];
+        }
+    }
+}
+
+/// Records a new connection to `dest_id` and applies its first packet. New connections start
+/// inactive with IPVS's 3 s timeout; UDP stays in its one state (always InActConn).
+#[inline(always)]
+pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, no_output: bool, now: u64) -> Result<(), ()> {
+    let mut c = Conn {
+        dest_id,
+        svc_id,
+        last_seen: now,
+        timeout: NEW_CONN_TIMEOUT,
+        state: STATE_NONE,
+        flags: CONN_F_INACTIVE | if no_output { CONN_F_NOOUTPUT } else { 0 },
+        _pad: 0,
+    };
+    if p.proto != IPPROTO_TCP {
+        c.state = STATE_UDP;
+        if let Some(cfg) = timeouts() {
+            c.timeout = cfg.timeouts[STATE_UDP as usize];
+        }
+    }
+    count(dest_id, false, 1);
+    on_packet(&mut c, p, now);
+    if XLB_CONNS.insert(key, &c, 0).is_err() {
+        uncount(&c);
+        return Err(());
+    }
+    Ok(())
+}

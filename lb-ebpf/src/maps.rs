@@ -1,0 +1,36 @@
+//! The data plane's maps. Names and layouts come from lb-common; all are pinned by name so
+//! lbadm, lbd and every attached program share one table.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray},
+};
+use lb_common::*;
+
+#[map]
+pub static XLB_META: Array<Meta> = Array::pinned(1, 0);
+#[map]
+pub static XLB_SERVICES: HashMap<ServiceKey, Service> = HashMap::pinned(MAX_SERVICES, 0);
+#[map]
+pub static XLB_SVC_KEYS: Array<ServiceKey> = Array::pinned(MAX_SERVICES, 0);
+#[map]
+pub static XLB_SVC_STATE: Array<SvcState> = Array::pinned(MAX_SERVICES, 0);
+#[map]
+pub static XLB_SVC_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_SERVICES, 0);
+#[map]
+pub static XLB_DESTS: Array<Dest> = Array::pinned(MAX_DESTS, 0);
+#[map]
+pub static XLB_DEST_NEIGH: Array<DestNeigh> = Array::pinned(MAX_DESTS, 0);
+#[map]
+pub static XLB_DEST_CONNS: Array<DestConns> = Array::pinned(MAX_DESTS, 0);
+#[map]
+pub static XLB_DEST_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_DESTS, 0);
+#[map]
+pub static XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, 0);
+/// Not LRU: a silent eviction would leave ActiveConn/InActConn counting a connection that is
+/// gone. Entries expire lazily here and are swept by lbd.
+#[map]
+pub static XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);
+#[map]
+pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
+#[map]
+pub static XLB_CONFIG: Array<Config> = Array::pinned(1, 0);

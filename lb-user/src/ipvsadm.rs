@@ -1,0 +1,1 @@
+//! ipvsadm front end (being written)

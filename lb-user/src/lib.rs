@@ -1,0 +1,12 @@
+//! xlb userspace: the table model, the map store, the ipvsadm-compatible front end (`lbadm`)
+//! and the daemon's pieces (`lbd`).
+
+pub mod ctl;
+pub mod ipvsadm;
+pub mod model;
+pub mod store;
+
+/// The XDP object built by build.rs (lb-ebpf for bpfel).
+pub fn ebpf_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"))
+}

@@ -1,0 +1,219 @@
+//! The IPVS table as userspace sees it: virtual services, their real servers, counters.
+//!
+//! `lbadm` loads a [`Table`] from the pinned maps (`store`), applies commands to it with the
+//! kernel's semantics (`ctl`), and commits the result back to the maps in one step. The ids are
+//! the data plane's array indexes; everything else mirrors IPVS's `ip_vs_service_user` /
+//! `ip_vs_dest_user` and the counters `ipvsadm -L` prints.
+
+use std::net::IpAddr;
+
+/// Transport protocol of a non-fwmark service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Proto {
+    pub const fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => lb_common::IPPROTO_TCP,
+            Proto::Udp => lb_common::IPPROTO_UDP,
+            Proto::Sctp => lb_common::IPPROTO_SCTP,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            lb_common::IPPROTO_TCP => Some(Proto::Tcp),
+            lb_common::IPPROTO_UDP => Some(Proto::Udp),
+            lb_common::IPPROTO_SCTP => Some(Proto::Sctp),
+            _ => None,
+        }
+    }
+}
+
+/// Address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Af {
+    Inet,
+    Inet6,
+}
+
+impl Af {
+    pub fn of(addr: &IpAddr) -> Af {
+        match addr {
+            IpAddr::V4(_) => Af::Inet,
+            IpAddr::V6(_) => Af::Inet6,
+        }
+    }
+}
+
+/// How a virtual service is identified (`-t/-u/--sctp-service addr:port` or `-f mark [-6]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SvcKey {
+    Inet { proto: Proto, addr: IpAddr, port: u16 },
+    Fwmark { mark: u32, af: Af },
+}
+
+impl SvcKey {
+    pub fn af(&self) -> Af {
+        match self {
+            SvcKey::Inet { addr, .. } => Af::of(addr),
+            SvcKey::Fwmark { af, .. } => *af,
+        }
+    }
+}
+
+/// Forwarding method of a real server (`-m`, `-i`, `-g`; `Local` is IPVS's legacy LOCALNODE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fwd {
+    Masq,
+    Local,
+    Tunnel,
+    Route,
+}
+
+impl Fwd {
+    pub const fn code(self) -> u8 {
+        match self {
+            Fwd::Masq => lb_common::FWD_MASQ,
+            Fwd::Local => lb_common::FWD_LOCAL,
+            Fwd::Tunnel => lb_common::FWD_TUNNEL,
+            Fwd::Route => lb_common::FWD_DROUTE,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Fwd> {
+        match c {
+            lb_common::FWD_MASQ => Some(Fwd::Masq),
+            lb_common::FWD_LOCAL => Some(Fwd::Local),
+            lb_common::FWD_TUNNEL => Some(Fwd::Tunnel),
+            lb_common::FWD_DROUTE => Some(Fwd::Route),
+            _ => None,
+        }
+    }
+}
+
+/// `--tun-type` and its options (only meaningful with `Fwd::Tunnel`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tunnel {
+    /// 0 ipip, 1 gue, 2 gre (IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_*`).
+    pub kind: u8,
+    pub port: u16,
+    /// IPVS's `IP_VS_TUNNEL_ENCAP_FLAG_*`: 0 nocsum, 1 csum, 2 remcsum.
+    pub flags: u16,
+}
+
+/// The counters IPVS keeps per service, per dest and globally.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+/// Rates as IPVS's estimator reports them (per second).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+/// One real server of one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dest {
+    /// Data-plane id (index into the per-dest arrays).
+    pub id: u32,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub fwd: Fwd,
+    pub weight: i32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub tunnel: Tunnel,
+    /// Insertion sequence (list order is descending `seq`).
+    pub seq: u64,
+    /// IPVS's OVERLOAD flag.
+    pub overloaded: bool,
+    pub active_conns: u32,
+    pub inact_conns: u32,
+    pub persist_conns: u32,
+    pub stats: Counters,
+    pub rates: Rates,
+}
+
+/// One virtual service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Data-plane id (index into the per-service arrays).
+    pub id: u32,
+    pub key: SvcKey,
+    /// Scheduler name (`rr`, `wlc`, ...).
+    pub sched: String,
+    /// `lb_common::SVC_F_*` (persistent, one-packet, scheduler flags 1-3).
+    pub flags: u32,
+    /// Persistence timeout in seconds.
+    pub timeout: u32,
+    /// Persistence netmask: IPv4 mask in host order (e.g. 0xffffff00), or IPv6 prefix length.
+    pub netmask: u32,
+    /// Persistence engine name (`--pe`), empty when none.
+    pub pe_name: String,
+    /// Real servers in IPVS's list order: newest first.
+    pub dests: Vec<Dest>,
+    pub stats: Counters,
+    pub rates: Rates,
+}
+
+/// `--set tcp tcpfin udp` (seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        use lb_common::tcp_state::*;
+        Timeouts {
+            tcp: DEFAULT_TIMEOUTS[STATE_ESTABLISHED as usize],
+            tcp_fin: DEFAULT_TIMEOUTS[STATE_FIN_WAIT as usize],
+            udp: DEFAULT_TIMEOUTS[STATE_UDP as usize],
+        }
+    }
+}
+
+/// One entry of `ipvsadm -Lc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnEntry {
+    /// `TCP`, `UDP`, `SCTP`, or `IP` for fwmark templates.
+    pub proto: &'static str,
+    /// Seconds until expiry.
+    pub expires: u32,
+    pub state: &'static str,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+}
+
+/// The whole table: what ipvsadm's kernel holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Table {
+    /// Services in creation order (listings sort them; see ipvsadm's comparators).
+    pub services: Vec<Service>,
+    pub timeouts: Timeouts,
+    /// Global totals (`-Ln --stats` has none, but `-Z` zeroes them).
+    pub totals: Counters,
+    /// Next dest insertion sequence number.
+    pub next_seq: u64,
+}
