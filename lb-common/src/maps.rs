@@ -110,8 +110,16 @@ pub struct Service {
     pub netmask: Addr,
     /// `sched::SCHED_*`.
     pub sched: u8,
-    pub _pad: [u8; 3],
+    /// Persistence engine (`--pe`): 0 none, [`PE_SIP`].
+    pub pe: u8,
+    pub _pad: [u8; 2],
 }
+
+pub const PE_SIP: u8 = 1;
+
+/// `BPF_F_MMAPABLE`: arrays userspace reads and writes through a shared mapping (whole tables
+/// at memory speed instead of one syscall per element).
+pub const MAP_F_MMAPABLE: u32 = 1 << 10;
 
 /// Forwarding methods, the values of IPVS's `IP_VS_CONN_F_FWD_MASK` field.
 pub const FWD_MASQ: u8 = 0;
@@ -310,6 +318,7 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<Service>(), 40);
         assert_eq!(size_of::<Dest>(), 56);
+        assert_eq!(size_of::<DestConns>(), 24);
         assert_eq!(size_of::<DestNeigh>(), 24);
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<Conn>(), 24);

@@ -107,7 +107,7 @@ fn balance(ctx: &XdpContext) -> u32 {
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     match dest.fwd {
         FWD_DROUTE => match nexthop::resolve(ctx.as_ptr(), dest_id, dest, ifindex, now) {
-            Some(nh) => dr::xmit(ctx.data(), &p, &nh, ifindex),
+            Some(nh) => dr::xmit(ctx.data(), ctx.data_end(), &nh, ifindex),
             None => xdp_action::XDP_PASS,
         },
         // TUN and NAT are not implemented in the data plane yet: never forward what we

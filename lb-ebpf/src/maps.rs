@@ -17,15 +17,15 @@ pub static XLB_SVC_STATE: Array<SvcState> = Array::pinned(MAX_SERVICES, 0);
 #[map]
 pub static XLB_SVC_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_SERVICES, 0);
 #[map]
-pub static XLB_DESTS: Array<Dest> = Array::pinned(MAX_DESTS, 0);
+pub static XLB_DESTS: Array<Dest> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
 #[map]
 pub static XLB_DEST_NEIGH: Array<DestNeigh> = Array::pinned(MAX_DESTS, 0);
 #[map]
-pub static XLB_DEST_CONNS: Array<DestConns> = Array::pinned(MAX_DESTS, 0);
+pub static XLB_DEST_CONNS: Array<DestConns> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
 #[map]
 pub static XLB_DEST_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_DESTS, 0);
 #[map]
-pub static XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, 0);
+pub static XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, MAP_F_MMAPABLE);
 /// Not LRU: a silent eviction would leave ActiveConn/InActConn counting a connection that is
 /// gone. Entries expire lazily here and are swept by lbd.
 #[map]

@@ -8,15 +8,10 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_HLEN: usize = size_of::<EthHdr>();
 
-/// A parsed packet: where its headers are and the fields the load balancer keys on.
+/// A parsed packet: the fields the load balancer keys on.
 /// Addresses and ports are in network byte order, as in the packet.
 #[derive(Clone, Copy)]
 pub struct Pkt {
-    /// Address of the IP header.
-    pub l3: usize,
-    /// Address of the transport header (NAT rewrites ports there).
-    #[allow(dead_code)]
-    pub l4: usize,
     pub af: u8,
     pub proto: u8,
     pub saddr: Addr,
@@ -75,7 +70,6 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return Parsed::Other;
     }
-    let l3 = data + ETH_HLEN;
     let l4_off = ETH_HLEN + ihl;
     // The transport header must fit both in the frame and in the IP datagram.
     let (sport, dport, tcp_flags, l4_len) = if proto == IPPROTO_TCP {
@@ -100,8 +94,6 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
         return Parsed::Malformed;
     }
     Parsed::Ok(Pkt {
-        l3,
-        l4: data + l4_off,
         af: AF_INET,
         proto,
         saddr: Addr::v4(u32::from_ne_bytes(ip.src_addr)),

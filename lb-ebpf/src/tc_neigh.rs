@@ -7,7 +7,6 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use lb_common::{AF_INET, FWD_DROUTE};
-use network_types::ip::Ipv4Hdr;
 
 use crate::{
     conn::key_in,
@@ -38,7 +37,9 @@ pub fn run(ctx: &TcContext) -> i32 {
     if dest.fwd != FWD_DROUTE || p.ttl <= 1 {
         return TC_ACT_OK;
     }
-    decrease_ttl(p.l3 as *mut Ipv4Hdr);
+    if !decrease_ttl(ctx.data(), ctx.data_end()) {
+        return TC_ACT_OK;
+    }
     let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
     nh.nh_family = AF_INET as u32;
     nh.__bindgen_anon_1.ipv4_nh = dest.addr.w[0];

@@ -1,1 +1,495 @@
-//! Kernel (ip_vs_ctl.c) semantics of table operations (being written)
+//! The kernel's control semantics (`net/netfilter/ipvs/ip_vs_ctl.c`) as methods on [`Table`].
+//!
+//! Every method validates first and mutates last, so a failed operation leaves the table
+//! untouched. Errors are errno values (`libc::E*`), the ones IPVS returns for the same request;
+//! `ipvsadm` turns them into text with `ipvs_strerror`.
+
+use std::net::IpAddr;
+
+use crate::model::{Af, Counters, Dest, Fwd, Rates, Service, SvcKey, Table, Tunnel};
+
+/// An errno value (`libc::EEXIST`, ...).
+pub type Errno = i32;
+
+/// What `ipvsadm -A/-E` hands the kernel (`ip_vs_service_user_kern`): a complete record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub key: SvcKey,
+    pub sched: String,
+    /// `lb_common::SVC_F_*` without `SVC_F_HASHED`.
+    pub flags: u32,
+    /// Persistence timeout in seconds.
+    pub timeout: u32,
+    /// IPv4 mask in host order, or IPv6 prefix length.
+    pub netmask: u32,
+    /// Persistence engine, empty for none.
+    pub pe_name: String,
+}
+
+/// What `ipvsadm -a/-e/-d` hands the kernel (`ip_vs_dest_user_kern`): a complete record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestSpec {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub fwd: Fwd,
+    pub weight: i32,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub tunnel: Tunnel,
+}
+
+/// IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_GUE`.
+const TUN_TYPE_GUE: u8 = 1;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests that replay real ipvsadm recordings need every IPVS scheduler to be accepted.
+    pub(crate) static ALL_SCHEDULERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the data plane can run scheduler `name`. IPVS knows every name in
+/// `lb_common::sched::SCHED_NAMES` (and `none`), but a scheduler the data plane does not
+/// implement yet is treated like a scheduler module that cannot be loaded: ENOENT,
+/// "Scheduler or persistence engine not found". This is the one place that knows it.
+pub fn scheduler_available(name: &str) -> bool {
+    use lb_common::sched::{IMPLEMENTED, SCHED_NONE, sched_from_name};
+    let code = if name == "none" { Some(SCHED_NONE) } else { sched_from_name(name) };
+    #[cfg(test)]
+    if ALL_SCHEDULERS.with(|c| c.get()) {
+        return code.is_some();
+    }
+    code.is_some_and(|c| IMPLEMENTED.contains(&c))
+}
+
+/// Persistence engines IPVS ships (`ip_vs_pe_sip`).
+fn pe_available(name: &str) -> bool {
+    name == "sip"
+}
+
+impl Table {
+    /// The service a request names: by (af, protocol, address, port) or by (af, fwmark).
+    pub fn find_service(&self, key: &SvcKey) -> Option<&Service> {
+        self.services.iter().find(|s| s.key == *key)
+    }
+
+    fn service_index(&self, key: &SvcKey) -> Result<usize, Errno> {
+        self.services.iter().position(|s| s.key == *key).ok_or(libc::ESRCH)
+    }
+
+    /// `ip_vs_add_service` (IPVS_CMD_NEW_SERVICE). Returns the new service's id.
+    pub fn add_service(&mut self, spec: &ServiceSpec) -> Result<u32, Errno> {
+        if self.find_service(&spec.key).is_some() {
+            return Err(libc::EEXIST);
+        }
+        check_service_params(spec)?;
+        let id = lowest_free(self.services.iter().map(|s| s.id), lb_common::MAX_SERVICES)?;
+        self.services.push(Service {
+            id,
+            key: spec.key,
+            sched: spec.sched.clone(),
+            flags: spec.flags,
+            timeout: spec.timeout,
+            netmask: spec.netmask,
+            pe_name: spec.pe_name.clone(),
+            dests: Vec::new(),
+            stats: Counters::default(),
+            rates: Rates::default(),
+        });
+        Ok(id)
+    }
+
+    /// `ip_vs_edit_service` (IPVS_CMD_SET_SERVICE): replaces scheduler, flags, timeout,
+    /// netmask and persistence engine; keeps the id, the dests and the counters.
+    pub fn edit_service(&mut self, spec: &ServiceSpec) -> Result<(), Errno> {
+        let i = self.service_index(&spec.key)?;
+        check_service_params(spec)?;
+        let svc = &mut self.services[i];
+        svc.sched = spec.sched.clone();
+        svc.flags = spec.flags;
+        svc.timeout = spec.timeout;
+        svc.netmask = spec.netmask;
+        svc.pe_name = spec.pe_name.clone();
+        Ok(())
+    }
+
+    /// `ip_vs_del_service`: the service and all its real servers go.
+    pub fn del_service(&mut self, key: &SvcKey) -> Result<(), Errno> {
+        let i = self.service_index(key)?;
+        self.services.remove(i);
+        Ok(())
+    }
+
+    /// `ip_vs_flush`: every service goes.
+    pub fn flush(&mut self) {
+        self.services.clear();
+    }
+
+    /// `ip_vs_zero_service` for `Some(key)`, `ip_vs_zero_all` (all services, all dests and the
+    /// global totals) for `None`.
+    pub fn zero(&mut self, key: Option<&SvcKey>) -> Result<(), Errno> {
+        fn zero_svc(svc: &mut Service) {
+            svc.stats = Counters::default();
+            svc.rates = Rates::default();
+            for d in &mut svc.dests {
+                d.stats = Counters::default();
+                d.rates = Rates::default();
+            }
+        }
+        match key {
+            Some(key) => {
+                let i = self.service_index(key)?;
+                zero_svc(&mut self.services[i]);
+            }
+            None => {
+                self.services.iter_mut().for_each(zero_svc);
+                self.totals = Counters::default();
+            }
+        }
+        Ok(())
+    }
+
+    /// `ip_vs_add_dest` (IPVS_CMD_NEW_DEST). The new dest goes to the head of the list (IPVS
+    /// list order: newest first). Returns its id.
+    pub fn add_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<u32, Errno> {
+        let i = self.service_index(key)?;
+        check_dest_family(&self.services[i], spec)?;
+        check_dest_params(spec)?;
+        let svc = &self.services[i];
+        if find_dest(svc, &spec.addr, spec.port).is_some() {
+            return Err(libc::EEXIST);
+        }
+        if !dest_addr_usable(&spec.addr) {
+            return Err(libc::EINVAL);
+        }
+        let used = self.services.iter().flat_map(|s| s.dests.iter().map(|d| d.id));
+        let id = lowest_free(used, lb_common::MAX_DESTS)?;
+        let seq = self.next_seq;
+        let dest = Dest {
+            id,
+            addr: spec.addr,
+            port: spec.port,
+            fwd: spec.fwd,
+            weight: spec.weight,
+            u_threshold: spec.u_threshold,
+            l_threshold: spec.l_threshold,
+            tunnel: spec.tunnel,
+            seq,
+            overloaded: false,
+            active_conns: 0,
+            inact_conns: 0,
+            persist_conns: 0,
+            stats: Counters::default(),
+            rates: Rates::default(),
+        };
+        self.services[i].dests.insert(0, dest);
+        self.next_seq = seq + 1;
+        Ok(id)
+    }
+
+    /// `ip_vs_edit_dest` (IPVS_CMD_SET_DEST): replaces forwarding method, weight, thresholds and
+    /// tunnel settings of the dest with this address and port.
+    pub fn edit_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), Errno> {
+        let i = self.service_index(key)?;
+        check_dest_family(&self.services[i], spec)?;
+        check_dest_params(spec)?;
+        let svc = &mut self.services[i];
+        let j = find_dest(svc, &spec.addr, spec.port).ok_or(libc::ENOENT)?;
+        let d = &mut svc.dests[j];
+        // __ip_vs_update_dest: a raised or removed upper threshold lifts OVERLOAD.
+        if spec.u_threshold == 0 || spec.u_threshold > d.u_threshold {
+            d.overloaded = false;
+        }
+        d.fwd = spec.fwd;
+        d.weight = spec.weight;
+        d.u_threshold = spec.u_threshold;
+        d.l_threshold = spec.l_threshold;
+        d.tunnel = spec.tunnel;
+        Ok(())
+    }
+
+    /// `ip_vs_del_dest` (IPVS_CMD_DEL_DEST): looked up by address family, address and port.
+    pub fn del_dest(&mut self, key: &SvcKey, addr: &IpAddr, port: u16) -> Result<(), Errno> {
+        let i = self.service_index(key)?;
+        let svc = &mut self.services[i];
+        let j = find_dest(svc, addr, port).ok_or(libc::ENOENT)?;
+        svc.dests.remove(j);
+        Ok(())
+    }
+
+    /// `ip_vs_set_timeout` (`--set tcp tcpfin udp`): 0 keeps the current value.
+    pub fn set_timeouts(&mut self, tcp: u32, tcp_fin: u32, udp: u32) -> Result<(), Errno> {
+        // The kernel multiplies by HZ into an int.
+        const MAX: u32 = (i32::MAX / 1000) as u32;
+        if tcp > MAX || tcp_fin > MAX || udp > MAX {
+            return Err(libc::EINVAL);
+        }
+        if tcp != 0 {
+            self.timeouts.tcp = tcp;
+        }
+        if tcp_fin != 0 {
+            self.timeouts.tcp_fin = tcp_fin;
+        }
+        if udp != 0 {
+            self.timeouts.udp = udp;
+        }
+        Ok(())
+    }
+}
+
+/// Scheduler, persistence engine and IPv6 netmask checks shared by add and edit.
+fn check_service_params(spec: &ServiceSpec) -> Result<(), Errno> {
+    if !scheduler_available(&spec.sched) {
+        return Err(libc::ENOENT);
+    }
+    if !spec.pe_name.is_empty() && !pe_available(&spec.pe_name) {
+        return Err(libc::ENOENT);
+    }
+    if spec.key.af() == Af::Inet6 && !(1..=128).contains(&spec.netmask) {
+        return Err(libc::EINVAL);
+    }
+    Ok(())
+}
+
+/// Mixed address families are only allowed for tunnelled real servers.
+fn check_dest_family(svc: &Service, spec: &DestSpec) -> Result<(), Errno> {
+    if Af::of(&spec.addr) != svc.key.af() && spec.fwd != Fwd::Tunnel {
+        return Err(libc::EINVAL);
+    }
+    Ok(())
+}
+
+/// Checks at the top of `ip_vs_add_dest` / `ip_vs_edit_dest`.
+fn check_dest_params(spec: &DestSpec) -> Result<(), Errno> {
+    if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
+        return Err(libc::ERANGE);
+    }
+    if spec.fwd == Fwd::Tunnel && spec.tunnel.kind == TUN_TYPE_GUE && spec.tunnel.port == 0 {
+        return Err(libc::EINVAL);
+    }
+    Ok(())
+}
+
+/// `ip_vs_lookup_dest`: same family, address and port.
+fn find_dest(svc: &Service, addr: &IpAddr, port: u16) -> Option<usize> {
+    svc.dests.iter().position(|d| d.addr == *addr && d.port == port)
+}
+
+/// `ip_vs_new_dest`: IPv4 dests must be unicast or local (`inet_addr_type`), IPv6 dests unicast
+/// and not link-local (local addresses are not known here).
+fn dest_addr_usable(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(o[0] == 0 || a.is_broadcast() || a.is_multicast())
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            let first = s[0];
+            if a.is_unspecified() || a.is_multicast() || (first & 0xffc0) == 0xfe80 {
+                return a.is_loopback();
+            }
+            // IPv4-mapped addresses are not unicast for ipv6_addr_type().
+            !(s[..5].iter().all(|&w| w == 0) && s[5] == 0xffff)
+        }
+    }
+}
+
+/// The lowest id in `0..max` not in `used`, ENOMEM when all are taken.
+fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Result<u32, Errno> {
+    let mut ids: Vec<u32> = used.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut want = 0u32;
+    for id in ids {
+        if id > want {
+            break;
+        }
+        if id == want {
+            want += 1;
+        }
+    }
+    if want < max { Ok(want) } else { Err(libc::ENOMEM) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Proto;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse::<Ipv4Addr>().unwrap_or(Ipv4Addr::UNSPECIFIED))
+    }
+
+    fn key(addr: &str, port: u16) -> SvcKey {
+        SvcKey::Inet { proto: Proto::Tcp, addr: v4(addr), port }
+    }
+
+    fn svc(addr: &str, port: u16, sched: &str) -> ServiceSpec {
+        ServiceSpec {
+            key: key(addr, port),
+            sched: sched.into(),
+            flags: 0,
+            timeout: 0,
+            netmask: 0xffff_ffff,
+            pe_name: String::new(),
+        }
+    }
+
+    fn dest(addr: &str, port: u16) -> DestSpec {
+        DestSpec {
+            addr: v4(addr),
+            port,
+            fwd: Fwd::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        }
+    }
+
+    #[test]
+    fn add_edit_delete_service() {
+        let mut t = Table::default();
+        assert_eq!(t.add_service(&svc("10.0.0.1", 80, "rr")), Ok(0));
+        assert_eq!(t.add_service(&svc("10.0.0.1", 80, "rr")), Err(libc::EEXIST));
+        assert_eq!(t.add_service(&svc("10.0.0.2", 80, "rr")), Ok(1));
+        assert_eq!(t.edit_service(&svc("10.0.0.3", 80, "rr")), Err(libc::ESRCH));
+        let mut e = svc("10.0.0.1", 80, "rr");
+        e.flags = lb_common::SVC_F_PERSISTENT;
+        e.timeout = 300;
+        assert_eq!(t.edit_service(&e), Ok(()));
+        assert_eq!(t.find_service(&e.key).map(|s| s.timeout), Some(300));
+        assert_eq!(t.del_service(&key("10.0.0.1", 80)), Ok(()));
+        assert_eq!(t.del_service(&key("10.0.0.1", 80)), Err(libc::ESRCH));
+        // The freed id is reused.
+        assert_eq!(t.add_service(&svc("10.0.0.9", 80, "rr")), Ok(0));
+    }
+
+    #[test]
+    fn missing_scheduler_or_pe_is_enoent_and_leaves_table() {
+        let mut t = Table::default();
+        let before = t.clone();
+        assert_eq!(t.add_service(&svc("10.0.0.1", 80, "nosuch")), Err(libc::ENOENT));
+        let mut s = svc("10.0.0.1", 80, "rr");
+        s.pe_name = "foo".into();
+        assert_eq!(t.add_service(&s), Err(libc::ENOENT));
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn unimplemented_scheduler_is_enoent() {
+        // Only what lb_common::sched::IMPLEMENTED lists is accepted.
+        for (name, code) in lb_common::sched::SCHED_NAMES {
+            let want = lb_common::sched::IMPLEMENTED.contains(&code);
+            assert_eq!(scheduler_available(name), want, "{name}");
+        }
+        ALL_SCHEDULERS.with(|c| c.set(true));
+        assert!(scheduler_available("wlc"));
+        assert!(!scheduler_available("foo"));
+        ALL_SCHEDULERS.with(|c| c.set(false));
+    }
+
+    #[test]
+    fn ipv6_netmask_checked() {
+        let mut t = Table::default();
+        let mut s = svc("10.0.0.1", 80, "rr");
+        s.key = SvcKey::Fwmark { mark: 1, af: Af::Inet6 };
+        s.netmask = 129;
+        assert_eq!(t.add_service(&s), Err(libc::EINVAL));
+        s.netmask = 64;
+        assert_eq!(t.add_service(&s), Ok(0));
+    }
+
+    #[test]
+    fn dests_prepended_with_ids_and_seq() {
+        let mut t = Table::default();
+        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
+        t.add_service(&svc("10.0.0.2", 80, "rr")).ok();
+        let k1 = key("10.0.0.1", 80);
+        let k2 = key("10.0.0.2", 80);
+        assert_eq!(t.add_dest(&k1, &dest("192.168.1.1", 80)), Ok(0));
+        assert_eq!(t.add_dest(&k2, &dest("192.168.1.1", 80)), Ok(1));
+        assert_eq!(t.add_dest(&k1, &dest("192.168.1.2", 80)), Ok(2));
+        assert_eq!(t.add_dest(&k1, &dest("192.168.1.2", 80)), Err(libc::EEXIST));
+        let s = t.find_service(&k1).map(|s| s.dests.iter().map(|d| (d.id, d.seq)).collect::<Vec<_>>());
+        assert_eq!(s, Some(vec![(2, 2), (0, 0)]));
+        assert_eq!(t.next_seq, 3);
+        assert_eq!(t.del_dest(&k1, &v4("192.168.1.1"), 80), Ok(()));
+        assert_eq!(t.del_dest(&k1, &v4("192.168.1.1"), 80), Err(libc::ENOENT));
+        assert_eq!(t.add_dest(&k1, &dest("192.168.1.3", 80)), Ok(0));
+        assert_eq!(t.add_dest(&key("10.0.0.9", 80), &dest("192.168.1.3", 80)), Err(libc::ESRCH));
+        // Deleting the service drops its dests.
+        t.del_service(&k1).ok();
+        assert_eq!(t.add_dest(&k2, &dest("192.168.1.4", 80)), Ok(0));
+    }
+
+    #[test]
+    fn dest_validation() {
+        let mut t = Table::default();
+        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
+        let k = key("10.0.0.1", 80);
+        let before = t.clone();
+        let mut d = dest("192.168.1.1", 80);
+        d.l_threshold = 10;
+        assert_eq!(t.add_dest(&k, &d), Err(libc::ERANGE));
+        d.l_threshold = 0;
+        d.weight = -1;
+        assert_eq!(t.add_dest(&k, &d), Err(libc::ERANGE));
+        for bad in ["255.255.255.255", "224.0.0.1", "0.1.2.3"] {
+            assert_eq!(t.add_dest(&k, &dest(bad, 80)), Err(libc::EINVAL), "{bad}");
+        }
+        let mut v6 = dest("0.0.0.0", 80);
+        v6.addr = IpAddr::V6("2001:db8::1".parse::<Ipv6Addr>().unwrap_or(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(t.add_dest(&k, &v6), Err(libc::EINVAL));
+        v6.fwd = Fwd::Tunnel;
+        let mut g = dest("192.168.1.9", 80);
+        g.fwd = Fwd::Tunnel;
+        g.tunnel.kind = TUN_TYPE_GUE;
+        assert_eq!(t.add_dest(&k, &g), Err(libc::EINVAL));
+        assert_eq!(t, before);
+        assert_eq!(t.add_dest(&k, &v6), Ok(0));
+        assert_eq!(t.edit_dest(&k, &dest("192.168.1.1", 80)), Err(libc::ENOENT));
+    }
+
+    #[test]
+    fn edit_dest_replaces_and_clears_overload() {
+        let mut t = Table::default();
+        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
+        let k = key("10.0.0.1", 80);
+        let mut d = dest("192.168.1.1", 80);
+        d.u_threshold = 10;
+        t.add_dest(&k, &d).ok();
+        t.services[0].dests[0].overloaded = true;
+        t.services[0].dests[0].active_conns = 7;
+        d.u_threshold = 20;
+        d.weight = 5;
+        assert_eq!(t.edit_dest(&k, &d), Ok(()));
+        let got = &t.services[0].dests[0];
+        assert_eq!((got.weight, got.u_threshold, got.overloaded, got.active_conns), (5, 20, false, 7));
+    }
+
+    #[test]
+    fn zero_and_timeouts() {
+        let mut t = Table::default();
+        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
+        t.add_dest(&key("10.0.0.1", 80), &dest("192.168.1.1", 80)).ok();
+        t.services[0].stats.conns = 5;
+        t.services[0].dests[0].stats.inpkts = 9;
+        t.totals.conns = 5;
+        assert_eq!(t.zero(Some(&key("10.0.0.2", 80))), Err(libc::ESRCH));
+        assert_eq!(t.zero(Some(&key("10.0.0.1", 80))), Ok(()));
+        assert_eq!((t.services[0].stats.conns, t.services[0].dests[0].stats.inpkts, t.totals.conns), (0, 0, 5));
+        assert_eq!(t.zero(None), Ok(()));
+        assert_eq!(t.totals.conns, 0);
+        assert_eq!(t.set_timeouts(10, 0, 30), Ok(()));
+        assert_eq!((t.timeouts.tcp, t.timeouts.tcp_fin, t.timeouts.udp), (10, 120, 30));
+    }
+
+    #[test]
+    fn lowest_free_ids() {
+        assert_eq!(lowest_free([0, 1, 3].into_iter(), 10), Ok(2));
+        assert_eq!(lowest_free([1, 2].into_iter(), 10), Ok(0));
+        assert_eq!(lowest_free([0, 1].into_iter(), 2), Err(libc::ENOMEM));
+    }
+}

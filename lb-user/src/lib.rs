@@ -2,6 +2,7 @@
 //! and the daemon's pieces (`lbd`).
 
 pub mod ctl;
+pub mod dataplane;
 pub mod ipvsadm;
 pub mod model;
 pub mod store;

@@ -1,30 +1,801 @@
-//! The table's home: pinned BPF maps (like ipvsadm's table lives in the kernel).
-//! PLACEHOLDER API (being written): `Store::open`, `load`, `commit`, `connections`.
-use crate::model::{ConnEntry, Table};
+//! The table's home: pinned BPF maps under the pin directory, as ipvsadm's table lives in the
+//! kernel. `load` reads them into a [`Table`]; `commit` writes a changed table back so that the
+//! data plane sees every service either before or after the change, never a mix.
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
+    fs::File,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::{Path, PathBuf},
+};
 
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+};
+use lb_common::{
+    self as c, Addr, ConnKey, DestConns, GlobalStats, Meta, ServiceKey, Stats, SvcState,
+    names, sched, tcp_state,
+};
+
+use crate::model::{
+    Af, ConnEntry, Counters, Dest, Fwd, Proto, Rates, Service, SvcKey, Table, Timeouts, Tunnel,
+};
+
+/// Default pin directory; `XLB_PIN_DIR` overrides it (tests use private ones).
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/xlb";
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+pub fn pin_dir() -> PathBuf {
+    std::env::var_os("XLB_PIN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR))
+}
+
+/// Options used only when the maps do not exist yet.
+#[derive(Clone, Copy, Debug)]
+pub struct CreateOptions {
+    /// Capacity of the connection table (`XLB_MAX_CONNS` overrides the default).
+    pub max_conns: u32,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        let max_conns = std::env::var("XLB_MAX_CONNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(c::DEFAULT_MAX_CONNS);
+        CreateOptions { max_conns }
+    }
+}
+
+/// Makes sure `dir` is on a bpf filesystem (mounting /sys/fs/bpf when it is not, as bpftool
+/// does) and exists, readable by root only.
+pub fn ensure_pin_dir(dir: &Path) -> anyhow::Result<()> {
+    let bpffs = Path::new("/sys/fs/bpf");
+    if dir.starts_with(bpffs) && !is_bpffs(bpffs) {
+        std::fs::create_dir_all(bpffs)?;
+        let r = unsafe {
+            libc::mount(c"bpf".as_ptr(), c"/sys/fs/bpf".as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+        };
+        if r != 0 {
+            bail!("cannot mount bpffs on /sys/fs/bpf: {}", std::io::Error::last_os_error());
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if !is_bpffs(dir) {
+        bail!("{} is not on a bpf filesystem", dir.display());
+    }
+    Ok(())
+}
+
+fn is_bpffs(p: &Path) -> bool {
+    let Ok(cpath) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(cpath.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+}
+
+/// Loads the XDP object with its maps pinned in `dir` (reusing the pinned ones). Programs are
+/// not loaded into the kernel here; attaching does that.
+pub fn load_object(dir: &Path, opts: CreateOptions) -> anyhow::Result<Ebpf> {
+    let obj = crate::ebpf_object();
+    if obj.is_empty() {
+        bail!("this build has no XDP object (built with AYA_BUILD_SKIP)");
+    }
+    ensure_pin_dir(dir)?;
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(dir).map_max_entries(names::CONNS, opts.max_conns);
+    loader.load(obj).with_context(|| format!("cannot create or open the maps in {}", dir.display()))
+}
+
+/// A BPF array shared with the kernel through `mmap` (maps created with `BPF_F_MMAPABLE`).
+pub struct MmapArray<T> {
+    _map: MapData,
+    ptr: *mut T,
+    len: usize,
+    bytes: usize,
+}
+
+impl<T: Copy> MmapArray<T> {
+    fn new(map: MapData, len: u32) -> anyhow::Result<Self> {
+        let bytes = len as usize * std::mem::size_of::<T>();
+        let fd = map.fd().as_fd().as_raw_fd();
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if p == libc::MAP_FAILED {
+            bail!("mmap of a map failed: {}", std::io::Error::last_os_error());
+        }
+        Ok(MmapArray { _map: map, ptr: p.cast(), len: len as usize, bytes })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, i: u32) -> Option<T> {
+        ((i as usize) < self.len).then(|| unsafe { std::ptr::read_volatile(self.ptr.add(i as usize)) })
+    }
+
+    pub fn set(&mut self, i: u32, v: T) -> anyhow::Result<()> {
+        if (i as usize) >= self.len {
+            bail!("index {i} beyond the map's {} entries", self.len);
+        }
+        unsafe { std::ptr::write_volatile(self.ptr.add(i as usize), v) };
+        Ok(())
+    }
+}
+
+impl<T> Drop for MmapArray<T> {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr.cast(), self.bytes) };
+    }
+}
+
+/// Opened maps. Holds an exclusive lock on the pin directory so concurrent lbadm/lbd
+/// invocations apply their changes one after the other.
 pub struct Store {
-    _private: (),
+    services: HashMap<MapData, ServiceKey, c::Service>,
+    svc_keys: Array<MapData, ServiceKey>,
+    svc_state: Array<MapData, SvcState>,
+    svc_stats: PerCpuArray<MapData, Stats>,
+    dests: MmapArray<c::Dest>,
+    dest_conns: MmapArray<DestConns>,
+    dest_stats: PerCpuArray<MapData, Stats>,
+    dest_neigh: Array<MapData, c::DestNeigh>,
+    slots: MmapArray<u32>,
+    conns: HashMap<MapData, ConnKey, c::Conn>,
+    global: PerCpuArray<MapData, GlobalStats>,
+    config: Array<MapData, c::Config>,
+    meta: Array<MapData, Meta>,
+    dir: PathBuf,
+    _lock: File,
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
+    ebpf.take_map(name).ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+}
+
+fn take_data(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
+    match take(ebpf, name)? {
+        aya::maps::Map::Array(d) => Ok(d),
+        _ => bail!("map {name} is not an array"),
+    }
 }
 
 impl Store {
-    /// Opens (creating on first use) the pinned maps under `$XLB_PIN_DIR` (default
-    /// `/sys/fs/bpf/xlb`).
+    /// Opens (creating on first use) the pinned maps under [`pin_dir`].
     pub fn open() -> anyhow::Result<Store> {
-        anyhow::bail!("store not implemented yet")
+        Store::open_at(&pin_dir(), CreateOptions::default())
+    }
+
+    pub fn open_at(dir: &Path, opts: CreateOptions) -> anyhow::Result<Store> {
+        let mut ebpf = load_object(dir, opts)?;
+        let lock = File::open(dir)?;
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock {}: {}", dir.display(), std::io::Error::last_os_error());
+        }
+        let mut s = Store {
+            services: HashMap::try_from(take(&mut ebpf, names::SERVICES)?)?,
+            svc_keys: Array::try_from(take(&mut ebpf, names::SVC_KEYS)?)?,
+            svc_state: Array::try_from(take(&mut ebpf, names::SVC_STATE)?)?,
+            svc_stats: PerCpuArray::try_from(take(&mut ebpf, names::SVC_STATS)?)?,
+            dests: MmapArray::new(take_data(&mut ebpf, names::DESTS)?, c::MAX_DESTS)?,
+            dest_conns: MmapArray::new(take_data(&mut ebpf, names::DEST_CONNS)?, c::MAX_DESTS)?,
+            dest_stats: PerCpuArray::try_from(take(&mut ebpf, names::DEST_STATS)?)?,
+            dest_neigh: Array::try_from(take(&mut ebpf, names::DEST_NEIGH)?)?,
+            slots: MmapArray::new(take_data(&mut ebpf, names::SCHED_SLOTS)?, c::MAX_SCHED_SLOTS)?,
+            conns: HashMap::try_from(take(&mut ebpf, names::CONNS)?)?,
+            global: PerCpuArray::try_from(take(&mut ebpf, names::GLOBAL_STATS)?)?,
+            config: Array::try_from(take(&mut ebpf, names::CONFIG)?)?,
+            meta: Array::try_from(take(&mut ebpf, names::META)?)?,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        };
+        s.check_layout()?;
+        Ok(s)
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_layout(&mut self) -> anyhow::Result<()> {
+        let meta = self.meta.get(&0, 0)?;
+        match meta.layout_version {
+            0 => {
+                self.meta.set(0, Meta { layout_version: c::LAYOUT_VERSION, _pad: 0, next_seq: 1 }, 0)?;
+                self.config.set(0, c::Config::default(), 0)?;
+                Ok(())
+            }
+            c::LAYOUT_VERSION => Ok(()),
+            v => bail!(
+                "the maps pinned in {} have layout {v}, this build uses {}: remove them (`lbd teardown`) \
+                 or run the matching build",
+                self.dir.display(),
+                c::LAYOUT_VERSION
+            ),
+        }
     }
 
     /// The whole table with live counters.
     pub fn load(&self) -> anyhow::Result<Table> {
-        anyhow::bail!("store not implemented yet")
+        let mut by_id: BTreeMap<u32, Service> = BTreeMap::new();
+        for item in self.services.iter() {
+            let (key, v) = item?;
+            by_id.insert(v.id, service_from_map(&key, &v, self.svc_stats.get(&v.id, 0).ok().map(|s| sum(&s)))?);
+        }
+        for id in 0..self.dests.len() as u32 {
+            let Some(d) = self.dests.get(id) else { break };
+            let live = c::DEST_F_IN_USE | c::DEST_F_AVAILABLE;
+            if d.flags & live != live {
+                continue;
+            }
+            let Some(svc) = by_id.get_mut(&d.svc_id) else { continue };
+            let conns = self.dest_conns.get(id).unwrap_or_default();
+            let stats = self.dest_stats.get(&id, 0).ok().map(|s| sum(&s)).unwrap_or_default();
+            svc.dests.push(dest_from_map(id, &d, &conns, stats));
+        }
+        for svc in by_id.values_mut() {
+            svc.dests.sort_by(|a, b| b.seq.cmp(&a.seq));
+        }
+        let cfg = self.config.get(&0, 0)?;
+        let meta = self.meta.get(&0, 0)?;
+        let totals = self.global.get(&0, 0).map(|g| sum_global(&g)).unwrap_or_default();
+        Ok(Table {
+            services: by_id.into_values().collect(),
+            timeouts: Timeouts {
+                tcp: cfg.timeouts[tcp_state::STATE_ESTABLISHED as usize],
+                tcp_fin: cfg.timeouts[tcp_state::STATE_FIN_WAIT as usize],
+                udp: cfg.timeouts[tcp_state::STATE_UDP as usize],
+            },
+            totals,
+            next_seq: meta.next_seq.max(1),
+        })
     }
 
-    /// Writes `after` to the maps; `before` is what `load` returned (only differences are written).
-    pub fn commit(&mut self, _before: &Table, _after: &Table) -> anyhow::Result<()> {
-        anyhow::bail!("store not implemented yet")
+    /// Writes `after` to the maps; `before` is what [`Store::load`] returned.
+    pub fn commit(&mut self, before: &Table, after: &Table) -> anyhow::Result<()> {
+        let old: StdHashMap<u32, &Service> = before.services.iter().map(|s| (s.id, s)).collect();
+        let new: StdHashMap<u32, &Service> = after.services.iter().map(|s| (s.id, s)).collect();
+        let mut alloc = SlotAllocator::new(&self.live_regions()?);
+
+        // Services that went away (or whose id now names another service).
+        for s in &before.services {
+            if new.get(&s.id).is_none_or(|n| n.key != s.key) {
+                self.services.remove(&map_key(&s.key)).or_else(ignore_missing)?;
+                for d in &s.dests {
+                    self.trash_dest(d.id)?;
+                }
+            }
+        }
+        for s in &after.services {
+            let prev = old.get(&s.id).copied().filter(|p| p.key == s.key);
+            self.commit_service(prev, s, &mut alloc)?;
+        }
+        if before.timeouts != after.timeouts {
+            let mut cfg = self.config.get(&0, 0)?;
+            cfg.timeouts[tcp_state::STATE_ESTABLISHED as usize] = after.timeouts.tcp;
+            cfg.timeouts[tcp_state::STATE_FIN_WAIT as usize] = after.timeouts.tcp_fin;
+            cfg.timeouts[tcp_state::STATE_UDP as usize] = after.timeouts.udp;
+            self.config.set(0, cfg, 0)?;
+        }
+        if after.totals == Counters::default() && before.totals != Counters::default() {
+            let nr = nr_cpus()?;
+            let vals: Vec<GlobalStats> = match self.global.get(&0, 0) {
+                Ok(v) => v.iter().map(|g| GlobalStats { total: Stats::default(), ..*g }).collect(),
+                Err(_) => vec![GlobalStats::default(); nr],
+            };
+            self.global.set(0, PerCpuValues::try_from(vals)?, 0)?;
+        }
+        if after.next_seq != before.next_seq {
+            let mut meta = self.meta.get(&0, 0)?;
+            meta.next_seq = after.next_seq;
+            self.meta.set(0, meta, 0)?;
+        }
+        self.free_idle_trash()?;
+        Ok(())
+    }
+
+    fn commit_service(&mut self, prev: Option<&Service>, s: &Service, alloc: &mut SlotAllocator) -> anyhow::Result<()> {
+        let key = map_key(&s.key);
+        let is_new = prev.is_none();
+        if is_new {
+            self.svc_stats.set(s.id, zero_percpu::<Stats>()?, 0)?;
+            self.svc_state.set(s.id, SvcState::default(), 0)?;
+        } else if let Some(p) = prev
+            && s.stats == Counters::default()
+            && p.stats != Counters::default()
+        {
+            self.svc_stats.set(s.id, zero_percpu::<Stats>()?, 0)?;
+        }
+        self.svc_keys.set(s.id, key, 0)?;
+
+        let prev_dests: StdHashMap<u32, &Dest> = prev.map(|p| p.dests.iter().map(|d| (d.id, d)).collect()).unwrap_or_default();
+        let now_ids: HashSet<u32> = s.dests.iter().map(|d| d.id).collect();
+        for d in prev.map(|p| p.dests.as_slice()).unwrap_or_default() {
+            if !now_ids.contains(&d.id) {
+                self.trash_dest(d.id)?;
+            }
+        }
+        for d in &s.dests {
+            match prev_dests.get(&d.id) {
+                None => {
+                    // A fresh id: whatever an earlier occupant left is gone.
+                    self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
+                    self.dest_neigh.set(d.id, c::DestNeigh::default(), 0)?;
+                    self.dests.set(d.id, dest_to_map(s.id, d))?;
+                }
+                Some(p) => {
+                    if d.stats == Counters::default() && p.stats != Counters::default() {
+                        self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
+                    }
+                    if !same_config(p, d) {
+                        self.dests.set(d.id, dest_to_map(s.id, d))?;
+                    }
+                }
+            }
+        }
+
+        let old_map = self.services.get(&key, 0).ok();
+        let sched_code = sched::sched_from_name(&s.sched).unwrap_or(sched::SCHED_NONE);
+        let views = dest_views(&s.dests);
+        let table_changed = prev.is_none_or(|p| p.sched != s.sched || dest_views(&p.dests) != views);
+        let (sched_off, sched_len) = match (&old_map, table_changed) {
+            (Some(m), false) => (m.sched_off, m.sched_len),
+            _ => {
+                let mut buf = vec![0u32; views.len()];
+                let n = sched::build_rr_table(&views, &mut buf);
+                let off = alloc.alloc(n as u32)?;
+                for (i, id) in buf[..n].iter().enumerate() {
+                    self.slots.set(off + i as u32, *id)?;
+                }
+                // Keep rr where IPVS's cursor would be (the dest picked last).
+                let (last, last_pred) = match (&old_map, prev) {
+                    (Some(m), Some(p)) if m.sched_len > 0 => {
+                        let st = self.svc_state.get(&s.id, 0)?;
+                        if st.rr_next == 0 {
+                            (None, None)
+                        } else {
+                            let slot = sched::rr_slot(st.rr_next - 1, m.sched_len);
+                            let last = self.slots.get(m.sched_off + slot);
+                            let pred = last.and_then(|l| {
+                                let pos = p.dests.iter().position(|d| d.id == l)?;
+                                pos.checked_sub(1).map(|i| p.dests[i].id)
+                            });
+                            (last, pred)
+                        }
+                    }
+                    _ => (None, None),
+                };
+                let mut st = self.svc_state.get(&s.id, 0).unwrap_or_default();
+                st.rr_next = sched::rr_resume(&views, last, last_pred);
+                self.svc_state.set(s.id, st, 0)?;
+                (off, n as u32)
+            }
+        };
+        let value = c::Service {
+            id: s.id,
+            flags: s.flags,
+            timeout: s.timeout,
+            sched_off,
+            sched_len,
+            netmask: netmask_addr(s),
+            sched: sched_code,
+            pe: if s.pe_name == "sip" { c::PE_SIP } else { 0 },
+            _pad: [0; 2],
+        };
+        if old_map != Some(value) {
+            self.services.insert(key, value, 0)?;
+        }
+        Ok(())
+    }
+
+    /// IPVS moves a deleted dest to its trash: connections to it stop (the data plane checks
+    /// AVAILABLE) and its id is not reused while connections still count on it.
+    fn trash_dest(&mut self, id: u32) -> anyhow::Result<()> {
+        if let Some(mut d) = self.dests.get(id) {
+            d.flags &= !c::DEST_F_AVAILABLE;
+            self.dests.set(id, d)?;
+        }
+        Ok(())
+    }
+
+    /// Frees trash dests no connection refers to any more.
+    fn free_idle_trash(&mut self) -> anyhow::Result<()> {
+        for id in 0..self.dests.len() as u32 {
+            let Some(d) = self.dests.get(id) else { break };
+            if d.flags & c::DEST_F_IN_USE != 0 && d.flags & c::DEST_F_AVAILABLE == 0 {
+                let n = self.dest_conns.get(id).unwrap_or_default();
+                if n.active == 0 && n.inactive == 0 && n.persist == 0 {
+                    self.dests.set(id, c::Dest::default())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Dest ids held by deleted dests that connections still use: not free for new dests.
+    pub fn trash_ids(&self) -> Vec<u32> {
+        (0..self.dests.len() as u32)
+            .filter(|id| {
+                self.dests
+                    .get(*id)
+                    .is_some_and(|d| d.flags & c::DEST_F_IN_USE != 0 && d.flags & c::DEST_F_AVAILABLE == 0)
+            })
+            .collect()
+    }
+
+    fn live_regions(&self) -> anyhow::Result<Vec<(u32, u32)>> {
+        let mut v = Vec::new();
+        for item in self.services.iter() {
+            let (_, s) = item?;
+            if s.sched_len > 0 {
+                v.push((s.sched_off, s.sched_len));
+            }
+        }
+        Ok(v)
     }
 
     /// Live connection entries and templates for `-Lc`.
     pub fn connections(&self) -> anyhow::Result<Vec<ConnEntry>> {
-        anyhow::bail!("store not implemented yet")
+        let now = monotonic_coarse_ns();
+        let mut out = Vec::new();
+        for item in self.conns.iter() {
+            let (k, v) = item?;
+            let end = v.last_seen + v.timeout as u64 * 1_000_000_000;
+            if end <= now || k.kind == c::CONN_KIND_OUT {
+                continue;
+            }
+            let Some(d) = self.dests.get(v.dest_id) else { continue };
+            let template = k.kind == c::CONN_KIND_TEMPLATE;
+            let proto = match (template && k.proto == c::IPPROTO_IP, Proto::from_number(k.proto)) {
+                (true, _) => "IP",
+                (_, Some(Proto::Tcp)) => "TCP",
+                (_, Some(Proto::Udp)) => "UDP",
+                (_, Some(Proto::Sctp)) => "SCTP",
+                _ => "IP",
+            };
+            let state = if template {
+                "NONE"
+            } else {
+                tcp_state::STATE_NAMES.get(v.state as usize).copied().unwrap_or("ERR!")
+            };
+            let dport = if template && k.vport == 0 { 0 } else { u16::from_be(d.port) };
+            out.push(ConnEntry {
+                proto,
+                expires: ((end - now) / 1_000_000_000) as u32,
+                state,
+                caddr: to_ip(k.af, &k.caddr),
+                cport: u16::from_be(k.cport),
+                vaddr: to_ip(k.af, &k.vaddr),
+                vport: u16::from_be(k.vport),
+                daddr: to_ip(d.af, &d.addr),
+                dport,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The data plane's global counters, summed over CPUs.
+    pub fn global_stats(&self) -> anyhow::Result<GlobalStats> {
+        let v = self.global.get(&0, 0)?;
+        let mut t = GlobalStats::default();
+        for g in v.iter() {
+            add_global(&mut t, g);
+        }
+        Ok(t)
+    }
+
+    /// Removes expired connection entries and templates, releasing their share of the dests'
+    /// ActiveConn/InActConn/PersistConn counts. Returns how many were removed.
+    pub fn expire_connections(&mut self) -> anyhow::Result<usize> {
+        let now = monotonic_coarse_ns();
+        let mut dead = Vec::new();
+        for item in self.conns.iter() {
+            let (k, v) = item?;
+            if v.last_seen + v.timeout as u64 * 1_000_000_000 < now {
+                dead.push((k, v));
+            }
+        }
+        let mut n = 0;
+        for (k, v) in dead {
+            // The data plane may have refreshed or replaced it meanwhile: only remove what is
+            // still the expired entry.
+            match self.conns.get(&k, 0) {
+                Ok(cur) if cur == v => {}
+                _ => continue,
+            }
+            if self.conns.remove(&k).is_ok() {
+                n += 1;
+                self.release_count(&k, &v)?;
+            }
+        }
+        self.free_idle_trash()?;
+        Ok(n)
+    }
+
+    /// Gives back an expired entry's share of its dest's counts. The data plane changes the
+    /// same words with atomic adds, so this is an atomic (saturating) decrement too.
+    fn release_count(&mut self, k: &ConnKey, v: &c::Conn) -> anyhow::Result<()> {
+        let Some(p) = self.dest_conns.ptr_field(v.dest_id) else { return Ok(()) };
+        let field = unsafe {
+            if k.kind == c::CONN_KIND_TEMPLATE {
+                std::ptr::addr_of_mut!((*p).persist)
+            } else if v.flags & c::CONN_F_INACTIVE != 0 {
+                std::ptr::addr_of_mut!((*p).inactive)
+            } else {
+                std::ptr::addr_of_mut!((*p).active)
+            }
+        };
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let counter = unsafe { AtomicU64::from_ptr(field) };
+        let _ = counter.fetch_update(Relaxed, Relaxed, |x| Some(x.saturating_sub(1)));
+        Ok(())
+    }
+}
+
+impl<T> MmapArray<T> {
+    fn ptr_field(&self, i: u32) -> Option<*mut T> {
+        ((i as usize) < self.len).then(|| unsafe { self.ptr.add(i as usize) })
+    }
+}
+
+fn ignore_missing(e: aya::maps::MapError) -> Result<(), aya::maps::MapError> {
+    match e {
+        aya::maps::MapError::KeyNotFound => Ok(()),
+        aya::maps::MapError::SyscallError(ref s) if s.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// CLOCK_MONOTONIC_COARSE in ns: the clock of the data plane's `bpf_ktime_get_coarse_ns`.
+pub fn monotonic_coarse_ns() -> u64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn nr_cpus() -> anyhow::Result<usize> {
+    aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))
+}
+
+fn zero_percpu<T: aya::Pod + Default>() -> anyhow::Result<PerCpuValues<T>> {
+    Ok(PerCpuValues::try_from(vec![T::default(); nr_cpus()?])?)
+}
+
+fn sum(v: &PerCpuValues<Stats>) -> Counters {
+    let mut t = Counters::default();
+    for s in v.iter() {
+        t.conns += s.conns;
+        t.inpkts += s.inpkts;
+        t.outpkts += s.outpkts;
+        t.inbytes += s.inbytes;
+        t.outbytes += s.outbytes;
+    }
+    t
+}
+
+fn sum_global(v: &PerCpuValues<GlobalStats>) -> Counters {
+    let mut t = GlobalStats::default();
+    for g in v.iter() {
+        add_global(&mut t, g);
+    }
+    Counters {
+        conns: t.total.conns,
+        inpkts: t.total.inpkts,
+        outpkts: t.total.outpkts,
+        inbytes: t.total.inbytes,
+        outbytes: t.total.outbytes,
+    }
+}
+
+fn add_global(t: &mut GlobalStats, g: &GlobalStats) {
+    t.total.conns += g.total.conns;
+    t.total.inpkts += g.total.inpkts;
+    t.total.outpkts += g.total.outpkts;
+    t.total.inbytes += g.total.inbytes;
+    t.total.outbytes += g.total.outbytes;
+    t.rx += g.rx;
+    t.pass += g.pass;
+    t.tx += g.tx;
+    t.redirect += g.redirect;
+    t.drop += g.drop;
+    t.parse_fail += g.parse_fail;
+    t.no_dest += g.no_dest;
+    t.conn_insert_fail += g.conn_insert_fail;
+    t.neigh_miss += g.neigh_miss;
+    t.conn_hit += g.conn_hit;
+    t.conn_new += g.conn_new;
+}
+
+pub fn to_addr(ip: &IpAddr) -> Addr {
+    match ip {
+        IpAddr::V4(a) => Addr::v4(u32::from_ne_bytes(a.octets())),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            Addr::v6(std::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])))
+        }
+    }
+}
+
+pub fn to_ip(af: u8, a: &Addr) -> IpAddr {
+    if af == c::AF_INET6 {
+        let mut o = [0u8; 16];
+        for (i, w) in a.w.iter().enumerate() {
+            o[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        IpAddr::V6(Ipv6Addr::from(o))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(a.w[0].to_ne_bytes()))
+    }
+}
+
+fn af_code(af: Af) -> u8 {
+    match af {
+        Af::Inet => c::AF_INET,
+        Af::Inet6 => c::AF_INET6,
+    }
+}
+
+pub fn map_key(k: &SvcKey) -> ServiceKey {
+    match *k {
+        SvcKey::Inet { proto, addr, port } => {
+            ServiceKey { addr: to_addr(&addr), port: port.to_be(), proto: proto.number(), af: af_code(k.af()) }
+        }
+        SvcKey::Fwmark { mark, af } => {
+            ServiceKey { addr: Addr::v4(mark), port: 0, proto: c::IPPROTO_IP, af: af_code(af) }
+        }
+    }
+}
+
+fn key_from_map(k: &ServiceKey) -> anyhow::Result<SvcKey> {
+    let af = if k.af == c::AF_INET6 { Af::Inet6 } else { Af::Inet };
+    if k.proto == c::IPPROTO_IP {
+        return Ok(SvcKey::Fwmark { mark: k.addr.w[0], af });
+    }
+    let proto = Proto::from_number(k.proto).ok_or_else(|| anyhow!("service with protocol {}", k.proto))?;
+    Ok(SvcKey::Inet { proto, addr: to_ip(k.af, &k.addr), port: u16::from_be(k.port) })
+}
+
+fn netmask_addr(s: &Service) -> Addr {
+    match s.key.af() {
+        Af::Inet => Addr::v4(s.netmask.to_be()),
+        Af::Inet6 => {
+            let bits = s.netmask.min(128);
+            let mut w = [0u32; 4];
+            for (i, word) in w.iter_mut().enumerate() {
+                let b = bits.saturating_sub(32 * i as u32).min(32);
+                *word = if b == 0 { 0 } else { (u32::MAX << (32 - b)).to_be() };
+            }
+            Addr::v6(w)
+        }
+    }
+}
+
+fn netmask_from_map(af: Af, a: &Addr) -> u32 {
+    match af {
+        Af::Inet => u32::from_be(a.w[0]),
+        Af::Inet6 => a.w.iter().map(|w| u32::from_be(*w).count_ones()).sum(),
+    }
+}
+
+fn service_from_map(k: &ServiceKey, v: &c::Service, stats: Option<Counters>) -> anyhow::Result<Service> {
+    let key = key_from_map(k)?;
+    Ok(Service {
+        id: v.id,
+        key,
+        sched: sched::sched_name(v.sched).to_string(),
+        flags: v.flags,
+        timeout: v.timeout,
+        netmask: netmask_from_map(key.af(), &v.netmask),
+        pe_name: if v.pe == c::PE_SIP { "sip".to_string() } else { String::new() },
+        dests: Vec::new(),
+        stats: stats.unwrap_or_default(),
+        rates: Rates::default(),
+    })
+}
+
+fn dest_from_map(id: u32, d: &c::Dest, n: &DestConns, stats: Counters) -> Dest {
+    Dest {
+        id,
+        addr: to_ip(d.af, &d.addr),
+        port: u16::from_be(d.port),
+        fwd: Fwd::from_code(d.fwd).unwrap_or(Fwd::Route),
+        weight: d.weight,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+        tunnel: Tunnel { kind: d.tun_type, port: d.tun_port, flags: d.tun_flags },
+        seq: d.seq,
+        overloaded: d.flags & c::DEST_F_OVERLOAD != 0,
+        active_conns: n.active.min(u32::MAX as u64) as u32,
+        inact_conns: n.inactive.min(u32::MAX as u64) as u32,
+        persist_conns: n.persist.min(u32::MAX as u64) as u32,
+        stats,
+        rates: Rates::default(),
+    }
+}
+
+fn dest_to_map(svc_id: u32, d: &Dest) -> c::Dest {
+    c::Dest {
+        addr: to_addr(&d.addr),
+        port: d.port.to_be(),
+        fwd: d.fwd.code(),
+        flags: c::DEST_F_IN_USE | c::DEST_F_AVAILABLE | if d.overloaded { c::DEST_F_OVERLOAD } else { 0 },
+        weight: d.weight,
+        svc_id,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+        tun_type: d.tunnel.kind,
+        af: af_code(Af::of(&d.addr)),
+        tun_port: d.tunnel.port,
+        tun_flags: d.tunnel.flags,
+        _pad: 0,
+        seq: d.seq,
+    }
+}
+
+fn same_config(a: &Dest, b: &Dest) -> bool {
+    a.addr == b.addr
+        && a.port == b.port
+        && a.fwd == b.fwd
+        && a.weight == b.weight
+        && a.u_threshold == b.u_threshold
+        && a.l_threshold == b.l_threshold
+        && a.tunnel == b.tunnel
+        && a.seq == b.seq
+        && a.overloaded == b.overloaded
+}
+
+fn dest_views(dests: &[Dest]) -> Vec<sched::DestView> {
+    dests.iter().map(|d| sched::DestView { id: d.id, weight: d.weight, overloaded: d.overloaded }).collect()
+}
+
+/// Finds room in `XLB_SCHED_SLOTS` for new scheduling tables without touching any table a
+/// packet may be reading (every region live at the start of the commit stays intact).
+struct SlotAllocator {
+    used: Vec<(u32, u32)>,
+    bump: u32,
+}
+
+impl SlotAllocator {
+    fn new(live: &[(u32, u32)]) -> Self {
+        let mut used = live.to_vec();
+        used.sort_unstable();
+        let bump = used.iter().map(|(o, l)| o + l).max().unwrap_or(0);
+        SlotAllocator { used, bump }
+    }
+
+    fn alloc(&mut self, n: u32) -> anyhow::Result<u32> {
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.bump.checked_add(n).is_some_and(|e| e <= c::MAX_SCHED_SLOTS) {
+            let off = self.bump;
+            self.bump += n;
+            self.used.push((off, n));
+            return Ok(off);
+        }
+        // Past the end: first fit between the regions in use.
+        self.used.sort_unstable();
+        let mut start = 0u32;
+        for &(o, l) in &self.used {
+            if o >= start && o - start >= n {
+                break;
+            }
+            start = start.max(o + l);
+        }
+        if start.checked_add(n).is_none_or(|e| e > c::MAX_SCHED_SLOTS) {
+            bail!("scheduling tables full ({} slots)", c::MAX_SCHED_SLOTS);
+        }
+        self.used.push((start, n));
+        Ok(start)
     }
 }

@@ -1,1 +1,137 @@
-fn main() {}
+//! lbd: attaches xlb's data plane to interfaces and keeps it running (connection expiry; health
+//! checks and metrics come with the daemon issue).
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::bail;
+use aya::programs::XdpMode;
+use clap::{Parser, Subcommand, ValueEnum};
+use lb_user::{
+    dataplane::{self, XdpProgram},
+    store::{self, Store},
+};
+
+#[derive(Parser)]
+#[command(name = "lbd", version, about = "xlb daemon: attach the XDP load balancer, expire connections")]
+struct Cli {
+    /// Where the maps and links are pinned (default: $XLB_PIN_DIR or /sys/fs/bpf/xlb).
+    #[arg(long, global = true)]
+    pin_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Let the kernel choose (native when the driver supports it).
+    Auto,
+    /// Native (driver) XDP.
+    Native,
+    /// Generic (skb) XDP.
+    Skb,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Program {
+    /// The load balancer.
+    Balancer,
+    /// A do-nothing XDP_PASS program (for veth peers receiving XDP_TX frames in labs).
+    Pass,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Attach (or atomically replace) the data plane on an interface.
+    Attach {
+        iface: String,
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: Mode,
+        #[arg(long, value_enum, default_value = "balancer")]
+        program: Program,
+    },
+    /// Detach the data plane from an interface.
+    Detach { iface: String },
+    /// Show attachments and the data plane's counters.
+    Status,
+    /// Run in the foreground: expire connections every `--interval` seconds.
+    Run {
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Expire connections once and exit.
+    Gc,
+    /// Detach everything and remove all pins (the table with them).
+    Teardown,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("lbd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = cli.pin_dir.unwrap_or_else(store::pin_dir);
+    match cli.cmd {
+        Cmd::Attach { iface, mode, program } => {
+            let mode = match mode {
+                Mode::Auto => XdpMode::Default,
+                Mode::Native => XdpMode::Driver,
+                Mode::Skb => XdpMode::Skb,
+            };
+            let program = match program {
+                Program::Balancer => XdpProgram::Balancer,
+                Program::Pass => XdpProgram::Pass,
+            };
+            dataplane::attach(&dir, &iface, program, mode)?;
+        }
+        Cmd::Detach { iface } => {
+            if !dataplane::detach(&dir, &iface)? {
+                bail!("nothing attached to {iface}");
+            }
+        }
+        Cmd::Status => {
+            let store = Store::open_at(&dir, Default::default())?;
+            let g = store.global_stats()?;
+            println!("pin dir: {}", dir.display());
+            println!("attached: {}", dataplane::attached(&dir).join(" "));
+            println!(
+                "rx {} pass {} tx {} redirect {} drop {} parse_fail {} no_dest {} conn_new {} conn_hit {} \
+                 conn_insert_fail {} neigh_miss {}",
+                g.rx,
+                g.pass,
+                g.tx,
+                g.redirect,
+                g.drop,
+                g.parse_fail,
+                g.no_dest,
+                g.conn_new,
+                g.conn_hit,
+                g.conn_insert_fail,
+                g.neigh_miss
+            );
+        }
+        Cmd::Run { interval } => {
+            if !(interval > 0.0 && interval.is_finite()) {
+                bail!("--interval must be a positive number of seconds");
+            }
+            loop {
+                expire(&dir)?;
+                std::thread::sleep(Duration::from_secs_f64(interval));
+            }
+        }
+        Cmd::Gc => {
+            let n = expire(&dir)?;
+            println!("expired {n} connection entries");
+        }
+        Cmd::Teardown => dataplane::teardown(&dir)?,
+    }
+    Ok(())
+}
+
+/// One expiry pass. The store is opened per pass so lbadm is never locked out for long.
+fn expire(dir: &std::path::Path) -> anyhow::Result<usize> {
+    let mut store = Store::open_at(dir, Default::default())?;
+    store.expire_connections()
+}

@@ -1,0 +1,167 @@
+//! Loading the XDP object and attaching its programs to interfaces, with the attachments pinned
+//! (bpf links under `<pin dir>/links/`) so they outlive the process that made them and can be
+//! replaced atomically by a newer build.
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf,
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        tc,
+        xdp::XdpLink,
+        tc::SchedClassifierLink,
+    },
+    sys::SyscallError,
+};
+
+use crate::store::{self, CreateOptions};
+
+/// Which XDP program to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpProgram {
+    /// The load balancer (plus its tc neighbour slow path).
+    Balancer,
+    /// A do-nothing XDP_PASS program: what a veth peer needs to receive XDP_TX frames.
+    Pass,
+}
+
+impl XdpProgram {
+    fn name(self) -> &'static str {
+        match self {
+            XdpProgram::Balancer => "xlb_xdp",
+            XdpProgram::Pass => "xlb_pass",
+        }
+    }
+}
+
+const TC_PROGRAM: &str = "xlb_tc_neigh";
+
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("links")
+}
+
+fn xdp_link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
+    links_dir(pin_dir).join(format!("xdp_{iface}"))
+}
+
+fn tc_link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
+    links_dir(pin_dir).join(format!("tc_{iface}"))
+}
+
+/// Interface names become file names: refuse anything that could leave the links directory.
+fn check_iface(iface: &str) -> anyhow::Result<()> {
+    let ok = !iface.is_empty()
+        && iface.len() < 16
+        && iface.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+        && iface != "."
+        && iface != "..";
+    if !ok {
+        bail!("invalid interface name {iface:?}");
+    }
+    Ok(())
+}
+
+fn open_pinned(path: &Path) -> anyhow::Result<Option<FdLink>> {
+    match PinnedLink::from_pin(path) {
+        Ok(p) => Ok(Some(FdLink::from(p))),
+        Err(LinkError::SyscallError(SyscallError { io_error, .. })) if io_error.kind() == io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open pinned link {}", path.display())),
+    }
+}
+
+/// Attaches `program` to `iface` (XDP in `mode`), replacing atomically what an earlier attach
+/// put there, and pins the link. For the balancer also attaches the tc slow path.
+pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -> anyhow::Result<()> {
+    check_iface(iface)?;
+    let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+    std::fs::create_dir_all(links_dir(pin_dir))?;
+    attach_xdp(&mut ebpf, pin_dir, iface, program, mode)?;
+    if program == XdpProgram::Balancer {
+        attach_tc(&mut ebpf, pin_dir, iface)?;
+    }
+    Ok(())
+}
+
+fn attach_xdp(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -> anyhow::Result<()> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(program.name())
+        .ok_or_else(|| anyhow!("no program {}", program.name()))?
+        .try_into()?;
+    prog.load().with_context(|| format!("the kernel refused program {}", program.name()))?;
+    let pin = xdp_link_pin(pin_dir, iface);
+    let id = match open_pinned(&pin)? {
+        Some(old) => {
+            let link = XdpLink::try_from(old)?;
+            prog.attach_to_link(link).with_context(|| format!("cannot replace the program on {iface}"))?
+        }
+        None => prog.attach(iface, mode).with_context(|| format!("cannot attach XDP to {iface}"))?,
+    };
+    let link: FdLink = prog.take_link(id)?.try_into()?;
+    let _ = std::fs::remove_file(&pin);
+    link.pin(&pin).with_context(|| format!("cannot pin {}", pin.display()))?;
+    Ok(())
+}
+
+fn attach_tc(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str) -> anyhow::Result<()> {
+    // clsact is needed only on kernels without tcx; an existing one is fine.
+    let _ = tc::qdisc_add_clsact(iface);
+    let prog: &mut SchedClassifier =
+        ebpf.program_mut(TC_PROGRAM).ok_or_else(|| anyhow!("no program {TC_PROGRAM}"))?.try_into()?;
+    prog.load().with_context(|| format!("the kernel refused program {TC_PROGRAM}"))?;
+    let pin = tc_link_pin(pin_dir, iface);
+    let id = match open_pinned(&pin)? {
+        Some(old) => prog.attach_to_link(SchedClassifierLink::try_from(old)?)?,
+        None => prog
+            .attach(iface, TcAttachType::Ingress)
+            .with_context(|| format!("cannot attach the tc classifier to {iface}"))?,
+    };
+    let link: FdLink = prog
+        .take_link(id)?
+        .try_into()
+        .map_err(|_| anyhow!("tc attachment on {iface} is not a bpf link (kernel without tcx)"))?;
+    let _ = std::fs::remove_file(&pin);
+    link.pin(&pin).with_context(|| format!("cannot pin {}", pin.display()))?;
+    Ok(())
+}
+
+/// Detaches whatever xlb attached to `iface` (unpinning the last reference destroys the link).
+/// Returns false when nothing was attached.
+pub fn detach(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
+    check_iface(iface)?;
+    let mut found = false;
+    for pin in [xdp_link_pin(pin_dir, iface), tc_link_pin(pin_dir, iface)] {
+        match std::fs::remove_file(&pin) {
+            Ok(()) => found = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", pin.display())),
+        }
+    }
+    Ok(found)
+}
+
+/// Interfaces with a pinned XDP attachment.
+pub fn attached(pin_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(links_dir(pin_dir))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("xdp_")).map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Detaches everything and removes every pin: the table is gone afterwards.
+pub fn teardown(pin_dir: &Path) -> anyhow::Result<()> {
+    if pin_dir.exists() {
+        std::fs::remove_dir_all(pin_dir).with_context(|| format!("cannot remove {}", pin_dir.display()))?;
+    }
+    Ok(())
+}
