@@ -4,7 +4,11 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 /// Adds `delta` (wrapping: pass `-1i64 as u64` to subtract) and returns the previous value.
+///
+/// SeqCst, not Relaxed: with a relaxed ordering LLVM 22's BPF backend emits the plain
+/// `lock add` (no BPF_FETCH) even when the result is used, silently returning garbage. Both
+/// JIT to the same locked x86 instruction.
 #[inline(always)]
 pub fn fetch_add(p: *mut u64, delta: u64) -> u64 {
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, delta) }
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, delta) }
 }

@@ -5,8 +5,11 @@
 //! that time. When the kernel has no neighbour entry yet, the packet is handed to the kernel
 //! (XDP_PASS) where the `xlb_tc_neigh` classifier sends it with `bpf_redirect_neigh`, which
 //! resolves the neighbour the normal way: the first packet is delayed, never black-holed.
+//! `bpf_fib_lookup` also refuses to answer on an interface with forwarding disabled
+//! (`net.ipv4.conf.IFACE.forwarding=0`); traffic then takes the same slow path, correct but at
+//! the kernel's speed (`lbd attach` warns about it).
 use aya_ebpf::bindings::{bpf_fib_lookup, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT};
-use lb_common::{Dest, DestNeigh, AF_INET, NEIGH_TTL_NS};
+use lb_common::{Dest, DestNeigh, AF_INET, NEIGH_RETRY_NS, NEIGH_TTL_NS};
 
 use crate::maps::XLB_DEST_NEIGH;
 
@@ -17,7 +20,8 @@ pub fn resolve(ctx: *mut core::ffi::c_void, dest_id: u32, dest: &Dest, ifindex: 
     let cache = XLB_DEST_NEIGH.get_ptr_mut(dest_id)?;
     let cached = unsafe { &mut *cache };
     if cached.expires > now {
-        return Some(*cached);
+        // ifindex 0: the kernel had no next hop a moment ago (see below).
+        return if cached.ifindex != 0 { Some(*cached) } else { None };
     }
     let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
@@ -33,7 +37,9 @@ pub fn resolve(ctx: *mut core::ffi::c_void, dest_id: u32, dest: &Dest, ifindex: 
         )
     };
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        cached.expires = 0;
+        // No neighbour yet, or forwarding disabled on the interface (the helper insists on
+        // it): the slow path carries the packets; ask the FIB again shortly, not per packet.
+        *cached = DestNeigh { expires: now + NEIGH_RETRY_NS, ..DestNeigh::default() };
         return None;
     }
     *cached = DestNeigh { dmac: fib.dmac, smac: fib.smac, ifindex: fib.ifindex, expires: now + NEIGH_TTL_NS };

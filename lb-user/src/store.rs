@@ -92,16 +92,20 @@ pub fn load_object(dir: &Path, opts: CreateOptions) -> anyhow::Result<Ebpf> {
 }
 
 /// A BPF array shared with the kernel through `mmap` (maps created with `BPF_F_MMAPABLE`).
+/// The kernel lays elements out every `round_up(value_size, 8)` bytes.
 pub struct MmapArray<T> {
     _map: MapData,
-    ptr: *mut T,
+    ptr: *mut u8,
+    stride: usize,
     len: usize,
     bytes: usize,
+    _t: std::marker::PhantomData<T>,
 }
 
 impl<T: Copy> MmapArray<T> {
     fn new(map: MapData, len: u32) -> anyhow::Result<Self> {
-        let bytes = len as usize * std::mem::size_of::<T>();
+        let stride = std::mem::size_of::<T>().next_multiple_of(8);
+        let bytes = len as usize * stride;
         let fd = map.fd().as_fd().as_raw_fd();
         let p = unsafe {
             libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
@@ -109,7 +113,7 @@ impl<T: Copy> MmapArray<T> {
         if p == libc::MAP_FAILED {
             bail!("mmap of a map failed: {}", std::io::Error::last_os_error());
         }
-        Ok(MmapArray { _map: map, ptr: p.cast(), len: len as usize, bytes })
+        Ok(MmapArray { _map: map, ptr: p.cast(), stride, len: len as usize, bytes, _t: std::marker::PhantomData })
     }
 
     pub fn len(&self) -> usize {
@@ -121,14 +125,14 @@ impl<T: Copy> MmapArray<T> {
     }
 
     pub fn get(&self, i: u32) -> Option<T> {
-        ((i as usize) < self.len).then(|| unsafe { std::ptr::read_volatile(self.ptr.add(i as usize)) })
+        self.ptr_field(i).map(|p| unsafe { std::ptr::read_volatile(p) })
     }
 
     pub fn set(&mut self, i: u32, v: T) -> anyhow::Result<()> {
         if (i as usize) >= self.len {
             bail!("index {i} beyond the map's {} entries", self.len);
         }
-        unsafe { std::ptr::write_volatile(self.ptr.add(i as usize), v) };
+        unsafe { std::ptr::write_volatile(self.ptr.add(i as usize * self.stride).cast::<T>(), v) };
         Ok(())
     }
 }
@@ -544,7 +548,7 @@ impl Store {
 
 impl<T> MmapArray<T> {
     fn ptr_field(&self, i: u32) -> Option<*mut T> {
-        ((i as usize) < self.len).then(|| unsafe { self.ptr.add(i as usize) })
+        ((i as usize) < self.len).then(|| unsafe { self.ptr.add(i as usize * self.stride).cast::<T>() })
     }
 }
 

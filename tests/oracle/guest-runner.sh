@@ -32,7 +32,8 @@ for pass in $(seq 1 "$PASSES"); do
       C) reset_table ;;
       S)
         if [ -n "$argv" ]; then
-          mapfile -d '' -t A < <(printf '%s' "$argv" | base64 -d)
+          printf '%s' "$argv" | base64 -d > /tmp/a   # (no /dev/fd in the guest: no <(...))
+          mapfile -d '' -t A < /tmp/a
         else
           A=()
         fi

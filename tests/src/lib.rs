@@ -1,1 +1,21 @@
+//! Test support for xlb: frames, private pin directories, the real XDP object under
+//! BPF_PROG_TEST_RUN, and network-namespace labs. Tests need root (CAP_BPF, CAP_NET_ADMIN).
 
+pub mod frames;
+pub mod lab;
+pub mod netns;
+pub mod pins;
+pub mod table;
+pub mod xdp;
+
+/// Path of a binary built from this workspace (lbadm, lbd), next to the running test binary's
+/// target directory.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> or target/<profile>/<bin>
+    let mut dir = exe.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}

@@ -1,0 +1,151 @@
+//! Frame builder for tests: Ethernet II + IPv4 (any options, TTL, fragment bits) + TCP/UDP with
+//! correct checksums, on etherparse's headers.
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv4Options, TcpHeader, UdpHeader};
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+#[derive(Clone, Debug)]
+pub enum L4 {
+    Tcp(TcpHeader),
+    Udp(UdpHeader),
+}
+
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub eth: Ethernet2Header,
+    pub ip: Ipv4Header,
+    pub l4: L4,
+    pub payload: Vec<u8>,
+}
+
+fn tcp_header(sport: u16, dport: u16, flags: u8) -> TcpHeader {
+    let mut t = TcpHeader::new(sport, dport, 1000, 64240);
+    t.fin = flags & FIN != 0;
+    t.syn = flags & SYN != 0;
+    t.rst = flags & RST != 0;
+    t.psh = flags & PSH != 0;
+    t.ack = flags & ACK != 0;
+    if t.ack {
+        t.acknowledgment_number = 1;
+    }
+    t
+}
+
+impl Frame {
+    pub fn tcp(src: SocketAddrV4, dst: SocketAddrV4, flags: u8) -> Frame {
+        Frame::new(src, dst, L4::Tcp(tcp_header(src.port(), dst.port(), flags)))
+    }
+
+    pub fn udp(src: SocketAddrV4, dst: SocketAddrV4) -> Frame {
+        Frame::new(src, dst, L4::Udp(UdpHeader { source_port: src.port(), destination_port: dst.port(), length: 0, checksum: 0 }))
+    }
+
+    fn new(src: SocketAddrV4, dst: SocketAddrV4, l4: L4) -> Frame {
+        let proto = match l4 {
+            L4::Tcp(_) => IpNumber::TCP,
+            L4::Udp(_) => IpNumber::UDP,
+        };
+        let ip = Ipv4Header {
+            time_to_live: 64,
+            protocol: proto,
+            source: src.ip().octets(),
+            destination: dst.ip().octets(),
+            dont_fragment: true,
+            ..Default::default()
+        };
+        Frame {
+            eth: Ethernet2Header { source: CLIENT_MAC, destination: DIRECTOR_MAC, ether_type: EtherType::IPV4 },
+            ip,
+            l4,
+            payload: Vec::new(),
+        }
+    }
+
+    pub fn payload(mut self, p: &[u8]) -> Frame {
+        self.payload = p.to_vec();
+        self
+    }
+
+    pub fn ttl(mut self, ttl: u8) -> Frame {
+        self.ip.time_to_live = ttl;
+        self
+    }
+
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Frame {
+        self.eth.source = src;
+        self.eth.destination = dst;
+        self
+    }
+
+    /// IPv4 options (a multiple of 4 bytes, at most 40).
+    pub fn ip_options(mut self, opts: &[u8]) -> Frame {
+        self.ip.options = Ipv4Options::try_from(opts).unwrap_or_default();
+        self
+    }
+
+    pub fn fragment(mut self, more: bool, offset_units: u16) -> Frame {
+        self.ip.dont_fragment = false;
+        self.ip.more_fragments = more;
+        self.ip.fragment_offset = etherparse::IpFragOffset::try_new(offset_units).unwrap_or_default();
+        self
+    }
+
+    /// The frame's bytes with every length and checksum computed.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut ip = self.ip.clone();
+        let l4_len = match &self.l4 {
+            L4::Tcp(t) => t.header_len() as usize,
+            L4::Udp(_) => 8,
+        } + self.payload.len();
+        let _ = ip.set_payload_len(l4_len);
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut out = Vec::new();
+        let _ = self.eth.write(&mut out);
+        let _ = ip.write(&mut out);
+        match &self.l4 {
+            L4::Tcp(t) => {
+                let mut t = t.clone();
+                t.checksum = t.calc_checksum_ipv4(&ip, &self.payload).unwrap_or(0);
+                let _ = t.write(&mut out);
+            }
+            L4::Udp(u) => {
+                let u = UdpHeader::with_ipv4_checksum(u.source_port, u.destination_port, &ip, &self.payload)
+                    .unwrap_or_else(|_| u.clone());
+                let _ = u.write(&mut out);
+            }
+        }
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// Bytes of the IP packet (what IPVS counts).
+    pub fn ip_len(&self) -> u64 {
+        (self.bytes().len() - Ethernet2Header::LEN) as u64
+    }
+}
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];
+
+pub fn sa(ip: [u8; 4], port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(ip), port)
+}
+
+/// An ARP request frame (who has `target`?).
+pub fn arp_request(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
+}
