@@ -35,35 +35,28 @@ fn main() -> anyhow::Result<()> {
     )
 }
 
-/// bpf-linker must be on PATH for the nested build; the bootstrap keeps it in a cache directory
-/// whose bin/ we add when PATH does not have it.
+include!("../xtask/src/toolchain_paths.rs");
+
+/// bpf-linker must be on PATH for the nested build; the bootstrap keeps it in its cache,
+/// whose bin/ we add when PATH does not have one.
 fn ensure_bpf_linker() -> anyhow::Result<()> {
     let path = env::var_os("PATH").unwrap_or_default();
-    let on_path = env::split_paths(&path).any(|p| p.join("bpf-linker").is_file());
-    if on_path {
+    if env::split_paths(&path).any(|p| p.join("bpf-linker").is_file()) {
         return Ok(());
     }
-    let cache = env::var_os("XLB_TOOLCHAIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/xlb")))
-        .ok_or_else(|| anyhow::anyhow!("neither XLB_TOOLCHAIN_DIR nor HOME is set"))?;
-    let found = std::fs::read_dir(&cache).ok().and_then(|rd| {
-        rd.filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .find(|bin| bin.join("bpf-linker").is_file())
-    });
-    match found {
-        Some(bin) => {
-            let mut paths: Vec<PathBuf> = vec![bin];
-            paths.extend(env::split_paths(&path));
-            unsafe { env::set_var("PATH", env::join_paths(paths)?) };
-            Ok(())
-        }
-        None => anyhow::bail!(
-            "bpf-linker not found on PATH or under {}: run `cargo xtask bootstrap` first",
-            cache.display()
-        ),
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let vv = std::process::Command::new(&rustc).arg("-vV").output()?;
+    let (release, _) = rustc_release_and_llvm(&String::from_utf8_lossy(&vv.stdout))
+        .ok_or_else(|| anyhow::anyhow!("cannot read the version of {rustc}"))?;
+    let cache = toolchain_cache().ok_or_else(|| anyhow::anyhow!("neither XLB_TOOLCHAIN_DIR nor HOME is set"))?;
+    let bin = bpf_linker_root(&cache, &release).join("bin");
+    if !bin.join("bpf-linker").is_file() {
+        anyhow::bail!("bpf-linker not found on PATH nor in {}: run `cargo xtask bootstrap` first", bin.display());
     }
+    let mut paths = vec![bin];
+    paths.extend(env::split_paths(&path));
+    unsafe { env::set_var("PATH", env::join_paths(paths)?) };
+    Ok(())
 }
 
 /// The data plane needs BPF ISA v3 (atomic fetch-and-add for the scheduler cursors shared by all

@@ -177,7 +177,7 @@ pub struct DestNeigh {
 /// How long the data plane trusts a cached next hop before asking the kernel's FIB again.
 pub const NEIGH_TTL_NS: u64 = 1_000_000_000;
 /// How long the data plane waits before asking the FIB again after it had no answer.
-pub const NEIGH_RETRY_NS: u64 = 100_000_000;
+pub const NEIGH_RETRY_NS: u64 = 10_000_000;
 
 /// Value of `XLB_DEST_CONNS` (indexed by dest id): connection counts IPVS keeps per dest,
 /// updated atomically by the data plane on every state change and by the expiry in `lbd`.

@@ -87,8 +87,9 @@ impl DrLab {
         let client = host("client", CLIENT)?;
         let lvs1 = host("lvs1", DIP)?;
         let web = vec![host("web1", WEB1)?, host("web2", WEB2)?];
-        // The director owns the VIP (seed 003: IPADDR2 on eth0).
+        // The director owns the VIP (seed 003: IPADDR2 on eth0) and forwards (seeds 000, 003).
         lvs1.ns.ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
+        lvs1.ns.sysctl("net.ipv4.ip_forward", "1")?;
         // Real servers accept the VIP on lo and never answer ARP for it (seed 000).
         for w in &web {
             w.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
@@ -165,5 +166,68 @@ impl DrLab {
     pub fn curl_vip(&self) -> anyhow::Result<String> {
         let out = run(self.client.ns.cmd("curl").args(["-sS", "--max-time", "5", &format!("http://{VIP}/")]))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+}
+
+/// Packet and byte counters of an nftables rule in a namespace (what a host really sent).
+pub struct NftCounter<'a> {
+    ns: &'a Netns,
+}
+
+impl<'a> NftCounter<'a> {
+    /// Counts what `ns` sends matching `rule` (nft syntax, e.g. `ip daddr 1.2.3.4 tcp dport 80`).
+    pub fn output(ns: &'a Netns, rule: &str) -> anyhow::Result<NftCounter<'a>> {
+        ns.exec("nft", &["add", "table", "ip", "xlbcount"])?;
+        ns.exec("nft", &["add", "chain", "ip", "xlbcount", "out", "{ type filter hook output priority 0; }"])?;
+        ns.exec("nft", &[&format!("add rule ip xlbcount out {rule} counter")])?;
+        Ok(NftCounter { ns })
+    }
+
+    /// (packets, bytes); nftables counts IP packet bytes at the output hook, as IPVS does.
+    pub fn read(&self) -> anyhow::Result<(u64, u64)> {
+        let out = self.ns.exec("nft", &["list", "table", "ip", "xlbcount"])?;
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let i = words.iter().position(|w| *w == name).with_context(|| format!("no {name} in {out}"))?;
+            Ok(words.get(i + 1).context("no value")?.parse()?)
+        };
+        Ok((field("packets")?, field("bytes")?))
+    }
+}
+
+/// A tcpdump capture in a namespace, stopped and read with [`Capture::lines`].
+pub struct Capture {
+    proc: Proc,
+    file: PathBuf,
+}
+
+impl Capture {
+    pub fn start(ns: &Netns, iface: &str, filter: &str, file: PathBuf) -> anyhow::Result<Capture> {
+        let mut child = ns
+            .cmd("tcpdump")
+            .args(["-i", iface, "-nn", "-U", "--immediate-mode", "-Z", "root", "-w"])
+            .arg(&file)
+            .arg(filter)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start tcpdump")?;
+        // tcpdump says "listening on ..." once the capture runs.
+        let mut err = std::io::BufReader::new(child.stderr.take().context("no stderr")?);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut err, &mut line)?;
+        if !line.contains("listening") {
+            bail!("tcpdump did not start: {line}");
+        }
+        Ok(Capture { proc: Proc::from_child(child), file })
+    }
+
+    /// Stops the capture; one line per packet, with link-level headers (`-e`).
+    pub fn lines(mut self) -> anyhow::Result<Vec<String>> {
+        std::thread::sleep(Duration::from_millis(200));
+        self.proc.stop();
+        let out = run(Command::new("tcpdump").args(["-nn", "-e", "-r"]).arg(&self.file))?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
     }
 }

@@ -142,6 +142,14 @@ impl Proc {
         }
     }
 
+    /// Asks the process to stop (SIGTERM) and waits for it, so it can flush what it wrote.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }

@@ -1,1 +1,117 @@
-fn main() {}
+//! `cargo xtask`: set-up and project tasks. Everything a fresh machine needs is installed here.
+//!
+//! - `bootstrap`: rust-src, bpf-linker built against rustc's own libLLVM (cached), the Debian
+//!   packages the labs use. Idempotent; a second run takes well under a second.
+//! - `build`: bootstrap, then `cargo build` (the eBPF object is built by lb-user's build script).
+//! - `test`: build, then every test (unit, packet-level, lab).
+//! - `demo`: build, then the DR demo lab.
+mod bootstrap;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (idempotent).
+    Bootstrap,
+    /// Bootstrap and build the workspace (eBPF object and binaries).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test: unit, packet-level (BPF_PROG_TEST_RUN) and namespace labs. Needs root.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// The demo lab: DR as in the seed, six requests through the VIP, the listing. Needs root.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Bootstrap => bootstrap::run(),
+        Cmd::Build { release } => {
+            bootstrap::run()?;
+            build(release)
+        }
+        Cmd::Test { args } => {
+            need_root("the tests load BPF programs and build network namespaces")?;
+            bootstrap::run()?;
+            build(false)?;
+            cargo(&["test", "--no-fail-fast"], &args)
+        }
+        Cmd::Demo => {
+            need_root("the demo loads BPF programs and builds network namespaces")?;
+            bootstrap::run()?;
+            build(false)?;
+            let lab = workspace_root()?.join("target/debug/xlb-lab");
+            let status = Command::new(&lab).arg("demo").status().with_context(|| format!("cannot run {}", lab.display()))?;
+            if !status.success() {
+                bail!("the demo failed ({status})");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn build(release: bool) -> anyhow::Result<()> {
+    let mut args = vec!["build", "--bins"];
+    if release {
+        args.push("--release");
+    }
+    cargo(&args, &[])
+}
+
+/// Runs cargo in the workspace with the toolchain's PATH (bpf-linker included).
+fn cargo(args: &[&str], extra: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).current_dir(workspace_root()?);
+    if !extra.is_empty() {
+        cmd.args(extra);
+    }
+    bootstrap::add_toolchain_to_path(&mut cmd)?;
+    let status = cmd.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+pub fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().map(std::path::Path::to_path_buf).context("xtask has no parent directory")
+}
+
+fn need_root(why: &str) -> anyhow::Result<()> {
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("run as root: {why}");
+    }
+    Ok(())
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

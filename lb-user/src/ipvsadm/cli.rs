@@ -607,11 +607,9 @@ pub fn parse_service(buf: &[u8], proto: u8) -> Option<Parsed> {
     } else {
         // The bracket's port is only kept for IPv6; otherwise look for a colon again.
         port = None;
-        if !bracket {
-            if let Some(c) = host.iter().rposition(|&c| c == b':') {
-                port = Some(&host[c + 1..]);
-                host = &host[..c];
-            }
+        if let Some(c) = host.iter().rposition(|&c| c == b':').filter(|_| !bracket) {
+            port = Some(&host[c + 1..]);
+            host = &host[..c];
         }
         let a4 = names::inet_aton(host).or_else(|| names::host_to_addr(host))?;
         (AF_INET, IpAddr::V4(a4))
@@ -839,7 +837,7 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
             }
             Tag::Weight => {
                 set_option(io, o, OPTC_WEIGHT)?;
-                match string_to_number(arg, 0, 65535) {
+                match string_to_number(arg, 0, i64::from(i32::MAX)) {
                     Some(n) => e.dest.weight = n as i32,
                     None => return Err(io.fail(2, "illegal weight specified")),
                 }

@@ -1,1 +1,0 @@
-//! ipvsadm front end (being written)

@@ -1,0 +1,364 @@
+//! `lbadm`: a byte-exact drop-in for `ipvsadm` 1.31 working on xlb's table.
+//!
+//! One invocation loads the table once (lazily, when a command needs it), applies the command
+//! with the kernel's semantics (`crate::ctl`), and commits once at the end if anything changed.
+//! `-R` applies every line to the same in-memory table and commits once, also when a line
+//! aborts the restore (ipvsadm would have applied the earlier lines).
+
+pub mod cli;
+pub mod format;
+pub mod names;
+pub mod restore;
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
+
+use cli::{Cmd, Entry, Flow, Io};
+use crate::ctl::{DestSpec, Errno, ServiceSpec};
+use crate::model::{Af, ConnEntry, Proto, SvcKey, Table, Tunnel};
+
+/// Where the table lives (the pinned maps in production, memory in tests).
+pub trait Backend {
+    fn load(&mut self) -> anyhow::Result<Table>;
+    fn commit(&mut self, before: &Table, after: &Table) -> anyhow::Result<()>;
+    fn connections(&mut self) -> anyhow::Result<Vec<ConnEntry>>;
+}
+
+impl Backend for crate::store::Store {
+    fn load(&mut self) -> anyhow::Result<Table> {
+        crate::store::Store::load(self)
+    }
+
+    fn commit(&mut self, before: &Table, after: &Table) -> anyhow::Result<()> {
+        crate::store::Store::commit(self, before, after)
+    }
+
+    fn connections(&mut self) -> anyhow::Result<Vec<ConnEntry>> {
+        crate::store::Store::connections(self)
+    }
+}
+
+/// What `--start-daemon` reports: xlb has no connection synchronisation daemon.
+pub const NO_SYNC_DAEMON: &str = "Operation not supported: xlb has no connection sync daemon";
+
+fn init_failure(err: &mut dyn Write, what: &str) -> i32 {
+    let _ = writeln!(
+        err,
+        "Can't initialize ipvs: {what}\nAre you sure that IP Virtual Server is built in the kernel or as module?"
+    );
+    2
+}
+
+/// Opens the store, wires the standard streams and runs one invocation.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    let mut store = match crate::store::Store::open() {
+        Ok(s) => s,
+        Err(e) => return init_failure(&mut std::io::stderr(), &format!("{e:#}")),
+    };
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut err = std::io::stderr();
+    let status = run(&argv, &mut store, &mut input, &mut out, &mut err);
+    let _ = out.flush();
+    status
+}
+
+/// The table as loaded and as changed so far.
+struct Session<'a> {
+    backend: &'a mut dyn Backend,
+    before: Option<Table>,
+    table: Option<Table>,
+}
+
+impl Session<'_> {
+    fn table(&mut self, io: &mut Io) -> Result<&mut Table, Flow> {
+        if self.table.is_none() {
+            match self.backend.load() {
+                Ok(t) => {
+                    self.before = Some(t.clone());
+                    self.table = Some(t);
+                }
+                Err(e) => return Err(Flow::Exit(init_failure(io.err, &format!("{e:#}")))),
+            }
+        }
+        match self.table.as_mut() {
+            Some(t) => Ok(t),
+            None => Err(Flow::Exit(255)),
+        }
+    }
+
+    /// Writes the changes back; false (after printing why) if that failed.
+    fn commit(&mut self, err: &mut dyn Write) -> bool {
+        let (Some(before), Some(after)) = (&self.before, &self.table) else {
+            return true;
+        };
+        if before == after {
+            return true;
+        }
+        match self.backend.commit(before, after) {
+            Ok(()) => true,
+            Err(e) => {
+                let _ = writeln!(err, "{e:#}");
+                false
+            }
+        }
+    }
+}
+
+/// Runs one ipvsadm invocation. argv[0] is the program name as invoked (used in messages).
+/// `stdin` is read only by -R. Returns the exit status.
+pub fn run(
+    argv: &[OsString],
+    backend: &mut dyn Backend,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let words: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let prog = match words.first() {
+        Some(p) => String::from_utf8_lossy(p).into_owned(),
+        None => "ipvsadm".to_string(),
+    };
+    let words = if words.is_empty() { vec![prog.clone().into_bytes()] } else { words };
+    let mut io = Io { out, err, prog: &prog };
+    let mut sess = Session { backend, before: None, table: None };
+    let result = if words.len() == 1 {
+        // No arguments: list the table.
+        sess.table(&mut io).map(|t| {
+            let text = format::list_all(t, 0);
+            let _ = io.out.write_all(&text);
+            0
+        })
+    } else {
+        process_options(&words, &mut sess, &mut io, stdin, false)
+    };
+    let status = match result {
+        Ok(s) | Err(Flow::Exit(s)) | Err(Flow::Return(s)) => s,
+    };
+    if !sess.commit(io.err) {
+        return 255;
+    }
+    status & 0xff
+}
+
+/// Which library call failed, for `ipvs_strerror`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    AddService,
+    UpdateService,
+    DelService,
+    ZeroService,
+    AddDest,
+    UpdateDest,
+    DelDest,
+    GetService,
+    Other,
+}
+
+/// libipvs's `ipvs_strerror`.
+fn ipvs_strerror(call: Call, errno: Errno) -> String {
+    use Call::*;
+    let specific: &[(Call, Errno, &str)] = &[
+        (AddService, libc::EEXIST, "Service already exists"),
+        (AddService, libc::ENOENT, "Scheduler or persistence engine not found"),
+        (UpdateService, libc::ESRCH, "No such service"),
+        (UpdateService, libc::ENOENT, "Scheduler or persistence engine not found"),
+        (DelService, libc::ESRCH, "No such service"),
+        (ZeroService, libc::ESRCH, "No such service"),
+        (AddDest, libc::ESRCH, "Service not defined"),
+        (AddDest, libc::EEXIST, "Destination already exists"),
+        (UpdateDest, libc::ESRCH, "Service not defined"),
+        (UpdateDest, libc::ENOENT, "No such destination"),
+        (DelDest, libc::ESRCH, "Service not defined"),
+        (DelDest, libc::ENOENT, "No such destination"),
+        (GetService, libc::ESRCH, "No such service"),
+    ];
+    if let Some((_, _, m)) = specific.iter().find(|(c, e, _)| *c == call && *e == errno) {
+        return (*m).to_string();
+    }
+    let generic: &[(Errno, &str)] = &[
+        (libc::EPERM, "Permission denied (you must be root)"),
+        (libc::EINVAL, "Invalid operation.  Possibly wrong module version, address not unicast, ..."),
+        (libc::ENOPROTOOPT, "Protocol not available"),
+        (libc::ENOMEM, "Memory allocation problem"),
+        (libc::EOPNOTSUPP, "Operation not supported with IPv6"),
+        (libc::EAFNOSUPPORT, "Operation not supported with specified address family"),
+        (libc::EMSGSIZE, "Module is wrong version"),
+    ];
+    if let Some((_, m)) = generic.iter().find(|(e, _)| *e == errno) {
+        return (*m).to_string();
+    }
+    std::io::Error::from_raw_os_error(errno)
+        .to_string()
+        .split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The service key a command names.
+fn svc_key(e: &Entry) -> Option<SvcKey> {
+    if e.svc.fwmark != 0 {
+        let af = if e.svc.af == cli::AF_INET6 { Af::Inet6 } else { Af::Inet };
+        return Some(SvcKey::Fwmark { mark: e.svc.fwmark, af });
+    }
+    let proto = Proto::from_number(e.svc.protocol)?;
+    Some(SvcKey::Inet { proto, addr: e.svc.addr?, port: e.svc.port })
+}
+
+fn service_spec(e: &Entry, key: SvcKey) -> ServiceSpec {
+    ServiceSpec {
+        key,
+        sched: e.svc.sched.clone(),
+        flags: e.svc.flags,
+        timeout: e.svc.timeout,
+        netmask: e.svc.netmask,
+        pe_name: e.svc.pe_name.clone(),
+    }
+}
+
+fn dest_spec(e: &Entry, addr: IpAddr) -> DestSpec {
+    DestSpec {
+        addr,
+        port: e.dest.port,
+        fwd: e.dest.fwd,
+        weight: e.dest.weight,
+        u_threshold: e.dest.u_threshold,
+        l_threshold: e.dest.l_threshold,
+        tunnel: Tunnel { kind: e.dest.tun_type, port: e.dest.tun_port, flags: e.dest.tun_flags },
+    }
+}
+
+/// ipvsadm's `process_options`: Ok(status) when it returns, Err(Exit) when it exits.
+fn process_options(
+    argv: &[Vec<u8>],
+    sess: &mut Session,
+    io: &mut Io,
+    stdin: &mut dyn BufRead,
+    reading_stdin: bool,
+) -> Result<i32, Flow> {
+    let e = match cli::parse(argv, io) {
+        Ok(e) => e,
+        Err(Flow::Return(r)) => return Ok(r),
+        Err(x) => return Err(x),
+    };
+    let key = svc_key(&e);
+    let (call, res): (Call, Result<(), Errno>) = match e.cmd {
+        Cmd::List => return list(&e, key, sess, io).map(|_| 0),
+        Cmd::Restore => {
+            if reading_stdin {
+                return Err(io.tryhelp(255));
+            }
+            let argv0 = argv.first().cloned().unwrap_or_default();
+            let mut result = 0;
+            while let Some(line) = restore::read_argv(stdin, &argv0) {
+                if line.len() > 1 {
+                    result = process_options(&line, sess, io, stdin, true)?;
+                }
+            }
+            return Ok(result);
+        }
+        Cmd::Save => {
+            let t = sess.table(io)?;
+            let text = format::list_all(t, e.format | cli::FMT_RULE);
+            let _ = io.out.write_all(&text);
+            return Ok(0);
+        }
+        Cmd::Flush => {
+            sess.table(io)?.flush();
+            (Call::Other, Ok(()))
+        }
+        Cmd::Add | Cmd::Edit => {
+            let t = sess.table(io)?;
+            let (call, r) = match key {
+                Some(k) if e.cmd == Cmd::Add => (Call::AddService, t.add_service(&service_spec(&e, k)).map(|_| ())),
+                Some(k) => (Call::UpdateService, t.edit_service(&service_spec(&e, k))),
+                None => (Call::Other, Err(libc::EINVAL)),
+            };
+            (call, r)
+        }
+        Cmd::Del => {
+            let t = sess.table(io)?;
+            (Call::DelService, key.map_or(Err(libc::EINVAL), |k| t.del_service(&k)))
+        }
+        Cmd::Zero => {
+            let t = sess.table(io)?;
+            let all = e.svc.fwmark == 0 && e.svc.port == 0 && e.svc.addr.is_none_or(|a| a.is_unspecified());
+            let r = if all { t.zero(None) } else { key.map_or(Err(libc::EINVAL), |k| t.zero(Some(&k))) };
+            (Call::ZeroService, r)
+        }
+        Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
+            let t = sess.table(io)?;
+            let call = match e.cmd {
+                Cmd::AddDest => Call::AddDest,
+                Cmd::EditDest => Call::UpdateDest,
+                _ => Call::DelDest,
+            };
+            let r = match (key, e.dest.addr) {
+                (Some(k), Some(addr)) => match e.cmd {
+                    Cmd::AddDest => t.add_dest(&k, &dest_spec(&e, addr)).map(|_| ()),
+                    Cmd::EditDest => t.edit_dest(&k, &dest_spec(&e, addr)),
+                    _ => t.del_dest(&k, &addr, e.dest.port),
+                },
+                _ => Err(libc::EINVAL),
+            };
+            (call, r)
+        }
+        Cmd::Timeout => {
+            let [tcp, fin, udp] = e.timeouts;
+            (Call::Other, sess.table(io)?.set_timeouts(tcp, fin, udp))
+        }
+        Cmd::StartDaemon => {
+            let _ = writeln!(io.err, "{NO_SYNC_DAEMON}");
+            return Ok(-1);
+        }
+        Cmd::StopDaemon => (Call::Other, Err(libc::ESRCH)),
+    };
+    match res {
+        Ok(()) => Ok(0),
+        Err(errno) => {
+            let msg = if e.cmd == Cmd::StopDaemon { "No daemon is running".to_string() } else { ipvs_strerror(call, errno) };
+            let _ = writeln!(io.err, "{msg}");
+            Ok(-1)
+        }
+    }
+}
+
+/// The `-L` family. Listing failures exit with status 1.
+fn list(e: &Entry, key: Option<SvcKey>, sess: &mut Session, io: &mut Io) -> Result<(), Flow> {
+    let text = if e.has(cli::OPTC_CONNECTION) {
+        match sess.backend.connections() {
+            Ok(conns) => format::list_conn(&conns, e.format),
+            Err(_) => {
+                let _ = writeln!(io.err, "cannot open file /proc/net/ip_vs_conn");
+                return Err(Flow::Exit(1));
+            }
+        }
+    } else if e.has(cli::OPTC_SERVICE) {
+        let t = sess.table(io)?;
+        match key.and_then(|k| t.find_service(&k)) {
+            Some(s) => format::list_service(s, e.format),
+            None => {
+                let _ = writeln!(io.err, "{}", ipvs_strerror(Call::GetService, libc::ESRCH));
+                return Err(Flow::Exit(1));
+            }
+        }
+    } else if e.has(cli::OPTC_TIMEOUT) {
+        format::list_timeout(sess.table(io)?)
+    } else if e.has(cli::OPTC_DAEMON) {
+        // No sync daemon ever runs: nothing to print.
+        Vec::new()
+    } else {
+        format::list_all(sess.table(io)?, e.format)
+    };
+    let _ = io.out.write_all(&text);
+    Ok(())
+}
