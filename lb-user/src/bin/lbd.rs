@@ -85,6 +85,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Program::Pass => XdpProgram::Pass,
             };
             dataplane::attach(&dir, &iface, program, mode)?;
+            if program == XdpProgram::Balancer && !forwarding_enabled(&iface) {
+                eprintln!(
+                    "lbd: warning: forwarding is disabled on {iface}: the kernel's FIB lookup refuses to \
+                     answer there, so forwarded packets take the slow path. Enable it with \
+                     `sysctl -w net.ipv4.conf.{iface}.forwarding=1` for XDP speed."
+                );
+            }
         }
         Cmd::Detach { iface } => {
             if !dataplane::detach(&dir, &iface)? {
@@ -128,6 +135,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Teardown => dataplane::teardown(&dir)?,
     }
     Ok(())
+}
+
+fn forwarding_enabled(iface: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{iface}/forwarding")).is_ok_and(|v| v.trim() == "1")
 }
 
 /// One expiry pass. The store is opened per pass so lbadm is never locked out for long.
