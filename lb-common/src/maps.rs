@@ -16,6 +16,7 @@ pub mod names {
     pub const CONNS: &str = "XLB_CONNS";
     pub const GLOBAL_STATS: &str = "XLB_GLOBAL_STATS";
     pub const CONFIG: &str = "XLB_CONFIG";
+    pub const DECAP_ADDRS: &str = "XLB_DECAP_ADDRS";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -32,6 +33,7 @@ pub mod names {
         CONNS,
         GLOBAL_STATS,
         CONFIG,
+        DECAP_ADDRS,
     ];
 }
 
@@ -169,10 +171,38 @@ pub struct Dest {
 pub struct DestNeigh {
     pub dmac: [u8; 6],
     pub smac: [u8; 6],
+    /// Egress interface.
     pub ifindex: u32,
+    /// MTU of the route.
+    pub mtu: u32,
+    /// `NEIGH_F_*`.
+    pub flags: u32,
+    /// Next-hop address (the real server, or the gateway toward it).
+    pub nh: Addr,
+    /// The director's source address on that route (the outer source of IPIP).
+    pub src: Addr,
     /// Coarse monotonic time (ns) after which the cache entry must be looked up again.
     pub expires: u64,
 }
+
+/// The FIB gave a complete answer (neighbour MAC included): XDP can send directly.
+pub const NEIGH_F_RESOLVED: u32 = 0x1;
+/// Route known (egress, next hop) but no neighbour entry yet: the tc slow path resolves it.
+pub const NEIGH_F_ROUTED: u32 = 0x2;
+
+/// Metadata the XDP program puts in front of a packet it hands to the kernel for the tc slow
+/// path (`bpf_xdp_adjust_meta`): send it out `ifindex` to next hop `nh`, resolving the neighbour.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowPathMeta {
+    pub magic: u32,
+    pub ifindex: u32,
+    pub family: u32,
+    pub _pad: u32,
+    pub nh: Addr,
+}
+
+pub const SLOW_PATH_MAGIC: u32 = 0x786c_6231; // "xlb1"
 
 /// How long the data plane trusts a cached next hop before asking the kernel's FIB again.
 pub const NEIGH_TTL_NS: u64 = 1_000_000_000;
@@ -235,7 +265,16 @@ pub struct GlobalStats {
     pub conn_hit: u64,
     /// New connections created.
     pub conn_new: u64,
-    pub _reserved: [u64; 5],
+    /// Packets dropped because the kernel has no route to their next hop.
+    pub no_route: u64,
+    /// ICMP errors the data plane generated (time exceeded, fragmentation needed).
+    pub icmp_sent: u64,
+    /// ICMP errors about a tracked connection forwarded to their party.
+    pub icmp_related: u64,
+    /// Packets dropped because the driver gave no room for slow-path metadata.
+    pub drop_no_meta: u64,
+    /// NAT replies (real server to client) rewritten and forwarded.
+    pub nat_reply: u64,
 }
 
 /// Key of `XLB_CONNS`: IPVS's connection key, the client side of the flow
@@ -280,7 +319,9 @@ pub struct Conn {
     pub state: u8,
     /// `CONN_F_*`.
     pub flags: u8,
-    pub _pad: u16,
+    /// Client-side entry: the real server's port for this connection (network order; NAT
+    /// rewrites the destination port to it). Reply-side entry: the virtual port.
+    pub port: u16,
 }
 
 /// Value of `XLB_CONFIG[0]`: settings userspace writes and the data plane reads.
@@ -289,12 +330,18 @@ pub struct Conn {
 pub struct Config {
     /// Timeouts (seconds) indexed by `tcp_state::*`, plus `STATE_UDP`.
     pub timeouts: [u32; crate::tcp_state::NUM_STATES],
-    pub _reserved: [u32; 8],
+    /// `CFG_F_*`.
+    pub flags: u32,
+    pub _reserved: [u32; 7],
 }
+
+/// Some real server is NAT (`-m`): packets that match no connection are also looked up as
+/// replies. Without NAT dests that lookup is skipped.
+pub const CFG_F_HAS_NAT: u32 = 0x1;
 
 impl Default for Config {
     fn default() -> Self {
-        Config { timeouts: crate::tcp_state::DEFAULT_TIMEOUTS, _reserved: [0; 8] }
+        Config { timeouts: crate::tcp_state::DEFAULT_TIMEOUTS, flags: 0, _reserved: [0; 7] }
     }
 }
 
@@ -321,7 +368,8 @@ mod tests {
         assert_eq!(size_of::<Service>(), 40);
         assert_eq!(size_of::<Dest>(), 56);
         assert_eq!(size_of::<DestConns>(), 24);
-        assert_eq!(size_of::<DestNeigh>(), 24);
+        assert_eq!(size_of::<DestNeigh>(), 64);
+        assert_eq!(size_of::<SlowPathMeta>(), 32);
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<Conn>(), 24);
         assert_eq!(size_of::<Stats>(), 40);

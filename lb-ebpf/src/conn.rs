@@ -31,6 +31,14 @@ pub fn key_in(p: &Pkt) -> ConnKey {
     }
 }
 
+/// A NAT connection's reply-side entry: it only points back (virtual port, service, dest); its
+/// client-side entry carries state and lifetime, and lbd removes it with that one.
+#[inline(always)]
+pub fn create_reply_entry(key: &ConnKey, svc_id: u32, dest_id: u32, vport: u16, now: u64) -> Result<(), ()> {
+    let c = Conn { dest_id, svc_id, last_seen: now, timeout: u32::MAX, state: 0, flags: 0, port: vport };
+    XLB_CONNS.insert(key, &c, 0).map_err(|_| ())
+}
+
 #[inline(always)]
 pub fn expired(c: &Conn, now: u64) -> bool {
     now > c.last_seen + c.timeout as u64 * 1_000_000_000
@@ -57,15 +65,22 @@ fn timeouts() -> Option<&'static Config> {
     XLB_CONFIG.get(0)
 }
 
-/// Applies one packet's TCP state transition (IPVS `set_tcp_state`): new state, its timeout,
-/// and the move between the dest's active and inactive counts.
+/// Applies a client packet's TCP state transition (input, or input-only while no reply was
+/// seen, as for DR/TUN).
 #[inline(always)]
 pub fn on_packet(c: &mut Conn, p: &Pkt, now: u64) {
+    let dir = if c.flags & CONN_F_NOOUTPUT != 0 { DIR_INPUT_ONLY } else { DIR_INPUT };
+    on_packet_dir(c, p, now, dir);
+}
+
+/// Applies one packet's TCP state transition (IPVS `set_tcp_state`): new state, its timeout,
+/// and the move between the dest's active and inactive counts. UDP only refreshes the timer.
+#[inline(always)]
+pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
     c.last_seen = now;
     if p.proto != IPPROTO_TCP {
         return;
     }
-    let dir = if c.flags & CONN_F_NOOUTPUT != 0 { DIR_INPUT_ONLY } else { DIR_INPUT };
     let new = tcp_state::next_tcp_state(c.state, dir, p.tcp_flags);
     if new == c.state {
         return;
@@ -90,10 +105,11 @@ pub fn on_packet(c: &mut Conn, p: &Pkt, now: u64) {
     }
 }
 
-/// Records a new connection to `dest_id` and applies its first packet. New connections start
-/// inactive with IPVS's 3 s timeout; UDP stays in its one state (always InActConn).
+/// Records a new connection to `dest_id` (real server port `port`) and applies its first
+/// packet. New connections start inactive with IPVS's 3 s timeout; UDP stays in its one state
+/// (always InActConn).
 #[inline(always)]
-pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, no_output: bool, now: u64) -> Result<(), ()> {
+pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, no_output: bool, now: u64) -> Result<(), ()> {
     let mut c = Conn {
         dest_id,
         svc_id,
@@ -101,7 +117,7 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, no_output: bool
         timeout: NEW_CONN_TIMEOUT,
         state: STATE_NONE,
         flags: CONN_F_INACTIVE | if no_output { CONN_F_NOOUTPUT } else { 0 },
-        _pad: 0,
+        port,
     };
     if p.proto != IPPROTO_TCP {
         c.state = STATE_UDP;

@@ -1,7 +1,9 @@
 //! xlb's data plane.
 //!
-//! `xlb_xdp`: parse -> connection table -> (new flow) virtual service + scheduler -> forward by
-//! the real server's method -> counters. `xlb_tc_neigh`: the unresolved-neighbour slow path.
+//! `xlb_xdp`: parse -> connection table (or a NAT reply, or an ICMP error about a connection) ->
+//! (new flow) virtual service + scheduler -> forward by the real server's method (dr, tun, nat)
+//! -> counters. `xlb_tc_neigh`: the unresolved-neighbour slow path. `xlb_decap`: IPIP decap for
+//! real servers without an ipip device.
 //! `xlb_pass`: a do-nothing XDP program (veth peers need one to receive XDP_TX frames; also the
 //! benchmark floor).
 #![no_std]
@@ -11,24 +13,32 @@
 
 mod atomic;
 mod conn;
+mod csum;
+mod decap;
 mod dr;
+mod icmp;
 mod maps;
+mod nat;
 mod nexthop;
 mod parse;
 mod schedule;
 mod stats;
 mod tc_neigh;
+mod tun;
+mod xmit;
 
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
-    EbpfContext,
 };
-use lb_common::{tcp_state::TCP_FLAG_RST, tcp_state::TCP_FLAG_SYN, FWD_DROUTE, FWD_TUNNEL, IPPROTO_TCP};
+use lb_common::{
+    tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
+    CFG_F_HAS_NAT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+};
 
 use crate::{
-    maps::XLB_CONNS,
+    maps::{XLB_CONFIG, XLB_CONNS},
     parse::{parse, Parsed},
     stats::bump,
 };
@@ -46,10 +56,17 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
+fn has_nat() -> bool {
+    XLB_CONFIG.get(0).is_some_and(|c| c.flags & CFG_F_HAS_NAT != 0)
+}
+
+#[inline(always)]
 fn balance(ctx: &XdpContext) -> u32 {
     bump(|g| &mut g.rx);
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let p = match parse(ctx.data(), ctx.data_end()) {
         Parsed::Ok(p) => p,
+        Parsed::Icmp(e) => return icmp::related(ctx, &e, ingress, conn::now()).unwrap_or(xdp_action::XDP_PASS),
         Parsed::Other => return xdp_action::XDP_PASS,
         Parsed::Malformed => {
             bump(|g| &mut g.parse_fail);
@@ -59,14 +76,19 @@ fn balance(ctx: &XdpContext) -> u32 {
     let now = conn::now();
     let key = conn::key_in(&p);
     let mut new_conn = false;
-    let (svc_id, dest_id) = match XLB_CONNS.get_ptr_mut(&key) {
+    let (svc_id, dest_id, rport) = match XLB_CONNS.get_ptr_mut(&key) {
         Some(c) if !conn::expired(unsafe { &*c }, now) => {
             let c = unsafe { &mut *c };
             conn::on_packet(c, &p, now);
             bump(|g| &mut g.conn_hit);
-            (c.svc_id, c.dest_id)
+            (c.svc_id, c.dest_id, c.port)
         }
         stale => {
+            if stale.is_none() && has_nat() {
+                if let Some(verdict) = nat::reply(ctx, &p, ingress, now) {
+                    return verdict;
+                }
+            }
             let Some(m) = schedule::find_service(&p) else {
                 return xdp_action::XDP_PASS;
             };
@@ -86,14 +108,22 @@ fn balance(ctx: &XdpContext) -> u32 {
                 bump(|g| &mut g.no_dest);
                 return xdp_action::XDP_DROP;
             };
+            // The real server's port: its own for a service on one port, the client's choice
+            // for an "all ports" service (IPVS: dport = dest port iff packet port = service port).
+            let rport = if m.port != 0 && dest.port != 0 { dest.port } else { p.dport };
             let no_output = dest.fwd == FWD_DROUTE || dest.fwd == FWD_TUNNEL;
-            if conn::create(&key, &p, m.svc.id, dest_id, no_output, now).is_err() {
+            if conn::create(&key, &p, m.svc.id, dest_id, rport, no_output, now).is_err() {
                 bump(|g| &mut g.conn_insert_fail);
                 return xdp_action::XDP_DROP;
             }
+            if dest.fwd == FWD_MASQ
+                && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, now).is_err()
+            {
+                bump(|g| &mut g.conn_insert_fail);
+            }
             bump(|g| &mut g.conn_new);
             new_conn = true;
-            (m.svc.id, dest_id)
+            (m.svc.id, dest_id, rport)
         }
     };
     // A connection whose real server was deleted: dropped (expire_nodest_conn = 0).
@@ -102,23 +132,26 @@ fn balance(ctx: &XdpContext) -> u32 {
     };
     stats::count_in(svc_id, dest_id, p.ip_len, new_conn);
     if p.ttl <= 1 {
-        return xdp_action::XDP_DROP;
+        return icmp::time_exceeded(ctx);
     }
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let t = xmit::Target { dest_id, rip: dest.addr.w[0], ingress, now };
     match dest.fwd {
-        FWD_DROUTE => match nexthop::resolve(ctx.as_ptr(), dest_id, dest, ifindex, now) {
-            Some(nh) => dr::xmit(ctx.data(), ctx.data_end(), &nh, ifindex),
-            None => xdp_action::XDP_PASS,
-        },
-        // TUN and NAT are not implemented in the data plane yet: never forward what we
-        // cannot forward correctly.
-        _ => xdp_action::XDP_DROP,
+        FWD_DROUTE => dr::forward(ctx, &t),
+        FWD_TUNNEL => tun::forward(ctx, &t, p.ip_len, p.ttl, p.daddr.w[0]),
+        FWD_MASQ => nat::request(ctx, &p, &t, rport),
+        // LOCAL: the director itself serves it.
+        _ => xdp_action::XDP_PASS,
     }
 }
 
 #[classifier]
 pub fn xlb_tc_neigh(ctx: TcContext) -> i32 {
     tc_neigh::run(&ctx)
+}
+
+#[xdp]
+pub fn xlb_decap(ctx: XdpContext) -> u32 {
+    decap::run(&ctx)
 }
 
 #[xdp]

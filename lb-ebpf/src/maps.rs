@@ -34,3 +34,7 @@ pub static XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS
 pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
 #[map]
 pub static XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
+/// Addresses of this host for which the decap program strips IPIP (real servers without an
+/// ipip device).
+#[map]
+pub static XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);

@@ -1,47 +1,161 @@
-//! The next hop toward a real server, from the kernel's FIB and neighbour table.
+//! Where to send a packet next, from the kernel's FIB and neighbour table.
 //!
 //! The data plane never keeps a MAC address of its own invention: it asks `bpf_fib_lookup` and
-//! caches the answer per dest for `NEIGH_TTL_NS`, so a changed neighbour entry is followed within
-//! that time. When the kernel has no neighbour entry yet, the packet is handed to the kernel
-//! (XDP_PASS) where the `xlb_tc_neigh` classifier sends it with `bpf_redirect_neigh`, which
-//! resolves the neighbour the normal way: the first packet is delayed, never black-holed.
-//! `bpf_fib_lookup` also refuses to answer on an interface with forwarding disabled
-//! (`net.ipv4.conf.IFACE.forwarding=0`); traffic then takes the same slow path, correct but at
-//! the kernel's speed (`lbd attach` warns about it).
-use aya_ebpf::bindings::{bpf_fib_lookup, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT};
-use lb_common::{Dest, DestNeigh, AF_INET, NEIGH_RETRY_NS, NEIGH_TTL_NS};
+//! caches the answer per real server for `NEIGH_TTL_NS`, so a changed neighbour entry is followed
+//! within that time. When the kernel knows the route but has no neighbour entry yet, the packet
+//! is handed to the kernel (XDP_PASS) with metadata naming the egress and the next hop, and the
+//! `xlb_tc_neigh` classifier sends it with `bpf_redirect_neigh`, which resolves the neighbour the
+//! normal way: the first packets are delayed, never black-holed.
+//!
+//! `bpf_fib_lookup` refuses to answer on an interface with forwarding disabled; then the next
+//! hop is taken to be on the ingress link (as it is for DR, and for a one-armed director), and
+//! packets take the same slow path: correct, at the kernel's speed (`lbd attach` warns).
+use aya_ebpf::{
+    bindings::{
+        bpf_fib_lookup, xdp_action, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_PROHIBIT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SRC,
+    },
+    macros::map,
+    maps::PerCpuArray,
+    programs::XdpContext,
+    EbpfContext,
+};
+use lb_common::{
+    Addr, DestNeigh, SlowPathMeta, AF_INET, NEIGH_F_RESOLVED, NEIGH_F_ROUTED, NEIGH_RETRY_NS, NEIGH_TTL_NS,
+    SLOW_PATH_MAGIC,
+};
 
-use crate::maps::XLB_DEST_NEIGH;
+use crate::{maps::XLB_DEST_NEIGH, stats::bump};
 
-/// The cached or freshly looked-up next hop of `dest_id`, or `None` when the kernel cannot
-/// give one now (no neighbour entry yet, no route).
+/// How to reach a next hop.
+pub enum Route {
+    /// Send from XDP: MACs, egress and route MTU known (points into a map: the per-dest cache,
+    /// or this CPU's scratch entry).
+    Direct(*const DestNeigh),
+    /// Hand to the tc slow path: out `ifindex` toward `nh`, neighbour to be resolved.
+    Slow { ifindex: u32, nh: Addr },
+    /// No route: drop.
+    None,
+}
+
+/// Per-CPU scratch memory: the FIB lookup's parameters and an uncached answer live here, not on
+/// the 512-byte BPF stack.
+#[repr(C)]
+pub struct Scratch {
+    pub fib: bpf_fib_lookup,
+    pub neigh: DestNeigh,
+}
+
+#[map]
+static XLB_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
 #[inline(always)]
-pub fn resolve(ctx: *mut core::ffi::c_void, dest_id: u32, dest: &Dest, ifindex: u32, now: u64) -> Option<DestNeigh> {
-    let cache = XLB_DEST_NEIGH.get_ptr_mut(dest_id)?;
+fn scratch() -> Option<&'static mut Scratch> {
+    XLB_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Asks the kernel's FIB for `dst`; the parameters and results are in `f`.
+#[inline(always)]
+fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u32, want_src: bool) -> i64 {
+    f.family = AF_INET;
+    f.l4_protocol = 0;
+    f.sport = 0;
+    f.dport = 0;
+    f.__bindgen_anon_1.tot_len = 0;
+    f.ifindex = ifindex;
+    f.__bindgen_anon_2.flowinfo = 0;
+    f.__bindgen_anon_3.ipv6_src = [0; 4];
+    f.__bindgen_anon_4.ipv6_dst = [dst, 0, 0, 0];
+    f.__bindgen_anon_5.tbid = 0;
+    // Egress view: route to the address as the director itself would send to it. SRC also asks
+    // for the source address the route prefers (the outer source of IPIP).
+    let flags = BPF_FIB_LOOKUP_OUTPUT | if want_src { BPF_FIB_LOOKUP_SRC } else { 0 };
+    unsafe { aya_ebpf::helpers::bpf_fib_lookup(ctx, f, core::mem::size_of::<bpf_fib_lookup>() as i32, flags) }
+}
+
+fn answer(rc: i64, f: &bpf_fib_lookup, dst: u32, ingress: u32, now: u64) -> DestNeigh {
+    let nh = Addr::v4(unsafe { f.__bindgen_anon_4.ipv4_dst });
+    if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        return DestNeigh {
+            dmac: f.dmac,
+            smac: f.smac,
+            ifindex: f.ifindex,
+            mtu: unsafe { f.__bindgen_anon_1.mtu_result } as u32,
+            flags: NEIGH_F_RESOLVED,
+            nh,
+            src: Addr::v4(unsafe { f.__bindgen_anon_3.ipv4_src }),
+            expires: now + NEIGH_TTL_NS,
+        };
+    }
+    let no_route = rc == BPF_FIB_LKUP_RET_BLACKHOLE as i64
+        || rc == BPF_FIB_LKUP_RET_UNREACHABLE as i64
+        || rc == BPF_FIB_LKUP_RET_PROHIBIT as i64;
+    let (flags, ifindex, nh) = if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        (NEIGH_F_ROUTED, f.ifindex, nh)
+    } else if no_route {
+        (0, 0, nh)
+    } else {
+        // Forwarding disabled (or no source address): assume the ingress link.
+        (NEIGH_F_ROUTED, ingress, Addr::v4(dst))
+    };
+    DestNeigh { ifindex, flags, nh, expires: now + NEIGH_RETRY_NS, ..DestNeigh::default() }
+}
+
+#[inline(always)]
+fn route_of(n: &DestNeigh) -> Route {
+    if n.flags & NEIGH_F_RESOLVED != 0 {
+        Route::Direct(n as *const DestNeigh)
+    } else if n.flags & NEIGH_F_ROUTED != 0 {
+        Route::Slow { ifindex: n.ifindex, nh: n.nh }
+    } else {
+        Route::None
+    }
+}
+
+/// The next hop toward real server `dest_id` at `dst`, cached per dest.
+#[inline(always)]
+pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src: bool, now: u64) -> Route {
+    let Some(cache) = XLB_DEST_NEIGH.get_ptr_mut(dest_id) else {
+        return Route::None;
+    };
     let cached = unsafe { &mut *cache };
     if cached.expires > now {
-        // ifindex 0: the kernel had no next hop a moment ago (see below).
-        return if cached.ifindex != 0 { Some(*cached) } else { None };
+        return route_of(cached);
     }
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    fib.family = AF_INET;
-    fib.ifindex = ifindex;
-    fib.__bindgen_anon_4.ipv4_dst = dest.addr.w[0];
-    // Egress view: the director need not have forwarding enabled for DR (IPVS does not).
-    let rc = unsafe {
-        aya_ebpf::helpers::bpf_fib_lookup(
-            ctx,
-            &mut fib,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            BPF_FIB_LOOKUP_OUTPUT,
-        )
+    let Some(s) = scratch() else {
+        return Route::None;
     };
-    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        // No neighbour yet, or forwarding disabled on the interface (the helper insists on
-        // it): the slow path carries the packets; ask the FIB again shortly, not per packet.
-        *cached = DestNeigh { expires: now + NEIGH_RETRY_NS, ..DestNeigh::default() };
-        return None;
+    let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, want_src);
+    *cached = answer(rc, &s.fib, dst, ingress, now);
+    route_of(cached)
+}
+
+/// The next hop toward any address (NAT replies to clients), not cached.
+#[inline(always)]
+pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
+    let Some(s) = scratch() else {
+        return Route::None;
+    };
+    let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, false);
+    s.neigh = answer(rc, &s.fib, dst, ingress, now);
+    route_of(&s.neigh)
+}
+
+/// Hands the (already rewritten) frame to the kernel for the tc slow path.
+#[inline(always)]
+pub fn slow_path(ctx: &XdpContext, ifindex: u32, nh: Addr) -> u32 {
+    let size = core::mem::size_of::<SlowPathMeta>() as i32;
+    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_meta(ctx.ctx, -size) } != 0 {
+        bump(|g| &mut g.drop_no_meta);
+        return xdp_action::XDP_DROP;
     }
-    *cached = DestNeigh { dmac: fib.dmac, smac: fib.smac, ifindex: fib.ifindex, expires: now + NEIGH_TTL_NS };
-    Some(*cached)
+    let meta = ctx.metadata();
+    if meta + size as usize > ctx.data() {
+        return xdp_action::XDP_DROP;
+    }
+    let m = meta as *mut SlowPathMeta;
+    unsafe {
+        *m = SlowPathMeta { magic: SLOW_PATH_MAGIC, ifindex, family: AF_INET as u32, _pad: 0, nh };
+    }
+    xdp_action::XDP_PASS
 }

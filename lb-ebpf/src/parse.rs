@@ -1,15 +1,20 @@
-//! Bounds-checked parsing of Ethernet / IPv4 / TCP / UDP. Nothing is assumed about the IPv4
-//! header length; a packet is "parsed" only when every header it claims fits in the frame.
+//! Bounds-checked parsing of Ethernet / IPv4 / TCP / UDP / ICMP. Nothing is assumed about the
+//! IPv4 header length; a packet is "parsed" only when every header it claims fits in the frame.
 use core::mem::size_of;
 
-use lb_common::{Addr, AF_INET, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{Addr, AF_INET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_HLEN: usize = size_of::<EthHdr>();
+pub const IPV4_HLEN: usize = size_of::<Ipv4Hdr>();
 
-/// A parsed packet: the fields the load balancer keys on.
-/// Addresses and ports are in network byte order, as in the packet.
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_SOURCE_QUENCH: u8 = 4;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+
+/// A parsed TCP/UDP packet: the fields the load balancer keys on. Addresses and ports are in
+/// network byte order, as in the packet.
 #[derive(Clone, Copy)]
 pub struct Pkt {
     pub af: u8,
@@ -23,22 +28,73 @@ pub struct Pkt {
     /// IP total length (what IPVS counts as the packet's bytes).
     pub ip_len: u16,
     pub ttl: u8,
+    /// Offset of the transport header from the start of the frame.
+    pub l4_off: usize,
+}
+
+/// An ICMP error about a TCP/UDP packet, with the embedded packet's addresses and ports.
+#[derive(Clone, Copy)]
+pub struct IcmpErr {
+    /// Destination of the ICMP message (the VIP, or the client for a NAT real server's).
+    pub daddr: Addr,
+    pub ip_len: u16,
+    pub ttl: u8,
+    /// Offset of the ICMP header from the start of the frame.
+    pub icmp_off: usize,
+    /// The embedded (quoted) packet.
+    pub inner: Quoted,
+}
+
+#[derive(Clone, Copy)]
+pub struct Quoted {
+    pub proto: u8,
+    pub saddr: Addr,
+    pub daddr: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// Offset of the embedded IP header and of its transport header from the frame start.
+    pub ip_off: usize,
+    pub l4_off: usize,
 }
 
 pub enum Parsed {
-    /// Not IPv4 TCP/UDP addressed as a unicast packet (ARP, IPv6, ICMP, ...): not ours.
+    /// Not ours to look at: not IPv4, or a protocol/ICMP type the balancer does not handle.
     Other,
     /// Claims to be IPv4 but does not parse (truncated, bad version/IHL/length) or is a
     /// fragment: never forwarded.
     Malformed,
     Ok(Pkt),
+    Icmp(IcmpErr),
 }
 
 /// The header at `data + off` if it lies entirely inside `[data, data_end)`.
+///
+/// `data_end` is read through a volatile load so that LLVM cannot drop this comparison as
+/// implied by earlier length checks: the verifier only trusts comparisons it sees.
 #[inline(always)]
 pub fn header<T>(data: usize, data_end: usize, off: usize) -> Option<*mut T> {
+    let end = unsafe { core::ptr::read_volatile(&data_end) };
     let start = data + off;
-    if start + size_of::<T>() > data_end { None } else { Some(start as *mut T) }
+    if start + size_of::<T>() > end { None } else { Some(start as *mut T) }
+}
+
+/// Validated IPv4 header at `off`: (header, its length, total length).
+#[inline(always)]
+fn ipv4(data: usize, data_end: usize, off: usize) -> Option<(&'static Ipv4Hdr, usize, u16)> {
+    let ip = unsafe { &*header::<Ipv4Hdr>(data, data_end, off)? };
+    let ihl = (ip.vihl & 0x0f) as usize * 4;
+    let len = u16::from_be_bytes(ip.tot_len);
+    if ip.vihl >> 4 != 4 || ihl < IPV4_HLEN || (len as usize) < ihl {
+        return None;
+    }
+    Some((ip, ihl, len))
+}
+
+#[inline(always)]
+fn ports(data: usize, data_end: usize, off: usize) -> Option<(u16, u16)> {
+    let p = header::<[u16; 2]>(data, data_end, off)?;
+    let p = unsafe { *p };
+    Some((p[0], p[1]))
 }
 
 #[inline(always)]
@@ -49,28 +105,23 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IP {
         return Parsed::Other;
     }
-    let Some(ip) = header::<Ipv4Hdr>(data, data_end, ETH_HLEN) else {
+    let Some((ip, ihl, ip_len)) = ipv4(data, data_end, ETH_HLEN) else {
         return Parsed::Malformed;
     };
-    let ip = unsafe { &*ip };
-    let ihl = (ip.vihl & 0x0f) as usize * 4;
-    let ip_len = u16::from_be_bytes(ip.tot_len);
-    if ip.vihl >> 4 != 4 || ihl < size_of::<Ipv4Hdr>() || (ip_len as usize) < ihl {
-        return Parsed::Malformed;
-    }
     if data + ETH_HLEN + ip_len as usize > data_end {
         return Parsed::Malformed;
     }
     // MF set or a non-zero offset: a fragment. Only a reassembled datagram has its ports.
-    let frags = u16::from_be_bytes(ip.frags);
-    if frags & 0x3fff != 0 {
+    if u16::from_be_bytes(ip.frags) & 0x3fff != 0 {
         return Parsed::Malformed;
     }
     let proto = ip.proto;
-    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
-        return Parsed::Other;
-    }
     let l4_off = ETH_HLEN + ihl;
+    let saddr = Addr::v4(u32::from_ne_bytes(ip.src_addr));
+    let daddr = Addr::v4(u32::from_ne_bytes(ip.dst_addr));
+    if proto == IPPROTO_ICMP {
+        return parse_icmp(data, data_end, l4_off, daddr, ip_len, ihl, ip.ttl);
+    }
     // The transport header must fit both in the frame and in the IP datagram.
     let (sport, dport, tcp_flags, l4_len) = if proto == IPPROTO_TCP {
         let Some(th) = header::<TcpHdr>(data, data_end, l4_off) else {
@@ -83,25 +134,74 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
             return Parsed::Malformed;
         }
         (u16::from_ne_bytes(th.source), u16::from_ne_bytes(th.dest), flags, doff)
-    } else {
+    } else if proto == IPPROTO_UDP {
         let Some(uh) = header::<UdpHdr>(data, data_end, l4_off) else {
             return Parsed::Malformed;
         };
         let uh = unsafe { &*uh };
         (u16::from_ne_bytes(uh.src), u16::from_ne_bytes(uh.dst), 0, size_of::<UdpHdr>())
+    } else {
+        return Parsed::Other;
     };
     if ihl + l4_len > ip_len as usize {
         return Parsed::Malformed;
     }
-    Parsed::Ok(Pkt {
-        af: AF_INET,
-        proto,
-        saddr: Addr::v4(u32::from_ne_bytes(ip.src_addr)),
-        daddr: Addr::v4(u32::from_ne_bytes(ip.dst_addr)),
-        sport,
-        dport,
-        tcp_flags,
+    Parsed::Ok(Pkt { af: AF_INET, proto, saddr, daddr, sport, dport, tcp_flags, ip_len, ttl: ip.ttl, l4_off })
+}
+
+/// ICMP errors that quote a TCP/UDP packet (IPVS treats DEST_UNREACH, SOURCE_QUENCH and
+/// TIME_EXCEEDED as related to connections). Anything else ICMP is `Other`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn parse_icmp(
+    data: usize,
+    data_end: usize,
+    icmp_off: usize,
+    daddr: Addr,
+    ip_len: u16,
+    ihl: usize,
+    ttl: u8,
+) -> Parsed {
+    let Some(icmp) = header::<[u8; 8]>(data, data_end, icmp_off) else {
+        return Parsed::Malformed;
+    };
+    let ty = unsafe { (*icmp)[0] };
+    if ty != ICMP_DEST_UNREACH && ty != ICMP_SOURCE_QUENCH && ty != ICMP_TIME_EXCEEDED {
+        return Parsed::Other;
+    }
+    let ip_off = icmp_off + 8;
+    let Some((inner, inner_ihl, _)) = ipv4(data, data_end, ip_off) else {
+        return Parsed::Malformed;
+    };
+    // The quote must hold the inner IP header and the first 8 bytes of its payload, within the
+    // outer datagram.
+    if ihl + 8 + inner_ihl + 8 > ip_len as usize {
+        return Parsed::Malformed;
+    }
+    let proto = inner.proto;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Parsed::Other;
+    }
+    if u16::from_be_bytes(inner.frags) & 0x1fff != 0 {
+        return Parsed::Other;
+    }
+    let l4_off = ip_off + inner_ihl;
+    let Some((sport, dport)) = ports(data, data_end, l4_off) else {
+        return Parsed::Malformed;
+    };
+    Parsed::Icmp(IcmpErr {
+        daddr,
         ip_len,
-        ttl: ip.ttl,
+        ttl,
+        icmp_off,
+        inner: Quoted {
+            proto,
+            saddr: Addr::v4(u32::from_ne_bytes(inner.src_addr)),
+            daddr: Addr::v4(u32::from_ne_bytes(inner.dst_addr)),
+            sport,
+            dport,
+            ip_off,
+            l4_off,
+        },
     })
 }

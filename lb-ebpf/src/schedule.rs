@@ -95,7 +95,7 @@ pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
         let _ = XLB_CONNS.remove(&key);
     }
     let dest_id = run_scheduler(svc)?;
-    let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, _pad: 0 };
+    let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
     if XLB_CONNS.insert(&key, &t, 0).is_ok() {
         persist_count(dest_id, 1);
     }

@@ -40,3 +40,24 @@ pub fn count_in(svc_id: u32, dest_id: u32, ip_len: u16, new_conn: bool) {
         add_in(&mut g.total, bytes, new_conn);
     }
 }
+
+#[inline(always)]
+fn add_out(s: &mut Stats, bytes: u64) {
+    s.outpkts += 1;
+    s.outbytes += bytes;
+}
+
+/// Counts one server-to-client packet (NAT replies: IPVS's `ip_vs_out_stats`).
+#[inline(always)]
+pub fn count_out(svc_id: u32, dest_id: u32, ip_len: u16) {
+    let bytes = ip_len as u64;
+    if let Some(s) = XLB_SVC_STATS.get_ptr_mut(svc_id) {
+        add_out(unsafe { &mut *s }, bytes);
+    }
+    if let Some(s) = XLB_DEST_STATS.get_ptr_mut(dest_id) {
+        add_out(unsafe { &mut *s }, bytes);
+    }
+    if let Some(g) = global() {
+        add_out(&mut g.total, bytes);
+    }
+}

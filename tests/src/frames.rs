@@ -149,3 +149,50 @@ pub fn arp_request(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
     f.extend_from_slice(&target);
     f
 }
+
+/// The ICMP error the director sends back about `orig` (a frame it received): to the sender's
+/// MAC from its own, from the address `orig` was sent to, TOS 0xc0, TTL 64, quoting the IP
+/// header and the first 8 bytes of payload. Built independently of the data plane.
+pub fn icmp_error_reply(orig: &[u8], icmp_type: etherparse::Icmpv4Type) -> Vec<u8> {
+    let ihl = (orig[14] & 0x0f) as usize * 4;
+    let quote = &orig[14..(14 + ihl + 8).min(orig.len())];
+    let mut src = [0u8; 4];
+    let mut dst = [0u8; 4];
+    src.copy_from_slice(&orig[14 + 16..14 + 20]);
+    dst.copy_from_slice(&orig[14 + 12..14 + 16]);
+    let icmp = etherparse::Icmpv4Header::with_checksum(icmp_type, quote);
+    let mut ip = Ipv4Header {
+        time_to_live: 64,
+        protocol: IpNumber::ICMP,
+        source: src,
+        destination: dst,
+        dscp: etherparse::IpDscp::try_new(0x30).unwrap_or_default(),
+        // The kernel's ICMP socket does not set DF (IP_PMTUDISC_DONT).
+        dont_fragment: false,
+        ..Default::default()
+    };
+    let _ = ip.set_payload_len(icmp.header_len() + quote.len());
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut eth_src = [0u8; 6];
+    let mut eth_dst = [0u8; 6];
+    eth_src.copy_from_slice(&orig[0..6]);
+    eth_dst.copy_from_slice(&orig[6..12]);
+    let mut out = Vec::new();
+    let _ = Ethernet2Header { source: eth_src, destination: eth_dst, ether_type: EtherType::IPV4 }.write(&mut out);
+    let _ = ip.write(&mut out);
+    let _ = icmp.write(&mut out);
+    out.extend_from_slice(quote);
+    out
+}
+
+/// The metadata the XDP program puts in front of a frame it hands to the tc slow path.
+pub fn slow_path_meta(ifindex: u32, next_hop: [u8; 4]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&lb_common::SLOW_PATH_MAGIC.to_ne_bytes());
+    m.extend_from_slice(&ifindex.to_ne_bytes());
+    m.extend_from_slice(&(lb_common::AF_INET as u32).to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&next_hop);
+    m.extend_from_slice(&[0u8; 12]);
+    m
+}

@@ -8,7 +8,7 @@ use aya::{
     maps::{Array, MapData},
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
-use lb_common::{names, DestNeigh};
+use lb_common::{names, DestNeigh, NEIGH_F_RESOLVED};
 use lb_user::store::{self, CreateOptions};
 
 pub const XDP_ABORTED: u32 = 0;
@@ -76,9 +76,14 @@ impl XdpUnderTest {
 /// Fills the data plane's next-hop cache for `dest_id` so a run needs no FIB (BPF_PROG_TEST_RUN
 /// has no real interface behind it). `ifindex` must be the run's ingress ifindex for XDP_TX.
 pub fn set_next_hop(pin_dir: &Path, dest_id: u32, dmac: [u8; 6], smac: [u8; 6], ifindex: u32) -> anyhow::Result<()> {
+    set_route(pin_dir, dest_id, DestNeigh { dmac, smac, ifindex, mtu: 1500, flags: NEIGH_F_RESOLVED, ..Default::default() })
+}
+
+/// Presets the next-hop cache of `dest_id` (never expiring) with any route answer.
+pub fn set_route(pin_dir: &Path, dest_id: u32, n: DestNeigh) -> anyhow::Result<()> {
     let data = MapData::from_pin(pin_dir.join(names::DEST_NEIGH))?;
     let mut a: Array<MapData, DestNeigh> = Array::try_from(aya::maps::Map::Array(data))?;
-    a.set(dest_id, DestNeigh { dmac, smac, ifindex, expires: u64::MAX }, 0)?;
+    a.set(dest_id, DestNeigh { expires: u64::MAX, ..n }, 0)?;
     Ok(())
 }
 

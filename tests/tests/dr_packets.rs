@@ -3,12 +3,14 @@
 //! read back through the same store `ipvsadm -Ln --stats` uses.
 use std::net::{IpAddr, Ipv4Addr};
 
+use etherparse::{Icmpv4Type, icmpv4::TimeExceededCode};
+
 use lb_user::{
     model::{Fwd, Proto, Table},
     store::Store,
 };
 use xlb_tests::{
-    frames::{ACK, DIRECTOR_MAC, FIN, Frame, RST, SYN, arp_request, sa},
+    frames::{ACK, DIRECTOR_MAC, FIN, Frame, RST, SYN, arp_request, icmp_error_reply, sa, slow_path_meta},
     netns::Netns,
     pins::TempPins,
     table::{service, table},
@@ -152,11 +154,11 @@ fn ip_options_are_forwarded_intact() {
 }
 
 #[test]
-fn ttl_one_is_not_forwarded() {
+fn ttl_one_is_answered_with_time_exceeded() {
     let mut s = setup("ttl");
     let f = Frame::tcp(sa(CLIENT, 45000), sa(VIP, 80), SYN).ttl(1).bytes();
-    let r = s.xdp.run(&f).expect("run");
-    assert_eq!(verdict_name(r.verdict), "XDP_DROP");
+    let want = icmp_error_reply(&f, Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit));
+    expect(&mut s, &f, XDP_TX, &want, "TTL 1: ICMP time exceeded back to the client, from the VIP");
 }
 
 #[test]
@@ -291,9 +293,12 @@ fn next_hop_comes_from_the_kernels_neighbour_table() {
     .join()
     .expect("thread");
     let (to_web2, r2, to_web1, r1) = results;
-    // web2 has no neighbour entry: handed to the kernel (the tc program resolves it) untouched.
+    // web2 has no neighbour entry: handed to the kernel with metadata for the tc program
+    // (egress eth0, next hop web2), TTL already decremented, MACs left to the neighbour layer.
     assert_eq!(verdict_name(r2.verdict), "XDP_PASS");
-    assert_eq!(r2.frame, to_web2.bytes());
+    let mut want2 = slow_path_meta(ifindex, WEB2);
+    want2.extend(to_web2.clone().ttl(63).bytes());
+    assert_eq!(r2.frame, want2);
     // web1's MAC comes from the neighbour table, the source MAC from the interface.
     let mut smac = [0u8; 6];
     smac.copy_from_slice(&dir_mac);

@@ -1,0 +1,68 @@
+//! Internet checksums (RFC 1071/1624). Words are read and written in memory order: the
+//! one's-complement sum does not depend on byte order as long as reads and writes agree.
+use crate::parse::header;
+
+#[inline(always)]
+pub fn fold(mut s: u64) -> u16 {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
+/// RFC 1624: the checksum `check` after a 16-bit word changed from `old` to `new`.
+#[inline(always)]
+pub fn update16(check: u16, old: u16, new: u16) -> u16 {
+    !fold((!check) as u64 + (!old) as u64 + new as u64)
+}
+
+/// The checksum after a 32-bit field (memory order) changed.
+#[inline(always)]
+pub fn update32(check: u16, old: u32, new: u32) -> u16 {
+    let o = old.to_ne_bytes();
+    let n = new.to_ne_bytes();
+    let c = update16(check, u16::from_ne_bytes([o[0], o[1]]), u16::from_ne_bytes([n[0], n[1]]));
+    update16(c, u16::from_ne_bytes([o[2], o[3]]), u16::from_ne_bytes([n[2], n[3]]))
+}
+
+/// Checksum of the 20-byte IPv4 header at `h[off..]` (its checksum field must be zero).
+#[inline(always)]
+pub fn ipv4_header<const N: usize>(h: &[u8; N], off: usize) -> u16 {
+    let mut s = 0u64;
+    for i in 0..10 {
+        let j = off + 2 * i;
+        if j + 1 < N {
+            s += u16::from_ne_bytes([h[j], h[j + 1]]) as u64;
+        }
+    }
+    !fold(s)
+}
+
+/// Largest span [`sum_bytes`] covers (an Ethernet MTU's worth).
+pub const SUM_MAX: usize = 1500;
+
+/// One's-complement sum (not folded, not inverted) of `len` bytes at `p` (a packet address),
+/// as 16-bit words in memory order, the odd last byte zero-padded. A bounded loop with one
+/// constant-size bounds check per word, which the verifier can follow. `None` past the frame
+/// or beyond [`SUM_MAX`].
+#[inline(always)]
+pub fn sum_bytes(p: usize, data_end: usize, len: usize) -> Option<u64> {
+    if len > SUM_MAX {
+        return None;
+    }
+    let mut s = 0u64;
+    for i in 0..SUM_MAX / 2 {
+        let off = 2 * i;
+        if off >= len {
+            break;
+        }
+        if off + 1 == len {
+            let b = header::<u8>(p, data_end, off)?;
+            s += u16::from_ne_bytes([unsafe { *b }, 0]) as u64;
+            break;
+        }
+        let w = header::<[u8; 2]>(p, data_end, off)?;
+        s += u16::from_ne_bytes(unsafe { *w }) as u64;
+    }
+    Some(s)
+}

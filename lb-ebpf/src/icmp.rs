@@ -1,0 +1,187 @@
+//! ICMP: errors the data plane answers itself (TTL exceeded, fragmentation needed for a tunnel
+//! that no longer fits), and ICMP errors about tracked connections, sent to the party that needs
+//! them (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`).
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use lb_common::{ConnKey, CFG_F_HAS_NAT, CONN_KIND_IN, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL};
+
+use crate::{
+    conn::expired,
+    csum, dr,
+    maps::{XLB_CONFIG, XLB_CONNS, XLB_SVC_KEYS},
+    nat,
+    parse::{header, IcmpErr, ETH_HLEN, IPV4_HLEN},
+    schedule::usable_dest,
+    stats::bump,
+    tun,
+    xmit::Target,
+};
+
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+/// Quote: the offending datagram's IP header (up to 60 bytes) and 8 bytes of its payload
+/// (RFC 792; Linux quotes more, up to 576 bytes in all).
+const QUOTE_MAX: usize = 68;
+const HDRS: usize = ETH_HLEN + IPV4_HLEN + 8;
+
+#[inline(always)]
+pub fn time_exceeded(ctx: &XdpContext) -> u32 {
+    send_error(ctx, 11, 0, 0)
+}
+
+#[inline(always)]
+pub fn frag_needed(ctx: &XdpContext, mtu: u16) -> u32 {
+    send_error(ctx, 3, ICMP_FRAG_NEEDED, mtu)
+}
+
+/// Turns the frame into an ICMP error about itself, sent back where it came from, from the
+/// address it was sent to (the VIP), as the kernel's icmp_send does for a local destination.
+#[inline(always)]
+fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    let Some(orig) = header::<[u8; ETH_HLEN + IPV4_HLEN]>(data, end, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    let orig = unsafe { &*orig };
+    let mut eth = [0u8; 12];
+    eth[..6].copy_from_slice(&orig[6..12]);
+    eth[6..].copy_from_slice(&orig[..6]);
+    let mut saddr = [0u8; 4];
+    let mut daddr = [0u8; 4];
+    saddr.copy_from_slice(&orig[ETH_HLEN + 12..ETH_HLEN + 16]);
+    daddr.copy_from_slice(&orig[ETH_HLEN + 16..ETH_HLEN + 20]);
+    let quote_len = ((orig[ETH_HLEN] & 0x0f) as usize * 4 + 8).min(QUOTE_MAX);
+    let mut quote = [0u8; QUOTE_MAX];
+    for (i, q) in quote.iter_mut().enumerate() {
+        if i >= quote_len {
+            break;
+        }
+        let at = data + ETH_HLEN + i;
+        if at + 1 > end {
+            return xdp_action::XDP_DROP;
+        }
+        *q = unsafe { *(at as *const u8) };
+    }
+    let new_len = (HDRS + quote_len) as i32;
+    let cur = (end - data) as i32;
+    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, new_len - cur) } != 0 {
+        return xdp_action::XDP_DROP;
+    }
+    let (data, end) = (ctx.data(), ctx.data_end());
+    let Some(h) = header::<[u8; HDRS]>(data, end, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    let h = unsafe { &mut *h };
+    h[..12].copy_from_slice(&eth);
+    h[12] = 0x08;
+    h[13] = 0x00;
+    const O: usize = ETH_HLEN;
+    let ip_len = ((IPV4_HLEN + 8 + quote_len) as u16).to_be_bytes();
+    // Internetwork control precedence, no DF, TTL 64: what the kernel's ICMP sender uses.
+    let ip: [u8; 20] = [
+        0x45, 0xc0, ip_len[0], ip_len[1], 0, 0, 0, 0, 64, 1, 0, 0, daddr[0], daddr[1], daddr[2], daddr[3], saddr[0],
+        saddr[1], saddr[2], saddr[3],
+    ];
+    h[O..O + 20].copy_from_slice(&ip);
+    let check = csum::ipv4_header(h, O).to_ne_bytes();
+    h[O + 10] = check[0];
+    h[O + 11] = check[1];
+    const I: usize = ETH_HLEN + IPV4_HLEN;
+    let m = mtu.to_be_bytes();
+    let icmp: [u8; 8] = [ty, code, 0, 0, 0, 0, m[0], m[1]];
+    h[I..I + 8].copy_from_slice(&icmp);
+    let mut sum = 0u64;
+    for i in 0..4 {
+        sum += u16::from_ne_bytes([icmp[2 * i], icmp[2 * i + 1]]) as u64;
+    }
+    for i in 0..QUOTE_MAX / 2 {
+        sum += u16::from_ne_bytes([quote[2 * i], quote[2 * i + 1]]) as u64;
+    }
+    let check = (!csum::fold(sum)).to_ne_bytes();
+    h[I + 2] = check[0];
+    h[I + 3] = check[1];
+    for (i, q) in quote.iter().enumerate() {
+        if i >= quote_len {
+            break;
+        }
+        let at = data + HDRS + i;
+        if at + 1 > end {
+            return xdp_action::XDP_ABORTED;
+        }
+        unsafe { *(at as *mut u8) = *q };
+    }
+    bump(|g| &mut g.icmp_sent);
+    xdp_action::XDP_TX
+}
+
+/// The ICMP message's checksum is valid (IPVS drops related ICMP with a bad one).
+#[inline(always)]
+fn checksum_ok(ctx: &XdpContext, e: &IcmpErr) -> bool {
+    let len = e.ip_len as usize - (e.icmp_off - ETH_HLEN);
+    match csum::sum_bytes(ctx.data() + e.icmp_off, ctx.data_end(), len) {
+        Some(s) => csum::fold(s) == 0xffff,
+        None => false,
+    }
+}
+
+/// An ICMP error about a tracked connection: to the real server (an error about a reply the
+/// client got, arriving at the VIP) or to the client (an error a NAT real server sent). `None`
+/// when it is about no connection: the kernel handles it.
+#[inline(always)]
+pub fn related(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<u32> {
+    let q = &e.inner;
+    // The quoted packet went from the VIP to the client: reverse it to the client-side key.
+    let in_key = ConnKey {
+        caddr: q.daddr,
+        vaddr: q.saddr,
+        cport: q.dport,
+        vport: q.sport,
+        proto: q.proto,
+        af: lb_common::AF_INET,
+        kind: CONN_KIND_IN,
+        _pad: 0,
+    };
+    if let Some(c) = unsafe { XLB_CONNS.get(&in_key) } {
+        if expired(c, now) {
+            return None;
+        }
+        if !checksum_ok(ctx, e) {
+            return Some(xdp_action::XDP_DROP);
+        }
+        let dest = usable_dest(c.dest_id, c.svc_id)?;
+        if e.ttl <= 1 {
+            return Some(xdp_action::XDP_DROP);
+        }
+        bump(|g| &mut g.icmp_related);
+        let t = Target { dest_id: c.dest_id, rip: dest.addr.w[0], ingress, now };
+        return Some(match dest.fwd {
+            FWD_DROUTE => dr::forward(ctx, &t),
+            FWD_TUNNEL => tun::forward(ctx, &t, e.ip_len, e.ttl, e.daddr.w[0]),
+            FWD_MASQ => nat::icmp_to_real_server(ctx, e, &t, c.port),
+            _ => xdp_action::XDP_PASS,
+        });
+    }
+    let has_nat = XLB_CONFIG.get(0).is_some_and(|c| c.flags & CFG_F_HAS_NAT != 0);
+    if !has_nat {
+        return None;
+    }
+    // From a NAT real server about a packet it got from the client: the reply-side key.
+    let out_key = ConnKey {
+        caddr: q.saddr,
+        vaddr: q.daddr,
+        cport: q.sport,
+        vport: q.dport,
+        proto: q.proto,
+        af: lb_common::AF_INET,
+        kind: CONN_KIND_OUT,
+        _pad: 0,
+    };
+    let o = unsafe { XLB_CONNS.get(&out_key) }?;
+    let vip = XLB_SVC_KEYS.get(o.svc_id)?.addr.w[0];
+    if !checksum_ok(ctx, e) {
+        return Some(xdp_action::XDP_DROP);
+    }
+    if e.ttl <= 1 {
+        return Some(xdp_action::XDP_DROP);
+    }
+    bump(|g| &mut g.icmp_related);
+    Some(nat::icmp_to_client(ctx, e, &nat::Virtual { vip, vport: o.port, ingress, now }))
+}

@@ -1,0 +1,45 @@
+//! Sending a finished frame toward a next hop: straight from XDP when the kernel gave the full
+//! answer (XDP_TX on the ingress interface, XDP_REDIRECT to another), else the tc slow path.
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use network_types::eth::EthHdr;
+
+use crate::{
+    nexthop::{slow_path, Route},
+    parse::header,
+    stats::bump,
+};
+
+/// Where a packet of a connection goes: its real server (id and IPv4 address), and the
+/// context of the decision (BPF functions take at most five arguments: they travel together).
+pub struct Target {
+    pub dest_id: u32,
+    pub rip: u32,
+    pub ingress: u32,
+    pub now: u64,
+}
+
+#[inline(always)]
+pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
+    match route {
+        Route::Direct(n) => {
+            let n = unsafe { &**n };
+            let Some(eth) = header::<EthHdr>(ctx.data(), ctx.data_end(), 0) else {
+                return xdp_action::XDP_ABORTED;
+            };
+            unsafe {
+                (*eth).dst_addr = n.dmac;
+                (*eth).src_addr = n.smac;
+            }
+            if n.ifindex == ingress {
+                xdp_action::XDP_TX
+            } else {
+                unsafe { aya_ebpf::helpers::bpf_redirect(n.ifindex, 0) as u32 }
+            }
+        }
+        Route::Slow { ifindex, nh } => slow_path(ctx, *ifindex, *nh),
+        Route::None => {
+            bump(|g| &mut g.no_route);
+            xdp_action::XDP_DROP
+        }
+    }
+}
