@@ -13,7 +13,7 @@
 use aya_ebpf::{
     bindings::{
         bpf_fib_lookup, xdp_action, BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_PROHIBIT,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, BPF_FIB_LOOKUP_OUTPUT, BPF_FIB_LOOKUP_SRC,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, BPF_FIB_LOOKUP_SRC,
     },
     macros::map,
     maps::PerCpuArray,
@@ -67,9 +67,10 @@ fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u
     f.__bindgen_anon_3.ipv6_src = [0; 4];
     f.__bindgen_anon_4.ipv6_dst = [dst, 0, 0, 0];
     f.__bindgen_anon_5.tbid = 0;
-    // Egress view: route to the address as the director itself would send to it. SRC also asks
-    // for the source address the route prefers (the outer source of IPIP).
-    let flags = BPF_FIB_LOOKUP_OUTPUT | if want_src { BPF_FIB_LOOKUP_SRC } else { 0 };
+    // Ingress view (the packet is forwarded, from the interface it came in on): any egress
+    // interface. SRC also asks for the source address the route prefers (the outer source of
+    // IPIP).
+    let flags = if want_src { BPF_FIB_LOOKUP_SRC } else { 0 };
     unsafe { aya_ebpf::helpers::bpf_fib_lookup(ctx, f, core::mem::size_of::<bpf_fib_lookup>() as i32, flags) }
 }
 

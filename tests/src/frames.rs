@@ -22,6 +22,8 @@ pub struct Frame {
     pub ip: Ipv4Header,
     pub l4: L4,
     pub payload: Vec<u8>,
+    /// UDP only: send without a checksum (0), as IPv4 allows.
+    pub udp_no_checksum: bool,
 }
 
 fn tcp_header(sport: u16, dport: u16, flags: u8) -> TcpHeader {
@@ -64,7 +66,50 @@ impl Frame {
             ip,
             l4,
             payload: Vec::new(),
+            udp_no_checksum: false,
         }
+    }
+
+    /// Source address and port.
+    pub fn src(mut self, a: SocketAddrV4) -> Frame {
+        self.ip.source = a.ip().octets();
+        match &mut self.l4 {
+            L4::Tcp(t) => t.source_port = a.port(),
+            L4::Udp(u) => u.source_port = a.port(),
+        }
+        self
+    }
+
+    /// Destination address and port.
+    pub fn dst(mut self, a: SocketAddrV4) -> Frame {
+        self.ip.destination = a.ip().octets();
+        match &mut self.l4 {
+            L4::Tcp(t) => t.destination_port = a.port(),
+            L4::Udp(u) => u.destination_port = a.port(),
+        }
+        self
+    }
+
+    pub fn no_df(mut self) -> Frame {
+        self.ip.dont_fragment = false;
+        self
+    }
+
+    /// The whole TOS byte (DSCP and ECN).
+    pub fn tos(mut self, tos: u8) -> Frame {
+        self.ip.dscp = etherparse::IpDscp::try_new(tos >> 2).unwrap_or_default();
+        self.ip.ecn = etherparse::IpEcn::try_new(tos & 3).unwrap_or_default();
+        self
+    }
+
+    pub fn udp_no_checksum(mut self) -> Frame {
+        self.udp_no_checksum = true;
+        self
+    }
+
+    /// The IP packet (no Ethernet header).
+    pub fn ip_bytes(&self) -> Vec<u8> {
+        self.bytes()[Ethernet2Header::LEN..].to_vec()
     }
 
     pub fn payload(mut self, p: &[u8]) -> Frame {
@@ -115,8 +160,11 @@ impl Frame {
                 let _ = t.write(&mut out);
             }
             L4::Udp(u) => {
-                let u = UdpHeader::with_ipv4_checksum(u.source_port, u.destination_port, &ip, &self.payload)
+                let mut u = UdpHeader::with_ipv4_checksum(u.source_port, u.destination_port, &ip, &self.payload)
                     .unwrap_or_else(|_| u.clone());
+                if self.udp_no_checksum {
+                    u.checksum = 0;
+                }
                 let _ = u.write(&mut out);
             }
         }
@@ -195,4 +243,58 @@ pub fn slow_path_meta(ifindex: u32, next_hop: [u8; 4]) -> Vec<u8> {
     m.extend_from_slice(&next_hop);
     m.extend_from_slice(&[0u8; 12]);
     m
+}
+
+/// An IPIP frame: Ethernet, outer IPv4 (protocol 4) around `inner` (an IP packet).
+#[allow(clippy::too_many_arguments)]
+pub fn ipip(macs: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], ttl: u8, tos: u8, id: u16, df: bool, inner: &[u8]) -> Vec<u8> {
+    let mut ip = Ipv4Header {
+        time_to_live: ttl,
+        protocol: IpNumber::IPV4,
+        source: src,
+        destination: dst,
+        dont_fragment: df,
+        identification: id,
+        dscp: etherparse::IpDscp::try_new(tos >> 2).unwrap_or_default(),
+        ecn: etherparse::IpEcn::try_new(tos & 3).unwrap_or_default(),
+        ..Default::default()
+    };
+    let _ = ip.set_payload_len(inner.len());
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = Vec::new();
+    let _ = Ethernet2Header { source: macs.0, destination: macs.1, ether_type: EtherType::IPV4 }.write(&mut out);
+    let _ = ip.write(&mut out);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// An ICMP message frame quoting `quote` (an IP header and the start of its payload).
+#[allow(clippy::too_many_arguments)]
+pub fn icmp(macs: ([u8; 6], [u8; 6]), src: [u8; 4], dst: [u8; 4], ttl: u8, ty: etherparse::Icmpv4Type, quote: &[u8], corrupt: bool) -> Vec<u8> {
+    let mut icmp = etherparse::Icmpv4Header::with_checksum(ty, quote);
+    if corrupt {
+        icmp.checksum ^= 0x5555;
+    }
+    let mut ip = Ipv4Header {
+        time_to_live: ttl,
+        protocol: IpNumber::ICMP,
+        source: src,
+        destination: dst,
+        dont_fragment: false,
+        ..Default::default()
+    };
+    let _ = ip.set_payload_len(icmp.header_len() + quote.len());
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = Vec::new();
+    let _ = Ethernet2Header { source: macs.0, destination: macs.1, ether_type: EtherType::IPV4 }.write(&mut out);
+    let _ = ip.write(&mut out);
+    let _ = icmp.write(&mut out);
+    out.extend_from_slice(quote);
+    out
+}
+
+/// What an ICMP error quotes of a frame: its IP header and the first 8 bytes of payload.
+pub fn quote_of(frame: &[u8]) -> Vec<u8> {
+    let ihl = (frame[14] & 0x0f) as usize * 4;
+    frame[14..(14 + ihl + 8).min(frame.len())].to_vec()
 }
