@@ -28,6 +28,8 @@ pub enum XdpProgram {
     Balancer,
     /// A do-nothing XDP_PASS program: what a veth peer needs to receive XDP_TX frames.
     Pass,
+    /// IPIP decapsulation for a TUN real server without an ipip device.
+    Decap,
 }
 
 impl XdpProgram {
@@ -35,6 +37,7 @@ impl XdpProgram {
         match self {
             XdpProgram::Balancer => "xlb_xdp",
             XdpProgram::Pass => "xlb_pass",
+            XdpProgram::Decap => "xlb_decap",
         }
     }
 }
@@ -80,13 +83,75 @@ fn open_pinned(path: &Path) -> anyhow::Result<Option<FdLink>> {
 /// put there, and pins the link. For the balancer also attaches the tc slow path.
 pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -> anyhow::Result<()> {
     check_iface(iface)?;
-    let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+    let mut ebpf = match program {
+        XdpProgram::Decap => load_decap_object(pin_dir)?,
+        _ => store::load_object(pin_dir, CreateOptions::default())?,
+    };
     std::fs::create_dir_all(links_dir(pin_dir))?;
+    if program == XdpProgram::Decap {
+        fill_decap_addrs(&mut ebpf, iface)?;
+    }
     attach_xdp(&mut ebpf, pin_dir, iface, program, mode)?;
     if program == XdpProgram::Balancer {
         attach_tc(&mut ebpf, pin_dir, iface)?;
     }
     Ok(())
+}
+
+/// A real server runs only the decap program: every director table is created with one
+/// entry (a real server's pin directory is not a director's).
+fn load_decap_object(dir: &Path) -> anyhow::Result<Ebpf> {
+    let obj = crate::ebpf_object();
+    if obj.is_empty() {
+        bail!("this build has no XDP object (built with AYA_BUILD_SKIP)");
+    }
+    store::ensure_pin_dir(dir)?;
+    let mut loader = aya::EbpfLoader::new();
+    loader.default_map_pin_directory(dir);
+    for name in lb_common::names::ALL.iter().filter(|n| **n != lb_common::names::DECAP_ADDRS) {
+        loader.map_max_entries(name, 1);
+    }
+    loader.load(obj).with_context(|| format!("cannot create or open the maps in {}", dir.display()))
+}
+
+/// The IPv4 addresses of `iface` become the ones IPIP is stripped for.
+fn fill_decap_addrs(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut(lb_common::names::DECAP_ADDRS)
+        .ok_or_else(|| anyhow!("no map {}", lb_common::names::DECAP_ADDRS))?;
+    let mut addrs: aya::maps::HashMap<_, lb_common::Addr, u8> = aya::maps::HashMap::try_from(map)?;
+    let found = interface_ipv4_addrs(iface)?;
+    if found.is_empty() {
+        bail!("{iface} has no IPv4 address to decapsulate IPIP for");
+    }
+    for a in found {
+        addrs.insert(lb_common::Addr::v4(u32::from_ne_bytes(a.octets())), 1, 0)?;
+    }
+    Ok(())
+}
+
+/// IPv4 addresses configured on `iface` (getifaddrs).
+pub fn interface_ipv4_addrs(iface: &str) -> anyhow::Result<Vec<std::net::Ipv4Addr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        bail!("getifaddrs: {}", io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        let ifa = unsafe { &*cur };
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if name.to_bytes() == iface.as_bytes()
+            && !ifa.ifa_addr.is_null()
+            && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET
+        {
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+        }
+        cur = ifa.ifa_next;
+    }
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 fn attach_xdp(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -> anyhow::Result<()> {

@@ -1,10 +1,20 @@
-//! Namespace labs reproducing the seeds' topologies, with real HTTP servers, xlb attached to the
-//! director and `lbadm` invoked as `ipvsadm` on a private pin directory.
+//! Namespace labs reproducing the seeds' topologies, with real HTTP and UDP servers, xlb attached
+//! to the director and `lbadm` invoked as `ipvsadm` on a private pin directory.
 //!
-//! DR (seed 003, "LVS DR模式"): client1 192.168.88.10, lvs1 192.168.88.5 with the VIP
-//! 192.168.88.15 on eth0, web1 192.168.88.100 and web2 192.168.88.200 with the VIP on lo and
-//! arp_ignore=1 / arp_announce=2 (seed 000) — all on one L2 segment (a bridge in a switch
-//! namespace).
+//! - DR (seed 003, "LVS DR模式"): client1 192.168.88.10, lvs1 192.168.88.5 with the VIP
+//!   192.168.88.15 on eth0, web1 192.168.88.100 and web2 192.168.88.200 with the VIP on lo and
+//!   arp_ignore=1 / arp_announce=2 (seed 000) — all on one L2 segment (a bridge in a switch
+//!   namespace).
+//! - TUN: the same client side, but the real servers live in 192.168.99.0/24 behind a router
+//!   (192.168.88.1 / 192.168.99.1): the director reaches them only through IP tunnels, they
+//!   decapsulate with xlb's decap program (no ipip device here) and answer the client directly
+//!   through the router.
+//! - NAT (seed 003, "配置LVS NAT模式"): lvs1 has eth0 192.168.88.5 (client side; the VIP is this
+//!   address, as in the seed) and eth1 192.168.99.5 (server side); web1 192.168.99.100 and
+//!   web2 192.168.99.200 use lvs1 as their default gateway; the client's gateway is lvs1.
+//!
+//! Every real server serves HTTP on 80 and 8080 (`Welcome from webN`) and a UDP echo on 53
+//! (`webN:` + the datagram).
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -19,11 +29,16 @@ use crate::{
     workspace_bin,
 };
 
-pub const VIP: &str = "192.168.88.15";
-pub const DIP: &str = "192.168.88.5";
 pub const CLIENT: &str = "192.168.88.10";
+pub const DIP: &str = "192.168.88.5";
+pub const ROUTER: &str = "192.168.88.1";
+pub const VIP: &str = "192.168.88.15";
 pub const WEB1: &str = "192.168.88.100";
 pub const WEB2: &str = "192.168.88.200";
+pub const DIP_SERVERS: &str = "192.168.99.5";
+pub const ROUTER_SERVERS: &str = "192.168.99.1";
+pub const RS1: &str = "192.168.99.100";
+pub const RS2: &str = "192.168.99.200";
 
 /// The seed's `ipvsadm` lines for DR (seed 003 uses `-s wlc`; rr is what the data plane
 /// schedules so far, and with these weights the seed's NAT section shows rr's alternation).
@@ -33,95 +48,217 @@ pub const SEED_DR_LINES: &[&[&str]] = &[
     &["-a", "-t", "192.168.88.15:80", "-r", "192.168.88.200", "-w", "2", "-g"],
 ];
 
-/// A host attached to the lab switch.
+/// The seed's NAT lines (seed 003, verbatim): the VIP is the director's own address.
+pub const SEED_NAT_LINES: &[&[&str]] = &[
+    &["-A", "-t", "192.168.88.5:80", "-s", "rr"],
+    &["-a", "-t", "192.168.88.5:80", "-r", "192.168.99.100", "-w", "1", "-m"],
+    &["-a", "-t", "192.168.88.5:80", "-r", "192.168.99.200", "-w", "2", "-m"],
+];
+
+/// TUN: the DR lines with `-i`, real servers in the other subnet.
+pub const TUN_LINES: &[&[&str]] = &[
+    &["-A", "-t", "192.168.88.15:80", "-s", "rr"],
+    &["-a", "-t", "192.168.88.15:80", "-r", "192.168.99.100", "-w", "1", "-i"],
+    &["-a", "-t", "192.168.88.15:80", "-r", "192.168.99.200", "-w", "2", "-i"],
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Dr,
+    Tun,
+    Nat,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "dr" => Some(Mode::Dr),
+            "tun" => Some(Mode::Tun),
+            "nat" => Some(Mode::Nat),
+            _ => None,
+        }
+    }
+
+    /// ipvsadm's forwarding flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Mode::Dr => "-g",
+            Mode::Tun => "-i",
+            Mode::Nat => "-m",
+        }
+    }
+
+    /// The address clients use.
+    pub fn vip(self) -> &'static str {
+        if self == Mode::Nat { DIP } else { VIP }
+    }
+
+    /// The seed-style lines that build the lab's TCP service.
+    pub fn lines(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Mode::Dr => SEED_DR_LINES,
+            Mode::Tun => TUN_LINES,
+            Mode::Nat => SEED_NAT_LINES,
+        }
+    }
+}
+
+/// A host of the lab.
 pub struct Host {
     pub ns: Netns,
     pub ip: String,
-    /// Name of its port on the switch (in the switch namespace).
+    /// Name of its eth0's port on a switch (in that switch's namespace).
     pub port: String,
 }
 
 impl Host {
     pub fn mac(&self) -> anyhow::Result<String> {
-        let out = self.ns.ip(&["-br", "link", "show", "eth0"])?;
-        out.split_whitespace().nth(2).map(str::to_string).context("no MAC on eth0")
+        mac_of(&self.ns, "eth0")
     }
 }
 
-pub struct DrLab {
+pub fn mac_of(ns: &Netns, dev: &str) -> anyhow::Result<String> {
+    let out = ns.ip(&["-br", "link", "show", dev])?;
+    out.split_whitespace().nth(2).map(str::to_string).context("no MAC")
+}
+
+/// Connects `dev` in `ns` to bridge br0 of `sw` through a new veth (port `port` in `sw`).
+fn plug(ns: &Netns, dev: &str, sw: &Netns, port: &str, addr: &str) -> anyhow::Result<()> {
+    run(Command::new("ip").args(["link", "add", dev, "netns", &ns.name, "type", "veth", "peer", "name", port, "netns", &sw.name]))?;
+    sw.ip(&["link", "set", port, "master", "br0", "up"])?;
+    ns.ip(&["addr", "add", addr, "dev", dev])?;
+    ns.ip(&["link", "set", dev, "up"])?;
+    // XDP_TX'd frames carry whatever checksum the sender left: no offload (Cilium's lesson).
+    ns.exec("ethtool", &["-K", dev, "tx", "off"])?;
+    Ok(())
+}
+
+fn switch(name: &str) -> anyhow::Result<Netns> {
+    let sw = Netns::new(name)?;
+    sw.ip(&["link", "add", "br0", "type", "bridge"])?;
+    sw.ip(&["link", "set", "br0", "up"])?;
+    Ok(sw)
+}
+
+pub struct Lab {
     // Dropped first: the servers, then the namespaces, then the pins and files.
     servers: Vec<Proc>,
+    pub mode: Mode,
     pub client: Host,
     pub lvs1: Host,
     pub web: Vec<Host>,
+    /// The TUN lab's router (client side eth0, server side eth1).
+    pub router: Option<Netns>,
+    /// Client-side switch, and the server-side one (TUN, NAT).
     pub sw: Netns,
+    pub sw2: Option<Netns>,
     pub pins: TempPins,
     pub dir: PathBuf,
     pub prefix: String,
 }
 
-impl DrLab {
-    /// Builds the topology and starts the web servers (xlb not attached yet).
-    pub fn up(tag: &str) -> anyhow::Result<DrLab> {
+/// The DR lab of the foundation (kept as a name).
+pub type DrLab = Lab;
+
+impl Lab {
+    /// Builds the topology of `mode` and starts the servers (xlb not attached yet).
+    pub fn up(tag: &str) -> anyhow::Result<Lab> {
+        Lab::new(tag, Mode::Dr)
+    }
+
+    pub fn new(tag: &str, mode: Mode) -> anyhow::Result<Lab> {
         let prefix = unique_prefix(tag);
         let dir = std::env::temp_dir().join(&prefix);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("bin"))?;
         let pins = TempPins::new(&prefix)?;
-        let sw = Netns::new(&format!("{prefix}-sw"))?;
-        sw.ip(&["link", "add", "br0", "type", "bridge"])?;
-        sw.ip(&["link", "set", "br0", "up"])?;
-        let host = |name: &str, ip: &str| -> anyhow::Result<Host> {
-            let ns = Netns::new(&format!("{prefix}-{name}"))?;
-            let port = format!("sw-{name}");
-            run(Command::new("ip").args([
-                "link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", &port, "netns", &sw.name,
-            ]))?;
-            sw.ip(&["link", "set", &port, "master", "br0", "up"])?;
-            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-            ns.ip(&["link", "set", "eth0", "up"])?;
-            // XDP_TX'd frames carry whatever checksum the sender left: no offload (Cilium's lesson).
-            ns.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
-            Ok(Host { ns, ip: ip.to_string(), port })
-        };
-        let client = host("client", CLIENT)?;
-        let lvs1 = host("lvs1", DIP)?;
-        let web = vec![host("web1", WEB1)?, host("web2", WEB2)?];
-        // The director owns the VIP (seed 003: IPADDR2 on eth0) and forwards (seeds 000, 003).
-        lvs1.ns.ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
+        let sw = switch(&format!("{prefix}-sw"))?;
+        let host = |name: &str| Netns::new(&format!("{prefix}-{name}"));
+        let client = Host { ns: host("client")?, ip: CLIENT.into(), port: "sw-client".into() };
+        plug(&client.ns, "eth0", &sw, &client.port, &format!("{CLIENT}/24"))?;
+        let lvs1 = Host { ns: host("lvs1")?, ip: DIP.into(), port: "sw-lvs1".into() };
+        plug(&lvs1.ns, "eth0", &sw, &lvs1.port, &format!("{DIP}/24"))?;
+        // The seeds' directors forward (and xlb's FIB lookups need it).
         lvs1.ns.sysctl("net.ipv4.ip_forward", "1")?;
-        // Real servers accept the VIP on lo and never answer ARP for it (seed 000).
-        for w in &web {
-            w.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-            for (k, v) in [
-                ("net.ipv4.conf.all.arp_ignore", "1"),
-                ("net.ipv4.conf.lo.arp_ignore", "1"),
-                ("net.ipv4.conf.eth0.arp_ignore", "1"),
-                ("net.ipv4.conf.all.arp_announce", "2"),
-                ("net.ipv4.conf.lo.arp_announce", "2"),
-                ("net.ipv4.conf.eth0.arp_announce", "2"),
-            ] {
-                w.ns.sysctl(k, v)?;
+        let (mut router, mut sw2) = (None, None);
+        let web = match mode {
+            Mode::Dr => {
+                lvs1.ns.ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
+                let mut v = Vec::new();
+                for (n, ip) in [("web1", WEB1), ("web2", WEB2)] {
+                    let h = Host { ns: host(n)?, ip: ip.into(), port: format!("sw-{n}") };
+                    plug(&h.ns, "eth0", &sw, &h.port, &format!("{ip}/24"))?;
+                    vip_on_lo(&h.ns)?;
+                    v.push(h);
+                }
+                v
             }
-        }
-        let mut lab = DrLab { servers: Vec::new(), client, lvs1, web, sw, pins, dir, prefix };
-        lab.start_web_servers()?;
-        let ipvsadm = lab.dir.join("bin/ipvsadm");
-        std::os::unix::fs::symlink(workspace_bin("lbadm"), &ipvsadm)?;
+            Mode::Tun => {
+                lvs1.ns.ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
+                lvs1.ns.ip(&["route", "add", "192.168.99.0/24", "via", ROUTER])?;
+                let r = host("router")?;
+                let s2 = switch(&format!("{prefix}-sw2"))?;
+                plug(&r, "eth0", &sw, "sw-router", &format!("{ROUTER}/24"))?;
+                plug(&r, "eth1", &s2, "sw2-router", &format!("{ROUTER_SERVERS}/24"))?;
+                r.sysctl("net.ipv4.ip_forward", "1")?;
+                // Replies come from the VIP (a client-side address) on the server side.
+                for k in ["all", "default", "eth0", "eth1"] {
+                    r.sysctl(&format!("net.ipv4.conf.{k}.rp_filter"), "0")?;
+                }
+                let mut v = Vec::new();
+                for (n, ip) in [("web1", RS1), ("web2", RS2)] {
+                    let h = Host { ns: host(n)?, ip: ip.into(), port: format!("sw2-{n}") };
+                    plug(&h.ns, "eth0", &s2, &h.port, &format!("{ip}/24"))?;
+                    h.ns.ip(&["route", "add", "default", "via", ROUTER_SERVERS])?;
+                    vip_on_lo(&h.ns)?;
+                    v.push(h);
+                }
+                router = Some(r);
+                sw2 = Some(s2);
+                v
+            }
+            Mode::Nat => {
+                client.ns.ip(&["route", "add", "default", "via", DIP])?;
+                let s2 = switch(&format!("{prefix}-sw2"))?;
+                plug(&lvs1.ns, "eth1", &s2, "sw2-lvs1", &format!("{DIP_SERVERS}/24"))?;
+                let mut v = Vec::new();
+                for (n, ip) in [("web1", RS1), ("web2", RS2)] {
+                    let h = Host { ns: host(n)?, ip: ip.into(), port: format!("sw2-{n}") };
+                    plug(&h.ns, "eth0", &s2, &h.port, &format!("{ip}/24"))?;
+                    h.ns.ip(&["route", "add", "default", "via", DIP_SERVERS])?;
+                    v.push(h);
+                }
+                sw2 = Some(s2);
+                v
+            }
+        };
+        let mut lab = Lab { servers: Vec::new(), mode, client, lvs1, web, router, sw, sw2, pins, dir, prefix };
+        lab.start_servers()?;
+        std::os::unix::fs::symlink(workspace_bin("lbadm"), lab.dir.join("bin/ipvsadm"))?;
         Ok(lab)
     }
 
-    fn start_web_servers(&mut self) -> anyhow::Result<()> {
+    fn start_servers(&mut self) -> anyhow::Result<()> {
         for (i, w) in self.web.iter().enumerate() {
+            let name = format!("web{}", i + 1);
             let root = self.dir.join(format!("www{}", i + 1));
             std::fs::create_dir_all(&root)?;
-            std::fs::write(root.join("index.html"), format!("Welcome from web{}\n", i + 1))?;
+            std::fs::write(root.join("index.html"), format!("Welcome from {name}\n"))?;
             let root = root.to_string_lossy().into_owned();
-            let p = w.ns.spawn("python3", &["-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", &root])?;
-            self.servers.push(p);
+            for port in ["80", "8080"] {
+                let p = w.ns.spawn("python3", &["-m", "http.server", port, "--bind", "0.0.0.0", "--directory", &root])?;
+                self.servers.push(p);
+            }
+            let echo = format!(
+                "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',53))\n\
+                 while True:\n d,a=s.recvfrom(2048)\n s.sendto(b'{name}: '+d,a)\n"
+            );
+            self.servers.push(w.ns.spawn("python3", &["-c", &echo])?);
         }
         for w in &self.web {
             w.ns.wait_listening("tcp", 80, Duration::from_secs(10))?;
+            w.ns.wait_listening("tcp", 8080, Duration::from_secs(10))?;
+            w.ns.wait_listening("udp", 53, Duration::from_secs(10))?;
         }
         Ok(())
     }
@@ -130,11 +267,28 @@ impl DrLab {
         self.pins.path()
     }
 
-    /// Attaches xlb to the director's eth0 (native XDP) and the do-nothing XDP program to the
-    /// switch port facing it, which veth needs to receive the director's XDP_TX frames.
+    /// Attaches xlb to the director's interfaces (native XDP), the do-nothing XDP program to
+    /// the switch ports that receive its XDP_TX/XDP_REDIRECT frames (veth needs one), and, for
+    /// TUN, the decap program to the real servers (each with its own pin directory).
     pub fn attach(&self) -> anyhow::Result<()> {
         self.lbd_in(&self.lvs1.ns, &["attach", "eth0", "--mode", "native"])?;
         self.lbd_in(&self.sw, &["attach", &self.lvs1.port, "--mode", "native", "--program", "pass"])?;
+        match self.mode {
+            Mode::Dr => {}
+            Mode::Tun => {
+                for (i, w) in self.web.iter().enumerate() {
+                    let dir = self.pin_dir().join(format!("web{}", i + 1));
+                    run(w.ns.cmd_net_only(workspace_bin("lbd")).arg("--pin-dir").arg(&dir).args([
+                        "attach", "eth0", "--mode", "native", "--program", "decap",
+                    ]))?;
+                }
+            }
+            Mode::Nat => {
+                self.lbd_in(&self.lvs1.ns, &["attach", "eth1", "--mode", "native"])?;
+                let sw2 = self.sw2.as_ref().context("no server switch")?;
+                self.lbd_in(sw2, &["attach", "sw2-lvs1", "--mode", "native", "--program", "pass"])?;
+            }
+        }
         Ok(())
     }
 
@@ -162,30 +316,70 @@ impl DrLab {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// One HTTP request from the client to the VIP; the response body.
+    /// One HTTP request from the client to the VIP (port 80); the response body.
     pub fn curl_vip(&self) -> anyhow::Result<String> {
-        let out = run(self.client.ns.cmd("curl").args(["-sS", "--max-time", "5", &format!("http://{VIP}/")]))?;
+        self.curl(self.mode.vip(), 80)
+    }
+
+    pub fn curl(&self, addr: &str, port: u16) -> anyhow::Result<String> {
+        let out = run(self.client.ns.cmd("curl").args(["-sS", "--max-time", "5", &format!("http://{addr}:{port}/")]))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
+
+    /// One UDP datagram from the client (from `sport`) to `addr:port`; the answer.
+    pub fn udp_query(&self, addr: &str, port: u16, sport: u16, msg: &str) -> anyhow::Result<String> {
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',{sport}))\n\
+             s.settimeout(3)\ns.sendto(b'{msg}',('{addr}',{port}))\nprint(s.recvfrom(2048)[0].decode())\n"
+        );
+        let out = run(self.client.ns.cmd("python3").args(["-c", &script]))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+}
+
+/// The VIP on lo, never answered in ARP (seed 000).
+fn vip_on_lo(ns: &Netns) -> anyhow::Result<()> {
+    ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+    for (k, v) in [
+        ("net.ipv4.conf.all.arp_ignore", "1"),
+        ("net.ipv4.conf.lo.arp_ignore", "1"),
+        ("net.ipv4.conf.eth0.arp_ignore", "1"),
+        ("net.ipv4.conf.all.arp_announce", "2"),
+        ("net.ipv4.conf.lo.arp_announce", "2"),
+        ("net.ipv4.conf.eth0.arp_announce", "2"),
+    ] {
+        ns.sysctl(k, v)?;
+    }
+    Ok(())
 }
 
 /// Packet and byte counters of an nftables rule in a namespace (what a host really sent).
 pub struct NftCounter<'a> {
     ns: &'a Netns,
+    table: &'static str,
 }
 
 impl<'a> NftCounter<'a> {
     /// Counts what `ns` sends matching `rule` (nft syntax, e.g. `ip daddr 1.2.3.4 tcp dport 80`).
     pub fn output(ns: &'a Netns, rule: &str) -> anyhow::Result<NftCounter<'a>> {
-        ns.exec("nft", &["add", "table", "ip", "xlbcount"])?;
-        ns.exec("nft", &["add", "chain", "ip", "xlbcount", "out", "{ type filter hook output priority 0; }"])?;
-        ns.exec("nft", &[&format!("add rule ip xlbcount out {rule} counter")])?;
-        Ok(NftCounter { ns })
+        NftCounter::hook(ns, "output", "xlbout", rule)
     }
 
-    /// (packets, bytes); nftables counts IP packet bytes at the output hook, as IPVS does.
+    /// Counts what `ns` receives matching `rule`.
+    pub fn input(ns: &'a Netns, rule: &str) -> anyhow::Result<NftCounter<'a>> {
+        NftCounter::hook(ns, "input", "xlbin", rule)
+    }
+
+    fn hook(ns: &'a Netns, hook: &str, table: &'static str, rule: &str) -> anyhow::Result<NftCounter<'a>> {
+        ns.exec("nft", &["add", "table", "ip", table])?;
+        ns.exec("nft", &["add", "chain", "ip", table, "c", &format!("{{ type filter hook {hook} priority 0; }}")])?;
+        ns.exec("nft", &[&format!("add rule ip {table} c {rule} counter")])?;
+        Ok(NftCounter { ns, table })
+    }
+
+    /// (packets, bytes); nftables counts IP packet bytes, as IPVS does.
     pub fn read(&self) -> anyhow::Result<(u64, u64)> {
-        let out = self.ns.exec("nft", &["list", "table", "ip", "xlbcount"])?;
+        let out = self.ns.exec("nft", &["list", "table", "ip", self.table])?;
         let words: Vec<&str> = out.split_whitespace().collect();
         let field = |name: &str| -> anyhow::Result<u64> {
             let i = words.iter().position(|w| *w == name).with_context(|| format!("no {name} in {out}"))?;

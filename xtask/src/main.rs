@@ -34,8 +34,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// The demo lab: DR as in the seed, six requests through the VIP, the listing. Needs root.
-    Demo,
+    /// The demo lab: the seed's setup, six requests through the VIP, the listing. Needs root.
+    Demo {
+        /// Forwarding method of the lab: dr (the seed's DR example), tun or nat.
+        #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat"])]
+        mode: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,12 +65,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             build(false)?;
             cargo(&["test", "--no-fail-fast"], &args)
         }
-        Cmd::Demo => {
+        Cmd::Demo { mode } => {
             need_root("the demo loads BPF programs and builds network namespaces")?;
             bootstrap::run()?;
             build(false)?;
             let lab = workspace_root()?.join("target/debug/xlb-lab");
-            let status = Command::new(&lab).arg("demo").status().with_context(|| format!("cannot run {}", lab.display()))?;
+            let status = Command::new(&lab).args(["demo", "--mode", &mode]).status().with_context(|| format!("cannot run {}", lab.display()))?;
             if !status.success() {
                 bail!("the demo failed ({status})");
             }

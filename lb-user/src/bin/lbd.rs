@@ -36,6 +36,9 @@ enum Program {
     Balancer,
     /// A do-nothing XDP_PASS program (for veth peers receiving XDP_TX frames in labs).
     Pass,
+    /// IPIP decapsulation, for TUN real servers without an ipip device (give the real server
+    /// its own --pin-dir).
+    Decap,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let program = match program {
                 Program::Balancer => XdpProgram::Balancer,
                 Program::Pass => XdpProgram::Pass,
+                Program::Decap => XdpProgram::Decap,
             };
             dataplane::attach(&dir, &iface, program, mode)?;
             if program == XdpProgram::Balancer && !forwarding_enabled(&iface) {
