@@ -17,6 +17,7 @@ pub mod names {
     pub const GLOBAL_STATS: &str = "XLB_GLOBAL_STATS";
     pub const CONFIG: &str = "XLB_CONFIG";
     pub const DECAP_ADDRS: &str = "XLB_DECAP_ADDRS";
+    pub const PROGS: &str = "XLB_PROGS";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -34,7 +35,12 @@ pub mod names {
         GLOBAL_STATS,
         CONFIG,
         DECAP_ADDRS,
+        PROGS,
     ];
+
+    /// The program `xlb_xdp` tail-calls for packets of no established connection (index 0 of
+    /// `XLB_PROGS`).
+    pub const NEW_FLOW_PROGRAM: &str = "xlb_new";
 }
 
 /// An IPv4 or IPv6 address as four words in network byte order. IPv4: `w[0]`, rest zero.
@@ -224,9 +230,15 @@ pub struct DestConns {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SvcState {
-    /// rr: the next pick is `slots[rr_next % len]`; incremented atomically per new connection.
+    /// rr/wrr: the next pick is `slots[rr_next % len]`; incremented atomically per new
+    /// connection by the data plane.
     pub rr_next: u64,
-    pub _reserved: [u64; 3],
+    /// Userspace bookkeeping of the last table build: `rr_next` then, and where IPVS's cursor
+    /// rested (dest id + 1, 0 = the list head; wrr's current weight). While `rr_next == base`
+    /// nothing was picked since, and the anchor is the cursor.
+    pub base: u64,
+    pub anchor: u64,
+    pub anchor_cw: u64,
 }
 
 /// Traffic counters, IPVS's `ip_vs_stats` fields. Per CPU; readers sum them.

@@ -12,6 +12,7 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
+mod bench;
 mod conn;
 mod csum;
 mod decap;
@@ -38,21 +39,63 @@ use lb_common::{
 };
 
 use crate::{
-    maps::{XLB_CONFIG, XLB_CONNS},
-    parse::{parse, Parsed},
+    maps::{XLB_CONFIG, XLB_CONNS, XLB_PROGS},
+    parse::{parse, Parsed, Pkt},
     stats::bump,
 };
 
-#[xdp]
-pub fn xlb_xdp(ctx: XdpContext) -> u32 {
-    let verdict = balance(&ctx);
-    match verdict {
+/// Counts a verdict and returns it.
+#[inline(always)]
+fn verdict(v: u32) -> u32 {
+    match v {
         xdp_action::XDP_PASS => bump(|g| &mut g.pass),
         xdp_action::XDP_TX => bump(|g| &mut g.tx),
         xdp_action::XDP_REDIRECT => bump(|g| &mut g.redirect),
         _ => bump(|g| &mut g.drop),
     }
-    verdict
+    v
+}
+
+/// The entry point: established connections are forwarded here; everything else that might be
+/// the balancer's (a new connection, a NAT reply, an ICMP error) continues in `xlb_new`.
+#[xdp]
+pub fn xlb_xdp(ctx: XdpContext) -> u32 {
+    bump(|g| &mut g.rx);
+    let p = match parse(ctx.data(), ctx.data_end()) {
+        Parsed::Ok(p) => p,
+        Parsed::Icmp(_) => return to_new_flow(&ctx),
+        Parsed::Other => return verdict(xdp_action::XDP_PASS),
+        Parsed::Malformed => {
+            bump(|g| &mut g.parse_fail);
+            return verdict(xdp_action::XDP_PASS);
+        }
+    };
+    let now = conn::now();
+    let Some(c) = XLB_CONNS.get_ptr_mut(&conn::key_in(&p)) else {
+        return to_new_flow(&ctx);
+    };
+    let c = unsafe { &mut *c };
+    if conn::expired(c, now) {
+        return to_new_flow(&ctx);
+    }
+    conn::on_packet(c, &p, now);
+    bump(|g| &mut g.conn_hit);
+    let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
+    verdict(forward(&ctx, &p, svc_id, dest_id, rport, false, now))
+}
+
+#[inline(always)]
+fn to_new_flow(ctx: &XdpContext) -> u32 {
+    unsafe { XLB_PROGS.tail_call(ctx, 0) };
+    // Only reached when xlb_new is not installed: never guess, drop.
+    verdict(xdp_action::XDP_DROP)
+}
+
+/// Packets of no established connection: ICMP errors about connections, NAT replies, and new
+/// connections to a virtual service.
+#[xdp]
+pub fn xlb_new(ctx: XdpContext) -> u32 {
+    verdict(new_flow(&ctx))
 }
 
 #[inline(always)]
@@ -61,71 +104,60 @@ fn has_nat() -> bool {
 }
 
 #[inline(always)]
-fn balance(ctx: &XdpContext) -> u32 {
-    bump(|g| &mut g.rx);
+fn new_flow(ctx: &XdpContext) -> u32 {
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let p = match parse(ctx.data(), ctx.data_end()) {
         Parsed::Ok(p) => p,
         Parsed::Icmp(e) => return icmp::related(ctx, &e, ingress, conn::now()).unwrap_or(xdp_action::XDP_PASS),
-        Parsed::Other => return xdp_action::XDP_PASS,
-        Parsed::Malformed => {
-            bump(|g| &mut g.parse_fail);
-            return xdp_action::XDP_PASS;
-        }
+        _ => return xdp_action::XDP_PASS,
     };
     let now = conn::now();
     let key = conn::key_in(&p);
-    let mut new_conn = false;
-    let (svc_id, dest_id, rport) = match XLB_CONNS.get_ptr_mut(&key) {
-        Some(c) if !conn::expired(unsafe { &*c }, now) => {
-            let c = unsafe { &mut *c };
-            conn::on_packet(c, &p, now);
-            bump(|g| &mut g.conn_hit);
-            (c.svc_id, c.dest_id, c.port)
+    let stale = XLB_CONNS.get_ptr_mut(&key);
+    if stale.is_none() && has_nat() {
+        if let Some(v) = nat::reply(ctx, &p, ingress, now) {
+            return v;
         }
-        stale => {
-            if stale.is_none() && has_nat() {
-                if let Some(verdict) = nat::reply(ctx, &p, ingress, now) {
-                    return verdict;
-                }
-            }
-            let Some(m) = schedule::find_service(&p) else {
-                return xdp_action::XDP_PASS;
-            };
-            // Only a SYN opens a TCP connection (sloppy_tcp=0); anything else without a
-            // connection goes to the local stack as with IPVS.
-            if p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != TCP_FLAG_SYN {
-                return xdp_action::XDP_PASS;
-            }
-            if let Some(old) = stale {
-                conn::uncount(unsafe { &*old });
-            }
-            let Some(dest_id) = schedule::choose_dest(&m, &p, now) else {
-                bump(|g| &mut g.no_dest);
-                return xdp_action::XDP_DROP;
-            };
-            let Some(dest) = schedule::usable_dest(dest_id, m.svc.id) else {
-                bump(|g| &mut g.no_dest);
-                return xdp_action::XDP_DROP;
-            };
-            // The real server's port: its own for a service on one port, the client's choice
-            // for an "all ports" service (IPVS: dport = dest port iff packet port = service port).
-            let rport = if m.port != 0 && dest.port != 0 { dest.port } else { p.dport };
-            let no_output = dest.fwd == FWD_DROUTE || dest.fwd == FWD_TUNNEL;
-            if conn::create(&key, &p, m.svc.id, dest_id, rport, no_output, now).is_err() {
-                bump(|g| &mut g.conn_insert_fail);
-                return xdp_action::XDP_DROP;
-            }
-            if dest.fwd == FWD_MASQ
-                && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, now).is_err()
-            {
-                bump(|g| &mut g.conn_insert_fail);
-            }
-            bump(|g| &mut g.conn_new);
-            new_conn = true;
-            (m.svc.id, dest_id, rport)
-        }
+    }
+    let Some(m) = schedule::find_service(&p) else {
+        return xdp_action::XDP_PASS;
     };
+    // Only a SYN opens a TCP connection (sloppy_tcp=0); anything else without a connection goes
+    // to the local stack as with IPVS.
+    if p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != TCP_FLAG_SYN {
+        return xdp_action::XDP_PASS;
+    }
+    if let Some(old) = stale {
+        conn::uncount(unsafe { &*old });
+    }
+    let Some(dest_id) = schedule::choose_dest(&m, &p, now) else {
+        bump(|g| &mut g.no_dest);
+        return xdp_action::XDP_DROP;
+    };
+    let Some(dest) = schedule::usable_dest(dest_id, m.svc.id) else {
+        bump(|g| &mut g.no_dest);
+        return xdp_action::XDP_DROP;
+    };
+    // The real server's port: its own for a service on one port, the client's choice for an
+    // "all ports" service (IPVS: dport = dest port iff packet port = service port).
+    let rport = if m.port != 0 && dest.port != 0 { dest.port } else { p.dport };
+    let no_output = dest.fwd == FWD_DROUTE || dest.fwd == FWD_TUNNEL;
+    if conn::create(&key, &p, m.svc.id, dest_id, rport, no_output, now).is_err() {
+        bump(|g| &mut g.conn_insert_fail);
+        return xdp_action::XDP_DROP;
+    }
+    if dest.fwd == FWD_MASQ
+        && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, now).is_err()
+    {
+        bump(|g| &mut g.conn_insert_fail);
+    }
+    bump(|g| &mut g.conn_new);
+    forward(ctx, &p, m.svc.id, dest_id, rport, true, now)
+}
+
+/// Counts a client packet of a connection and sends it to its real server by its method.
+#[inline(always)]
+fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> u32 {
     // A connection whose real server was deleted: dropped (expire_nodest_conn = 0).
     let Some(dest) = schedule::usable_dest(dest_id, svc_id) else {
         return xdp_action::XDP_DROP;
@@ -134,11 +166,12 @@ fn balance(ctx: &XdpContext) -> u32 {
     if p.ttl <= 1 {
         return icmp::time_exceeded(ctx);
     }
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let t = xmit::Target { dest_id, rip: dest.addr.w[0], ingress, now };
     match dest.fwd {
         FWD_DROUTE => dr::forward(ctx, &t),
         FWD_TUNNEL => tun::forward(ctx, &t, p.ip_len, p.ttl, p.daddr.w[0]),
-        FWD_MASQ => nat::request(ctx, &p, &t, rport),
+        FWD_MASQ => nat::request(ctx, p, &t, rport),
         // LOCAL: the director itself serves it.
         _ => xdp_action::XDP_PASS,
     }
@@ -157,6 +190,18 @@ pub fn xlb_decap(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xlb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Benchmark frame generator (`cargo xtask bench`; see bench.rs).
+#[xdp]
+pub fn xlb_bench_gen(ctx: XdpContext) -> u32 {
+    bench::generate(&ctx)
+}
+
+/// Benchmark receiving side: counts and drops (`cargo xtask bench`; see bench.rs).
+#[xdp]
+pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
+    bench::sink(&ctx)
 }
 
 #[cfg(not(test))]

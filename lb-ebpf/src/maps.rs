@@ -2,7 +2,7 @@
 //! lbadm, lbd and every attached program share one table.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::*;
 
@@ -38,3 +38,7 @@ pub static XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
 /// ipip device).
 #[map]
 pub static XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);
+/// Tail calls: index 0 is `xlb_new`, the new-connection / reply / ICMP path. Splitting it off
+/// keeps each program within the verifier's budget and the established path short.
+#[map]
+pub static XLB_PROGS: ProgramArray = ProgramArray::pinned(1, 0);

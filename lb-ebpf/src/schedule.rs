@@ -1,10 +1,18 @@
 //! Virtual-service lookup and the choice of a real server for a new connection: persistence
 //! templates first (IPVS `ip_vs_sched_persist`), then the service's scheduler.
 use lb_common::{
-    sched::{rr_slot, SCHED_RR},
-    Conn, ConnKey, Dest, Service, ServiceKey, CONN_KIND_TEMPLATE, DEST_F_AVAILABLE, DEST_F_IN_USE,
-    SVC_F_PERSISTENT,
+    sched::{
+        addr_fold, dh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, HASH_TAB_MASK, HASH_TAB_SIZE,
+        NO_DEST, SCHED_DH, SCHED_FO, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
+        SCHED_WRR,
+    },
+    Conn, ConnKey, Dest, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, DEST_F_AVAILABLE, DEST_F_IN_USE,
+    DEST_F_OVERLOAD, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2,
 };
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::bpf_loop;
 
 use crate::{
     atomic,
@@ -39,21 +47,161 @@ pub fn usable_dest(dest_id: u32, svc_id: u32) -> Option<&'static Dest> {
     if d.flags & want == want && d.svc_id == svc_id { Some(d) } else { None }
 }
 
-/// Runs the service's scheduler. `None`: no usable real server.
+/// Longest dest list a connection-count scheduler (lc, wlc, sed, nq, fo, ovf) scans.
+pub const MAX_SCAN: u32 = 1024;
+
+/// Runs the service's scheduler over its table in `XLB_SCHED_SLOTS` (built by userspace with the
+/// rules of `lb_common::sched`). `None`: no usable real server.
 #[inline(always)]
-fn run_scheduler(svc: &Service) -> Option<u32> {
+fn run_scheduler(svc: &Service, p: &Pkt) -> Option<u32> {
     if svc.sched_len == 0 {
         return None;
     }
-    let slot = match svc.sched {
-        SCHED_RR => {
+    match svc.sched {
+        // The table is one cycle (rr: the eligible dests; wrr: the expanded weighted cycle),
+        // walked by a cursor all CPUs share.
+        SCHED_RR | SCHED_WRR => {
             let st = XLB_SVC_STATE.get_ptr_mut(svc.id)?;
             let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*st).rr_next) }, 1);
-            rr_slot(n, svc.sched_len)
+            XLB_SCHED_SLOTS.get(svc.sched_off + rr_slot(n, svc.sched_len)).copied()
         }
-        _ => return None,
+        SCHED_LC | SCHED_WLC | SCHED_SED | SCHED_NQ | SCHED_FO | SCHED_OVF => {
+            let kind = match svc.sched {
+                SCHED_LC => LcKind::Lc,
+                SCHED_WLC => LcKind::Wlc,
+                SCHED_SED => LcKind::Sed,
+                _ => LcKind::Nq,
+            };
+            let highest = svc.sched == SCHED_FO || svc.sched == SCHED_OVF;
+            let mut scan = Scan {
+                off: svc.sched_off,
+                len: svc.sched_len,
+                highest,
+                lc: LeastConn::new(kind),
+                hi: Highest::new(svc.sched == SCHED_OVF),
+            };
+            // bpf_loop: the verifier checks the step once, not once per dest.
+            let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
+            unsafe {
+                bpf_loop(n, scan_step as *mut c_void, &mut scan as *mut Scan as *mut c_void, 0);
+            }
+            if highest { scan.hi.result() } else { scan.lc.result() }
+        }
+        SCHED_SH => {
+            let fold = addr_fold(p.saddr.w, p.af == AF_INET6);
+            let port = if svc.flags & SVC_F_SCHED2 != 0 { u16::from_be(p.sport) } else { 0 };
+            hashed_pick(svc, fold, port, svc.flags & SVC_F_SCHED1 != 0)
+        }
+        SCHED_DH => {
+            let fold = addr_fold(p.daddr.w, p.af == AF_INET6);
+            let id = *XLB_SCHED_SLOTS.get(svc.sched_off + dh_hash(fold))?;
+            if id != NO_DEST && hash_usable(id) { Some(id) } else { None }
+        }
+        _ => None,
+    }
+}
+
+/// State of a connection-count scheduler's scan over a service's dests.
+#[repr(C)]
+struct Scan {
+    off: u32,
+    len: u32,
+    highest: bool,
+    lc: LeastConn,
+    hi: Highest,
+}
+
+/// One dest of the scan (a `bpf_loop` callback): 0 continues, 1 stops.
+extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
+    let scan = unsafe { &mut *(ctx as *mut Scan) };
+    let i = i as u32;
+    if i >= scan.len {
+        return 1;
+    }
+    let Some(d) = dest_state(scan.off + i) else {
+        return 1;
     };
-    XLB_SCHED_SLOTS.get(svc.sched_off + slot).copied()
+    if scan.highest {
+        scan.hi.step(&d);
+        0
+    } else if scan.lc.step(&d) {
+        0
+    } else {
+        1
+    }
+}
+
+/// What a scheduler sees of the dest in slot `slot`: weight, OVERLOAD and live counts.
+#[inline(always)]
+fn dest_state(slot: u32) -> Option<DestState> {
+    let id = *XLB_SCHED_SLOTS.get(slot)?;
+    let d = XLB_DESTS.get(id)?;
+    let c = XLB_DEST_CONNS.get(id)?;
+    Some(DestState {
+        id,
+        weight: d.weight,
+        last_weight: d.weight,
+        overloaded: d.flags & DEST_F_OVERLOAD != 0,
+        available: true,
+        active: c.active as u32,
+        inactive: c.inactive as u32,
+        addr_fold: 0,
+        port: 0,
+    })
+}
+
+/// sh/dh: a bucket's dest may be used when it has weight and is not overloaded.
+#[inline(always)]
+fn hash_usable(id: u32) -> bool {
+    XLB_DESTS.get(id).is_some_and(|d| d.weight > 0 && d.flags & DEST_F_OVERLOAD == 0)
+}
+
+/// sh (`ip_vs_sh_get` / `_get_fallback`): the client's bucket; with sh-fallback, probe further
+/// buckets until a usable dest or an empty bucket.
+#[inline(always)]
+fn hashed_pick(svc: &Service, fold: u32, port: u16, fallback: bool) -> Option<u32> {
+    let ihash = sh_hash(fold, port, 0);
+    let id = *XLB_SCHED_SLOTS.get(svc.sched_off + ihash)?;
+    if id == NO_DEST {
+        return None;
+    }
+    if hash_usable(id) {
+        return Some(id);
+    }
+    if !fallback {
+        return None;
+    }
+    let mut probe = Probe { off: svc.sched_off, fold, port, ihash, found: NO_DEST };
+    unsafe {
+        bpf_loop(HASH_TAB_SIZE as u32, probe_step as *mut c_void, &mut probe as *mut Probe as *mut c_void, 0);
+    }
+    if probe.found == NO_DEST { None } else { Some(probe.found) }
+}
+
+/// sh-fallback's walk over the buckets.
+#[repr(C)]
+struct Probe {
+    off: u32,
+    fold: u32,
+    port: u16,
+    ihash: u32,
+    found: u32,
+}
+
+extern "C" fn probe_step(k: u64, ctx: *mut c_void) -> i64 {
+    let p = unsafe { &mut *(ctx as *mut Probe) };
+    let roff = (k as u32 + p.ihash) & HASH_TAB_MASK;
+    let Some(id) = XLB_SCHED_SLOTS.get(p.off + sh_hash(p.fold, p.port, roff)).copied() else {
+        return 1;
+    };
+    if id == NO_DEST {
+        return 1;
+    }
+    if hash_usable(id) {
+        p.found = id;
+        return 1;
+    }
+    0
 }
 
 #[inline(always)]
@@ -67,9 +215,7 @@ fn persist_count(dest_id: u32, delta: i32) {
 #[inline(always)]
 pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
     let svc = m.svc;
-    if svc.flags & SVC_F_PERSISTENT == 0 {
-        return run_scheduler(svc);
-    }
+    let persistent = svc.flags & SVC_F_PERSISTENT != 0;
     // Persistence template: one per (client & mask, VIP, service port or 0 for a port-0
     // service, protocol). FTP's control port keys as 0 like IPVS.
     let vport = if m.port == 21u16.to_be() { 0 } else { m.port };
@@ -83,21 +229,26 @@ pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
         kind: CONN_KIND_TEMPLATE,
         _pad: 0,
     };
-    if let Some(t) = XLB_CONNS.get_ptr_mut(&key) {
-        let t = unsafe { &mut *t };
-        if !expired(t, now) && usable_dest(t.dest_id, svc.id).is_some() {
-            // A new connection through the template restarts its timer.
-            t.last_seen = now;
-            t.timeout = svc.timeout;
-            return Some(t.dest_id);
+    if persistent {
+        if let Some(t) = XLB_CONNS.get_ptr_mut(&key) {
+            let t = unsafe { &mut *t };
+            if !expired(t, now) && usable_dest(t.dest_id, svc.id).is_some() {
+                // A new connection through the template restarts its timer.
+                t.last_seen = now;
+                t.timeout = svc.timeout;
+                return Some(t.dest_id);
+            }
+            persist_count(t.dest_id, -1);
+            let _ = XLB_CONNS.remove(&key);
         }
-        persist_count(t.dest_id, -1);
-        let _ = XLB_CONNS.remove(&key);
     }
-    let dest_id = run_scheduler(svc)?;
-    let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
-    if XLB_CONNS.insert(&key, &t, 0).is_ok() {
-        persist_count(dest_id, 1);
+    // One call site: the scheduler's branches are verified once.
+    let dest_id = run_scheduler(svc, p)?;
+    if persistent {
+        let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
+        if XLB_CONNS.insert(&key, &t, 0).is_ok() {
+            persist_count(dest_id, 1);
+        }
     }
     Some(dest_id)
 }

@@ -4,6 +4,7 @@
 //! untouched. Errors are errno values (`libc::E*`), the ones IPVS returns for the same request;
 //! `ipvsadm` turns them into text with `ipvs_strerror`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::model::{Af, Counters, Dest, Fwd, Rates, Service, SvcKey, Table, Tunnel};
@@ -47,24 +48,112 @@ thread_local! {
     pub(crate) static ALL_SCHEDULERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether the data plane can run scheduler `name`. IPVS knows every name in
+/// Environment variable: when set to `1`, accept every IPVS scheduler name in the table even
+/// when the data plane cannot schedule with it yet (new connections to such a service are
+/// dropped, as when no real server is available); for testing the control plane. "Every"
+/// means the schedulers ipvsadm 1.31 knows and the 6.1 kernel of the golden recordings ships:
+/// all of `lb_common::sched::SCHED_NAMES` but `twos` (newer than both), plus `none`.
+pub const ALLOW_ANY_SCHEDULER_ENV: &str = "XLB_ALLOW_ANY_SCHEDULER";
+
+/// Whether [`ALLOW_ANY_SCHEDULER_ENV`] is set to `1` (read once per process).
+fn any_scheduler_allowed() -> bool {
+    #[cfg(test)]
+    if ALL_SCHEDULERS.with(|c| c.get()) {
+        return true;
+    }
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var_os(ALLOW_ANY_SCHEDULER_ENV).is_some_and(|v| v == "1"))
+}
+
+/// Whether the table accepts scheduler `name`. IPVS knows every name in
 /// `lb_common::sched::SCHED_NAMES` (and `none`), but a scheduler the data plane does not
 /// implement yet is treated like a scheduler module that cannot be loaded: ENOENT,
-/// "Scheduler or persistence engine not found". This is the one place that knows it.
+/// "Scheduler or persistence engine not found" (unless [`ALLOW_ANY_SCHEDULER_ENV`] is set).
+/// This is the one place that knows it.
 pub fn scheduler_available(name: &str) -> bool {
     use lb_common::sched::{IMPLEMENTED, SCHED_NONE, sched_from_name};
     let code = if name == "none" { Some(SCHED_NONE) } else { sched_from_name(name) };
-    #[cfg(test)]
-    if ALL_SCHEDULERS.with(|c| c.get()) {
-        // As on the 6.1 kernel the recordings come from: it has no `twos` module.
-        return code.is_some() && name != "twos";
-    }
-    code.is_some_and(|c| IMPLEMENTED.contains(&c))
+    let Some(code) = code else { return false };
+    // As on the 6.1 kernel the recordings come from: it has no `twos` module.
+    IMPLEMENTED.contains(&code) || (any_scheduler_allowed() && name != "twos")
 }
 
 /// Persistence engines IPVS ships (`ip_vs_pe_sip`).
 fn pe_available(name: &str) -> bool {
     name == "sip"
+}
+
+/// Lookup structures over a [`Table`] so that long runs of changes (`-R` of a large
+/// configuration) cost O(1) per change instead of O(table): the position of every service by
+/// key and the ids in use. Built from the table ([`Index::new`]) and kept in step by the
+/// `*_in` methods; the plain methods build a throwaway one, so both give the same results
+/// (ids are always the lowest free ones).
+#[derive(Clone, Debug)]
+pub struct Index {
+    pos: HashMap<SvcKey, usize>,
+    svc_ids: IdSet,
+    dest_ids: IdSet,
+}
+
+impl Index {
+    pub fn new(t: &Table) -> Index {
+        let mut svc_ids = IdSet::new(lb_common::MAX_SERVICES);
+        let mut dest_ids = IdSet::new(lb_common::MAX_DESTS);
+        for s in &t.services {
+            svc_ids.insert(s.id);
+            for d in &s.dests {
+                dest_ids.insert(d.id);
+            }
+        }
+        Index { pos: positions(t), svc_ids, dest_ids }
+    }
+}
+
+fn positions(t: &Table) -> HashMap<SvcKey, usize> {
+    t.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect()
+}
+
+/// A set of ids in `0..max` that hands out the lowest free one.
+#[derive(Clone, Debug)]
+struct IdSet {
+    words: Vec<u64>,
+    max: u32,
+    /// Every id below it is in use.
+    low: u32,
+}
+
+impl IdSet {
+    fn new(max: u32) -> IdSet {
+        IdSet { words: vec![0; max.div_ceil(64) as usize], max, low: 0 }
+    }
+
+    fn insert(&mut self, id: u32) {
+        if let Some(w) = self.words.get_mut((id / 64) as usize) {
+            *w |= 1 << (id % 64);
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        if let Some(w) = self.words.get_mut((id / 64) as usize) {
+            *w &= !(1 << (id % 64));
+            self.low = self.low.min(id);
+        }
+    }
+
+    /// The lowest free id (not taken yet), ENOMEM when all are in use.
+    fn lowest_free(&mut self) -> Result<u32, Errno> {
+        let mut i = (self.low / 64) as usize;
+        while let Some(&w) = self.words.get(i) {
+            if w != u64::MAX {
+                let id = i as u32 * 64 + (!w).trailing_zeros();
+                self.low = id;
+                return if id < self.max { Ok(id) } else { Err(libc::ENOMEM) };
+            }
+            i += 1;
+        }
+        self.low = self.max;
+        Err(libc::ENOMEM)
+    }
 }
 
 impl Table {
@@ -73,17 +162,25 @@ impl Table {
         self.services.iter().find(|s| s.key == *key)
     }
 
-    fn service_index(&self, key: &SvcKey) -> Result<usize, Errno> {
-        self.services.iter().position(|s| s.key == *key).ok_or(libc::ESRCH)
+    fn service_index(&self, ix: &Index, key: &SvcKey) -> Result<usize, Errno> {
+        let i = ix.pos.get(key).copied().ok_or(libc::ESRCH)?;
+        debug_assert_eq!(self.services.get(i).map(|s| s.key), Some(*key));
+        Ok(i)
     }
 
     /// `ip_vs_add_service` (IPVS_CMD_NEW_SERVICE). Returns the new service's id.
     pub fn add_service(&mut self, spec: &ServiceSpec) -> Result<u32, Errno> {
-        if self.find_service(&spec.key).is_some() {
+        self.add_service_in(&mut Index::new(self), spec)
+    }
+
+    pub fn add_service_in(&mut self, ix: &mut Index, spec: &ServiceSpec) -> Result<u32, Errno> {
+        if ix.pos.contains_key(&spec.key) {
             return Err(libc::EEXIST);
         }
         check_service_params(spec)?;
-        let id = lowest_free(self.services.iter().map(|s| s.id), lb_common::MAX_SERVICES)?;
+        let id = ix.svc_ids.lowest_free()?;
+        ix.svc_ids.insert(id);
+        ix.pos.insert(spec.key, self.services.len());
         self.services.push(Service {
             id,
             key: spec.key,
@@ -102,7 +199,11 @@ impl Table {
     /// `ip_vs_edit_service` (IPVS_CMD_SET_SERVICE): replaces scheduler, flags, timeout,
     /// netmask and persistence engine; keeps the id, the dests and the counters.
     pub fn edit_service(&mut self, spec: &ServiceSpec) -> Result<(), Errno> {
-        let i = self.service_index(&spec.key)?;
+        self.edit_service_in(&Index::new(self), spec)
+    }
+
+    pub fn edit_service_in(&mut self, ix: &Index, spec: &ServiceSpec) -> Result<(), Errno> {
+        let i = self.service_index(ix, &spec.key)?;
         check_service_params(spec)?;
         let svc = &mut self.services[i];
         svc.sched = spec.sched.clone();
@@ -115,19 +216,45 @@ impl Table {
 
     /// `ip_vs_del_service`: the service and all its real servers go.
     pub fn del_service(&mut self, key: &SvcKey) -> Result<(), Errno> {
-        let i = self.service_index(key)?;
-        self.services.remove(i);
+        self.del_service_in(&mut Index::new(self), key)
+    }
+
+    pub fn del_service_in(&mut self, ix: &mut Index, key: &SvcKey) -> Result<(), Errno> {
+        let i = self.service_index(ix, key)?;
+        let svc = self.services.remove(i);
+        ix.svc_ids.remove(svc.id);
+        for d in &svc.dests {
+            ix.dest_ids.remove(d.id);
+        }
+        // The services after it moved up by one.
+        ix.pos.remove(key);
+        if i < self.services.len() {
+            for p in ix.pos.values_mut() {
+                if *p > i {
+                    *p -= 1;
+                }
+            }
+        }
         Ok(())
     }
 
     /// `ip_vs_flush`: every service goes.
     pub fn flush(&mut self) {
+        self.flush_in(&mut Index::new(self));
+    }
+
+    pub fn flush_in(&mut self, ix: &mut Index) {
         self.services.clear();
+        *ix = Index::new(self);
     }
 
     /// `ip_vs_zero_service` for `Some(key)`, `ip_vs_zero_all` (all services, all dests and the
     /// global totals) for `None`.
     pub fn zero(&mut self, key: Option<&SvcKey>) -> Result<(), Errno> {
+        self.zero_in(&Index::new(self), key)
+    }
+
+    pub fn zero_in(&mut self, ix: &Index, key: Option<&SvcKey>) -> Result<(), Errno> {
         fn zero_svc(svc: &mut Service) {
             svc.stats = Counters::default();
             svc.rates = Rates::default();
@@ -138,7 +265,7 @@ impl Table {
         }
         match key {
             Some(key) => {
-                let i = self.service_index(key)?;
+                let i = self.service_index(ix, key)?;
                 zero_svc(&mut self.services[i]);
             }
             None => {
@@ -152,7 +279,11 @@ impl Table {
     /// `ip_vs_add_dest` (IPVS_CMD_NEW_DEST). The new dest goes to the head of the list (IPVS
     /// list order: newest first). Returns its id.
     pub fn add_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<u32, Errno> {
-        let i = self.service_index(key)?;
+        self.add_dest_in(&mut Index::new(self), key, spec)
+    }
+
+    pub fn add_dest_in(&mut self, ix: &mut Index, key: &SvcKey, spec: &DestSpec) -> Result<u32, Errno> {
+        let i = self.service_index(ix, key)?;
         check_dest_family(&self.services[i], spec)?;
         check_dest_params(spec)?;
         let svc = &self.services[i];
@@ -162,8 +293,8 @@ impl Table {
         if !dest_addr_usable(&spec.addr) {
             return Err(libc::EINVAL);
         }
-        let used = self.services.iter().flat_map(|s| s.dests.iter().map(|d| d.id));
-        let id = lowest_free(used, lb_common::MAX_DESTS)?;
+        let id = ix.dest_ids.lowest_free()?;
+        ix.dest_ids.insert(id);
         let seq = self.next_seq;
         let dest = Dest {
             id,
@@ -190,7 +321,11 @@ impl Table {
     /// `ip_vs_edit_dest` (IPVS_CMD_SET_DEST): replaces forwarding method, weight, thresholds and
     /// tunnel settings of the dest with this address and port.
     pub fn edit_dest(&mut self, key: &SvcKey, spec: &DestSpec) -> Result<(), Errno> {
-        let i = self.service_index(key)?;
+        self.edit_dest_in(&Index::new(self), key, spec)
+    }
+
+    pub fn edit_dest_in(&mut self, ix: &Index, key: &SvcKey, spec: &DestSpec) -> Result<(), Errno> {
+        let i = self.service_index(ix, key)?;
         check_dest_family(&self.services[i], spec)?;
         check_dest_params(spec)?;
         let svc = &mut self.services[i];
@@ -210,10 +345,15 @@ impl Table {
 
     /// `ip_vs_del_dest` (IPVS_CMD_DEL_DEST): looked up by address family, address and port.
     pub fn del_dest(&mut self, key: &SvcKey, addr: &IpAddr, port: u16) -> Result<(), Errno> {
-        let i = self.service_index(key)?;
+        self.del_dest_in(&mut Index::new(self), key, addr, port)
+    }
+
+    pub fn del_dest_in(&mut self, ix: &mut Index, key: &SvcKey, addr: &IpAddr, port: u16) -> Result<(), Errno> {
+        let i = self.service_index(ix, key)?;
         let svc = &mut self.services[i];
         let j = find_dest(svc, addr, port).ok_or(libc::ENOENT)?;
-        svc.dests.remove(j);
+        let d = svc.dests.remove(j);
+        ix.dest_ids.remove(d.id);
         Ok(())
     }
 
@@ -296,20 +436,11 @@ fn dest_addr_usable(addr: &IpAddr) -> bool {
 }
 
 /// The lowest id in `0..max` not in `used`, ENOMEM when all are taken.
+#[cfg(test)]
 fn lowest_free(used: impl Iterator<Item = u32>, max: u32) -> Result<u32, Errno> {
-    let mut ids: Vec<u32> = used.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut want = 0u32;
-    for id in ids {
-        if id > want {
-            break;
-        }
-        if id == want {
-            want += 1;
-        }
-    }
-    if want < max { Ok(want) } else { Err(libc::ENOMEM) }
+    let mut set = IdSet::new(max);
+    used.for_each(|id| set.insert(id));
+    set.lowest_free()
 }
 
 #[cfg(test)]
@@ -389,6 +520,8 @@ mod tests {
         assert!(scheduler_available("wlc"));
         assert!(scheduler_available("none"));
         assert!(!scheduler_available("foo"));
+        assert!(!scheduler_available("twos"));
+        assert!(!scheduler_available("RR"));
         ALL_SCHEDULERS.with(|c| c.set(false));
     }
 
@@ -486,6 +619,35 @@ mod tests {
         assert_eq!(t.totals.conns, 0);
         assert_eq!(t.set_timeouts(10, 0, 30), Ok(()));
         assert_eq!((t.timeouts.tcp, t.timeouts.tcp_fin, t.timeouts.udp), (10, 120, 30));
+    }
+
+    #[test]
+    fn indexed_changes_match_plain_ones() {
+        // A pseudo-random mix of changes applied through one long-lived Index and through the
+        // plain methods (a fresh Index each time) gives the same results and the same table.
+        let (mut a, mut b) = (Table::default(), Table::default());
+        let mut ix = Index::new(&a);
+        let mut x: u64 = 7;
+        for _ in 0..3000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let r = (x >> 33) as u32;
+            let k = key(&format!("10.0.0.{}", r % 13), 80);
+            let d = dest(&format!("192.168.1.{}", 1 + (r >> 8) % 7), 80);
+            let (ra, rb) = match (r >> 16) % 8 {
+                0 | 1 => (a.add_service_in(&mut ix, &svc(&format!("10.0.0.{}", r % 13), 80, "rr")), b.add_service(&svc(&format!("10.0.0.{}", r % 13), 80, "rr"))),
+                2 => (a.del_service_in(&mut ix, &k).map(|_| 0), b.del_service(&k).map(|_| 0)),
+                3..=5 => (a.add_dest_in(&mut ix, &k, &d), b.add_dest(&k, &d)),
+                6 => (a.del_dest_in(&mut ix, &k, &d.addr, 80).map(|_| 0), b.del_dest(&k, &d.addr, 80).map(|_| 0)),
+                _ if r.is_multiple_of(97) => {
+                    a.flush_in(&mut ix);
+                    b.flush();
+                    (Ok(0), Ok(0))
+                }
+                _ => (a.edit_dest_in(&ix, &k, &d).map(|_| 0), b.edit_dest(&k, &d).map(|_| 0)),
+            };
+            assert_eq!(ra, rb);
+            assert_eq!(a, b);
+        }
     }
 
     #[test]

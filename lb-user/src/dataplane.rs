@@ -154,7 +154,25 @@ pub fn interface_ipv4_addrs(iface: &str) -> anyhow::Result<Vec<std::net::Ipv4Add
     Ok(out)
 }
 
+/// Loads `xlb_new` (the balancer's new-connection path) and installs it as `xlb_xdp`'s tail
+/// call. Done before `xlb_xdp` is attached, so it never runs without it.
+pub fn install_new_flow_program(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let name = lb_common::names::NEW_FLOW_PROGRAM;
+    let prog: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
+    prog.load().with_context(|| format!("the kernel refused program {name}"))?;
+    let fd = prog.fd()?.try_clone()?;
+    let map = ebpf
+        .map_mut(lb_common::names::PROGS)
+        .ok_or_else(|| anyhow!("no map {}", lb_common::names::PROGS))?;
+    let mut progs: aya::maps::ProgramArray<_> = aya::maps::ProgramArray::try_from(map)?;
+    progs.set(0, &fd, 0)?;
+    Ok(())
+}
+
 fn attach_xdp(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -> anyhow::Result<()> {
+    if program == XdpProgram::Balancer {
+        install_new_flow_program(ebpf)?;
+    }
     let prog: &mut Xdp = ebpf
         .program_mut(program.name())
         .ok_or_else(|| anyhow!("no program {}", program.name()))?

@@ -5,6 +5,7 @@ pub mod ctl;
 pub mod dataplane;
 pub mod ipvsadm;
 pub mod model;
+pub mod sched_tables;
 pub mod store;
 
 /// The XDP object built by build.rs (lb-ebpf for bpfel).

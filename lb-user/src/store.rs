@@ -104,6 +104,10 @@ pub struct MmapArray<T> {
 
 impl<T: Copy> MmapArray<T> {
     fn new(map: MapData, len: u32) -> anyhow::Result<Self> {
+        let have = map.info()?.max_entries();
+        if have != len {
+            bail!("a pinned array has {have} entries, this build expects {len}: remove the maps (`lbd teardown`)");
+        }
         let stride = std::mem::size_of::<T>().next_multiple_of(8);
         let bytes = len as usize * stride;
         let fd = map.fd().as_fd().as_raw_fd();
@@ -163,14 +167,56 @@ pub struct Store {
     _lock: File,
 }
 
-fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
-    ebpf.take_map(name).ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+/// Where [`Store::open_at`] gets its maps: straight from their pins when all of them exist
+/// (the common case: no ELF or kernel BTF to parse), else from the XDP object, which creates
+/// the missing ones and pins them.
+enum MapSource {
+    Pinned(PathBuf),
+    Object(Box<Ebpf>),
 }
 
-fn take_data(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
-    match take(ebpf, name)? {
-        aya::maps::Map::Array(d) => Ok(d),
-        _ => bail!("map {name} is not an array"),
+/// Every map the store uses.
+const STORE_MAPS: [&str; 13] = [
+    names::SERVICES,
+    names::SVC_KEYS,
+    names::SVC_STATE,
+    names::SVC_STATS,
+    names::DESTS,
+    names::DEST_CONNS,
+    names::DEST_STATS,
+    names::DEST_NEIGH,
+    names::SCHED_SLOTS,
+    names::CONNS,
+    names::GLOBAL_STATS,
+    names::CONFIG,
+    names::META,
+];
+
+impl MapSource {
+    fn open(dir: &Path, opts: CreateOptions) -> anyhow::Result<MapSource> {
+        if STORE_MAPS.iter().all(|n| dir.join(n).exists()) {
+            Ok(MapSource::Pinned(dir.to_path_buf()))
+        } else {
+            Ok(MapSource::Object(Box::new(load_object(dir, opts)?)))
+        }
+    }
+
+    fn take(&mut self, name: &str) -> anyhow::Result<aya::maps::Map> {
+        match self {
+            MapSource::Pinned(dir) => {
+                let path = dir.join(name);
+                let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                Ok(aya::maps::Map::from_map_data(data)?)
+            }
+            MapSource::Object(ebpf) => ebpf.take_map(name).ok_or_else(|| anyhow!("the XDP object has no map {name}")),
+        }
+    }
+
+    fn take_data(&mut self, name: &str) -> anyhow::Result<MapData> {
+        match self.take(name)? {
+            aya::maps::Map::Array(d) => Ok(d),
+            _ => bail!("map {name} is not an array"),
+        }
     }
 }
 
@@ -181,25 +227,25 @@ impl Store {
     }
 
     pub fn open_at(dir: &Path, opts: CreateOptions) -> anyhow::Result<Store> {
-        let mut ebpf = load_object(dir, opts)?;
+        let mut src = MapSource::open(dir, opts)?;
         let lock = File::open(dir)?;
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             bail!("cannot lock {}: {}", dir.display(), std::io::Error::last_os_error());
         }
         let mut s = Store {
-            services: HashMap::try_from(take(&mut ebpf, names::SERVICES)?)?,
-            svc_keys: Array::try_from(take(&mut ebpf, names::SVC_KEYS)?)?,
-            svc_state: Array::try_from(take(&mut ebpf, names::SVC_STATE)?)?,
-            svc_stats: PerCpuArray::try_from(take(&mut ebpf, names::SVC_STATS)?)?,
-            dests: MmapArray::new(take_data(&mut ebpf, names::DESTS)?, c::MAX_DESTS)?,
-            dest_conns: MmapArray::new(take_data(&mut ebpf, names::DEST_CONNS)?, c::MAX_DESTS)?,
-            dest_stats: PerCpuArray::try_from(take(&mut ebpf, names::DEST_STATS)?)?,
-            dest_neigh: Array::try_from(take(&mut ebpf, names::DEST_NEIGH)?)?,
-            slots: MmapArray::new(take_data(&mut ebpf, names::SCHED_SLOTS)?, c::MAX_SCHED_SLOTS)?,
-            conns: HashMap::try_from(take(&mut ebpf, names::CONNS)?)?,
-            global: PerCpuArray::try_from(take(&mut ebpf, names::GLOBAL_STATS)?)?,
-            config: Array::try_from(take(&mut ebpf, names::CONFIG)?)?,
-            meta: Array::try_from(take(&mut ebpf, names::META)?)?,
+            services: HashMap::try_from(src.take(names::SERVICES)?)?,
+            svc_keys: Array::try_from(src.take(names::SVC_KEYS)?)?,
+            svc_state: Array::try_from(src.take(names::SVC_STATE)?)?,
+            svc_stats: PerCpuArray::try_from(src.take(names::SVC_STATS)?)?,
+            dests: MmapArray::new(src.take_data(names::DESTS)?, c::MAX_DESTS)?,
+            dest_conns: MmapArray::new(src.take_data(names::DEST_CONNS)?, c::MAX_DESTS)?,
+            dest_stats: PerCpuArray::try_from(src.take(names::DEST_STATS)?)?,
+            dest_neigh: Array::try_from(src.take(names::DEST_NEIGH)?)?,
+            slots: MmapArray::new(src.take_data(names::SCHED_SLOTS)?, c::MAX_SCHED_SLOTS)?,
+            conns: HashMap::try_from(src.take(names::CONNS)?)?,
+            global: PerCpuArray::try_from(src.take(names::GLOBAL_STATS)?)?,
+            config: Array::try_from(src.take(names::CONFIG)?)?,
+            meta: Array::try_from(src.take(names::META)?)?,
             dir: dir.to_path_buf(),
             _lock: lock,
         };
@@ -236,7 +282,7 @@ impl Store {
             let (key, v) = item?;
             by_id.insert(v.id, service_from_map(&key, &v, self.svc_stats.get(&v.id, 0).ok().map(|s| sum(&s)))?);
         }
-        for id in 0..self.dests.len() as u32 {
+        for id in self.dests.in_use_ids() {
             let Some(d) = self.dests.get(id) else { break };
             let live = c::DEST_F_IN_USE | c::DEST_F_AVAILABLE;
             if d.flags & live != live {
@@ -248,7 +294,7 @@ impl Store {
             svc.dests.push(dest_from_map(id, &d, &conns, stats));
         }
         for svc in by_id.values_mut() {
-            svc.dests.sort_by(|a, b| b.seq.cmp(&a.seq));
+            svc.dests.sort_by_key(|d| std::cmp::Reverse(d.seq));
         }
         let cfg = self.config.get(&0, 0)?;
         let meta = self.meta.get(&0, 0)?;
@@ -304,7 +350,21 @@ impl Store {
             meta.next_seq = after.next_seq;
             self.meta.set(0, meta, 0)?;
         }
+        self.sync_config_flags(after)?;
         self.free_idle_trash()?;
+        Ok(())
+    }
+
+    /// Data-plane switches derived from the table: the NAT reply lookup runs only while some
+    /// real server is NAT.
+    fn sync_config_flags(&mut self, t: &Table) -> anyhow::Result<()> {
+        let has_nat = t.services.iter().any(|s| s.dests.iter().any(|d| d.fwd == Fwd::Masq));
+        let mut cfg = self.config.get(&0, 0)?;
+        let flags = if has_nat { cfg.flags | c::CFG_F_HAS_NAT } else { cfg.flags & !c::CFG_F_HAS_NAT };
+        if flags != cfg.flags {
+            cfg.flags = flags;
+            self.config.set(0, cfg, 0)?;
+        }
         Ok(())
     }
 
@@ -355,33 +415,21 @@ impl Store {
         let (sched_off, sched_len) = match (&old_map, table_changed) {
             (Some(m), false) => (m.sched_off, m.sched_len),
             _ => {
-                let mut buf = vec![0u32; views.len()];
-                let n = sched::build_rr_table(&views, &mut buf);
+                let old_slots: Vec<u32> = match &old_map {
+                    Some(m) => (0..m.sched_len).filter_map(|i| self.slots.get(m.sched_off + i)).collect(),
+                    None => Vec::new(),
+                };
+                let old_views = prev.map(|p| dest_views(&p.dests)).unwrap_or_default();
+                let old_state = self.svc_state.get(&s.id, 0).unwrap_or_default();
+                let old = (old_map.is_some() && prev.is_some_and(|p| p.sched == s.sched))
+                    .then(|| crate::sched_tables::OldTable { views: &old_views, slots: &old_slots, state: old_state });
+                let built = crate::sched_tables::build(sched_code, &views, old.as_ref())?;
+                let n = built.slots.len();
                 let off = alloc.alloc(n as u32)?;
-                for (i, id) in buf[..n].iter().enumerate() {
+                for (i, id) in built.slots.iter().enumerate() {
                     self.slots.set(off + i as u32, *id)?;
                 }
-                // Keep rr where IPVS's cursor would be (the dest picked last).
-                let (last, last_pred) = match (&old_map, prev) {
-                    (Some(m), Some(p)) if m.sched_len > 0 => {
-                        let st = self.svc_state.get(&s.id, 0)?;
-                        if st.rr_next == 0 {
-                            (None, None)
-                        } else {
-                            let slot = sched::rr_slot(st.rr_next - 1, m.sched_len);
-                            let last = self.slots.get(m.sched_off + slot);
-                            let pred = last.and_then(|l| {
-                                let pos = p.dests.iter().position(|d| d.id == l)?;
-                                pos.checked_sub(1).map(|i| p.dests[i].id)
-                            });
-                            (last, pred)
-                        }
-                    }
-                    _ => (None, None),
-                };
-                let mut st = self.svc_state.get(&s.id, 0).unwrap_or_default();
-                st.rr_next = sched::rr_resume(&views, last, last_pred);
-                self.svc_state.set(s.id, st, 0)?;
+                self.svc_state.set(s.id, built.state, 0)?;
                 (off, n as u32)
             }
         };
@@ -414,7 +462,7 @@ impl Store {
 
     /// Frees trash dests no connection refers to any more.
     fn free_idle_trash(&mut self) -> anyhow::Result<()> {
-        for id in 0..self.dests.len() as u32 {
+        for id in self.dests.in_use_ids() {
             let Some(d) = self.dests.get(id) else { break };
             if d.flags & c::DEST_F_IN_USE != 0 && d.flags & c::DEST_F_AVAILABLE == 0 {
                 let n = self.dest_conns.get(id).unwrap_or_default();
@@ -428,7 +476,9 @@ impl Store {
 
     /// Dest ids held by deleted dests that connections still use: not free for new dests.
     pub fn trash_ids(&self) -> Vec<u32> {
-        (0..self.dests.len() as u32)
+        self.dests
+            .in_use_ids()
+            .into_iter()
             .filter(|id| {
                 self.dests
                     .get(*id)
@@ -503,9 +553,18 @@ impl Store {
     pub fn expire_connections(&mut self) -> anyhow::Result<usize> {
         let now = monotonic_coarse_ns();
         let mut dead = Vec::new();
+        let expired = |v: &c::Conn| v.last_seen + v.timeout as u64 * 1_000_000_000 < now;
         for item in self.conns.iter() {
             let (k, v) = item?;
-            if v.last_seen + v.timeout as u64 * 1_000_000_000 < now {
+            let gone = if k.kind == c::CONN_KIND_OUT {
+                // A NAT reply-side entry lives as long as its client-side entry.
+                let vaddr = self.svc_keys.get(&v.svc_id, 0).map(|s| s.addr).unwrap_or_default();
+                let in_key = ConnKey { vaddr, vport: v.port, kind: c::CONN_KIND_IN, ..k };
+                self.conns.get(&in_key, 0).map_or(true, |i| expired(&i) || i.dest_id != v.dest_id)
+            } else {
+                expired(&v)
+            };
+            if gone {
                 dead.push((k, v));
             }
         }
@@ -529,6 +588,9 @@ impl Store {
     /// Gives back an expired entry's share of its dest's counts. The data plane changes the
     /// same words with atomic adds, so this is an atomic (saturating) decrement too.
     fn release_count(&mut self, k: &ConnKey, v: &c::Conn) -> anyhow::Result<()> {
+        if k.kind == c::CONN_KIND_OUT {
+            return Ok(());
+        }
         let Some(p) = self.dest_conns.ptr_field(v.dest_id) else { return Ok(()) };
         let field = unsafe {
             if k.kind == c::CONN_KIND_TEMPLATE {
@@ -543,6 +605,23 @@ impl Store {
         let counter = unsafe { AtomicU64::from_ptr(field) };
         let _ = counter.fetch_update(Relaxed, Relaxed, |x| Some(x.saturating_sub(1)));
         Ok(())
+    }
+}
+
+impl MmapArray<c::Dest> {
+    /// Ids of the slots with `DEST_F_IN_USE` set, in ascending order. Reads one byte per slot:
+    /// the arrays are large and mostly empty, and every invocation scans them.
+    fn in_use_ids(&self) -> Vec<u32> {
+        let off = std::mem::offset_of!(c::Dest, flags);
+        let mut ids = Vec::new();
+        for i in 0..self.len {
+            // SAFETY: i < len, so the byte lies inside the mapping.
+            let f = unsafe { std::ptr::read_volatile(self.ptr.add(i * self.stride + off)) };
+            if f & c::DEST_F_IN_USE != 0 {
+                ids.push(i as u32);
+            }
+        }
+        ids
     }
 }
 

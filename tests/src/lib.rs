@@ -1,6 +1,7 @@
 //! Test support for xlb: frames, private pin directories, the real XDP object under
 //! BPF_PROG_TEST_RUN, and network-namespace labs. Tests need root (CAP_BPF, CAP_NET_ADMIN).
 
+pub mod bench;
 pub mod frames;
 pub mod golden;
 pub mod lab;

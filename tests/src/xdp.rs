@@ -39,6 +39,9 @@ impl XdpUnderTest {
     /// Loads `program` (`xlb_xdp`, `xlb_pass`) with the maps of `pin_dir`.
     pub fn load(pin_dir: &Path, program: &'static str) -> anyhow::Result<XdpUnderTest> {
         let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+        if program == "xlb_xdp" {
+            lb_user::dataplane::install_new_flow_program(&mut ebpf)?;
+        }
         let prog: &mut Xdp = ebpf.program_mut(program).ok_or_else(|| anyhow!("no program {program}"))?.try_into()?;
         prog.load().with_context(|| format!("verifier refused {program}"))?;
         Ok(XdpUnderTest { ebpf, program })

@@ -5,6 +5,8 @@
 //! - `build`: bootstrap, then `cargo build` (the eBPF object is built by lb-user's build script).
 //! - `test`: build, then every test (unit, packet-level, lab).
 //! - `demo`: build, then the DR demo lab.
+//! - `bench [--quick]`: release build, then the benchmark (`xlb-bench`): report in
+//!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`.
 mod bootstrap;
 
 use std::process::{Command, ExitCode};
@@ -76,6 +78,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Bench { quick } => bench(quick),
+    }
+}
+
+fn bench(quick: bool) -> anyhow::Result<()> {
+    need_root("the benchmark loads BPF programs and builds network namespaces")?;
+    bootstrap::run()?;
+    build(true)?;
+    let bin = target_dir()?.join("release/xlb-bench");
+    let mut cmd = Command::new(&bin);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd.status().with_context(|| format!("cannot run {}", bin.display()))?;
+    if !status.success() {
+        bail!("the benchmark failed ({status}): see the report for figures that failed their path proof");
+    }
+    Ok(())
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` when set).
+fn target_dir() -> anyhow::Result<std::path::PathBuf> {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = std::path::PathBuf::from(d);
+            Ok(if d.is_absolute() { d } else { workspace_root()?.join(d) })
+        }
+        None => Ok(workspace_root()?.join("target")),
     }
 }
 

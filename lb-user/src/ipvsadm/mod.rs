@@ -56,7 +56,31 @@ fn init_failure(err: &mut dyn Write, what: &str) -> i32 {
     2
 }
 
-/// Opens the store, wires the standard streams and runs one invocation.
+/// What lbadm was invoked as (the base name of argv[0]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Personality {
+    /// `ipvsadm`, `lbadm` or any other name.
+    Ipvsadm,
+    /// `ipvsadm-save [-n]`: Debian's wrapper, `ipvsadm -S $1`.
+    Save,
+    /// `ipvsadm-restore`: Debian's wrapper, `INPUT="$(grep -v '^#')"; ipvsadm -C;
+    /// echo "$INPUT" | ipvsadm -R`.
+    Restore,
+}
+
+impl Personality {
+    pub fn of(argv0: Option<&OsString>) -> Personality {
+        let base = argv0.and_then(|a| std::path::Path::new(a).file_name().map(|n| n.as_bytes().to_vec()));
+        match base.as_deref() {
+            Some(b"ipvsadm-save") => Personality::Save,
+            Some(b"ipvsadm-restore") => Personality::Restore,
+            _ => Personality::Ipvsadm,
+        }
+    }
+}
+
+/// Opens the store, wires the standard streams and runs one invocation (or, invoked as
+/// `ipvsadm-save` / `ipvsadm-restore`, what those wrappers run).
 pub fn main(argv: Vec<OsString>) -> i32 {
     let mut store = match crate::store::Store::open() {
         Ok(s) => s,
@@ -66,9 +90,66 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     let mut input = stdin.lock();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut err = std::io::stderr();
-    let status = run(&argv, &mut store, &mut input, &mut out, &mut err);
+    let status = match Personality::of(argv.first()) {
+        Personality::Ipvsadm => run(&argv, &mut store, &mut input, &mut out, &mut err),
+        Personality::Save => run_save(&argv, &mut store, &mut out, &mut err),
+        Personality::Restore => run_restore(&mut input, &mut store, &mut out, &mut err),
+    };
     let _ = out.flush();
     status
+}
+
+/// `ipvsadm-save [-n]`: `ipvsadm -S $1` (the first argument, unquoted: split on blanks; the
+/// others are ignored).
+pub fn run_save(argv: &[OsString], backend: &mut dyn Backend, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut args: Vec<OsString> = vec!["ipvsadm".into(), "-S".into()];
+    if let Some(first) = argv.get(1) {
+        args.extend(
+            first
+                .as_bytes()
+                .split(|c| matches!(c, b' ' | b'\t' | b'\n'))
+                .filter(|w| !w.is_empty())
+                .map(|w| OsString::from(std::ffi::OsStr::from_bytes(w))),
+        );
+    }
+    run(&args, backend, &mut std::io::empty(), out, err)
+}
+
+/// The text `ipvsadm-restore` pipes into `ipvsadm -R`: `echo "$(grep -v '^#')"`. Lines that
+/// start with `#` go; command substitution drops NUL bytes and every trailing newline; echo
+/// adds one newline, and (bash's builtin) takes a whole input like `-n` or `-e` as its options.
+pub fn restore_input(raw: &[u8]) -> Vec<u8> {
+    let mut kept = Vec::with_capacity(raw.len());
+    for line in raw.split_inclusive(|&c| c == b'\n') {
+        if !line.starts_with(b"#") {
+            kept.extend(line.iter().filter(|&&c| c != 0));
+            if !line.ends_with(b"\n") {
+                kept.push(b'\n');
+            }
+        }
+    }
+    while kept.last() == Some(&b'\n') {
+        kept.pop();
+    }
+    let echo_options = kept.len() >= 2 && kept[0] == b'-' && kept[1..].iter().all(|c| matches!(c, b'n' | b'e' | b'E'));
+    if echo_options {
+        return if kept.contains(&b'n') { Vec::new() } else { b"\n".to_vec() };
+    }
+    kept.push(b'\n');
+    kept
+}
+
+/// `ipvsadm-restore`: reads all of `stdin`, runs `ipvsadm -C` (its status is ignored), then
+/// `ipvsadm -R` on what is left of the input ([`restore_input`]); the status is -R's.
+pub fn run_restore(stdin: &mut dyn BufRead, backend: &mut dyn Backend, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut raw = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(stdin, &mut raw) {
+        let _ = writeln!(err, "ipvsadm-restore: cannot read the input: {e}");
+        return 1;
+    }
+    let input = restore_input(&raw);
+    let _ = run(&["ipvsadm".into(), "-C".into()], backend, &mut std::io::empty(), out, err);
+    run(&["ipvsadm".into(), "-R".into()], backend, &mut input.as_slice(), out, err)
 }
 
 /// The table as loaded and as changed so far.
@@ -76,6 +157,8 @@ struct Session<'a> {
     backend: &'a mut dyn Backend,
     before: Option<Table>,
     table: Option<Table>,
+    /// Lookups over `table` for changes, built on the first change (`-R` makes many).
+    index: Option<crate::ctl::Index>,
 }
 
 impl Session<'_> {
@@ -92,6 +175,18 @@ impl Session<'_> {
         match self.table.as_mut() {
             Some(t) => Ok(t),
             None => Err(Flow::Exit(255)),
+        }
+    }
+
+    /// The table with its index, to change it.
+    fn indexed(&mut self, io: &mut Io) -> Result<(&mut Table, &mut crate::ctl::Index), Flow> {
+        self.table(io)?;
+        match (self.table.as_mut(), &mut self.index) {
+            (Some(t), ix) => {
+                let ix = ix.get_or_insert_with(|| crate::ctl::Index::new(t));
+                Ok((t, ix))
+            }
+            (None, _) => Err(Flow::Exit(255)),
         }
     }
 
@@ -129,7 +224,7 @@ pub fn run(
     };
     let words = if words.is_empty() { vec![prog.clone().into_bytes()] } else { words };
     let mut io = Io { out, err, prog: &prog };
-    let mut sess = Session { backend, before: None, table: None };
+    let mut sess = Session { backend, before: None, table: None, index: None };
     let result = if words.len() == 1 {
         // No arguments: list the table.
         sess.table(&mut io).map(|t| {
@@ -273,30 +368,31 @@ fn process_options(
             return Ok(0);
         }
         Cmd::Flush => {
-            sess.table(io)?.flush();
+            let (t, ix) = sess.indexed(io)?;
+            t.flush_in(ix);
             (Call::Other, Ok(()))
         }
         Cmd::Add | Cmd::Edit => {
-            let t = sess.table(io)?;
+            let (t, ix) = sess.indexed(io)?;
             let (call, r) = match key {
-                Some(k) if e.cmd == Cmd::Add => (Call::AddService, t.add_service(&service_spec(&e, k)).map(|_| ())),
-                Some(k) => (Call::UpdateService, t.edit_service(&service_spec(&e, k))),
+                Some(k) if e.cmd == Cmd::Add => (Call::AddService, t.add_service_in(ix, &service_spec(&e, k)).map(|_| ())),
+                Some(k) => (Call::UpdateService, t.edit_service_in(ix, &service_spec(&e, k))),
                 None => (Call::Other, Err(libc::EINVAL)),
             };
             (call, r)
         }
         Cmd::Del => {
-            let t = sess.table(io)?;
-            (Call::DelService, key.map_or(Err(libc::EINVAL), |k| t.del_service(&k)))
+            let (t, ix) = sess.indexed(io)?;
+            (Call::DelService, key.map_or(Err(libc::EINVAL), |k| t.del_service_in(ix, &k)))
         }
         Cmd::Zero => {
-            let t = sess.table(io)?;
+            let (t, ix) = sess.indexed(io)?;
             let all = e.svc.fwmark == 0 && e.svc.port == 0 && e.svc.addr.is_none_or(|a| a.is_unspecified());
-            let r = if all { t.zero(None) } else { key.map_or(Err(libc::EINVAL), |k| t.zero(Some(&k))) };
+            let r = if all { t.zero_in(ix, None) } else { key.map_or(Err(libc::EINVAL), |k| t.zero_in(ix, Some(&k))) };
             (Call::ZeroService, r)
         }
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
-            let t = sess.table(io)?;
+            let (t, ix) = sess.indexed(io)?;
             let call = match e.cmd {
                 Cmd::AddDest => Call::AddDest,
                 Cmd::EditDest => Call::UpdateDest,
@@ -304,9 +400,9 @@ fn process_options(
             };
             let r = match (key, e.dest.addr) {
                 (Some(k), Some(addr)) => match e.cmd {
-                    Cmd::AddDest => t.add_dest(&k, &dest_spec(&e, addr)).map(|_| ()),
-                    Cmd::EditDest => t.edit_dest(&k, &dest_spec(&e, addr)),
-                    _ => t.del_dest(&k, &addr, e.dest.port),
+                    Cmd::AddDest => t.add_dest_in(ix, &k, &dest_spec(&e, addr)).map(|_| ()),
+                    Cmd::EditDest => t.edit_dest_in(ix, &k, &dest_spec(&e, addr)),
+                    _ => t.del_dest_in(ix, &k, &addr, e.dest.port),
                 },
                 _ => Err(libc::EINVAL),
             };

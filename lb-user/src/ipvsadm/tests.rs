@@ -202,7 +202,7 @@ fn errors_and_statuses() {
     ok(&mut b, "-A -t 10.0.0.1:80 -s rr");
     let o = sh(&mut b, "-A -t 10.0.0.1:80 -s rr");
     assert_eq!((o.status, o.stderr.as_str()), (255, "Service already exists\n"));
-    let o = sh(&mut b, "-A -t 10.0.0.2:80");
+    let o = sh(&mut b, "-A -t 10.0.0.2:80 -s nosuch");
     assert_eq!(o.stderr, "Scheduler or persistence engine not found\n");
     let o = sh(&mut b, "-a -t 10.0.0.1:80 -r 192.168.1.3 -y 1");
     assert_eq!(o.stderr, "Numerical result out of range\n");
@@ -310,4 +310,80 @@ fn help_and_version() {
     let o = sh(&mut b, "-h");
     assert!(o.stdout.contains("  ipvsadm -A|E virtual-service [-s scheduler]"));
     assert_eq!(o.status, 0);
+}
+
+#[test]
+fn personality_from_argv0() {
+    let p = |s: &str| Personality::of(Some(&OsString::from(s)));
+    assert_eq!(p("ipvsadm"), Personality::Ipvsadm);
+    assert_eq!(p("/usr/local/sbin/lbadm"), Personality::Ipvsadm);
+    assert_eq!(p("ipvsadm-save"), Personality::Save);
+    assert_eq!(p("/sbin/ipvsadm-save"), Personality::Save);
+    assert_eq!(p("/sbin/ipvsadm-restore"), Personality::Restore);
+    assert_eq!(p("ipvsadm-restore.sh"), Personality::Ipvsadm);
+    assert_eq!(Personality::of(None), Personality::Ipvsadm);
+}
+
+fn save(b: &mut MemBackend, args: &[&str]) -> Outcome {
+    let mut argv: Vec<OsString> = vec!["/sbin/ipvsadm-save".into()];
+    argv.extend(args.iter().map(OsString::from));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = run_save(&argv, b, &mut out, &mut err);
+    Outcome { stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned(), status }
+}
+
+fn restore(b: &mut MemBackend, input: &str) -> Outcome {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = run_restore(&mut input.as_bytes(), b, &mut out, &mut err);
+    Outcome { stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned(), status }
+}
+
+#[test]
+fn save_wrapper_is_dash_s_with_first_argument() {
+    let mut b = MemBackend::default();
+    ok(&mut b, "-A -t 10.0.0.1:80 -s rr");
+    ok(&mut b, "-a -t 10.0.0.1:80 -r 10.0.1.1 -m");
+    let o = save(&mut b, &["-n"]);
+    assert_eq!((o.status, o.stdout.as_str(), o.stderr.as_str()), (0, "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m -w 1\n", ""));
+    assert_eq!(o.stdout, sh(&mut b, "-S -n").stdout);
+    assert_eq!(save(&mut b, &[]).stdout, sh(&mut b, "-S").stdout);
+    // `$1` unquoted: split on blanks; further arguments are dropped.
+    assert_eq!(save(&mut b, &["-n ", "--bogus"]).stdout, o.stdout);
+    let bad = save(&mut b, &["-x"]);
+    assert_eq!((bad.status, bad.stdout.as_str()), (sh(&mut b, "-S -x").status, ""));
+    assert_eq!(bad.stderr, sh(&mut b, "-S -x").stderr);
+}
+
+#[test]
+fn restore_input_like_the_shell() {
+    let r = |s: &str| String::from_utf8_lossy(&restore_input(s.as_bytes())).into_owned();
+    assert_eq!(r("# saved\n-A -t 10.0.0.1:80\n  # kept\n#x\n-C\n\n\n"), "-A -t 10.0.0.1:80\n  # kept\n-C\n");
+    assert_eq!(r("-C"), "-C\n");
+    assert_eq!(r(""), "\n");
+    assert_eq!(r("#only\n"), "\n");
+    assert_eq!(r("-n\n"), "");
+    assert_eq!(r("-e"), "\n");
+    assert_eq!(r("-nx"), "-nx\n");
+    assert_eq!(r("a\0b\n"), "ab\n");
+}
+
+#[test]
+fn restore_wrapper_clears_then_restores() {
+    let mut b = MemBackend::default();
+    ok(&mut b, "-A -t 10.0.0.9:80 -s rr");
+    ok(&mut b, "--set 10 20 30");
+    let saved = "# ipvsadm-save output\n-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m -w 1\n";
+    let o = restore(&mut b, saved);
+    assert_eq!((o.status, o.stdout.as_str(), o.stderr.as_str()), (0, "", ""));
+    // -C flushed the old service (not the timeouts, as with ipvsadm -C).
+    assert_eq!(sh(&mut b, "-Sn").stdout, "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m -w 1\n");
+    assert_eq!(sh(&mut b, "-L --timeout").stdout, "Timeout (tcp tcpfin udp): 10 20 30\n");
+    // The status is that of -R: a fail() line aborts with 2.
+    let o = restore(&mut b, "-A -t 10.0.0.2:80 -s rr\n-a -t 10.0.0.2:80 -r 10.0.1.2 -w -1\n-A -t 10.0.0.3:80 -s rr\n");
+    assert_eq!((o.status, o.stderr.as_str()), (2, "illegal weight specified\n"));
+    assert_eq!(sh(&mut b, "-Sn").stdout, "-A -t 10.0.0.2:80 -s rr\n");
+    // Empty input: an empty table.
+    let o = restore(&mut b, "");
+    assert_eq!(o.status, 0);
+    assert_eq!(sh(&mut b, "-Sn").stdout, "");
 }

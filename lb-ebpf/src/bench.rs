@@ -1,0 +1,155 @@
+//! Benchmark helpers for `cargo xtask bench` (not part of the data plane; never attached by lbd).
+//!
+//! - `xlb_bench_gen`: the end-to-end frame generator. Run with BPF_PROG_TEST_RUN in live-frames
+//!   mode, it writes a complete Ethernet/IPv4/UDP header from a template into every frame (live
+//!   frames are recycled without being re-initialised, so whatever a forwarder wrote into a page
+//!   comes back), gives each frame one of `nflows` source ports (UDP checksum updated
+//!   incrementally) and XDP_REDIRECTs it into a veth, whose peer is the director's interface.
+//! - `xlb_bench_sink`: counts what reaches the receiving side, by kind, and drops it.
+//!
+//! Their maps are private to each loaded object (not pinned).
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::map,
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
+
+use crate::{
+    csum,
+    parse::{header, ETH_HLEN, ETH_P_IP, IPV4_HLEN},
+};
+
+/// Bytes of the template the generator writes: Ethernet + IPv4 (no options) + UDP.
+pub const GEN_HDR_LEN: usize = 42;
+
+/// Generator configuration (index 0), written by the benchmark.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GenCfg {
+    /// Interface to redirect every frame to (in the generator's namespace).
+    pub ifindex: u32,
+    /// Source ports used: `base_port .. base_port + nflows` (at least 1).
+    pub nflows: u32,
+    /// Host order; the template carries this port and the matching UDP checksum.
+    pub base_port: u16,
+    pub _pad: [u8; 6],
+    pub tmpl: [u8; 48],
+}
+
+/// What the sink saw (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SinkCounts {
+    /// IPv4 frames.
+    pub ipv4: u64,
+    /// UDP to `SinkCfg::addr` (DR: the VIP, unchanged).
+    pub udp_to_addr: u64,
+    /// IPIP (TUN).
+    pub ipip: u64,
+    /// UDP to port `SinkCfg::port` at another address (NAT / DNAT: rewritten destination).
+    pub udp_to_port: u64,
+    /// Anything else that is IPv4.
+    pub other: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SinkCfg {
+    /// Network order, as in the packet.
+    pub addr: u32,
+    /// Network order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+#[map]
+static XLB_BENCH_GEN_CFG: Array<GenCfg> = Array::with_max_entries(1, 0);
+#[map]
+static XLB_BENCH_GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static XLB_BENCH_SINK_CFG: Array<SinkCfg> = Array::with_max_entries(1, 0);
+#[map]
+static XLB_BENCH_SINK_COUNTS: PerCpuArray<SinkCounts> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn generate(ctx: &XdpContext) -> u32 {
+    let Some(cfg) = XLB_BENCH_GEN_CFG.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + GEN_HDR_LEN > end {
+        return xdp_action::XDP_ABORTED;
+    }
+    let mut i = 0;
+    while i < GEN_HDR_LEN {
+        unsafe { *((data + i) as *mut u8) = cfg.tmpl[i] };
+        i += 1;
+    }
+    let Some(seq) = XLB_BENCH_GEN_SEQ.get_ptr_mut(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let n = unsafe { *seq };
+    unsafe { *seq = n + 1 };
+    let nflows = if cfg.nflows == 0 { 1 } else { cfg.nflows as u64 };
+    let port = cfg.base_port.wrapping_add((n % nflows) as u16);
+    let Some(udp) = header::<UdpHdr>(data, end, ETH_HLEN + IPV4_HLEN) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    unsafe {
+        let old = cfg.base_port.to_be_bytes();
+        let new = port.to_be_bytes();
+        (*udp).src = new;
+        let check = u16::from_ne_bytes((*udp).check);
+        if check != 0 {
+            let mut c = csum::update16(check, u16::from_ne_bytes(old), u16::from_ne_bytes(new));
+            if c == 0 {
+                c = 0xffff;
+            }
+            (*udp).check = c.to_ne_bytes();
+        }
+    }
+    unsafe { aya_ebpf::helpers::bpf_redirect(cfg.ifindex, 0) as u32 }
+}
+
+#[inline(always)]
+pub fn sink(ctx: &XdpContext) -> u32 {
+    let Some(c) = XLB_BENCH_SINK_COUNTS.get_ptr_mut(0) else {
+        return xdp_action::XDP_DROP;
+    };
+    let c = unsafe { &mut *c };
+    let (data, end) = (ctx.data(), ctx.data_end());
+    let Some(eth) = header::<EthHdr>(data, end, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IP {
+        return xdp_action::XDP_DROP;
+    }
+    let Some(ip) = header::<Ipv4Hdr>(data, end, ETH_HLEN) else {
+        return xdp_action::XDP_DROP;
+    };
+    c.ipv4 += 1;
+    let ip = unsafe { &*ip };
+    let cfg = XLB_BENCH_SINK_CFG.get(0);
+    let (addr, port) = cfg.map(|s| (s.addr, s.port)).unwrap_or((0, 0));
+    if ip.proto == lb_common::IPPROTO_IPIP {
+        c.ipip += 1;
+    } else if ip.proto == lb_common::IPPROTO_UDP && ip.vihl == 0x45 {
+        let daddr = u32::from_ne_bytes(ip.dst_addr);
+        let dport = match header::<UdpHdr>(data, end, ETH_HLEN + IPV4_HLEN) {
+            Some(u) => u16::from_ne_bytes(unsafe { (*u).dst }),
+            None => 0,
+        };
+        if daddr == addr {
+            c.udp_to_addr += 1;
+        } else if dport == port {
+            c.udp_to_port += 1;
+        } else {
+            c.other += 1;
+        }
+    } else {
+        c.other += 1;
+    }
+    xdp_action::XDP_DROP
+}

@@ -1,0 +1,659 @@
+//! Per-packet cost through the real XDP object with BPF_PROG_TEST_RUN (TOOLCHAIN.md's method):
+//! repeat = 1 calls, the kernel-reported duration of each, path and empty program (`xlb_pass`)
+//! alternated call by call on the same frame; a round's figure is median(path) - median(empty),
+//! a figure is the median over rounds. Every path call's verdict is checked, and the round's
+//! GlobalStats deltas must equal the number of path calls (the empty program counts nothing).
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf,
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use lb_common::{
+    GlobalStats,
+    sched::{IMPLEMENTED, sched_name},
+};
+use lb_user::{
+    model::{Fwd, Proto, Service},
+    store::{self, CreateOptions, Store},
+};
+
+use super::{Figure, Proof, Results, Size, bench_cpu, in_netns, median_f, median_u, pin_to_cpu};
+use crate::{
+    frames::{ACK, DIRECTOR_MAC, Frame, SYN, sa},
+    netns::{Netns, unique_prefix},
+    pins::TempPins,
+    table::{service, table},
+    xdp::{LOOPBACK_IFINDEX, XDP_PASS, XDP_REDIRECT, XDP_TX, set_next_hop, verdict_name},
+};
+
+/// Server counts of the scheduling-cost section.
+pub const SCHED_SIZES: [u32; 4] = [2, 16, 256, 1024];
+
+/// The real object with the balancer and the empty program loaded (maps of `pin_dir`).
+pub struct Runner {
+    ebpf: Ebpf,
+}
+
+impl Runner {
+    pub fn load(pin_dir: &Path) -> anyhow::Result<Runner> {
+        let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+        for name in ["xlb_xdp", "xlb_pass"] {
+            let p: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
+            p.load().with_context(|| format!("verifier refused {name}"))?;
+        }
+        Ok(Runner { ebpf })
+    }
+
+    /// One repeat = 1 run: (verdict, kernel-reported duration in ns).
+    #[inline]
+    pub fn run(&mut self, prog: &str, frame: &[u8], ctx: Option<&[u8]>) -> anyhow::Result<(u32, u64)> {
+        let p: &mut Xdp = self.ebpf.program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.ctx_in = ctx;
+        opts.repeat = 1;
+        let r = p.test_run(opts).context("BPF_PROG_TEST_RUN")?;
+        Ok((r.return_value, r.duration.as_nanos() as u64))
+    }
+}
+
+/// struct xdp_md for an ingress interface (None: loopback, what the kernel gives without ctx).
+pub fn xdp_ctx(ingress: u32, frame_len: usize) -> Option<[u8; 24]> {
+    if ingress == 0 {
+        return None;
+    }
+    // data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+    let w: [u32; 6] = [0, frame_len as u32, 0, ingress, 0, 0];
+    let mut b = [0u8; 24];
+    for (i, x) in w.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&x.to_ne_bytes());
+    }
+    Some(b)
+}
+
+type Counter = fn(&GlobalStats) -> u64;
+
+/// The data plane's global counters read straight from the pinned per-CPU map, every field
+/// summed (`Store::global_stats` leaves out nat_reply, no_route, icmp_*, drop_no_meta).
+pub struct GlobalReader {
+    map: aya::maps::PerCpuArray<aya::maps::MapData, GlobalStats>,
+}
+
+impl GlobalReader {
+    pub fn open(pin_dir: &Path) -> anyhow::Result<GlobalReader> {
+        let data = aya::maps::MapData::from_pin(pin_dir.join(lb_common::names::GLOBAL_STATS))?;
+        Ok(GlobalReader { map: aya::maps::PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))? })
+    }
+
+    pub fn global_stats(&self) -> anyhow::Result<GlobalStats> {
+        let mut t = GlobalStats::default();
+        for g in self.map.get(&0, 0)?.iter() {
+            let s = &mut t.total;
+            s.conns += g.total.conns;
+            s.inpkts += g.total.inpkts;
+            s.outpkts += g.total.outpkts;
+            s.inbytes += g.total.inbytes;
+            s.outbytes += g.total.outbytes;
+            t.rx += g.rx;
+            t.pass += g.pass;
+            t.tx += g.tx;
+            t.redirect += g.redirect;
+            t.drop += g.drop;
+            t.parse_fail += g.parse_fail;
+            t.no_dest += g.no_dest;
+            t.conn_insert_fail += g.conn_insert_fail;
+            t.neigh_miss += g.neigh_miss;
+            t.conn_hit += g.conn_hit;
+            t.conn_new += g.conn_new;
+            t.no_route += g.no_route;
+            t.icmp_sent += g.icmp_sent;
+            t.icmp_related += g.icmp_related;
+            t.drop_no_meta += g.drop_no_meta;
+            t.nat_reply += g.nat_reply;
+        }
+        Ok(t)
+    }
+}
+
+/// GlobalStats fields by name, for proofs.
+pub fn counter(name: &str) -> Counter {
+    match name {
+        "rx" => |g| g.rx,
+        "pass" => |g| g.pass,
+        "tx" => |g| g.tx,
+        "redirect" => |g| g.redirect,
+        "drop" => |g| g.drop,
+        "conn_hit" => |g| g.conn_hit,
+        "conn_new" => |g| g.conn_new,
+        "nat_reply" => |g| g.nat_reply,
+        "neigh_miss" => |g| g.neigh_miss,
+        "conn_insert_fail" => |g| g.conn_insert_fail,
+        "no_dest" => |g| g.no_dest,
+        "parse_fail" => |g| g.parse_fail,
+        _ => |_| u64::MAX,
+    }
+}
+
+/// A path to measure.
+pub struct PathSpec {
+    pub name: String,
+    /// Frames, used in turn (call i gets `frames[i % len]`, counting over all rounds).
+    pub frames: Vec<Vec<u8>>,
+    pub ingress: u32,
+    pub verdict: u32,
+    /// Counters whose delta must equal the number of path calls (`rx` is always checked).
+    pub equal: &'static [&'static str],
+    /// Counters whose delta must be zero.
+    pub zero: &'static [&'static str],
+}
+
+/// What measuring one path gave.
+pub struct Measured {
+    /// Per round: median(path) - median(empty), ns.
+    pub net: Vec<f64>,
+    /// Per round: median(path), median(empty).
+    pub raw: Vec<f64>,
+    pub empty: Vec<f64>,
+    pub proof: Proof,
+    pub calls: u64,
+}
+
+impl Measured {
+    pub fn figure(&self, section: &'static str, name: impl Into<String>) -> Figure {
+        let base = median_f(&self.empty);
+        Figure::new(section, name, "ns", &self.net, self.proof.clone())
+            .baseline("xlb_pass median", base)
+            .ratio(median_f(&self.raw) / base)
+    }
+}
+
+/// Rounds of interleaved calls; state shared across rounds so new-connection frames never repeat.
+pub struct Measure<'a> {
+    pub runner: &'a mut Runner,
+    pub store: &'a GlobalReader,
+    pub pairs: usize,
+}
+
+impl Measure<'_> {
+    /// One round of `pairs` (path, empty) pairs starting at frame index `start`; appends to `m`.
+    pub fn round(&mut self, spec: &PathSpec, start: usize, m: &mut Measured) -> anyhow::Result<()> {
+        let mut path_ns = Vec::with_capacity(self.pairs);
+        let mut empty_ns = Vec::with_capacity(self.pairs);
+        let before = self.store.global_stats()?;
+        let mut wrong = 0u64;
+        let mut first_wrong = None;
+        for i in 0..self.pairs {
+            let f = &spec.frames[(start + i) % spec.frames.len()];
+            let ctx = xdp_ctx(spec.ingress, f.len());
+            let ctx = ctx.as_ref().map(|c| &c[..]);
+            // Alternate which of the two goes first, so neither always follows the other.
+            let (v, d) = if i % 2 == 0 {
+                let r = self.runner.run("xlb_xdp", f, ctx)?;
+                empty_ns.push(self.runner.run("xlb_pass", f, ctx)?.1);
+                r
+            } else {
+                empty_ns.push(self.runner.run("xlb_pass", f, ctx)?.1);
+                self.runner.run("xlb_xdp", f, ctx)?
+            };
+            path_ns.push(d);
+            if v != spec.verdict {
+                wrong += 1;
+                first_wrong.get_or_insert(v);
+            }
+        }
+        let after = self.store.global_stats()?;
+        let n = self.pairs as u64;
+        let mut bad = Vec::new();
+        if wrong > 0 {
+            bad.push(format!(
+                "{wrong} of {n} verdicts were not {} (e.g. {})",
+                verdict_name(spec.verdict),
+                verdict_name(first_wrong.unwrap_or(0))
+            ));
+        }
+        let delta = |c: &str| counter(c)(&after).wrapping_sub(counter(c)(&before));
+        for c in std::iter::once(&"rx").chain(spec.equal.iter()) {
+            if delta(c) != n {
+                bad.push(format!("{c} +{} != {n}", delta(c)));
+            }
+        }
+        for c in spec.zero {
+            if delta(c) != 0 {
+                bad.push(format!("{c} +{} != 0", delta(c)));
+            }
+        }
+        let pm = median_u(&mut path_ns);
+        let em = median_u(&mut empty_ns);
+        m.net.push(pm - em);
+        m.raw.push(pm);
+        m.empty.push(em);
+        m.calls += n;
+        if !bad.is_empty() && m.proof.is_ok() {
+            m.proof = Err(bad.join("; "));
+        }
+        Ok(())
+    }
+
+    /// Creates connections by running each frame once through the balancer; checks that every
+    /// one was new and forwarded with `verdict`.
+    pub fn create(&mut self, frames: &[Vec<u8>], ingress: u32, verdict: u32) -> anyhow::Result<()> {
+        let before = self.store.global_stats()?;
+        for (i, f) in frames.iter().enumerate() {
+            let ctx = xdp_ctx(ingress, f.len());
+            let (v, _) = self.runner.run("xlb_xdp", f, ctx.as_ref().map(|c| &c[..]))?;
+            if v != verdict {
+                let g = self.store.global_stats()?;
+                bail!(
+                    "creating connections: frame {i} got {} instead of {} (counters since start: {g:?})",
+                    verdict_name(v),
+                    verdict_name(verdict)
+                );
+            }
+        }
+        let after = self.store.global_stats()?;
+        let made = after.conn_new - before.conn_new;
+        if made != frames.len() as u64 {
+            bail!("creating {} connections made {made}", frames.len());
+        }
+        Ok(())
+    }
+}
+
+pub fn new_measured() -> Measured {
+    Measured { net: Vec::new(), raw: Vec::new(), empty: Vec::new(), proof: Ok(String::new()), calls: 0 }
+}
+
+fn finish_proof(m: &mut Measured, spec: &PathSpec) {
+    if m.proof.is_ok() {
+        let mut what = vec![format!("verdict {} ×{}", verdict_name(spec.verdict), m.calls)];
+        what.extend(std::iter::once("rx").chain(spec.equal.iter().copied()).map(|c| format!("{c}=+{}", m.calls)));
+        what.extend(spec.zero.iter().map(|c| format!("{c}=+0")));
+        m.proof = Ok(what.join(", "));
+    }
+}
+
+// ---- the director of section 1 (as the packet fixtures: real FIB and neighbour table)
+
+const CLIENT: [u8; 4] = [192, 168, 88, 10];
+const ROUTER: [u8; 4] = [192, 168, 88, 1];
+const VIP_DR: [u8; 4] = [192, 168, 88, 15];
+const VIP_TUN: [u8; 4] = [192, 168, 88, 16];
+const VIP_NAT: [u8; 4] = [192, 168, 88, 17];
+const NON_VIP: [u8; 4] = [192, 168, 88, 99];
+const WEB1: [u8; 4] = [192, 168, 88, 100];
+const WEB2: [u8; 4] = [192, 168, 88, 200];
+const TUN1: [u8; 4] = [10, 99, 0, 100];
+const TUN2: [u8; 4] = [10, 99, 0, 200];
+const NAT1: [u8; 4] = [192, 168, 99, 100];
+const NAT2: [u8; 4] = [192, 168, 99, 200];
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const WEB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
+const WEB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc8];
+const NAT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x64];
+const NAT2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0xc8];
+
+fn ip(o: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(o))
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn vip_new(k: usize) -> [u8; 4] {
+    [192, 168, 88, 20 + k as u8]
+}
+
+fn director_services() -> Vec<Service> {
+    let s = |id, vip, dests: &[([u8; 4], u16, Fwd)], sched: &str| {
+        let d: Vec<_> = dests.iter().map(|&(a, p, f)| (ip(a), p, f, 1)).collect();
+        service(id, Proto::Tcp, ip(vip), 80, sched, &d)
+    };
+    let mut v = vec![
+        s(0, VIP_DR, &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], "rr"),
+        s(1, VIP_TUN, &[(TUN1, 80, Fwd::Tunnel), (TUN2, 80, Fwd::Tunnel)], "rr"),
+        s(2, VIP_NAT, &[(NAT1, 8080, Fwd::Masq), (NAT2, 8080, Fwd::Masq)], "rr"),
+    ];
+    for (k, &code) in IMPLEMENTED.iter().enumerate() {
+        v.push(s(3 + k as u32, vip_new(k), &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], sched_name(code)));
+    }
+    v
+}
+
+/// Builds the director namespace: eth0 (clients, VIPs, DR real servers, the router toward the
+/// TUN real servers), eth1 (NAT real servers), forwarding on, permanent neighbours.
+fn director_ns() -> anyhow::Result<(Netns, u32, u32, [u8; 6])> {
+    let ns = Netns::new(&unique_prefix("bpkt"))?;
+    for (a, b) in [("eth0", "peer0"), ("eth1", "peer1")] {
+        ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+        ns.ip(&["link", "set", a, "up"])?;
+        ns.ip(&["link", "set", b, "up"])?;
+    }
+    ns.ip(&["addr", "add", "192.168.88.5/24", "dev", "eth0"])?;
+    ns.ip(&["addr", "add", "192.168.99.5/24", "dev", "eth1"])?;
+    ns.ip(&["route", "add", "10.99.0.0/24", "via", "192.168.88.1"])?;
+    let mut vips = vec![VIP_DR, VIP_TUN, VIP_NAT];
+    vips.extend((0..IMPLEMENTED.len()).map(vip_new));
+    for vip in vips {
+        ns.ip(&["addr", "add", &format!("{}/32", Ipv4Addr::from(vip)), "dev", "eth0"])?;
+    }
+    for (addr, mac, dev) in [
+        (CLIENT, crate::frames::CLIENT_MAC, "eth0"),
+        (ROUTER, ROUTER_MAC, "eth0"),
+        (WEB1, WEB1_MAC, "eth0"),
+        (WEB2, WEB2_MAC, "eth0"),
+        (NAT1, NAT1_MAC, "eth1"),
+        (NAT2, NAT2_MAC, "eth1"),
+    ] {
+        let a = Ipv4Addr::from(addr).to_string();
+        ns.ip(&["neigh", "replace", &a, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"])?;
+    }
+    ns.sysctl("net.ipv4.ip_forward", "1")?;
+    let out = ns.ip(&["-br", "link", "show", "eth1"])?;
+    let v: Vec<u8> = out
+        .split_whitespace()
+        .nth(2)
+        .context("no MAC")?
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16))
+        .collect::<Result<_, _>>()?;
+    let eth1_mac = [v[0], v[1], v[2], v[3], v[4], v[5]];
+    let idx = |dev: &str| -> anyhow::Result<u32> {
+        Ok(ns.exec("cat", &[&format!("/sys/class/net/{dev}/ifindex")])?.trim().parse()?)
+    };
+    let (i0, i1) = (idx("eth0")?, idx("eth1")?);
+    Ok((ns, i0, i1, eth1_mac))
+}
+
+pub fn commit(pins: &Path, services: Vec<Service>) -> anyhow::Result<()> {
+    let has_nat = services.iter().any(|s| s.dests.iter().any(|d| d.fwd == Fwd::Masq));
+    {
+        let mut store = Store::open_at(pins, CreateOptions::default())?;
+        let before = store.load()?;
+        store.commit(&before, &table(services))?;
+    }
+    // What lbadm sets when a NAT real server exists (older stores left it to the caller).
+    if has_nat {
+        let data = aya::maps::MapData::from_pin(pins.join(lb_common::names::CONFIG))?;
+        let mut a: aya::maps::Array<aya::maps::MapData, lb_common::Config> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data))?;
+        let mut c = a.get(&0, 0)?;
+        c.flags |= lb_common::CFG_F_HAS_NAT;
+        a.set(0, c, 0)?;
+    }
+    Ok(())
+}
+
+/// A data packet of an established flow (60-byte frame).
+fn data_frame(client: [u8; 4], port: u16, vip: [u8; 4]) -> Vec<u8> {
+    Frame::tcp(sa(client, port), sa(vip, 80), ACK).payload(b"xlbxlb").bytes()
+}
+
+fn syn_frame(client: [u8; 4], port: u16, vip: [u8; 4]) -> Vec<u8> {
+    Frame::tcp(sa(client, port), sa(vip, 80), SYN).payload(b"xlbxlb").bytes()
+}
+
+/// A unique client (address, port) for new connection number `i`.
+fn new_client(k: u8, i: usize) -> ([u8; 4], u16) {
+    ([172, 16 + k, (i / 50_000) as u8, 1 + ((i / 50_000) >> 8) as u8], 10_000 + (i % 50_000) as u16)
+}
+
+/// Section 1: established flows (hot and spread) of DR, TUN, NAT request and reply, new
+/// connections per scheduler, non-VIP pass.
+pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
+    let pins = TempPins::new("bench-pkt")?;
+    commit(pins.path(), director_services())?;
+    let (ns, if0, if1, eth1_mac) = director_ns()?;
+    let cpu = bench_cpu();
+    let size = *size;
+    let path = pins.path().to_path_buf();
+    let figures = in_netns(&ns.name, Some(cpu), move || -> anyhow::Result<Vec<Figure>> {
+        let store = GlobalReader::open(&path)?;
+        let mut runner = Runner::load(&path)?;
+        let mut m = Measure { runner: &mut runner, store: &store, pairs: size.pairs };
+        let mut figs = Vec::new();
+        // Connections: the hot flow (port 50000) and the spread flows (20000..) of each method.
+        let hot_port = 50_000u16;
+        let spread: Vec<u16> = (0..size.spread_flows as u16).map(|i| 20_000 + i).collect();
+        for vip in [VIP_DR, VIP_TUN, VIP_NAT] {
+            let verdict = if vip == VIP_NAT { XDP_REDIRECT } else { XDP_TX };
+            let mut syns = vec![syn_frame(CLIENT, hot_port, vip)];
+            syns.extend(spread.iter().map(|&p| syn_frame(CLIENT, p, vip)));
+            m.create(&syns, if0, verdict)?;
+        }
+        // NAT replies come from the real server each connection got.
+        let conns = Store::open_at(&path, CreateOptions::default())?.connections()?;
+        let nat_rs = |port: u16| -> anyhow::Result<Vec<u8>> {
+            let c = conns
+                .iter()
+                .find(|c| c.vaddr == ip(VIP_NAT) && c.cport == port && c.caddr == ip(CLIENT))
+                .with_context(|| format!("no NAT connection for client port {port}"))?;
+            let IpAddr::V4(rs) = c.daddr else { bail!("IPv6 real server") };
+            let rs = rs.octets();
+            let mac = if rs == NAT1 { NAT1_MAC } else { NAT2_MAC };
+            Ok(Frame::tcp(sa(rs, c.dport), sa(CLIENT, port), ACK).payload(b"xlbxlb").macs(mac, eth1_mac).bytes())
+        };
+        let no_new: &'static [&'static str] = &["conn_new", "neigh_miss", "drop"];
+        let mut specs: Vec<PathSpec> = Vec::new();
+        for (label, vip, verdict, fwd) in [
+            ("DR", VIP_DR, XDP_TX, "tx"),
+            ("TUN", VIP_TUN, XDP_TX, "tx"),
+            ("NAT request", VIP_NAT, XDP_REDIRECT, "redirect"),
+        ] {
+            let equal: &'static [&'static str] = match fwd {
+                "tx" => &["conn_hit", "tx"],
+                _ => &["conn_hit", "redirect"],
+            };
+            specs.push(PathSpec {
+                name: format!("{label} established, hot (1 flow)"),
+                frames: vec![data_frame(CLIENT, hot_port, vip)],
+                ingress: if0,
+                verdict,
+                equal,
+                zero: no_new,
+            });
+            specs.push(PathSpec {
+                name: format!("{label} established, spread over {} flows", size.spread_flows),
+                frames: spread.iter().map(|&p| data_frame(CLIENT, p, vip)).collect(),
+                ingress: if0,
+                verdict,
+                equal,
+                zero: no_new,
+            });
+        }
+        specs.push(PathSpec {
+            name: "NAT reply established, hot (1 flow)".to_string(),
+            frames: vec![nat_rs(hot_port)?],
+            ingress: if1,
+            verdict: XDP_REDIRECT,
+            equal: &["nat_reply", "redirect"],
+            zero: no_new,
+        });
+        specs.push(PathSpec {
+            name: format!("NAT reply established, spread over {} flows", size.spread_flows),
+            frames: spread.iter().map(|&p| nat_rs(p)).collect::<anyhow::Result<_>>()?,
+            ingress: if1,
+            verdict: XDP_REDIRECT,
+            equal: &["nat_reply", "redirect"],
+            zero: no_new,
+        });
+        let total = size.rounds * size.pairs;
+        for (k, &code) in IMPLEMENTED.iter().enumerate() {
+            specs.push(PathSpec {
+                name: format!("new connection (TCP SYN, DR), {} at 2 servers", sched_name(code)),
+                frames: (0..total)
+                    .map(|i| {
+                        let (c, p) = new_client(k as u8, i);
+                        syn_frame(c, p, vip_new(k))
+                    })
+                    .collect(),
+                ingress: if0,
+                verdict: XDP_TX,
+                equal: &["conn_new", "tx"],
+                zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "drop"],
+            });
+        }
+        specs.push(PathSpec {
+            name: "non-VIP packet → kernel (NAT services configured)".to_string(),
+            frames: vec![syn_frame(CLIENT, 1234, NON_VIP)],
+            ingress: if0,
+            verdict: XDP_PASS,
+            equal: &["pass"],
+            zero: &["conn_hit", "conn_new", "nat_reply", "parse_fail"],
+        });
+        let mut measured: Vec<Measured> = specs.iter().map(|_| new_measured()).collect();
+        // Rounds outermost: every figure sees the machine in each of its states.
+        for r in 0..size.rounds {
+            for (spec, mm) in specs.iter().zip(measured.iter_mut()) {
+                m.round(spec, r * size.pairs, mm)?;
+            }
+        }
+        for (spec, mut mm) in specs.iter().zip(measured) {
+            finish_proof(&mut mm, spec);
+            let mut f = mm.figure("per-packet", spec.name.clone());
+            f = if spec.name.starts_with("new connection") {
+                if spec.name.contains(" rr ") { f.target_max(300.0, "rr at 2 servers") } else { f }
+            } else if spec.name.starts_with("non-VIP") {
+                f.target_max(30.0, "non-VIP pass")
+            } else if spec.name.contains("hot") {
+                f.target_max(70.0, "hot")
+            } else {
+                f.target_max(150.0, "over 20,000 flows")
+            };
+            figs.push(f);
+        }
+        // The empty program itself, over every round of every figure.
+        Ok(figs)
+    })?;
+    let empties: Vec<f64> = figures.iter().filter_map(|f| f.baseline.as_ref().map(|b| b.1)).collect();
+    let mut all = Vec::new();
+    // Per-round empty medians are in each figure's baseline (median over its rounds); give the
+    // range over figures as the "empty program" row.
+    if !empties.is_empty() {
+        all.push(
+            Figure::new(
+                "per-packet",
+                "empty XDP program (xlb_pass), kernel-reported per repeat=1 call",
+                "ns",
+                &empties,
+                Ok("verdict XDP_PASS; counts nothing".to_string()),
+            )
+            .target_text("floor subtracted from every per-packet figure (fast/slow CPU state shows here)"),
+        );
+    }
+    all.extend(figures);
+    res.figures.extend(all);
+    drop(ns);
+    Ok(())
+}
+
+/// Section 2: new-connection cost for every implemented scheduler at 2..1024 real servers, and
+/// the non-VIP pass on a director without NAT services. Next hops preset in the data plane's
+/// cache (never expiring), so the figure is the scheduling and connection-creation work alone.
+pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
+    let cpu = bench_cpu();
+    let mut did_pass = false;
+    for (k, &code) in IMPLEMENTED.iter().enumerate() {
+        let name = sched_name(code);
+        let pins = TempPins::new("bench-sched")?;
+        let services: Vec<Service> = SCHED_SIZES
+            .iter()
+            .enumerate()
+            .map(|(j, &n)| {
+                let dests: Vec<_> = (0..n)
+                    .map(|i| (IpAddr::V4(Ipv4Addr::new(10, 64 + j as u8, (i >> 8) as u8, (i & 255) as u8)), 80, Fwd::Route, 1))
+                    .collect();
+                service(j as u32, Proto::Tcp, IpAddr::V4(Ipv4Addr::new(10, 50, k as u8, j as u8)), 80, name, &dests)
+            })
+            .collect();
+        commit(pins.path(), services)?;
+        for (j, &n) in SCHED_SIZES.iter().enumerate() {
+            for i in 0..n {
+                let mac = [0x02, 0x10, j as u8, (i >> 8) as u8, (i & 255) as u8, 1];
+                set_next_hop(pins.path(), j as u32 * 1024 + i, mac, DIRECTOR_MAC, LOOPBACK_IFINDEX)?;
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| -> anyhow::Result<()> {
+                pin_to_cpu(cpu)?;
+                let store = GlobalReader::open(pins.path())?;
+                let mut runner = Runner::load(pins.path())?;
+                let mut m = Measure { runner: &mut runner, store: &store, pairs: size.pairs };
+                let total = size.rounds * size.pairs;
+                let specs: Vec<PathSpec> = SCHED_SIZES
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &n)| PathSpec {
+                        name: format!("new connection, {name}, {n} real servers"),
+                        frames: (0..total)
+                            .map(|i| {
+                                let (c, p) = new_client(k as u8, i);
+                                syn_frame(c, p, [10, 50, k as u8, j as u8])
+                            })
+                            .collect(),
+                        ingress: 0,
+                        verdict: XDP_TX,
+                        equal: &["conn_new", "tx"],
+                        zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "drop", "no_dest"],
+                    })
+                    .collect();
+                let pass_spec = PathSpec {
+                    name: "non-VIP packet → kernel (no NAT service)".to_string(),
+                    frames: vec![syn_frame(CLIENT, 1234, NON_VIP)],
+                    ingress: 0,
+                    verdict: XDP_PASS,
+                    equal: &["pass"],
+                    zero: &["conn_hit", "conn_new", "nat_reply", "parse_fail"],
+                };
+                let mut measured: Vec<Measured> = specs.iter().map(|_| new_measured()).collect();
+                let mut pass_m = new_measured();
+                for r in 0..size.rounds {
+                    for (spec, mm) in specs.iter().zip(measured.iter_mut()) {
+                        m.round(spec, r * size.pairs, mm)?;
+                    }
+                    if !did_pass {
+                        m.round(&pass_spec, 0, &mut pass_m)?;
+                    }
+                }
+                let base2 = median_f(&measured[0].net);
+                for ((spec, mut mm), &n) in specs.iter().zip(measured).zip(SCHED_SIZES.iter()) {
+                    finish_proof(&mut mm, spec);
+                    let med = median_f(&mm.net);
+                    let min = mm.net.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = mm.net.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let mut f = Figure::new("scheduling", spec.name.clone(), "ns", &mm.net, mm.proof.clone())
+                        .baseline(format!("{name} at 2 servers"), base2)
+                        .ratio(med / base2);
+                    if n == 2 && name == "rr" {
+                        f = f.target_max(300.0, "rr at 2 servers");
+                    }
+                    if n == 1024 && name == "rr" {
+                        let flat = (med - base2).abs() <= 10.0_f64.max(0.1 * base2);
+                        f = f.target_text(format!(
+                            "rr flat 2→1024 (within max(10 ns, 10%)): {}",
+                            if flat { "met" } else { "NOT met" }
+                        ));
+                    }
+                    if mm.proof.is_ok() {
+                        res.sched_points.push((name.to_string(), n, med, min, max));
+                    }
+                    res.figures.push(f);
+                }
+                if !did_pass {
+                    finish_proof(&mut pass_m, &pass_spec);
+                    res.figures.push(pass_m.figure("per-packet", pass_spec.name.clone()).target_max(30.0, "non-VIP pass"));
+                    did_pass = true;
+                }
+                Ok(())
+            })
+            .join()
+            .map_err(|_| anyhow!("scheduling thread panicked"))?
+        })?;
+    }
+    Ok(())
+}
