@@ -170,6 +170,19 @@ pub struct Dest {
     pub seq: u64,
 }
 
+/// IPVS's `ip_vs_unbind_dest` rule: after a connection of `d` ends, with `total` = its
+/// ActiveConn + InActConn now, whether OVERLOAD is lifted.
+#[inline(always)]
+pub fn overload_lifted(d: &Dest, total: u64) -> bool {
+    if d.l_threshold != 0 {
+        total < d.l_threshold as u64
+    } else if d.u_threshold != 0 {
+        total * 4 < d.u_threshold as u64 * 3
+    } else {
+        true
+    }
+}
+
 /// Value of `XLB_DEST_NEIGH` (indexed by dest id): the next hop toward the real server as the
 /// kernel's FIB and neighbour table last said, cached by the data plane for `NEIGH_TTL_NS`.
 #[repr(C)]

@@ -2,12 +2,12 @@
 //! per-dest ActiveConn/InActConn counts.
 use lb_common::{
     tcp_state::{self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_NONE, STATE_UDP},
-    Config, Conn, ConnKey, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, IPPROTO_TCP,
+    Config, Conn, ConnKey, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, DEST_F_OVERLOAD, IPPROTO_TCP,
 };
 
 use crate::{
     atomic,
-    maps::{XLB_CONFIG, XLB_CONNS, XLB_DEST_CONNS},
+    maps::{XLB_CONFIG, XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS},
     parse::Pkt,
 };
 
@@ -54,10 +54,31 @@ fn count(dest_id: u32, active: bool, delta: i64) {
     }
 }
 
-/// Forgets a connection's share of its dest's ActiveConn/InActConn (expiry, replacement).
+/// Forgets a connection's share of its dest's ActiveConn/InActConn (expiry, replacement), and
+/// lifts OVERLOAD as IPVS's `ip_vs_unbind_dest` does.
 #[inline(always)]
 pub fn uncount(c: &Conn) {
     count(c.dest_id, c.flags & CONN_F_INACTIVE == 0, -1);
+    let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(c.dest_id), XLB_DEST_CONNS.get(c.dest_id)) else {
+        return;
+    };
+    let d = unsafe { &mut *d };
+    if d.flags & DEST_F_OVERLOAD != 0 && lb_common::overload_lifted(d, n.active + n.inactive) {
+        d.flags &= !DEST_F_OVERLOAD;
+    }
+}
+
+/// IPVS's `ip_vs_bind_dest`: a dest reaching its upper threshold is OVERLOADed (no new
+/// connections until it drains below the lower one).
+#[inline(always)]
+fn bind(dest_id: u32) {
+    let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get(dest_id)) else {
+        return;
+    };
+    let d = unsafe { &mut *d };
+    if d.u_threshold != 0 && n.active + n.inactive >= d.u_threshold as u64 {
+        d.flags |= DEST_F_OVERLOAD;
+    }
 }
 
 #[inline(always)]
@@ -126,6 +147,7 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, no_o
         }
     }
     count(dest_id, false, 1);
+    bind(dest_id);
     on_packet(&mut c, p, now);
     if XLB_CONNS.insert(key, &c, 0).is_err() {
         uncount(&c);

@@ -61,9 +61,17 @@ fn run_scheduler(svc: &Service, p: &Pkt) -> Option<u32> {
         // The table is one cycle (rr: the eligible dests; wrr: the expanded weighted cycle),
         // walked by a cursor all CPUs share.
         SCHED_RR | SCHED_WRR => {
-            let st = XLB_SVC_STATE.get_ptr_mut(svc.id)?;
-            let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*st).rr_next) }, 1);
-            XLB_SCHED_SLOTS.get(svc.sched_off + rr_slot(n, svc.sched_len)).copied()
+            let id = cursor_pick(svc.id, svc.sched_off, svc.sched_len)?;
+            if !overloaded(id) {
+                return Some(id);
+            }
+            // IPVS walks on past OVERLOADed dests; the cursor moves with every one skipped.
+            let mut probe = CursorProbe { svc_id: svc.id, off: svc.sched_off, len: svc.sched_len, found: NO_DEST };
+            let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
+            unsafe {
+                bpf_loop(n, cursor_step as *mut c_void, &mut probe as *mut CursorProbe as *mut c_void, 0);
+            }
+            if probe.found == NO_DEST { None } else { Some(probe.found) }
         }
         SCHED_LC | SCHED_WLC | SCHED_SED | SCHED_NQ | SCHED_FO | SCHED_OVF => {
             let kind = match svc.sched {
@@ -99,6 +107,42 @@ fn run_scheduler(svc: &Service, p: &Pkt) -> Option<u32> {
         }
         _ => None,
     }
+}
+
+/// The next slot of the service's cycle, by the shared cursor.
+#[inline(always)]
+fn cursor_pick(svc_id: u32, off: u32, len: u32) -> Option<u32> {
+    if len == 0 {
+        return None;
+    }
+    let st = XLB_SVC_STATE.get_ptr_mut(svc_id)?;
+    let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*st).rr_next) }, 1);
+    XLB_SCHED_SLOTS.get(off + rr_slot(n, len)).copied()
+}
+
+#[inline(always)]
+fn overloaded(id: u32) -> bool {
+    XLB_DESTS.get(id).is_none_or(|d| d.flags & DEST_F_OVERLOAD != 0)
+}
+
+#[repr(C)]
+struct CursorProbe {
+    svc_id: u32,
+    off: u32,
+    len: u32,
+    found: u32,
+}
+
+extern "C" fn cursor_step(_k: u64, ctx: *mut c_void) -> i64 {
+    let p = unsafe { &mut *(ctx as *mut CursorProbe) };
+    let Some(id) = cursor_pick(p.svc_id, p.off, p.len) else {
+        return 1;
+    };
+    if overloaded(id) {
+        return 0;
+    }
+    p.found = id;
+    1
 }
 
 /// State of a connection-count scheduler's scan over a service's dests.

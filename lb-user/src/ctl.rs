@@ -105,6 +105,9 @@ impl Index {
                 dest_ids.insert(d.id);
             }
         }
+        for id in &t.reserved_dest_ids {
+            dest_ids.insert(*id);
+        }
         Index { pos: positions(t), svc_ids, dest_ids }
     }
 }
@@ -223,8 +226,9 @@ impl Table {
         let i = self.service_index(ix, key)?;
         let svc = self.services.remove(i);
         ix.svc_ids.remove(svc.id);
+        // Its dests' ids stay taken: connections may still point at them.
         for d in &svc.dests {
-            ix.dest_ids.remove(d.id);
+            self.trash_dest(&svc.key, d);
         }
         // The services after it moved up by one.
         ix.pos.remove(key);
@@ -293,8 +297,20 @@ impl Table {
         if !dest_addr_usable(&spec.addr) {
             return Err(libc::EINVAL);
         }
-        let id = ix.dest_ids.lowest_free()?;
-        ix.dest_ids.insert(id);
+        // A deleted dest of this service with this address and port comes back from the trash.
+        let revived = self.trash.iter().position(|t| t.svc == *key && t.addr == spec.addr && t.port == spec.port);
+        let id = match revived {
+            Some(pos) => {
+                let t = self.trash.remove(pos);
+                self.reserved_dest_ids.retain(|r| *r != t.id);
+                t.id
+            }
+            None => {
+                let id = ix.dest_ids.lowest_free()?;
+                ix.dest_ids.insert(id);
+                id
+            }
+        };
         let seq = self.next_seq;
         let dest = Dest {
             id,
@@ -353,8 +369,14 @@ impl Table {
         let svc = &mut self.services[i];
         let j = find_dest(svc, addr, port).ok_or(libc::ENOENT)?;
         let d = svc.dests.remove(j);
-        ix.dest_ids.remove(d.id);
+        // The id stays taken: connections may still point at the deleted dest.
+        self.trash_dest(key, &d);
         Ok(())
+    }
+
+    fn trash_dest(&mut self, svc: &SvcKey, d: &Dest) {
+        self.reserved_dest_ids.push(d.id);
+        self.trash.push(crate::model::TrashedDest { svc: *svc, addr: d.addr, port: d.port, id: d.id });
     }
 
     /// `ip_vs_set_timeout` (`--set tcp tcpfin udp`): 0 keeps the current value.
@@ -552,11 +574,13 @@ mod tests {
         assert_eq!(t.next_seq, 3);
         assert_eq!(t.del_dest(&k1, &v4("192.168.1.1"), 80), Ok(()));
         assert_eq!(t.del_dest(&k1, &v4("192.168.1.1"), 80), Err(libc::ENOENT));
-        assert_eq!(t.add_dest(&k1, &dest("192.168.1.3", 80)), Ok(0));
+        // A deleted dest's id is not reused: its connections may still refer to it.
+        assert_eq!(t.add_dest(&k1, &dest("192.168.1.3", 80)), Ok(3));
+        assert_eq!(t.reserved_dest_ids, vec![0]);
         assert_eq!(t.add_dest(&key("10.0.0.9", 80), &dest("192.168.1.3", 80)), Err(libc::ESRCH));
-        // Deleting the service drops its dests.
+        // Deleting the service drops its dests (their ids reserved too).
         t.del_service(&k1).ok();
-        assert_eq!(t.add_dest(&k2, &dest("192.168.1.4", 80)), Ok(0));
+        assert_eq!(t.add_dest(&k2, &dest("192.168.1.4", 80)), Ok(4));
     }
 
     #[test]

@@ -216,4 +216,19 @@ pub struct Table {
     pub totals: Counters,
     /// Next dest insertion sequence number.
     pub next_seq: u64,
+    /// Ids of deleted dests (IPVS's trash): connections may still refer to them, so they are
+    /// not handed to new dests. Filled by the store; deletions add to it.
+    pub reserved_dest_ids: Vec<u32>,
+    /// The trash itself: re-adding the same real server to the same service revives it (its
+    /// id, connections and counters), as `ip_vs_trash_get_dest` does.
+    pub trash: Vec<TrashedDest>,
+}
+
+/// A deleted dest that connections may still use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrashedDest {
+    pub svc: SvcKey,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub id: u32,
 }

@@ -308,6 +308,8 @@ impl Store {
             },
             totals,
             next_seq: meta.next_seq.max(1),
+            reserved_dest_ids: self.trash_ids(),
+            trash: self.trash(),
         })
     }
 
@@ -326,9 +328,11 @@ impl Store {
                 }
             }
         }
+        // Dests deleted earlier (the trash) that this table brings back.
+        let revived: HashSet<u32> = before.reserved_dest_ids.iter().copied().collect();
         for s in &after.services {
             let prev = old.get(&s.id).copied().filter(|p| p.key == s.key);
-            self.commit_service(prev, s, &mut alloc)?;
+            self.commit_service(prev, s, &mut alloc, &revived)?;
         }
         if before.timeouts != after.timeouts {
             let mut cfg = self.config.get(&0, 0)?;
@@ -368,7 +372,13 @@ impl Store {
         Ok(())
     }
 
-    fn commit_service(&mut self, prev: Option<&Service>, s: &Service, alloc: &mut SlotAllocator) -> anyhow::Result<()> {
+    fn commit_service(
+        &mut self,
+        prev: Option<&Service>,
+        s: &Service,
+        alloc: &mut SlotAllocator,
+        revived: &HashSet<u32>,
+    ) -> anyhow::Result<()> {
         let key = map_key(&s.key);
         let is_new = prev.is_none();
         if is_new {
@@ -391,6 +401,11 @@ impl Store {
         }
         for d in &s.dests {
             match prev_dests.get(&d.id) {
+                None if revived.contains(&d.id) => {
+                    // Back from the trash: IPVS keeps its counters (and its connections).
+                    self.dest_neigh.set(d.id, c::DestNeigh::default(), 0)?;
+                    self.dests.set(d.id, dest_to_map(s.id, d))?;
+                }
                 None => {
                     // A fresh id: whatever an earlier occupant left is gone.
                     self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
@@ -411,7 +426,14 @@ impl Store {
         let old_map = self.services.get(&key, 0).ok();
         let sched_code = sched::sched_from_name(&s.sched).unwrap_or(sched::SCHED_NONE);
         let views = dest_views(&s.dests);
-        let table_changed = prev.is_none_or(|p| p.sched != s.sched || dest_views(&p.dests) != views);
+        // wrr's state also resets on an edit that leaves the weights alone (its upd_dest hook
+        // runs on every -e); the other schedulers only care about the table's contents.
+        let edited = |p: &Service| {
+            p.dests.len() != s.dests.len() || p.dests.iter().zip(&s.dests).any(|(a, b)| !same_config(a, b))
+        };
+        let table_changed = prev.is_none_or(|p| {
+            p.sched != s.sched || dest_views(&p.dests) != views || (sched_code == sched::SCHED_WRR && edited(p))
+        });
         let (sched_off, sched_len) = match (&old_map, table_changed) {
             (Some(m), false) => (m.sched_off, m.sched_len),
             _ => {
@@ -483,6 +505,23 @@ impl Store {
                 self.dests
                     .get(*id)
                     .is_some_and(|d| d.flags & c::DEST_F_IN_USE != 0 && d.flags & c::DEST_F_AVAILABLE == 0)
+            })
+            .collect()
+    }
+
+    /// The trash with what reviving needs: the service a dest belonged to, its address and port.
+    pub fn trash(&self) -> Vec<crate::model::TrashedDest> {
+        self.trash_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let d = self.dests.get(id)?;
+                let key = self.svc_keys.get(&d.svc_id, 0).ok()?;
+                Some(crate::model::TrashedDest {
+                    svc: key_from_map(&key).ok()?,
+                    addr: to_ip(d.af, &d.addr),
+                    port: u16::from_be(d.port),
+                    id,
+                })
             })
             .collect()
     }
@@ -604,6 +643,15 @@ impl Store {
         use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
         let counter = unsafe { AtomicU64::from_ptr(field) };
         let _ = counter.fetch_update(Relaxed, Relaxed, |x| Some(x.saturating_sub(1)));
+        // ip_vs_unbind_dest: the end of a connection may lift OVERLOAD.
+        if k.kind == c::CONN_KIND_IN
+            && let (Some(mut d), Some(n)) = (self.dests.get(v.dest_id), self.dest_conns.get(v.dest_id))
+            && d.flags & c::DEST_F_OVERLOAD != 0
+            && c::overload_lifted(&d, n.active + n.inactive)
+        {
+            d.flags &= !c::DEST_F_OVERLOAD;
+            self.dests.set(v.dest_id, d)?;
+        }
         Ok(())
     }
 }
@@ -697,6 +745,11 @@ fn add_global(t: &mut GlobalStats, g: &GlobalStats) {
     t.neigh_miss += g.neigh_miss;
     t.conn_hit += g.conn_hit;
     t.conn_new += g.conn_new;
+    t.no_route += g.no_route;
+    t.icmp_sent += g.icmp_sent;
+    t.icmp_related += g.icmp_related;
+    t.drop_no_meta += g.drop_no_meta;
+    t.nat_reply += g.nat_reply;
 }
 
 pub fn to_addr(ip: &IpAddr) -> Addr {
@@ -838,7 +891,9 @@ fn same_config(a: &Dest, b: &Dest) -> bool {
 }
 
 fn dest_views(dests: &[Dest]) -> Vec<sched::DestView> {
-    dests.iter().map(|d| sched::DestView { id: d.id, weight: d.weight, overloaded: d.overloaded }).collect()
+    // OVERLOAD comes and goes with connections in the data plane, which checks it at pick time:
+    // the tables hold every dest with weight.
+    dests.iter().map(|d| sched::DestView { id: d.id, weight: d.weight, overloaded: false }).collect()
 }
 
 /// Finds room in `XLB_SCHED_SLOTS` for new scheduling tables without touching any table a

@@ -42,6 +42,13 @@ enum Cmd {
         #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat"])]
         mode: String,
     },
+    /// Benchmarks against their baselines in one run: per-packet cost, scheduling cost, forwarding
+    /// rate, control plane, memory. Writes target/bench/report.md and sched_cost.svg. Needs root.
+    Bench {
+        /// A small version (under 2 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {

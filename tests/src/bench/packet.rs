@@ -31,6 +31,11 @@ use crate::{
     xdp::{LOOPBACK_IFINDEX, XDP_PASS, XDP_REDIRECT, XDP_TX, set_next_hop, verdict_name},
 };
 
+/// Weight of every real server of the new-connection figures: all equal, and high enough that
+/// ovf (which fills a server up to `weight` active connections) never runs out of servers while
+/// the benchmark opens up to 50,000 connections per server.
+const WEIGHT: i32 = 65_535;
+
 /// Server counts of the scheduling-cost section.
 pub const SCHED_SIZES: [u32; 4] = [2, 16, 256, 1024];
 
@@ -42,6 +47,8 @@ pub struct Runner {
 impl Runner {
     pub fn load(pin_dir: &Path) -> anyhow::Result<Runner> {
         let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+        // The new-connection path is a tail call from xlb_xdp.
+        lb_user::dataplane::install_new_flow_program(&mut ebpf)?;
         for name in ["xlb_xdp", "xlb_pass"] {
             let p: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
             p.load().with_context(|| format!("verifier refused {name}"))?;
@@ -311,7 +318,7 @@ fn vip_new(k: usize) -> [u8; 4] {
 
 fn director_services() -> Vec<Service> {
     let s = |id, vip, dests: &[([u8; 4], u16, Fwd)], sched: &str| {
-        let d: Vec<_> = dests.iter().map(|&(a, p, f)| (ip(a), p, f, 1)).collect();
+        let d: Vec<_> = dests.iter().map(|&(a, p, f)| (ip(a), p, f, WEIGHT)).collect();
         service(id, Proto::Tcp, ip(vip), 80, sched, &d)
     };
     let mut v = vec![
@@ -508,9 +515,31 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         });
         let mut measured: Vec<Measured> = specs.iter().map(|_| new_measured()).collect();
         // Rounds outermost: every figure sees the machine in each of its states.
+        let mut conns_map: aya::maps::HashMap<aya::maps::MapData, lb_common::ConnKey, lb_common::Conn> =
+            aya::maps::HashMap::try_from(aya::maps::Map::HashMap(aya::maps::MapData::from_pin(
+                path.join(lb_common::names::CONNS),
+            )?))?;
         for r in 0..size.rounds {
             for (spec, mm) in specs.iter().zip(measured.iter_mut()) {
                 m.round(spec, r * size.pairs, mm)?;
+            }
+            // The round's new connections go, so the table holds the same ~4 x spread flows in
+            // every round (ten schedulers x all rounds would not fit the 1M-entry table).
+            for k in 0..IMPLEMENTED.len() {
+                for i in r * size.pairs..(r + 1) * size.pairs {
+                    let (c, p) = new_client(k as u8, i);
+                    let key = lb_common::ConnKey {
+                        caddr: lb_common::Addr::v4(u32::from_ne_bytes(c)),
+                        vaddr: lb_common::Addr::v4(u32::from_ne_bytes(vip_new(k))),
+                        cport: p.to_be(),
+                        vport: 80u16.to_be(),
+                        proto: lb_common::IPPROTO_TCP,
+                        af: lb_common::AF_INET,
+                        kind: lb_common::CONN_KIND_IN,
+                        _pad: 0,
+                    };
+                    conns_map.remove(&key).context("removing a measured new connection")?;
+                }
             }
         }
         for (spec, mut mm) in specs.iter().zip(measured) {
@@ -566,7 +595,7 @@ pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             .enumerate()
             .map(|(j, &n)| {
                 let dests: Vec<_> = (0..n)
-                    .map(|i| (IpAddr::V4(Ipv4Addr::new(10, 64 + j as u8, (i >> 8) as u8, (i & 255) as u8)), 80, Fwd::Route, 1))
+                    .map(|i| (IpAddr::V4(Ipv4Addr::new(10, 64 + j as u8, (i >> 8) as u8, (i & 255) as u8)), 80, Fwd::Route, WEIGHT))
                     .collect();
                 service(j as u32, Proto::Tcp, IpAddr::V4(Ipv4Addr::new(10, 50, k as u8, j as u8)), 80, name, &dests)
             })
