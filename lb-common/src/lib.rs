@@ -64,4 +64,5 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Meta {}
     unsafe impl aya::Pod for SlowPathMeta {}
+    unsafe impl aya::Pod for RateEst {}
 }

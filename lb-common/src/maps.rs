@@ -18,6 +18,7 @@ pub mod names {
     pub const CONFIG: &str = "XLB_CONFIG";
     pub const DECAP_ADDRS: &str = "XLB_DECAP_ADDRS";
     pub const PROGS: &str = "XLB_PROGS";
+    pub const RATES: &str = "XLB_RATES";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -36,6 +37,7 @@ pub mod names {
         CONFIG,
         DECAP_ADDRS,
         PROGS,
+        RATES,
     ];
 
     /// The program `xlb_xdp` tail-calls for packets of no established connection (index 0 of
@@ -265,6 +267,30 @@ pub struct Stats {
     pub inbytes: u64,
     pub outbytes: u64,
 }
+
+/// Value of `XLB_RATES`: IPVS's rate estimator for one service or dest, kept by `lbd` (the data
+/// plane does not touch it): the counters at the last 2-second tick and the smoothed rates,
+/// scaled as the kernel scales them (`ip_vs_est.c`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateEst {
+    pub last: Stats,
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+/// Keys of `XLB_RATES`.
+pub const fn rate_key_service(id: u32) -> u32 {
+    id
+}
+pub const fn rate_key_dest(id: u32) -> u32 {
+    0x8000_0000 | id
+}
+/// The global totals' estimator.
+pub const RATE_KEY_TOTAL: u32 = u32::MAX;
 
 /// Value of `XLB_GLOBAL_STATS[0]` (per CPU): IPVS's global totals and the data plane's verdicts.
 #[repr(C)]

@@ -42,3 +42,6 @@ pub static XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);
 /// keeps each program within the verifier's budget and the established path short.
 #[map]
 pub static XLB_PROGS: ProgramArray = ProgramArray::pinned(1, 0);
+/// The rate estimator's state (written by lbd, read by lbadm `--rate`); allocated on demand.
+#[map]
+pub static XLB_RATES: HashMap<u32, RateEst> = HashMap::pinned(MAX_SERVICES + MAX_DESTS + 1, 1);

@@ -3,6 +3,7 @@
 
 pub mod ctl;
 pub mod dataplane;
+pub mod estimator;
 pub mod ipvsadm;
 pub mod model;
 pub mod sched_tables;

@@ -163,6 +163,7 @@ pub struct Store {
     global: PerCpuArray<MapData, GlobalStats>,
     config: Array<MapData, c::Config>,
     meta: Array<MapData, Meta>,
+    rates: HashMap<MapData, u32, c::RateEst>,
     dir: PathBuf,
     _lock: File,
 }
@@ -176,7 +177,7 @@ enum MapSource {
 }
 
 /// Every map the store uses.
-const STORE_MAPS: [&str; 13] = [
+const STORE_MAPS: [&str; 14] = [
     names::SERVICES,
     names::SVC_KEYS,
     names::SVC_STATE,
@@ -190,6 +191,7 @@ const STORE_MAPS: [&str; 13] = [
     names::GLOBAL_STATS,
     names::CONFIG,
     names::META,
+    names::RATES,
 ];
 
 impl MapSource {
@@ -246,6 +248,7 @@ impl Store {
             global: PerCpuArray::try_from(src.take(names::GLOBAL_STATS)?)?,
             config: Array::try_from(src.take(names::CONFIG)?)?,
             meta: Array::try_from(src.take(names::META)?)?,
+            rates: HashMap::try_from(src.take(names::RATES)?)?,
             dir: dir.to_path_buf(),
             _lock: lock,
         };
@@ -295,6 +298,10 @@ impl Store {
         }
         for svc in by_id.values_mut() {
             svc.dests.sort_by_key(|d| std::cmp::Reverse(d.seq));
+            svc.rates = self.rate_of(c::rate_key_service(svc.id));
+            for d in &mut svc.dests {
+                d.rates = self.rate_of(c::rate_key_dest(d.id));
+            }
         }
         let cfg = self.config.get(&0, 0)?;
         let meta = self.meta.get(&0, 0)?;
@@ -384,11 +391,13 @@ impl Store {
         if is_new {
             self.svc_stats.set(s.id, zero_percpu::<Stats>()?, 0)?;
             self.svc_state.set(s.id, SvcState::default(), 0)?;
+            self.forget_rate(c::rate_key_service(s.id));
         } else if let Some(p) = prev
             && s.stats == Counters::default()
             && p.stats != Counters::default()
         {
             self.svc_stats.set(s.id, zero_percpu::<Stats>()?, 0)?;
+            self.forget_rate(c::rate_key_service(s.id));
         }
         self.svc_keys.set(s.id, key, 0)?;
 
@@ -409,12 +418,14 @@ impl Store {
                 None => {
                     // A fresh id: whatever an earlier occupant left is gone.
                     self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
+                    self.forget_rate(c::rate_key_dest(d.id));
                     self.dest_neigh.set(d.id, c::DestNeigh::default(), 0)?;
                     self.dests.set(d.id, dest_to_map(s.id, d))?;
                 }
                 Some(p) => {
                     if d.stats == Counters::default() && p.stats != Counters::default() {
                         self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
+                        self.forget_rate(c::rate_key_dest(d.id));
                     }
                     if !same_config(p, d) {
                         self.dests.set(d.id, dest_to_map(s.id, d))?;
@@ -507,6 +518,44 @@ impl Store {
                     .is_some_and(|d| d.flags & c::DEST_F_IN_USE != 0 && d.flags & c::DEST_F_AVAILABLE == 0)
             })
             .collect()
+    }
+
+    fn rate_of(&self, key: u32) -> Rates {
+        self.rates.get(&key, 0).map(|e| crate::estimator::read(&e)).unwrap_or_default()
+    }
+
+    fn forget_rate(&mut self, key: u32) {
+        let _ = self.rates.remove(&key);
+    }
+
+    /// One tick of IPVS's rate estimator over every service, dest and the totals (lbd runs it
+    /// every `estimator::TICK_SECS`); estimators of ids no longer in the table are dropped.
+    pub fn tick_rates(&mut self) -> anyhow::Result<()> {
+        let t = self.load()?;
+        let mut live = HashSet::new();
+        let mut entries: Vec<(u32, Counters)> = vec![(c::RATE_KEY_TOTAL, t.totals)];
+        for s in &t.services {
+            entries.push((c::rate_key_service(s.id), s.stats));
+            for d in &s.dests {
+                entries.push((c::rate_key_dest(d.id), d.stats));
+            }
+        }
+        for (key, now) in entries {
+            live.insert(key);
+            let e = match self.rates.get(&key, 0) {
+                Ok(mut e) => {
+                    crate::estimator::tick(&mut e, &now);
+                    e
+                }
+                Err(_) => crate::estimator::start(&now),
+            };
+            self.rates.insert(key, e, 0)?;
+        }
+        let stale: Vec<u32> = self.rates.keys().filter_map(|k| k.ok()).filter(|k| !live.contains(k)).collect();
+        for k in stale {
+            let _ = self.rates.remove(&k);
+        }
+        Ok(())
     }
 
     /// The trash with what reviving needs: the service a dest belonged to, its address and port.

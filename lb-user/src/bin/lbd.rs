@@ -127,8 +127,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !(interval > 0.0 && interval.is_finite()) {
                 bail!("--interval must be a positive number of seconds");
             }
+            let mut last_tick = std::time::Instant::now();
             loop {
                 expire(&dir)?;
+                // IPVS's estimator runs every 2 s (`ipvsadm --rate`).
+                if last_tick.elapsed() >= Duration::from_secs(lb_user::estimator::TICK_SECS) {
+                    last_tick = std::time::Instant::now();
+                    Store::open_at(&dir, Default::default())?.tick_rates()?;
+                }
                 std::thread::sleep(Duration::from_secs_f64(interval));
             }
         }
