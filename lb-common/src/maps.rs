@@ -19,6 +19,7 @@ pub mod names {
     pub const DECAP_ADDRS: &str = "XLB_DECAP_ADDRS";
     pub const PROGS: &str = "XLB_PROGS";
     pub const RATES: &str = "XLB_RATES";
+    pub const FWMARKS: &str = "XLB_FWMARKS";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -38,6 +39,7 @@ pub mod names {
         DECAP_ADDRS,
         PROGS,
         RATES,
+        FWMARKS,
     ];
 
     /// The program `xlb_xdp` tail-calls for packets of no established connection (index 0 of
@@ -365,6 +367,9 @@ pub struct Conn {
     /// Coarse monotonic time (ns) of the last packet.
     pub last_seen: u64,
     /// Timeout (seconds) of the current state; the entry expires at `last_seen + timeout`.
+    /// A NAT reply-side entry has no timeout of its own (it lives as long as its client-side
+    /// entry): there this field holds the VIP the client addressed (IPv4, network order), which
+    /// for a fwmark service the service key does not tell.
     pub timeout: u32,
     /// `tcp_state::*` (UDP: `STATE_UDP`).
     pub state: u8,
@@ -374,6 +379,11 @@ pub struct Conn {
     /// rewrites the destination port to it). Reply-side entry: the virtual port.
     pub port: u16,
 }
+
+/// `XLB_FWMARKS`: what the director's `iptables -t mangle ... -j MARK --set-mark N` rules mark,
+/// as (protocol, destination address, destination port or 0 for any) -> mark, read by lbd from
+/// `iptables-save`. XDP runs before netfilter, so the data plane classifies with this map.
+pub const FWMARK_MAX_RULES: u32 = 4096;
 
 /// Value of `XLB_CONFIG[0]`: settings userspace writes and the data plane reads.
 #[repr(C)]

@@ -34,8 +34,9 @@ pub fn key_in(p: &Pkt) -> ConnKey {
 /// A NAT connection's reply-side entry: it only points back (virtual port, service, dest); its
 /// client-side entry carries state and lifetime, and lbd removes it with that one.
 #[inline(always)]
-pub fn create_reply_entry(key: &ConnKey, svc_id: u32, dest_id: u32, vport: u16, now: u64) -> Result<(), ()> {
-    let c = Conn { dest_id, svc_id, last_seen: now, timeout: u32::MAX, state: 0, flags: 0, port: vport };
+pub fn create_reply_entry(key: &ConnKey, svc_id: u32, dest_id: u32, vport: u16, vip: u32, now: u64) -> Result<(), ()> {
+    // `timeout` carries the VIP in a reply-side entry (see lb_common::Conn).
+    let c = Conn { dest_id, svc_id, last_seen: now, timeout: vip, state: 0, flags: 0, port: vport };
     XLB_CONNS.insert(key, &c, 0).map_err(|_| ())
 }
 

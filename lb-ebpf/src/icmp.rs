@@ -7,7 +7,7 @@ use lb_common::{ConnKey, CFG_F_HAS_NAT, CONN_KIND_IN, CONN_KIND_OUT, FWD_DROUTE,
 use crate::{
     conn::expired,
     csum, dr,
-    maps::{XLB_CONFIG, XLB_CONNS, XLB_SVC_KEYS},
+    maps::{XLB_CONFIG, XLB_CONNS},
     nat,
     parse::{header, IcmpErr, ETH_HLEN, IPV4_HLEN},
     schedule::usable_dest,
@@ -175,7 +175,7 @@ pub fn related(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         _pad: 0,
     };
     let o = unsafe { XLB_CONNS.get(&out_key) }?;
-    let vip = XLB_SVC_KEYS.get(o.svc_id)?.addr.w[0];
+    let vip = o.timeout;
     if !checksum_ok(ctx, e) {
         return Some(xdp_action::XDP_DROP);
     }

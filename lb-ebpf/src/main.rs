@@ -147,7 +147,8 @@ fn new_flow(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     if dest.fwd == FWD_MASQ
-        && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, now).is_err()
+        && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, p.daddr.w[0], now)
+                .is_err()
     {
         bump(|g| &mut g.conn_insert_fail);
     }

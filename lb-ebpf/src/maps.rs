@@ -45,3 +45,6 @@ pub static XLB_PROGS: ProgramArray = ProgramArray::pinned(1, 0);
 /// The rate estimator's state (written by lbd, read by lbadm `--rate`); allocated on demand.
 #[map]
 pub static XLB_RATES: HashMap<u32, RateEst> = HashMap::pinned(MAX_SERVICES + MAX_DESTS + 1, 1);
+/// fwmark classification of (protocol, VIP, port or 0) -> mark (see lb-common).
+#[map]
+pub static XLB_FWMARKS: HashMap<ServiceKey, u32> = HashMap::pinned(FWMARK_MAX_RULES, 0);

@@ -12,7 +12,7 @@ use crate::{
     conn::{self, expired},
     csum,
     dr::decrease_ttl,
-    maps::{XLB_CONNS, XLB_SVC_KEYS},
+    maps::XLB_CONNS,
     nexthop::{self, Route},
     parse::{header, IcmpErr, Pkt, ETH_HLEN},
     schedule::usable_dest,
@@ -136,7 +136,7 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
         _pad: 0,
     };
     let o = unsafe { XLB_CONNS.get(&out_key) }?;
-    let vip = XLB_SVC_KEYS.get(o.svc_id)?.addr;
+    let vip = lb_common::Addr::v4(o.timeout);
     let in_key = ConnKey {
         caddr: p.daddr,
         vaddr: vip,

@@ -6,7 +6,7 @@ use lb_common::{
         NO_DEST, SCHED_DH, SCHED_FO, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
         SCHED_WRR,
     },
-    Conn, ConnKey, Dest, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, DEST_F_AVAILABLE, DEST_F_IN_USE,
+    Addr, Conn, ConnKey, Dest, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
     DEST_F_OVERLOAD, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2,
 };
 
@@ -17,26 +17,43 @@ use aya_ebpf::helpers::bpf_loop;
 use crate::{
     atomic,
     conn::expired,
-    maps::{XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE},
+    maps::{XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE},
     parse::Pkt,
 };
 
-/// A matched virtual service and the port its key has (`0` for an "all ports" service).
+/// A matched virtual service, the port its key has (`0` for an "all ports" service) and, for a
+/// fwmark service, the mark.
 pub struct Matched {
     pub svc: &'static Service,
     pub port: u16,
+    /// 0: an address service.
+    pub fwmark: u32,
 }
 
 /// IPVS `ip_vs_service_find`: the exact (proto, VIP, port) service, else the VIP's port-0
-/// ("all ports") service.
+/// ("all ports") service, else the fwmark service of the mark the director's mangle rules give
+/// the packet (IPVS looks fwmark up first; a packet that is both marked and matches an address
+/// service is rare enough that address services win here, saving a lookup per packet).
 #[inline(always)]
 pub fn find_service(p: &Pkt) -> Option<Matched> {
     let mut key = ServiceKey { addr: p.daddr, port: p.dport, proto: p.proto, af: p.af };
     if let Some(svc) = unsafe { XLB_SERVICES.get(&key) } {
-        return Some(Matched { svc, port: p.dport });
+        return Some(Matched { svc, port: p.dport, fwmark: 0 });
     }
     key.port = 0;
-    unsafe { XLB_SERVICES.get(&key) }.map(|svc| Matched { svc, port: 0 })
+    if let Some(svc) = unsafe { XLB_SERVICES.get(&key) } {
+        return Some(Matched { svc, port: 0, fwmark: 0 });
+    }
+    key.port = p.dport;
+    let mark = match unsafe { XLB_FWMARKS.get(&key) } {
+        Some(m) => *m,
+        None => {
+            key.port = 0;
+            *unsafe { XLB_FWMARKS.get(&key) }?
+        }
+    };
+    let fkey = ServiceKey { addr: Addr::v4(mark), port: 0, proto: IPPROTO_IP, af: p.af };
+    unsafe { XLB_SERVICES.get(&fkey) }.map(|svc| Matched { svc, port: 0, fwmark: mark })
 }
 
 /// A dest the data plane may send to: configured, linked to `svc_id`.
@@ -261,14 +278,16 @@ pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
     let svc = m.svc;
     let persistent = svc.flags & SVC_F_PERSISTENT != 0;
     // Persistence template: one per (client & mask, VIP, service port or 0 for a port-0
-    // service, protocol). FTP's control port keys as 0 like IPVS.
+    // service, protocol). FTP's control port keys as 0 like IPVS. A fwmark service's template
+    // covers every address, port and protocol of the mark: (IP, mark, 0).
     let vport = if m.port == 21u16.to_be() { 0 } else { m.port };
+    let (vaddr, proto) = if m.fwmark != 0 { (Addr::v4(m.fwmark), IPPROTO_IP) } else { (p.daddr, p.proto) };
     let key = ConnKey {
         caddr: p.saddr.masked(&svc.netmask),
-        vaddr: p.daddr,
+        vaddr,
         cport: 0,
         vport,
-        proto: p.proto,
+        proto,
         af: p.af,
         kind: CONN_KIND_TEMPLATE,
         _pad: 0,

@@ -4,6 +4,7 @@
 pub mod ctl;
 pub mod dataplane;
 pub mod estimator;
+pub mod fwmark;
 pub mod ipvsadm;
 pub mod model;
 pub mod sched_tables;

@@ -646,8 +646,8 @@ impl Store {
             let (k, v) = item?;
             let gone = if k.kind == c::CONN_KIND_OUT {
                 // A NAT reply-side entry lives as long as its client-side entry.
-                let vaddr = self.svc_keys.get(&v.svc_id, 0).map(|s| s.addr).unwrap_or_default();
-                let in_key = ConnKey { vaddr, vport: v.port, kind: c::CONN_KIND_IN, ..k };
+                // Its `timeout` field carries the VIP (see lb_common::Conn).
+                let in_key = ConnKey { vaddr: Addr::v4(v.timeout), vport: v.port, kind: c::CONN_KIND_IN, ..k };
                 self.conns.get(&in_key, 0).map_or(true, |i| expired(&i) || i.dest_id != v.dest_id)
             } else {
                 expired(&v)

@@ -123,7 +123,7 @@ pub fn mac_of(ns: &Netns, dev: &str) -> anyhow::Result<String> {
 }
 
 /// Connects `dev` in `ns` to bridge br0 of `sw` through a new veth (port `port` in `sw`).
-fn plug(ns: &Netns, dev: &str, sw: &Netns, port: &str, addr: &str) -> anyhow::Result<()> {
+pub fn plug(ns: &Netns, dev: &str, sw: &Netns, port: &str, addr: &str) -> anyhow::Result<()> {
     run(Command::new("ip").args(["link", "add", dev, "netns", &ns.name, "type", "veth", "peer", "name", port, "netns", &sw.name]))?;
     sw.ip(&["link", "set", port, "master", "br0", "up"])?;
     ns.ip(&["addr", "add", addr, "dev", dev])?;
@@ -133,7 +133,7 @@ fn plug(ns: &Netns, dev: &str, sw: &Netns, port: &str, addr: &str) -> anyhow::Re
     Ok(())
 }
 
-fn switch(name: &str) -> anyhow::Result<Netns> {
+pub fn switch(name: &str) -> anyhow::Result<Netns> {
     let sw = Netns::new(name)?;
     sw.ip(&["link", "add", "br0", "type", "bridge"])?;
     sw.ip(&["link", "set", "br0", "up"])?;

@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "util-linux", // nsenter
     "procps",     // sysctl
     "bpftool",    // inspecting loaded programs and maps
+    "iptables",   // the seeds' mangle MARK rules for fwmark services
 ];
 
 pub fn run() -> anyhow::Result<()> {

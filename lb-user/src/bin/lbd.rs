@@ -62,6 +62,8 @@ enum Cmd {
     },
     /// Expire connections once and exit.
     Gc,
+    /// Read this namespace's iptables mangle MARK rules into the fwmark classifier, once.
+    SyncMarks,
     /// Detach everything and remove all pins (the table with them).
     Teardown,
 }
@@ -130,6 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut last_tick = std::time::Instant::now();
             loop {
                 expire(&dir)?;
+                // fwmark services: the mangle MARK rules, as they are now.
+                if let Err(e) = lb_user::fwmark::sync(&dir) {
+                    eprintln!("lbd: fwmark classifier not updated: {e:#}");
+                }
                 // IPVS's estimator runs every 2 s (`ipvsadm --rate`).
                 if last_tick.elapsed() >= Duration::from_secs(lb_user::estimator::TICK_SECS) {
                     last_tick = std::time::Instant::now();
@@ -137,6 +143,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 std::thread::sleep(Duration::from_secs_f64(interval));
             }
+        }
+        Cmd::SyncMarks => {
+            let (n, skipped) = lb_user::fwmark::sync(&dir)?;
+            for s in &skipped {
+                eprintln!("lbd: mark rule not honoured: {s}");
+            }
+            println!("{n} fwmark classifier entries");
         }
         Cmd::Gc => {
             let n = expire(&dir)?;
