@@ -3,6 +3,7 @@
 
 /// Names of the maps (and of their pins under the pin directory).
 pub mod names {
+    pub use super::TAIL_PROGRAMS;
     pub const META: &str = "XLB_META";
     pub const SERVICES: &str = "XLB_SERVICES";
     pub const SVC_KEYS: &str = "XLB_SVC_KEYS";
@@ -42,10 +43,10 @@ pub mod names {
         FWMARKS,
     ];
 
-    /// The program `xlb_xdp` tail-calls for packets of no established connection (index 0 of
-    /// `XLB_PROGS`).
-    pub const NEW_FLOW_PROGRAM: &str = "xlb_new";
 }
+
+/// The programs `xlb_xdp` reaches by tail call, by their index in `XLB_PROGS`.
+pub const TAIL_PROGRAMS: [&str; 3] = ["xlb_new", "xlb_icmp", "xlb_fwd"];
 
 /// An IPv4 or IPv6 address as four words in network byte order. IPv4: `w[0]`, rest zero.
 #[repr(C)]
@@ -170,6 +171,8 @@ pub struct Dest {
     pub tun_port: u16,
     pub tun_flags: u16,
     pub _pad: u16,
+    /// Last non-zero weight (IPVS `last_weight`: mh keeps a quiesced dest's slots by it).
+    pub last_weight: i32,
     /// Insertion sequence: IPVS's list order is newest first, i.e. descending `seq`.
     pub seq: u64,
 }

@@ -56,14 +56,32 @@ fn verdict(v: u32) -> u32 {
     v
 }
 
-/// The entry point: established connections are forwarded here; everything else that might be
-/// the balancer's (a new connection, a NAT reply, an ICMP error) continues in `xlb_new`.
+/// Tail calls (`XLB_PROGS`): each program is verified on its own, which keeps every one of them
+/// within the verifier's budget and the established path short.
+const TAIL_NEW: u32 = 0;
+const TAIL_ICMP: u32 = 1;
+const TAIL_FWD: u32 = 2;
+
+/// The entry point: established connections are forwarded here; a packet of no connection goes
+/// on to `xlb_new`, an ICMP error to `xlb_icmp`.
 #[xdp]
 pub fn xlb_xdp(ctx: XdpContext) -> u32 {
     bump(|g| &mut g.rx);
+    established(&ctx, false)
+}
+
+/// A packet of a connection `xlb_new` has just created: forwarded like an established one (but
+/// counted as the connection's first).
+#[xdp]
+pub fn xlb_fwd(ctx: XdpContext) -> u32 {
+    established(&ctx, true)
+}
+
+#[inline(always)]
+fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
     let p = match parse(ctx.data(), ctx.data_end()) {
         Parsed::Ok(p) => p,
-        Parsed::Icmp(_) => return to_new_flow(&ctx),
+        Parsed::Icmp(_) => return tail(ctx, TAIL_ICMP),
         Parsed::Other => return verdict(xdp_action::XDP_PASS),
         Parsed::Malformed => {
             bump(|g| &mut g.parse_fail);
@@ -72,30 +90,42 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
     };
     let now = conn::now();
     let Some(c) = XLB_CONNS.get_ptr_mut(&conn::key_in(&p)) else {
-        return to_new_flow(&ctx);
+        return if new_conn { verdict(xdp_action::XDP_DROP) } else { tail(ctx, TAIL_NEW) };
     };
     let c = unsafe { &mut *c };
-    if conn::expired(c, now) {
-        return to_new_flow(&ctx);
+    if !new_conn {
+        if conn::expired(c, now) {
+            return tail(ctx, TAIL_NEW);
+        }
+        conn::on_packet(c, &p, now);
+        bump(|g| &mut g.conn_hit);
     }
-    conn::on_packet(c, &p, now);
-    bump(|g| &mut g.conn_hit);
     let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
-    verdict(forward(&ctx, &p, svc_id, dest_id, rport, false, now))
+    verdict(forward(ctx, &p, svc_id, dest_id, rport, new_conn, now))
 }
 
 #[inline(always)]
-fn to_new_flow(ctx: &XdpContext) -> u32 {
-    unsafe { XLB_PROGS.tail_call(ctx, 0) };
-    // Only reached when xlb_new is not installed: never guess, drop.
+fn tail(ctx: &XdpContext, index: u32) -> u32 {
+    unsafe { XLB_PROGS.tail_call(ctx, index) };
+    // Only reached when the program is not installed: never guess, drop.
     verdict(xdp_action::XDP_DROP)
 }
 
-/// Packets of no established connection: ICMP errors about connections, NAT replies, and new
-/// connections to a virtual service.
+/// Packets of no established connection: NAT replies and new connections to a virtual service.
 #[xdp]
 pub fn xlb_new(ctx: XdpContext) -> u32 {
     verdict(new_flow(&ctx))
+}
+
+/// ICMP errors about connections.
+#[xdp]
+pub fn xlb_icmp(ctx: XdpContext) -> u32 {
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let v = match parse(ctx.data(), ctx.data_end()) {
+        Parsed::Icmp(e) => icmp::related(&ctx, &e, ingress, conn::now()).unwrap_or(xdp_action::XDP_PASS),
+        _ => xdp_action::XDP_PASS,
+    };
+    verdict(v)
 }
 
 #[inline(always)]
@@ -106,10 +136,8 @@ fn has_nat() -> bool {
 #[inline(always)]
 fn new_flow(ctx: &XdpContext) -> u32 {
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
-    let p = match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ok(p) => p,
-        Parsed::Icmp(e) => return icmp::related(ctx, &e, ingress, conn::now()).unwrap_or(xdp_action::XDP_PASS),
-        _ => return xdp_action::XDP_PASS,
+    let Parsed::Ok(p) = parse(ctx.data(), ctx.data_end()) else {
+        return xdp_action::XDP_PASS;
     };
     let now = conn::now();
     let key = conn::key_in(&p);
@@ -153,7 +181,9 @@ fn new_flow(ctx: &XdpContext) -> u32 {
         bump(|g| &mut g.conn_insert_fail);
     }
     bump(|g| &mut g.conn_new);
-    forward(ctx, &p, m.svc.id, dest_id, rport, true, now)
+    // Its first packet is forwarded by xlb_fwd (as a new connection's).
+    unsafe { XLB_PROGS.tail_call(ctx, TAIL_FWD) };
+    xdp_action::XDP_DROP
 }
 
 /// Counts a client packet of a connection and sends it to its real server by its method.

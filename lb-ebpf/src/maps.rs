@@ -38,10 +38,10 @@ pub static XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
 /// ipip device).
 #[map]
 pub static XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);
-/// Tail calls: index 0 is `xlb_new`, the new-connection / reply / ICMP path. Splitting it off
-/// keeps each program within the verifier's budget and the established path short.
+/// Tail calls: `lb_common::names::TAIL_PROGRAMS` in order (new connections and NAT replies,
+/// ICMP errors, the first packet of a new connection).
 #[map]
-pub static XLB_PROGS: ProgramArray = ProgramArray::pinned(1, 0);
+pub static XLB_PROGS: ProgramArray = ProgramArray::pinned(TAIL_PROGRAMS.len() as u32, 0);
 /// The rate estimator's state (written by lbd, read by lbadm `--rate`); allocated on demand.
 #[map]
 pub static XLB_RATES: HashMap<u32, RateEst> = HashMap::pinned(MAX_SERVICES + MAX_DESTS + 1, 1);

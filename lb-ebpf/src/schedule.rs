@@ -2,7 +2,8 @@
 //! templates first (IPVS `ip_vs_sched_persist`), then the service's scheduler.
 use lb_common::{
     sched::{
-        addr_fold, dh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, HASH_TAB_MASK, HASH_TAB_SIZE,
+        addr_fold, dh_hash, mh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, HASH_TAB_MASK,
+        HASH_TAB_SIZE, MH_KEY1, MH_TAB_SIZE, SCHED_MH,
         NO_DEST, SCHED_DH, SCHED_FO, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
         SCHED_WRR,
     },
@@ -116,6 +117,11 @@ fn run_scheduler(svc: &Service, p: &Pkt) -> Option<u32> {
             let fold = addr_fold(p.saddr.w, p.af == AF_INET6);
             let port = if svc.flags & SVC_F_SCHED2 != 0 { u16::from_be(p.sport) } else { 0 };
             hashed_pick(svc, fold, port, svc.flags & SVC_F_SCHED1 != 0)
+        }
+        SCHED_MH => {
+            let fold = addr_fold(p.saddr.w, p.af == AF_INET6);
+            let port = if svc.flags & SVC_F_SCHED2 != 0 { u16::from_be(p.sport) } else { 0 };
+            maglev_pick(svc, fold, port, svc.flags & SVC_F_SCHED1 != 0)
         }
         SCHED_DH => {
             let fold = addr_fold(p.daddr.w, p.af == AF_INET6);
@@ -237,6 +243,59 @@ fn hashed_pick(svc: &Service, fold: u32, port: u16, fallback: bool) -> Option<u3
         bpf_loop(HASH_TAB_SIZE as u32, probe_step as *mut c_void, &mut probe as *mut Probe as *mut c_void, 0);
     }
     if probe.found == NO_DEST { None } else { Some(probe.found) }
+}
+
+/// mh (`ip_vs_mh_get` / `_get_fallback`): the client's slot of the 4093-slot Maglev table; with
+/// mh-fallback, probe further slots until a usable dest or an empty one. All of it, the primary
+/// slot included, runs as a `bpf_loop` callback: the hashing is verified once.
+#[inline(always)]
+fn maglev_pick(svc: &Service, fold: u32, port: u16, fallback: bool) -> Option<u32> {
+    let m = MH_TAB_SIZE as u32;
+    let mut probe = MhProbe { off: svc.sched_off, fold, port, fallback: fallback as u16, ihash: 0, found: NO_DEST };
+    let n = if fallback { m + 1 } else { 1 };
+    unsafe {
+        bpf_loop(n, mh_step as *mut c_void, &mut probe as *mut MhProbe as *mut c_void, 0);
+    }
+    if probe.found == NO_DEST { None } else { Some(probe.found) }
+}
+
+#[repr(C)]
+struct MhProbe {
+    off: u32,
+    fold: u32,
+    port: u16,
+    /// 1: mh-fallback.
+    fallback: u16,
+    ihash: u32,
+    found: u32,
+}
+
+/// Step 0: the client's own slot; step k > 0: fallback probe k - 1.
+extern "C" fn mh_step(k: u64, ctx: *mut c_void) -> i64 {
+    let p = unsafe { &mut *(ctx as *mut MhProbe) };
+    let m = MH_TAB_SIZE as u32;
+    let slot = if k == 0 {
+        p.ihash = mh_hash(p.fold, p.port, MH_KEY1, 0) % m;
+        p.ihash
+    } else {
+        let roff = ((k - 1) as u32 + p.ihash) % m;
+        mh_hash(p.fold, p.port, MH_KEY1, roff) % m
+    };
+    let Some(id) = XLB_SCHED_SLOTS.get(p.off + slot).copied() else {
+        return 1;
+    };
+    if id == NO_DEST {
+        return 1;
+    }
+    if hash_usable(id) {
+        p.found = id;
+        return 1;
+    }
+    // (Spelled out: the verifier wants a callback's return provably 0 or 1.)
+    if p.fallback == 1 {
+        return 0;
+    }
+    1
 }
 
 /// sh-fallback's walk over the buckets.

@@ -318,6 +318,7 @@ impl Table {
             port: spec.port,
             fwd: spec.fwd,
             weight: spec.weight,
+            last_weight: spec.weight,
             u_threshold: spec.u_threshold,
             l_threshold: spec.l_threshold,
             tunnel: spec.tunnel,
@@ -353,6 +354,9 @@ impl Table {
         }
         d.fwd = spec.fwd;
         d.weight = spec.weight;
+        if spec.weight != 0 {
+            d.last_weight = spec.weight;
+        }
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;
         d.tunnel = spec.tunnel;

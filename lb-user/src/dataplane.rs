@@ -154,18 +154,23 @@ pub fn interface_ipv4_addrs(iface: &str) -> anyhow::Result<Vec<std::net::Ipv4Add
     Ok(out)
 }
 
-/// Loads `xlb_new` (the balancer's new-connection path) and installs it as `xlb_xdp`'s tail
-/// call. Done before `xlb_xdp` is attached, so it never runs without it.
+/// Loads the programs `xlb_xdp` tail-calls (new connections and NAT replies, ICMP errors, a new
+/// connection's first packet) and installs them in `XLB_PROGS`. Done before `xlb_xdp` is
+/// attached, so it never runs without them.
 pub fn install_new_flow_program(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    let name = lb_common::names::NEW_FLOW_PROGRAM;
-    let prog: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
-    prog.load().with_context(|| format!("the kernel refused program {name}"))?;
-    let fd = prog.fd()?.try_clone()?;
+    let mut fds = Vec::new();
+    for name in lb_common::TAIL_PROGRAMS {
+        let prog: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
+        prog.load().with_context(|| format!("the kernel refused program {name}"))?;
+        fds.push(prog.fd()?.try_clone()?);
+    }
     let map = ebpf
         .map_mut(lb_common::names::PROGS)
         .ok_or_else(|| anyhow!("no map {}", lb_common::names::PROGS))?;
     let mut progs: aya::maps::ProgramArray<_> = aya::maps::ProgramArray::try_from(map)?;
-    progs.set(0, &fd, 0)?;
+    for (i, fd) in fds.iter().enumerate() {
+        progs.set(i as u32, fd, 0)?;
+    }
     Ok(())
 }
 

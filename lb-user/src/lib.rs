@@ -1,11 +1,15 @@
 //! xlb userspace: the table model, the map store, the ipvsadm-compatible front end (`lbadm`)
 //! and the daemon's pieces (`lbd`).
 
+pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod dataplane;
 pub mod estimator;
 pub mod fwmark;
+pub mod health;
 pub mod ipvsadm;
+pub mod metrics;
 pub mod model;
 pub mod sched_tables;
 pub mod store;

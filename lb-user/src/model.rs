@@ -135,6 +135,9 @@ pub struct Dest {
     pub port: u16,
     pub fwd: Fwd,
     pub weight: i32,
+    /// The last non-zero weight (IPVS `last_weight`): set on add and by edits to a non-zero
+    /// weight; an edit to 0 keeps it. mh builds its table by it.
+    pub last_weight: i32,
     pub u_threshold: u32,
     pub l_threshold: u32,
     pub tunnel: Tunnel,

@@ -42,10 +42,11 @@ fn anchored(rr_next: u64, anchor: Option<u32>, cw: i32) -> SvcState {
     SvcState { rr_next, base: rr_next, anchor: anchor.map_or(0, |a| a as u64 + 1), anchor_cw: cw as u64 }
 }
 
-/// The table of scheduler `sched_code` over `views` (the service's dests, newest first).
-/// `old` is the table being replaced (None for a new service); `adds` are the dests added to a
-/// new service, oldest first, whose one-by-one additions decide wrr's starting weight.
-pub fn build(sched_code: u8, views: &[DestView], old: Option<&OldTable>) -> anyhow::Result<Built> {
+/// The table of scheduler `sched_code` over `views` (the service's dests, newest first; for mh
+/// also their full `states`, in the same order: addresses, ports and last weights place them in
+/// the Maglev table). `old` is the table being replaced (None for a new service, whose dests'
+/// one-by-one additions decide wrr's starting weight).
+pub fn build(sched_code: u8, views: &[DestView], states: &[sched::DestState], old: Option<&OldTable>) -> anyhow::Result<Built> {
     match sched_code {
         sched::SCHED_RR => {
             let mut slots = vec![0u32; views.len()];
@@ -108,6 +109,15 @@ pub fn build(sched_code: u8, views: &[DestView], old: Option<&OldTable>) -> anyh
                 sched::build_sh_table(views, &mut t);
             } else {
                 sched::build_dh_table(views, &mut t);
+            }
+            let slots = if views.is_empty() { Vec::new() } else { t.to_vec() };
+            Ok(Built { slots, state: SvcState::default() })
+        }
+        sched::SCHED_MH => {
+            let mut t = Box::new([NO_DEST; sched::MH_TAB_SIZE]);
+            let mut setup = vec![sched::MhSetup::default(); states.len()];
+            if !sched::build_mh_table(states, &mut t, &mut setup) {
+                bail!("mh table setup failed");
             }
             let slots = if views.is_empty() { Vec::new() } else { t.to_vec() };
             Ok(Built { slots, state: SvcState::default() })

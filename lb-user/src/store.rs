@@ -456,7 +456,17 @@ impl Store {
                 let old_state = self.svc_state.get(&s.id, 0).unwrap_or_default();
                 let old = (old_map.is_some() && prev.is_some_and(|p| p.sched == s.sched))
                     .then(|| crate::sched_tables::OldTable { views: &old_views, slots: &old_slots, state: old_state });
-                let built = crate::sched_tables::build(sched_code, &views, old.as_ref())?;
+                let states: Vec<sched::DestState> = s
+                    .dests
+                    .iter()
+                    .map(|d| sched::DestState {
+                        last_weight: d.last_weight,
+                        addr_fold: sched::addr_fold(to_addr(&d.addr).w, d.addr.is_ipv6()),
+                        port: d.port,
+                        ..sched::DestState::new(d.id, d.weight)
+                    })
+                    .collect();
+                let built = crate::sched_tables::build(sched_code, &views, &states, old.as_ref())?;
                 let n = built.slots.len();
                 let off = alloc.alloc(n as u32)?;
                 for (i, id) in built.slots.iter().enumerate() {
@@ -895,6 +905,7 @@ fn dest_from_map(id: u32, d: &c::Dest, n: &DestConns, stats: Counters) -> Dest {
         port: u16::from_be(d.port),
         fwd: Fwd::from_code(d.fwd).unwrap_or(Fwd::Route),
         weight: d.weight,
+        last_weight: d.last_weight,
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
         tunnel: Tunnel { kind: d.tun_type, port: d.tun_port, flags: d.tun_flags },
@@ -923,6 +934,7 @@ fn dest_to_map(svc_id: u32, d: &Dest) -> c::Dest {
         tun_port: d.tunnel.port,
         tun_flags: d.tunnel.flags,
         _pad: 0,
+        last_weight: d.last_weight,
         seq: d.seq,
     }
 }
@@ -932,6 +944,7 @@ fn same_config(a: &Dest, b: &Dest) -> bool {
         && a.port == b.port
         && a.fwd == b.fwd
         && a.weight == b.weight
+        && a.last_weight == b.last_weight
         && a.u_threshold == b.u_threshold
         && a.l_threshold == b.l_threshold
         && a.tunnel == b.tunnel

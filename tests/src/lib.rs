@@ -3,8 +3,10 @@
 
 pub mod bench;
 pub mod frames;
+pub mod fuzz;
 pub mod golden;
 pub mod lab;
+pub mod lab_health;
 pub mod netns;
 pub mod pins;
 pub mod table;

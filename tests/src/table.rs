@@ -15,6 +15,7 @@ pub fn service(id: u32, proto: Proto, vip: IpAddr, port: u16, sched: &str, dests
             port: dport,
             fwd,
             weight,
+            last_weight: weight,
             u_threshold: 0,
             l_threshold: 0,
             tunnel: Tunnel::default(),

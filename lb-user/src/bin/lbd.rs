@@ -1,5 +1,6 @@
-//! lbd: attaches xlb's data plane to interfaces and keeps it running (connection expiry; health
-//! checks and metrics come with the daemon issue).
+//! lbd: attaches xlb's data plane to interfaces and keeps it running: connection expiry, and
+//! with `--config` the services of an ldirectord.cf / keepalived.conf with their health checks,
+//! and a Prometheus metrics endpoint.
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::bail;
@@ -41,6 +42,23 @@ enum Program {
     Decap,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ConfigFormat {
+    Auto,
+    Ldirectord,
+    Keepalived,
+}
+
+impl From<ConfigFormat> for lb_user::config::Format {
+    fn from(f: ConfigFormat) -> Self {
+        match f {
+            ConfigFormat::Auto => lb_user::config::Format::Auto,
+            ConfigFormat::Ldirectord => lb_user::config::Format::Ldirectord,
+            ConfigFormat::Keepalived => lb_user::config::Format::Keepalived,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Attach (or atomically replace) the data plane on an interface.
@@ -55,10 +73,26 @@ enum Cmd {
     Detach { iface: String },
     /// Show attachments and the data plane's counters.
     Status,
-    /// Run in the foreground: expire connections every `--interval` seconds.
+    /// Run in the foreground: expire connections every `--interval` seconds; with `--config`,
+    /// program and health-check the services of an ldirectord.cf or keepalived.conf.
     Run {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
+        /// ldirectord.cf or keepalived.conf (the virtual_server part is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The configuration's grammar.
+        #[arg(long, value_enum, default_value = "auto")]
+        format: ConfigFormat,
+        /// Serve Prometheus metrics on this address (`/metrics`); `--metrics` alone: 127.0.0.1:9177.
+        #[arg(long, num_args = 0..=1, default_missing_value = lb_user::metrics::DEFAULT_ADDR)]
+        metrics: Option<std::net::SocketAddr>,
+    },
+    /// Check a configuration file (as `lbd run --config` would read it) and exit.
+    CheckConfig {
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        format: ConfigFormat,
     },
     /// Expire connections once and exit.
     Gc,
@@ -125,23 +159,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 g.neigh_miss
             );
         }
-        Cmd::Run { interval } => {
+        Cmd::Run { interval, config, format, metrics } => {
             if !(interval > 0.0 && interval.is_finite()) {
                 bail!("--interval must be a positive number of seconds");
             }
-            let mut last_tick = std::time::Instant::now();
-            loop {
-                expire(&dir)?;
-                // fwmark services: the mangle MARK rules, as they are now.
-                if let Err(e) = lb_user::fwmark::sync(&dir) {
-                    eprintln!("lbd: fwmark classifier not updated: {e:#}");
-                }
-                // IPVS's estimator runs every 2 s (`ipvsadm --rate`).
-                if last_tick.elapsed() >= Duration::from_secs(lb_user::estimator::TICK_SECS) {
-                    last_tick = std::time::Instant::now();
-                    Store::open_at(&dir, Default::default())?.tick_rates()?;
-                }
-                std::thread::sleep(Duration::from_secs_f64(interval));
+            lb_user::daemon::run(lb_user::daemon::Options {
+                pin_dir: dir,
+                interval: Duration::from_secs_f64(interval),
+                config,
+                format: format.into(),
+                metrics,
+            })?;
+        }
+        Cmd::CheckConfig { config, format } => {
+            let cfg = lb_user::config::load(&config, format.into())?;
+            for w in &cfg.warnings {
+                eprintln!("{}:{}: warning: {}", config.display(), w.line, w.msg);
+            }
+            for s in &cfg.services {
+                println!("{} ({}): {} real servers", lb_user::daemon::svc_name(&s.spec.key), s.spec.sched, s.reals.len());
             }
         }
         Cmd::SyncMarks => {

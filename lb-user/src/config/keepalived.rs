@@ -1,0 +1,662 @@
+//! The `virtual_server` part of keepalived.conf (spec §8.2).
+//!
+//! The file is read as keepalived reads it: words, `{ ... }` blocks, comments from a word that
+//! starts with `#` or `!` to the end of the line. Top-level blocks other than `virtual_server`
+//! and `virtual_server_group` (global_defs, vrrp_instance, ...) are not lbd's business and are
+//! skipped. Unknown keywords are ignored with a warning, as keepalived does; known keywords
+//! that need something lbd does not do (MISC_CHECK scripts, SSL, quorum, ...) are errors.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::{Check, CheckKind, DesiredConfig, Diag, RealServer, VirtualService};
+use super::{parse_ip, parse_secs, parse_v4_mask, port_by_name};
+use crate::ctl::{DestSpec, ServiceSpec};
+use crate::model::{Af, Fwd, Proto, SvcKey, Tunnel};
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Word(usize, String),
+    Open(usize),
+    Close(usize),
+    Eol,
+}
+
+/// One statement: `key args... [{ children }]`.
+#[derive(Clone, Debug)]
+struct Node {
+    line: usize,
+    key: String,
+    args: Vec<String>,
+    children: Option<Vec<Node>>,
+}
+
+fn tokenize(text: &str) -> Vec<Tok> {
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let line = i + 1;
+        let mut chars = l.chars().peekable();
+        'line: loop {
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            let Some(&c) = chars.peek() else { break };
+            match c {
+                '#' | '!' => break 'line,
+                '{' => {
+                    chars.next();
+                    out.push(Tok::Open(line));
+                }
+                '}' => {
+                    chars.next();
+                    out.push(Tok::Close(line));
+                }
+                '"' => {
+                    chars.next();
+                    let mut w = String::new();
+                    for c in chars.by_ref() {
+                        if c == '"' {
+                            break;
+                        }
+                        w.push(c);
+                    }
+                    out.push(Tok::Word(line, w));
+                }
+                _ => {
+                    let mut w = String::new();
+                    while let Some(&c) = chars.peek() {
+                        if c.is_whitespace() || c == '{' || c == '}' {
+                            break;
+                        }
+                        w.push(c);
+                        chars.next();
+                    }
+                    out.push(Tok::Word(line, w));
+                }
+            }
+        }
+        out.push(Tok::Eol);
+    }
+    out
+}
+
+fn parse_nodes(toks: &[Tok], pos: &mut usize, top: bool, open_line: usize, errors: &mut Vec<Diag>) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    loop {
+        match toks.get(*pos) {
+            None => {
+                if !top {
+                    errors.push(Diag { line: open_line, msg: "this block is never closed (missing `}`)".into() });
+                }
+                return nodes;
+            }
+            Some(Tok::Eol) => *pos += 1,
+            Some(Tok::Close(line)) => {
+                *pos += 1;
+                if top {
+                    errors.push(Diag { line: *line, msg: "unexpected `}`".into() });
+                } else {
+                    return nodes;
+                }
+            }
+            Some(Tok::Open(line)) => {
+                let line = *line;
+                *pos += 1;
+                errors.push(Diag { line, msg: "`{` without a keyword".into() });
+                parse_nodes(toks, pos, false, line, errors);
+            }
+            Some(Tok::Word(line, key)) => {
+                let (line, key) = (*line, key.clone());
+                *pos += 1;
+                let mut args = Vec::new();
+                while let Some(Tok::Word(_, w)) = toks.get(*pos) {
+                    args.push(w.clone());
+                    *pos += 1;
+                }
+                // The block may open on the next line.
+                let mut look = *pos;
+                while toks.get(look) == Some(&Tok::Eol) {
+                    look += 1;
+                }
+                let children = if let Some(Tok::Open(_)) = toks.get(look) {
+                    *pos = look + 1;
+                    Some(parse_nodes(toks, pos, false, line, errors))
+                } else {
+                    None
+                };
+                nodes.push(Node { line, key, args, children });
+            }
+        }
+    }
+}
+
+pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
+    let toks = tokenize(text);
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut pos = 0;
+    let nodes = parse_nodes(&toks, &mut pos, true, 0, &mut errors);
+    let mut cfg = DesiredConfig::default();
+    let groups: Vec<&Node> = nodes.iter().filter(|n| n.key == "virtual_server_group").collect();
+    for n in &nodes {
+        match n.key.as_str() {
+            "virtual_server" => {
+                let mut p = Parser { errors: &mut errors, warnings: &mut warnings };
+                if let Some(mut list) = p.virtual_server(n, &groups) {
+                    cfg.services.append(&mut list);
+                }
+            }
+            "include" => errors.push(Diag { line: n.line, msg: "`include` is not supported: give lbd one file".into() }),
+            // Not lbd's business: VRRP, global settings, scripts, groups (read on use).
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        cfg.warnings = warnings;
+        Ok(cfg)
+    } else {
+        errors.sort_by_key(|d| d.line);
+        Err(errors)
+    }
+}
+
+/// Checker settings a virtual_server gives its real servers' checkers.
+#[derive(Clone)]
+struct CheckDefaults {
+    delay_loop: Duration,
+    connect_timeout: Duration,
+    retry: u32,
+    delay_before_retry: Duration,
+    virtualhost: Option<String>,
+}
+
+struct Parser<'a> {
+    errors: &'a mut Vec<Diag>,
+    warnings: &'a mut Vec<Diag>,
+}
+
+const UNSUPPORTED_CHECKERS: &[&str] =
+    &["SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK"];
+
+impl Parser<'_> {
+    fn err(&mut self, line: usize, msg: impl Into<String>) {
+        self.errors.push(Diag { line, msg: msg.into() });
+    }
+
+    fn unknown(&mut self, n: &Node, within: &str) {
+        self.warnings.push(Diag { line: n.line, msg: format!("unknown keyword `{}` in {within}: ignored", n.key) });
+    }
+
+    fn arg<'n>(&mut self, n: &'n Node, i: usize) -> Option<&'n str> {
+        let a = n.args.get(i).map(String::as_str);
+        if a.is_none() {
+            self.err(n.line, format!("`{}` needs a value", n.key));
+        }
+        a
+    }
+
+    fn secs(&mut self, n: &Node) -> Option<Duration> {
+        let v = self.arg(n, 0)?;
+        let d = parse_secs(v);
+        if d.is_none() {
+            self.err(n.line, format!("`{}` must be a positive number of seconds, not `{v}`", n.key));
+        }
+        d
+    }
+
+    fn num(&mut self, n: &Node, max: u64) -> Option<u64> {
+        let v = self.arg(n, 0)?;
+        match v.parse::<u64>() {
+            Ok(x) if x <= max => Some(x),
+            _ => {
+                self.err(n.line, format!("`{}` must be a number up to {max}, not `{v}`", n.key));
+                None
+            }
+        }
+    }
+
+    fn method(&mut self, n: &Node) -> Option<Fwd> {
+        let v = self.arg(n, 0)?;
+        match v.to_ascii_uppercase().as_str() {
+            "NAT" => Some(Fwd::Masq),
+            "DR" => Some(Fwd::Route),
+            "TUN" => {
+                if n.args.len() > 1 {
+                    self.err(n.line, "tunnel options (type gue/gre, csum) are not supported by lbd");
+                }
+                Some(Fwd::Tunnel)
+            }
+            _ => {
+                self.err(n.line, format!("unknown forwarding method `{v}` (NAT, DR or TUN)"));
+                None
+            }
+        }
+    }
+
+    /// The services a `virtual_server` line names (several for a group).
+    fn keys(&mut self, n: &Node, groups: &[&Node], proto: Proto) -> Vec<(SvcKey, u16)> {
+        let a: Vec<&str> = n.args.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["fwmark", m] => match m.parse::<u32>() {
+                Ok(mark) if mark > 0 => vec![(SvcKey::Fwmark { mark, af: Af::Inet }, 0)],
+                _ => {
+                    self.err(n.line, format!("bad fwmark `{m}`"));
+                    vec![]
+                }
+            },
+            ["group", name] => {
+                let Some(g) = groups.iter().find(|g| g.args.first().map(String::as_str) == Some(*name)) else {
+                    self.err(n.line, format!("no virtual_server_group `{name}`"));
+                    return vec![];
+                };
+                let mut out = Vec::new();
+                for m in g.children.iter().flatten() {
+                    let mut words = vec![m.key.as_str()];
+                    words.extend(m.args.iter().map(String::as_str));
+                    out.extend(self.group_member(m.line, &words, proto));
+                }
+                out
+            }
+            [addr] | [addr, _] => {
+                let Some(ip) = parse_ip(addr) else {
+                    self.err(n.line, format!("bad virtual address `{addr}`"));
+                    return vec![];
+                };
+                let port = match a.get(1) {
+                    None => 0,
+                    Some(p) => match port_by_name(p) {
+                        Some(p) => p,
+                        None => {
+                            self.err(n.line, format!("bad port `{p}`"));
+                            return vec![];
+                        }
+                    },
+                };
+                vec![(SvcKey::Inet { proto, addr: ip, port }, port)]
+            }
+            _ => {
+                self.err(n.line, "virtual_server needs `IP [PORT]`, `fwmark N` or `group NAME`");
+                vec![]
+            }
+        }
+    }
+
+    /// `IP [PORT]`, `IP-LAST [PORT]` (last byte range) or `fwmark N` in a group.
+    fn group_member(&mut self, line: usize, w: &[&str], proto: Proto) -> Vec<(SvcKey, u16)> {
+        if w.first() == Some(&"fwmark") {
+            return match w.get(1).and_then(|m| m.parse::<u32>().ok()) {
+                Some(mark) if mark > 0 => vec![(SvcKey::Fwmark { mark, af: Af::Inet }, 0)],
+                _ => {
+                    self.err(line, "bad fwmark in virtual_server_group");
+                    vec![]
+                }
+            };
+        }
+        let port = match w.get(1) {
+            None => 0,
+            Some(p) => match port_by_name(p) {
+                Some(p) => p,
+                None => {
+                    self.err(line, format!("bad port `{p}`"));
+                    return vec![];
+                }
+            },
+        };
+        let first = w.first().copied().unwrap_or_default();
+        let (base, last) = match first.rsplit_once('-') {
+            Some((b, l)) => (b, l.parse::<u8>().ok()),
+            None => (first, None),
+        };
+        let Some(ip) = parse_ip(base) else {
+            self.err(line, format!("bad address `{first}` in virtual_server_group"));
+            return vec![];
+        };
+        match (ip, last) {
+            (IpAddr::V4(a), Some(last)) => {
+                let o = a.octets();
+                if last < o[3] {
+                    self.err(line, format!("bad range `{first}`"));
+                    return vec![];
+                }
+                (o[3]..=last)
+                    .map(|b| {
+                        let addr = IpAddr::V4([o[0], o[1], o[2], b].into());
+                        (SvcKey::Inet { proto, addr, port }, port)
+                    })
+                    .collect()
+            }
+            (_, Some(_)) => {
+                self.err(line, "address ranges are IPv4 only");
+                vec![]
+            }
+            (addr, None) => vec![(SvcKey::Inet { proto, addr, port }, port)],
+        }
+    }
+
+    fn virtual_server(&mut self, n: &Node, groups: &[&Node]) -> Option<Vec<VirtualService>> {
+        let Some(children) = &n.children else {
+            self.err(n.line, "virtual_server without a `{ ... }` block");
+            return None;
+        };
+        let before = self.errors.len();
+        let mut sched = "wlc".to_string();
+        let mut fwd = Fwd::Masq;
+        let mut proto = Proto::Tcp;
+        let mut flags = 0u32;
+        let mut timeout = 0u32;
+        let mut netmask: Option<(usize, String)> = None;
+        let mut pe_name = String::new();
+        let mut inhibit = false;
+        let mut sorry: Option<(usize, IpAddr, Option<u16>)> = None;
+        let mut sorry_fwd: Option<Fwd> = None;
+        let mut defaults = CheckDefaults {
+            delay_loop: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            retry: 1,
+            delay_before_retry: Duration::from_secs(1),
+            virtualhost: None,
+        };
+        let mut real_nodes = Vec::new();
+        for c in children {
+            match c.key.as_str() {
+                "delay_loop" => {
+                    if let Some(d) = self.secs(c) {
+                        defaults.delay_loop = d;
+                    }
+                }
+                "lb_algo" | "lvs_sched" => {
+                    if let Some(v) = self.arg(c, 0) {
+                        sched = v.to_string();
+                        if !crate::ctl::scheduler_available(v) {
+                            self.err(c.line, format!("scheduler `{v}` is not available in xlb's data plane"));
+                        }
+                    }
+                }
+                "lb_kind" | "lvs_method" => {
+                    if let Some(f) = self.method(c) {
+                        fwd = f;
+                    }
+                }
+                "protocol" => match self.arg(c, 0).map(str::to_ascii_uppercase).as_deref() {
+                    Some("TCP") => proto = Proto::Tcp,
+                    Some("UDP") => proto = Proto::Udp,
+                    Some("SCTP") => proto = Proto::Sctp,
+                    Some(v) => self.err(c.line, format!("unknown protocol `{v}`")),
+                    None => {}
+                },
+                "persistence_timeout" => {
+                    flags |= lb_common::SVC_F_PERSISTENT;
+                    timeout = 360;
+                    if !c.args.is_empty() {
+                        match self.num(c, u32::MAX as u64) {
+                            Some(t) if t > 0 => timeout = t as u32,
+                            Some(_) => self.err(c.line, "persistence_timeout must be positive"),
+                            None => {}
+                        }
+                    }
+                }
+                "persistence_granularity" => netmask = self.arg(c, 0).map(|v| (c.line, v.to_string())),
+                "persistence_engine" => pe_name = self.arg(c, 0).unwrap_or_default().to_string(),
+                "sorry_server" => {
+                    let ip = self.arg(c, 0).and_then(parse_ip);
+                    let port = c.args.get(1).and_then(|p| port_by_name(p));
+                    match ip {
+                        Some(ip) if c.args.len() < 2 || port.is_some() => sorry = Some((c.line, ip, port)),
+                        _ => self.err(c.line, "sorry_server needs `IP [PORT]`"),
+                    }
+                }
+                "sorry_server_lvs_method" => sorry_fwd = self.method(c),
+                "sorry_server_inhibit" => self.warnings.push(Diag {
+                    line: c.line,
+                    msg: "sorry_server_inhibit: lbd removes the sorry server when a real server is back".into(),
+                }),
+                "inhibit_on_failure" => inhibit = true,
+                "connect_timeout" => {
+                    if let Some(d) = self.secs(c) {
+                        defaults.connect_timeout = d;
+                    }
+                }
+                "retry" | "nb_get_retry" => {
+                    if let Some(r) = self.num(c, 1000) {
+                        defaults.retry = r as u32;
+                    }
+                }
+                "delay_before_retry" => {
+                    if let Some(d) = self.secs(c) {
+                        defaults.delay_before_retry = d;
+                    }
+                }
+                "virtualhost" => defaults.virtualhost = self.arg(c, 0).map(str::to_string),
+                "flag-1" | "sh-fallback" | "mh-fallback" => flags |= lb_common::SVC_F_SCHED1,
+                "flag-2" | "sh-port" | "mh-port" => flags |= lb_common::SVC_F_SCHED2,
+                "flag-3" => flags |= lb_common::SVC_F_SCHED3,
+                "ops" => flags |= lb_common::SVC_F_ONEPACKET,
+                "ip_family" => {
+                    if self.arg(c, 0) != Some("inet") {
+                        self.err(c.line, "lbd handles `ip_family inet` services only");
+                    }
+                }
+                "quorum" | "hysteresis" => {
+                    let max = if c.key == "quorum" { 1 } else { 0 };
+                    if self.num(c, u64::MAX).is_some_and(|q| q > max) {
+                        self.err(c.line, format!("`{}` above {max} is not supported by lbd", c.key));
+                    }
+                }
+                "quorum_up" | "quorum_down" | "alpha" | "omega" | "warmup" => {
+                    self.err(c.line, format!("`{}` is not supported by lbd", c.key))
+                }
+                "ha_suspend" => self.warnings.push(Diag {
+                    line: c.line,
+                    msg: "ha_suspend: lbd runs no VRRP; the service is always programmed".into(),
+                }),
+                "real_server" => real_nodes.push(c),
+                _ => self.unknown(c, "virtual_server"),
+            }
+        }
+        let keys = self.keys(n, groups, proto);
+        if keys.iter().any(|(k, _)| matches!(k, SvcKey::Inet { port: 0, .. })) && flags & lb_common::SVC_F_PERSISTENT == 0 {
+            self.err(n.line, "a virtual_server without a port must be persistent (persistence_timeout)");
+        }
+        let netmask = match netmask {
+            None => 0xffff_ffff,
+            Some((line, v)) => match parse_v4_mask(&v) {
+                Some(m) => m,
+                None => {
+                    self.err(line, format!("bad persistence_granularity `{v}`"));
+                    0xffff_ffff
+                }
+            },
+        };
+        let fwmark = keys.first().is_some_and(|(k, _)| matches!(k, SvcKey::Fwmark { .. }));
+        let mut out = Vec::new();
+        for (key, vport) in keys {
+            let spec = ServiceSpec { key, sched: sched.clone(), flags, timeout, netmask, pe_name: pe_name.clone() };
+            let mut reals = Vec::new();
+            for r in &real_nodes {
+                if let Some(real) = self.real_server(r, vport, fwmark, fwd, inhibit, &defaults, proto) {
+                    reals.push(real);
+                }
+            }
+            let fallback = sorry.map(|(_, addr, port)| {
+                let f = sorry_fwd.unwrap_or(fwd);
+                let port = if f == Fwd::Masq || fwmark { port.unwrap_or(vport) } else { vport };
+                DestSpec { addr, port, fwd: f, weight: 1, u_threshold: 0, l_threshold: 0, tunnel: Tunnel::default() }
+            });
+            out.push(VirtualService { line: n.line, spec, reals, fallback });
+        }
+        (self.errors.len() == before).then_some(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn real_server(
+        &mut self,
+        n: &Node,
+        vport: u16,
+        fwmark: bool,
+        vs_fwd: Fwd,
+        vs_inhibit: bool,
+        defaults: &CheckDefaults,
+        proto: Proto,
+    ) -> Option<RealServer> {
+        let addr = match n.args.first().map(|a| (a, parse_ip(a))) {
+            Some((_, Some(ip))) => ip,
+            Some((a, None)) => {
+                self.err(n.line, format!("bad real server address `{a}`"));
+                return None;
+            }
+            None => {
+                self.err(n.line, "real_server needs `IP [PORT]`");
+                return None;
+            }
+        };
+        let given_port = match n.args.get(1) {
+            None => None,
+            Some(p) => match port_by_name(p) {
+                Some(p) => Some(p),
+                None => {
+                    self.err(n.line, format!("bad port `{p}`"));
+                    return None;
+                }
+            },
+        };
+        let mut dest = DestSpec {
+            addr,
+            port: 0,
+            fwd: vs_fwd,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        };
+        let mut quiescent = vs_inhibit;
+        let mut check_nodes = Vec::new();
+        for c in n.children.iter().flatten() {
+            match c.key.as_str() {
+                "weight" => {
+                    if let Some(w) = self.num(c, 65535) {
+                        dest.weight = w as i32;
+                    }
+                }
+                "inhibit_on_failure" => quiescent = true,
+                "lvs_method" | "lb_kind" => {
+                    if let Some(f) = self.method(c) {
+                        dest.fwd = f;
+                    }
+                }
+                "uthreshold" => dest.u_threshold = self.num(c, u32::MAX as u64).unwrap_or(0) as u32,
+                "lthreshold" => dest.l_threshold = self.num(c, u32::MAX as u64).unwrap_or(0) as u32,
+                "TCP_CHECK" | "HTTP_GET" => check_nodes.push(c),
+                k if UNSUPPORTED_CHECKERS.contains(&k) => {
+                    self.err(c.line, format!("{k} is not supported by lbd (TCP_CHECK and HTTP_GET are)"))
+                }
+                "notify_up" | "notify_down" => self.err(c.line, format!("`{}`: lbd runs no notify scripts", c.key)),
+                _ => self.unknown(c, "real_server"),
+            }
+        }
+        dest.port = if fwmark || dest.fwd == Fwd::Masq { given_port.unwrap_or(vport) } else { vport };
+        if !check_nodes.is_empty() && proto == Proto::Udp {
+            self.err(check_nodes[0].line, "TCP_CHECK/HTTP_GET cannot check a UDP service");
+            return None;
+        }
+        let mut checks = Vec::new();
+        let check_port = if dest.port != 0 { dest.port } else { given_port.unwrap_or(0) };
+        for c in check_nodes {
+            checks.extend(self.checker(c, addr, check_port, defaults)?);
+        }
+        Some(RealServer { line: n.line, dest, checks, quiescent })
+    }
+
+    fn checker(&mut self, n: &Node, addr: IpAddr, port: u16, d: &CheckDefaults) -> Option<Vec<Check>> {
+        let mut ip = addr;
+        let mut port = port;
+        let mut interval = d.delay_loop;
+        let mut timeout = d.connect_timeout;
+        let mut retry = d.retry;
+        let mut delay_before_retry = d.delay_before_retry;
+        let mut vhost = d.virtualhost.clone();
+        let mut urls = Vec::new();
+        for c in n.children.iter().flatten() {
+            match c.key.as_str() {
+                "connect_ip" => match self.arg(c, 0).and_then(parse_ip) {
+                    Some(a) => ip = a,
+                    None => self.err(c.line, "bad connect_ip"),
+                },
+                "connect_port" => match self.arg(c, 0).and_then(port_by_name) {
+                    Some(p) => port = p,
+                    None => self.err(c.line, "bad connect_port"),
+                },
+                "connect_timeout" => timeout = self.secs(c).unwrap_or(timeout),
+                "retry" | "nb_get_retry" => retry = self.num(c, 1000).unwrap_or(retry as u64) as u32,
+                "delay_before_retry" => delay_before_retry = self.secs(c).unwrap_or(delay_before_retry),
+                "delay_loop" => interval = self.secs(c).unwrap_or(interval),
+                "virtualhost" => vhost = self.arg(c, 0).map(str::to_string),
+                "http_protocol" => {}
+                "url" if n.key == "HTTP_GET" => urls.push(c),
+                "bindto" | "bind_port" | "bind_if" | "fwmark" | "warmup" | "digest" => {
+                    self.err(c.line, format!("`{}` is not supported by lbd's {}", c.key, n.key))
+                }
+                _ => self.unknown(c, &n.key),
+            }
+        }
+        if port == 0 {
+            self.err(n.line, format!("{}: no port to connect to (set connect_port)", n.key));
+            return None;
+        }
+        let target = SocketAddr::new(ip, port);
+        let mk = |kind| Check { kind, target, interval, timeout, fail_after: retry + 1, retry_delay: delay_before_retry };
+        if n.key == "TCP_CHECK" {
+            return Some(vec![mk(CheckKind::Connect)]);
+        }
+        if urls.is_empty() {
+            self.err(n.line, "HTTP_GET needs at least one `url { path ... }`");
+            return None;
+        }
+        let host_default = match ip {
+            IpAddr::V6(a) => format!("[{a}]"),
+            a => a.to_string(),
+        };
+        let host_default = if port == 80 { host_default } else { format!("{host_default}:{port}") };
+        let mut out = Vec::new();
+        for u in urls {
+            let mut path = None;
+            let mut status = Vec::new();
+            let mut uhost = vhost.clone();
+            for c in u.children.iter().flatten() {
+                match c.key.as_str() {
+                    "path" => path = self.arg(c, 0).map(str::to_string),
+                    "status_code" => {
+                        for a in &c.args {
+                            let r = match a.split_once('-') {
+                                Some((lo, hi)) => lo.parse().ok().zip(hi.parse().ok()),
+                                None => a.parse().ok().map(|s| (s, s)),
+                            };
+                            match r {
+                                Some(r) => status.push(r),
+                                None => self.err(c.line, format!("bad status_code `{a}`")),
+                            }
+                        }
+                    }
+                    "virtualhost" => uhost = self.arg(c, 0).map(str::to_string),
+                    "digest" | "regex" | "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
+                    | "regex_max_offset" => self.err(c.line, format!("`{}` is not supported by lbd's HTTP_GET", c.key)),
+                    _ => self.unknown(c, "url"),
+                }
+            }
+            let Some(path) = path else {
+                self.err(u.line, "url needs a `path`");
+                continue;
+            };
+            if status.is_empty() {
+                status.push((200, 299));
+            }
+            out.push(mk(CheckKind::Http {
+                method: "GET".into(),
+                path,
+                host: uhost.unwrap_or_else(|| host_default.clone()),
+                status,
+                expect: None,
+            }));
+        }
+        Some(out)
+    }
+}

@@ -1,0 +1,237 @@
+//! Configuration files of the LVS managers lbd stands in for: ldirectord.cf and the
+//! virtual_server part of keepalived.conf. Both parse to one [`DesiredConfig`]: the services and
+//! real servers to program (as `ctl` specs) and how to check each real server.
+//!
+//! Anything a file asks for that lbd cannot honour is an error with its line number, and the
+//! whole file is refused (lbd never starts half-configured). Text that is not configuration at
+//! all is handled as the original daemon does: keepalived ignores unknown keywords (a warning
+//! here too), ldirectord refuses them.
+
+pub mod keepalived;
+pub mod ldirectord;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ctl::{DestSpec, ServiceSpec};
+
+/// Which grammar a file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Ldirectord,
+    Keepalived,
+    /// keepalived when the file has a `virtual_server` block or braces, else ldirectord.
+    Auto,
+}
+
+/// One message about a line of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diag {
+    pub line: usize,
+    pub msg: String,
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.msg)
+    }
+}
+
+/// Why a file was refused: every problem found, each with its line.
+#[derive(Clone, Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub errors: Vec<Diag>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: configuration refused:", self.file.display())?;
+        for d in &self.errors {
+            write!(f, "\n  {}:{}: {}", self.file.display(), d.line, d.msg)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What a health check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP connection is accepted.
+    Connect,
+    /// `GET`/`HEAD` `path` answers with a status in one of `status` (inclusive ranges) and,
+    /// when `expect` is set, a body containing it.
+    Http { method: String, path: String, host: String, status: Vec<(u16, u16)>, expect: Option<String> },
+    /// ldirectord `service = simpletcp`: send `request`, the answer contains `receive`.
+    SimpleTcp { request: String, receive: String },
+    /// ldirectord `checktype = on`: always up.
+    On,
+    /// ldirectord `checktype = off`: always down.
+    Off,
+}
+
+/// One health check of one real server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub kind: CheckKind,
+    /// Where to connect.
+    pub target: SocketAddr,
+    /// Time between two checks of a healthy (or settled down) server.
+    pub interval: Duration,
+    /// Time one check may take.
+    pub timeout: Duration,
+    /// Consecutive failures that take the server down (ldirectord `failurecount`; keepalived
+    /// `retry` + 1).
+    pub fail_after: u32,
+    /// Time between the attempts of a failing server (ldirectord: the interval; keepalived
+    /// `delay_before_retry`).
+    pub retry_delay: Duration,
+}
+
+/// One real server: what to program when it is up, and how to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealServer {
+    pub line: usize,
+    /// With the configured weight.
+    pub dest: DestSpec,
+    /// All must pass; none: always up.
+    pub checks: Vec<Check>,
+    /// On failure: weight 0 (true) or removal (false).
+    pub quiescent: bool,
+}
+
+/// One virtual service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualService {
+    pub line: usize,
+    pub spec: ServiceSpec,
+    pub reals: Vec<RealServer>,
+    /// Programmed (weight 1 unless given) only while every real server is down.
+    pub fallback: Option<DestSpec>,
+}
+
+/// A whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredConfig {
+    pub services: Vec<VirtualService>,
+    /// Reload when the file changes (ldirectord `autoreload`).
+    pub autoreload: bool,
+    /// ldirectord `logfile`: messages are appended there too.
+    pub logfile: Option<PathBuf>,
+    /// Things accepted but worth saying (unknown keepalived keywords, lenient indentation).
+    pub warnings: Vec<Diag>,
+}
+
+/// Reads and parses `path`.
+pub fn load(path: &Path, format: Format) -> Result<DesiredConfig, ConfigError> {
+    let text = std::fs::read(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        errors: vec![Diag { line: 0, msg: format!("cannot read: {e}") }],
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    parse(&text, format).map_err(|errors| ConfigError { file: path.to_path_buf(), errors })
+}
+
+/// Parses configuration text.
+pub fn parse(text: &str, format: Format) -> Result<DesiredConfig, Vec<Diag>> {
+    let format = match format {
+        Format::Auto => detect(text),
+        f => f,
+    };
+    let cfg = match format {
+        Format::Keepalived => keepalived::parse(text)?,
+        _ => ldirectord::parse(text)?,
+    };
+    check_unique(&cfg)?;
+    Ok(cfg)
+}
+
+/// keepalived when some line starts with a keepalived block keyword or holds a brace.
+pub fn detect(text: &str) -> Format {
+    let keepalived = text.lines().any(|l| {
+        let l = l.trim_start();
+        let first = l.split_whitespace().next().unwrap_or("");
+        matches!(first, "virtual_server" | "virtual_server_group" | "global_defs" | "vrrp_instance" | "real_server")
+            || (!l.starts_with('#') && !l.starts_with('!') && (l.ends_with('{') || l == "}"))
+    });
+    if keepalived { Format::Keepalived } else { Format::Ldirectord }
+}
+
+/// Two services with one key, or one real server twice in a service, cannot be programmed.
+fn check_unique(cfg: &DesiredConfig) -> Result<(), Vec<Diag>> {
+    let mut errors = Vec::new();
+    for (i, s) in cfg.services.iter().enumerate() {
+        if let Some(first) = cfg.services[..i].iter().find(|o| o.spec.key == s.spec.key) {
+            errors.push(Diag { line: s.line, msg: format!("this virtual service is already defined at line {}", first.line) });
+        }
+        for (j, r) in s.reals.iter().enumerate() {
+            if let Some(first) = s.reals[..j].iter().find(|o| o.dest.addr == r.dest.addr && o.dest.port == r.dest.port) {
+                errors.push(Diag { line: r.line, msg: format!("this real server is already defined at line {}", first.line) });
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// `a.b.c.d` or an IPv6 address, optionally in brackets.
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+/// Well-known service names ldirectord and keepalived accept for ports.
+pub(crate) fn port_by_name(s: &str) -> Option<u16> {
+    if let Ok(n) = s.parse::<u16>() {
+        return Some(n);
+    }
+    Some(match s {
+        "ftp" => 21,
+        "ssh" => 22,
+        "smtp" => 25,
+        "domain" | "dns" => 53,
+        "http" | "www" => 80,
+        "pop3" | "pop" => 110,
+        "nntp" => 119,
+        "imap" | "imap2" => 143,
+        "ldap" => 389,
+        "https" => 443,
+        "submission" => 587,
+        "ldaps" => 636,
+        "imaps" => 993,
+        "pop3s" | "pops" => 995,
+        "oracle" => 1521,
+        "radius" => 1812,
+        "mysql" => 3306,
+        "sip" => 5060,
+        "pgsql" | "postgresql" => 5432,
+        "http-alt" | "webcache" => 8080,
+        _ => return None,
+    })
+}
+
+/// A dotted IPv4 mask (`255.255.255.0`) or a prefix length, as a host-order mask.
+pub(crate) fn parse_v4_mask(s: &str) -> Option<u32> {
+    if let Ok(a) = s.parse::<std::net::Ipv4Addr>() {
+        let m = u32::from(a);
+        // Contiguous ones only.
+        return (m.leading_ones() + m.trailing_zeros() == 32).then_some(m);
+    }
+    let n: u32 = s.parse().ok()?;
+    match n {
+        0 => Some(0),
+        1..=32 => Some(u32::MAX << (32 - n)),
+        _ => None,
+    }
+}
+
+/// Seconds as a [`Duration`]; fractions allowed, must be positive and finite.
+pub(crate) fn parse_secs(s: &str) -> Option<Duration> {
+    let v: f64 = s.parse().ok()?;
+    (v.is_finite() && v > 0.0 && v < 1e9).then(|| Duration::from_secs_f64(v))
+}
+
+#[cfg(test)]
+mod tests;

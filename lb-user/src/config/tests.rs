@@ -1,0 +1,141 @@
+//! The seeds' configurations load unchanged; what lbd cannot honour is refused by line.
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::*;
+use crate::model::{Fwd, Proto, SvcKey};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+/// Seed 001 (heiqu.com, "LVS健康监测"): the ldirectord.cf as the page shows it.
+#[test]
+fn seed001_ldirectord_loads() {
+    let text = include_str!("testdata/seed001-ldirectord.cf");
+    assert_eq!(detect(text), Format::Ldirectord);
+    let cfg = parse(text, Format::Auto).expect("seed 001 loads");
+    assert!(cfg.autoreload);
+    assert_eq!(cfg.logfile.as_deref(), Some(std::path::Path::new("/var/log/ldirectord.log")));
+    assert_eq!(cfg.services.len(), 1);
+    let s = &cfg.services[0];
+    assert_eq!(s.spec.key, SvcKey::Inet { proto: Proto::Tcp, addr: ip("192.168.239.250"), port: 80 });
+    assert_eq!(s.spec.sched, "wrr");
+    assert_eq!(s.spec.flags, 0, "#persistent=600 is a comment");
+    assert_eq!(s.reals.len(), 2);
+    assert_eq!((s.reals[0].dest.addr, s.reals[0].dest.weight, s.reals[0].dest.fwd), (ip("192.168.239.129"), 1, Fwd::Route));
+    assert_eq!((s.reals[1].dest.addr, s.reals[1].dest.weight), (ip("192.168.239.133"), 2));
+    let r = &s.reals[0];
+    assert!(!r.quiescent, "quiescent=no removes failed servers");
+    assert_eq!(r.checks.len(), 1);
+    let c = &r.checks[0];
+    assert_eq!(c.target, "192.168.239.129:80".parse().expect("addr"));
+    assert_eq!((c.interval, c.timeout, c.fail_after), (Duration::from_secs(1), Duration::from_secs(5), 1));
+    match &c.kind {
+        CheckKind::Http { method, path, expect, .. } => {
+            assert_eq!((method.as_str(), path.as_str(), expect.as_deref()), ("GET", "/check.html", Some("This web is OK")));
+        }
+        k => panic!("negotiate/http expected, got {k:?}"),
+    }
+    assert!(s.fallback.is_none());
+    // Its indentation is no-break spaces: still indentation.
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+/// Seed 000 (CSDN, "LVS之三"): the ldirectord.cf of the page with its wrapped comments put back
+/// on their lines; its service directives are not indented (kept so: accepted with warnings).
+#[test]
+fn seed000_ldirectord_loads() {
+    let cfg = parse(include_str!("testdata/seed000-ldirectord.cf"), Format::Ldirectord).expect("seed 000 loads");
+    let s = &cfg.services[0];
+    assert_eq!(s.spec.key, SvcKey::Inet { proto: Proto::Tcp, addr: ip("192.168.60.200"), port: 80 });
+    assert_eq!(s.spec.sched, "rr");
+    assert_eq!(s.reals.iter().map(|r| r.dest.addr).collect::<Vec<_>>(), [ip("192.168.60.132"), ip("192.168.60.144")]);
+    let fb = s.fallback.as_ref().expect("fallback");
+    assert_eq!((fb.addr, fb.port, fb.fwd, fb.weight), (ip("127.0.0.1"), 80, Fwd::Route, 1));
+    let c = &s.reals[0].checks[0];
+    assert_eq!((c.interval, c.timeout), (Duration::from_secs(10), Duration::from_secs(20)));
+    match &c.kind {
+        CheckKind::Http { path, host, expect, .. } => {
+            assert_eq!((path.as_str(), host.as_str(), expect.as_deref()), ("/index.html", "www.gaojf.com", Some("ok")))
+        }
+        k => panic!("http expected, got {k:?}"),
+    }
+    assert!(cfg.warnings.iter().any(|w| w.line == 10 && w.msg.contains("not indented")), "{:?}", cfg.warnings);
+}
+
+/// Seed 002 ("LVS+keepalived"): the whole keepalived.conf, VRRP part and a wrapped comment
+/// line inside virtual_server included (keepalived ignores the unknown word; so does lbd).
+#[test]
+fn seed002_keepalived_loads() {
+    let text = include_str!("testdata/seed002-keepalived.conf");
+    assert_eq!(detect(text), Format::Keepalived);
+    let cfg = parse(text, Format::Auto).expect("seed 002 loads");
+    assert_eq!(cfg.services.len(), 1);
+    let s = &cfg.services[0];
+    assert_eq!(s.spec.key, SvcKey::Inet { proto: Proto::Tcp, addr: ip("10.0.2.99"), port: 80 });
+    assert_eq!((s.spec.sched.as_str(), s.spec.flags), ("wrr", 0));
+    assert_eq!(s.reals.len(), 2);
+    for (r, a) in s.reals.iter().zip(["10.0.2.62", "10.0.2.63"]) {
+        assert_eq!((r.dest.addr, r.dest.port, r.dest.fwd, r.dest.weight), (ip(a), 80, Fwd::Route, 1));
+        assert!(!r.quiescent);
+        let c = &r.checks[0];
+        assert_eq!(c.kind, CheckKind::Connect);
+        assert_eq!((c.interval, c.timeout, c.fail_after, c.retry_delay), (
+            Duration::from_secs(6),
+            Duration::from_secs(3),
+            4,
+            Duration::from_secs(3)
+        ));
+    }
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    assert!(cfg.warnings[0].msg.contains("适用于长连接的情况"));
+}
+
+#[test]
+fn keepalived_http_get_sorry_server_and_inhibit() {
+    let text = "virtual_server 192.168.88.15 80\n{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  sorry_server 192.168.88.50 80\n\
+                real_server 192.168.88.100 80 {\n    weight 2\n    inhibit_on_failure\n    HTTP_GET {\n      url { path /health\n \
+                status_code 200\n }\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }\n  }\n}\n";
+    let cfg = parse(text, Format::Auto).expect("loads");
+    let s = &cfg.services[0];
+    assert_eq!(s.fallback.as_ref().map(|f| f.addr), Some(ip("192.168.88.50")));
+    let r = &s.reals[0];
+    assert!(r.quiescent);
+    assert_eq!(r.dest.weight, 2);
+    assert_eq!(r.checks[0].fail_after, 2);
+    assert!(matches!(&r.checks[0].kind, CheckKind::Http { path, status, .. } if path == "/health" && status == &[(200, 200)]));
+}
+
+#[test]
+fn errors_carry_line_numbers_and_refuse_the_file() {
+    let text = "checkinterval=1\nemailalert=root@example.com\nvirtual=192.168.88.15:80\n    real=192.168.88.100:80 gate\n    \
+                checktype=ping\n    bogus=1\n";
+    let errs = parse(text, Format::Ldirectord).expect_err("refused");
+    let lines: Vec<usize> = errs.iter().map(|d| d.line).collect();
+    assert_eq!(lines, [2, 5, 6], "{errs:?}");
+    let text = "virtual_server 10.0.0.1 80 {\n  lb_kind DR\n  real_server 10.0.0.2 80 {\n    MISC_CHECK {\n      misc_path /bin/true\n    }\n  }\n}\n";
+    let errs = parse(text, Format::Keepalived).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [4], "{errs:?}");
+    assert!(errs[0].msg.contains("MISC_CHECK"));
+    let errs = parse("virtual_server 10.0.0.1 80 {\n lb_algo lblc\n", Format::Keepalived).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [1, 2], "{errs:?}");
+}
+
+#[test]
+fn ldirectord_globals_apply_and_virtual_overrides() {
+    let text = "quiescent=yes\nfailurecount=3\ncheckinterval=2\nvirtual=10.0.0.1:8080\n\treal=10.0.0.2->10.0.0.4 masq 5\n\t\
+                checktype=connect\n\tquiescent=no\n\tfallback=10.0.0.9:80 masq\nvirtual=7\n    real=10.0.0.2:80 gate\n    \
+                checktype=connect\n";
+    let cfg = parse(text, Format::Auto).expect("loads");
+    let a = &cfg.services[0];
+    assert_eq!(a.reals.len(), 3);
+    assert!(a.reals.iter().all(|r| !r.quiescent && r.dest.port == 8080 && r.dest.fwd == Fwd::Masq && r.dest.weight == 5));
+    assert_eq!(a.reals[0].checks[0].fail_after, 3);
+    assert_eq!(a.reals[0].checks[0].interval, Duration::from_secs(2));
+    assert_eq!(a.fallback.as_ref().map(|f| f.port), Some(80));
+    let b = &cfg.services[1];
+    assert_eq!(b.spec.key, SvcKey::Fwmark { mark: 7, af: crate::model::Af::Inet });
+    assert!(b.reals[0].quiescent);
+    assert_eq!(b.reals[0].checks[0].target.port(), 80);
+}

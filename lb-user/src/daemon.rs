@@ -1,0 +1,589 @@
+//! `lbd run`: the daemon loop. Periodic data-plane housekeeping (connection expiry, fwmark
+//! rules, rate estimation), and with a configuration file: health checks and the reconcile step
+//! that turns the configuration plus the checks' verdicts into the table — through `ctl` on a
+//! loaded [`Table`] and one [`Store::commit`], as one lbadm command does.
+//!
+//! The store (and its lock) is opened for one step and closed again, on a blocking thread,
+//! never across an await: lbadm stays usable and the checkers keep running meanwhile.
+//!
+//! Nothing here is needed for forwarding: the table lives in pinned maps, so while lbd is down
+//! (killed, restarting) established and new connections keep flowing with the table as it was.
+//! What waits for lbd: health changes, and the expiry of entries whose flows never come back
+//! (the data plane replaces an expired entry itself when its flow returns), so ActiveConn /
+//! InActConn counts of such flows stay until lbd sweeps them.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Check, DesiredConfig, Format};
+use crate::ctl::{DestSpec, Errno};
+use crate::health::{self, CheckId, Verdict};
+use crate::model::{Proto, SvcKey, Table};
+use crate::store::Store;
+
+/// What `lbd run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub pin_dir: PathBuf,
+    /// Housekeeping period.
+    pub interval: Duration,
+    pub config: Option<PathBuf>,
+    pub format: Format,
+    pub metrics: Option<SocketAddr>,
+}
+
+static LOGFILE: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+
+/// A line to stderr (journald) and to the configuration's `logfile`, if any.
+pub fn log(msg: &str) {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let line = format!("[{}.{:03}] lbd: {msg}", now.as_secs(), now.subsec_millis());
+    eprintln!("{line}");
+    let file = LOGFILE.get().and_then(|m| m.lock().ok().and_then(|g| g.clone()));
+    if let Some(path) = file
+        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+fn set_logfile(p: Option<PathBuf>) {
+    if let Ok(mut g) = LOGFILE.get_or_init(|| Mutex::new(None)).lock() {
+        *g = p;
+    }
+}
+
+/// The periodic work of `lbd run`, once: expiry, the fwmark classifier, the estimator. The one
+/// place where periodic data-plane work goes.
+pub fn periodic(dir: &Path, last_rate_tick: &mut Instant) -> anyhow::Result<usize> {
+    let expired = Store::open_at(dir, Default::default())?.expire_connections()?;
+    // fwmark services: the mangle MARK rules, as they are now.
+    if let Err(e) = crate::fwmark::sync(dir) {
+        log(&format!("fwmark classifier not updated: {e:#}"));
+    }
+    // IPVS's estimator runs every 2 s (`ipvsadm --rate`).
+    if last_rate_tick.elapsed() >= Duration::from_secs(crate::estimator::TICK_SECS) {
+        *last_rate_tick = Instant::now();
+        Store::open_at(dir, Default::default())?.tick_rates()?;
+    }
+    Ok(expired)
+}
+
+/// What the checks say of each real server: `[service][real][check]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub states: Vec<Vec<Vec<Option<bool>>>>,
+}
+
+impl Health {
+    /// Every check unknown.
+    pub fn unknown(cfg: &DesiredConfig) -> Health {
+        Health {
+            states: cfg.services.iter().map(|s| s.reals.iter().map(|r| vec![None; r.checks.len()]).collect()).collect(),
+        }
+    }
+
+    /// Up (`Some(true)`), down, or unknown.
+    pub fn real(&self, svc: usize, real: usize) -> Option<bool> {
+        self.states.get(svc).and_then(|s| s.get(real)).and_then(|c| health::aggregate(c))
+    }
+
+    fn set(&mut self, id: &CheckId, up: bool) {
+        if let Some(c) = self.states.get_mut(id.service).and_then(|s| s.get_mut(id.real)).and_then(|r| r.get_mut(id.check)) {
+            *c = Some(up);
+        }
+    }
+}
+
+/// `TCP 192.168.88.15:80` / `FWM 100`, as ipvsadm -Ln names services.
+pub fn svc_name(k: &SvcKey) -> String {
+    match k {
+        SvcKey::Inet { proto, addr, port } => {
+            let p = match proto {
+                Proto::Tcp => "TCP",
+                Proto::Udp => "UDP",
+                Proto::Sctp => "SCTP",
+            };
+            match addr {
+                IpAddr::V6(a) => format!("{p} [{a}]:{port}"),
+                a => format!("{p} {a}:{port}"),
+            }
+        }
+        SvcKey::Fwmark { mark, .. } => format!("FWM {mark}"),
+    }
+}
+
+pub fn dest_name(addr: &IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        a => format!("{a}:{port}"),
+    }
+}
+
+fn errno_text(e: Errno) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
+}
+
+/// Brings `table` to what `cfg` and `health` ask for; `gone` are services of an earlier
+/// configuration to remove. Returns what changed (for the log). The table is untouched when an
+/// error is returned only in the sense that the caller must not commit it.
+///
+/// Per real server: up: present with its weight; down: weight 0 (quiescent) or absent;
+/// unknown (no verdict yet, e.g. just after a restart): left as the table has it, added with
+/// its weight when missing. The fallback is present while every real server is down, left as
+/// it is while some are unknown and none up, absent otherwise. Other dests of a configured
+/// service are removed: the file is authoritative for its services.
+pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) -> Result<Vec<String>, Vec<String>> {
+    let mut changes = Vec::new();
+    let mut errors = Vec::new();
+    for key in gone {
+        if cfg.services.iter().any(|s| s.spec.key == *key) || table.find_service(key).is_none() {
+            continue;
+        }
+        match table.del_service(key) {
+            Ok(()) => changes.push(format!("{}: removed (no longer configured)", svc_name(key))),
+            Err(e) => errors.push(format!("{}: cannot remove: {}", svc_name(key), errno_text(e))),
+        }
+    }
+    for (si, vs) in cfg.services.iter().enumerate() {
+        let key = vs.spec.key;
+        let name = svc_name(&key);
+        match table.find_service(&key) {
+            None => match table.add_service(&vs.spec) {
+                Ok(_) => changes.push(format!("{name}: added (scheduler {})", vs.spec.sched)),
+                Err(e) => {
+                    errors.push(format!("line {}: {name}: {}", vs.line, errno_text(e)));
+                    continue;
+                }
+            },
+            Some(s) => {
+                let same = s.sched == vs.spec.sched
+                    && s.flags & !lb_common::SVC_F_HASHED == vs.spec.flags
+                    && s.timeout == vs.spec.timeout
+                    && s.netmask == vs.spec.netmask
+                    && s.pe_name == vs.spec.pe_name;
+                if !same {
+                    match table.edit_service(&vs.spec) {
+                        Ok(()) => changes.push(format!("{name}: settings updated")),
+                        Err(e) => errors.push(format!("line {}: {name}: {}", vs.line, errno_text(e))),
+                    }
+                }
+            }
+        }
+        let mut wanted: Vec<(DestSpec, Option<bool>, usize)> = Vec::new();
+        let states: Vec<Option<bool>> = (0..vs.reals.len()).map(|ri| health.real(si, ri)).collect();
+        for (ri, r) in vs.reals.iter().enumerate() {
+            let spec = match states[ri] {
+                Some(true) | None => Some(r.dest.clone()),
+                Some(false) if r.quiescent => Some(DestSpec { weight: 0, ..r.dest.clone() }),
+                Some(false) => None,
+            };
+            match spec {
+                Some(d) => wanted.push((d, states[ri], r.line)),
+                None => {
+                    if let Some(e) = del_if_present(table, &key, &r.dest.addr, r.dest.port) {
+                        match e {
+                            Ok(()) => changes.push(format!("{name}: real server {} down: removed", dest_name(&r.dest.addr, r.dest.port))),
+                            Err(e) => errors.push(format!("line {}: {name}: {}", r.line, errno_text(e))),
+                        }
+                    }
+                }
+            }
+        }
+        let any_up = states.contains(&Some(true));
+        let all_down = states.iter().all(|s| *s == Some(false));
+        if let Some(fb) = &vs.fallback {
+            let is_real = vs.reals.iter().any(|r| r.dest.addr == fb.addr && r.dest.port == fb.port);
+            if !is_real {
+                if all_down {
+                    wanted.push((fb.clone(), Some(true), vs.line));
+                } else if !any_up {
+                    // Unknown: keep whatever the table has.
+                    wanted.push((fb.clone(), None, vs.line));
+                } else if let Some(e) = del_if_present(table, &key, &fb.addr, fb.port) {
+                    match e {
+                        Ok(()) => changes.push(format!("{name}: fallback {} removed", dest_name(&fb.addr, fb.port))),
+                        Err(e) => errors.push(format!("line {}: {name}: {}", vs.line, errno_text(e))),
+                    }
+                }
+            }
+        }
+        for (d, state, line) in &wanted {
+            let cur = table.find_service(&key).and_then(|s| s.dests.iter().find(|x| x.addr == d.addr && x.port == d.port));
+            let r = match cur {
+                None if state.is_none() && vs.fallback.as_ref().is_some_and(|f| f.addr == d.addr && f.port == d.port) => continue,
+                None => table.add_dest(&key, d).map(|_| format!("added with weight {}", d.weight)),
+                // Unknown: as the table has it.
+                Some(_) if state.is_none() => continue,
+                Some(x) if x.weight == d.weight && x.fwd == d.fwd && x.u_threshold == d.u_threshold && x.l_threshold == d.l_threshold => {
+                    continue;
+                }
+                Some(_) => table.edit_dest(&key, d).map(|_| format!("weight {}", d.weight)),
+            };
+            match r {
+                Ok(what) => changes.push(format!("{name}: real server {}: {what}", dest_name(&d.addr, d.port))),
+                Err(e) => errors.push(format!("line {line}: {name}: real server {}: {}", dest_name(&d.addr, d.port), errno_text(e))),
+            }
+        }
+        // Dests the file does not name.
+        let extra: Vec<(IpAddr, u16)> = table
+            .find_service(&key)
+            .map(|s| {
+                s.dests
+                    .iter()
+                    .filter(|d| !wanted.iter().any(|(w, _, _)| w.addr == d.addr && w.port == d.port))
+                    .map(|d| (d.addr, d.port))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (a, p) in extra {
+            match table.del_dest(&key, &a, p) {
+                Ok(()) => changes.push(format!("{name}: real server {} removed", dest_name(&a, p))),
+                Err(e) => errors.push(format!("{name}: {}", errno_text(e))),
+            }
+        }
+    }
+    if errors.is_empty() { Ok(changes) } else { Err(errors) }
+}
+
+fn del_if_present(table: &mut Table, key: &SvcKey, addr: &IpAddr, port: u16) -> Option<Result<(), Errno>> {
+    let present = table.find_service(key).is_some_and(|s| s.dests.iter().any(|d| d.addr == *addr && d.port == port));
+    present.then(|| table.del_dest(key, addr, port))
+}
+
+/// One reconcile step on the pinned table: load, reconcile, commit when something changed.
+pub fn apply(dir: &Path, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) -> anyhow::Result<Vec<String>> {
+    let mut store = Store::open_at(dir, Default::default())?;
+    let before = store.load()?;
+    let mut after = before.clone();
+    let changes = match reconcile(&mut after, cfg, health, gone) {
+        Ok(c) => c,
+        Err(errors) => bail!("the table cannot be programmed as configured:\n  {}", errors.join("\n  ")),
+    };
+    if after != before {
+        store.commit(&before, &after)?;
+    }
+    Ok(changes)
+}
+
+/// The loaded configuration and its checkers.
+struct Running {
+    path: PathBuf,
+    format: Format,
+    cfg: Arc<DesiredConfig>,
+    mtime: Option<SystemTime>,
+    generation: u64,
+    health: Health,
+    checkers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in &self.checkers {
+            c.abort();
+        }
+    }
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn load_config(path: &Path, format: Format) -> anyhow::Result<DesiredConfig> {
+    let cfg = config::load(path, format)?;
+    for w in &cfg.warnings {
+        log(&format!("{}:{}: warning: {}", path.display(), w.line, w.msg));
+    }
+    Ok(cfg)
+}
+
+/// Shared with the metrics endpoint.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub cfg: Option<Arc<DesiredConfig>>,
+    pub health: Health,
+}
+
+fn start_checkers(cfg: &DesiredConfig, generation: u64, tx: &mpsc::UnboundedSender<Verdict>) -> Vec<JoinHandle<()>> {
+    let mut out = Vec::new();
+    for (si, s) in cfg.services.iter().enumerate() {
+        for (ri, r) in s.reals.iter().enumerate() {
+            for (ci, c) in r.checks.iter().enumerate() {
+                let id = CheckId { generation, service: si, real: ri, check: ci };
+                out.push(health::spawn(id, c.clone(), tx.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Health states of the old configuration's real servers that the new one checks the same way.
+fn carry_health(old: &Running, new: &DesiredConfig) -> Health {
+    type Known<'a> = (&'a Vec<Check>, &'a Vec<Option<bool>>);
+    let mut by_key: HashMap<(SvcKey, IpAddr, u16), Known> = HashMap::new();
+    for (si, s) in old.cfg.services.iter().enumerate() {
+        for (ri, r) in s.reals.iter().enumerate() {
+            if let Some(st) = old.health.states.get(si).and_then(|x| x.get(ri)) {
+                by_key.insert((s.spec.key, r.dest.addr, r.dest.port), (&r.checks, st));
+            }
+        }
+    }
+    let mut h = Health::unknown(new);
+    for (si, s) in new.services.iter().enumerate() {
+        for (ri, r) in s.reals.iter().enumerate() {
+            if let Some((checks, st)) = by_key.get(&(s.spec.key, r.dest.addr, r.dest.port))
+                && **checks == r.checks
+            {
+                h.states[si][ri] = (*st).clone();
+            }
+        }
+    }
+    h
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.context("worker thread failed")?
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Errors in the configuration or in its first
+/// programming end it before anything runs.
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run_async(opts))
+}
+
+async fn run_async(opts: Options) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let dir = opts.pin_dir.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Verdict>();
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut generation = 0u64;
+
+    let mut running: Option<Running> = None;
+    if let Some(path) = &opts.config {
+        let cfg = Arc::new(load_config(path, opts.format)?);
+        set_logfile(cfg.logfile.clone());
+        let health = Health::unknown(&cfg);
+        let (d, c, h) = (dir.clone(), cfg.clone(), health.clone());
+        let changes = blocking(move || apply(&d, &c, &h, &[])).await?;
+        for c in changes {
+            log(&c);
+        }
+        log(&format!("{}: {} virtual services, health checks started", path.display(), cfg.services.len()));
+        let checkers = start_checkers(&cfg, generation, &tx);
+        running = Some(Running {
+            path: path.clone(),
+            format: opts.format,
+            mtime: mtime(path),
+            cfg,
+            generation,
+            health,
+            checkers,
+        });
+    }
+    if let Some(addr) = opts.metrics {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics: cannot listen on {addr}"))?;
+        log(&format!("metrics on http://{addr}/metrics"));
+        tokio::spawn(crate::metrics::serve(listener, dir.clone(), shared.clone()));
+    }
+    publish(&shared, &running);
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(opts.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_rate_tick = Instant::now();
+    // A reconcile that failed (store busy, ...) is retried on the next tick.
+    let mut dirty = false;
+    loop {
+        let mut reload = false;
+        tokio::select! {
+            _ = tick.tick() => {
+                // Periodic data-plane work: the one place for it.
+                let d = dir.clone();
+                let mut lt = last_rate_tick;
+                match blocking(move || periodic(&d, &mut lt).map(|n| (n, lt))).await {
+                    Ok((_, lt)) => last_rate_tick = lt,
+                    Err(e) => log(&format!("housekeeping failed: {e:#}")),
+                }
+                if let Some(r) = &running
+                    && r.cfg.autoreload
+                    && mtime(&r.path) != r.mtime
+                {
+                    reload = true;
+                }
+            }
+            Some(v) = rx.recv() => {
+                let mut batch = vec![v];
+                while let Ok(v) = rx.try_recv() {
+                    batch.push(v);
+                }
+                if let Some(r) = &mut running {
+                    for v in batch.iter().filter(|v| v.id.generation == r.generation) {
+                        r.health.set(&v.id, v.up);
+                        if let Some(real) = r.cfg.services.get(v.id.service).and_then(|s| s.reals.get(v.id.real))
+                            && let Some(s) = r.cfg.services.get(v.id.service)
+                        {
+                            log(&format!(
+                                "{}: real server {} is {} ({})",
+                                svc_name(&s.spec.key),
+                                dest_name(&real.dest.addr, real.dest.port),
+                                if v.up { "up" } else { "down" },
+                                v.detail
+                            ));
+                        }
+                    }
+                    dirty = true;
+                }
+            }
+            _ = hup.recv() => reload = running.is_some(),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        if reload && let Some(mut old) = running.take() {
+            generation += 1;
+            let new_mtime = mtime(&old.path);
+            match load_config(&old.path, old.format) {
+                Ok(cfg) => {
+                    let cfg = Arc::new(cfg);
+                    set_logfile(cfg.logfile.clone());
+                    let health = carry_health(&old, &cfg);
+                    let gone: Vec<SvcKey> = old
+                        .cfg
+                        .services
+                        .iter()
+                        .map(|s| s.spec.key)
+                        .filter(|k| !cfg.services.iter().any(|n| n.spec.key == *k))
+                        .collect();
+                    let (d, c, h) = (dir.clone(), cfg.clone(), health.clone());
+                    match blocking(move || apply(&d, &c, &h, &gone)).await {
+                        Ok(changes) => {
+                            for c in changes {
+                                log(&c);
+                            }
+                            log(&format!("{}: reloaded", old.path.display()));
+                            let checkers = start_checkers(&cfg, generation, &tx);
+                            let path = old.path.clone();
+                            let format = old.format;
+                            drop(old);
+                            running = Some(Running { path, format, cfg, mtime: new_mtime, generation, health, checkers });
+                        }
+                        Err(e) => {
+                            log(&format!("{}: not reloaded: {e:#}", old.path.display()));
+                            old.mtime = new_mtime;
+                            running = Some(old);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log(&format!("not reloaded, the running configuration stays: {e:#}"));
+                    old.mtime = new_mtime;
+                    running = Some(old);
+                }
+            }
+            dirty = false;
+        }
+        if dirty && let Some(r) = &running {
+            let (d, c, h) = (dir.clone(), r.cfg.clone(), r.health.clone());
+            match blocking(move || apply(&d, &c, &h, &[])).await {
+                Ok(changes) => {
+                    for c in changes {
+                        log(&c);
+                    }
+                    dirty = false;
+                }
+                Err(e) => log(&format!("table not updated (retrying): {e:#}")),
+            }
+        }
+        publish(&shared, &running);
+    }
+    log("stopping; the table and the data plane stay as they are");
+    Ok(())
+}
+
+fn publish(shared: &Arc<Mutex<Shared>>, running: &Option<Running>) {
+    if let Ok(mut s) = shared.lock() {
+        s.cfg = running.as_ref().map(|r| r.cfg.clone());
+        s.health = running.as_ref().map(|r| r.health.clone()).unwrap_or_default();
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "checkinterval=1\nquiescent=yes\nfallback=192.168.88.50:80 gate\nvirtual=192.168.88.15:80\n    \
+                       real=192.168.88.100:80 gate 1\n    real=192.168.88.200:80 gate 2\n    checktype=connect\n    \
+                       scheduler=rr\n";
+
+    fn weights(t: &Table) -> Vec<(String, i32)> {
+        t.services[0].dests.iter().map(|d| (d.addr.to_string(), d.weight)).collect()
+    }
+
+    fn w(v: &[(&str, i32)]) -> Vec<(String, i32)> {
+        v.iter().map(|(a, w)| (a.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn health_drives_weights_and_fallback() {
+        let cfg = config::parse(CFG, Format::Auto).expect("config");
+        let mut t = Table::default();
+        let mut h = Health::unknown(&cfg);
+        reconcile(&mut t, &cfg, &h, &[]).expect("first");
+        assert_eq!(weights(&t), w(&[("192.168.88.200", 2), ("192.168.88.100", 1)]));
+        // Nothing to do a second time.
+        assert_eq!(reconcile(&mut t, &cfg, &h, &[]).expect("again"), Vec::<String>::new());
+        h.states[0][0] = vec![Some(false)];
+        h.states[0][1] = vec![Some(true)];
+        reconcile(&mut t, &cfg, &h, &[]).expect("web1 down");
+        assert_eq!(weights(&t), w(&[("192.168.88.200", 2), ("192.168.88.100", 0)]));
+        h.states[0][1] = vec![Some(false)];
+        reconcile(&mut t, &cfg, &h, &[]).expect("all down");
+        assert_eq!(weights(&t), w(&[("192.168.88.50", 1), ("192.168.88.200", 0), ("192.168.88.100", 0)]));
+        // A restart: nothing known yet, the table stays as it is.
+        let unknown = Health::unknown(&cfg);
+        let before = t.clone();
+        reconcile(&mut t, &cfg, &unknown, &[]).expect("restart");
+        assert_eq!(t, before);
+        h.states[0][0] = vec![Some(true)];
+        reconcile(&mut t, &cfg, &h, &[]).expect("web1 back");
+        assert_eq!(weights(&t), w(&[("192.168.88.200", 0), ("192.168.88.100", 1)]));
+    }
+
+    #[test]
+    fn not_quiescent_removes_and_readds() {
+        let cfg = config::parse(&CFG.replace("quiescent=yes", "quiescent=no"), Format::Auto).expect("config");
+        let mut t = Table::default();
+        let mut h = Health::unknown(&cfg);
+        h.states[0][0] = vec![Some(false)];
+        reconcile(&mut t, &cfg, &h, &[]).expect("down");
+        assert_eq!(weights(&t), w(&[("192.168.88.200", 2)]));
+        h.states[0][0] = vec![Some(true)];
+        reconcile(&mut t, &cfg, &h, &[]).expect("up");
+        assert_eq!(weights(&t), w(&[("192.168.88.100", 1), ("192.168.88.200", 2)]));
+        // Removed from the file: gone from the table.
+        let key = cfg.services[0].spec.key;
+        reconcile(&mut t, &DesiredConfig::default(), &Health::default(), &[key]).expect("removed");
+        assert!(t.services.is_empty());
+    }
+
+    #[test]
+    fn metrics_render() {
+        let cfg = config::parse(CFG, Format::Auto).expect("config");
+        let mut t = Table::default();
+        reconcile(&mut t, &cfg, &Health::unknown(&cfg), &[]).expect("first");
+        let text = crate::metrics::render(&t, &lb_common::GlobalStats::default(), None);
+        assert!(text.contains("xlb_real_weight{service=\"TCP 192.168.88.15:80\",real=\"192.168.88.100:80\"} 1\n"), "{text}");
+        assert!(text.contains("xlb_dataplane_verdicts_total{verdict=\"drop\"} 0\n"));
+    }
+}

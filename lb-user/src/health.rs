@@ -1,0 +1,167 @@
+//! Health checks of real servers (ldirectord's connect/negotiate, keepalived's TCP_CHECK and
+//! HTTP_GET), one tokio task per check so that a slow server never delays another's verdict.
+//!
+//! A checker reports a verdict when its server's state changes: up after one good check, down
+//! after `fail_after` consecutive failures (retried every `retry_delay` meanwhile). Before the
+//! first verdict the state is unknown.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+use crate::config::{Check, CheckKind};
+
+/// Most of an answer a check reads.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// Which check of which real server of which service (indexes into the configuration), and
+/// the configuration's generation (verdicts of replaced checkers are ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CheckId {
+    pub generation: u64,
+    pub service: usize,
+    pub real: usize,
+    pub check: usize,
+}
+
+/// A state change.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub id: CheckId,
+    pub up: bool,
+    /// What the last check said (the failure's reason, or "ok").
+    pub detail: String,
+    pub at: Instant,
+}
+
+/// Runs one check once: Ok, or why it failed.
+pub async fn check_once(c: &Check) -> Result<(), String> {
+    match &c.kind {
+        CheckKind::On => Ok(()),
+        CheckKind::Off => Err("checktype off".into()),
+        kind => match tokio::time::timeout(c.timeout, run(c, kind)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", c.timeout)),
+        },
+    }
+}
+
+async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
+    let mut s = TcpStream::connect(c.target).await.map_err(|e| format!("connect to {}: {e}", c.target))?;
+    match kind {
+        CheckKind::Connect => Ok(()),
+        CheckKind::Http { method, path, host, status, expect } => {
+            let req = format!(
+                "{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbd (xlb health check)\r\nAccept: */*\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+            let answer = read_all(&mut s).await?;
+            let text = String::from_utf8_lossy(&answer);
+            let code = text
+                .lines()
+                .next()
+                .filter(|l| l.starts_with("HTTP/"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|c| c.parse::<u16>().ok())
+                .ok_or_else(|| "not an HTTP answer".to_string())?;
+            if !status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) {
+                return Err(format!("HTTP status {code} for {path}"));
+            }
+            if let Some(want) = expect {
+                let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                if !body.contains(want.as_str()) {
+                    return Err(format!("{path}: answer does not contain {want:?}"));
+                }
+            }
+            Ok(())
+        }
+        CheckKind::SimpleTcp { request, receive } => {
+            if !request.is_empty() {
+                let req = request.replace("\\r", "\r").replace("\\n", "\n");
+                s.write_all(req.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+            }
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                if String::from_utf8_lossy(&got).contains(receive.as_str()) {
+                    return Ok(());
+                }
+                let n = s.read(&mut buf).await.map_err(|e| format!("receive: {e}"))?;
+                if n == 0 || got.len() > MAX_ANSWER {
+                    return Err(format!("answer does not contain {receive:?}"));
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        CheckKind::On | CheckKind::Off => Ok(()),
+    }
+}
+
+async fn read_all(s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).await.map_err(|e| format!("receive: {e}"))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.len() > MAX_ANSWER {
+            return Ok(out);
+        }
+    }
+}
+
+/// Starts the checker task of one check; it sends a [`Verdict`] on every state change and
+/// runs until aborted or until the receiver is gone.
+pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut fails = 0u32;
+        let mut state: Option<bool> = None;
+        loop {
+            let started = tokio::time::Instant::now();
+            let r = check_once(&check).await;
+            let change = match r {
+                Ok(()) => {
+                    fails = 0;
+                    (state != Some(true)).then(|| (true, "ok".to_string()))
+                }
+                Err(why) => {
+                    fails = fails.saturating_add(1);
+                    (fails >= check.fail_after && state != Some(false)).then_some((false, why))
+                }
+            };
+            if let Some((up, detail)) = change {
+                state = Some(up);
+                if tx.send(Verdict { id, up, detail, at: Instant::now() }).is_err() {
+                    return;
+                }
+            }
+            // A failing server that is not down yet is retried sooner (keepalived's
+            // delay_before_retry; ldirectord retries at its interval).
+            let wait = if fails > 0 && state != Some(false) { check.retry_delay } else { check.interval };
+            tokio::time::sleep_until(started + wait).await;
+        }
+    })
+}
+
+/// Aggregates the checks of one real server: down when any check is down, up when all are
+/// up, unknown otherwise (none reported yet). No checks: up.
+pub fn aggregate(states: &[Option<bool>]) -> Option<bool> {
+    if states.contains(&Some(false)) {
+        Some(false)
+    } else if states.iter().all(|s| *s == Some(true)) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// How long a check of `c` may take to turn a dead server down at worst.
+pub fn worst_detection(c: &Check) -> Duration {
+    c.interval + c.retry_delay * c.fail_after.saturating_sub(1) + c.timeout
+}

@@ -1,0 +1,176 @@
+//! Hostile frames against the real XDP object (`xlb_xdp`, tail-calling `xlb_new`), run with
+//! BPF_PROG_TEST_RUN inside a namespace made to look like a director (real routes and
+//! neighbours), with services of every method (DR, TUN, NAT over TCP and UDP, a persistent
+//! all-ports service, a local one).
+//!
+//! - `fuzz_frames_never_forward_malformed_input`: XLB_FUZZ_FRAMES frames (default 1,000,000,
+//!   seed XLB_FUZZ_SEED, default fixed) — random bytes and mutations of valid frames of every
+//!   path — judged by an independent classifier and checker (tests/src/fuzz.rs).
+//! - `syn_flood_fills_the_table_established_flows_survive`: what a SYN flood does today.
+use std::time::Instant;
+
+use lb_common::GlobalStats;
+use xlb_tests::{
+    frames::{ACK, CLIENT_MAC, Frame, PSH, SYN, sa},
+    fuzz::{self, CLIENT, CLIENT2, Dut, Lab, VIP_DR, VIP_NAT, WEB1_MAC, WEB2_MAC, director_table},
+    xdp::{XDP_DROP, XDP_TX, verdict_name},
+};
+
+/// Small enough that a million random flows overflow it (the full-table path runs too).
+const FUZZ_MAX_CONNS: u32 = 65_536;
+
+#[test]
+fn fuzz_frames_never_forward_malformed_input() {
+    let n = fuzz::frames_from_env(1_000_000);
+    let seed = fuzz::seed_from_env(0x786c_6221);
+    let lab = Lab::new("fuzz", &director_table(), FUZZ_MAX_CONNS).expect("lab");
+    let before = lab.global().expect("stats");
+    let t0 = Instant::now();
+    let t = fuzz::fuzz(&lab, seed, n).expect("fuzz run");
+    let g = lab.global().expect("stats");
+    eprintln!("seed {seed:#x}, {:.1?}: {}", t0.elapsed(), t.summary());
+    eprintln!(
+        "counters: conn_new {} conn_hit {} conn_insert_fail {} parse_fail {} no_dest {} no_route {} neigh_miss {} icmp_sent {} icmp_related {} nat_reply {} drop_no_meta {}",
+        g.conn_new,
+        g.conn_hit,
+        g.conn_insert_fail,
+        g.parse_fail,
+        g.no_dest,
+        g.no_route,
+        g.neigh_miss,
+        g.icmp_sent,
+        g.icmp_related,
+        g.nat_reply,
+        g.drop_no_meta
+    );
+    for v in &t.violations {
+        eprintln!("VIOLATION {v}");
+    }
+    assert_eq!(t.runs, n, "every frame ran");
+    assert!(t.violations.is_empty(), "{} property violations (first ones above)", t.violation_count);
+    let bad = t.check_counters(&g, &before);
+    assert!(bad.is_empty(), "counters inconsistent with verdicts: {bad:?}");
+    // The run reached every outcome (the generator is not stuck on one path).
+    for (i, name) in ["drop", "pass", "tx", "redirect"].iter().enumerate() {
+        assert!(t.verdicts[i + 1] > 0, "no {name} verdict in {} frames", n);
+    }
+    if n >= 100_000 {
+        assert!(g.conn_insert_fail > 0, "the connection table never filled");
+        assert!(t.slow_path > 0 && g.icmp_sent > 0 && g.icmp_related > 0 && g.nat_reply > 0, "{g:?}");
+    }
+}
+
+fn stats(lab: &Lab) -> GlobalStats {
+    lab.global().expect("stats")
+}
+
+/// A SYN flood from many sources against one service fills the connection table (a plain BPF
+/// hash, deliberately not LRU: eviction would corrupt ActiveConn/InActConn). Shows exactly what
+/// happens today:
+/// - established flows keep being forwarded to their real server,
+/// - flood SYNs past the capacity are dropped and counted as conn_insert_fail,
+/// - a legitimate NEW connection after the flood is dropped too (to any service: the table is
+///   shared) until flood entries expire (SYN_RECV: 60 s in the input-only table) and are swept by
+///   `lbd run` or replaced when their own flow returns.
+#[test]
+fn syn_flood_fills_the_table_established_flows_survive() {
+    const CAP: u32 = 2048;
+    let lab = Lab::new("flood", &director_table(), CAP).expect("lab");
+    let eth0 = lab.eth0;
+    let g0 = stats(&lab);
+    let report = lab
+        .run(move |dut: &mut Dut| {
+            let mut run = |f: &Frame| dut.run(&f.clone().macs(CLIENT_MAC, [0; 6]).bytes(), eth0).expect("run");
+            // 16 established connections (SYN, then data).
+            let mut macs = Vec::new();
+            for i in 0..16u16 {
+                let a = sa(CLIENT, 50000 + i);
+                let (v, out) = run(&Frame::tcp(a, sa(VIP_DR, 80), SYN));
+                assert_eq!(verdict_name(v), "XDP_TX", "legit SYN {i}");
+                let (v, out2) = run(&Frame::tcp(a, sa(VIP_DR, 80), ACK | PSH).payload(b"GET /"));
+                assert_eq!(verdict_name(v), "XDP_TX", "legit data {i}");
+                assert_eq!(out[..6], out2[..6]);
+                macs.push(<[u8; 6]>::try_from(&out[..6]).expect("mac"));
+            }
+            // The flood: 3 x capacity SYNs from distinct sources.
+            let (mut tx, mut drop) = (0u32, 0u32);
+            let mut first_drop = None;
+            for i in 0..3 * CAP {
+                let src = [10, (i >> 16) as u8 | 0x40, (i >> 8) as u8, i as u8];
+                let (v, _) = run(&Frame::tcp(sa(src, 1024 + (i % 60000) as u16), sa(VIP_DR, 80), SYN));
+                match v {
+                    XDP_TX => tx += 1,
+                    XDP_DROP => {
+                        drop += 1;
+                        first_drop.get_or_insert(i);
+                    }
+                    v => panic!("flood SYN {i}: {}", verdict_name(v)),
+                }
+            }
+            // Established flows still go to their real server.
+            for (i, mac) in macs.iter().enumerate() {
+                let a = sa(CLIENT, 50000 + i as u16);
+                let (v, out) = run(&Frame::tcp(a, sa(VIP_DR, 80), ACK | PSH).payload(b"more data"));
+                assert_eq!(verdict_name(v), "XDP_TX", "established flow {i} after the flood");
+                assert_eq!(&out[..6], mac, "established flow {i} kept its real server");
+                assert!(*mac == WEB1_MAC || *mac == WEB2_MAC);
+            }
+            // New legitimate connections after the flood.
+            let (new_tcp, _) = run(&Frame::tcp(sa(CLIENT2, 61000), sa(VIP_DR, 80), SYN));
+            let (new_udp, _) = run(&Frame::udp(sa(CLIENT2, 61001), sa(VIP_DR, 53)).payload(b"q"));
+            let (new_nat, _) = run(&Frame::tcp(sa(CLIENT2, 61002), sa(VIP_NAT, 80), SYN));
+            (tx, drop, first_drop, new_tcp, new_udp, new_nat)
+        })
+        .expect("lab run");
+    let (tx, drop, first_drop, new_tcp, new_udp, new_nat) = report;
+    let g = stats(&lab);
+    eprintln!(
+        "capacity {CAP}: flood SYNs forwarded {tx}, dropped {drop} (first drop at #{first_drop:?}); conn_insert_fail {}; \
+         after the flood a new TCP connection -> {}, a new UDP flow -> {}, a new NAT connection -> {}",
+        g.conn_insert_fail - g0.conn_insert_fail,
+        verdict_name(new_tcp),
+        verdict_name(new_udp),
+        verdict_name(new_nat)
+    );
+    // The table took exactly its capacity (16 legit + flood entries), the rest was refused.
+    assert_eq!(tx + 16, CAP, "entries accepted before the table was full");
+    assert_eq!(drop, 3 * CAP - tx);
+    // Today: new connections are refused while the table is full (see the proposal in the
+    // issue report). When half-open entries become reclaimable under pressure, these three
+    // become XDP_TX / XDP_TX / XDP_REDIRECT: update this test then.
+    assert_eq!(
+        (verdict_name(new_tcp), verdict_name(new_udp), verdict_name(new_nat)),
+        ("XDP_DROP", "XDP_DROP", "XDP_DROP"),
+        "behaviour of new connections under a full table changed"
+    );
+    assert_eq!(g.conn_insert_fail - g0.conn_insert_fail, drop as u64 + 3, "every refused insert counted");
+}
+
+/// Data-plane bug found by the fuzzer (lb-ebpf/src/nat.rs `udp_full_checksum`): a NAT UDP
+/// datagram sent without a checksum (0) gets a full checksum computed over its UDP length
+/// field with `csum::sum_bytes`, which refuses more than 1500 bytes (and lengths past the
+/// frame): the program returns XDP_ABORTED (the frame is lost; its destination was already
+/// rewritten). IPVS sums the real payload and forwards. Run with `--ignored` once fixed.
+#[test]
+#[ignore = "data-plane bug (lb-ebpf nat.rs udp_full_checksum): XDP_ABORTED"]
+fn nat_udp_without_checksum_over_1500_bytes_is_forwarded() {
+    let lab = Lab::new("natudp", &director_table(), 4096).expect("lab");
+    let eth0 = lab.eth0;
+    let (big, bad_len) = lab
+        .run(move |dut: &mut Dut| {
+            let f = Frame::udp(sa(CLIENT, 5000), sa(VIP_NAT, 53)).payload(&[7u8; 1600]).udp_no_checksum().bytes();
+            let big = dut.run(&f, eth0).expect("run");
+            let mut g = Frame::udp(sa(CLIENT, 5001), sa(VIP_NAT, 53)).payload(&[7u8; 20]).udp_no_checksum().bytes();
+            g[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&100u16.to_be_bytes()); // length field > datagram
+            let bad_len = dut.run(&g, eth0).expect("run");
+            (big, bad_len)
+        })
+        .expect("lab run");
+    assert_eq!(
+        (verdict_name(big.0), verdict_name(bad_len.0)),
+        ("XDP_REDIRECT", "XDP_REDIRECT"),
+        "a 1600-byte UDP datagram without checksum; one whose UDP length field runs past the datagram (IPVS forwards both)"
+    );
+    let inp = fuzz::classify(&big.1);
+    assert!(fuzz::check_forwarded(&big.1, &inp).is_ok());
+}
