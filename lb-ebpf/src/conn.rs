@@ -69,6 +69,17 @@ pub fn uncount(c: &Conn) {
     }
 }
 
+/// Removes a client-side entry, giving back its count.
+#[inline(always)]
+pub fn remove(key: &ConnKey) {
+    if let Some(c) = unsafe { XLB_CONNS.get(key) } {
+        let c = *c;
+        if XLB_CONNS.remove(key).is_ok() {
+            uncount(&c);
+        }
+    }
+}
+
 /// IPVS's `ip_vs_bind_dest`: a dest reaching its upper threshold is OVERLOADed (no new
 /// connections until it drains below the lower one).
 #[inline(always)]

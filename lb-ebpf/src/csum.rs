@@ -42,23 +42,42 @@ pub fn ipv4_header<const N: usize>(h: &[u8; N], off: usize) -> u16 {
 pub const SUM_MAX: usize = 1500;
 
 /// One's-complement sum (not folded, not inverted) of `len` bytes at `p` (a packet address),
-/// as 16-bit words in memory order, the odd last byte zero-padded. A bounded loop with one
-/// constant-size bounds check per word, which the verifier can follow. `None` past the frame
-/// or beyond [`SUM_MAX`].
+/// as 16-bit words in memory order, the odd last byte zero-padded. A bounded loop over 8-byte
+/// blocks with one constant-size bounds check each (which the verifier can follow, in a
+/// quarter of the steps of a word loop), then the last few words. `None` past the frame or
+/// beyond [`SUM_MAX`].
 #[inline(always)]
 pub fn sum_bytes(p: usize, data_end: usize, len: usize) -> Option<u64> {
     if len > SUM_MAX {
         return None;
     }
     let mut s = 0u64;
-    for i in 0..SUM_MAX / 2 {
-        let off = 2 * i;
+    let blocks = len / 8;
+    for i in 0..SUM_MAX / 8 {
+        if i >= blocks {
+            break;
+        }
+        let b = header::<[u8; 8]>(p, data_end, 8 * i)?;
+        let b = unsafe { *b };
+        s += u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as u64 + u32::from_ne_bytes([b[4], b[5], b[6], b[7]]) as u64;
+    }
+    // Two 16-bit halves of a 32-bit word add up to the same one's-complement sum once folded.
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16) + (s >> 32);
+    let tail = 8 * blocks;
+    for k in 0..4 {
+        let off = tail + 2 * k;
         if off >= len {
             break;
         }
         if off + 1 == len {
-            let b = header::<u8>(p, data_end, off)?;
-            s += u16::from_ne_bytes([unsafe { *b }, 0]) as u64;
+            // The odd last byte, read as the second byte of the word before it (a one-byte
+            // bounds check is one the verifier does not credit); callers sum at least 8 bytes.
+            if off == 0 {
+                return None;
+            }
+            let w = header::<[u8; 2]>(p, data_end, off - 1)?;
+            s += u16::from_ne_bytes([unsafe { (*w)[1] }, 0]) as u64;
             break;
         }
         let w = header::<[u8; 2]>(p, data_end, off)?;

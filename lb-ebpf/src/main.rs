@@ -176,9 +176,13 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     }
     if dest.fwd == FWD_MASQ
         && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, p.daddr.w[0], now)
-                .is_err()
+            .is_err()
     {
+        // Without its reply side a NAT connection would answer from the real server's address:
+        // not at all, then.
+        conn::remove(&key);
         bump(|g| &mut g.conn_insert_fail);
+        return xdp_action::XDP_DROP;
     }
     bump(|g| &mut g.conn_new);
     // Its first packet is forwarded by xlb_fwd (as a new connection's).

@@ -69,7 +69,10 @@ fn set_l4(
     let c = unsafe { &mut *header::<[u8; 2]>(data, end, l4_off + check_off)? };
     let old = u16::from_ne_bytes(*c);
     if proto == IPPROTO_UDP && old == 0 {
-        return udp_full_checksum(data, end, l4_off);
+        // No checksum: IPVS computes one. A datagram too long to sum here keeps none (still
+        // valid IPv4) rather than being lost half-rewritten.
+        let _ = udp_full_checksum(data, end, l4_off);
+        return Some(());
     }
     let mut check = csum::update32(old, old_addr, new_addr);
     check = csum::update16(check, old_port, new_port);

@@ -90,6 +90,27 @@ fn ipv4(data: usize, data_end: usize, off: usize) -> Option<(&'static Ipv4Hdr, u
     Some((ip, ihl, len))
 }
 
+/// The (option-less) IPv4 header after the Ethernet header sums to 0xffff. Headers with options
+/// are not checked here (a loop over them multiplies the verifier's paths); forwarding keeps
+/// their checksum as wrong as it came, and the receiver drops them.
+#[inline(always)]
+fn ipv4_checksum_ok(data: usize, data_end: usize, ihl: usize) -> bool {
+    if ihl != IPV4_HLEN {
+        return true;
+    }
+    let Some(h) = header::<[u8; IPV4_HLEN]>(data, data_end, ETH_HLEN) else {
+        return false;
+    };
+    let h = unsafe { &*h };
+    let mut s = 0u32;
+    for i in 0..IPV4_HLEN / 2 {
+        s += u16::from_ne_bytes([h[2 * i], h[2 * i + 1]]) as u32;
+    }
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s == 0xffff
+}
+
 #[inline(always)]
 fn ports(data: usize, data_end: usize, off: usize) -> Option<(u16, u16)> {
     let p = header::<[u16; 2]>(data, data_end, off)?;
@@ -109,6 +130,10 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
         return Parsed::Malformed;
     };
     if data + ETH_HLEN + ip_len as usize > data_end {
+        return Parsed::Malformed;
+    }
+    // A corrupt header (the kernel's ip_rcv drops it) is never forwarded.
+    if !ipv4_checksum_ok(data, data_end, ihl) {
         return Parsed::Malformed;
     }
     // MF set or a non-zero offset: a fragment. Only a reassembled datagram has its ports.
@@ -139,6 +164,11 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
             return Parsed::Malformed;
         };
         let uh = unsafe { &*uh };
+        // The UDP length must be the datagram's (the kernel's udp_rcv drops others).
+        let ulen = u16::from_be_bytes(uh.len) as usize;
+        if ulen < size_of::<UdpHdr>() || ihl + ulen > ip_len as usize {
+            return Parsed::Malformed;
+        }
         (u16::from_ne_bytes(uh.src), u16::from_ne_bytes(uh.dst), 0, size_of::<UdpHdr>())
     } else {
         return Parsed::Other;

@@ -184,6 +184,10 @@ pub fn classify(f: &[u8]) -> Input {
     let ip = &ip[..tot];
     r.proto = ip[9];
     r.ip_csum_ok = csum_ok(&ip[..ihl], 0);
+    // The data plane refuses an option-less header whose checksum is wrong (as ip_rcv does).
+    if ihl == 20 && !r.ip_csum_ok {
+        return r;
+    }
     if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
         return r; // fragment
     }
@@ -206,6 +210,10 @@ pub fn classify(f: &[u8]) -> Input {
             }
             let ulen = u16::from_be_bytes([l4[4], l4[5]]) as usize;
             r.udp_len_ok = ulen == l4.len();
+            // A UDP length shorter than its header or past the datagram: refused (udp_rcv).
+            if ulen < 8 || ulen > l4.len() {
+                return r;
+            }
             let has = u16::from_be_bytes([l4[6], l4[7]]) != 0;
             r.l4_csum_ok = !has || csum_ok(l4, pseudo(ip, P_UDP, l4.len()));
             r.class = Class::Ok;
