@@ -273,6 +273,17 @@ pub struct Stats {
     pub outbytes: u64,
 }
 
+impl Stats {
+    /// Adds `o` (another CPU's share) into `self`; readers sum per-CPU values with it.
+    pub fn accumulate(&mut self, o: &Stats) {
+        self.conns = self.conns.wrapping_add(o.conns);
+        self.inpkts = self.inpkts.wrapping_add(o.inpkts);
+        self.outpkts = self.outpkts.wrapping_add(o.outpkts);
+        self.inbytes = self.inbytes.wrapping_add(o.inbytes);
+        self.outbytes = self.outbytes.wrapping_add(o.outbytes);
+    }
+}
+
 /// Value of `XLB_RATES`: IPVS's rate estimator for one service or dest, kept by `lbd` (the data
 /// plane does not touch it): the counters at the last 2-second tick and the smoothed rates,
 /// scaled as the kernel scales them (`ip_vs_est.c`).
@@ -331,6 +342,29 @@ pub struct GlobalStats {
     pub drop_no_meta: u64,
     /// NAT replies (real server to client) rewritten and forwarded.
     pub nat_reply: u64,
+}
+
+impl GlobalStats {
+    /// Adds `o` (another CPU's share) into `self`; readers sum per-CPU values with it.
+    pub fn accumulate(&mut self, o: &GlobalStats) {
+        self.total.accumulate(&o.total);
+        self.rx = self.rx.wrapping_add(o.rx);
+        self.pass = self.pass.wrapping_add(o.pass);
+        self.tx = self.tx.wrapping_add(o.tx);
+        self.redirect = self.redirect.wrapping_add(o.redirect);
+        self.drop = self.drop.wrapping_add(o.drop);
+        self.parse_fail = self.parse_fail.wrapping_add(o.parse_fail);
+        self.no_dest = self.no_dest.wrapping_add(o.no_dest);
+        self.conn_insert_fail = self.conn_insert_fail.wrapping_add(o.conn_insert_fail);
+        self.neigh_miss = self.neigh_miss.wrapping_add(o.neigh_miss);
+        self.conn_hit = self.conn_hit.wrapping_add(o.conn_hit);
+        self.conn_new = self.conn_new.wrapping_add(o.conn_new);
+        self.no_route = self.no_route.wrapping_add(o.no_route);
+        self.icmp_sent = self.icmp_sent.wrapping_add(o.icmp_sent);
+        self.icmp_related = self.icmp_related.wrapping_add(o.icmp_related);
+        self.drop_no_meta = self.drop_no_meta.wrapping_add(o.drop_no_meta);
+        self.nat_reply = self.nat_reply.wrapping_add(o.nat_reply);
+    }
 }
 
 /// Key of `XLB_CONNS`: IPVS's connection key, the client side of the flow

@@ -641,7 +641,7 @@ impl Store {
         let v = self.global.get(&0, 0)?;
         let mut t = GlobalStats::default();
         for g in v.iter() {
-            add_global(&mut t, g);
+            t.accumulate(g);
         }
         Ok(t)
     }
@@ -762,53 +762,23 @@ fn zero_percpu<T: aya::Pod + Default>() -> anyhow::Result<PerCpuValues<T>> {
 }
 
 fn sum(v: &PerCpuValues<Stats>) -> Counters {
-    let mut t = Counters::default();
+    let mut t = Stats::default();
     for s in v.iter() {
-        t.conns += s.conns;
-        t.inpkts += s.inpkts;
-        t.outpkts += s.outpkts;
-        t.inbytes += s.inbytes;
-        t.outbytes += s.outbytes;
+        t.accumulate(s);
     }
-    t
+    counters(&t)
 }
 
 fn sum_global(v: &PerCpuValues<GlobalStats>) -> Counters {
     let mut t = GlobalStats::default();
     for g in v.iter() {
-        add_global(&mut t, g);
+        t.accumulate(g);
     }
-    Counters {
-        conns: t.total.conns,
-        inpkts: t.total.inpkts,
-        outpkts: t.total.outpkts,
-        inbytes: t.total.inbytes,
-        outbytes: t.total.outbytes,
-    }
+    counters(&t.total)
 }
 
-fn add_global(t: &mut GlobalStats, g: &GlobalStats) {
-    t.total.conns += g.total.conns;
-    t.total.inpkts += g.total.inpkts;
-    t.total.outpkts += g.total.outpkts;
-    t.total.inbytes += g.total.inbytes;
-    t.total.outbytes += g.total.outbytes;
-    t.rx += g.rx;
-    t.pass += g.pass;
-    t.tx += g.tx;
-    t.redirect += g.redirect;
-    t.drop += g.drop;
-    t.parse_fail += g.parse_fail;
-    t.no_dest += g.no_dest;
-    t.conn_insert_fail += g.conn_insert_fail;
-    t.neigh_miss += g.neigh_miss;
-    t.conn_hit += g.conn_hit;
-    t.conn_new += g.conn_new;
-    t.no_route += g.no_route;
-    t.icmp_sent += g.icmp_sent;
-    t.icmp_related += g.icmp_related;
-    t.drop_no_meta += g.drop_no_meta;
-    t.nat_reply += g.nat_reply;
+fn counters(s: &Stats) -> Counters {
+    Counters { conns: s.conns, inpkts: s.inpkts, outpkts: s.outpkts, inbytes: s.inbytes, outbytes: s.outbytes }
 }
 
 pub fn to_addr(ip: &IpAddr) -> Addr {

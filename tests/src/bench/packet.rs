@@ -100,28 +100,7 @@ impl GlobalReader {
     pub fn global_stats(&self) -> anyhow::Result<GlobalStats> {
         let mut t = GlobalStats::default();
         for g in self.map.get(&0, 0)?.iter() {
-            let s = &mut t.total;
-            s.conns += g.total.conns;
-            s.inpkts += g.total.inpkts;
-            s.outpkts += g.total.outpkts;
-            s.inbytes += g.total.inbytes;
-            s.outbytes += g.total.outbytes;
-            t.rx += g.rx;
-            t.pass += g.pass;
-            t.tx += g.tx;
-            t.redirect += g.redirect;
-            t.drop += g.drop;
-            t.parse_fail += g.parse_fail;
-            t.no_dest += g.no_dest;
-            t.conn_insert_fail += g.conn_insert_fail;
-            t.neigh_miss += g.neigh_miss;
-            t.conn_hit += g.conn_hit;
-            t.conn_new += g.conn_new;
-            t.no_route += g.no_route;
-            t.icmp_sent += g.icmp_sent;
-            t.icmp_related += g.icmp_related;
-            t.drop_no_meta += g.drop_no_meta;
-            t.nat_reply += g.nat_reply;
+            t.accumulate(g);
         }
         Ok(t)
     }
