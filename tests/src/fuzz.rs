@@ -3,10 +3,7 @@
 //! an independent checker of forwarded frames (etherparse's slice parsers plus checksums computed
 //! here), and a director lab (namespace with real routes and neighbours, services of every
 //! method) to run them in through BPF_PROG_TEST_RUN.
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    path::Path,
-};
+use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -19,15 +16,14 @@ use etherparse::{
 };
 use lb_common::{CFG_F_HAS_NAT, GlobalStats};
 use lb_user::{
-    model::{Fwd, Proto, Table},
+    model::Table,
     store::{self, CreateOptions, Store},
 };
 
 use crate::{
     frames::{self, ACK, FIN, Frame, PSH, RST, SYN, arp_request, icmp, quote_of, sa},
-    netns::{Netns, unique_prefix},
+    netns::Netns,
     pins::TempPins,
-    table::{service, table},
     xdp::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, set_config_flags},
 };
 
@@ -308,53 +304,7 @@ pub fn check_forwarded(out: &[u8], inp: &Input) -> Result<&'static str, String> 
 // ------------------------------------------------------------------------------------------
 // The director lab (the fixture suite's): services of every method.
 
-pub const CLIENT: [u8; 4] = [192, 168, 88, 10];
-pub const CLIENT2: [u8; 4] = [192, 168, 88, 11];
-/// On the client subnet but with no neighbour entry: the slow path.
-pub const CLIENT3: [u8; 4] = [192, 168, 88, 12];
-pub const ROUTER: [u8; 4] = [192, 168, 88, 1];
-pub const DIP: [u8; 4] = [192, 168, 88, 5];
-pub const VIP_DR: [u8; 4] = [192, 168, 88, 15];
-pub const VIP_TUN: [u8; 4] = [192, 168, 88, 16];
-pub const VIP_NAT: [u8; 4] = [192, 168, 88, 17];
-pub const VIP_ALL: [u8; 4] = [192, 168, 88, 18];
-pub const VIP_LOCAL: [u8; 4] = [192, 168, 88, 19];
-pub const WEB1: [u8; 4] = [192, 168, 88, 100];
-pub const WEB2: [u8; 4] = [192, 168, 88, 200];
-pub const TUN1: [u8; 4] = [10, 99, 0, 100];
-pub const TUN2: [u8; 4] = [10, 99, 0, 200];
-pub const NAT1: [u8; 4] = [192, 168, 99, 100];
-pub const NAT2: [u8; 4] = [192, 168, 99, 200];
-pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-pub const WEB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
-pub const WEB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc8];
-pub const NAT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x64];
-pub const NAT2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0xc8];
-
-fn ip4(o: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(o))
-}
-
-/// DR, TUN, NAT (TCP and UDP each), a persistent all-ports service and a local one.
-pub fn director_table() -> Table {
-    let s = |id, proto, vip, port, dests: &[([u8; 4], u16, Fwd, i32)]| {
-        let d: Vec<_> = dests.iter().map(|&(a, p, f, w)| (ip4(a), p, f, w)).collect();
-        service(id, proto, ip4(vip), port, "rr", &d)
-    };
-    let mut all_ports = s(6, Proto::Tcp, VIP_ALL, 0, &[(WEB1, 0, Fwd::Route, 1), (WEB2, 0, Fwd::Route, 1)]);
-    all_ports.flags = lb_common::SVC_F_PERSISTENT;
-    all_ports.timeout = 360;
-    table(vec![
-        s(0, Proto::Tcp, VIP_DR, 80, &[(WEB1, 80, Fwd::Route, 1), (WEB2, 80, Fwd::Route, 2)]),
-        s(1, Proto::Udp, VIP_DR, 53, &[(WEB1, 53, Fwd::Route, 1), (WEB2, 53, Fwd::Route, 1)]),
-        s(2, Proto::Tcp, VIP_TUN, 80, &[(TUN1, 80, Fwd::Tunnel, 1), (TUN2, 80, Fwd::Tunnel, 1)]),
-        s(3, Proto::Udp, VIP_TUN, 53, &[(TUN1, 53, Fwd::Tunnel, 1), (TUN2, 53, Fwd::Tunnel, 1)]),
-        s(4, Proto::Tcp, VIP_NAT, 80, &[(NAT1, 8080, Fwd::Masq, 1), (NAT2, 8080, Fwd::Masq, 1)]),
-        s(5, Proto::Udp, VIP_NAT, 53, &[(NAT1, 5353, Fwd::Masq, 1), (NAT2, 53, Fwd::Masq, 1)]),
-        all_ports,
-        s(7, Proto::Tcp, VIP_LOCAL, 80, &[(DIP, 80, Fwd::Local, 1)]),
-    ])
-}
+pub use crate::director::*;
 
 /// A namespace made to look like a director (as the fixture suite's), the table committed to a
 /// private pin directory with a connection table of `max_conns` entries.
@@ -368,9 +318,6 @@ pub struct Lab {
     pub eth1_mac: [u8; 6],
 }
 
-fn mac_str(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
 
 impl Lab {
     pub fn new(tag: &str, t: &Table, max_conns: u32) -> anyhow::Result<Lab> {
@@ -382,50 +329,8 @@ impl Lab {
             st.commit(&before, t)?;
         }
         set_config_flags(pins.path(), CFG_F_HAS_NAT)?;
-        let ns = Netns::new(&unique_prefix(tag))?;
-        for (a, b) in [("eth0", "peer0"), ("eth1", "peer1")] {
-            ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
-            ns.ip(&["link", "set", a, "up"])?;
-            ns.ip(&["link", "set", b, "up"])?;
-        }
-        ns.ip(&["addr", "add", "192.168.88.5/24", "dev", "eth0"])?;
-        ns.ip(&["addr", "add", "192.168.99.5/24", "dev", "eth1"])?;
-        ns.ip(&["route", "add", "10.99.0.0/24", "via", "192.168.88.1", "mtu", "lock", "1400"])?;
-        for vip in [VIP_DR, VIP_TUN, VIP_NAT, VIP_ALL, VIP_LOCAL] {
-            ns.ip(&["addr", "add", &format!("{}/32", Ipv4Addr::from(vip)), "dev", "eth0"])?;
-        }
-        for (addr, mac, dev) in [
-            (CLIENT, frames::CLIENT_MAC, "eth0"),
-            (CLIENT2, frames::CLIENT_MAC, "eth0"),
-            (ROUTER, ROUTER_MAC, "eth0"),
-            (WEB1, WEB1_MAC, "eth0"),
-            (WEB2, WEB2_MAC, "eth0"),
-            (NAT1, NAT1_MAC, "eth1"),
-            (NAT2, NAT2_MAC, "eth1"),
-        ] {
-            let a = Ipv4Addr::from(addr).to_string();
-            ns.ip(&["neigh", "replace", &a, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"])?;
-        }
-        ns.sysctl("net.ipv4.ip_forward", "1")?;
-        let read_mac = |dev: &str| -> anyhow::Result<[u8; 6]> {
-            let out = ns.ip(&["-br", "link", "show", dev])?;
-            let txt = out.split_whitespace().nth(2).context("mac")?.to_string();
-            let v: Vec<u8> = txt.split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
-            anyhow::ensure!(v.len() == 6, "bad mac {txt}");
-            Ok([v[0], v[1], v[2], v[3], v[4], v[5]])
-        };
-        let ifindex = |dev: &str| -> anyhow::Result<u32> {
-            Ok(ns.exec("cat", &[&format!("/sys/class/net/{dev}/ifindex")])?.trim().parse()?)
-        };
-        Ok(Lab {
-            eth0: ifindex("eth0")?,
-            eth1: ifindex("eth1")?,
-            eth0_mac: read_mac("eth0")?,
-            eth1_mac: read_mac("eth1")?,
-            ns,
-            pins,
-            opts,
-        })
+        let d = DirectorNs::new(tag, &[VIP_DR, VIP_TUN, VIP_NAT, VIP_ALL, VIP_LOCAL])?;
+        Ok(Lab { eth0: d.eth0, eth1: d.eth1, eth0_mac: d.eth0_mac, eth1_mac: d.eth1_mac, ns: d.ns, pins, opts })
     }
 
     /// Runs `f` on a thread inside the lab's network namespace (BPF_PROG_TEST_RUN resolves the

@@ -7,73 +7,24 @@
 //! 192.168.88.5/24, VIPs), eth1 (server side for NAT, 192.168.99.5/24), a route to the TUN real
 //! servers' subnet 10.99.0.0/24 via a router 192.168.88.1 with MTU 1400, forwarding on, and
 //! permanent neighbour entries: next hops come from the kernel's FIB as in production.
-use std::net::{IpAddr, Ipv4Addr};
 
 use etherparse::{
     Icmpv4Type,
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
 use lb_common::{CFG_F_HAS_NAT, GlobalStats};
-use lb_user::{
-    model::{Fwd, Proto, Table},
-    store::Store,
-};
+use lb_user::store::Store;
 use xlb_tests::{
+    director::*,
     frames::{self, ACK, Frame, PSH, RST, SYN, arp_request, icmp, icmp_error_reply, ipip, quote_of, sa},
-    netns::{Netns, unique_prefix},
     pins::TempPins,
-    table::{service, table},
+    table::table,
     xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest, set_config_flags, verdict_name},
 };
 
-const CLIENT: [u8; 4] = [192, 168, 88, 10];
-const ROUTER: [u8; 4] = [192, 168, 88, 1];
-const DIP: [u8; 4] = [192, 168, 88, 5];
-const VIP_DR: [u8; 4] = [192, 168, 88, 15];
-const VIP_TUN: [u8; 4] = [192, 168, 88, 16];
-const VIP_NAT: [u8; 4] = [192, 168, 88, 17];
-const VIP_ALL: [u8; 4] = [192, 168, 88, 18];
-const WEB1: [u8; 4] = [192, 168, 88, 100];
-const WEB2: [u8; 4] = [192, 168, 88, 200];
-const TUN1: [u8; 4] = [10, 99, 0, 100];
-const TUN2: [u8; 4] = [10, 99, 0, 200];
-const NAT1: [u8; 4] = [192, 168, 99, 100];
-const NAT2: [u8; 4] = [192, 168, 99, 200];
 const CLIENT_MAC: [u8; 6] = frames::CLIENT_MAC;
-const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const WEB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
-const WEB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc8];
-const NAT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x64];
-const NAT2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0xc8];
-const TUN_MTU: usize = 1400;
 
-fn ip(o: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(o))
-}
 
-fn mac_str(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
-/// Services as successive `ipvsadm` commands would make them (dest ids: svc * 1024 + order).
-fn director_table() -> Table {
-    let s = |id, proto, vip, port, dests: &[([u8; 4], u16, Fwd, i32)]| {
-        let d: Vec<_> = dests.iter().map(|&(a, p, f, w)| (ip(a), p, f, w)).collect();
-        service(id, proto, ip(vip), port, "rr", &d)
-    };
-    let mut all_ports = s(6, Proto::Tcp, VIP_ALL, 0, &[(WEB1, 0, Fwd::Route, 1), (WEB2, 0, Fwd::Route, 1)]);
-    all_ports.flags = lb_common::SVC_F_PERSISTENT;
-    all_ports.timeout = 360;
-    table(vec![
-        s(0, Proto::Tcp, VIP_DR, 80, &[(WEB1, 80, Fwd::Route, 1), (WEB2, 80, Fwd::Route, 2)]),
-        s(1, Proto::Udp, VIP_DR, 53, &[(WEB1, 53, Fwd::Route, 1), (WEB2, 53, Fwd::Route, 1)]),
-        s(2, Proto::Tcp, VIP_TUN, 80, &[(TUN1, 80, Fwd::Tunnel, 1), (TUN2, 80, Fwd::Tunnel, 1)]),
-        s(3, Proto::Udp, VIP_TUN, 53, &[(TUN1, 53, Fwd::Tunnel, 1), (TUN2, 53, Fwd::Tunnel, 1)]),
-        s(4, Proto::Tcp, VIP_NAT, 80, &[(NAT1, 8080, Fwd::Masq, 1), (NAT2, 8080, Fwd::Masq, 1)]),
-        s(5, Proto::Udp, VIP_NAT, 53, &[(NAT1, 5353, Fwd::Masq, 1), (NAT2, 53, Fwd::Masq, 1)]),
-        all_ports,
-    ])
-}
 
 struct Fixture {
     name: String,
@@ -385,51 +336,13 @@ fn packet_fixtures() {
     {
         let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
         let before = store.load().expect("load");
-        store.commit(&before, &director_table()).expect("commit");
+        store.commit(&before, &table(director_services())).expect("commit");
     }
     set_config_flags(pins.path(), CFG_F_HAS_NAT).expect("config");
-    let ns = Netns::new(&unique_prefix("fix")).expect("netns");
-    for (a, b) in [("eth0", "peer0"), ("eth1", "peer1")] {
-        ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b]).expect("veth");
-        ns.ip(&["link", "set", a, "up"]).expect("up");
-        ns.ip(&["link", "set", b, "up"]).expect("up");
-    }
-    for cmd in [
-        vec!["addr", "add", "192.168.88.5/24", "dev", "eth0"],
-        vec!["addr", "add", "192.168.99.5/24", "dev", "eth1"],
-        // The FIB's forwarding view honours a route MTU only when locked (or with
-        // ip_forward_use_pmtu).
-        vec!["route", "add", "10.99.0.0/24", "via", "192.168.88.1", "mtu", "lock", "1400"],
-    ] {
-        ns.ip(&cmd).expect("ip");
-    }
-    for vip in [VIP_DR, VIP_TUN, VIP_NAT, VIP_ALL] {
-        ns.ip(&["addr", "add", &format!("{}/32", Ipv4Addr::from(vip)), "dev", "eth0"]).expect("vip");
-    }
-    for (addr, mac, dev) in [
-        (CLIENT, CLIENT_MAC, "eth0"),
-        ([192, 168, 88, 11], CLIENT_MAC, "eth0"),
-        (ROUTER, ROUTER_MAC, "eth0"),
-        (WEB1, WEB1_MAC, "eth0"),
-        (WEB2, WEB2_MAC, "eth0"),
-        (NAT1, NAT1_MAC, "eth1"),
-        (NAT2, NAT2_MAC, "eth1"),
-    ] {
-        let a = Ipv4Addr::from(addr).to_string();
-        ns.ip(&["neigh", "replace", &a, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"]).expect("neigh");
-    }
-    ns.sysctl("net.ipv4.ip_forward", "1").expect("forwarding");
-    let read_mac = |dev: &str| -> [u8; 6] {
-        let out = ns.ip(&["-br", "link", "show", dev]).expect("link");
-        let txt = out.split_whitespace().nth(2).expect("mac").to_string();
-        let v: Vec<u8> = txt.split(':').map(|h| u8::from_str_radix(h, 16).expect("hex")).collect();
-        [v[0], v[1], v[2], v[3], v[4], v[5]]
-    };
-    let ifindex = |dev: &str| -> u32 {
-        ns.exec("cat", &[&format!("/sys/class/net/{dev}/ifindex")]).expect("ifindex").trim().parse().expect("n")
-    };
-    let d = Director { eth0_mac: read_mac("eth0"), eth1_mac: read_mac("eth1") };
-    let (if0, if1) = (ifindex("eth0"), ifindex("eth1"));
+    let dir = DirectorNs::new("fix", &[VIP_DR, VIP_TUN, VIP_NAT, VIP_ALL]).expect("director namespace");
+    let d = Director { eth0_mac: dir.eth0_mac, eth1_mac: dir.eth1_mac };
+    let (if0, if1) = (dir.eth0, dir.eth1);
+    let ns = dir.ns;
     let list = fixtures(&d);
     assert!(list.len() >= 40, "{} fixtures", list.len());
     let name = ns.name.clone();

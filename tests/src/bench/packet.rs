@@ -24,8 +24,9 @@ use lb_user::{
 
 use super::{Figure, Proof, Results, Size, bench_cpu, in_netns, median_f, median_u, pin_to_cpu};
 use crate::{
+    director::*,
     frames::{ACK, DIRECTOR_MAC, Frame, SYN, sa},
-    netns::{Netns, unique_prefix},
+    netns::Netns,
     pins::TempPins,
     table::{service, table},
     xdp::{LOOPBACK_IFINDEX, XDP_PASS, XDP_REDIRECT, XDP_TX, set_next_hop, verdict_name},
@@ -265,31 +266,9 @@ fn finish_proof(m: &mut Measured, spec: &PathSpec) {
 
 // ---- the director of section 1 (as the packet fixtures: real FIB and neighbour table)
 
-const CLIENT: [u8; 4] = [192, 168, 88, 10];
-const ROUTER: [u8; 4] = [192, 168, 88, 1];
-const VIP_DR: [u8; 4] = [192, 168, 88, 15];
-const VIP_TUN: [u8; 4] = [192, 168, 88, 16];
-const VIP_NAT: [u8; 4] = [192, 168, 88, 17];
 const NON_VIP: [u8; 4] = [192, 168, 88, 99];
-const WEB1: [u8; 4] = [192, 168, 88, 100];
-const WEB2: [u8; 4] = [192, 168, 88, 200];
-const TUN1: [u8; 4] = [10, 99, 0, 100];
-const TUN2: [u8; 4] = [10, 99, 0, 200];
-const NAT1: [u8; 4] = [192, 168, 99, 100];
-const NAT2: [u8; 4] = [192, 168, 99, 200];
-const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const WEB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
-const WEB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc8];
-const NAT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x64];
-const NAT2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0xc8];
 
-fn ip(o: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(o))
-}
 
-fn mac_str(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
 
 fn vip_new(k: usize) -> [u8; 4] {
     [192, 168, 88, 20 + k as u8]
@@ -297,8 +276,8 @@ fn vip_new(k: usize) -> [u8; 4] {
 
 fn director_services() -> Vec<Service> {
     let s = |id, vip, dests: &[([u8; 4], u16, Fwd)], sched: &str| {
-        let d: Vec<_> = dests.iter().map(|&(a, p, f)| (ip(a), p, f, WEIGHT)).collect();
-        service(id, Proto::Tcp, ip(vip), 80, sched, &d)
+        let d: Vec<_> = dests.iter().map(|&(a, p, f)| (ip4(a), p, f, WEIGHT)).collect();
+        service(id, Proto::Tcp, ip4(vip), 80, sched, &d)
     };
     let mut v = vec![
         s(0, VIP_DR, &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], "rr"),
@@ -311,49 +290,12 @@ fn director_services() -> Vec<Service> {
     v
 }
 
-/// Builds the director namespace: eth0 (clients, VIPs, DR real servers, the router toward the
-/// TUN real servers), eth1 (NAT real servers), forwarding on, permanent neighbours.
+/// The director namespace of the packet fixtures, with this section's VIPs.
 fn director_ns() -> anyhow::Result<(Netns, u32, u32, [u8; 6])> {
-    let ns = Netns::new(&unique_prefix("bpkt"))?;
-    for (a, b) in [("eth0", "peer0"), ("eth1", "peer1")] {
-        ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
-        ns.ip(&["link", "set", a, "up"])?;
-        ns.ip(&["link", "set", b, "up"])?;
-    }
-    ns.ip(&["addr", "add", "192.168.88.5/24", "dev", "eth0"])?;
-    ns.ip(&["addr", "add", "192.168.99.5/24", "dev", "eth1"])?;
-    ns.ip(&["route", "add", "10.99.0.0/24", "via", "192.168.88.1"])?;
     let mut vips = vec![VIP_DR, VIP_TUN, VIP_NAT];
     vips.extend((0..IMPLEMENTED.len()).map(vip_new));
-    for vip in vips {
-        ns.ip(&["addr", "add", &format!("{}/32", Ipv4Addr::from(vip)), "dev", "eth0"])?;
-    }
-    for (addr, mac, dev) in [
-        (CLIENT, crate::frames::CLIENT_MAC, "eth0"),
-        (ROUTER, ROUTER_MAC, "eth0"),
-        (WEB1, WEB1_MAC, "eth0"),
-        (WEB2, WEB2_MAC, "eth0"),
-        (NAT1, NAT1_MAC, "eth1"),
-        (NAT2, NAT2_MAC, "eth1"),
-    ] {
-        let a = Ipv4Addr::from(addr).to_string();
-        ns.ip(&["neigh", "replace", &a, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"])?;
-    }
-    ns.sysctl("net.ipv4.ip_forward", "1")?;
-    let out = ns.ip(&["-br", "link", "show", "eth1"])?;
-    let v: Vec<u8> = out
-        .split_whitespace()
-        .nth(2)
-        .context("no MAC")?
-        .split(':')
-        .map(|h| u8::from_str_radix(h, 16))
-        .collect::<Result<_, _>>()?;
-    let eth1_mac = [v[0], v[1], v[2], v[3], v[4], v[5]];
-    let idx = |dev: &str| -> anyhow::Result<u32> {
-        Ok(ns.exec("cat", &[&format!("/sys/class/net/{dev}/ifindex")])?.trim().parse()?)
-    };
-    let (i0, i1) = (idx("eth0")?, idx("eth1")?);
-    Ok((ns, i0, i1, eth1_mac))
+    let d = DirectorNs::new("bpkt", &vips)?;
+    Ok((d.ns, d.eth0, d.eth1, d.eth1_mac))
 }
 
 pub fn commit(pins: &Path, services: Vec<Service>) -> anyhow::Result<()> {
@@ -417,7 +359,7 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         let nat_rs = |port: u16| -> anyhow::Result<Vec<u8>> {
             let c = conns
                 .iter()
-                .find(|c| c.vaddr == ip(VIP_NAT) && c.cport == port && c.caddr == ip(CLIENT))
+                .find(|c| c.vaddr == ip4(VIP_NAT) && c.cport == port && c.caddr == ip4(CLIENT))
                 .with_context(|| format!("no NAT connection for client port {port}"))?;
             let IpAddr::V4(rs) = c.daddr else { bail!("IPv6 real server") };
             let rs = rs.octets();

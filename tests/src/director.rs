@@ -1,0 +1,136 @@
+//! The director topology the packet-level suites share (fixtures, hostile packets, the
+//! per-packet bench): its addresses and MACs, and a namespace made to look like a director so
+//! that next hops come from the kernel's FIB and neighbour table as in production.
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Context as _;
+
+use lb_user::model::{Fwd, Proto, Service, Table};
+
+use crate::{
+    frames::CLIENT_MAC,
+    netns::{Netns, unique_prefix},
+    table::{service, table},
+};
+
+pub const CLIENT: [u8; 4] = [192, 168, 88, 10];
+pub const CLIENT2: [u8; 4] = [192, 168, 88, 11];
+/// On the client subnet but with no neighbour entry: the slow path.
+pub const CLIENT3: [u8; 4] = [192, 168, 88, 12];
+pub const ROUTER: [u8; 4] = [192, 168, 88, 1];
+pub const DIP: [u8; 4] = [192, 168, 88, 5];
+pub const VIP_DR: [u8; 4] = [192, 168, 88, 15];
+pub const VIP_TUN: [u8; 4] = [192, 168, 88, 16];
+pub const VIP_NAT: [u8; 4] = [192, 168, 88, 17];
+pub const VIP_ALL: [u8; 4] = [192, 168, 88, 18];
+pub const VIP_LOCAL: [u8; 4] = [192, 168, 88, 19];
+pub const WEB1: [u8; 4] = [192, 168, 88, 100];
+pub const WEB2: [u8; 4] = [192, 168, 88, 200];
+pub const TUN1: [u8; 4] = [10, 99, 0, 100];
+pub const TUN2: [u8; 4] = [10, 99, 0, 200];
+pub const NAT1: [u8; 4] = [192, 168, 99, 100];
+pub const NAT2: [u8; 4] = [192, 168, 99, 200];
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const WEB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
+pub const WEB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc8];
+pub const NAT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x64];
+pub const NAT2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0xc8];
+/// MTU of the route to the TUN real servers' subnet.
+pub const TUN_MTU: usize = 1400;
+
+pub fn ip4(o: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(o))
+}
+
+pub fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// DR, TUN, NAT (TCP and UDP each) and a persistent all-ports service, as successive `ipvsadm`
+/// commands would make them (dest ids: svc * 1024 + order).
+pub fn director_services() -> Vec<Service> {
+    let mut all_ports = svc(6, Proto::Tcp, VIP_ALL, 0, &[(WEB1, 0, Fwd::Route, 1), (WEB2, 0, Fwd::Route, 1)]);
+    all_ports.flags = lb_common::SVC_F_PERSISTENT;
+    all_ports.timeout = 360;
+    vec![
+        svc(0, Proto::Tcp, VIP_DR, 80, &[(WEB1, 80, Fwd::Route, 1), (WEB2, 80, Fwd::Route, 2)]),
+        svc(1, Proto::Udp, VIP_DR, 53, &[(WEB1, 53, Fwd::Route, 1), (WEB2, 53, Fwd::Route, 1)]),
+        svc(2, Proto::Tcp, VIP_TUN, 80, &[(TUN1, 80, Fwd::Tunnel, 1), (TUN2, 80, Fwd::Tunnel, 1)]),
+        svc(3, Proto::Udp, VIP_TUN, 53, &[(TUN1, 53, Fwd::Tunnel, 1), (TUN2, 53, Fwd::Tunnel, 1)]),
+        svc(4, Proto::Tcp, VIP_NAT, 80, &[(NAT1, 8080, Fwd::Masq, 1), (NAT2, 8080, Fwd::Masq, 1)]),
+        svc(5, Proto::Udp, VIP_NAT, 53, &[(NAT1, 5353, Fwd::Masq, 1), (NAT2, 53, Fwd::Masq, 1)]),
+        all_ports,
+    ]
+}
+
+/// [`director_services`] and a local service (`-g` to the director's own address).
+pub fn director_table() -> Table {
+    let mut v = director_services();
+    v.push(svc(7, Proto::Tcp, VIP_LOCAL, 80, &[(DIP, 80, Fwd::Local, 1)]));
+    table(v)
+}
+
+fn svc(id: u32, proto: Proto, vip: [u8; 4], port: u16, dests: &[([u8; 4], u16, Fwd, i32)]) -> Service {
+    let d: Vec<_> = dests.iter().map(|&(a, p, f, w)| (ip4(a), p, f, w)).collect();
+    service(id, proto, ip4(vip), port, "rr", &d)
+}
+
+/// The director namespace: eth0 (clients, `vips`, DR real servers, the router toward the TUN
+/// real servers' 10.99.0.0/24), eth1 (NAT real servers), forwarding on, permanent neighbours.
+pub struct DirectorNs {
+    pub ns: Netns,
+    pub eth0: u32,
+    pub eth1: u32,
+    pub eth0_mac: [u8; 6],
+    pub eth1_mac: [u8; 6],
+}
+
+impl DirectorNs {
+    pub fn new(tag: &str, vips: &[[u8; 4]]) -> anyhow::Result<DirectorNs> {
+        let ns = Netns::new(&unique_prefix(tag))?;
+        for (a, b) in [("eth0", "peer0"), ("eth1", "peer1")] {
+            ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+            ns.ip(&["link", "set", a, "up"])?;
+            ns.ip(&["link", "set", b, "up"])?;
+        }
+        ns.ip(&["addr", "add", "192.168.88.5/24", "dev", "eth0"])?;
+        ns.ip(&["addr", "add", "192.168.99.5/24", "dev", "eth1"])?;
+        // The FIB's forwarding view honours a route MTU only when locked (or with
+        // ip_forward_use_pmtu).
+        let mtu = TUN_MTU.to_string();
+        ns.ip(&["route", "add", "10.99.0.0/24", "via", "192.168.88.1", "mtu", "lock", &mtu])?;
+        for vip in vips {
+            ns.ip(&["addr", "add", &format!("{}/32", Ipv4Addr::from(*vip)), "dev", "eth0"])?;
+        }
+        for (addr, mac, dev) in [
+            (CLIENT, CLIENT_MAC, "eth0"),
+            (CLIENT2, CLIENT_MAC, "eth0"),
+            (ROUTER, ROUTER_MAC, "eth0"),
+            (WEB1, WEB1_MAC, "eth0"),
+            (WEB2, WEB2_MAC, "eth0"),
+            (NAT1, NAT1_MAC, "eth1"),
+            (NAT2, NAT2_MAC, "eth1"),
+        ] {
+            let a = Ipv4Addr::from(addr).to_string();
+            ns.ip(&["neigh", "replace", &a, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"])?;
+        }
+        ns.sysctl("net.ipv4.ip_forward", "1")?;
+        let read_mac = |dev: &str| -> anyhow::Result<[u8; 6]> {
+            let out = ns.ip(&["-br", "link", "show", dev])?;
+            let txt = out.split_whitespace().nth(2).context("no MAC")?.to_string();
+            let v: Vec<u8> = txt.split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+            anyhow::ensure!(v.len() == 6, "bad MAC {txt}");
+            Ok([v[0], v[1], v[2], v[3], v[4], v[5]])
+        };
+        let ifindex = |dev: &str| -> anyhow::Result<u32> {
+            Ok(ns.exec("cat", &[&format!("/sys/class/net/{dev}/ifindex")])?.trim().parse()?)
+        };
+        Ok(DirectorNs {
+            eth0: ifindex("eth0")?,
+            eth1: ifindex("eth1")?,
+            eth0_mac: read_mac("eth0")?,
+            eth1_mac: read_mac("eth1")?,
+            ns,
+        })
+    }
+}
