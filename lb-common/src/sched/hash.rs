@@ -86,7 +86,20 @@ pub fn dh_pick(table: &[u32], fold: u32, usable: impl Fn(u32) -> bool) -> Option
 /// buckets `sh_hash(fold, port, (ihash + k) % 256)` for k = 0..255, stopping at an empty one.
 #[inline(always)]
 pub fn sh_pick(table: &[u32], fold: u32, port: u16, fallback: bool, usable: impl Fn(u32) -> bool) -> Option<u32> {
-    let ihash = sh_hash(fold, port, 0);
+    probe_pick(table, HASH_TAB_SIZE as u32, fallback, usable, |off| sh_hash(fold, port, off))
+}
+
+/// The lookup sh and mh share: the entry at `slot(0)` if usable; with `fallback`, entries
+/// `slot((slot(0) + k) % size)` for k = 0..size−1 until a usable one, stopping at an empty one.
+#[inline(always)]
+pub(super) fn probe_pick(
+    table: &[u32],
+    size: u32,
+    fallback: bool,
+    usable: impl Fn(u32) -> bool,
+    slot: impl Fn(u32) -> u32,
+) -> Option<u32> {
+    let ihash = slot(0);
     let id = *table.get(ihash as usize)?;
     if id == NO_DEST {
         return None;
@@ -97,9 +110,8 @@ pub fn sh_pick(table: &[u32], fold: u32, port: u16, fallback: bool, usable: impl
     if !fallback {
         return None;
     }
-    for off in 0..HASH_TAB_SIZE as u32 {
-        let roff = (off + ihash) & HASH_TAB_MASK;
-        let id = *table.get(sh_hash(fold, port, roff) as usize)?;
+    for off in 0..size {
+        let id = *table.get(slot((off + ihash) % size) as usize)?;
         if id == NO_DEST {
             return None;
         }

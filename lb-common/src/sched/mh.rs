@@ -107,26 +107,5 @@ pub fn build_mh_table(list: &[DestState], out: &mut [u32; MH_TAB_SIZE], setup: &
 #[inline(always)]
 pub fn mh_pick(table: &[u32], fold: u32, port: u16, fallback: bool, usable: impl Fn(u32) -> bool) -> Option<u32> {
     let m = MH_TAB_SIZE as u32;
-    let ihash = mh_hash(fold, port, MH_KEY1, 0) % m;
-    let id = *table.get(ihash as usize)?;
-    if id == NO_DEST {
-        return None;
-    }
-    if usable(id) {
-        return Some(id);
-    }
-    if !fallback {
-        return None;
-    }
-    for off in 0..m {
-        let roff = (off + ihash) % m;
-        let id = *table.get((mh_hash(fold, port, MH_KEY1, roff) % m) as usize)?;
-        if id == NO_DEST {
-            return None;
-        }
-        if usable(id) {
-            return Some(id);
-        }
-    }
-    None
+    super::hash::probe_pick(table, m, fallback, usable, |off| mh_hash(fold, port, MH_KEY1, off) % m)
 }
