@@ -1008,36 +1008,36 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
     Ok(e)
 }
 
+/// ipvsadm's option legality tables (commands, tunnel types): `rules` pairs an option with
+/// '+' (required), 'x' (illegal) or '1' (at most one of the '1' options); `subject` names the
+/// command or tunnel type in the messages.
+fn check_legal(e: &Entry, io: &mut Io, rules: impl Iterator<Item = (usize, u8)>, subject: &str) -> Result<(), Flow> {
+    let mut last: Option<usize> = None;
+    for (k, rule) in rules {
+        if !e.has(k) {
+            if rule == b'+' {
+                let msg = format!("You need to supply the '{}' option for the {subject}", OPT_NAMES[k]);
+                return Err(io.fail(2, &msg));
+            }
+        } else if rule == b'x' {
+            let msg = format!("Illegal '{}' option with the {subject}", OPT_NAMES[k]);
+            return Err(io.fail(2, &msg));
+        } else if rule == b'1' {
+            if let Some(l) = last {
+                let msg = format!("The option '{}' conflicts with the '{}' option in the {subject}", OPT_NAMES[k], OPT_NAMES[l]);
+                return Err(io.fail(2, &msg));
+            }
+            last = Some(k);
+        }
+    }
+    Ok(())
+}
+
 /// `generic_opt_check` and the checks/defaults of `process_options` before the kernel call.
 fn check(e: &mut Entry, io: &mut Io) -> Result<(), Flow> {
     let ci = e.cmd as usize;
-    let legal = LEGAL[ci];
-    let mut last: Option<usize> = None;
-    for (j, &rule) in legal.iter().enumerate() {
-        if !e.has(j) {
-            if rule == b'+' {
-                let msg = format!("You need to supply the '{}' option for the '{}' command", OPT_NAMES[j], CMD_NAMES[ci]);
-                return Err(io.fail(2, &msg));
-            }
-        } else {
-            if rule == b'x' {
-                let msg = format!("Illegal '{}' option with the '{}' command", OPT_NAMES[j], CMD_NAMES[ci]);
-                return Err(io.fail(2, &msg));
-            }
-            if rule == b'1' {
-                match last {
-                    None => last = Some(j),
-                    Some(l) => {
-                        let msg = format!(
-                            "The option '{}' conflicts with the '{}' option in the '{}' command",
-                            OPT_NAMES[j], OPT_NAMES[l], CMD_NAMES[ci]
-                        );
-                        return Err(io.fail(2, &msg));
-                    }
-                }
-            }
-        }
-    }
+    let subject = format!("'{}' command", CMD_NAMES[ci]);
+    check_legal(e, io, LEGAL[ci].iter().enumerate().map(|(j, &rule)| (j, rule)), &subject)?;
 
     if matches!(e.cmd, Cmd::Add | Cmd::Edit) {
         let persistent = e.svc.flags & lb_common::SVC_F_PERSISTENT != 0;
@@ -1073,33 +1073,8 @@ fn check(e: &mut Entry, io: &mut Io) -> Result<(), Flow> {
             return Err(io.fail(2, "Tunnel options conflict with forward method"));
         }
         let t = usize::from(e.dest.tun_type).min(TUN_LEGAL.len() - 1);
-        let mut last: Option<usize> = None;
-        for (j, &k) in TUN_OPTS.iter().enumerate() {
-            let rule = TUN_LEGAL[t][j];
-            if !e.has(k) {
-                if rule == b'+' {
-                    let msg = format!("You need to supply the '{}' option for the '{}' tunnel type", OPT_NAMES[k], TUN_NAMES[t]);
-                    return Err(io.fail(2, &msg));
-                }
-            } else {
-                if rule == b'x' {
-                    let msg = format!("Illegal '{}' option with the '{}' tunnel type", OPT_NAMES[k], TUN_NAMES[t]);
-                    return Err(io.fail(2, &msg));
-                }
-                if rule == b'1' {
-                    match last {
-                        None => last = Some(k),
-                        Some(l) => {
-                            let msg = format!(
-                                "The option '{}' conflicts with the '{}' option in the '{}' tunnel type",
-                                OPT_NAMES[k], OPT_NAMES[l], TUN_NAMES[t]
-                            );
-                            return Err(io.fail(2, &msg));
-                        }
-                    }
-                }
-            }
-        }
+        let subject = format!("'{}' tunnel type", TUN_NAMES[t]);
+        check_legal(e, io, TUN_OPTS.iter().enumerate().map(|(j, &k)| (k, TUN_LEGAL[t][j])), &subject)?;
     }
     if e.cmd == Cmd::List {
         let a = bit(OPTC_CONNECTION) | bit(OPTC_TIMEOUT) | bit(OPTC_DAEMON);
