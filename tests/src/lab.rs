@@ -322,8 +322,34 @@ impl Lab {
     }
 
     pub fn curl(&self, addr: &str, port: u16) -> anyhow::Result<String> {
-        let out = run(self.client.ns.cmd("curl").args(["-sS", "--max-time", "5", &format!("http://{addr}:{port}/")]))?;
+        // 15 s: time for TCP's SYN retransmissions at 1, 3 and 7 s (a lost ARP exchange costs 3 s).
+        let out = run(self.client.ns.cmd("curl").args(["-sS", "--max-time", "15", &format!("http://{addr}:{port}/")]))
+            .with_context(|| self.diagnose())?;
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// What a failed exchange leaves to look at: the director's counters and connections, and
+    /// every host's neighbours, interface counters and IP/TCP drop counters.
+    pub fn diagnose(&self) -> String {
+        let text = |r: anyhow::Result<String>| r.unwrap_or_else(|e| format!("({e:#})"));
+        let mut s = String::from("--- lab state at the failure\n");
+        let status = self.lbd_in(&self.lvs1.ns, &["status"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        s += &format!("lbd status: {}\n", text(status));
+        s += &format!("ipvsadm -Lnc:\n{}\n", text(self.ipvsadm_ok(&["-Lnc"])));
+        let mut hosts: Vec<&Netns> = vec![&self.client.ns, &self.lvs1.ns];
+        hosts.extend(self.router.iter());
+        hosts.extend(self.web.iter().map(|w| &w.ns));
+        for ns in hosts {
+            s += &format!("[{}] ip neigh:\n{}", ns.name, text(ns.ip(&["neigh", "show"])));
+            s += &format!("[{}] ip -s link:\n{}", ns.name, text(ns.ip(&["-s", "-br", "link"])));
+            let drops = ns.exec(
+                "nstat",
+                &["-az", "IpInReceives", "IpInAddrErrors", "IpInDiscards", "IpInUnknownProtos", "IpExtInNoRoutes",
+                  "TcpInSegs", "TcpOutSegs", "TcpRetransSegs", "TcpExtListenDrops", "TcpExtTCPTimeouts", "IpForwDatagrams"],
+            );
+            s += &format!("[{}] nstat: {}\n", ns.name, text(drops).split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+        s
     }
 
     /// One UDP datagram from the client (from `sport`) to `addr:port`; the answer.
@@ -332,7 +358,7 @@ impl Lab {
             "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',{sport}))\n\
              s.settimeout(3)\ns.sendto(b'{msg}',('{addr}',{port}))\nprint(s.recvfrom(2048)[0].decode())\n"
         );
-        let out = run(self.client.ns.cmd("python3").args(["-c", &script]))?;
+        let out = run(self.client.ns.cmd("python3").args(["-c", &script])).with_context(|| self.diagnose())?;
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
 }
