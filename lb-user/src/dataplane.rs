@@ -251,5 +251,5 @@ pub fn teardown(pin_dir: &Path) -> anyhow::Result<()> {
     if pin_dir.exists() {
         std::fs::remove_dir_all(pin_dir).with_context(|| format!("cannot remove {}", pin_dir.display()))?;
     }
-    Ok(())
+    crate::journal::Journal::for_pin_dir(pin_dir).end()
 }

@@ -9,6 +9,7 @@ pub mod estimator;
 pub mod fwmark;
 pub mod health;
 pub mod ipvsadm;
+pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod sched_tables;

@@ -7,8 +7,10 @@
 
 use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
+
 /// Transport protocol of a non-fwmark service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -35,7 +37,7 @@ impl Proto {
 }
 
 /// Address family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Af {
     Inet,
     Inet6,
@@ -51,7 +53,7 @@ impl Af {
 }
 
 /// How a virtual service is identified (`-t/-u/--sctp-service addr:port` or `-f mark [-6]`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SvcKey {
     Inet { proto: Proto, addr: IpAddr, port: u16 },
     Fwmark { mark: u32, af: Af },
@@ -67,7 +69,7 @@ impl SvcKey {
 }
 
 /// Forwarding method of a real server (`-m`, `-i`, `-g`; `Local` is IPVS's legacy LOCALNODE).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Fwd {
     Masq,
     Local,
@@ -97,7 +99,7 @@ impl Fwd {
 }
 
 /// `--tun-type` and its options (only meaningful with `Fwd::Tunnel`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tunnel {
     /// 0 ipip, 1 gue, 2 gre (IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_*`).
     pub kind: u8,
@@ -107,7 +109,7 @@ pub struct Tunnel {
 }
 
 /// The counters IPVS keeps per service, per dest and globally.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub conns: u64,
     pub inpkts: u64,
@@ -117,7 +119,7 @@ pub struct Counters {
 }
 
 /// Rates as IPVS's estimator reports them (per second).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rates {
     pub cps: u64,
     pub inpps: u64,
@@ -127,7 +129,7 @@ pub struct Rates {
 }
 
 /// One real server of one service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dest {
     /// Data-plane id (index into the per-dest arrays).
     pub id: u32,
@@ -153,7 +155,7 @@ pub struct Dest {
 }
 
 /// One virtual service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     /// Data-plane id (index into the per-service arrays).
     pub id: u32,
@@ -175,7 +177,7 @@ pub struct Service {
 }
 
 /// `--set tcp tcpfin udp` (seconds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeouts {
     pub tcp: u32,
     pub tcp_fin: u32,
@@ -210,7 +212,7 @@ pub struct ConnEntry {
 }
 
 /// The whole table: what ipvsadm's kernel holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     /// Services in creation order (listings sort them; see ipvsadm's comparators).
     pub services: Vec<Service>,
@@ -228,7 +230,7 @@ pub struct Table {
 }
 
 /// A deleted dest that connections may still use.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrashedDest {
     pub svc: SvcKey,
     pub addr: IpAddr,

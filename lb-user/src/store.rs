@@ -19,6 +19,7 @@ use lb_common::{
     names, sched, tcp_state,
 };
 
+use crate::journal::{self, Journal, TableId};
 use crate::model::{
     Af, ConnEntry, Counters, Dest, Fwd, Proto, Rates, Service, SvcKey, Table, Timeouts, Tunnel,
 };
@@ -253,7 +254,25 @@ impl Store {
             _lock: lock,
         };
         s.check_layout()?;
+        s.finish_interrupted_commit()?;
         Ok(s)
+    }
+
+    /// Which table this is, for the commit journal.
+    fn table_id(&self) -> anyhow::Result<TableId> {
+        let meta_map_id = aya::maps::IterableMap::map(&self.meta).info()?.id();
+        Ok(TableId { boot_id: journal::boot_id(), meta_map_id })
+    }
+
+    /// A commit that was interrupted (its process killed) is redone before anything reads the
+    /// table: readers see the old table or the new one (see [`journal`]).
+    fn finish_interrupted_commit(&mut self) -> anyhow::Result<()> {
+        let journal = Journal::for_pin_dir(&self.dir);
+        let Some((before, after)) = journal.pending(&self.table_id()?)? else {
+            return Ok(());
+        };
+        self.apply(&before, &after).context("cannot finish the interrupted commit")?;
+        journal.end()
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -320,8 +339,22 @@ impl Store {
         })
     }
 
-    /// Writes `after` to the maps; `before` is what [`Store::load`] returned.
+    /// Writes `after` to the maps; `before` is what [`Store::load`] returned. All or nothing:
+    /// if this process dies midway, the next one to open the table finishes the commit.
     pub fn commit(&mut self, before: &Table, after: &Table) -> anyhow::Result<()> {
+        if before == after {
+            // Nothing to record (only the trash may be emptied).
+            return self.apply(before, after);
+        }
+        let journal = Journal::for_pin_dir(&self.dir);
+        journal.begin(&self.table_id()?, before, after)?;
+        self.apply(before, after)?;
+        journal.end()
+    }
+
+    /// Writes the difference between `before` and `after` to the maps. Idempotent: redoing it
+    /// over a partly applied state reaches the same maps.
+    fn apply(&mut self, before: &Table, after: &Table) -> anyhow::Result<()> {
         let old: StdHashMap<u32, &Service> = before.services.iter().map(|s| (s.id, s)).collect();
         let new: StdHashMap<u32, &Service> = after.services.iter().map(|s| (s.id, s)).collect();
         let mut alloc = SlotAllocator::new(&self.live_regions()?);
@@ -337,7 +370,12 @@ impl Store {
         }
         // Dests deleted earlier (the trash) that this table brings back.
         let revived: HashSet<u32> = before.reserved_dest_ids.iter().copied().collect();
-        for s in &after.services {
+        // Fault drill (tests only): die like a SIGKILL after writing this many services.
+        let die_after: Option<usize> = std::env::var("XLB_FAILPOINT_COMMIT_SERVICES").ok().and_then(|v| v.parse().ok());
+        for (n, s) in after.services.iter().enumerate() {
+            if die_after == Some(n) {
+                std::process::abort();
+            }
             let prev = old.get(&s.id).copied().filter(|p| p.key == s.key);
             self.commit_service(prev, s, &mut alloc, &revived)?;
         }

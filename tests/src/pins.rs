@@ -45,5 +45,6 @@ impl TempPins {
 impl Drop for TempPins {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = lb_user::journal::Journal::for_pin_dir(&self.dir).end();
     }
 }
