@@ -30,6 +30,11 @@ pub const MAX_SCHED_SLOTS: u32 = 1 << 22;
 /// Default capacity of the connection table (entries, templates included); `lbd`/`lbadm` can
 /// create it with another size.
 pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
+/// The data plane remembers the keys of the last this many TCP connections it opened: when the
+/// connection table is full, the oldest of them still half-open (SYN_RECV) makes room for a new
+/// connection, so a SYN flood cannot lock new clients out. A power of two (XLB_HALF_OPEN's size).
+pub const HALF_OPEN_SLOTS: u32 = 1 << 16;
+
 
 /// Kernel IPVS version reported by the listing (`IP Virtual Server version 1.2.1`).
 pub const IPVS_VERSION: u32 = 0x010201;
@@ -38,7 +43,7 @@ pub const IPVS_CONN_TAB_SIZE: u32 = 4096;
 
 /// Version of the map layouts below. Stored in the pinned `XLB_META` map; a binary refuses to
 /// use pinned maps of another layout instead of misreading them.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Helper: an `Addr` word built from IPv4 octets, in network byte order as the packet has it.
 #[inline(always)]

@@ -21,6 +21,8 @@ pub mod names {
     pub const PROGS: &str = "XLB_PROGS";
     pub const RATES: &str = "XLB_RATES";
     pub const FWMARKS: &str = "XLB_FWMARKS";
+    pub const HALF_OPEN: &str = "XLB_HALF_OPEN";
+    pub const HALF_OPEN_CURSOR: &str = "XLB_HALF_OPEN_CURSOR";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -41,6 +43,8 @@ pub mod names {
         PROGS,
         RATES,
         FWMARKS,
+        HALF_OPEN,
+        HALF_OPEN_CURSOR,
     ];
 
 }
@@ -342,6 +346,8 @@ pub struct GlobalStats {
     pub drop_no_meta: u64,
     /// NAT replies (real server to client) rewritten and forwarded.
     pub nat_reply: u64,
+    /// Half-open connections evicted to make room in a full table (see `HALF_OPEN_SLOTS`).
+    pub conn_evicted: u64,
 }
 
 impl GlobalStats {
@@ -364,6 +370,7 @@ impl GlobalStats {
         self.icmp_related = self.icmp_related.wrapping_add(o.icmp_related);
         self.drop_no_meta = self.drop_no_meta.wrapping_add(o.drop_no_meta);
         self.nat_reply = self.nat_reply.wrapping_add(o.nat_reply);
+        self.conn_evicted = self.conn_evicted.wrapping_add(o.conn_evicted);
     }
 }
 
@@ -453,6 +460,16 @@ pub struct Meta {
     pub next_seq: u64,
 }
 
+/// The position in the ring of recently opened connections (`XLB_HALF_OPEN_CURSOR`, shared by
+/// all CPUs, changed with atomic adds): the next slot written, and the oldest one not yet looked
+/// at for eviction. Both count up forever; the slot is the count modulo `HALF_OPEN_SLOTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HalfOpenCursor {
+    pub head: u64,
+    pub tail: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +488,7 @@ mod tests {
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<Conn>(), 24);
         assert_eq!(size_of::<Stats>(), 40);
-        assert_eq!(size_of::<GlobalStats>(), 40 + 16 * 8);
+        assert_eq!(size_of::<GlobalStats>(), 40 + 17 * 8);
+        assert_eq!(size_of::<HalfOpenCursor>(), 16);
     }
 }

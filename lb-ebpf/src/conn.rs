@@ -1,15 +1,20 @@
 //! The connection table: client 5-tuple -> real server, with IPVS's TCP states, timeouts and
 //! per-dest ActiveConn/InActConn counts.
 use lb_common::{
-    tcp_state::{self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_NONE, STATE_UDP},
-    Config, Conn, ConnKey, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, DEST_F_OVERLOAD, IPPROTO_TCP,
+    tcp_state::{self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_NONE, STATE_SYN_RECV, STATE_UDP},
+    Config, Conn, ConnKey, HalfOpenCursor, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, DEST_F_OVERLOAD, FWD_MASQ,
+    HALF_OPEN_SLOTS, IPPROTO_TCP,
 };
 
 use crate::{
     atomic,
-    maps::{XLB_CONFIG, XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS},
+    maps::{XLB_CONFIG, XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_HALF_OPEN, XLB_HALF_OPEN_CURSOR},
     parse::Pkt,
+    stats::bump,
 };
+
+/// How many of the oldest remembered connections one full-table insert looks at.
+const EVICT_TRIES: u32 = 4;
 
 /// Coarse monotonic clock (CLOCK_MONOTONIC_COARSE, ns): cheap, and what userspace compares with.
 #[inline(always)]
@@ -166,4 +171,70 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, no_o
         return Err(());
     }
     Ok(())
+}
+
+/// The ring's cursor (shared by all CPUs).
+#[inline(always)]
+fn half_open_cursor() -> Option<*mut HalfOpenCursor> {
+    XLB_HALF_OPEN_CURSOR.get_ptr_mut(0)
+}
+
+#[inline(always)]
+fn ring_slot(n: u64) -> u32 {
+    (n as u32) & (HALF_OPEN_SLOTS - 1)
+}
+
+/// Remembers a TCP connection just opened (SYN_RECV) as a candidate for eviction; the ring
+/// keeps the newest `HALF_OPEN_SLOTS`.
+#[inline(always)]
+pub fn note_half_open(key: &ConnKey) {
+    let Some(cur) = half_open_cursor() else { return };
+    let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).head) }, 1);
+    if let Some(slot) = XLB_HALF_OPEN.get_ptr_mut(ring_slot(n)) {
+        unsafe { *slot = *key };
+    }
+}
+
+/// The table is full: removes the oldest remembered connection that is still half-open
+/// (SYN_RECV: its handshake never completed, as a flood's never do), with its NAT reply side,
+/// giving back its InActConn as expiry would. Established connections are never evicted (they
+/// leave the ring once looked at). True when a slot was freed. Races between CPUs are benign:
+/// each claims its own tail positions, and a key read while being overwritten matches nothing.
+#[inline(always)]
+pub fn evict_half_open() -> bool {
+    let Some(cur) = half_open_cursor() else { return false };
+    for _ in 0..EVICT_TRIES {
+        let (head, tail) = unsafe { ((*cur).head, (*cur).tail) };
+        if tail >= head {
+            return false;
+        }
+        if head - tail > HALF_OPEN_SLOTS as u64 {
+            // Overwritten since: the oldest left is HALF_OPEN_SLOTS behind the head.
+            unsafe { (*cur).tail = head - HALF_OPEN_SLOTS as u64 };
+            continue;
+        }
+        let t = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).tail) }, 1);
+        let Some(slot) = XLB_HALF_OPEN.get(ring_slot(t)) else {
+            return false;
+        };
+        let key = *slot;
+        let Some(c) = (unsafe { XLB_CONNS.get(&key) }) else { continue };
+        let c = *c;
+        if key.kind != CONN_KIND_IN || c.state != STATE_SYN_RECV {
+            continue;
+        }
+        if XLB_CONNS.remove(&key).is_err() {
+            continue;
+        }
+        uncount(&c);
+        if let Some(d) = XLB_DESTS.get(c.dest_id)
+            && d.fwd == FWD_MASQ
+        {
+            let reply = ConnKey { vaddr: d.addr, vport: c.port, kind: CONN_KIND_OUT, ..key };
+            let _ = XLB_CONNS.remove(&reply);
+        }
+        bump(|g| &mut g.conn_evicted);
+        return true;
+    }
+    false
 }

@@ -30,6 +30,13 @@ pub static XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, MAP_F_MM
 /// gone. Entries expire lazily here and are swept by lbd.
 #[map]
 pub static XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);
+/// The ring of recently opened TCP connections and its cursor: the eviction candidates of
+/// `conn::evict_half_open`. One for all CPUs: a flood on one CPU must not lock out a client
+/// whose packets another CPU handles.
+#[map]
+pub static XLB_HALF_OPEN: Array<ConnKey> = Array::pinned(HALF_OPEN_SLOTS, 0);
+#[map]
+pub static XLB_HALF_OPEN_CURSOR: Array<HalfOpenCursor> = Array::pinned(1, 0);
 #[map]
 pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
 #[map]

@@ -112,6 +112,7 @@ pub fn render(t: &Table, g: &GlobalStats, shared: Option<&Shared>) -> String {
         ("icmp_related", g.icmp_related),
         ("drop_no_meta", g.drop_no_meta),
         ("nat_reply", g.nat_reply),
+        ("conn_evicted", g.conn_evicted),
     ] {
         f.sample("xlb_dataplane_events_total", &[("event", v)], n);
     }

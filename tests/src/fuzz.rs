@@ -357,6 +357,11 @@ impl Lab {
     pub fn table(&self) -> anyhow::Result<Table> {
         Store::open_at(self.pins.path(), self.opts)?.load()
     }
+
+    /// The connection table as `ipvsadm -Lnc` lists it.
+    pub fn connections(&self) -> anyhow::Result<Vec<lb_user::model::ConnEntry>> {
+        Store::open_at(self.pins.path(), self.opts)?.connections()
+    }
 }
 
 /// `xlb_xdp` (with `xlb_new` installed) loaded on the maps of a pin directory.

@@ -145,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("attached: {}", dataplane::attached(&dir).join(" "));
             println!(
                 "rx {} pass {} tx {} redirect {} drop {} parse_fail {} no_dest {} conn_new {} conn_hit {} \
-                 conn_insert_fail {} neigh_miss {}",
+                 conn_insert_fail {} conn_evicted {} neigh_miss {}",
                 g.rx,
                 g.pass,
                 g.tx,
@@ -156,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 g.conn_new,
                 g.conn_hit,
                 g.conn_insert_fail,
+                g.conn_evicted,
                 g.neigh_miss
             );
         }

@@ -120,6 +120,7 @@ pub fn counter(name: &str) -> Counter {
         "nat_reply" => |g| g.nat_reply,
         "neigh_miss" => |g| g.neigh_miss,
         "conn_insert_fail" => |g| g.conn_insert_fail,
+        "conn_evicted" => |g| g.conn_evicted,
         "no_dest" => |g| g.no_dest,
         "parse_fail" => |g| g.parse_fail,
         _ => |_| u64::MAX,
@@ -423,7 +424,7 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
                 ingress: if0,
                 verdict: XDP_TX,
                 equal: &["conn_new", "tx"],
-                zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "drop"],
+                zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "conn_evicted", "drop"],
             });
         }
         specs.push(PathSpec {
@@ -549,7 +550,7 @@ pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
                         ingress: 0,
                         verdict: XDP_TX,
                         equal: &["conn_new", "tx"],
-                        zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "drop", "no_dest"],
+                        zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "conn_evicted", "drop", "no_dest"],
                     })
                     .collect();
                 let pass_spec = PathSpec {
