@@ -23,6 +23,7 @@ pub mod names {
     pub const FWMARKS: &str = "XLB_FWMARKS";
     pub const HALF_OPEN: &str = "XLB_HALF_OPEN";
     pub const HALF_OPEN_CURSOR: &str = "XLB_HALF_OPEN_CURSOR";
+    pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -45,6 +46,7 @@ pub mod names {
         FWMARKS,
         HALF_OPEN,
         HALF_OPEN_CURSOR,
+        ICMP_LIMIT,
     ];
 
 }

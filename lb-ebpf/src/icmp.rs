@@ -7,7 +7,7 @@ use lb_common::{ConnKey, CFG_F_HAS_NAT, CONN_KIND_IN, CONN_KIND_OUT, FWD_DROUTE,
 use crate::{
     conn::expired,
     csum, dr,
-    maps::{XLB_CONFIG, XLB_CONNS},
+    maps::{XLB_CONFIG, XLB_CONNS, XLB_ICMP_LIMIT},
     nat,
     parse::{header, IcmpErr, ETH_HLEN, IPV4_HLEN},
     schedule::usable_dest,
@@ -17,6 +17,8 @@ use crate::{
 };
 
 pub const ICMP_FRAG_NEEDED: u8 = 4;
+pub const ICMP_PORT_UNREACH: u8 = 3;
+const PORT_UNREACH_GAP_NS: u64 = 1_000_000;
 /// Quote: the offending datagram's IP header (up to 60 bytes) and 8 bytes of its payload
 /// (RFC 792; Linux quotes more, up to 576 bytes in all).
 const QUOTE_MAX: usize = 68;
@@ -32,8 +34,26 @@ pub fn frag_needed(ctx: &XdpContext, mtu: u16) -> u32 {
     send_error(ctx, 3, ICMP_FRAG_NEEDED, mtu)
 }
 
+/// A new connection to a service with no usable real server: as IPVS's `ip_vs_leave`, the
+/// client is told "port unreachable" (its connect fails at once instead of timing out), at most
+/// once per millisecond per CPU (the kernel rate-limits its ICMP errors); else dropped.
+#[inline(always)]
+pub fn port_unreachable(ctx: &XdpContext, now: u64) -> u32 {
+    let Some(last) = XLB_ICMP_LIMIT.get_ptr_mut(0) else {
+        return xdp_action::XDP_DROP;
+    };
+    let last = unsafe { &mut *last };
+    if now.wrapping_sub(*last) < PORT_UNREACH_GAP_NS {
+        return xdp_action::XDP_DROP;
+    }
+    *last = now;
+    send_error(ctx, 3, ICMP_PORT_UNREACH, 0)
+}
+
 /// Turns the frame into an ICMP error about itself, sent back where it came from, from the
 /// address it was sent to (the VIP), as the kernel's icmp_send does for a local destination.
+/// The new headers are prepended (headroom), so the quoted datagram stays where it is and a
+/// frame shorter than the error it becomes needs no tailroom.
 #[inline(always)]
 fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     let (data, end) = (ctx.data(), ctx.data_end());
@@ -49,20 +69,17 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     saddr.copy_from_slice(&orig[ETH_HLEN + 12..ETH_HLEN + 16]);
     daddr.copy_from_slice(&orig[ETH_HLEN + 16..ETH_HLEN + 20]);
     let quote_len = ((orig[ETH_HLEN] & 0x0f) as usize * 4 + 8).min(QUOTE_MAX);
-    let mut quote = [0u8; QUOTE_MAX];
-    for (i, q) in quote.iter_mut().enumerate() {
-        if i >= quote_len {
-            break;
-        }
-        let at = data + ETH_HLEN + i;
-        if at + 1 > end {
-            return xdp_action::XDP_DROP;
-        }
-        *q = unsafe { *(at as *const u8) };
+    if data + ETH_HLEN + quote_len > end {
+        return xdp_action::XDP_DROP;
     }
-    let new_len = (HDRS + quote_len) as i32;
-    let cur = (end - data) as i32;
-    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, new_len - cur) } != 0 {
+    let orig_len = (end - data) as i32;
+    // Room for the outer IPv4 and ICMP headers in front of the old Ethernet header: the old
+    // IPv4 header then starts right after the new headers.
+    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_head(ctx.ctx, -((IPV4_HLEN + 8) as i32)) } != 0 {
+        return xdp_action::XDP_DROP;
+    }
+    let cur = orig_len + (IPV4_HLEN + 8) as i32;
+    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, (HDRS + quote_len) as i32 - cur) } != 0 {
         return xdp_action::XDP_DROP;
     }
     let (data, end) = (ctx.data(), ctx.data_end());
@@ -92,21 +109,24 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     for i in 0..4 {
         sum += u16::from_ne_bytes([icmp[2 * i], icmp[2 * i + 1]]) as u64;
     }
+    // The quote (an even number of bytes) is in place after the headers.
     for i in 0..QUOTE_MAX / 2 {
-        sum += u16::from_ne_bytes([quote[2 * i], quote[2 * i + 1]]) as u64;
-    }
-    let check = (!csum::fold(sum)).to_ne_bytes();
-    h[I + 2] = check[0];
-    h[I + 3] = check[1];
-    for (i, q) in quote.iter().enumerate() {
-        if i >= quote_len {
+        if 2 * i >= quote_len {
             break;
         }
-        let at = data + HDRS + i;
-        if at + 1 > end {
+        let at = data + HDRS + 2 * i;
+        if at + 2 > end {
             return xdp_action::XDP_ABORTED;
         }
-        unsafe { *(at as *mut u8) = *q };
+        sum += unsafe { *(at as *const u16) } as u64;
+    }
+    let Some(h) = header::<[u8; HDRS]>(data, end, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let check = (!csum::fold(sum)).to_ne_bytes();
+    unsafe {
+        (*h)[I + 2] = check[0];
+        (*h)[I + 3] = check[1];
     }
     bump(|g| &mut g.icmp_sent);
     xdp_action::XDP_TX

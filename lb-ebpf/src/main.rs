@@ -35,7 +35,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
-    CFG_F_HAS_NAT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+    AF_INET, CFG_F_HAS_NAT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
 };
 
 use crate::{
@@ -158,14 +158,12 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     if let Some(old) = stale {
         conn::uncount(unsafe { &*old });
     }
-    let Some(dest_id) = schedule::choose_dest(&m, &p, now) else {
+    let Some(dest) = schedule::choose_dest(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
+    else {
         bump(|g| &mut g.no_dest);
-        return xdp_action::XDP_DROP;
+        return if p.af == AF_INET { icmp::port_unreachable(&ctx, now) } else { xdp_action::XDP_DROP };
     };
-    let Some(dest) = schedule::usable_dest(dest_id, m.svc.id) else {
-        bump(|g| &mut g.no_dest);
-        return xdp_action::XDP_DROP;
-    };
+    let (dest_id, dest) = dest;
     // The real server's port: its own for a service on one port, the client's choice for an
     // "all ports" service (IPVS: dport = dest port iff packet port = service port).
     let rport = if m.port != 0 && dest.port != 0 { dest.port } else { p.dport };

@@ -37,6 +37,10 @@ pub static XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS
 pub static XLB_HALF_OPEN: Array<ConnKey> = Array::pinned(HALF_OPEN_SLOTS, 0);
 #[map]
 pub static XLB_HALF_OPEN_CURSOR: Array<HalfOpenCursor> = Array::pinned(1, 0);
+/// When this CPU last answered "port unreachable" (ns): at most one per millisecond per CPU, as
+/// the kernel rate-limits the ICMP errors IPVS sends.
+#[map]
+pub static XLB_ICMP_LIMIT: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
 #[map]
 pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
 #[map]

@@ -328,6 +328,41 @@ impl Lab {
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     }
 
+    /// SIGKILLs real server `i`'s (0-based) HTTP server on `port`: a crash. Only processes of that
+    /// server's namespace are looked at.
+    pub fn crash_http_server(&self, i: usize, port: u16) -> anyhow::Result<()> {
+        let w = self.web.get(i).context("no such real server")?;
+        let pids = run(Command::new("ip").args(["netns", "pids", &w.ns.name]))?;
+        let want = format!("http.server\0{port}\0");
+        let mut killed = 0;
+        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&want) && unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+        anyhow::ensure!(killed > 0, "no HTTP server on port {port} in {}", w.ns.name);
+        Ok(())
+    }
+
+    /// Writes the same `len`-byte file (a fixed pseudo-random pattern) as `name` on every real
+    /// server's web root; returns its contents.
+    pub fn serve_file(&self, name: &str, len: usize) -> anyhow::Result<Vec<u8>> {
+        let mut x: u32 = 0x2545_f491;
+        let body: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for i in 1..=self.web.len() {
+            std::fs::write(self.dir.join(format!("www{i}")).join(name), &body)?;
+        }
+        Ok(body)
+    }
+
     /// What a failed exchange leaves to look at: the director's counters and connections, and
     /// every host's neighbours, interface counters and IP/TCP drop counters.
     pub fn diagnose(&self) -> String {
