@@ -86,18 +86,23 @@ fn run_ok(lb: &Lbadm, cmds: &[String]) {
     }
 }
 
-/// `ipvsadm -R` with `input`, killed (SIGKILL) `after` its start.
-fn restore_killed(lb: &Lbadm, input: &[u8], after: Duration) -> Option<i32> {
-    let mut child = Command::new(lb.path("ipvsadm"))
+/// `ipvsadm -R` on `lb`'s table with `env` set, reading a pipe; output discarded.
+fn spawn_restore(lb: &Lbadm, env: (&str, &str)) -> std::process::Child {
+    Command::new(lb.path("ipvsadm"))
         .arg0("ipvsadm")
         .arg("-R")
         .env("XLB_PIN_DIR", lb.pin_dir())
-        .env("XLB_ALLOW_ANY_SCHEDULER", "1")
+        .env(env.0, env.1)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+/// `ipvsadm -R` with `input`, killed (SIGKILL) `after` its start.
+fn restore_killed(lb: &Lbadm, input: &[u8], after: Duration) -> Option<i32> {
+    let mut child = spawn_restore(lb, ("XLB_ALLOW_ANY_SCHEDULER", "1"));
     let mut pipe = child.stdin.take().expect("stdin");
     let data = input.to_vec();
     let writer = std::thread::spawn(move || {
@@ -207,16 +212,7 @@ fn restore_died_during_commit_is_finished_by_the_next_command() {
         input.push_str(&format!("-A -t 10.1.{}.{}:80 -s rr\n-a -t 10.1.{}.{}:80 -r 192.168.2.1 -g\n", i / 250, i % 250 + 1, i / 250, i % 250 + 1));
     }
     let journal = Journal::for_pin_dir(lb.pin_dir());
-    let mut child = Command::new(lb.path("ipvsadm"))
-        .arg0("ipvsadm")
-        .arg("-R")
-        .env("XLB_PIN_DIR", lb.pin_dir())
-        .env("XLB_FAILPOINT_COMMIT_SERVICES", "700")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_restore(&lb, ("XLB_FAILPOINT_COMMIT_SERVICES", "700"));
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
     let st = child.wait().expect("wait");
     assert!(!st.success(), "the failpoint did not fire");
