@@ -403,6 +403,9 @@ pub const CONN_KIND_TEMPLATE: u8 = 2;
 pub const CONN_F_INACTIVE: u8 = 0x01;
 /// No reply seen yet (DR/TUN never see one): the input-only TCP table applies.
 pub const CONN_F_NOOUTPUT: u8 = 0x02;
+/// Created through a persistence template (IPVS: `cp->control` set): never rescheduled by
+/// conn_reuse_mode.
+pub const CONN_F_CONTROLLED: u8 = 0x04;
 
 /// Value of `XLB_CONNS`.
 #[repr(C)]
@@ -439,7 +442,52 @@ pub struct Config {
     pub timeouts: [u32; crate::tcp_state::NUM_STATES],
     /// `CFG_F_*`.
     pub flags: u32,
-    pub _reserved: [u32; 7],
+    /// IPVS's sysctls that change forwarding (`/proc/sys/net/ipv4/vs/*`; `SYSCTLS`).
+    pub conn_reuse_mode: u8,
+    pub expire_nodest_conn: u8,
+    pub expire_quiescent_template: u8,
+    pub sloppy_tcp: u8,
+    pub _reserved: [u32; 6],
+}
+
+/// The IPVS sysctls xlb implements (names as under /proc/sys/net/ipv4/vs/, IPVS's defaults in
+/// `Config::default`), with their field in `Config`:
+/// - conn_reuse_mode (1): a SYN that finds a connection in TIME_WAIT (bit 2: also FIN_WAIT of a
+///   DR/TUN connection) not controlled by a persistence template expires it and is scheduled
+///   anew; 0 reuses the old connection and real server.
+/// - expire_nodest_conn (0): 1 expires a connection whose real server was deleted at its next
+///   packet (which is then handled as new: a SYN is scheduled, anything else goes to the
+///   kernel); also a SYN finding a connection to a weight-0 server is scheduled anew. 0 drops
+///   its packets until it times out.
+/// - expire_quiescent_template (0): 1 expires a persistence template whose real server has
+///   weight 0, so its clients are scheduled anew; 0 keeps them on the quiesced server.
+/// - sloppy_tcp (0): 1 lets any TCP packet but a RST create a connection, not only a SYN.
+pub const SYSCTLS: [&str; 4] = ["conn_reuse_mode", "expire_nodest_conn", "expire_quiescent_template", "sloppy_tcp"];
+
+impl Config {
+    /// The value of sysctl `name` (one of `SYSCTLS`).
+    pub fn sysctl(&self, name: &str) -> Option<u8> {
+        match name {
+            "conn_reuse_mode" => Some(self.conn_reuse_mode),
+            "expire_nodest_conn" => Some(self.expire_nodest_conn),
+            "expire_quiescent_template" => Some(self.expire_quiescent_template),
+            "sloppy_tcp" => Some(self.sloppy_tcp),
+            _ => None,
+        }
+    }
+
+    /// Sets sysctl `name`; false for an unknown name.
+    pub fn set_sysctl(&mut self, name: &str, v: u8) -> bool {
+        let f = match name {
+            "conn_reuse_mode" => &mut self.conn_reuse_mode,
+            "expire_nodest_conn" => &mut self.expire_nodest_conn,
+            "expire_quiescent_template" => &mut self.expire_quiescent_template,
+            "sloppy_tcp" => &mut self.sloppy_tcp,
+            _ => return false,
+        };
+        *f = v;
+        true
+    }
 }
 
 /// Some real server is NAT (`-m`): packets that match no connection are also looked up as
@@ -448,7 +496,15 @@ pub const CFG_F_HAS_NAT: u32 = 0x1;
 
 impl Default for Config {
     fn default() -> Self {
-        Config { timeouts: crate::tcp_state::DEFAULT_TIMEOUTS, flags: 0, _reserved: [0; 7] }
+        Config {
+            timeouts: crate::tcp_state::DEFAULT_TIMEOUTS,
+            flags: 0,
+            conn_reuse_mode: 1,
+            expire_nodest_conn: 0,
+            expire_quiescent_template: 0,
+            sloppy_tcp: 0,
+            _reserved: [0; 6],
+        }
     }
 }
 

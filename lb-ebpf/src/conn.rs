@@ -1,8 +1,11 @@
 //! The connection table: client 5-tuple -> real server, with IPVS's TCP states, timeouts and
 //! per-dest ActiveConn/InActConn counts.
 use lb_common::{
-    tcp_state::{self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_NONE, STATE_SYN_RECV, STATE_UDP},
-    Config, Conn, ConnKey, HalfOpenCursor, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, DEST_F_OVERLOAD, FWD_MASQ,
+    tcp_state::{
+        self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_FIN_WAIT, STATE_NONE, STATE_SYN_RECV, STATE_TIME_WAIT,
+        STATE_UDP,
+    },
+    Config, Conn, ConnKey, HalfOpenCursor, CONN_F_CONTROLLED, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, DEST_F_OVERLOAD, FWD_MASQ,
     HALF_OPEN_SLOTS, IPPROTO_TCP,
 };
 
@@ -98,8 +101,9 @@ fn bind(dest_id: u32) {
     }
 }
 
+/// Timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`).
 #[inline(always)]
-fn timeouts() -> Option<&'static Config> {
+pub fn config() -> Option<&'static Config> {
     XLB_CONFIG.get(0)
 }
 
@@ -135,7 +139,7 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
         c.flags |= CONN_F_INACTIVE;
     }
     c.state = new;
-    if let Some(cfg) = timeouts() {
+    if let Some(cfg) = config() {
         let i = new as usize;
         if i < cfg.timeouts.len() {
             c.timeout = cfg.timeouts[i];
@@ -143,23 +147,23 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
     }
 }
 
-/// Records a new connection to `dest_id` (real server port `port`) and applies its first
-/// packet. New connections start inactive with IPVS's 3 s timeout; UDP stays in its one state
+/// Records a new connection to `dest_id` (real server port `port`, `CONN_F_NOOUTPUT` /
+/// `CONN_F_CONTROLLED` in `flags`) and applies its first packet. New connections start inactive with IPVS's 3 s timeout; UDP stays in its one state
 /// (always InActConn).
 #[inline(always)]
-pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, no_output: bool, now: u64) -> Result<(), ()> {
+pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flags: u8, now: u64) -> Result<(), ()> {
     let mut c = Conn {
         dest_id,
         svc_id,
         last_seen: now,
         timeout: NEW_CONN_TIMEOUT,
         state: STATE_NONE,
-        flags: CONN_F_INACTIVE | if no_output { CONN_F_NOOUTPUT } else { 0 },
+        flags: CONN_F_INACTIVE | flags,
         port,
     };
     if p.proto != IPPROTO_TCP {
         c.state = STATE_UDP;
-        if let Some(cfg) = timeouts() {
+        if let Some(cfg) = config() {
             c.timeout = cfg.timeouts[STATE_UDP as usize];
         }
     }
@@ -237,4 +241,20 @@ pub fn evict_half_open() -> bool {
         return true;
     }
     false
+}
+
+/// A SYN found connection `c` (IPVS `ip_vs_in`, conn_reuse_mode): true when the connection is to
+/// be expired and the SYN scheduled as a new connection.
+#[inline(always)]
+pub fn reschedule_on_syn(c: &Conn) -> bool {
+    let Some(cfg) = config() else { return false };
+    if cfg.conn_reuse_mode == 0 {
+        return false;
+    }
+    if cfg.expire_nodest_conn != 0 && XLB_DESTS.get(c.dest_id).is_some_and(|d| d.weight == 0) {
+        return true;
+    }
+    c.flags & CONN_F_CONTROLLED == 0
+        && (c.state == STATE_TIME_WAIT
+            || (cfg.conn_reuse_mode & 2 != 0 && c.state == STATE_FIN_WAIT && c.flags & CONN_F_NOOUTPUT != 0))
 }

@@ -35,7 +35,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
-    AF_INET, CFG_F_HAS_NAT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+    Dest, AF_INET, CFG_F_HAS_NAT, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+    SVC_F_PERSISTENT,
 };
 
 use crate::{
@@ -97,11 +98,24 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
         if conn::expired(c, now) {
             return tail(ctx, TAIL_NEW);
         }
+        if p.proto == IPPROTO_TCP && p.tcp_flags & TCP_FLAG_SYN != 0 && conn::reschedule_on_syn(c) {
+            conn::remove(&conn::key_in(&p));
+            return tail(ctx, TAIL_NEW);
+        }
         conn::on_packet(c, &p, now);
         bump(|g| &mut g.conn_hit);
     }
     let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
-    verdict(forward(ctx, &p, svc_id, dest_id, rport, new_conn, now))
+    match forward(ctx, &p, svc_id, dest_id, rport, new_conn, now) {
+        Some(v) => verdict(v),
+        // Its real server was deleted: expire_nodest_conn = 1 expires the connection and handles
+        // the packet as new; 0 drops it.
+        None if !new_conn && conn::config().is_some_and(|c| c.expire_nodest_conn != 0) => {
+            conn::remove(&conn::key_in(&p));
+            tail(ctx, TAIL_NEW)
+        }
+        None => verdict(xdp_action::XDP_DROP),
+    }
 }
 
 #[inline(always)]
@@ -150,9 +164,10 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     let Some(m) = schedule::find_service(&p) else {
         return xdp_action::XDP_PASS;
     };
-    // Only a SYN opens a TCP connection (sloppy_tcp=0); anything else without a connection goes
-    // to the local stack as with IPVS.
-    if p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST) != TCP_FLAG_SYN {
+    // Only a SYN opens a TCP connection (any packet but a RST with sloppy_tcp = 1); anything
+    // else without a connection goes to the local stack as with IPVS.
+    let sloppy = || conn::config().is_some_and(|c| c.sloppy_tcp != 0);
+    if p.proto == IPPROTO_TCP && (p.tcp_flags & TCP_FLAG_RST != 0 || (p.tcp_flags & TCP_FLAG_SYN == 0 && !sloppy())) {
         return xdp_action::XDP_PASS;
     }
     if let Some(old) = stale {
@@ -167,10 +182,11 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     // The real server's port: its own for a service on one port, the client's choice for an
     // "all ports" service (IPVS: dport = dest port iff packet port = service port).
     let rport = if m.port != 0 && dest.port != 0 { dest.port } else { p.dport };
-    let no_output = dest.fwd == FWD_DROUTE || dest.fwd == FWD_TUNNEL;
+    let flags = if dest.fwd == FWD_DROUTE || dest.fwd == FWD_TUNNEL { CONN_F_NOOUTPUT } else { 0 }
+        | if m.svc.flags & SVC_F_PERSISTENT != 0 { CONN_F_CONTROLLED } else { 0 };
     // A full table makes room by evicting a half-open connection (see conn::evict_half_open).
-    if conn::create(&key, &p, m.svc.id, dest_id, rport, no_output, now).is_err()
-        && !(conn::evict_half_open() && conn::create(&key, &p, m.svc.id, dest_id, rport, no_output, now).is_ok())
+    if conn::create(&key, &p, m.svc.id, dest_id, rport, flags, now).is_err()
+        && !(conn::evict_half_open() && conn::create(&key, &p, m.svc.id, dest_id, rport, flags, now).is_ok())
     {
         bump(|g| &mut g.conn_insert_fail);
         return xdp_action::XDP_DROP;
@@ -195,12 +211,16 @@ fn new_flow(ctx: &XdpContext) -> u32 {
 }
 
 /// Counts a client packet of a connection and sends it to its real server by its method.
+/// `None`: the real server was deleted.
 #[inline(always)]
-fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> u32 {
-    // A connection whose real server was deleted: dropped (expire_nodest_conn = 0).
-    let Some(dest) = schedule::usable_dest(dest_id, svc_id) else {
-        return xdp_action::XDP_DROP;
-    };
+fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> Option<u32> {
+    let dest = schedule::usable_dest(dest_id, svc_id)?;
+    Some(forward_to(ctx, p, dest, dest_id, svc_id, rport, new_conn, now))
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_to(ctx: &XdpContext, p: &Pkt, dest: &Dest, dest_id: u32, svc_id: u32, rport: u16, new_conn: bool, now: u64) -> u32 {
     stats::count_in(svc_id, dest_id, p.ip_len, new_conn);
     if p.ttl <= 1 {
         return icmp::time_exceeded(ctx);

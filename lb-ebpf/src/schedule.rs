@@ -354,7 +354,11 @@ pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
     if persistent {
         if let Some(t) = XLB_CONNS.get_ptr_mut(&key) {
             let t = unsafe { &mut *t };
-            if !expired(t, now) && usable_dest(t.dest_id, svc.id).is_some() {
+            // ip_vs_check_template: a template to a deleted server (or, with
+            // expire_quiescent_template, a weight-0 one) is expired.
+            let quiesced_expires = crate::conn::config().is_some_and(|c| c.expire_quiescent_template != 0);
+            let usable = usable_dest(t.dest_id, svc.id).is_some_and(|d| !(quiesced_expires && d.weight == 0));
+            if !expired(t, now) && usable {
                 // A new connection through the template restarts its timer.
                 t.last_seen = now;
                 t.timeout = svc.timeout;

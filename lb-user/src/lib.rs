@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod sched_tables;
 pub mod store;
+pub mod sysctl;
 
 /// The XDP object built by build.rs (lb-ebpf for bpfel).
 pub fn ebpf_object() -> &'static [u8] {

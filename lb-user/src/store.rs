@@ -297,6 +297,17 @@ impl Store {
         }
     }
 
+    /// Changes `XLB_CONFIG` with `f` (one map update; nothing when `f` fails).
+    pub fn update_config<R>(&mut self, f: impl FnOnce(&mut c::Config) -> anyhow::Result<R>) -> anyhow::Result<R> {
+        let mut cfg = self.config.get(&0, 0)?;
+        let before = cfg;
+        let r = f(&mut cfg)?;
+        if cfg != before {
+            self.config.set(0, cfg, 0)?;
+        }
+        Ok(r)
+    }
+
     /// The whole table with live counters.
     pub fn load(&self) -> anyhow::Result<Table> {
         let mut by_id: BTreeMap<u32, Service> = BTreeMap::new();

@@ -306,3 +306,140 @@ fn next_hop_comes_from_the_kernels_neighbour_table() {
     assert_eq!(verdict_name(r1.verdict), "XDP_TX");
     assert_eq!(r1.frame, want);
 }
+
+/// Edits the table through the store (what lbadm does).
+fn edit_table(s: &Setup, f: impl FnOnce(&mut Table)) {
+    let mut store = Store::open_at(s.pins.path(), Default::default()).expect("store");
+    let before = store.load().expect("load");
+    let mut after = before.clone();
+    f(&mut after);
+    store.commit(&before, &after).expect("commit");
+}
+
+/// `lbd sysctl NAME=VALUE`, through the same code.
+fn sysctl(s: &Setup, setting: &str) {
+    let mut store = Store::open_at(s.pins.path(), Default::default()).expect("store");
+    store.update_config(|c| lb_user::sysctl::apply(c, &[setting.to_string()])).expect("sysctl");
+}
+
+fn conns_of(s: &Setup) -> Vec<(u16, String, String)> {
+    let store = Store::open_at(s.pins.path(), Default::default()).expect("store");
+    let mut v: Vec<_> =
+        store.connections().expect("conns").into_iter().map(|c| (c.cport, c.state.to_string(), c.daddr.to_string())).collect();
+    v.sort();
+    v
+}
+
+/// conn_reuse_mode (spec §5.4): a SYN finding a TIME_WAIT connection is scheduled anew (1, the
+/// default) or reuses its real server (0); bit 2 extends that to a DR connection in FIN_WAIT.
+#[test]
+fn sysctl_conn_reuse_mode() {
+    let mut s = setup("reuse");
+    let syn = |port| Frame::tcp(sa(CLIENT, port), sa(VIP, 80), SYN);
+    let fin = |port| Frame::tcp(sa(CLIENT, port), sa(VIP, 80), FIN | ACK);
+    let ack = |port| Frame::tcp(sa(CLIENT, port), sa(VIP, 80), ACK);
+    // Port 49000: SYN then FIN (input-only: SYN_RECV -> TIME_WAIT) on web2.
+    expect(&mut s, &syn(49000).bytes(), XDP_TX, &dr_out(&syn(49000), WEB2_MAC), "first connection");
+    expect(&mut s, &fin(49000).bytes(), XDP_TX, &dr_out(&fin(49000), WEB2_MAC), "its FIN");
+    assert_eq!(conns_of(&s), [(49000, "TIME_WAIT".into(), "192.168.88.200".into())]);
+    // Default 1: the reused port's SYN expires it and is scheduled: rr's next, web1.
+    expect(&mut s, &syn(49000).bytes(), XDP_TX, &dr_out(&syn(49000), WEB1_MAC), "SYN on TIME_WAIT, mode 1");
+    assert_eq!(conns_of(&s), [(49000, "SYN_RECV".into(), "192.168.88.100".into())]);
+    let t = load(&s);
+    let counts: Vec<(u32, u32)> = t.services[0].dests.iter().map(|d| (d.active_conns, d.inact_conns)).collect();
+    assert_eq!(counts, [(0, 0), (1, 0)], "web2's entry gave back its count, web1 counts the new one (SYN_RECV is active)");
+    // Mode 0: the same sequence reuses the old real server.
+    sysctl(&s, "conn_reuse_mode=0");
+    expect(&mut s, &fin(49000).bytes(), XDP_TX, &dr_out(&fin(49000), WEB1_MAC), "FIN");
+    expect(&mut s, &syn(49000).bytes(), XDP_TX, &dr_out(&syn(49000), WEB1_MAC), "SYN on TIME_WAIT, mode 0");
+    // FIN_WAIT (SYN, ACK, FIN): mode 1 keeps it, mode 3 (bit 2) reschedules a DR connection.
+    sysctl(&s, "conn_reuse_mode=1");
+    for (f, mac) in [(syn(49001), WEB2_MAC), (ack(49001), WEB2_MAC), (fin(49001), WEB2_MAC)] {
+        expect(&mut s, &f.bytes(), XDP_TX, &dr_out(&f, mac), "to FIN_WAIT");
+    }
+    expect(&mut s, &syn(49001).bytes(), XDP_TX, &dr_out(&syn(49001), WEB2_MAC), "SYN on FIN_WAIT, mode 1");
+    for (f, mac) in [(ack(49001), WEB2_MAC), (fin(49001), WEB2_MAC)] {
+        expect(&mut s, &f.bytes(), XDP_TX, &dr_out(&f, mac), "back to FIN_WAIT");
+    }
+    sysctl(&s, "conn_reuse_mode=3");
+    expect(&mut s, &syn(49001).bytes(), XDP_TX, &dr_out(&syn(49001), WEB1_MAC), "SYN on FIN_WAIT, mode 3");
+}
+
+/// expire_nodest_conn: a deleted real server's connection drops its packets (0, the default) or
+/// is expired at its next packet (1), which is then new: an ACK goes to the kernel, a SYN is
+/// scheduled. With 1, a SYN finding a connection to a weight-0 server is scheduled anew.
+#[test]
+fn sysctl_expire_nodest_conn() {
+    let mut s = setup("nodest");
+    let syn = |port| Frame::tcp(sa(CLIENT, port), sa(VIP, 80), SYN);
+    let ack = |port| Frame::tcp(sa(CLIENT, port), sa(VIP, 80), ACK);
+    expect(&mut s, &syn(49100).bytes(), XDP_TX, &dr_out(&syn(49100), WEB2_MAC), "to web2");
+    expect(&mut s, &ack(49100).bytes(), XDP_TX, &dr_out(&ack(49100), WEB2_MAC), "established");
+    expect(&mut s, &syn(49101).bytes(), XDP_TX, &dr_out(&syn(49101), WEB1_MAC), "to web1");
+    expect(&mut s, &ack(49101).bytes(), XDP_TX, &dr_out(&ack(49101), WEB1_MAC), "established");
+    // web1 at weight 0, expire_nodest_conn 0: a SYN on its ESTABLISHED connection stays there.
+    edit_table(&s, |t| t.services[0].dests.iter_mut().filter(|d| d.id == WEB1_ID).for_each(|d| d.weight = 0));
+    expect(&mut s, &syn(49101).bytes(), XDP_TX, &dr_out(&syn(49101), WEB1_MAC), "SYN, weight 0, sysctl 0");
+    sysctl(&s, "expire_nodest_conn=1");
+    expect(&mut s, &syn(49101).bytes(), XDP_TX, &dr_out(&syn(49101), WEB2_MAC), "SYN, weight 0, sysctl 1: rescheduled");
+    // Deleting web2: with 0 its connection's packets are dropped ...
+    sysctl(&s, "expire_nodest_conn=0");
+    edit_table(&s, |t| t.services[0].dests.retain(|d| d.id != WEB2_ID));
+    let r = s.xdp.run(&ack(49100).bytes()).expect("run");
+    assert_eq!(verdict_name(r.verdict), "XDP_DROP", "deleted server, sysctl 0");
+    assert_eq!(conns_of(&s).iter().filter(|c| c.0 == 49100).count(), 1, "the entry stays");
+    // ... with 1 the connection is expired: the ACK goes to the kernel, a SYN is scheduled.
+    sysctl(&s, "expire_nodest_conn=1");
+    expect(&mut s, &ack(49100).bytes(), XDP_PASS, &ack(49100).bytes(), "deleted server, sysctl 1: ACK to the kernel");
+    assert_eq!(conns_of(&s).iter().filter(|c| c.0 == 49100).count(), 0, "the entry is gone");
+    edit_table(&s, |t| t.services[0].dests.iter_mut().for_each(|d| d.weight = 1));
+    expect(&mut s, &syn(49100).bytes(), XDP_TX, &dr_out(&syn(49100), WEB1_MAC), "a new SYN is scheduled");
+}
+
+/// sloppy_tcp: without a connection, only a SYN opens one (0, the default); with 1 any TCP packet
+/// but a RST does.
+#[test]
+fn sysctl_sloppy_tcp() {
+    let mut s = setup("sloppy");
+    let ack = Frame::tcp(sa(CLIENT, 49200), sa(VIP, 80), ACK).payload(b"mid-stream");
+    let rst = Frame::tcp(sa(CLIENT, 49201), sa(VIP, 80), RST | ACK);
+    expect(&mut s, &ack.bytes(), XDP_PASS, &ack.bytes(), "ACK without a connection, sloppy 0");
+    sysctl(&s, "sloppy_tcp=1");
+    expect(&mut s, &ack.bytes(), XDP_TX, &dr_out(&ack, WEB2_MAC), "ACK without a connection, sloppy 1");
+    expect(&mut s, &rst.bytes(), XDP_PASS, &rst.bytes(), "RST, sloppy 1");
+    assert_eq!(conns_of(&s), [(49200, "ESTABLISHED".into(), "192.168.88.200".into())]);
+}
+
+/// expire_quiescent_template: a persistence template to a weight-0 server keeps its client there
+/// (0, the default) or is expired so the client is scheduled anew (1).
+#[test]
+fn sysctl_expire_quiescent_template() {
+    let mut s = setup("quiesced");
+    edit_table(&s, |t| {
+        t.services[0].flags |= lb_common::SVC_F_PERSISTENT;
+        t.services[0].timeout = 300;
+    });
+    let syn = |port| Frame::tcp(sa(CLIENT, port), sa(VIP, 80), SYN);
+    expect(&mut s, &syn(49300).bytes(), XDP_TX, &dr_out(&syn(49300), WEB2_MAC), "template to web2");
+    edit_table(&s, |t| t.services[0].dests.iter_mut().filter(|d| d.id == WEB2_ID).for_each(|d| d.weight = 0));
+    expect(&mut s, &syn(49301).bytes(), XDP_TX, &dr_out(&syn(49301), WEB2_MAC), "weight 0, sysctl 0: template holds");
+    sysctl(&s, "expire_quiescent_template=1");
+    expect(&mut s, &syn(49302).bytes(), XDP_TX, &dr_out(&syn(49302), WEB1_MAC), "weight 0, sysctl 1: scheduled anew");
+    expect(&mut s, &syn(49303).bytes(), XDP_TX, &dr_out(&syn(49303), WEB1_MAC), "the new template");
+    // A connection made through a template is never rescheduled by conn_reuse_mode: its SYN in
+    // TIME_WAIT is no new connection (the service's connection count stays).
+    let fin = Frame::tcp(sa(CLIENT, 49302), sa(VIP, 80), FIN | ACK);
+    expect(&mut s, &fin.bytes(), XDP_TX, &dr_out(&fin, WEB1_MAC), "FIN: TIME_WAIT");
+    let conns = load(&s).services[0].stats.conns;
+    expect(&mut s, &syn(49302).bytes(), XDP_TX, &dr_out(&syn(49302), WEB1_MAC), "controlled: kept");
+    assert_eq!(load(&s).services[0].stats.conns, conns, "a controlled connection was rescheduled");
+    // Without persistence the same SYN would be a new connection.
+    edit_table(&s, |t| t.services[0].flags &= !lb_common::SVC_F_PERSISTENT);
+    let fin = Frame::tcp(sa(CLIENT, 49304), sa(VIP, 80), FIN | ACK);
+    expect(&mut s, &syn(49304).bytes(), XDP_TX, &dr_out(&syn(49304), WEB1_MAC), "uncontrolled");
+    expect(&mut s, &fin.bytes(), XDP_TX, &dr_out(&fin, WEB1_MAC), "FIN: TIME_WAIT");
+    let conns = load(&s).services[0].stats.conns;
+    let r = s.xdp.run(&syn(49304).bytes()).expect("run");
+    assert_eq!(verdict_name(r.verdict), "XDP_TX");
+    assert_eq!(load(&s).services[0].stats.conns, conns + 1, "an uncontrolled connection in TIME_WAIT is rescheduled");
+}

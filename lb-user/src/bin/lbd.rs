@@ -96,6 +96,10 @@ enum Cmd {
     },
     /// Expire connections once and exit.
     Gc,
+    /// Show or set IPVS's forwarding sysctls as `sysctl` would (NAME or net.ipv4.vs.NAME; NAME=VALUE
+    /// sets it): conn_reuse_mode (1), expire_nodest_conn (0), expire_quiescent_template (0),
+    /// sloppy_tcp (0).
+    Sysctl { settings: Vec<String> },
     /// Read this namespace's iptables mangle MARK rules into the fwmark classifier, once.
     SyncMarks,
     /// Detach everything and remove all pins (the table with them).
@@ -193,6 +197,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("expired {n} connection entries");
         }
         Cmd::Teardown => dataplane::teardown(&dir)?,
+        Cmd::Sysctl { settings } => {
+            let mut store = Store::open_at(&dir, Default::default())?;
+            for line in store.update_config(|cfg| lb_user::sysctl::apply(cfg, &settings))? {
+                println!("{line}");
+            }
+        }
     }
     Ok(())
 }
