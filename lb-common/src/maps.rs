@@ -24,6 +24,7 @@ pub mod names {
     pub const HALF_OPEN: &str = "XLB_HALF_OPEN";
     pub const HALF_OPEN_CURSOR: &str = "XLB_HALF_OPEN_CURSOR";
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
+    pub const LBLC: &str = "XLB_LBLC";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -47,6 +48,7 @@ pub mod names {
         HALF_OPEN,
         HALF_OPEN_CURSOR,
         ICMP_LIMIT,
+        LBLC,
     ];
 
 }
@@ -528,6 +530,33 @@ pub struct HalfOpenCursor {
     pub tail: u64,
 }
 
+/// Key of `XLB_LBLC`, lblc's cache (`ip_vs_lblc.c`): per service, a packet destination
+/// address -> the real server it was last given.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LblcKey {
+    pub svc_id: u32,
+    pub af: u8,
+    pub _pad: [u8; 3],
+    pub addr: Addr,
+}
+
+/// Value of `XLB_LBLC`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LblcValue {
+    pub dest_id: u32,
+    pub _pad: u32,
+    /// Coarse monotonic ns of the last lookup (lbd drops entries unused for `LBLC_EXPIRATION_S`).
+    pub lastuse: u64,
+}
+
+/// lblc's cache size (an LRU: a full cache forgets its least recently used address, as the
+/// kernel's GC does when its table is over 16384 entries).
+pub const LBLC_MAX_ENTRIES: u32 = 65536;
+/// `lblc_expiration` (sysctl default, 24 h).
+pub const LBLC_EXPIRATION_S: u64 = 86400;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,5 +577,6 @@ mod tests {
         assert_eq!(size_of::<Stats>(), 40);
         assert_eq!(size_of::<GlobalStats>(), 40 + 17 * 8);
         assert_eq!(size_of::<HalfOpenCursor>(), 16);
+        assert_eq!((size_of::<LblcKey>(), size_of::<LblcValue>()), (24, 16));
     }
 }

@@ -2,7 +2,7 @@
 //! lbadm, lbd and every attached program share one table.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, ProgramArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use lb_common::*;
 
@@ -41,6 +41,9 @@ pub static XLB_HALF_OPEN_CURSOR: Array<HalfOpenCursor> = Array::pinned(1, 0);
 /// the kernel rate-limits the ICMP errors IPVS sends.
 #[map]
 pub static XLB_ICMP_LIMIT: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
+/// lblc's cache: (service, packet destination) -> real server (see `schedule::lblc_pick`).
+#[map]
+pub static XLB_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
 #[map]
 pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
 #[map]

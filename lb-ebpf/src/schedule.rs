@@ -4,10 +4,10 @@ use lb_common::{
     sched::{
         addr_fold, dh_hash, mh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, HASH_TAB_MASK,
         HASH_TAB_SIZE, MH_KEY1, MH_TAB_SIZE, SCHED_MH,
-        NO_DEST, SCHED_DH, SCHED_FO, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
+        NO_DEST, SCHED_DH, SCHED_FO, SCHED_LBLC, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
         SCHED_WRR,
     },
-    Addr, Conn, ConnKey, Dest, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
+    Addr, Conn, ConnKey, Dest, LblcKey, LblcValue, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
     DEST_F_OVERLOAD, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2,
 };
 
@@ -18,7 +18,7 @@ use aya_ebpf::helpers::bpf_loop;
 use crate::{
     atomic,
     conn::expired,
-    maps::{XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE},
+    maps::{XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE},
     parse::Pkt,
 };
 
@@ -71,7 +71,7 @@ pub const MAX_SCAN: u32 = 1024;
 /// Runs the service's scheduler over its table in `XLB_SCHED_SLOTS` (built by userspace with the
 /// rules of `lb_common::sched`). `None`: no usable real server.
 #[inline(always)]
-fn run_scheduler(svc: &Service, p: &Pkt) -> Option<u32> {
+fn run_scheduler(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     if svc.sched_len == 0 {
         return None;
     }
@@ -98,21 +98,9 @@ fn run_scheduler(svc: &Service, p: &Pkt) -> Option<u32> {
                 SCHED_SED => LcKind::Sed,
                 _ => LcKind::Nq,
             };
-            let highest = svc.sched == SCHED_FO || svc.sched == SCHED_OVF;
-            let mut scan = Scan {
-                off: svc.sched_off,
-                len: svc.sched_len,
-                highest,
-                lc: LeastConn::new(kind),
-                hi: Highest::new(svc.sched == SCHED_OVF),
-            };
-            // bpf_loop: the verifier checks the step once, not once per dest.
-            let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
-            unsafe {
-                bpf_loop(n, scan_step as *mut c_void, &mut scan as *mut Scan as *mut c_void, 0);
-            }
-            if highest { scan.hi.result() } else { scan.lc.result() }
+            scan_dests(svc, kind, svc.sched == SCHED_FO || svc.sched == SCHED_OVF)
         }
+        SCHED_LBLC => lblc_pick(svc, p, now),
         SCHED_SH => {
             let fold = addr_fold(p.saddr.w, p.af == AF_INET6);
             let port = if svc.flags & SVC_F_SCHED2 != 0 { u16::from_be(p.sport) } else { 0 };
@@ -130,6 +118,85 @@ fn run_scheduler(svc: &Service, p: &Pkt) -> Option<u32> {
         }
         _ => None,
     }
+}
+
+/// A connection-count scheduler's pick: one pass over the service's dests in list order
+/// (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`).
+#[inline(always)]
+fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
+    let mut scan = Scan {
+        off: svc.sched_off,
+        len: svc.sched_len,
+        highest,
+        lc: LeastConn::new(kind),
+        hi: Highest::new(svc.sched == SCHED_OVF),
+    };
+    // bpf_loop: the verifier checks the step once, not once per dest.
+    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
+    unsafe {
+        bpf_loop(n, scan_step as *mut c_void, &mut scan as *mut Scan as *mut c_void, 0);
+    }
+    if highest { scan.hi.result() } else { scan.lc.result() }
+}
+
+/// lblc (`ip_vs_lblc_schedule`): the real server cached for the packet's destination address,
+/// while it is available, has weight and is not overloaded (`lblc_overloaded`); else wlc's pick,
+/// which becomes the cached one.
+#[inline(always)]
+fn lblc_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
+    let key = LblcKey { svc_id: svc.id, af: p.af, _pad: [0; 3], addr: p.daddr };
+    if let Some(e) = XLB_LBLC.get_ptr_mut(&key) {
+        let e = unsafe { &mut *e };
+        e.lastuse = now;
+        let id = e.dest_id;
+        if usable_dest(id, svc.id).is_some_and(|d| d.weight > 0) && !lblc_overloaded(svc, id) {
+            return Some(id);
+        }
+    }
+    let id = scan_dests(svc, LcKind::Wlc, false)?;
+    let _ = XLB_LBLC.insert(&key, &LblcValue { dest_id: id, _pad: 0, lastuse: now }, 0);
+    Some(id)
+}
+
+/// lblc's "overloaded": more active connections than weight while some dest of the service is
+/// less than half busy (active * 2 < weight).
+#[inline(always)]
+fn lblc_overloaded(svc: &Service, id: u32) -> bool {
+    let (Some(d), Some(c)) = (XLB_DESTS.get(id), XLB_DEST_CONNS.get(id)) else {
+        return true;
+    };
+    if c.active <= d.weight.max(0) as u64 {
+        return false;
+    }
+    let mut probe = HalfIdle { off: svc.sched_off, len: svc.sched_len, found: 0 };
+    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
+    unsafe {
+        bpf_loop(n, half_idle_step as *mut c_void, &mut probe as *mut HalfIdle as *mut c_void, 0);
+    }
+    probe.found != 0
+}
+
+#[repr(C)]
+struct HalfIdle {
+    off: u32,
+    len: u32,
+    found: u32,
+}
+
+extern "C" fn half_idle_step(i: u64, ctx: *mut c_void) -> i64 {
+    let h = unsafe { &mut *(ctx as *mut HalfIdle) };
+    let i = i as u32;
+    if i >= h.len {
+        return 1;
+    }
+    let Some(d) = dest_state(h.off + i) else {
+        return 1;
+    };
+    if (d.active as i64) * 2 < d.weight as i64 {
+        h.found = 1;
+        return 1;
+    }
+    0
 }
 
 /// The next slot of the service's cycle, by the shared cursor.
@@ -369,7 +436,7 @@ pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
         }
     }
     // One call site: the scheduler's branches are verified once.
-    let dest_id = run_scheduler(svc, p)?;
+    let dest_id = run_scheduler(svc, p, now)?;
     if persistent {
         let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
         if XLB_CONNS.insert(&key, &t, 0).is_ok() {

@@ -99,7 +99,14 @@ pub fn build(sched_code: u8, views: &[DestView], states: &[sched::DestState], ol
             Ok(Built { slots, state: anchored(rr_next, None, cw) })
         }
         // Connection-count schedulers scan the eligible dests in list order.
-        sched::SCHED_LC | sched::SCHED_WLC | sched::SCHED_SED | sched::SCHED_NQ | sched::SCHED_FO | sched::SCHED_OVF => {
+        // lblc: its cache lives in XLB_LBLC; a miss is a wlc scan of this list.
+        sched::SCHED_LC
+        | sched::SCHED_WLC
+        | sched::SCHED_SED
+        | sched::SCHED_NQ
+        | sched::SCHED_FO
+        | sched::SCHED_OVF
+        | sched::SCHED_LBLC => {
             let slots = views.iter().filter(|d| d.eligible()).map(|d| d.id).collect();
             Ok(Built { slots, state: SvcState::default() })
         }
