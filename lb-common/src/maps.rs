@@ -530,6 +530,22 @@ pub struct HalfOpenCursor {
     pub tail: u64,
 }
 
+/// The persistence template a new connection of a persistent service uses (IPVS
+/// `ip_vs_sched_persist`): the client address masked by the service's netmask, client port 0;
+/// for a fwmark service (IP, the mark, port 0), which covers every address, port and protocol of
+/// the mark; else the VIP, the protocol and the service's port, 0 for a port-0 service and for
+/// FTP's control port 21. `svc_port` is in network order.
+#[inline(always)]
+pub fn template_key(caddr: &Addr, netmask: &Addr, vaddr: Addr, proto: u8, svc_port: u16, fwmark: u32, af: u8) -> ConnKey {
+    let vport = if svc_port == 21u16.to_be() { 0 } else { svc_port };
+    let (vaddr, proto) = if fwmark != 0 { (Addr::v4(fwmark), crate::IPPROTO_IP) } else { (vaddr, proto) };
+    ConnKey { caddr: caddr.masked(netmask), vaddr, cport: 0, vport, proto, af, kind: CONN_KIND_TEMPLATE, _pad: 0 }
+}
+
+/// How long an expired template that still controls live connections is re-armed for (IPVS
+/// `ip_vs_conn_expire`: 60 s), instead of being freed.
+pub const TEMPLATE_REARM_S: u32 = 60;
+
 /// Key of `XLB_LBLC`, lblc's cache (`ip_vs_lblc.c`): per service, a packet destination
 /// address -> the real server it was last given.
 #[repr(C)]

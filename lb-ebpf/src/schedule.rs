@@ -7,7 +7,7 @@ use lb_common::{
         NO_DEST, SCHED_DH, SCHED_FO, SCHED_LBLC, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
         SCHED_WRR,
     },
-    Addr, Conn, ConnKey, Dest, LblcKey, LblcValue, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
+    template_key, Addr, Conn, ConnKey, Dest, LblcKey, LblcValue, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
     DEST_F_OVERLOAD, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2,
 };
 
@@ -403,21 +403,7 @@ fn persist_count(dest_id: u32, delta: i32) {
 pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
     let svc = m.svc;
     let persistent = svc.flags & SVC_F_PERSISTENT != 0;
-    // Persistence template: one per (client & mask, VIP, service port or 0 for a port-0
-    // service, protocol). FTP's control port keys as 0 like IPVS. A fwmark service's template
-    // covers every address, port and protocol of the mark: (IP, mark, 0).
-    let vport = if m.port == 21u16.to_be() { 0 } else { m.port };
-    let (vaddr, proto) = if m.fwmark != 0 { (Addr::v4(m.fwmark), IPPROTO_IP) } else { (p.daddr, p.proto) };
-    let key = ConnKey {
-        caddr: p.saddr.masked(&svc.netmask),
-        vaddr,
-        cport: 0,
-        vport,
-        proto,
-        af: p.af,
-        kind: CONN_KIND_TEMPLATE,
-        _pad: 0,
-    };
+    let key = template_key(&p.saddr, &svc.netmask, p.daddr, p.proto, m.port, m.fwmark, p.af);
     if persistent {
         if let Some(t) = XLB_CONNS.get_ptr_mut(&key) {
             let t = unsafe { &mut *t };

@@ -701,8 +701,14 @@ impl Store {
         let now = monotonic_coarse_ns();
         let mut dead = Vec::new();
         let expired = |v: &c::Conn| v.last_seen + v.timeout as u64 * 1_000_000_000 < now;
-        for item in self.conns.iter() {
-            let (k, v) = item?;
+        let entries: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
+        // Templates that still control a live connection are re-armed, not freed.
+        let controlling: HashSet<ConnKey> = entries
+            .iter()
+            .filter(|(k, v)| k.kind == c::CONN_KIND_IN && v.flags & c::CONN_F_CONTROLLED != 0 && !expired(v))
+            .filter_map(|(k, v)| self.template_of(k, v))
+            .collect();
+        for (k, v) in entries {
             let gone = if k.kind == c::CONN_KIND_OUT {
                 // A NAT reply-side entry lives as long as its client-side entry.
                 // Its `timeout` field carries the VIP (see lb_common::Conn).
@@ -711,6 +717,13 @@ impl Store {
             } else {
                 expired(&v)
             };
+            if gone && k.kind == c::CONN_KIND_TEMPLATE && controlling.contains(&k) {
+                let rearmed = c::Conn { last_seen: now, timeout: c::TEMPLATE_REARM_S, ..v };
+                if self.conns.get(&k, 0).is_ok_and(|cur| cur == v) {
+                    self.conns.insert(k, rearmed, 0)?;
+                }
+                continue;
+            }
             if gone {
                 dead.push((k, v));
             }
@@ -730,6 +743,14 @@ impl Store {
         }
         self.free_idle_trash()?;
         Ok(n)
+    }
+
+    /// The persistence template a controlled connection was made through.
+    fn template_of(&self, k: &ConnKey, v: &c::Conn) -> Option<ConnKey> {
+        let sk = self.svc_keys.get(&v.svc_id, 0).ok()?;
+        let svc = self.services.get(&sk, 0).ok()?;
+        let fwmark = if sk.proto == c::IPPROTO_IP { sk.addr.w[0] } else { 0 };
+        Some(c::template_key(&k.caddr, &svc.netmask, k.vaddr, k.proto, sk.port, fwmark, k.af))
     }
 
     /// Gives back an expired entry's share of its dest's counts. The data plane changes the

@@ -443,3 +443,45 @@ fn sysctl_expire_quiescent_template() {
     assert_eq!(verdict_name(r.verdict), "XDP_TX");
     assert_eq!(load(&s).services[0].stats.conns, conns + 1, "an uncontrolled connection in TIME_WAIT is rescheduled");
 }
+
+/// Spec §4: a template that expires while it still controls a live connection is re-armed for
+/// 60 s (lbd's expiry pass), one that controls none is freed; new connections of the client
+/// keep using the re-armed one.
+#[test]
+fn expiring_template_with_live_connections_is_rearmed() {
+    let mut s = setup("rearm");
+    edit_table(&s, |t| {
+        t.services[0].flags |= lb_common::SVC_F_PERSISTENT;
+        t.services[0].timeout = 1;
+    });
+    const CLIENT2: [u8; 4] = [192, 168, 88, 11];
+    let a = Frame::tcp(sa(CLIENT, 50000), sa(VIP, 80), SYN);
+    expect(&mut s, &a.bytes(), XDP_TX, &dr_out(&a, WEB2_MAC), "client 1 -> web2");
+    let a2 = Frame::tcp(sa(CLIENT, 50000), sa(VIP, 80), ACK);
+    expect(&mut s, &a2.bytes(), XDP_TX, &dr_out(&a2, WEB2_MAC), "established");
+    let b = Frame::tcp(sa(CLIENT2, 50001), sa(VIP, 80), SYN);
+    expect(&mut s, &b.bytes(), XDP_TX, &dr_out(&b, WEB1_MAC), "client 2 -> web1");
+    // Client 2's connection ends (its entry is gone); its template controls nothing.
+    {
+        let data = aya::maps::MapData::from_pin(s.pins.path().join(lb_common::names::CONNS)).expect("pin");
+        let mut conns: aya::maps::HashMap<_, lb_common::ConnKey, lb_common::Conn> =
+            aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash");
+        let k = conns.keys().filter_map(|k| k.ok()).find(|k| k.cport == 50001u16.to_be()).expect("client 2's entry");
+        conns.remove(&k).expect("remove");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    Store::open_at(s.pins.path(), Default::default()).and_then(|mut st| st.expire_connections()).expect("expire");
+    let store = Store::open_at(s.pins.path(), Default::default()).expect("store");
+    let templates: Vec<(String, u32)> = store
+        .connections()
+        .expect("conns")
+        .into_iter()
+        .filter(|c| c.cport == 0)
+        .map(|c| (c.caddr.to_string(), c.expires))
+        .collect();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    assert_eq!(templates[0].0, "192.168.88.10", "client 1's template stays");
+    assert!((58..=60).contains(&templates[0].1), "re-armed for 60 s: {templates:?}");
+    let c = Frame::tcp(sa(CLIENT, 50002), sa(VIP, 80), SYN);
+    expect(&mut s, &c.bytes(), XDP_TX, &dr_out(&c, WEB2_MAC), "client 1's next connection: still web2");
+}
