@@ -7,7 +7,7 @@ use lb_common::{
         NO_DEST, SCHED_DH, SCHED_FO, SCHED_LBLC, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
         SCHED_WRR,
     },
-    template_key, Addr, Conn, ConnKey, Dest, LblcKey, LblcValue, Service, ServiceKey, AF_INET6, CONN_KIND_TEMPLATE, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
+    template_key, Addr, Conn, Dest, LblcKey, LblcValue, Service, ServiceKey, AF_INET6, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
     DEST_F_OVERLOAD, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2,
 };
 
