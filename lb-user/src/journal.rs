@@ -75,6 +75,10 @@ impl Journal {
         &self.path
     }
 
+    fn tmp_path(&self) -> PathBuf {
+        self.path.with_extension("journal.tmp")
+    }
+
     /// Records the commit from `before` to `after` (durably, before any map is written).
     pub fn begin(&self, table: &TableId, before: &Table, after: &Table) -> anyhow::Result<()> {
         let dir = self.path.parent().context("journal path without a directory")?;
@@ -83,7 +87,7 @@ impl Journal {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp = self.path.with_extension("journal.tmp");
+        let tmp = self.tmp_path();
         let body = serde_json::to_vec(&EntryRef { table, before, after })?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -98,8 +102,10 @@ impl Journal {
         Ok(())
     }
 
-    /// The commit is complete: forget it.
+    /// The commit is complete: forget it (and any temporary file a writer killed while
+    /// recording left).
     pub fn end(&self) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(self.tmp_path());
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
