@@ -396,6 +396,15 @@ pub struct ConnKey {
     pub _pad: u8,
 }
 
+impl ConnKey {
+    /// The reply-side (NAT) key of a client-side key: the real server `rs`:`rport` where the
+    /// VIP was (what a reply from the real server carries as its destination side).
+    #[inline(always)]
+    pub const fn reply_side(&self, rs: Addr, rport: u16) -> ConnKey {
+        ConnKey { vaddr: rs, vport: rport, kind: CONN_KIND_OUT, ..*self }
+    }
+}
+
 pub const CONN_KIND_IN: u8 = 0;
 pub const CONN_KIND_OUT: u8 = 1;
 pub const CONN_KIND_TEMPLATE: u8 = 2;

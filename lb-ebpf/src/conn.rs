@@ -5,7 +5,7 @@ use lb_common::{
         self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_FIN_WAIT, STATE_NONE, STATE_SYN_RECV, STATE_TIME_WAIT,
         STATE_UDP,
     },
-    Config, Conn, ConnKey, HalfOpenCursor, CONN_F_CONTROLLED, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, DEST_F_OVERLOAD, FWD_MASQ,
+    Config, Conn, ConnKey, HalfOpenCursor, CONN_F_CONTROLLED, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, DEST_F_OVERLOAD, FWD_MASQ,
     HALF_OPEN_SLOTS, IPPROTO_TCP,
 };
 
@@ -82,10 +82,31 @@ pub fn uncount(c: &Conn) {
 pub fn remove(key: &ConnKey) {
     if let Some(c) = unsafe { XLB_CONNS.get(key) } {
         let c = *c;
-        if XLB_CONNS.remove(key).is_ok() {
-            uncount(&c);
+        expire_now(key, &c);
+    }
+}
+
+/// Ends client-side connection `key` (whose entry is `c`) now, as IPVS's
+/// `ip_vs_conn_expire_now`: removes it and, for NAT, its reply side (when that still points
+/// back to it), and gives back its count. False when another CPU removed it first.
+#[inline(always)]
+pub fn expire_now(key: &ConnKey, c: &Conn) -> bool {
+    if XLB_CONNS.remove(key).is_err() {
+        return false;
+    }
+    uncount(c);
+    if let Some(d) = XLB_DESTS.get(c.dest_id)
+        && d.fwd == FWD_MASQ
+    {
+        let reply = key.reply_side(d.addr, c.port);
+        // A reply entry carries the VIP in `timeout` (see lb_common::Conn).
+        if unsafe { XLB_CONNS.get(&reply) }
+            .is_some_and(|r| r.dest_id == c.dest_id && r.timeout == key.vaddr.w[0] && r.port == key.vport)
+        {
+            let _ = XLB_CONNS.remove(&reply);
         }
     }
+    true
 }
 
 /// IPVS's `ip_vs_bind_dest`: a dest reaching its upper threshold is OVERLOADed (no new
@@ -227,15 +248,8 @@ pub fn evict_half_open() -> bool {
         if key.kind != CONN_KIND_IN || c.state != STATE_SYN_RECV {
             continue;
         }
-        if XLB_CONNS.remove(&key).is_err() {
+        if !expire_now(&key, &c) {
             continue;
-        }
-        uncount(&c);
-        if let Some(d) = XLB_DESTS.get(c.dest_id)
-            && d.fwd == FWD_MASQ
-        {
-            let reply = ConnKey { vaddr: d.addr, vport: c.port, kind: CONN_KIND_OUT, ..key };
-            let _ = XLB_CONNS.remove(&reply);
         }
         bump(|g| &mut g.conn_evicted);
         return true;

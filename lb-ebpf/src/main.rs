@@ -90,7 +90,8 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
         }
     };
     let now = conn::now();
-    let Some(c) = XLB_CONNS.get_ptr_mut(&conn::key_in(&p)) else {
+    let key = conn::key_in(&p);
+    let Some(c) = XLB_CONNS.get_ptr_mut(&key) else {
         return if new_conn { verdict(xdp_action::XDP_DROP) } else { tail(ctx, TAIL_NEW) };
     };
     let c = unsafe { &mut *c };
@@ -99,7 +100,7 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
             return tail(ctx, TAIL_NEW);
         }
         if p.proto == IPPROTO_TCP && p.tcp_flags & TCP_FLAG_SYN != 0 && conn::reschedule_on_syn(c) {
-            conn::remove(&conn::key_in(&p));
+            conn::expire_now(&key, &{ *c });
             return tail(ctx, TAIL_NEW);
         }
         conn::on_packet(c, &p, now);
@@ -110,8 +111,8 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
         Some(v) => verdict(v),
         // Its real server was deleted: expire_nodest_conn = 1 expires the connection and handles
         // the packet as new; 0 drops it.
-        None if !new_conn && conn::config().is_some_and(|c| c.expire_nodest_conn != 0) => {
-            conn::remove(&conn::key_in(&p));
+        None if !new_conn && conn::config().is_some_and(|cfg| cfg.expire_nodest_conn != 0) => {
+            conn::expire_now(&key, &{ *c });
             tail(ctx, TAIL_NEW)
         }
         None => verdict(xdp_action::XDP_DROP),

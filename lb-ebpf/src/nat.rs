@@ -249,14 +249,5 @@ pub fn icmp_to_client(ctx: &XdpContext, e: &IcmpErr, v: &Virtual) -> u32 {
 /// The reply-side entry of a new NAT connection: (client, RIP:rport) -> the virtual port.
 #[inline(always)]
 pub fn reply_key(p: &Pkt, dest: &Dest, rport: u16) -> ConnKey {
-    ConnKey {
-        caddr: p.saddr,
-        vaddr: dest.addr,
-        cport: p.sport,
-        vport: rport,
-        proto: p.proto,
-        af: p.af,
-        kind: CONN_KIND_OUT,
-        _pad: 0,
-    }
+    conn::key_in(p).reply_side(dest.addr, rport)
 }
