@@ -2,7 +2,7 @@
 //! templates first (IPVS `ip_vs_sched_persist`), then the service's scheduler.
 use lb_common::{
     sched::{
-        addr_fold, dh_hash, mh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, HASH_TAB_MASK,
+        addr_fold, dh_hash, lblc_busy, lblc_half_idle, mh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, HASH_TAB_MASK,
         HASH_TAB_SIZE, MH_KEY1, MH_TAB_SIZE, SCHED_MH,
         NO_DEST, SCHED_DH, SCHED_FO, SCHED_LBLC, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
         SCHED_WRR,
@@ -149,7 +149,10 @@ fn lblc_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
         let e = unsafe { &mut *e };
         e.lastuse = now;
         let id = e.dest_id;
-        if usable_dest(id, svc.id).is_some_and(|d| d.weight > 0) && !lblc_overloaded(svc, id) {
+        if let Some(d) = usable_dest(id, svc.id)
+            && d.weight > 0
+            && !lblc_overloaded(svc, id, d.weight)
+        {
             return Some(id);
         }
     }
@@ -158,14 +161,13 @@ fn lblc_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     Some(id)
 }
 
-/// lblc's "overloaded": more active connections than weight while some dest of the service is
-/// less than half busy (active * 2 < weight).
+/// lblc's "overloaded" (`lb_common::sched::lblc_overloaded`) for dest `id` of weight `weight`.
 #[inline(always)]
-fn lblc_overloaded(svc: &Service, id: u32) -> bool {
-    let (Some(d), Some(c)) = (XLB_DESTS.get(id), XLB_DEST_CONNS.get(id)) else {
+fn lblc_overloaded(svc: &Service, id: u32, weight: i32) -> bool {
+    let Some(c) = XLB_DEST_CONNS.get(id) else {
         return true;
     };
-    if c.active <= d.weight.max(0) as u64 {
+    if !lblc_busy(c.active, weight) {
         return false;
     }
     let mut probe = HalfIdle { off: svc.sched_off, len: svc.sched_len, found: 0 };
@@ -192,7 +194,7 @@ extern "C" fn half_idle_step(i: u64, ctx: *mut c_void) -> i64 {
     let Some(d) = dest_state(h.off + i) else {
         return 1;
     };
-    if (d.active as i64) * 2 < d.weight as i64 {
+    if lblc_half_idle(d.active as u64, d.weight) {
         h.found = 1;
         return 1;
     }

@@ -17,9 +17,22 @@ use super::{DestState, LcKind, least_conn_pick};
 /// An address as the kernel compares it (4 words; IPv4 in the first, the rest 0).
 pub type AddrKey = [u32; 4];
 
-/// lblc "overloaded": `active > weight` and some dest of the service has `2 * active < weight`.
+/// lblc "overloaded": `active > weight` ([`lblc_busy`]) and some dest of the service is
+/// [`lblc_half_idle`].
 pub fn lblc_overloaded(d: &DestState, list: &[DestState]) -> bool {
-    d.active as i64 > d.weight as i64 && list.iter().any(|x| (x.active as i64) * 2 < x.weight as i64)
+    lblc_busy(d.active as u64, d.weight) && list.iter().any(|x| lblc_half_idle(x.active as u64, x.weight))
+}
+
+/// More active connections than weight.
+#[inline(always)]
+pub const fn lblc_busy(active: u64, weight: i32) -> bool {
+    active as i64 > weight as i64
+}
+
+/// Less than half busy: `2 * active < weight`.
+#[inline(always)]
+pub const fn lblc_half_idle(active: u64, weight: i32) -> bool {
+    (active as i64) * 2 < weight as i64
 }
 
 /// The wlc pick both use when the cache does not answer (`__ip_vs_lblc_schedule`).
