@@ -355,6 +355,36 @@ pub struct GlobalStats {
 }
 
 impl GlobalStats {
+    /// The verdict counters by name.
+    pub const fn verdicts(&self) -> [(&'static str, u64); 4] {
+        [("pass", self.pass), ("tx", self.tx), ("redirect", self.redirect), ("drop", self.drop)]
+    }
+
+    /// The event counters by name, in the one order every reader prints them (lbd status,
+    /// metrics, the bench's path proofs).
+    pub const fn events(&self) -> [(&'static str, u64); 13] {
+        [
+            ("rx", self.rx),
+            ("parse_fail", self.parse_fail),
+            ("no_dest", self.no_dest),
+            ("conn_new", self.conn_new),
+            ("conn_hit", self.conn_hit),
+            ("conn_insert_fail", self.conn_insert_fail),
+            ("conn_evicted", self.conn_evicted),
+            ("neigh_miss", self.neigh_miss),
+            ("no_route", self.no_route),
+            ("icmp_sent", self.icmp_sent),
+            ("icmp_related", self.icmp_related),
+            ("drop_no_meta", self.drop_no_meta),
+            ("nat_reply", self.nat_reply),
+        ]
+    }
+
+    /// A verdict or event counter by name.
+    pub fn by_name(&self, name: &str) -> Option<u64> {
+        self.verdicts().into_iter().chain(self.events()).find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
     /// Adds `o` (another CPU's share) into `self`; readers sum per-CPU values with it.
     pub fn accumulate(&mut self, o: &GlobalStats) {
         self.total.accumulate(&o.total);

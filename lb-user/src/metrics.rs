@@ -95,25 +95,11 @@ pub fn render(t: &Table, g: &GlobalStats, shared: Option<&Shared>) -> String {
         }
     }
     f.head("xlb_dataplane_verdicts_total", "counter", "XDP verdicts of the data plane.");
-    for (v, n) in [("pass", g.pass), ("tx", g.tx), ("redirect", g.redirect), ("drop", g.drop)] {
+    for (v, n) in g.verdicts() {
         f.sample("xlb_dataplane_verdicts_total", &[("verdict", v)], n);
     }
     f.head("xlb_dataplane_events_total", "counter", "Data plane events and errors.");
-    for (v, n) in [
-        ("rx", g.rx),
-        ("parse_fail", g.parse_fail),
-        ("no_dest", g.no_dest),
-        ("conn_insert_fail", g.conn_insert_fail),
-        ("neigh_miss", g.neigh_miss),
-        ("conn_hit", g.conn_hit),
-        ("conn_new", g.conn_new),
-        ("no_route", g.no_route),
-        ("icmp_sent", g.icmp_sent),
-        ("icmp_related", g.icmp_related),
-        ("drop_no_meta", g.drop_no_meta),
-        ("nat_reply", g.nat_reply),
-        ("conn_evicted", g.conn_evicted),
-    ] {
+    for (v, n) in g.events() {
         f.sample("xlb_dataplane_events_total", &[("event", v)], n);
     }
     out

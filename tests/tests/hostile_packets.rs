@@ -31,21 +31,7 @@ fn fuzz_frames_never_forward_malformed_input() {
     let t = fuzz::fuzz(&lab, seed, n).expect("fuzz run");
     let g = lab.global().expect("stats");
     eprintln!("seed {seed:#x}, {:.1?}: {}", t0.elapsed(), t.summary());
-    eprintln!(
-        "counters: conn_new {} conn_hit {} conn_insert_fail {} conn_evicted {} parse_fail {} no_dest {} no_route {} neigh_miss {} icmp_sent {} icmp_related {} nat_reply {} drop_no_meta {}",
-        g.conn_new,
-        g.conn_hit,
-        g.conn_insert_fail,
-        g.conn_evicted,
-        g.parse_fail,
-        g.no_dest,
-        g.no_route,
-        g.neigh_miss,
-        g.icmp_sent,
-        g.icmp_related,
-        g.nat_reply,
-        g.drop_no_meta
-    );
+    eprintln!("counters: {}", g.events().iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(" "));
     for v in &t.violations {
         eprintln!("VIOLATION {v}");
     }

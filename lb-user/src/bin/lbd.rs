@@ -147,22 +147,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let g = store.global_stats()?;
             println!("pin dir: {}", dir.display());
             println!("attached: {}", dataplane::attached(&dir).join(" "));
-            println!(
-                "rx {} pass {} tx {} redirect {} drop {} parse_fail {} no_dest {} conn_new {} conn_hit {} \
-                 conn_insert_fail {} conn_evicted {} neigh_miss {}",
-                g.rx,
-                g.pass,
-                g.tx,
-                g.redirect,
-                g.drop,
-                g.parse_fail,
-                g.no_dest,
-                g.conn_new,
-                g.conn_hit,
-                g.conn_insert_fail,
-                g.conn_evicted,
-                g.neigh_miss
-            );
+            let line = |l: &[(&str, u64)]| l.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(" ");
+            println!("verdicts: {}", line(&g.verdicts()));
+            println!("events: {}", line(&g.events()));
         }
         Cmd::Run { interval, config, format, metrics } => {
             if !(interval > 0.0 && interval.is_finite()) {
