@@ -506,28 +506,26 @@ pub struct Config {
 pub const SYSCTLS: [&str; 4] = ["conn_reuse_mode", "expire_nodest_conn", "expire_quiescent_template", "sloppy_tcp"];
 
 impl Config {
-    /// The value of sysctl `name` (one of `SYSCTLS`).
-    pub fn sysctl(&self, name: &str) -> Option<u8> {
+    /// The field of sysctl `name` (one of `SYSCTLS`).
+    fn sysctl_field(&mut self, name: &str) -> Option<&mut u8> {
         match name {
-            "conn_reuse_mode" => Some(self.conn_reuse_mode),
-            "expire_nodest_conn" => Some(self.expire_nodest_conn),
-            "expire_quiescent_template" => Some(self.expire_quiescent_template),
-            "sloppy_tcp" => Some(self.sloppy_tcp),
+            "conn_reuse_mode" => Some(&mut self.conn_reuse_mode),
+            "expire_nodest_conn" => Some(&mut self.expire_nodest_conn),
+            "expire_quiescent_template" => Some(&mut self.expire_quiescent_template),
+            "sloppy_tcp" => Some(&mut self.sloppy_tcp),
             _ => None,
         }
     }
 
+    /// The value of sysctl `name`.
+    pub fn sysctl(&self, name: &str) -> Option<u8> {
+        let mut c = *self;
+        c.sysctl_field(name).map(|v| *v)
+    }
+
     /// Sets sysctl `name`; false for an unknown name.
     pub fn set_sysctl(&mut self, name: &str, v: u8) -> bool {
-        let f = match name {
-            "conn_reuse_mode" => &mut self.conn_reuse_mode,
-            "expire_nodest_conn" => &mut self.expire_nodest_conn,
-            "expire_quiescent_template" => &mut self.expire_quiescent_template,
-            "sloppy_tcp" => &mut self.sloppy_tcp,
-            _ => return false,
-        };
-        *f = v;
-        true
+        self.sysctl_field(name).map(|f| *f = v).is_some()
     }
 }
 

@@ -151,13 +151,7 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
             _ => {}
         }
     }
-    if errors.is_empty() {
-        cfg.warnings = warnings;
-        Ok(cfg)
-    } else {
-        errors.sort_by_key(|d| d.line);
-        Err(errors)
-    }
+    super::finish(cfg, warnings, errors)
 }
 
 /// Checker settings a virtual_server gives its real servers' checkers.

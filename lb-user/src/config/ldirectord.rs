@@ -220,13 +220,7 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
             Err(mut d) => errors.append(&mut d),
         }
     }
-    if errors.is_empty() {
-        cfg.warnings = warnings;
-        Ok(cfg)
-    } else {
-        errors.sort_by_key(|d| d.line);
-        Err(errors)
-    }
+    super::finish(cfg, warnings, errors)
 }
 
 struct Scope {

@@ -162,6 +162,17 @@ pub fn detect(text: &str) -> Format {
 }
 
 /// Two services with one key, or one real server twice in a service, cannot be programmed.
+/// A parser's result: the configuration with its warnings, or every error in line order.
+fn finish(mut cfg: DesiredConfig, warnings: Vec<Diag>, mut errors: Vec<Diag>) -> Result<DesiredConfig, Vec<Diag>> {
+    if errors.is_empty() {
+        cfg.warnings = warnings;
+        Ok(cfg)
+    } else {
+        errors.sort_by_key(|d| d.line);
+        Err(errors)
+    }
+}
+
 fn check_unique(cfg: &DesiredConfig) -> Result<(), Vec<Diag>> {
     let mut errors = Vec::new();
     for (i, s) in cfg.services.iter().enumerate() {
