@@ -45,7 +45,7 @@ pub fn key_in(p: &Pkt) -> ConnKey {
 pub fn create_reply_entry(key: &ConnKey, svc_id: u32, dest_id: u32, vport: u16, vip: u32, now: u64) -> Result<(), ()> {
     // `timeout` carries the VIP in a reply-side entry (see lb_common::Conn).
     let c = Conn { dest_id, svc_id, last_seen: now, timeout: vip, state: 0, flags: 0, port: vport };
-    XLB_CONNS.insert(key, &c, 0).map_err(|_| ())
+    insert(key, &c)
 }
 
 #[inline(always)]
@@ -74,6 +74,17 @@ pub fn uncount(c: &Conn) {
     let d = unsafe { &mut *d };
     if d.flags & DEST_F_OVERLOAD != 0 && lb_common::overload_lifted(d, n.active + n.inactive) {
         d.flags &= !DEST_F_OVERLOAD;
+    }
+}
+
+/// Inserts a new entry; a full table first makes room by evicting a half-open connection
+/// (`evict_half_open`).
+#[inline(always)]
+fn insert(key: &ConnKey, c: &Conn) -> Result<(), ()> {
+    if XLB_CONNS.insert(key, c, 0).is_ok() || (evict_half_open() && XLB_CONNS.insert(key, c, 0).is_ok()) {
+        Ok(())
+    } else {
+        Err(())
     }
 }
 
@@ -191,9 +202,12 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flag
     count(dest_id, false, 1);
     bind(dest_id);
     on_packet(&mut c, p, now);
-    if XLB_CONNS.insert(key, &c, 0).is_err() {
+    if insert(key, &c).is_err() {
         uncount(&c);
         return Err(());
+    }
+    if p.proto == IPPROTO_TCP {
+        note_half_open(key);
     }
     Ok(())
 }
@@ -212,7 +226,7 @@ fn ring_slot(n: u64) -> u32 {
 /// Remembers a TCP connection just opened (SYN_RECV) as a candidate for eviction; the ring
 /// keeps the newest `HALF_OPEN_SLOTS`.
 #[inline(always)]
-pub fn note_half_open(key: &ConnKey) {
+fn note_half_open(key: &ConnKey) {
     let Some(cur) = half_open_cursor() else { return };
     let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).head) }, 1);
     if let Some(slot) = XLB_HALF_OPEN.get_ptr_mut(ring_slot(n)) {
@@ -226,7 +240,7 @@ pub fn note_half_open(key: &ConnKey) {
 /// leave the ring once looked at). True when a slot was freed. Races between CPUs are benign:
 /// each claims its own tail positions, and a key read while being overwritten matches nothing.
 #[inline(always)]
-pub fn evict_half_open() -> bool {
+fn evict_half_open() -> bool {
     let Some(cur) = half_open_cursor() else { return false };
     for _ in 0..EVICT_TRIES {
         let (head, tail) = unsafe { ((*cur).head, (*cur).tail) };

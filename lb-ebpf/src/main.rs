@@ -185,20 +185,14 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     let rport = if m.port != 0 && dest.port != 0 { dest.port } else { p.dport };
     let flags = if dest.fwd == FWD_DROUTE || dest.fwd == FWD_TUNNEL { CONN_F_NOOUTPUT } else { 0 }
         | if m.svc.flags & SVC_F_PERSISTENT != 0 { CONN_F_CONTROLLED } else { 0 };
-    // A full table makes room by evicting a half-open connection (see conn::evict_half_open).
-    if conn::create(&key, &p, m.svc.id, dest_id, rport, flags, now).is_err()
-        && !(conn::evict_half_open() && conn::create(&key, &p, m.svc.id, dest_id, rport, flags, now).is_ok())
-    {
+    if conn::create(&key, &p, m.svc.id, dest_id, rport, flags, now).is_err() {
         bump(|g| &mut g.conn_insert_fail);
         return xdp_action::XDP_DROP;
     }
-    if p.proto == IPPROTO_TCP {
-        conn::note_half_open(&key);
-    }
-    let reply_entry = || {
-        conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, p.daddr.w[0], now)
-    };
-    if dest.fwd == FWD_MASQ && reply_entry().is_err() && !(conn::evict_half_open() && reply_entry().is_ok()) {
+    if dest.fwd == FWD_MASQ
+        && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, p.daddr.w[0], now)
+            .is_err()
+    {
         // Without its reply side a NAT connection would answer from the real server's address:
         // not at all, then.
         conn::remove(&key);
