@@ -25,6 +25,7 @@ pub mod names {
     pub const HALF_OPEN_CURSOR: &str = "XLB_HALF_OPEN_CURSOR";
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
     pub const LBLC: &str = "XLB_LBLC";
+    pub const LBLCR: &str = "XLB_LBLCR";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -49,12 +50,13 @@ pub mod names {
         HALF_OPEN_CURSOR,
         ICMP_LIMIT,
         LBLC,
+        LBLCR,
     ];
 
 }
 
 /// The programs `xlb_xdp` reaches by tail call, by their index in `XLB_PROGS`.
-pub const TAIL_PROGRAMS: [&str; 3] = ["xlb_new", "xlb_icmp", "xlb_fwd"];
+pub const TAIL_PROGRAMS: [&str; 4] = ["xlb_new", "xlb_icmp", "xlb_fwd", "xlb_new_set"];
 
 /// An IPv4 or IPv6 address as four words in network byte order. IPv4: `w[0]`, rest zero.
 #[repr(C)]
@@ -488,7 +490,9 @@ pub struct Config {
     pub expire_nodest_conn: u8,
     pub expire_quiescent_template: u8,
     pub sloppy_tcp: u8,
-    pub _reserved: [u32; 6],
+    /// `lblcr_expiration` (seconds).
+    pub lblcr_expiration: u32,
+    pub _reserved: [u32; 5],
 }
 
 /// The IPVS sysctls xlb implements (names as under /proc/sys/net/ipv4/vs/, IPVS's defaults in
@@ -503,29 +507,58 @@ pub struct Config {
 /// - expire_quiescent_template (0): 1 expires a persistence template whose real server has
 ///   weight 0, so its clients are scheduled anew; 0 keeps them on the quiesced server.
 /// - sloppy_tcp (0): 1 lets any TCP packet but a RST create a connection, not only a SYN.
-pub const SYSCTLS: [&str; 4] = ["conn_reuse_mode", "expire_nodest_conn", "expire_quiescent_template", "sloppy_tcp"];
+/// - lblcr_expiration (86400 s): an lblcr server set of more than one member that has not
+///   changed for this long loses its most loaded member at its next use.
+pub const SYSCTLS: [&str; 5] =
+    ["conn_reuse_mode", "expire_nodest_conn", "expire_quiescent_template", "sloppy_tcp", "lblcr_expiration"];
+
+/// Where a sysctl lives in `Config`.
+enum SysctlField<'a> {
+    Switch(&'a mut u8),
+    Seconds(&'a mut u32),
+}
 
 impl Config {
     /// The field of sysctl `name` (one of `SYSCTLS`).
-    fn sysctl_field(&mut self, name: &str) -> Option<&mut u8> {
+    fn sysctl_field(&mut self, name: &str) -> Option<SysctlField<'_>> {
+        use SysctlField::*;
         match name {
-            "conn_reuse_mode" => Some(&mut self.conn_reuse_mode),
-            "expire_nodest_conn" => Some(&mut self.expire_nodest_conn),
-            "expire_quiescent_template" => Some(&mut self.expire_quiescent_template),
-            "sloppy_tcp" => Some(&mut self.sloppy_tcp),
+            "conn_reuse_mode" => Some(Switch(&mut self.conn_reuse_mode)),
+            "expire_nodest_conn" => Some(Switch(&mut self.expire_nodest_conn)),
+            "expire_quiescent_template" => Some(Switch(&mut self.expire_quiescent_template)),
+            "sloppy_tcp" => Some(Switch(&mut self.sloppy_tcp)),
+            "lblcr_expiration" => Some(Seconds(&mut self.lblcr_expiration)),
             _ => None,
         }
     }
 
     /// The value of sysctl `name`.
-    pub fn sysctl(&self, name: &str) -> Option<u8> {
+    pub fn sysctl(&self, name: &str) -> Option<u32> {
         let mut c = *self;
-        c.sysctl_field(name).map(|v| *v)
+        c.sysctl_field(name).map(|f| match f {
+            SysctlField::Switch(v) => *v as u32,
+            SysctlField::Seconds(v) => *v,
+        })
     }
 
-    /// Sets sysctl `name`; false for an unknown name.
-    pub fn set_sysctl(&mut self, name: &str, v: u8) -> bool {
-        self.sysctl_field(name).map(|f| *f = v).is_some()
+    /// Largest value sysctl `name` takes: conn_reuse_mode is a bit set, the other switches are
+    /// 0 or 1, lblcr_expiration is seconds (what fits the kernel's jiffies `int` at HZ 1000).
+    pub fn sysctl_max(name: &str) -> u32 {
+        match name {
+            "conn_reuse_mode" => 3,
+            "lblcr_expiration" => i32::MAX as u32 / 1000,
+            _ => 1,
+        }
+    }
+
+    /// Sets sysctl `name` (`v` at most [`Config::sysctl_max`]); false for an unknown name.
+    pub fn set_sysctl(&mut self, name: &str, v: u32) -> bool {
+        match self.sysctl_field(name) {
+            Some(SysctlField::Switch(f)) => *f = v.min(u8::MAX as u32) as u8,
+            Some(SysctlField::Seconds(f)) => *f = v,
+            None => return false,
+        }
+        true
     }
 }
 
@@ -542,7 +575,8 @@ impl Default for Config {
             expire_nodest_conn: 0,
             expire_quiescent_template: 0,
             sloppy_tcp: 0,
-            _reserved: [0; 6],
+            lblcr_expiration: LBLCR_EXPIRATION_S as u32,
+            _reserved: [0; 5],
         }
     }
 }
@@ -610,6 +644,30 @@ pub const LBLC_MAX_ENTRIES: u32 = 65536;
 /// `lblc_expiration` (sysctl default, 24 h).
 pub const LBLC_EXPIRATION_S: u64 = 86400;
 
+/// Most real servers one lblcr server set holds. The kernel's set is a list without a bound,
+/// but it only grows when every member is busy (`lblc_busy`) while another dest is half idle,
+/// and loses its most loaded member after `lblcr_expiration` without change; a full set still
+/// gives the new connection wlc's pick, it just does not remember it.
+pub const LBLCR_SET_MAX: usize = 16;
+/// `lblcr_expiration`'s default (24 h; the sysctl is in `Config`): a set of more than one
+/// member that was not changed for this long drops its most loaded member at its next use.
+pub const LBLCR_EXPIRATION_S: u64 = 86400;
+
+/// Value of `XLB_LBLCR` (key: [`LblcKey`]), lblcr's cache (`ip_vs_lblcr.c`): a packet
+/// destination address -> a set of real servers, newest first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LblcrSet {
+    /// Coarse monotonic ns of the last lookup.
+    pub lastuse: u64,
+    /// Coarse monotonic ns of the last change of the set.
+    pub lastmod: u64,
+    /// Members in `set[..len]`.
+    pub len: u32,
+    pub _pad: u32,
+    pub set: [u32; LBLCR_SET_MAX],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,5 +689,6 @@ mod tests {
         assert_eq!(size_of::<GlobalStats>(), 40 + 17 * 8);
         assert_eq!(size_of::<HalfOpenCursor>(), 16);
         assert_eq!((size_of::<LblcKey>(), size_of::<LblcValue>()), (24, 16));
+        assert_eq!(size_of::<LblcrSet>(), 24 + 4 * LBLCR_SET_MAX);
     }
 }

@@ -62,6 +62,7 @@ fn verdict(v: u32) -> u32 {
 const TAIL_NEW: u32 = 0;
 const TAIL_ICMP: u32 = 1;
 const TAIL_FWD: u32 = 2;
+const TAIL_NEW_SET: u32 = 3;
 
 /// The entry point: established connections are forwarded here; a packet of no connection goes
 /// on to `xlb_new`, an ICMP error to `xlb_icmp`.
@@ -129,7 +130,14 @@ fn tail(ctx: &XdpContext, index: u32) -> u32 {
 /// Packets of no established connection: NAT replies and new connections to a virtual service.
 #[xdp]
 pub fn xlb_new(ctx: XdpContext) -> u32 {
-    verdict(new_flow(&ctx))
+    verdict(new_flow::<false>(&ctx))
+}
+
+/// New connections to a service whose scheduler keeps per-destination server sets or draws
+/// random choices (`schedule::in_set_program`), reached from `xlb_new`.
+#[xdp]
+pub fn xlb_new_set(ctx: XdpContext) -> u32 {
+    verdict(new_flow::<true>(&ctx))
 }
 
 /// ICMP errors about connections.
@@ -148,8 +156,10 @@ fn has_nat() -> bool {
     XLB_CONFIG.get(0).is_some_and(|c| c.flags & CFG_F_HAS_NAT != 0)
 }
 
+/// `SET`: this is `xlb_new_set`, for the services `xlb_new` hands over (it has checked that the
+/// packet is no NAT reply).
 #[inline(always)]
-fn new_flow(ctx: &XdpContext) -> u32 {
+fn new_flow<const SET: bool>(ctx: &XdpContext) -> u32 {
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let Parsed::Ok(p) = parse(ctx.data(), ctx.data_end()) else {
         return xdp_action::XDP_PASS;
@@ -157,7 +167,7 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     let now = conn::now();
     let key = conn::key_in(&p);
     let stale = XLB_CONNS.get_ptr_mut(&key);
-    if stale.is_none() && has_nat() {
+    if !SET && stale.is_none() && has_nat() {
         if let Some(v) = nat::reply(ctx, &p, ingress, now) {
             return v;
         }
@@ -165,6 +175,11 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     let Some(m) = schedule::find_service(&p) else {
         return xdp_action::XDP_PASS;
     };
+    if !SET && schedule::in_set_program(m.svc.sched) {
+        unsafe { XLB_PROGS.tail_call(ctx, TAIL_NEW_SET) };
+        // Only reached when the program is not installed: never guess, drop.
+        return xdp_action::XDP_DROP;
+    }
     // Only a SYN opens a TCP connection (any packet but a RST with sloppy_tcp = 1); anything
     // else without a connection goes to the local stack as with IPVS.
     let sloppy = || conn::config().is_some_and(|c| c.sloppy_tcp != 0);
@@ -174,7 +189,7 @@ fn new_flow(ctx: &XdpContext) -> u32 {
     if let Some(old) = stale {
         conn::uncount(unsafe { &*old });
     }
-    let Some(dest) = schedule::choose_dest(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
+    let Some(dest) = schedule::choose_dest::<SET>(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
     else {
         bump(|g| &mut g.no_dest);
         return if p.af == AF_INET { icmp::port_unreachable(&ctx, now) } else { xdp_action::XDP_DROP };

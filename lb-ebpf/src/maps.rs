@@ -44,6 +44,9 @@ pub static XLB_ICMP_LIMIT: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
 /// lblc's cache: (service, packet destination) -> real server (see `schedule::lblc_pick`).
 #[map]
 pub static XLB_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
+/// lblcr's cache: (service, packet destination) -> server set (see `schedule::lblcr_pick`).
+#[map]
+pub static XLB_LBLCR: LruHashMap<LblcKey, LblcrSet> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
 #[map]
 pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
 #[map]
@@ -53,7 +56,7 @@ pub static XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
 #[map]
 pub static XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);
 /// Tail calls: `lb_common::names::TAIL_PROGRAMS` in order (new connections and NAT replies,
-/// ICMP errors, the first packet of a new connection).
+/// ICMP errors, the first packet of a new connection, new connections of the set schedulers).
 #[map]
 pub static XLB_PROGS: ProgramArray = ProgramArray::pinned(TAIL_PROGRAMS.len() as u32, 0);
 /// The rate estimator's state (written by lbd, read by lbadm `--rate`); allocated on demand.

@@ -2,23 +2,26 @@
 //! templates first (IPVS `ip_vs_sched_persist`), then the service's scheduler.
 use lb_common::{
     sched::{
-        addr_fold, dh_hash, lblc_busy, lblc_half_idle, mh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, HASH_TAB_MASK,
-        HASH_TAB_SIZE, MH_KEY1, MH_TAB_SIZE, SCHED_MH,
-        NO_DEST, SCHED_DH, SCHED_FO, SCHED_LBLC, SCHED_LC, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_WLC,
-        SCHED_WRR,
+        addr_fold, dh_hash, lblc_busy, lblc_half_idle, mh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, SetMax,
+        SetMin, TwosChoose, TwosTotal, HASH_TAB_MASK, HASH_TAB_SIZE, MH_KEY1, MH_TAB_SIZE, NO_DEST, SCHED_DH, SCHED_FO,
+        SCHED_LBLC, SCHED_LBLCR, SCHED_LC, SCHED_MH, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_TWOS,
+        SCHED_WLC, SCHED_WRR,
     },
-    template_key, Addr, Conn, Dest, LblcKey, LblcValue, Service, ServiceKey, AF_INET6, IPPROTO_IP, DEST_F_AVAILABLE, DEST_F_IN_USE,
-    DEST_F_OVERLOAD, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2,
+    template_key, Addr, Conn, Dest, LblcKey, LblcValue, LblcrSet, Service, ServiceKey, AF_INET6, DEST_F_AVAILABLE,
+    DEST_F_IN_USE, DEST_F_OVERLOAD, IPPROTO_IP, LBLCR_EXPIRATION_S, LBLCR_SET_MAX, SVC_F_PERSISTENT, SVC_F_SCHED1,
+    SVC_F_SCHED2,
 };
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::bpf_loop;
+use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_loop};
 
 use crate::{
     atomic,
     conn::expired,
-    maps::{XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE},
+    maps::{
+        XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE,
+    },
     parse::Pkt,
 };
 
@@ -68,12 +71,28 @@ pub fn usable_dest(dest_id: u32, svc_id: u32) -> Option<&'static Dest> {
 /// Longest dest list a connection-count scheduler (lc, wlc, sed, nq, fo, ovf) scans.
 pub const MAX_SCAN: u32 = 1024;
 
-/// Runs the service's scheduler over its table in `XLB_SCHED_SLOTS` (built by userspace with the
-/// rules of `lb_common::sched`). `None`: no usable real server.
+/// Schedulers whose picks run in a program of their own, `xlb_new_set` (lblcr's server sets,
+/// twos's two passes): verified apart from the other schedulers, each program stays within the
+/// verifier's budget.
 #[inline(always)]
-fn run_scheduler(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
+pub const fn in_set_program(sched: u8) -> bool {
+    sched == SCHED_LBLCR || sched == SCHED_TWOS
+}
+
+/// Runs the service's scheduler over its table in `XLB_SCHED_SLOTS` (built by userspace with the
+/// rules of `lb_common::sched`). `SET`: the program is `xlb_new_set`, which has only the
+/// schedulers of [`in_set_program`]. `None`: no usable real server.
+#[inline(always)]
+fn run_scheduler<const SET: bool>(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     if svc.sched_len == 0 {
         return None;
+    }
+    if SET {
+        return match svc.sched {
+            SCHED_LBLCR => lblcr_pick(svc, p, now),
+            SCHED_TWOS => twos_pick(svc),
+            _ => None,
+        };
     }
     match svc.sched {
         // The table is one cycle (rr: the eligible dests; wrr: the expanded weighted cycle),
@@ -159,6 +178,142 @@ fn lblc_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     let id = scan_dests(svc, LcKind::Wlc, false)?;
     let _ = XLB_LBLC.insert(&key, &LblcValue { dest_id: id, _pad: 0, lastuse: now }, 0);
     Some(id)
+}
+
+/// lblcr (`ip_vs_lblcr_schedule`): the least loaded member of the server set cached for the
+/// packet's destination address (`SetMin`), unless it is overloaded (`lblc_overloaded`); then
+/// wlc's pick, which joins the set. A set unchanged for `lblcr_expiration` loses its most loaded
+/// member (`SetMax`) first. Concurrent updates of one set by two CPUs are not serialized (the
+/// kernel takes `sched_lock`): the set then misses a member, and every member is checked
+/// against the service before it is used.
+#[inline(always)]
+fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
+    let key = LblcKey { svc_id: svc.id, af: p.af, _pad: [0; 3], addr: p.daddr };
+    let Some(e) = XLB_LBLCR.get_ptr_mut(&key) else {
+        let id = scan_dests(svc, LcKind::Wlc, false)?;
+        let _ = XLB_LBLCR.insert(&key, &LblcrSet::new(id, now), 0);
+        return Some(id);
+    };
+    let e = unsafe { &mut *e };
+    e.lastuse = now;
+    let mut walk = SetWalk { svc_id: svc.id, len: e.len, set: e.set, min: SetMin::default(), max: SetMax::default() };
+    let n = if (e.len as usize) < LBLCR_SET_MAX { e.len } else { LBLCR_SET_MAX as u32 };
+    unsafe {
+        bpf_loop(n, set_step as *mut c_void, &mut walk as *mut SetWalk as *mut c_void, 0);
+    }
+    let expiration = crate::conn::config().map_or(LBLCR_EXPIRATION_S, |c| c.lblcr_expiration as u64);
+    if e.shrink_due(now, expiration * 1_000_000_000)
+        && let Some(m) = walk.max.result()
+    {
+        e.erase(m, now);
+    }
+    if let Some((id, weight)) = walk.min.result()
+        && !lblc_overloaded(svc, id, weight)
+    {
+        return Some(id);
+    }
+    let id = scan_dests(svc, LcKind::Wlc, false)?;
+    e.insert(id, now);
+    Some(id)
+}
+
+/// A walk over an lblcr server set: its least and most loaded members.
+#[repr(C)]
+struct SetWalk {
+    svc_id: u32,
+    len: u32,
+    set: [u32; LBLCR_SET_MAX],
+    min: SetMin,
+    max: SetMax,
+}
+
+extern "C" fn set_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut SetWalk) };
+    let i = i as usize;
+    if i >= w.len as usize {
+        return 1;
+    }
+    let Some(&id) = w.set.get(i) else {
+        return 1;
+    };
+    // A member may have been deleted since (the kernel keeps it, unavailable, in its trash).
+    if let Some(d) = XLB_DESTS.get(id)
+        && d.flags & DEST_F_IN_USE != 0
+        && d.svc_id == w.svc_id
+        && let Some(c) = XLB_DEST_CONNS.get(id)
+    {
+        let state = DestState {
+            id,
+            weight: d.weight,
+            last_weight: d.weight,
+            overloaded: d.flags & DEST_F_OVERLOAD != 0,
+            available: d.flags & DEST_F_AVAILABLE != 0,
+            active: c.active as u32,
+            inactive: c.inactive as u32,
+            addr_fold: 0,
+            port: 0,
+        };
+        w.min.step(&state);
+        w.max.step(&state);
+    }
+    0
+}
+
+/// twos (`ip_vs_twos_schedule`): the sum of the eligible weights, two random draws, the two
+/// weighted choices, the less loaded of them (`lb_common::sched::TwosTotal`/`TwosChoose`).
+#[inline(always)]
+fn twos_pick(svc: &Service) -> Option<u32> {
+    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
+    let mut total = TwosSum { off: svc.sched_off, len: svc.sched_len, total: TwosTotal::default() };
+    unsafe {
+        bpf_loop(n, twos_sum_step as *mut c_void, &mut total as *mut TwosSum as *mut c_void, 0);
+    }
+    let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
+    let choose = total.total.choose(r1, r2)?;
+    let mut walk = TwosWalk { off: svc.sched_off, len: svc.sched_len, choose };
+    unsafe {
+        bpf_loop(n, twos_choose_step as *mut c_void, &mut walk as *mut TwosWalk as *mut c_void, 0);
+    }
+    Some(walk.choose.result())
+}
+
+#[repr(C)]
+struct TwosSum {
+    off: u32,
+    len: u32,
+    total: TwosTotal,
+}
+
+extern "C" fn twos_sum_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut TwosSum) };
+    let i = i as u32;
+    if i >= w.len {
+        return 1;
+    }
+    let Some(d) = dest_state(w.off + i) else {
+        return 1;
+    };
+    w.total.step(&d);
+    0
+}
+
+#[repr(C)]
+struct TwosWalk {
+    off: u32,
+    len: u32,
+    choose: TwosChoose,
+}
+
+extern "C" fn twos_choose_step(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut TwosWalk) };
+    let i = i as u32;
+    if i >= w.len {
+        return 1;
+    }
+    let Some(d) = dest_state(w.off + i) else {
+        return 1;
+    };
+    if w.choose.step(&d) { 0 } else { 1 }
 }
 
 /// lblc's "overloaded" (`lb_common::sched::lblc_overloaded`) for dest `id` of weight `weight`.
@@ -400,9 +555,9 @@ fn persist_count(dest_id: u32, delta: i32) {
     }
 }
 
-/// The real server for a new connection of `p` to `svc`.
+/// The real server for a new connection of `p` to `svc` (`SET`: see [`run_scheduler`]).
 #[inline(always)]
-pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
+pub fn choose_dest<const SET: bool>(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
     let svc = m.svc;
     let persistent = svc.flags & SVC_F_PERSISTENT != 0;
     let key = template_key(&p.saddr, &svc.netmask, p.daddr, p.proto, m.port, m.fwmark, p.af);
@@ -424,7 +579,7 @@ pub fn choose_dest(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
         }
     }
     // One call site: the scheduler's branches are verified once.
-    let dest_id = run_scheduler(svc, p, now)?;
+    let dest_id = run_scheduler::<SET>(svc, p, now)?;
     if persistent {
         let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
         if XLB_CONNS.insert(&key, &t, 0).is_ok() {

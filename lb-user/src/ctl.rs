@@ -48,11 +48,10 @@ thread_local! {
     pub(crate) static ALL_SCHEDULERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Environment variable: when set to `1`, accept every IPVS scheduler name in the table even
-/// when the data plane cannot schedule with it yet (new connections to such a service are
-/// dropped, as when no real server is available); for testing the control plane. "Every"
-/// means the schedulers ipvsadm 1.31 knows and the 6.1 kernel of the golden recordings ships:
-/// all of `lb_common::sched::SCHED_NAMES` but `twos` (newer than both), plus `none`.
+/// Environment variable: when set to `1`, also accept the scheduler `none` (a service that
+/// schedules no new connection: they are refused, as when no real server is available); for
+/// testing the control plane against recordings that use it. Every IPVS scheduler of
+/// `lb_common::sched::SCHED_NAMES` is in the data plane (twos as kernels from 6.2 on have it).
 pub const ALLOW_ANY_SCHEDULER_ENV: &str = "XLB_ALLOW_ANY_SCHEDULER";
 
 /// Whether [`ALLOW_ANY_SCHEDULER_ENV`] is set to `1` (read once per process).
@@ -74,8 +73,7 @@ pub fn scheduler_available(name: &str) -> bool {
     use lb_common::sched::{IMPLEMENTED, SCHED_NONE, sched_from_name};
     let code = if name == "none" { Some(SCHED_NONE) } else { sched_from_name(name) };
     let Some(code) = code else { return false };
-    // As on the 6.1 kernel the recordings come from: it has no `twos` module.
-    IMPLEMENTED.contains(&code) || (any_scheduler_allowed() && name != "twos")
+    IMPLEMENTED.contains(&code) || (any_scheduler_allowed() && code == SCHED_NONE)
 }
 
 /// Persistence engines IPVS ships (`ip_vs_pe_sip`).
@@ -546,7 +544,7 @@ mod tests {
         assert!(scheduler_available("wlc"));
         assert!(scheduler_available("none"));
         assert!(!scheduler_available("foo"));
-        assert!(!scheduler_available("twos"));
+        assert!(scheduler_available("twos"));
         assert!(!scheduler_available("RR"));
         ALL_SCHEDULERS.with(|c| c.set(false));
     }

@@ -99,14 +99,17 @@ pub fn build(sched_code: u8, views: &[DestView], states: &[sched::DestState], ol
             Ok(Built { slots, state: anchored(rr_next, None, cw) })
         }
         // Connection-count schedulers scan the eligible dests in list order.
-        // lblc: its cache lives in XLB_LBLC; a miss is a wlc scan of this list.
+        // lblc, lblcr: their caches live in XLB_LBLC, XLB_LBLCR; a miss is a wlc scan of this
+        // list (lblcr's server sets hold dest ids). twos draws from this list.
         sched::SCHED_LC
         | sched::SCHED_WLC
         | sched::SCHED_SED
         | sched::SCHED_NQ
         | sched::SCHED_FO
         | sched::SCHED_OVF
-        | sched::SCHED_LBLC => {
+        | sched::SCHED_LBLC
+        | sched::SCHED_LBLCR
+        | sched::SCHED_TWOS => {
             let slots = views.iter().filter(|d| d.eligible()).map(|d| d.id).collect();
             Ok(Built { slots, state: SvcState::default() })
         }

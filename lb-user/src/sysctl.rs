@@ -6,13 +6,8 @@ use lb_common::{Config, SYSCTLS};
 
 const PREFIX: &str = "net.ipv4.vs.";
 
-/// Largest value each sysctl takes (conn_reuse_mode is a bit set; the others are switches).
-fn max_of(name: &str) -> u8 {
-    if name == "conn_reuse_mode" { 3 } else { 1 }
-}
-
 /// One argument: `NAME` or `net.ipv4.vs.NAME`, with `=VALUE` to set it.
-fn parse(arg: &str) -> anyhow::Result<(&'static str, Option<u8>)> {
+fn parse(arg: &str) -> anyhow::Result<(&'static str, Option<u32>)> {
     let (name, value) = match arg.split_once('=') {
         Some((n, v)) => (n.trim(), Some(v.trim())),
         None => (arg.trim(), None),
@@ -25,8 +20,8 @@ fn parse(arg: &str) -> anyhow::Result<(&'static str, Option<u8>)> {
     let value = match value {
         None => None,
         Some(v) => {
-            let max = max_of(known);
-            match v.parse::<u8>() {
+            let max = Config::sysctl_max(known);
+            match v.parse::<u32>() {
                 Ok(n) if n <= max => Some(n),
                 _ => bail!("{PREFIX}{known}: invalid value {v:?} (0 to {max})"),
             }
@@ -71,7 +66,8 @@ mod tests {
                 "net.ipv4.vs.conn_reuse_mode = 1",
                 "net.ipv4.vs.expire_nodest_conn = 0",
                 "net.ipv4.vs.expire_quiescent_template = 0",
-                "net.ipv4.vs.sloppy_tcp = 0"
+                "net.ipv4.vs.sloppy_tcp = 0",
+                "net.ipv4.vs.lblcr_expiration = 86400"
             ]
         );
     }
@@ -85,16 +81,18 @@ mod tests {
             ["net.ipv4.vs.expire_nodest_conn = 1", "net.ipv4.vs.sloppy_tcp = 1", "net.ipv4.vs.conn_reuse_mode = 1"]
         );
         assert_eq!((c.expire_nodest_conn, c.sloppy_tcp), (1, 1));
+        let out = run(&mut c, &["net.ipv4.vs.lblcr_expiration=2"]).expect("set");
+        assert_eq!((out[0].as_str(), c.lblcr_expiration), ("net.ipv4.vs.lblcr_expiration = 2", 2));
     }
 
     #[test]
     fn a_bad_argument_changes_nothing() {
         let mut c = Config::default();
-        for bad in [&["sloppy_tcp=1", "expire_nodest_conn=2"][..], &["sloppy_tcp=1", "am_droprate=3"], &["sloppy_tcp=x"], &["conn_reuse_mode=4"], &["sloppy_tcp=-1"]] {
+        for bad in [&["sloppy_tcp=1", "expire_nodest_conn=2"][..], &["sloppy_tcp=1", "am_droprate=3"], &["sloppy_tcp=x"], &["conn_reuse_mode=4"], &["sloppy_tcp=-1"], &["lblcr_expiration=2147484"], &["lblcr_expiration=1.5"]] {
             assert!(run(&mut c, bad).is_err(), "{bad:?}");
             assert_eq!(c, Config::default(), "{bad:?} changed the config");
         }
         let e = run(&mut c, &["foo"]).expect_err("unknown");
-        assert_eq!(format!("{e}"), "unknown sysctl \"foo\" (known: conn_reuse_mode, expire_nodest_conn, expire_quiescent_template, sloppy_tcp)");
+        assert_eq!(format!("{e}"), "unknown sysctl \"foo\" (known: conn_reuse_mode, expire_nodest_conn, expire_quiescent_template, sloppy_tcp, lblcr_expiration)");
     }
 }

@@ -495,4 +495,11 @@ SD(case("seed-004-ppc", "seeds/004 PPC: -A then -E adding persistence",
 SD(case("seed-004-pfmc", "seeds/004 PFMC fwmark 10",
         "-A -f 10 -s rr", "-a -f 10 -r 172.16.24.8 -g", "-a -f 10 -r 172.16.24.9 -g", LS, SV))
 
-FILES = {"commands": commands, "errors": errors, "listing": listing, "restore": restore, "seeds": seeds}
+# twos exists from kernel 6.2 on (the 6.1 recordings refuse it): record these on 6.12 with
+#   KV=6.12.117+deb12-cloud-amd64 python3 tests/oracle/record-ipvsadm.py --only twos-6.12
+twos_612 = [case("sched-twos", "-A with -s twos, listed and saved (6.12: the module exists)",
+                 "-A -t 10.0.0.1:80 -s twos", "-a -t 10.0.0.1:80 -r 192.168.1.1 -w 2", LS, SV,
+                 "-E -t 10.0.0.1:80 -s twos -b flag-1", LS, "-E -t 10.0.0.1:80 -s rr", "-E -t 10.0.0.1:80 -s twos", SV)]
+
+FILES = {"commands": commands, "errors": errors, "listing": listing, "restore": restore, "seeds": seeds,
+         "twos-6.12": twos_612}

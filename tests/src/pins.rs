@@ -31,6 +31,8 @@ impl TempPins {
     pub fn new(tag: &str) -> anyhow::Result<TempPins> {
         SWEPT.call_once(sweep_dead_runs);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // bpffs refuses '.' in names (a tag may carry a kernel version such as 6.12).
+        let tag = tag.replace('.', "_");
         let dir = PathBuf::from(format!("/sys/fs/bpf/xlb-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         lb_user::store::ensure_pin_dir(&dir)?;

@@ -44,7 +44,7 @@ fn runs_see_the_guests_name_service() {
 fn schedulers_beyond_the_data_plane_need_the_switch() {
     let lb = Lbadm::new("golden-sched").expect("lbadm set-up").without_any_scheduler();
     let args = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    let o = lb.run(&args("-A -t 10.0.0.1:80 -s lblcr"), None).expect("run");
+    let o = lb.run(&args("-A -t 10.0.0.1:80 -s none"), None).expect("run");
     assert_eq!((o.status, o.stderr.as_slice()), (255, &b"Scheduler or persistence engine not found\n"[..]));
     let o = lb.run(&args("-A -t 10.0.0.1:80 -s rr"), None).expect("run");
     assert_eq!(o.status, 0);

@@ -196,7 +196,7 @@ struct Model {
     rr: RrReference,
     wrr: WrrReference,
     lblc: Vec<LblcEntry>,
-    lblcr: Vec<LblcrEntry<8>>,
+    lblcr: Vec<LblcrEntry>,
     now: u64,
     held: Vec<u32>,
 }

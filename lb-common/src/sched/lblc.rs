@@ -13,6 +13,7 @@
 //! on every tick. Call `expire` with the horizon that applies.
 
 use super::{DestState, LcKind, least_conn_pick};
+use crate::{LblcrSet, LBLCR_SET_MAX};
 
 /// An address as the kernel compares it (4 words; IPv4 in the first, the rest 0).
 pub type AddrKey = [u32; 4];
@@ -92,96 +93,143 @@ impl LblcReference<'_> {
     }
 }
 
-/// One lblcr cache entry: a dest set of at most `N` members, newest first (`list_add_rcu`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LblcrEntry<const N: usize> {
-    pub used: bool,
-    pub addr: AddrKey,
-    pub lastuse: u64,
-    pub lastmod: u64,
-    pub len: usize,
-    pub set: [u32; N],
+/// `ip_vs_dest_set_min` as a fold over a server set's members in set order: the weighted
+/// least-connection member that is available, not OVERLOADed, and (for the first candidate) has
+/// weight > 0. The data plane runs [`SetMin::step`] in a bounded loop over the set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetMin {
+    best: Option<(u32, i64, i32)>,
 }
 
-impl<const N: usize> Default for LblcrEntry<N> {
-    fn default() -> Self {
-        LblcrEntry { used: false, addr: [0; 4], lastuse: 0, lastmod: 0, len: 0, set: [0; N] }
+impl SetMin {
+    #[inline(always)]
+    pub fn step(&mut self, d: &DestState) {
+        if d.overloaded {
+            return;
+        }
+        let doh = d.overhead();
+        match self.best {
+            None if d.weight > 0 && d.available => self.best = Some((d.id, doh, d.weight)),
+            None => {}
+            Some((_, loh, lw)) if loh * d.weight as i64 > doh * lw as i64 && d.available => {
+                self.best = Some((d.id, doh, d.weight));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The member and its weight.
+    #[inline(always)]
+    pub fn result(&self) -> Option<(u32, i32)> {
+        self.best.map(|(id, _, w)| (id, w))
     }
 }
 
-impl<const N: usize> LblcrEntry<N> {
-    /// `ip_vs_dest_set_insert` (with `check`): prepend unless present.
-    fn insert(&mut self, id: u32, now: u64) {
-        if self.set[..self.len].contains(&id) || self.len == N {
+/// `ip_vs_dest_set_max` as a fold: the weighted most-connection member with weight > 0
+/// (availability and OVERLOAD do not matter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetMax {
+    best: Option<(u32, i64, i32)>,
+}
+
+impl SetMax {
+    #[inline(always)]
+    pub fn step(&mut self, d: &DestState) {
+        if d.weight <= 0 {
             return;
         }
-        self.set.copy_within(0..self.len, 1);
+        let doh = d.overhead();
+        match self.best {
+            Some((_, moh, mw)) if moh * d.weight as i64 >= doh * mw as i64 => {}
+            _ => self.best = Some((d.id, doh, d.weight)),
+        }
+    }
+
+    #[inline(always)]
+    pub fn result(&self) -> Option<u32> {
+        self.best.map(|(id, _, _)| id)
+    }
+}
+
+impl LblcrSet {
+    /// A set holding only `id`, as `ip_vs_lblcr_new` makes it.
+    pub const fn new(id: u32, now: u64) -> Self {
+        let mut set = [0; LBLCR_SET_MAX];
+        set[0] = id;
+        LblcrSet { lastuse: now, lastmod: now, len: 1, _pad: 0, set }
+    }
+
+    /// The members, newest first.
+    pub fn members(&self) -> &[u32] {
+        let n = if (self.len as usize) < LBLCR_SET_MAX { self.len as usize } else { LBLCR_SET_MAX };
+        self.set.get(..n).unwrap_or(&[])
+    }
+
+    /// `ip_vs_dest_set_insert` (with `check`): prepends `id` unless it is a member already (or
+    /// the set is full); a change sets `lastmod`.
+    #[inline(always)]
+    pub fn insert(&mut self, id: u32, now: u64) {
+        let len = self.len as usize;
+        if len >= LBLCR_SET_MAX || self.members().contains(&id) {
+            return;
+        }
+        // Written with constant bounds: the verifier checks the unrolled moves once each.
+        for i in (1..LBLCR_SET_MAX).rev() {
+            if i <= len {
+                self.set[i] = self.set[i - 1];
+            }
+        }
         self.set[0] = id;
         self.len += 1;
         self.lastmod = now;
     }
 
-    fn erase(&mut self, id: u32, now: u64) {
-        if let Some(p) = self.set[..self.len].iter().position(|x| *x == id) {
-            self.set.copy_within(p + 1..self.len, p);
+    /// `ip_vs_dest_set_erase`: removes `id` (a change sets `lastmod`).
+    #[inline(always)]
+    pub fn erase(&mut self, id: u32, now: u64) {
+        let len = self.len as usize;
+        let mut found = false;
+        for i in 0..LBLCR_SET_MAX {
+            if i >= len {
+                break;
+            }
+            if !found && self.set[i] == id {
+                found = true;
+            }
+            if found && i + 1 < LBLCR_SET_MAX {
+                self.set[i] = self.set[i + 1];
+            }
+        }
+        if found {
             self.len -= 1;
             self.lastmod = now;
         }
     }
 
-    /// `ip_vs_dest_set_min`: weighted least-connection member (skips OVERLOAD and unavailable).
-    fn min(&self, dest: &impl Fn(u32) -> Option<DestState>) -> Option<DestState> {
-        let mut least: Option<DestState> = None;
-        for d in self.set[..self.len].iter().filter_map(|id| dest(*id)) {
-            if d.overloaded {
-                continue;
-            }
-            match least {
-                None => {
-                    if d.weight > 0 && d.available {
-                        least = Some(d);
-                    }
-                }
-                Some(l) => {
-                    if l.overhead() * d.weight as i64 > d.overhead() * l.weight as i64 && d.available {
-                        least = Some(d);
-                    }
-                }
-            }
-        }
-        least
+    /// A set of more than one member unchanged for longer than `expiration` (same unit as
+    /// `now`) loses its most loaded member at this lookup.
+    #[inline(always)]
+    pub const fn shrink_due(&self, now: u64, expiration: u64) -> bool {
+        self.len > 1 && now > self.lastmod.saturating_add(expiration)
     }
+}
 
-    /// `ip_vs_dest_set_max`: weighted most-connection member with weight > 0.
-    fn max(&self, dest: &impl Fn(u32) -> Option<DestState>) -> Option<DestState> {
-        let mut most: Option<DestState> = None;
-        for d in self.set[..self.len].iter().filter_map(|id| dest(*id)) {
-            match most {
-                None => {
-                    if d.weight > 0 {
-                        most = Some(d);
-                    }
-                }
-                Some(m) => {
-                    if m.overhead() * (d.weight as i64) < d.overhead() * m.weight as i64 && d.weight > 0 {
-                        most = Some(d);
-                    }
-                }
-            }
-        }
-        most
-    }
+/// One lblcr cache entry of the reference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LblcrEntry {
+    pub used: bool,
+    pub addr: AddrKey,
+    pub set: LblcrSet,
 }
 
 /// The literal lblcr with its cache in `entries`.
-pub struct LblcrReference<'a, const N: usize> {
-    pub entries: &'a mut [LblcrEntry<N>],
-    /// `lblcr_expiration` in the unit of `now`: a set of more than one member that was not
-    /// modified for longer than this loses its most loaded member.
+pub struct LblcrReference<'a> {
+    pub entries: &'a mut [LblcrEntry],
+    /// `lblcr_expiration` in the unit of `now`.
     pub expiration: u64,
 }
 
-impl<const N: usize> LblcrReference<'_, N> {
+impl LblcrReference<'_> {
     /// `ip_vs_lblcr_schedule` for a packet to `daddr`. `dest(id)` gives the state of any dest a
     /// set may hold, including deleted ones (`available: false`), or `None` if unknown.
     pub fn pick(
@@ -193,19 +241,24 @@ impl<const N: usize> LblcrReference<'_, N> {
     ) -> Option<u32> {
         if let Some(i) = self.entries.iter().position(|e| e.used && e.addr == daddr) {
             let expiration = self.expiration;
-            let e = &mut self.entries[i];
+            let e = &mut self.entries[i].set;
             e.lastuse = now;
-            let min = e.min(&dest);
-            if e.len > 1
-                && now > e.lastmod.saturating_add(expiration)
-                && let Some(m) = e.max(&dest)
-            {
-                e.erase(m.id, now);
+            let mut min = SetMin::default();
+            let mut max = SetMax::default();
+            for d in e.members().iter().filter_map(|id| dest(*id)) {
+                min.step(&d);
+                max.step(&d);
             }
-            if let Some(d) = min
+            if e.shrink_due(now, expiration)
+                && let Some(m) = max.result()
+            {
+                e.erase(m, now);
+            }
+            if let Some((id, _)) = min.result()
+                && let Some(d) = dest(id)
                 && !lblc_overloaded(&d, list)
             {
-                return Some(d.id);
+                return Some(id);
             }
             let d = lblc_wlc(list)?;
             e.insert(d, now);
@@ -213,8 +266,7 @@ impl<const N: usize> LblcrReference<'_, N> {
         }
         let d = lblc_wlc(list)?;
         if let Some(e) = self.entries.iter_mut().find(|e| !e.used) {
-            *e = LblcrEntry { used: true, addr: daddr, lastuse: now, lastmod: now, len: 1, set: [0; N] };
-            e.set[0] = d;
+            *e = LblcrEntry { used: true, addr: daddr, set: LblcrSet::new(d, now) };
         }
         Some(d)
     }
@@ -222,7 +274,7 @@ impl<const N: usize> LblcrReference<'_, N> {
     /// Drops entries with `lastuse + horizon <= now`.
     pub fn expire(&mut self, now: u64, horizon: u64) {
         for e in self.entries.iter_mut() {
-            if e.used && e.lastuse.saturating_add(horizon) <= now {
+            if e.used && e.set.lastuse.saturating_add(horizon) <= now {
                 e.used = false;
             }
         }

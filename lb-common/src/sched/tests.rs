@@ -513,7 +513,7 @@ fn lblc_cache_and_overload() {
 
 #[test]
 fn lblcr_set_grows_and_shrinks() {
-    let mut e = [LblcrEntry::<4>::default(); 2];
+    let mut e = [LblcrEntry::default(); 2];
     let mut r = LblcrReference { entries: &mut e, expiration: 10 };
     let vip = [1, 0, 0, 0];
     let mut l = [ds(3, 1, 0, 0), ds(2, 1, 0, 0), ds(1, 1, 0, 0)];
@@ -524,13 +524,13 @@ fn lblcr_set_grows_and_shrinks() {
     assert_eq!(r.pick(&l, vip, 0, get(&l)), Some(3));
     l[0].active = 2;
     assert_eq!(r.pick(&l, vip, 1, get(&l)), Some(2)); // set {2, 3}
-    assert_eq!(r.entries[0].len, 2);
+    assert_eq!(r.entries[0].set.len, 2);
     l[1].active = 1;
     // rs2 (1 active) is the set's least loaded and not overloaded
     assert_eq!(r.pick(&l, vip, 2, get(&l)), Some(2));
     // after the expiration the most loaded member (rs3) leaves the set
     assert_eq!(r.pick(&l, vip, 20, get(&l)), Some(2));
-    assert_eq!(&r.entries[0].set[..r.entries[0].len], &[2]);
+    assert_eq!(r.entries[0].set.members(), &[2]);
 }
 
 #[test]

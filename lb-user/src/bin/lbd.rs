@@ -98,7 +98,7 @@ enum Cmd {
     Gc,
     /// Show or set IPVS's forwarding sysctls as `sysctl` would (NAME or net.ipv4.vs.NAME; NAME=VALUE
     /// sets it): conn_reuse_mode (1), expire_nodest_conn (0), expire_quiescent_template (0),
-    /// sloppy_tcp (0).
+    /// sloppy_tcp (0), lblcr_expiration (86400).
     Sysctl { settings: Vec<String> },
     /// Read this namespace's iptables mangle MARK rules into the fwmark classifier, once.
     SyncMarks,

@@ -118,7 +118,7 @@ fn errors_carry_line_numbers_and_refuse_the_file() {
     let errs = parse(text, Format::Keepalived).expect_err("refused");
     assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [4], "{errs:?}");
     assert!(errs[0].msg.contains("MISC_CHECK"));
-    let errs = parse("virtual_server 10.0.0.1 80 {\n lb_algo lblcr\n", Format::Keepalived).expect_err("refused");
+    let errs = parse("virtual_server 10.0.0.1 80 {\n lb_algo lblcx\n", Format::Keepalived).expect_err("refused");
     assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [1, 2], "{errs:?}");
 }
 

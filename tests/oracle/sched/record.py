@@ -161,6 +161,14 @@ GROUPS = {
     "lblcr": [
         seq("lblcr_hold", "lblcr", "server set grows when its least-loaded member is overloaded",
             svc("lblcr"), three(), holds(7), close(0), close(1), holds(3)),
+        seq("lblcr_weights", "lblcr", "weights 3,1,2: the set's weighted least-loaded member, growth by wlc",
+            svc("lblcr"), three(3, 1, 2), holds(12), close(0), close(3), holds(4), edit("rs2", 4), holds(4)),
+        seq("lblcr_zero", "lblcr", "a set member set to weight 0 is passed over, then revived",
+            svc("lblcr"), three(), holds(6), edit("rs3", 0), holds(4), edit("rs3", 2), holds(4)),
+        seq("lblcr_delete", "lblcr", "a set member deleted (unavailable in the set) and re-added from the trash",
+            svc("lblcr"), three(2, 1, 1), holds(6), dele("rs1"), holds(3), add("rs1", 2), holds(4)),
+        seq("lblcr_threshold", "lblcr", "-x threshold: an OVERLOADed member is skipped in the set and by wlc",
+            svc("lblcr"), add("rs1", 2, x=2), add("rs2", 1), add("rs3", 1), holds(8), close(0), holds(3)),
     ],
     "twos": [
         seq("twos_probe", "twos", "random; only checks the module exists and picks an eligible dest",

@@ -1,0 +1,40 @@
+//! Every program of the XDP object passes the kernel's verifier, and how much of the verifier's
+//! budget (1,000,000 processed instructions per program) each one uses, printed so that a change
+//! that brings a program near the limit shows in the test log before it crosses it.
+use aya::programs::{Xdp, SchedClassifier};
+use lb_user::store::{self, CreateOptions};
+use xlb_tests::pins::TempPins;
+
+/// The verifier's limit (`BPF_COMPLEXITY_LIMIT_INSNS`).
+const LIMIT: u32 = 1_000_000;
+
+#[test]
+fn every_program_is_verified_within_budget() {
+    let pins = TempPins::new("verifier").expect("pin dir");
+    let mut ebpf = store::load_object(pins.path(), CreateOptions::default()).expect("object");
+    lb_user::dataplane::install_new_flow_program(&mut ebpf).expect("tail-called programs");
+    let mut report = Vec::new();
+    let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
+    for name in names {
+        let prog = ebpf.program_mut(&name).expect("program");
+        let info = if let Ok(x) = <&mut Xdp>::try_from(&mut *prog) {
+            if x.fd().is_err() {
+                x.load().unwrap_or_else(|e| panic!("verifier refused {name}: {e:#}"));
+            }
+            x.info()
+        } else if let Ok(t) = <&mut SchedClassifier>::try_from(&mut *prog) {
+            t.load().unwrap_or_else(|e| panic!("verifier refused {name}: {e:#}"));
+            t.info()
+        } else {
+            panic!("{name}: unexpected program type");
+        };
+        let n = info.expect("program info").verified_instruction_count().unwrap_or(0);
+        report.push((name, n));
+    }
+    report.sort();
+    for (name, n) in &report {
+        eprintln!("verifier: {name:<16} {n:>8} instructions processed ({:.1}% of the limit)", *n as f64 * 100.0 / LIMIT as f64);
+    }
+    assert!(report.iter().any(|(n, _)| n == "xlb_new"), "{report:?}");
+    assert!(report.iter().all(|(_, n)| *n < LIMIT), "{report:?}");
+}
