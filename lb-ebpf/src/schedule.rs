@@ -240,19 +240,8 @@ extern "C" fn set_step(i: u64, ctx: *mut c_void) -> i64 {
     if let Some(d) = XLB_DESTS.get(id)
         && d.flags & DEST_F_IN_USE != 0
         && d.svc_id == w.svc_id
-        && let Some(c) = XLB_DEST_CONNS.get(id)
+        && let Some(state) = state_of(id, d)
     {
-        let state = DestState {
-            id,
-            weight: d.weight,
-            last_weight: d.weight,
-            overloaded: d.flags & DEST_F_OVERLOAD != 0,
-            available: d.flags & DEST_F_AVAILABLE != 0,
-            active: c.active as u32,
-            inactive: c.inactive as u32,
-            addr_fold: 0,
-            port: 0,
-        };
         w.min.step(&state);
         w.max.step(&state);
     }
@@ -422,18 +411,23 @@ extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
     }
 }
 
-/// What a scheduler sees of the dest in slot `slot`: weight, OVERLOAD and live counts.
+/// What a scheduler sees of the dest in slot `slot` (a table holds only available dests).
 #[inline(always)]
 fn dest_state(slot: u32) -> Option<DestState> {
     let id = *XLB_SCHED_SLOTS.get(slot)?;
-    let d = XLB_DESTS.get(id)?;
+    state_of(id, XLB_DESTS.get(id)?)
+}
+
+/// What a scheduler sees of dest `id`: weight, OVERLOAD, availability and live counts.
+#[inline(always)]
+fn state_of(id: u32, d: &Dest) -> Option<DestState> {
     let c = XLB_DEST_CONNS.get(id)?;
     Some(DestState {
         id,
         weight: d.weight,
         last_weight: d.weight,
         overloaded: d.flags & DEST_F_OVERLOAD != 0,
-        available: true,
+        available: d.flags & DEST_F_AVAILABLE != 0,
         active: c.active as u32,
         inactive: c.inactive as u32,
         addr_fold: 0,

@@ -62,9 +62,11 @@ fn set_logfile(p: Option<PathBuf>) {
 }
 
 /// The periodic work of `lbd run`, once: expiry, the fwmark classifier, the estimator. The one
-/// place where periodic data-plane work goes.
-pub fn periodic(dir: &Path, last_rate_tick: &mut Instant) -> anyhow::Result<usize> {
-    let expired = Store::open_at(dir, Default::default())?.expire_connections()?;
+/// place where periodic data-plane work goes. `interval`: the time to the next run (templates
+/// that expire before it are re-armed now if IPVS would re-arm them).
+pub fn periodic(dir: &Path, last_rate_tick: &mut Instant, interval: Duration) -> anyhow::Result<usize> {
+    // Twice the interval: a late tick must not open a gap either.
+    let expired = Store::open_at(dir, Default::default())?.expire_connections(interval * 2)?;
     // fwmark services: the mangle MARK rules, as they are now.
     if let Err(e) = crate::fwmark::sync(dir) {
         log(&format!("fwmark classifier not updated: {e:#}"));
@@ -411,7 +413,8 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 // Periodic data-plane work: the one place for it.
                 let d = dir.clone();
                 let mut lt = last_rate_tick;
-                match blocking(move || periodic(&d, &mut lt).map(|n| (n, lt))).await {
+                let every = opts.interval;
+                match blocking(move || periodic(&d, &mut lt, every).map(|n| (n, lt))).await {
                     Ok((_, lt)) => last_rate_tick = lt,
                     Err(e) => log(&format!("housekeeping failed: {e:#}")),
                 }

@@ -651,12 +651,14 @@ impl Store {
         let mut out = Vec::new();
         for item in self.conns.iter() {
             let (k, v) = item?;
-            let end = v.last_seen + v.timeout as u64 * 1_000_000_000;
+            let template = k.kind == c::CONN_KIND_TEMPLATE;
+            // A template re-armed ahead of its expiry (`expire_connections`) still shows the
+            // time to that expiry, as the kernel's timer does.
+            let end = if template && v.last_seen > now { v.last_seen } else { v.last_seen + v.timeout as u64 * 1_000_000_000 };
             if end <= now || k.kind == c::CONN_KIND_OUT {
                 continue;
             }
             let Some(d) = self.dests.get(v.dest_id) else { continue };
-            let template = k.kind == c::CONN_KIND_TEMPLATE;
             let proto = match (template && k.proto == c::IPPROTO_IP, Proto::from_number(k.proto)) {
                 (true, _) => "IP",
                 (_, Some(Proto::Tcp)) => "TCP",
@@ -697,17 +699,51 @@ impl Store {
 
     /// Removes expired connection entries and templates, releasing their share of the dests'
     /// ActiveConn/InActConn/PersistConn counts. Returns how many were removed.
-    pub fn expire_connections(&mut self) -> anyhow::Result<usize> {
+    ///
+    /// A template still controlling a connection when it expires is re-armed for 60 s instead
+    /// (IPVS `ip_vs_conn_expire`), and so is one that will expire within `ahead` (the time to
+    /// the next pass) while a connection it controls outlives that moment: re-armed ahead, it
+    /// stays valid for the data plane without a gap between its expiry and the next pass.
+    /// Either way its new expiry is the kernel's: 60 s after the old one (60 s steps).
+    pub fn expire_connections(&mut self, ahead: std::time::Duration) -> anyhow::Result<usize> {
+        const S: u64 = 1_000_000_000;
         let now = monotonic_coarse_ns();
+        let ahead = ahead.as_nanos() as u64;
         let mut dead = Vec::new();
-        let expired = |v: &c::Conn| v.last_seen + v.timeout as u64 * 1_000_000_000 < now;
+        let end = |v: &c::Conn| v.last_seen + v.timeout as u64 * S;
+        let expired = |v: &c::Conn| end(v) < now;
         let entries: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
-        // Templates that still control a live connection are re-armed, not freed.
-        let controlling: HashSet<ConnKey> = entries
-            .iter()
-            .filter(|(k, v)| k.kind == c::CONN_KIND_IN && v.flags & c::CONN_F_CONTROLLED != 0 && !expired(v))
-            .filter_map(|(k, v)| self.template_of(k, v))
-            .collect();
+        // The latest end of the live connections each template controls.
+        let mut controlling: StdHashMap<ConnKey, u64> = StdHashMap::new();
+        for (k, v) in &entries {
+            if k.kind == c::CONN_KIND_IN && v.flags & c::CONN_F_CONTROLLED != 0 && !expired(v)
+                && let Some(t) = self.template_of(k, v)
+            {
+                let e = controlling.entry(t).or_insert(0);
+                *e = (*e).max(end(v));
+            }
+        }
+        for (k, v) in &entries {
+            // A template re-armed ahead has `last_seen` at its old expiry, in the future.
+            if k.kind != c::CONN_KIND_TEMPLATE || v.last_seen > now || end(v) > now + ahead {
+                continue;
+            }
+            let Some(&conn_end) = controlling.get(k) else { continue };
+            if conn_end <= end(v) && !expired(v) {
+                // Its connections end first: the template expires with them.
+                continue;
+            }
+            // The kernel's re-arm points: end, end + 60 s, ...; the last one not after now.
+            let mut at = end(v);
+            while at + c::TEMPLATE_REARM_S as u64 * S <= now {
+                at += c::TEMPLATE_REARM_S as u64 * S;
+            }
+            let rearmed = c::Conn { last_seen: at, timeout: c::TEMPLATE_REARM_S, ..*v };
+            if self.conns.get(k, 0).is_ok_and(|cur| cur == *v) {
+                self.conns.insert(*k, rearmed, 0)?;
+            }
+        }
+        let entries: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
         for (k, v) in entries {
             let gone = if k.kind == c::CONN_KIND_OUT {
                 // A NAT reply-side entry lives as long as its client-side entry.
@@ -717,13 +753,6 @@ impl Store {
             } else {
                 expired(&v)
             };
-            if gone && k.kind == c::CONN_KIND_TEMPLATE && controlling.contains(&k) {
-                let rearmed = c::Conn { last_seen: now, timeout: c::TEMPLATE_REARM_S, ..v };
-                if self.conns.get(&k, 0).is_ok_and(|cur| cur == v) {
-                    self.conns.insert(k, rearmed, 0)?;
-                }
-                continue;
-            }
             if gone {
                 dead.push((k, v));
             }

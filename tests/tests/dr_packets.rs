@@ -470,7 +470,7 @@ fn expiring_template_with_live_connections_is_rearmed() {
         conns.remove(&k).expect("remove");
     }
     std::thread::sleep(std::time::Duration::from_millis(1300));
-    Store::open_at(s.pins.path(), Default::default()).and_then(|mut st| st.expire_connections()).expect("expire");
+    expire_pass(&s, std::time::Duration::ZERO);
     let store = Store::open_at(s.pins.path(), Default::default()).expect("store");
     let templates: Vec<(String, u32)> = store
         .connections()
@@ -484,4 +484,53 @@ fn expiring_template_with_live_connections_is_rearmed() {
     assert!((58..=60).contains(&templates[0].1), "re-armed for 60 s: {templates:?}");
     let c = Frame::tcp(sa(CLIENT, 50002), sa(VIP, 80), SYN);
     expect(&mut s, &c.bytes(), XDP_TX, &dr_out(&c, WEB2_MAC), "client 1's next connection: still web2");
+}
+
+/// One expiry pass of lbd, `ahead` being the time to its next pass.
+fn expire_pass(s: &Setup, ahead: std::time::Duration) {
+    Store::open_at(s.pins.path(), Default::default()).and_then(|mut st| st.expire_connections(ahead)).expect("expire");
+}
+
+/// The template of client `caddr`: the seconds `-Lnc` shows.
+fn template_expires(s: &Setup, caddr: &str) -> Option<u32> {
+    let store = Store::open_at(s.pins.path(), Default::default()).expect("store");
+    store.connections().expect("conns").into_iter().find(|c| c.cport == 0 && c.caddr.to_string() == caddr).map(|c| c.expires)
+}
+
+/// The kernel re-arms a template at the moment it expires; lbd's pass runs every interval. A
+/// template that will expire before the next pass while a connection it controls outlives that
+/// moment is re-armed by this pass already, so no new connection of its client falls into the
+/// gap between its expiry and the next pass (and is scheduled afresh, where the kernel would
+/// still use the template). `-Lnc` still shows the time to the original expiry.
+#[test]
+fn template_expiring_before_the_next_pass_is_rearmed_ahead() {
+    let mut s = setup("rearm-ahead");
+    edit_table(&s, |t| {
+        t.services[0].flags |= lb_common::SVC_F_PERSISTENT;
+        t.services[0].timeout = 2;
+    });
+    let a = Frame::tcp(sa(CLIENT, 50100), sa(VIP, 80), SYN);
+    expect(&mut s, &a.bytes(), XDP_TX, &dr_out(&a, WEB2_MAC), "client -> web2");
+    let a2 = Frame::tcp(sa(CLIENT, 50100), sa(VIP, 80), ACK);
+    expect(&mut s, &a2.bytes(), XDP_TX, &dr_out(&a2, WEB2_MAC), "established (900 s)");
+    // A pass whose next one is 5 s away: the 2 s template is re-armed now.
+    expire_pass(&s, std::time::Duration::from_secs(5));
+    let shown = template_expires(&s, "192.168.88.10").expect("template");
+    assert!(shown <= 2, "-Lnc shows the time to the original expiry: {shown}");
+    // Past the original expiry, before any other pass: the template still holds.
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    let shown = template_expires(&s, "192.168.88.10").expect("template re-armed");
+    assert!((57..=60).contains(&shown), "re-armed for 60 s from its expiry: {shown}");
+    let b = Frame::tcp(sa(CLIENT, 50101), sa(VIP, 80), SYN);
+    expect(&mut s, &b.bytes(), XDP_TX, &dr_out(&b, WEB2_MAC), "the client's next connection: still web2");
+    // Without the pass ahead, the same gap reschedules (rr's next pick is web1).
+    let mut s = setup("rearm-gap");
+    edit_table(&s, |t| {
+        t.services[0].flags |= lb_common::SVC_F_PERSISTENT;
+        t.services[0].timeout = 1;
+    });
+    expect(&mut s, &a.bytes(), XDP_TX, &dr_out(&a, WEB2_MAC), "client -> web2");
+    expect(&mut s, &a2.bytes(), XDP_TX, &dr_out(&a2, WEB2_MAC), "established");
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    expect(&mut s, &b.bytes(), XDP_TX, &dr_out(&b, WEB1_MAC), "no pass: template lapsed, rescheduled");
 }

@@ -28,7 +28,7 @@ struct File {
     sequences: Vec<Sequence>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct Sequence {
     name: String,
     sched: String,
@@ -37,7 +37,7 @@ struct Sequence {
     steps: Vec<Step>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Step {
     Ipvsadm {
@@ -219,10 +219,11 @@ fn recorded_kernel_sequences_on_the_data_plane() {
     let mut per_sched: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     let mut skipped: BTreeMap<String, String> = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut jobs: Vec<(String, Sequence)> = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).expect("read");
         let f: File = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        for seq in &f.sequences {
+        for seq in f.sequences {
             let implemented = lb_common::sched::sched_from_name(&seq.sched)
                 .is_some_and(|c| lb_common::sched::IMPLEMENTED.contains(&c));
             if !implemented {
@@ -237,15 +238,40 @@ fn recorded_kernel_sequences_on_the_data_plane() {
                 skipped.insert(format!("{}/{}", seq.sched, seq.name), why.clone());
                 continue;
             }
-            match replay(seq, &work) {
-                Ok((c, s)) => {
-                    let e = per_sched.entry(seq.sched.clone()).or_default();
-                    e.0 += 1;
-                    e.1 += c;
-                    e.2 += s;
-                }
-                Err(e) => failures.push(format!("{} ({}) {}: {e}", seq.name, f.kernel, seq.sched)),
+            jobs.push((f.kernel.clone(), seq));
+        }
+    }
+    // Each replay loads the object (the verifier's time dominates): one worker per CPU.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    let results: Vec<(String, Sequence, Result<(usize, usize), String>)> = std::thread::scope(|sc| {
+        let chunks: Vec<Vec<(String, Sequence)>> = (0..workers)
+            .map(|w| jobs.iter().skip(w).step_by(workers).map(|(k, s)| (k.clone(), s.clone())).collect())
+            .collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .enumerate()
+            .map(|(w, chunk)| {
+                let dir = work.join(format!("w{w}"));
+                sc.spawn(move || {
+                    std::fs::create_dir_all(&dir).expect("worker dir");
+                    chunk.into_iter().map(|(k, seq)| {
+                        let r = replay(&seq, &dir);
+                        (k, seq, r)
+                    }).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("replay worker")).collect()
+    });
+    for (kernel, seq, r) in results {
+        match r {
+            Ok((c, s)) => {
+                let e = per_sched.entry(seq.sched.clone()).or_default();
+                e.0 += 1;
+                e.1 += c;
+                e.2 += s;
             }
+            Err(e) => failures.push(format!("{} ({kernel}) {}: {e}", seq.name, seq.sched)),
         }
     }
     let _ = std::fs::remove_dir_all(&work);

@@ -201,5 +201,5 @@ fn forwarding_enabled(iface: &str) -> bool {
 /// One expiry pass. The store is opened per pass so lbadm is never locked out for long.
 fn expire(dir: &std::path::Path) -> anyhow::Result<usize> {
     let mut store = Store::open_at(dir, Default::default())?;
-    store.expire_connections()
+    store.expire_connections(std::time::Duration::ZERO)
 }
