@@ -712,7 +712,7 @@ impl Store {
         let mut dead = Vec::new();
         let end = |v: &c::Conn| v.last_seen + v.timeout as u64 * S;
         let expired = |v: &c::Conn| end(v) < now;
-        let entries: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
+        let mut entries: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
         // The latest end of the live connections each template controls.
         let mut controlling: StdHashMap<ConnKey, u64> = StdHashMap::new();
         for (k, v) in &entries {
@@ -723,7 +723,8 @@ impl Store {
                 *e = (*e).max(end(v));
             }
         }
-        for (k, v) in &entries {
+        let rearm = c::TEMPLATE_REARM_S as u64 * S;
+        for (k, v) in entries.iter_mut() {
             // A template re-armed ahead has `last_seen` at its old expiry, in the future.
             if k.kind != c::CONN_KIND_TEMPLATE || v.last_seen > now || end(v) > now + ahead {
                 continue;
@@ -734,16 +735,13 @@ impl Store {
                 continue;
             }
             // The kernel's re-arm points: end, end + 60 s, ...; the last one not after now.
-            let mut at = end(v);
-            while at + c::TEMPLATE_REARM_S as u64 * S <= now {
-                at += c::TEMPLATE_REARM_S as u64 * S;
-            }
+            let at = end(v) + now.saturating_sub(end(v)) / rearm * rearm;
             let rearmed = c::Conn { last_seen: at, timeout: c::TEMPLATE_REARM_S, ..*v };
             if self.conns.get(k, 0).is_ok_and(|cur| cur == *v) {
                 self.conns.insert(*k, rearmed, 0)?;
+                *v = rearmed;
             }
         }
-        let entries: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
         for (k, v) in entries {
             let gone = if k.kind == c::CONN_KIND_OUT {
                 // A NAT reply-side entry lives as long as its client-side entry.
