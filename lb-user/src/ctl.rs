@@ -64,16 +64,15 @@ fn any_scheduler_allowed() -> bool {
     *ALLOWED.get_or_init(|| std::env::var_os(ALLOW_ANY_SCHEDULER_ENV).is_some_and(|v| v == "1"))
 }
 
-/// Whether the table accepts scheduler `name`. IPVS knows every name in
-/// `lb_common::sched::SCHED_NAMES` (and `none`), but a scheduler the data plane does not
-/// implement yet is treated like a scheduler module that cannot be loaded: ENOENT,
-/// "Scheduler or persistence engine not found" (unless [`ALLOW_ANY_SCHEDULER_ENV`] is set).
-/// This is the one place that knows it.
+/// Whether the table accepts scheduler `name`: every IPVS scheduler of
+/// `lb_common::sched::SCHED_NAMES` (all are in the data plane), and `none` only with
+/// [`ALLOW_ANY_SCHEDULER_ENV`]. Any other name fails as a scheduler module that cannot be loaded
+/// does: ENOENT, "Scheduler or persistence engine not found". This is the one place that knows it.
 pub fn scheduler_available(name: &str) -> bool {
-    use lb_common::sched::{IMPLEMENTED, SCHED_NONE, sched_from_name};
-    let code = if name == "none" { Some(SCHED_NONE) } else { sched_from_name(name) };
-    let Some(code) = code else { return false };
-    IMPLEMENTED.contains(&code) || (any_scheduler_allowed() && code == SCHED_NONE)
+    if name == "none" {
+        return any_scheduler_allowed();
+    }
+    lb_common::sched::sched_from_name(name).is_some()
 }
 
 /// Persistence engines IPVS ships (`ip_vs_pe_sip`).
@@ -534,12 +533,12 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_scheduler_is_enoent() {
-        // Only what lb_common::sched::IMPLEMENTED lists is accepted.
-        for (name, code) in lb_common::sched::SCHED_NAMES {
-            let want = lb_common::sched::IMPLEMENTED.contains(&code);
-            assert_eq!(scheduler_available(name), want, "{name}");
+    fn unknown_scheduler_is_enoent() {
+        // Every IPVS scheduler is accepted; `none` only with the switch.
+        for (name, _) in lb_common::sched::SCHED_NAMES {
+            assert!(scheduler_available(name), "{name}");
         }
+        assert!(!scheduler_available("none"));
         ALL_SCHEDULERS.with(|c| c.set(true));
         assert!(scheduler_available("wlc"));
         assert!(scheduler_available("none"));

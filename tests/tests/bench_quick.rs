@@ -2,7 +2,7 @@
 //! was produced and that every reported figure passed its path proof (timings are not asserted:
 //! machines are shared and noisy). Needs root, and lbadm built next to this test's binaries
 //! (`cargo xtask test` builds them first).
-use lb_common::sched::{IMPLEMENTED, sched_name};
+use lb_common::sched::SCHED_NAMES;
 
 #[test]
 fn quick_bench_reports_every_figure_with_its_path_proof() {
@@ -55,8 +55,7 @@ fn quick_bench_reports_every_figure_with_its_path_proof() {
     ] {
         assert!(has(want), "no figure named like {want:?} in {names:#?}");
     }
-    for &code in IMPLEMENTED {
-        let s = sched_name(code);
+    for (s, _) in SCHED_NAMES {
         assert!(has(&format!("{s} at 2 servers")), "no new-connection figure for {s}");
         for n in [2, 16, 256, 1024] {
             assert!(has(&format!("new connection, {s}, {n} real servers")), "no scheduling figure for {s} at {n}");

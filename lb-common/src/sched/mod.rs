@@ -79,13 +79,6 @@ pub const SCHED_NAMES: [(&str, u8); 14] = [
     ("twos", SCHED_TWOS),
 ];
 
-/// Schedulers the data plane implements so far. Asking for another one fails the way IPVS fails
-/// for a scheduler module it does not have ("Scheduler or persistence engine not found").
-pub const IMPLEMENTED: &[u8] = &[
-    SCHED_RR, SCHED_WRR, SCHED_LC, SCHED_WLC, SCHED_SED, SCHED_NQ, SCHED_FO, SCHED_OVF, SCHED_SH, SCHED_DH, SCHED_MH, SCHED_LBLC,
-    SCHED_LBLCR, SCHED_TWOS,
-];
-
 pub fn sched_from_name(name: &str) -> Option<u8> {
     SCHED_NAMES.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
 }

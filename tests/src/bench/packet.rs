@@ -15,7 +15,7 @@ use aya::{
 };
 use lb_common::{
     GlobalStats,
-    sched::{IMPLEMENTED, sched_name},
+    sched::SCHED_NAMES,
 };
 use lb_user::{
     model::{Fwd, Proto, Service},
@@ -269,8 +269,8 @@ fn director_services() -> Vec<Service> {
         s(1, VIP_TUN, &[(TUN1, 80, Fwd::Tunnel), (TUN2, 80, Fwd::Tunnel)], "rr"),
         s(2, VIP_NAT, &[(NAT1, 8080, Fwd::Masq), (NAT2, 8080, Fwd::Masq)], "rr"),
     ];
-    for (k, &code) in IMPLEMENTED.iter().enumerate() {
-        v.push(s(3 + k as u32, vip_new(k), &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], sched_name(code)));
+    for (k, &(name, _)) in SCHED_NAMES.iter().enumerate() {
+        v.push(s(3 + k as u32, vip_new(k), &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], name));
     }
     v
 }
@@ -278,7 +278,7 @@ fn director_services() -> Vec<Service> {
 /// The director namespace of the packet fixtures, with this section's VIPs.
 fn director_ns() -> anyhow::Result<(Netns, u32, u32, [u8; 6])> {
     let mut vips = vec![VIP_DR, VIP_TUN, VIP_NAT];
-    vips.extend((0..IMPLEMENTED.len()).map(vip_new));
+    vips.extend((0..SCHED_NAMES.len()).map(vip_new));
     let d = DirectorNs::new("bpkt", &vips)?;
     Ok((d.ns, d.eth0, d.eth1, d.eth1_mac))
 }
@@ -396,9 +396,9 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             zero: no_new,
         });
         let total = size.rounds * size.pairs;
-        for (k, &code) in IMPLEMENTED.iter().enumerate() {
+        for (k, &(name, _)) in SCHED_NAMES.iter().enumerate() {
             specs.push(PathSpec {
-                name: format!("new connection (TCP SYN, DR), {} at 2 servers", sched_name(code)),
+                name: format!("new connection (TCP SYN, DR), {} at 2 servers", name),
                 frames: (0..total)
                     .map(|i| {
                         let (c, p) = new_client(k as u8, i);
@@ -431,7 +431,7 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             }
             // The round's new connections go, so the table holds the same ~4 x spread flows in
             // every round (ten schedulers x all rounds would not fit the 1M-entry table).
-            for k in 0..IMPLEMENTED.len() {
+            for k in 0..SCHED_NAMES.len() {
                 for i in r * size.pairs..(r + 1) * size.pairs {
                     let (c, p) = new_client(k as u8, i);
                     let key = lb_common::ConnKey {
@@ -493,8 +493,7 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
 pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     let cpu = bench_cpu();
     let mut did_pass = false;
-    for (k, &code) in IMPLEMENTED.iter().enumerate() {
-        let name = sched_name(code);
+    for (k, &(name, _)) in SCHED_NAMES.iter().enumerate() {
         let pins = TempPins::new("bench-sched")?;
         let services: Vec<Service> = SCHED_SIZES
             .iter()
