@@ -201,8 +201,9 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     unsafe {
         bpf_loop(n, set_step as *mut c_void, &mut walk as *mut SetWalk as *mut c_void, 0);
     }
-    let expiration = crate::conn::config().map_or(LBLCR_EXPIRATION_S, |c| c.lblcr_expiration as u64);
-    if e.shrink_due(now, expiration * 1_000_000_000)
+    // Only a set of more than one member can shrink: the sysctl is read for those alone.
+    if e.len > 1
+        && e.shrink_due(now, crate::conn::config().map_or(LBLCR_EXPIRATION_S, |c| c.lblcr_expiration as u64) * 1_000_000_000)
         && let Some(m) = walk.max.result()
     {
         e.erase(m, now);
