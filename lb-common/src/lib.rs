@@ -4,10 +4,12 @@
 //! Every address field is an [`Addr`] (16 bytes) so IPv6 needs no new layouts: an IPv4
 //! address sits in the first word and the other three words are zero.
 #![no_std]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod maps;
 pub mod sched;
 pub mod tcp_state;
+pub mod verifier;
 
 pub use maps::*;
 

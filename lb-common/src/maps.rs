@@ -519,6 +519,19 @@ enum SysctlField<'a> {
 }
 
 impl Config {
+    /// The timeout of TCP state (or `STATE_UDP`) `state`, in a form 6.1's verifier accepts.
+    #[inline(always)]
+    pub fn timeout(&self, state: u8) -> Option<u32> {
+        let i = state as usize;
+        if i >= crate::tcp_state::NUM_STATES {
+            return None;
+        }
+        const _: () = assert!(crate::tcp_state::NUM_STATES <= 16 && core::mem::size_of::<Config>() >= 16 * 4);
+        let i = crate::verifier::masked::<15>(i);
+        // SAFETY: i < NUM_STATES (checked above; the mask leaves it unchanged).
+        Some(unsafe { *self.timeouts.get_unchecked(i) })
+    }
+
     /// The field of sysctl `name` (one of `SYSCTLS`).
     fn sysctl_field(&mut self, name: &str) -> Option<SysctlField<'_>> {
         use SysctlField::*;

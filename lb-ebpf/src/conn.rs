@@ -171,11 +171,8 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
         c.flags |= CONN_F_INACTIVE;
     }
     c.state = new;
-    if let Some(cfg) = config() {
-        let i = new as usize;
-        if i < cfg.timeouts.len() {
-            c.timeout = cfg.timeouts[i];
-        }
+    if let Some(t) = config().and_then(|cfg| cfg.timeout(new)) {
+        c.timeout = t;
     }
 }
 

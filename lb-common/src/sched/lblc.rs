@@ -165,12 +165,25 @@ impl LblcrSet {
         self.set.get(..n).unwrap_or(&[])
     }
 
+    /// Whether `id` is a member. The walk's trip count is the constant LBLCR_SET_MAX: LLVM turns
+    /// a walk that stops at `len` into a count-down from `len`, which 6.1's verifier cannot bound.
+    #[inline(always)]
+    pub fn has(&self, id: u32) -> bool {
+        let len = self.len as usize;
+        for i in 0..LBLCR_SET_MAX {
+            if i < len && self.set[i] == id {
+                return true;
+            }
+        }
+        false
+    }
+
     /// `ip_vs_dest_set_insert` (with `check`): prepends `id` unless it is a member already (or
     /// the set is full); a change sets `lastmod`.
     #[inline(always)]
     pub fn insert(&mut self, id: u32, now: u64) {
         let len = self.len as usize;
-        if len >= LBLCR_SET_MAX || self.members().contains(&id) {
+        if len >= LBLCR_SET_MAX || self.has(id) {
             return;
         }
         // Written with constant bounds: the verifier checks the unrolled moves once each.
