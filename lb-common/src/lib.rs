@@ -45,7 +45,7 @@ pub const IPVS_CONN_TAB_SIZE: u32 = 4096;
 
 /// Version of the map layouts below. Stored in the pinned `XLB_META` map; a binary refuses to
 /// use pinned maps of another layout instead of misreading them.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Helper: an `Addr` word built from IPv4 octets, in network byte order as the packet has it.
 #[inline(always)]
@@ -70,7 +70,8 @@ mod pod {
     unsafe impl aya::Pod for Conn {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Meta {}
-    unsafe impl aya::Pod for SlowPathMeta {}
+    unsafe impl aya::Pod for SlowPathMark {}
+    unsafe impl aya::Pod for IfaceInfo {}
     unsafe impl aya::Pod for RateEst {}
     unsafe impl aya::Pod for LblcKey {}
     unsafe impl aya::Pod for LblcrSet {}

@@ -26,6 +26,7 @@ pub mod names {
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
     pub const LBLC: &str = "XLB_LBLC";
     pub const LBLCR: &str = "XLB_LBLCR";
+    pub const IFACES: &str = "XLB_IFACES";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -51,12 +52,13 @@ pub mod names {
         ICMP_LIMIT,
         LBLC,
         LBLCR,
+        IFACES,
     ];
 
 }
 
 /// The programs `xlb_xdp` reaches by tail call, by their index in `XLB_PROGS`.
-pub const TAIL_PROGRAMS: [&str; 4] = ["xlb_new", "xlb_icmp", "xlb_fwd", "xlb_new_set"];
+pub const TAIL_PROGRAMS: [&str; 5] = ["xlb_new", "xlb_icmp", "xlb_fwd", "xlb_new_set", "xlb_new_scan"];
 
 /// An IPv4 or IPv6 address as four words in network byte order. IPv4: `w[0]`, rest zero.
 #[repr(C)]
@@ -226,19 +228,62 @@ pub const NEIGH_F_RESOLVED: u32 = 0x1;
 /// Route known (egress, next hop) but no neighbour entry yet: the tc slow path resolves it.
 pub const NEIGH_F_ROUTED: u32 = 0x2;
 
-/// Metadata the XDP program puts in front of a packet it hands to the kernel for the tc slow
-/// path (`bpf_xdp_adjust_meta`): send it out `ifindex` to next hop `nh`, resolving the neighbour.
+/// What the XDP program writes over a frame's two MAC addresses (the first 12 bytes) when it
+/// hands the frame to the kernel for the tc slow path: send it out `ifindex` to IPv4 next hop
+/// `nh`, resolving the neighbour. No XDP metadata is needed (many kernels and drivers refuse
+/// `bpf_xdp_adjust_meta`), and the MACs are rewritten by the neighbour output anyway. `tag` is
+/// `Config::slow_path_tag`, a per-table random value with the multicast bit clear, so a frame
+/// from the wire cannot pose as one (and, unmatched, is dropped as addressed to another host).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SlowPathMeta {
-    pub magic: u32,
+pub struct SlowPathMark {
+    pub tag: u32,
     pub ifindex: u32,
-    pub family: u32,
-    pub _pad: u32,
-    pub nh: Addr,
+    pub nh: u32,
 }
 
-pub const SLOW_PATH_MAGIC: u32 = 0x786c_6231; // "xlb1"
+/// A slow-path tag: `random` with the first byte's multicast bit clear and locally-administered
+/// bit set (a unicast address no NIC has).
+pub const fn slow_path_tag(random: u32) -> u32 {
+    let mut b = random.to_ne_bytes();
+    b[0] = (b[0] & !0x01) | 0x02;
+    u32::from_ne_bytes(b)
+}
+
+/// Value of `XLB_IFACES` (keyed by ifindex), written by lbd for every interface of its network
+/// namespace: what the data plane needs to know of an egress interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceInfo {
+    /// Its primary IPv4 address (network order; 0: none): the outer source of IPIP when the
+    /// kernel's FIB lookup cannot give the route's source (`CFG_F_FIB_SRC` off).
+    pub addr: u32,
+    /// `IFACE_XDP_*`: how xlb's XDP program is attached there.
+    pub xdp: u32,
+    /// `IFACE_TC_*`: how its tc slow path is attached.
+    pub tc: u32,
+    /// A netlink tc filter's priority and handle (`IFACE_TC_NETLINK`): what lbd removes.
+    pub tc_priority: u32,
+    pub tc_handle: u32,
+}
+
+/// No tc program of xlb's.
+pub const IFACE_TC_NONE: u32 = 0;
+/// A tcx link (Linux 6.6), pinned beside the XDP link.
+pub const IFACE_TC_TCX: u32 = 1;
+/// A clsact qdisc's ingress filter, set up through netlink (kernels without tcx).
+pub const IFACE_TC_NETLINK: u32 = 2;
+
+/// Not attached: XDP cannot send frames there (a bridge has no XDP transmit, and a driver
+/// without an XDP program may not either): frames for it take the tc slow path.
+pub const IFACE_XDP_NONE: u32 = 0;
+/// Attached in native (driver) mode: XDP_REDIRECT there works.
+pub const IFACE_XDP_NATIVE: u32 = 1;
+/// Attached in generic (skb) mode: its program's redirects go through the kernel's transmit
+/// path, so they reach any interface.
+pub const IFACE_XDP_SKB: u32 = 2;
+/// Capacity of `XLB_IFACES`.
+pub const MAX_IFACES: u32 = 1024;
 
 /// How long the data plane trusts a cached next hop before asking the kernel's FIB again.
 pub const NEIGH_TTL_NS: u64 = 1_000_000_000;
@@ -336,7 +381,8 @@ pub struct GlobalStats {
     pub no_dest: u64,
     /// New connections that could not be recorded (table full).
     pub conn_insert_fail: u64,
-    /// Packets handed to the kernel because the next hop had no neighbour entry yet.
+    /// Packets sent by the tc slow path (the next hop had no neighbour entry yet, or XDP cannot
+    /// transmit on the egress interface).
     pub neigh_miss: u64,
     /// Established-flow packets (connection table hit).
     pub conn_hit: u64,
@@ -348,8 +394,6 @@ pub struct GlobalStats {
     pub icmp_sent: u64,
     /// ICMP errors about a tracked connection forwarded to their party.
     pub icmp_related: u64,
-    /// Packets dropped because the driver gave no room for slow-path metadata.
-    pub drop_no_meta: u64,
     /// NAT replies (real server to client) rewritten and forwarded.
     pub nat_reply: u64,
     /// Half-open connections evicted to make room in a full table (see `HALF_OPEN_SLOTS`).
@@ -364,7 +408,7 @@ impl GlobalStats {
 
     /// The event counters by name, in the one order every reader prints them (lbd status,
     /// metrics, the bench's path proofs).
-    pub const fn events(&self) -> [(&'static str, u64); 13] {
+    pub const fn events(&self) -> [(&'static str, u64); 12] {
         [
             ("rx", self.rx),
             ("parse_fail", self.parse_fail),
@@ -377,7 +421,6 @@ impl GlobalStats {
             ("no_route", self.no_route),
             ("icmp_sent", self.icmp_sent),
             ("icmp_related", self.icmp_related),
-            ("drop_no_meta", self.drop_no_meta),
             ("nat_reply", self.nat_reply),
         ]
     }
@@ -404,7 +447,6 @@ impl GlobalStats {
         self.no_route = self.no_route.wrapping_add(o.no_route);
         self.icmp_sent = self.icmp_sent.wrapping_add(o.icmp_sent);
         self.icmp_related = self.icmp_related.wrapping_add(o.icmp_related);
-        self.drop_no_meta = self.drop_no_meta.wrapping_add(o.drop_no_meta);
         self.nat_reply = self.nat_reply.wrapping_add(o.nat_reply);
         self.conn_evicted = self.conn_evicted.wrapping_add(o.conn_evicted);
     }
@@ -492,7 +534,9 @@ pub struct Config {
     pub sloppy_tcp: u8,
     /// `lblcr_expiration` (seconds).
     pub lblcr_expiration: u32,
-    pub _reserved: [u32; 5],
+    /// `SlowPathMark::tag` (set by lbd attach when 0).
+    pub slow_path_tag: u32,
+    pub _reserved: [u32; 4],
 }
 
 /// The IPVS sysctls xlb implements (names as under /proc/sys/net/ipv4/vs/, IPVS's defaults in
@@ -578,6 +622,9 @@ impl Config {
 /// Some real server is NAT (`-m`): packets that match no connection are also looked up as
 /// replies. Without NAT dests that lookup is skipped.
 pub const CFG_F_HAS_NAT: u32 = 0x1;
+/// The kernel's `bpf_fib_lookup` takes BPF_FIB_LOOKUP_SRC (Linux 6.7): the route's source
+/// address comes with the answer. Set by lbd attach from its probe.
+pub const CFG_F_FIB_SRC: u32 = 0x2;
 
 impl Default for Config {
     fn default() -> Self {
@@ -589,7 +636,8 @@ impl Default for Config {
             expire_quiescent_template: 0,
             sloppy_tcp: 0,
             lblcr_expiration: LBLCR_EXPIRATION_S as u32,
-            _reserved: [0; 5],
+            slow_path_tag: 0,
+            _reserved: [0; 4],
         }
     }
 }
@@ -695,7 +743,8 @@ mod tests {
         assert_eq!(size_of::<Dest>(), 56);
         assert_eq!(size_of::<DestConns>(), 24);
         assert_eq!(size_of::<DestNeigh>(), 64);
-        assert_eq!(size_of::<SlowPathMeta>(), 32);
+        assert_eq!(size_of::<SlowPathMark>(), 12);
+        assert_eq!(size_of::<IfaceInfo>(), 20);
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<Conn>(), 24);
         assert_eq!(size_of::<Stats>(), 40);

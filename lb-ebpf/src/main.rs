@@ -22,6 +22,7 @@ mod maps;
 mod nat;
 mod nexthop;
 mod parse;
+mod probe;
 mod schedule;
 mod stats;
 mod tc_neigh;
@@ -63,6 +64,7 @@ const TAIL_NEW: u32 = 0;
 const TAIL_ICMP: u32 = 1;
 const TAIL_FWD: u32 = 2;
 const TAIL_NEW_SET: u32 = 3;
+const TAIL_NEW_SCAN: u32 = 4;
 
 /// The entry point: established connections are forwarded here; a packet of no connection goes
 /// on to `xlb_new`, an ICMP error to `xlb_icmp`.
@@ -130,14 +132,21 @@ fn tail(ctx: &XdpContext, index: u32) -> u32 {
 /// Packets of no established connection: NAT replies and new connections to a virtual service.
 #[xdp]
 pub fn xlb_new(ctx: XdpContext) -> u32 {
-    verdict(new_flow::<false>(&ctx))
+    verdict(new_flow::<{ schedule::GROUP_NEW }>(&ctx))
 }
 
 /// New connections to a service whose scheduler keeps per-destination server sets or draws
-/// random choices (`schedule::in_set_program`), reached from `xlb_new`.
+/// random choices (`schedule::GROUP_SET`), reached from `xlb_new`.
 #[xdp]
 pub fn xlb_new_set(ctx: XdpContext) -> u32 {
-    verdict(new_flow::<true>(&ctx))
+    verdict(new_flow::<{ schedule::GROUP_SET }>(&ctx))
+}
+
+/// New connections to a service of a connection-count scheduler (`schedule::GROUP_SCAN`),
+/// reached from `xlb_new`.
+#[xdp]
+pub fn xlb_new_scan(ctx: XdpContext) -> u32 {
+    verdict(new_flow::<{ schedule::GROUP_SCAN }>(&ctx))
 }
 
 /// ICMP errors about connections.
@@ -156,10 +165,11 @@ fn has_nat() -> bool {
     XLB_CONFIG.get(0).is_some_and(|c| c.flags & CFG_F_HAS_NAT != 0)
 }
 
-/// `SET`: this is `xlb_new_set`, for the services `xlb_new` hands over (it has checked that the
-/// packet is no NAT reply).
+/// `GROUP`: which program this is (`schedule::group_of`); the others than `xlb_new` get only the
+/// services `xlb_new` hands over (it has checked that the packet is no NAT reply).
 #[inline(always)]
-fn new_flow<const SET: bool>(ctx: &XdpContext) -> u32 {
+fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
+    const NEW: u8 = schedule::GROUP_NEW;
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let Parsed::Ok(p) = parse(ctx.data(), ctx.data_end()) else {
         return xdp_action::XDP_PASS;
@@ -167,7 +177,7 @@ fn new_flow<const SET: bool>(ctx: &XdpContext) -> u32 {
     let now = conn::now();
     let key = conn::key_in(&p);
     let stale = XLB_CONNS.get_ptr_mut(&key);
-    if !SET && stale.is_none() && has_nat() {
+    if GROUP == NEW && stale.is_none() && has_nat() {
         if let Some(v) = nat::reply(ctx, &p, ingress, now) {
             return v;
         }
@@ -175,8 +185,10 @@ fn new_flow<const SET: bool>(ctx: &XdpContext) -> u32 {
     let Some(m) = schedule::find_service(&p) else {
         return xdp_action::XDP_PASS;
     };
-    if !SET && schedule::in_set_program(m.svc.sched) {
-        unsafe { XLB_PROGS.tail_call(ctx, TAIL_NEW_SET) };
+    let group = schedule::group_of(m.svc.sched);
+    if GROUP == NEW && group != NEW {
+        let index = if group == schedule::GROUP_SET { TAIL_NEW_SET } else { TAIL_NEW_SCAN };
+        unsafe { XLB_PROGS.tail_call(ctx, index) };
         // Only reached when the program is not installed: never guess, drop.
         return xdp_action::XDP_DROP;
     }
@@ -189,7 +201,7 @@ fn new_flow<const SET: bool>(ctx: &XdpContext) -> u32 {
     if let Some(old) = stale {
         conn::uncount(unsafe { &*old });
     }
-    let Some(dest) = schedule::choose_dest::<SET>(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
+    let Some(dest) = schedule::choose_dest::<GROUP>(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
     else {
         bump(|g| &mut g.no_dest);
         return if p.af == AF_INET { icmp::port_unreachable(&ctx, now) } else { xdp_action::XDP_DROP };
@@ -254,6 +266,18 @@ pub fn xlb_tc_neigh(ctx: TcContext) -> i32 {
 #[xdp]
 pub fn xlb_decap(ctx: XdpContext) -> u32 {
     decap::run(&ctx)
+}
+
+/// Feature probe: does `bpf_fib_lookup` take BPF_FIB_LOOKUP_SRC? (see probe.rs)
+#[xdp]
+pub fn xlb_probe_fib_src(ctx: XdpContext) -> u32 {
+    probe::fib_src(&ctx)
+}
+
+/// Feature probe: loads only where the kernel has `bpf_loop`.
+#[xdp]
+pub fn xlb_probe_loop(_ctx: XdpContext) -> u32 {
+    probe::has_loop()
 }
 
 #[xdp]

@@ -21,11 +21,11 @@ use aya_ebpf::{
     EbpfContext,
 };
 use lb_common::{
-    Addr, DestNeigh, SlowPathMeta, AF_INET, NEIGH_F_RESOLVED, NEIGH_F_ROUTED, NEIGH_RETRY_NS, NEIGH_TTL_NS,
-    SLOW_PATH_MAGIC,
+    Addr, DestNeigh, SlowPathMark, AF_INET, CFG_F_FIB_SRC, NEIGH_F_RESOLVED, NEIGH_F_ROUTED, NEIGH_RETRY_NS,
+    NEIGH_TTL_NS,
 };
 
-use crate::{maps::XLB_DEST_NEIGH, stats::bump};
+use crate::{maps::XLB_DEST_NEIGH, parse::header};
 
 /// How to reach a next hop.
 pub enum Route {
@@ -70,7 +70,12 @@ fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u
     // Ingress view (the packet is forwarded, from the interface it came in on): any egress
     // interface. SRC also asks for the source address the route prefers (the outer source of
     // IPIP).
-    let flags = if want_src { BPF_FIB_LOOKUP_SRC } else { 0 };
+    // BPF_FIB_LOOKUP_SRC exists from 6.7 on; older kernels refuse the whole lookup with it.
+    let flags = if want_src && crate::conn::config().is_some_and(|c| c.flags & CFG_F_FIB_SRC != 0) {
+        BPF_FIB_LOOKUP_SRC
+    } else {
+        0
+    };
     unsafe { aya_ebpf::helpers::bpf_fib_lookup(ctx, f, core::mem::size_of::<bpf_fib_lookup>() as i32, flags) }
 }
 
@@ -142,21 +147,17 @@ pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
     route_of(&s.neigh)
 }
 
-/// Hands the (already rewritten) frame to the kernel for the tc slow path.
+/// Hands the (already rewritten) frame to the kernel for the tc slow path: the mark naming the
+/// egress and next hop takes the place of the MAC addresses (`lb_common::SlowPathMark`).
 #[inline(always)]
 pub fn slow_path(ctx: &XdpContext, ifindex: u32, nh: Addr) -> u32 {
-    let size = core::mem::size_of::<SlowPathMeta>() as i32;
-    if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_meta(ctx.ctx, -size) } != 0 {
-        bump(|g| &mut g.drop_no_meta);
+    let Some(tag) = crate::conn::config().map(|c| c.slow_path_tag) else {
         return xdp_action::XDP_DROP;
-    }
-    let meta = ctx.metadata();
-    if meta + size as usize > ctx.data() {
+    };
+    let Some(m) = header::<SlowPathMark>(ctx.data(), ctx.data_end(), 0) else {
         return xdp_action::XDP_DROP;
-    }
-    let m = meta as *mut SlowPathMeta;
-    unsafe {
-        *m = SlowPathMeta { magic: SLOW_PATH_MAGIC, ifindex, family: AF_INET as u32, _pad: 0, nh };
-    }
+    };
+    // SAFETY: `header` checked that the frame holds a SlowPathMark at offset 0.
+    unsafe { *m = SlowPathMark { tag, ifindex, nh: nh.w[0] } };
     xdp_action::XDP_PASS
 }

@@ -71,27 +71,52 @@ pub fn usable_dest(dest_id: u32, svc_id: u32) -> Option<&'static Dest> {
 /// Longest dest list a connection-count scheduler (lc, wlc, sed, nq, fo, ovf) scans.
 pub const MAX_SCAN: u32 = 1024;
 
-/// Schedulers whose picks run in a program of their own, `xlb_new_set` (lblcr's server sets,
-/// twos's two passes): verified apart from the other schedulers, each program stays within the
-/// verifier's budget.
+/// Which program schedules a new connection: each is verified apart, so each stays well inside
+/// every kernel's verifier budget (one program with every scheduler reached the 1M-instruction
+/// limit on some 6.18 builds). `xlb_new` keeps the cheap ones and hands the others over.
+pub const GROUP_NEW: u8 = 0;
+/// `xlb_new_set`: lblcr's server sets and twos's two passes.
+pub const GROUP_SET: u8 = 1;
+/// `xlb_new_scan`: the connection-count scans (lc wlc sed nq fo ovf) and lblc (wlc on a miss).
+pub const GROUP_SCAN: u8 = 2;
+
+/// The program group of scheduler `sched`.
 #[inline(always)]
-pub const fn in_set_program(sched: u8) -> bool {
-    sched == SCHED_LBLCR || sched == SCHED_TWOS
+pub const fn group_of(sched: u8) -> u8 {
+    match sched {
+        SCHED_LBLCR | SCHED_TWOS => GROUP_SET,
+        SCHED_LC | SCHED_WLC | SCHED_SED | SCHED_NQ | SCHED_FO | SCHED_OVF | SCHED_LBLC => GROUP_SCAN,
+        _ => GROUP_NEW,
+    }
 }
 
 /// Runs the service's scheduler over its table in `XLB_SCHED_SLOTS` (built by userspace with the
-/// rules of `lb_common::sched`). `SET`: the program is `xlb_new_set`, which has only the
-/// schedulers of [`in_set_program`]. `None`: no usable real server.
+/// rules of `lb_common::sched`). `GROUP`: the program this is (see [`group_of`]); it has only
+/// its group's schedulers. `None`: no usable real server.
 #[inline(always)]
-fn run_scheduler<const SET: bool>(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
-    if svc.sched_len == 0 {
+fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
+    if svc.sched_len == 0 || group_of(svc.sched) != GROUP {
         return None;
     }
-    if SET {
+    if GROUP == GROUP_SET {
         return match svc.sched {
             SCHED_LBLCR => lblcr_pick(svc, p, now),
             SCHED_TWOS => twos_pick(svc),
             _ => None,
+        };
+    }
+    if GROUP == GROUP_SCAN {
+        return match svc.sched {
+            SCHED_LBLC => lblc_pick(svc, p, now),
+            _ => {
+                let kind = match svc.sched {
+                    SCHED_LC => LcKind::Lc,
+                    SCHED_WLC => LcKind::Wlc,
+                    SCHED_SED => LcKind::Sed,
+                    _ => LcKind::Nq,
+                };
+                scan_dests(svc, kind, svc.sched == SCHED_FO || svc.sched == SCHED_OVF)
+            }
         };
     }
     match svc.sched {
@@ -110,16 +135,6 @@ fn run_scheduler<const SET: bool>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
             }
             if probe.found == NO_DEST { None } else { Some(probe.found) }
         }
-        SCHED_LC | SCHED_WLC | SCHED_SED | SCHED_NQ | SCHED_FO | SCHED_OVF => {
-            let kind = match svc.sched {
-                SCHED_LC => LcKind::Lc,
-                SCHED_WLC => LcKind::Wlc,
-                SCHED_SED => LcKind::Sed,
-                _ => LcKind::Nq,
-            };
-            scan_dests(svc, kind, svc.sched == SCHED_FO || svc.sched == SCHED_OVF)
-        }
-        SCHED_LBLC => lblc_pick(svc, p, now),
         SCHED_SH => {
             let fold = addr_fold(p.saddr.w, p.af == AF_INET6);
             let port = if svc.flags & SVC_F_SCHED2 != 0 { u16::from_be(p.sport) } else { 0 };
@@ -550,9 +565,9 @@ fn persist_count(dest_id: u32, delta: i32) {
     }
 }
 
-/// The real server for a new connection of `p` to `svc` (`SET`: see [`run_scheduler`]).
+/// The real server for a new connection of `p` to `svc` (`GROUP`: see [`run_scheduler`]).
 #[inline(always)]
-pub fn choose_dest<const SET: bool>(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
+pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
     let svc = m.svc;
     let persistent = svc.flags & SVC_F_PERSISTENT != 0;
     let key = template_key(&p.saddr, &svc.netmask, p.daddr, p.proto, m.port, m.fwmark, p.af);
@@ -574,7 +589,7 @@ pub fn choose_dest<const SET: bool>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
         }
     }
     // One call site: the scheduler's branches are verified once.
-    let dest_id = run_scheduler::<SET>(svc, p, now)?;
+    let dest_id = run_scheduler::<GROUP>(svc, p, now)?;
     if persistent {
         let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
         if XLB_CONNS.insert(&key, &t, 0).is_ok() {

@@ -1,31 +1,46 @@
-//! The slow path of a next hop the kernel has not resolved yet (see `nexthop`): the XDP program
-//! rewrote the frame and passed it up with metadata naming the egress interface and the next
-//! hop; this tc ingress classifier sends it there with `bpf_redirect_neigh`, which makes the
+//! The slow path of a frame XDP cannot send itself (see `nexthop` and `xmit`): the next hop has
+//! no neighbour entry yet, or XDP cannot transmit on the egress. The XDP program rewrote the
+//! frame, wrote a `SlowPathMark` over its MAC addresses and passed it up; this tc ingress
+//! classifier sends it out the marked interface with `bpf_redirect_neigh`, which makes the
 //! kernel resolve the neighbour (ARP) and queue the packet meanwhile. Anything else continues.
 use aya_ebpf::{
     bindings::{bpf_redir_neigh, TC_ACT_OK},
     programs::TcContext,
 };
-use lb_common::{SlowPathMeta, SLOW_PATH_MAGIC};
+use lb_common::{SlowPathMark, AF_INET};
 
-use crate::stats::bump;
+use crate::{conn, parse::header, stats::bump};
+
+const ETH_P_IP: [u8; 2] = [0x08, 0x00];
+const PACKET_HOST: u32 = 0;
 
 #[inline(always)]
 pub fn run(ctx: &TcContext) -> i32 {
-    let skb = ctx.skb.skb;
-    let (meta, data) = unsafe { ((*skb).data_meta as usize, (*skb).data as usize) };
-    if meta + core::mem::size_of::<SlowPathMeta>() > data {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let Some(eth) = header::<[u8; 14]>(data, data_end, 0) else {
         return TC_ACT_OK;
-    }
-    let m = unsafe { *(meta as *const SlowPathMeta) };
-    if m.magic != SLOW_PATH_MAGIC {
+    };
+    // SAFETY: `header` checked the 14 bytes are in the packet.
+    let eth = unsafe { &*eth };
+    let Some(tag) = conn::config().map(|c| c.slow_path_tag) else {
+        return TC_ACT_OK;
+    };
+    let m = SlowPathMark {
+        tag: u32::from_ne_bytes([eth[0], eth[1], eth[2], eth[3]]),
+        ifindex: u32::from_ne_bytes([eth[4], eth[5], eth[6], eth[7]]),
+        nh: u32::from_ne_bytes([eth[8], eth[9], eth[10], eth[11]]),
+    };
+    if tag == 0 || m.tag != tag || eth[12..14] != ETH_P_IP {
         return TC_ACT_OK;
     }
     let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
-    nh.nh_family = m.family;
-    nh.__bindgen_anon_1.ipv4_nh = m.nh.w[0];
+    nh.nh_family = AF_INET as u32;
+    nh.__bindgen_anon_1.ipv4_nh = m.nh;
     bump(|g| &mut g.neigh_miss);
+    // SAFETY: helpers called with a valid skb context and a stack struct of the size given.
     unsafe {
+        // The mark made the frame look addressed to another host; it is being sent, not received.
+        aya_ebpf::helpers::bpf_skb_change_type(ctx.skb.skb, PACKET_HOST);
         aya_ebpf::helpers::bpf_redirect_neigh(m.ifindex, &mut nh, core::mem::size_of::<bpf_redir_neigh>() as i32, 0)
             as i32
     }

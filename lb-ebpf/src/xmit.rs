@@ -3,7 +3,10 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use network_types::eth::EthHdr;
 
+use lb_common::{IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB};
+
 use crate::{
+    maps::XLB_IFACES,
     nexthop::{slow_path, Route},
     parse::header,
     stats::bump,
@@ -16,6 +19,17 @@ pub struct Target {
     pub rip: u32,
     pub ingress: u32,
     pub now: u64,
+}
+
+/// Whether an XDP_REDIRECT from `ingress` to `egress` is delivered. A native-mode redirect
+/// needs an egress driver that transmits XDP frames, which a bridge (or a veth whose peer runs
+/// no XDP program) does not: the frame would be counted as redirected and lost. So XDP sends
+/// only to interfaces xlb is attached to natively, or from one attached in skb mode (whose
+/// redirects use the kernel's transmit path); any other egress takes the tc slow path.
+#[inline(always)]
+fn can_redirect(ingress: u32, egress: u32) -> bool {
+    let mode = |i: u32| unsafe { XLB_IFACES.get(&i) }.map_or(IFACE_XDP_NONE, |f| f.xdp);
+    mode(egress) == IFACE_XDP_NATIVE || mode(ingress) == IFACE_XDP_SKB
 }
 
 #[inline(always)]
@@ -32,8 +46,10 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
             }
             if n.ifindex == ingress {
                 xdp_action::XDP_TX
-            } else {
+            } else if can_redirect(ingress, n.ifindex) {
                 unsafe { aya_ebpf::helpers::bpf_redirect(n.ifindex, 0) as u32 }
+            } else {
+                slow_path(ctx, n.ifindex, n.nh)
             }
         }
         Route::Slow { ifindex, nh } => slow_path(ctx, *ifindex, *nh),

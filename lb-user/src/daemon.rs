@@ -67,6 +67,12 @@ fn set_logfile(p: Option<PathBuf>) {
 pub fn periodic(dir: &Path, last_rate_tick: &mut Instant, interval: Duration) -> anyhow::Result<usize> {
     // Twice the interval: a late tick must not open a gap either.
     let expired = Store::open_at(dir, Default::default())?.expire_connections(interval * 2)?;
+    // Interface addresses and indexes, as they are now (IPIP's source without fib_src).
+    if !crate::dataplane::attached(dir).is_empty()
+        && let Err(e) = crate::dataplane::sync_ifaces(dir)
+    {
+        log(&format!("interface list not updated: {e:#}"));
+    }
     // fwmark services: the mangle MARK rules, as they are now.
     if let Err(e) = crate::fwmark::sync(dir) {
         log(&format!("fwmark classifier not updated: {e:#}"));
@@ -78,6 +84,30 @@ pub fn periodic(dir: &Path, last_rate_tick: &mut Instant, interval: Duration) ->
     }
     Ok(expired)
 }
+
+/// What `lbd status` says of the attachments and the kernel features in use.
+pub fn attachment_report(dir: &Path, store: &Store) -> Vec<String> {
+    let att = crate::dataplane::attachments(dir);
+    let mut out = Vec::new();
+    if att.is_empty() {
+        out.push(format!("attached: none: {NOT_CARRIED}"));
+    } else {
+        let list: Vec<String> = att.iter().map(|a| format!("{} (xdp {}, tc {})", a.iface, a.xdp, a.tc)).collect();
+        out.push(format!("attached: {}", list.join(" ")));
+    }
+    let fib_src = store.config().map(|c| c.flags & lb_common::CFG_F_FIB_SRC != 0).unwrap_or(false);
+    let mut feats = format!("features: fib_src {}", if fib_src { "yes" } else { "no (IPIP sourced from the egress interface's address)" });
+    let forced: Vec<&str> = crate::features::OPTIONAL.into_iter().filter(|f| crate::features::forced_off(f)).collect();
+    if !forced.is_empty() {
+        feats.push_str(&format!("; forced off by XLB_FEATURES_OFF: {}", forced.join(",")));
+    }
+    out.push(feats);
+    out
+}
+
+/// What the operator is told while no interface carries the data plane.
+pub const NOT_CARRIED: &str =
+    "no interface carries the data plane, so the table is not carried out (connections to its services are not balanced): run `lbd attach IFACE`";
 
 /// What the checks say of each real server: `[service][real][check]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -404,12 +434,22 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_rate_tick = Instant::now();
+    let mut was_carried: Option<bool> = None;
     // A reconcile that failed (store busy, ...) is retried on the next tick.
     let mut dirty = false;
     loop {
         let mut reload = false;
         tokio::select! {
             _ = tick.tick() => {
+                let carried = !crate::dataplane::attached(&dir).is_empty();
+                if was_carried != Some(carried) {
+                    if carried {
+                        log(&format!("data plane attached to {}", crate::dataplane::attached(&dir).join(" ")));
+                    } else {
+                        log(&format!("warning: {NOT_CARRIED}"));
+                    }
+                    was_carried = Some(carried);
+                }
                 // Periodic data-plane work: the one place for it.
                 let d = dir.clone();
                 let mut lt = last_rate_tick;
@@ -585,7 +625,7 @@ mod tests {
         let cfg = config::parse(CFG, Format::Auto).expect("config");
         let mut t = Table::default();
         reconcile(&mut t, &cfg, &Health::unknown(&cfg), &[]).expect("first");
-        let text = crate::metrics::render(&t, &lb_common::GlobalStats::default(), None);
+        let text = crate::metrics::render(&t, &lb_common::GlobalStats::default(), None, &[]);
         assert!(text.contains("xlb_real_weight{service=\"TCP 192.168.88.15:80\",real=\"192.168.88.100:80\"} 1\n"), "{text}");
         assert!(text.contains("xlb_dataplane_verdicts_total{verdict=\"drop\"} 0\n"));
     }

@@ -9,17 +9,23 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf,
+    maps::MapData,
     programs::{
-        SchedClassifier, TcAttachType, Xdp, XdpMode,
-        links::{FdLink, LinkError, PinnedLink},
-        tc,
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, Link as _, LinkError, PinnedLink},
+        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
         xdp::XdpLink,
-        tc::SchedClassifierLink,
     },
     sys::SyscallError,
 };
+use lb_common::{
+    IFACE_TC_NETLINK, IFACE_TC_TCX, IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB, IfaceInfo,
+};
 
-use crate::store::{self, CreateOptions};
+use crate::{
+    features,
+    store::{self, CreateOptions},
+};
 
 /// Which XDP program to attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,9 +85,20 @@ fn open_pinned(path: &Path) -> anyhow::Result<Option<FdLink>> {
     }
 }
 
+/// How to attach XDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Native where the driver takes it, else generic (skb).
+    Auto,
+    Native,
+    Skb,
+}
+
 /// Attaches `program` to `iface` (XDP in `mode`), replacing atomically what an earlier attach
-/// put there, and pins the link. For the balancer also attaches the tc slow path.
-pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -> anyhow::Result<()> {
+/// put there, and pins the link. For the balancer, first probes the kernel (a missing required
+/// feature refuses the attach), then also attaches the tc slow path and records both in
+/// `XLB_IFACES`. A failed first attach leaves nothing attached.
+pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: Mode) -> anyhow::Result<()> {
     check_iface(iface)?;
     let mut ebpf = match program {
         XdpProgram::Decap => load_decap_object(pin_dir)?,
@@ -91,11 +108,29 @@ pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -
     if program == XdpProgram::Decap {
         fill_decap_addrs(&mut ebpf, iface)?;
     }
-    attach_xdp(&mut ebpf, pin_dir, iface, program, mode)?;
-    if program == XdpProgram::Balancer {
-        attach_tc(&mut ebpf, pin_dir, iface)?;
+    if program != XdpProgram::Balancer {
+        attach_xdp(&mut ebpf, pin_dir, iface, program, mode)?;
+        return Ok(());
     }
-    Ok(())
+    let probed = features::probe(&mut ebpf)?;
+    let mut store = store::Store::open_at(pin_dir, Default::default())?;
+    features::apply(&mut store, probed)?;
+    let ifindex = ifindex_of(iface)?;
+    let before = ifaces(pin_dir)?.get(&ifindex, 0).ok();
+    let fresh = !xdp_link_pin(pin_dir, iface).exists();
+    let result = (|| {
+        let xdp = attach_xdp(&mut ebpf, pin_dir, iface, program, mode)?;
+        let tc = attach_tc(&mut ebpf, pin_dir, iface, before)?;
+        let info = IfaceInfo { xdp, ..tc };
+        ifaces(pin_dir)?.insert(ifindex, info, 0)?;
+        sync_ifaces(pin_dir)
+    })();
+    if result.is_err() && fresh {
+        // Nothing half-attached: an XDP program without its slow path (or unrecorded) would
+        // forward some packets and lose others.
+        let _ = detach(pin_dir, iface);
+    }
+    result
 }
 
 /// A real server runs only the decap program: every director table is created with one
@@ -174,7 +209,8 @@ pub fn install_new_flow_program(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn attach_xdp(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, program: XdpProgram, mode: XdpMode) -> anyhow::Result<()> {
+/// Attaches the XDP program; returns the mode it runs in (`IFACE_XDP_*`).
+fn attach_xdp(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, program: XdpProgram, mode: Mode) -> anyhow::Result<u32> {
     if program == XdpProgram::Balancer {
         install_new_flow_program(ebpf)?;
     }
@@ -184,39 +220,192 @@ fn attach_xdp(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, program: XdpProgram,
         .try_into()?;
     prog.load().with_context(|| format!("the kernel refused program {}", program.name()))?;
     let pin = xdp_link_pin(pin_dir, iface);
-    let id = match open_pinned(&pin)? {
+    let (id, xdp) = match open_pinned(&pin)? {
         Some(old) => {
+            // Replacing the program of a link keeps its mode.
+            let was = ifindex_of(iface).ok().and_then(|i| ifaces(pin_dir).ok()?.get(&i, 0).ok()).map_or(IFACE_XDP_NATIVE, |f| f.xdp);
             let link = XdpLink::try_from(old)?;
-            prog.attach_to_link(link).with_context(|| format!("cannot replace the program on {iface}"))?
+            (prog.attach_to_link(link).with_context(|| format!("cannot replace the program on {iface}"))?, was)
         }
-        None => prog.attach(iface, mode).with_context(|| format!("cannot attach XDP to {iface}"))?,
+        None => {
+            let native = mode != Mode::Skb && !(mode == Mode::Auto && features::forced_off("native"));
+            let first = if native { prog.attach(iface, XdpMode::Driver) } else { prog.attach(iface, XdpMode::Skb) };
+            match first {
+                Ok(id) => (id, if native { IFACE_XDP_NATIVE } else { IFACE_XDP_SKB }),
+                Err(e) if native && mode == Mode::Auto => {
+                    let id = prog.attach(iface, XdpMode::Skb).with_context(|| {
+                        format!("cannot attach XDP to {iface} (native mode: {e}; skb mode failed too)")
+                    })?;
+                    (id, IFACE_XDP_SKB)
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot attach XDP to {iface}")),
+            }
+        }
     };
     let link: FdLink = prog.take_link(id)?.try_into()?;
     let _ = std::fs::remove_file(&pin);
     link.pin(&pin).with_context(|| format!("cannot pin {}", pin.display()))?;
+    Ok(xdp)
+}
+
+/// Attaches the tc slow path: a tcx link (pinned) where the kernel has tcx, else a clsact
+/// qdisc's ingress filter. `before` is what an earlier attach recorded (replaced here).
+fn attach_tc(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, before: Option<IfaceInfo>) -> anyhow::Result<IfaceInfo> {
+    let prog: &mut SchedClassifier =
+        ebpf.program_mut(TC_PROGRAM).ok_or_else(|| anyhow!("no program {TC_PROGRAM}"))?.try_into()?;
+    prog.load().map_err(|e| {
+        anyhow!(
+            "this kernel ({}) refused the tc slow path ({e}): xlb needs bpf_redirect_neigh (Linux 5.10 or later)",
+            features::kernel_release()
+        )
+    })?;
+    let pin = tc_link_pin(pin_dir, iface);
+    let mut info = IfaceInfo::default();
+    if let Some(old) = open_pinned(&pin)? {
+        prog.attach_to_link(SchedClassifierLink::try_from(old)?)?;
+        info.tc = IFACE_TC_TCX;
+        return Ok(info);
+    }
+    let tcx = if features::forced_off("tcx") {
+        None
+    } else {
+        prog.attach_with_options(iface, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default())).ok()
+    };
+    if let Some(id) = tcx {
+        let link: FdLink =
+            prog.take_link(id)?.try_into().map_err(|_| anyhow!("the tcx attachment on {iface} is not a bpf link"))?;
+        let _ = std::fs::remove_file(&pin);
+        link.pin(&pin).with_context(|| format!("cannot pin {}", pin.display()))?;
+        info.tc = IFACE_TC_TCX;
+    } else {
+        // No tcx (before 6.6): clsact + a netlink filter. An existing clsact is fine.
+        let _ = tc::qdisc_add_clsact(iface);
+        let id = prog
+            .attach_with_options(iface, TcAttachType::Ingress, TcAttachOptions::Netlink(NlOptions::default()))
+            .with_context(|| format!("cannot attach the tc classifier to {iface}"))?;
+        let link = prog.take_link(id)?;
+        info.tc = IFACE_TC_NETLINK;
+        info.tc_priority = link.priority()? as u32;
+        info.tc_handle = u32::from(link.handle()?);
+        // The filter stays after this process exits; lbd detach/teardown removes it by the
+        // priority and handle recorded in XLB_IFACES.
+        std::mem::forget(link);
+    }
+    // A filter an earlier attach left (the new one is in place first: no gap).
+    if let Some(b) = before {
+        remove_tc_filter(iface, &b);
+    }
+    Ok(info)
+}
+
+fn remove_tc_filter(iface: &str, info: &IfaceInfo) {
+    if info.tc != IFACE_TC_NETLINK {
+        return;
+    }
+    if let Ok(link) = SchedClassifierLink::attached(
+        iface,
+        TcAttachType::Ingress,
+        info.tc_priority as u16,
+        TcHandle::from(info.tc_handle),
+        None,
+    ) {
+        let _ = link.detach();
+    }
+}
+
+/// `XLB_IFACES`, opened from its pin.
+fn ifaces(pin_dir: &Path) -> anyhow::Result<aya::maps::HashMap<MapData, u32, IfaceInfo>> {
+    let data = MapData::from_pin(pin_dir.join(lb_common::names::IFACES))
+        .with_context(|| format!("cannot open {}", lb_common::names::IFACES))?;
+    Ok(aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?)
+}
+
+fn ifindex_of(iface: &str) -> anyhow::Result<u32> {
+    let name = std::ffi::CString::new(iface)?;
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => bail!("no interface {iface}: {}", io::Error::last_os_error()),
+        i => Ok(i),
+    }
+}
+
+/// This network namespace's interfaces (index, name), from the kernel (netlink).
+fn interfaces() -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let head = unsafe { libc::if_nameindex() };
+    if head.is_null() {
+        return out;
+    }
+    let mut cur = head;
+    while unsafe { (*cur).if_index } != 0 {
+        let i = unsafe { &*cur };
+        if !i.if_name.is_null() {
+            out.push((i.if_index, unsafe { std::ffi::CStr::from_ptr(i.if_name) }.to_string_lossy().into_owned()));
+        }
+        cur = unsafe { cur.add(1) };
+    }
+    unsafe { libc::if_freenameindex(head) };
+    out
+}
+
+/// Brings `XLB_IFACES` up to date with this namespace's interfaces: every interface with its
+/// primary IPv4 address, the attachment records kept, vanished interfaces removed. lbd attach
+/// and detach call it, and `lbd run` every tick (addresses change).
+pub fn sync_ifaces(pin_dir: &Path) -> anyhow::Result<()> {
+    let mut map = ifaces(pin_dir)?;
+    let now = interfaces();
+    let stale: Vec<u32> = map.keys().filter_map(Result::ok).filter(|k| !now.iter().any(|(i, _)| i == k)).collect();
+    for k in stale {
+        let _ = map.remove(&k);
+    }
+    for (index, name) in now {
+        let addr = interface_ipv4_addrs(&name)?.first().map_or(0, |a| u32::from_ne_bytes(a.octets()));
+        let old = map.get(&index, 0).ok();
+        if old.is_none_or(|o| o.addr != addr) {
+            map.insert(index, IfaceInfo { addr, ..old.unwrap_or_default() }, 0)?;
+        }
+    }
     Ok(())
 }
 
-fn attach_tc(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str) -> anyhow::Result<()> {
-    // clsact is needed only on kernels without tcx; an existing one is fine.
-    let _ = tc::qdisc_add_clsact(iface);
-    let prog: &mut SchedClassifier =
-        ebpf.program_mut(TC_PROGRAM).ok_or_else(|| anyhow!("no program {TC_PROGRAM}"))?.try_into()?;
-    prog.load().with_context(|| format!("the kernel refused program {TC_PROGRAM}"))?;
-    let pin = tc_link_pin(pin_dir, iface);
-    let id = match open_pinned(&pin)? {
-        Some(old) => prog.attach_to_link(SchedClassifierLink::try_from(old)?)?,
-        None => prog
-            .attach(iface, TcAttachType::Ingress)
-            .with_context(|| format!("cannot attach the tc classifier to {iface}"))?,
-    };
-    let link: FdLink = prog
-        .take_link(id)?
-        .try_into()
-        .map_err(|_| anyhow!("tc attachment on {iface} is not a bpf link (kernel without tcx)"))?;
-    let _ = std::fs::remove_file(&pin);
-    link.pin(&pin).with_context(|| format!("cannot pin {}", pin.display()))?;
+/// Records every interface of this namespace as if xlb were attached there in `xdp` mode
+/// (`IFACE_XDP_*`), for BPF_PROG_TEST_RUN harnesses whose director has no real attachment.
+pub fn record_all_attached_for_test(pin_dir: &Path, xdp: u32) -> anyhow::Result<()> {
+    sync_ifaces(pin_dir)?;
+    let mut map = ifaces(pin_dir)?;
+    for (i, _) in interfaces() {
+        let old = map.get(&i, 0).unwrap_or_default();
+        map.insert(i, IfaceInfo { xdp, ..old }, 0)?;
+    }
     Ok(())
+}
+
+/// An attached interface as `lbd status` shows it.
+pub struct Attachment {
+    pub iface: String,
+    pub xdp: &'static str,
+    pub tc: &'static str,
+}
+
+/// The interfaces with a pinned XDP attachment, with their modes.
+pub fn attachments(pin_dir: &Path) -> Vec<Attachment> {
+    let map = ifaces(pin_dir).ok();
+    attached(pin_dir)
+        .into_iter()
+        .map(|iface| {
+            let info = ifindex_of(&iface).ok().and_then(|i| map.as_ref()?.get(&i, 0).ok()).unwrap_or_default();
+            let xdp = match info.xdp {
+                IFACE_XDP_NATIVE => "native",
+                IFACE_XDP_SKB => "skb",
+                _ => "unknown",
+            };
+            let tc = match info.tc {
+                IFACE_TC_TCX => "tcx",
+                IFACE_TC_NETLINK => "clsact",
+                _ => "none",
+            };
+            Attachment { iface, xdp, tc }
+        })
+        .collect()
 }
 
 /// Detaches whatever xlb attached to `iface` (unpinning the last reference destroys the link).
@@ -224,6 +413,13 @@ fn attach_tc(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str) -> anyhow::Result<()>
 pub fn detach(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
     check_iface(iface)?;
     let mut found = false;
+    if let (Ok(index), Ok(mut map)) = (ifindex_of(iface), ifaces(pin_dir)) {
+        if let Ok(info) = map.get(&index, 0) {
+            found |= info.tc == IFACE_TC_NETLINK || info.xdp != IFACE_XDP_NONE;
+            remove_tc_filter(iface, &info);
+            let _ = map.insert(index, IfaceInfo { addr: info.addr, ..IfaceInfo::default() }, 0);
+        }
+    }
     for pin in [xdp_link_pin(pin_dir, iface), tc_link_pin(pin_dir, iface)] {
         match std::fs::remove_file(&pin) {
             Ok(()) => found = true,
@@ -248,6 +444,9 @@ pub fn attached(pin_dir: &Path) -> Vec<String> {
 
 /// Detaches everything and removes every pin: the table is gone afterwards.
 pub fn teardown(pin_dir: &Path) -> anyhow::Result<()> {
+    for iface in attached(pin_dir) {
+        let _ = detach(pin_dir, &iface);
+    }
     if pin_dir.exists() {
         std::fs::remove_dir_all(pin_dir).with_context(|| format!("cannot remove {}", pin_dir.display()))?;
     }

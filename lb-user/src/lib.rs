@@ -6,6 +6,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
 pub mod estimator;
+pub mod features;
 pub mod fwmark;
 pub mod health;
 pub mod ipvsadm;

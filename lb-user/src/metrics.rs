@@ -39,7 +39,7 @@ impl Family<'_> {
 }
 
 /// Renders everything as Prometheus text.
-pub fn render(t: &Table, g: &GlobalStats, shared: Option<&Shared>) -> String {
+pub fn render(t: &Table, g: &GlobalStats, shared: Option<&Shared>, attached: &[crate::dataplane::Attachment]) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
     type Counter = fn(&crate::model::Counters) -> u64;
@@ -94,6 +94,16 @@ pub fn render(t: &Table, g: &GlobalStats, shared: Option<&Shared>) -> String {
             }
         }
     }
+    f.head(
+        "xlb_dataplane_attached_interfaces",
+        "gauge",
+        "Interfaces the data plane is attached to; 0: the table is not carried out.",
+    );
+    f.sample("xlb_dataplane_attached_interfaces", &[], attached.len());
+    f.head("xlb_dataplane_attachment_info", "gauge", "One per attached interface, with its XDP mode and tc attachment.");
+    for a in attached {
+        f.sample("xlb_dataplane_attachment_info", &[("interface", &a.iface), ("xdp_mode", a.xdp), ("tc", a.tc)], 1);
+    }
     f.head("xlb_dataplane_verdicts_total", "counter", "XDP verdicts of the data plane.");
     for (v, n) in g.verdicts() {
         f.sample("xlb_dataplane_verdicts_total", &[("verdict", v)], n);
@@ -111,7 +121,7 @@ pub fn scrape(dir: &Path, shared: Option<&Shared>) -> anyhow::Result<String> {
     let t = store.load()?;
     let g = store.global_stats()?;
     drop(store);
-    Ok(render(&t, &g, shared))
+    Ok(render(&t, &g, shared, &crate::dataplane::attachments(dir)))
 }
 
 /// Serves `GET /metrics` (and `/`) until the task is dropped.

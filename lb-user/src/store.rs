@@ -92,6 +92,15 @@ pub fn load_object(dir: &Path, opts: CreateOptions) -> anyhow::Result<Ebpf> {
     loader.load(obj).with_context(|| format!("cannot create or open the maps in {}", dir.display()))
 }
 
+/// Four random bytes from the kernel (the slow-path tag of a new table).
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    let r = u32::from_ne_bytes(b);
+    // Never 0 (the data plane's "no tag"), even without /dev/urandom.
+    if r != 0 { r } else { std::process::id() | 1 }
+}
+
 /// A BPF array shared with the kernel through `mmap` (maps created with `BPF_F_MMAPABLE`).
 /// The kernel lays elements out every `round_up(value_size, 8)` bytes.
 pub struct MmapArray<T> {
@@ -284,7 +293,8 @@ impl Store {
         match meta.layout_version {
             0 => {
                 self.meta.set(0, Meta { layout_version: c::LAYOUT_VERSION, _pad: 0, next_seq: 1 }, 0)?;
-                self.config.set(0, c::Config::default(), 0)?;
+                let tag = c::slow_path_tag(random_u32());
+                self.config.set(0, c::Config { slow_path_tag: tag, ..c::Config::default() }, 0)?;
                 Ok(())
             }
             c::LAYOUT_VERSION => Ok(()),
@@ -295,6 +305,11 @@ impl Store {
                 c::LAYOUT_VERSION
             ),
         }
+    }
+
+    /// `XLB_CONFIG` as it is.
+    pub fn config(&self) -> anyhow::Result<c::Config> {
+        Ok(self.config.get(&0, 0)?)
     }
 
     /// Changes `XLB_CONFIG` with `f` (one map update; nothing when `f` fails).

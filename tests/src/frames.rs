@@ -233,16 +233,13 @@ pub fn icmp_error_reply(orig: &[u8], icmp_type: etherparse::Icmpv4Type) -> Vec<u
     out
 }
 
-/// The metadata the XDP program puts in front of a frame it hands to the tc slow path.
-pub fn slow_path_meta(ifindex: u32, next_hop: [u8; 4]) -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(&lb_common::SLOW_PATH_MAGIC.to_ne_bytes());
-    m.extend_from_slice(&ifindex.to_ne_bytes());
-    m.extend_from_slice(&(lb_common::AF_INET as u32).to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&next_hop);
-    m.extend_from_slice(&[0u8; 12]);
-    m
+/// `frame` as the XDP program hands it to the tc slow path: its MAC addresses replaced by the
+/// mark (`lb_common::SlowPathMark`) naming the egress and the next hop.
+pub fn slow_path_marked(mut frame: Vec<u8>, tag: u32, ifindex: u32, next_hop: [u8; 4]) -> Vec<u8> {
+    frame[0..4].copy_from_slice(&tag.to_ne_bytes());
+    frame[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    frame[8..12].copy_from_slice(&next_hop);
+    frame
 }
 
 /// An IPIP frame: Ethernet, outer IPv4 (protocol 4) around `inner` (an IP packet).

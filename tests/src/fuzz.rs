@@ -372,6 +372,7 @@ pub struct Dut {
 impl Dut {
     pub fn load(pin_dir: &Path, opts: CreateOptions) -> anyhow::Result<Dut> {
         let mut ebpf = store::load_object(pin_dir, opts)?;
+        crate::xdp::as_lbd_attach_would(&mut ebpf, pin_dir)?;
         lb_user::dataplane::install_new_flow_program(&mut ebpf)?;
         let prog: &mut Xdp = ebpf.program_mut("xlb_xdp").context("no xlb_xdp")?.try_into()?;
         prog.load().context("verifier refused xlb_xdp")?;
@@ -810,6 +811,9 @@ pub struct Tally {
     /// Forwarded frames (TX/REDIRECT, and the slow path's PASS with metadata) checked.
     pub forwarded_checked: u64,
     pub slow_path: u64,
+    /// The table's `Config::slow_path_tag`: a passed frame that starts with it was handed to
+    /// the tc slow path (its MAC addresses replaced by the mark).
+    pub slow_path_tag: u32,
     /// Forwarded although the received IPv4 header checksum was wrong (the kernel's ip_rcv,
     /// in front of IPVS, drops such packets).
     pub forwarded_bad_ip_csum: u64,
@@ -857,12 +861,12 @@ impl Tally {
         if let Some(v) = self.verdicts.get_mut(verdict as usize) {
             *v += 1;
         }
-        let meta = lb_common::SLOW_PATH_MAGIC.to_ne_bytes();
+        let tag = self.slow_path_tag.to_ne_bytes();
         let forwarded = match verdict {
             XDP_TX | XDP_REDIRECT => Some(out),
-            XDP_PASS if out.len() >= 32 + 14 && out[..4] == meta => {
+            XDP_PASS if out.len() >= 14 && out[..4] == tag => {
                 self.slow_path += 1;
-                Some(&out[32..])
+                Some(out)
             }
             XDP_PASS if out != case.frame.as_slice() && known_bug_nat_udp_zero_csum(&case.frame) && !strict() => {
                 self.known_bug_pass_changed += 1;
@@ -870,7 +874,7 @@ impl Tally {
             }
             XDP_PASS => {
                 if out != case.frame.as_slice() {
-                    self.violation("XDP_PASS without slow-path metadata but the frame was changed".into(), case, out);
+                    self.violation("XDP_PASS without the slow-path mark but the frame was changed".into(), case, out);
                 }
                 None
             }
@@ -961,8 +965,9 @@ impl Tally {
 pub fn fuzz(lab: &Lab, seed: u64, n: u64) -> anyhow::Result<Tally> {
     let mut g = Gen::new(seed, lab);
     let (eth0, eth1) = (lab.eth0, lab.eth1);
+    let slow_path_tag = Store::open_at(lab.pins.path(), lab.opts)?.config()?.slow_path_tag;
     lab.run(move |dut| {
-        let mut t = Tally::default();
+        let mut t = Tally { slow_path_tag, ..Tally::default() };
         let mut done = 0;
         while done < n {
             let case = g.case();

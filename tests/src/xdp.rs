@@ -39,6 +39,7 @@ impl XdpUnderTest {
     /// Loads `program` (`xlb_xdp`, `xlb_pass`) with the maps of `pin_dir`.
     pub fn load(pin_dir: &Path, program: &'static str) -> anyhow::Result<XdpUnderTest> {
         let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+        as_lbd_attach_would(&mut ebpf, pin_dir)?;
         if program == "xlb_xdp" {
             lb_user::dataplane::install_new_flow_program(&mut ebpf)?;
         }
@@ -74,6 +75,21 @@ impl XdpUnderTest {
         out.truncate(r.data_size_out as usize);
         Ok(RunResult { verdict: r.return_value, frame: out, duration_ns: r.duration.as_nanos() as u64 })
     }
+}
+
+/// What `lbd attach` does before attaching, for a harness that only test-runs: the kernel's
+/// features probed (`XLB_FEATURES_OFF` honoured) and recorded in the table, and the calling
+/// thread's network namespace's interfaces recorded as attached natively (the director the
+/// fixtures model has xlb on both its interfaces).
+pub fn as_lbd_attach_would(ebpf: &mut Ebpf, pin_dir: &Path) -> anyhow::Result<()> {
+    let probed = lb_user::features::probe(ebpf)?;
+    lb_user::features::apply(&mut store::Store::open_at(pin_dir, Default::default())?, probed)?;
+    lb_user::dataplane::record_all_attached_for_test(pin_dir, lb_common::IFACE_XDP_NATIVE)
+}
+
+/// The table's slow-path tag (`Config::slow_path_tag`).
+pub fn slow_path_tag(pin_dir: &Path) -> anyhow::Result<u32> {
+    Ok(store::Store::open_at(pin_dir, Default::default())?.config()?.slow_path_tag)
 }
 
 /// Fills the data plane's next-hop cache for `dest_id` so a run needs no FIB (BPF_PROG_TEST_RUN

@@ -10,7 +10,7 @@ use lb_user::{
     store::Store,
 };
 use xlb_tests::{
-    frames::{ACK, DIRECTOR_MAC, FIN, Frame, RST, SYN, arp_request, icmp_error_reply, sa, slow_path_meta},
+    frames::{ACK, DIRECTOR_MAC, FIN, Frame, RST, SYN, arp_request, icmp_error_reply, sa, slow_path_marked},
     netns::Netns,
     pins::TempPins,
     table::{service, table},
@@ -277,6 +277,7 @@ fn next_hop_comes_from_the_kernels_neighbour_table() {
     let ifindex: u32 = ns.exec("cat", &["/sys/class/net/eth0/ifindex"]).expect("ifindex").trim().parse().expect("n");
     let name = ns.name.clone();
     let path = pins.path().to_path_buf();
+    let tag = xlb_tests::xdp::slow_path_tag(pins.path()).expect("tag");
     // BPF_PROG_TEST_RUN resolves the ingress ifindex in the caller's namespace: run from a
     // thread that moved into the lab namespace.
     let results = std::thread::spawn(move || {
@@ -293,11 +294,10 @@ fn next_hop_comes_from_the_kernels_neighbour_table() {
     .join()
     .expect("thread");
     let (to_web2, r2, to_web1, r1) = results;
-    // web2 has no neighbour entry: handed to the kernel with metadata for the tc program
+    // web2 has no neighbour entry: handed to the kernel with the slow-path mark for the tc program
     // (egress eth0, next hop web2), TTL already decremented, MACs left to the neighbour layer.
     assert_eq!(verdict_name(r2.verdict), "XDP_PASS");
-    let mut want2 = slow_path_meta(ifindex, WEB2);
-    want2.extend(to_web2.clone().ttl(63).bytes());
+    let want2 = slow_path_marked(to_web2.clone().ttl(63).bytes(), tag, ifindex, WEB2);
     assert_eq!(r2.frame, want2);
     // web1's MAC comes from the neighbour table, the source MAC from the interface.
     let mut smac = [0u8; 6];

@@ -32,9 +32,15 @@ fn every_program_is_verified_within_budget() {
         report.push((name, n));
     }
     report.sort();
+    let kernel = lb_user::features::kernel_release();
+    eprintln!("verifier: kernel {kernel}");
     for (name, n) in &report {
         eprintln!("verifier: {name:<16} {n:>8} instructions processed ({:.1}% of the limit)", *n as f64 * 100.0 / LIMIT as f64);
     }
     assert!(report.iter().any(|(n, _)| n == "xlb_new"), "{report:?}");
     assert!(report.iter().all(|(_, n)| *n < LIMIT), "{report:?}");
+    // Debian 12's own kernel: every program within half the budget, room for what comes next.
+    if kernel.starts_with("6.1.") {
+        assert!(report.iter().all(|(_, n)| *n < LIMIT / 2), "over half the budget on {kernel}: {report:?}");
+    }
 }

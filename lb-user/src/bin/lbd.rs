@@ -4,7 +4,6 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::bail;
-use aya::programs::XdpMode;
 use clap::{Parser, Subcommand, ValueEnum};
 use lb_user::{
     dataplane::{self, XdpProgram},
@@ -119,9 +118,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Attach { iface, mode, program } => {
             let mode = match mode {
-                Mode::Auto => XdpMode::Default,
-                Mode::Native => XdpMode::Driver,
-                Mode::Skb => XdpMode::Skb,
+                Mode::Auto => dataplane::Mode::Auto,
+                Mode::Native => dataplane::Mode::Native,
+                Mode::Skb => dataplane::Mode::Skb,
             };
             let program = match program {
                 Program::Balancer => XdpProgram::Balancer,
@@ -146,7 +145,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::open_at(&dir, Default::default())?;
             let g = store.global_stats()?;
             println!("pin dir: {}", dir.display());
-            println!("attached: {}", dataplane::attached(&dir).join(" "));
+            println!("kernel: {}", lb_user::features::kernel_release());
+            for line in lb_user::daemon::attachment_report(&dir, &store) {
+                println!("{line}");
+            }
             let line = |l: &[(&str, u64)]| l.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(" ");
             println!("verdicts: {}", line(&g.verdicts()));
             println!("events: {}", line(&g.events()));

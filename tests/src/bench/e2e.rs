@@ -297,7 +297,7 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         let d = pin_dir.clone();
         in_netns(&lab.lvs.name, None, move || {
             dataplane::detach(&d, "eth0")?;
-            dataplane::attach(&d, "eth0", prog, XdpMode::Driver)
+            dataplane::attach(&d, "eth0", prog, dataplane::Mode::Native)
         })
     };
     let stats = super::packet::GlobalReader::open(&pin_dir)?;
