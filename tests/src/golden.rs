@@ -76,30 +76,9 @@ pub fn stems() -> anyhow::Result<Vec<String>> {
     Ok(v)
 }
 
-/// Why a recorded step is run but not compared. Every rule names a deliberate difference.
-pub fn skip_reason(stem: &str, case: &str, step: &Step) -> Option<&'static str> {
-    const NO_SYNC: &str = "no connection sync daemon in xlb (--start-daemon fails by design)";
-    let has = |w: &str| step.argv.iter().any(|a| a == w);
-    let arg_error = step.status == 2 || step.stderr.starts_with("Try `");
-    if stem == "commands" && case == "sched-twos" {
-        // xlb has twos, as kernels from 6.2 on do; twos-6.12.json is this case on 6.12.
-        return Some("twos: the 6.1 recording's kernel has no ip_vs_twos (compared on 6.12 instead)");
-    }
-    if stem == "commands" && case == "sync-daemon" {
-        // A daemon that starts, stops, or shows up in `-L --daemon`; argument errors still
-        // compare, and so do the listings and stops when no daemon runs.
-        if has("--start-daemon") && !arg_error {
-            return Some(NO_SYNC);
-        }
-        if has("--stop-daemon") && step.status == 0 {
-            return Some(NO_SYNC);
-        }
-        if has("--daemon") && !step.stdout.is_empty() {
-            return Some(NO_SYNC);
-        }
-    }
-    None
-}
+/// Why recorded steps are run but not compared: `lb_user::ipvsadm::golden_skip`, the one skip
+/// list of this replay, lb-user's in-memory one and the malformed corpus.
+pub use lb_user::ipvsadm::golden_skip::CaseSkips;
 
 /// What one run of the binary produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -328,10 +307,18 @@ pub fn replay(lb: &mut Lbadm, stem: &str, cases: &[Case]) -> anyhow::Result<Repo
         lb.reset()?;
         rep.cases += 1;
         let mut failed = false;
+        let mut skips = CaseSkips::new(stem, &case.name);
         for (i, step) in case.steps.iter().enumerate() {
             let o = lb.run(&step.argv, step.stdin.as_deref().map(str::as_bytes))?;
-            if let Some(reason) = skip_reason(stem, &case.name, step) {
+            if let Some(reason) = skips.step(&step.argv, step.stdin.as_deref(), step.status, &step.stdout) {
                 rep.skipped.push((format!("{stem}/{} step {i}", case.name), format!("{:?}", step.argv), reason));
+                // The refusals' skips are exact: a step they leave out must differ.
+                let same = (o.stdout.as_slice(), o.stderr.as_slice(), o.status)
+                    == (step.stdout.as_bytes(), step.stderr.as_bytes(), step.status);
+                if same && reason == lb_user::ipvsadm::golden_skip::UNBUILT {
+                    failed = true;
+                    rep.failures.push(format!("{stem}/{} step {i}: ipvsadm {:?}: skipped ({reason}) but matches", case.name, step.argv));
+                }
                 continue;
             }
             rep.compared += 1;

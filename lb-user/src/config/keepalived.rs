@@ -256,6 +256,10 @@ impl Parser<'_> {
                     self.err(n.line, format!("bad virtual address `{addr}`"));
                     return vec![];
                 };
+                if ip.is_ipv6() {
+                    self.err(n.line, super::ipv6_refused(&format!("virtual_server `{}`", a.join(" "))));
+                    return vec![];
+                }
                 let port = match a.get(1) {
                     None => 0,
                     Some(p) => match port_by_name(p) {
@@ -305,6 +309,10 @@ impl Parser<'_> {
             self.err(line, format!("bad address `{first}` in virtual_server_group"));
             return vec![];
         };
+        if ip.is_ipv6() {
+            self.err(line, super::ipv6_refused(&format!("virtual_server_group member `{}`", w.join(" "))));
+            return vec![];
+        }
         match (ip, last) {
             (IpAddr::V4(a), Some(last)) => {
                 let o = a.octets();
@@ -395,6 +403,9 @@ impl Parser<'_> {
                     let ip = self.arg(c, 0).and_then(parse_ip);
                     let port = c.args.get(1).and_then(|p| port_by_name(p));
                     match ip {
+                        Some(ip) if ip.is_ipv6() => {
+                            self.err(c.line, super::ipv6_refused(&format!("sorry_server `{}`", c.args.join(" "))))
+                        }
                         Some(ip) if c.args.len() < 2 || port.is_some() => sorry = Some((c.line, ip, port)),
                         _ => self.err(c.line, "sorry_server needs `IP [PORT]`"),
                     }
@@ -426,8 +437,10 @@ impl Parser<'_> {
                 "flag-3" => flags |= lb_common::SVC_F_SCHED3,
                 "ops" => flags |= lb_common::SVC_F_ONEPACKET,
                 "ip_family" => {
-                    if self.arg(c, 0) != Some("inet") {
-                        self.err(c.line, "lbd handles `ip_family inet` services only");
+                    match self.arg(c, 0) {
+                        Some("inet") => {}
+                        Some("inet6") => self.err(c.line, super::ipv6_refused("`ip_family inet6`")),
+                        _ => self.err(c.line, "lbd handles `ip_family inet` services only"),
                     }
                 }
                 "quorum" | "hysteresis" => {
@@ -493,6 +506,10 @@ impl Parser<'_> {
         proto: Proto,
     ) -> Option<RealServer> {
         let addr = match n.args.first().map(|a| (a, parse_ip(a))) {
+            Some((_, Some(ip))) if ip.is_ipv6() => {
+                self.err(n.line, super::ipv6_refused(&format!("real_server `{}`", n.args.join(" "))));
+                return None;
+            }
             Some((_, Some(ip))) => ip,
             Some((a, None)) => {
                 self.err(n.line, format!("bad real server address `{a}`"));

@@ -157,7 +157,15 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
             if indented {
                 errors.push(Diag { line, msg: "`virtual` must not be indented".into() });
             }
+            if key == "virtual6" {
+                // Its lines are still taken in (and not checked further): the section is refused.
+                errors.push(Diag { line, msg: super::ipv6_refused(&format!("`virtual6 = {}`", e.value)) });
+            }
             sections.push(Section { line, v6: key == "virtual6", value: unquote(&e.value), entries: Vec::new() });
+            continue;
+        }
+        if key == "real6" || key == "fallback6" {
+            errors.push(Diag { line, msg: super::ipv6_refused(&format!("`{key} = {}`", e.value)) });
             continue;
         }
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == key) {
@@ -214,7 +222,7 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
             warnings.push(Diag { line: e.line, msg: format!("logfile `{v}`: syslog facilities are not used, lbd logs to stderr") });
         }
     }
-    for s in &sections {
+    for s in sections.iter().filter(|s| !s.v6) {
         match section(s, &g) {
             Ok(v) => cfg.services.push(v),
             Err(mut d) => errors.append(&mut d),
@@ -350,6 +358,9 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
                     return Err(vec![Diag { line: e.line, msg: "protocol fwm needs a numeric (fwmark) virtual".into() }]);
                 }
             };
+            if addr.is_ipv6() {
+                return Err(err(super::ipv6_refused(&format!("virtual `{}`", s.value))));
+            }
             (SvcKey::Inet { proto, addr, port }, port)
         }
     };
@@ -512,6 +523,10 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
         match real(e, vport, fwmark.is_some(), s.v6) {
             Ok(list) => {
                 for (dest, req, rec) in list {
+                    if dest.addr.is_ipv6() {
+                        errors.push(Diag { line: e.line, msg: super::ipv6_refused(&format!("real `{}`", e.value)) });
+                        continue;
+                    }
                     let req = req.as_deref().or(request.as_deref());
                     let rec = rec.as_deref().or(receive.as_deref());
                     match make_check(dest.addr, dest.port, req, rec, e.line) {
@@ -526,6 +541,10 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
     let fallback = match sc.get("fallback") {
         None => None,
         Some(e) => match real(e, vport, fwmark.is_some(), s.v6) {
+            Ok(list) if list.len() == 1 && list[0].0.addr.is_ipv6() => {
+                errors.push(Diag { line: e.line, msg: super::ipv6_refused(&format!("fallback `{}`", e.value)) });
+                None
+            }
             Ok(mut list) if list.len() == 1 => list.pop().map(|(d, _, _)| d),
             Ok(_) => {
                 errors.push(Diag { line: e.line, msg: "fallback must be one server".into() });

@@ -169,6 +169,8 @@ fn finish(mut cfg: DesiredConfig, warnings: Vec<Diag>, mut errors: Vec<Diag>) ->
         Ok(cfg)
     } else {
         errors.sort_by_key(|d| d.line);
+        // One line said twice (a group's real servers are read once per member) is said once.
+        errors.dedup();
         Err(errors)
     }
 }
@@ -186,6 +188,12 @@ fn check_unique(cfg: &DesiredConfig) -> Result<(), Vec<Diag>> {
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// What a line naming an IPv6 service or real server is told: the data plane forwards IPv4
+/// only until IPv6 is built (issue 15), and a configuration lbd accepts is one it carries out.
+pub(crate) fn ipv6_refused(what: &str) -> String {
+    format!("{what}: IPv6 is refused until xlb's data plane carries it (it forwards IPv4 only)")
 }
 
 /// `a.b.c.d` or an IPv6 address, optionally in brackets.

@@ -139,3 +139,59 @@ fn ldirectord_globals_apply_and_virtual_overrides() {
     assert!(b.reals[0].quiescent);
     assert_eq!(b.reals[0].checks[0].target.port(), 80);
 }
+
+/// IPv6 services and real servers are refused by line (the data plane forwards IPv4 only), in
+/// both grammars, never skipped in silence; the IPv4 parts of the file load once they go.
+#[test]
+fn ipv6_lines_are_refused_with_their_line_numbers() {
+    let v6 = "IPv6 is refused until xlb's data plane carries it";
+    let text = "checktimeout=3\n\
+                virtual=192.168.88.15:80\n\
+                \treal=192.168.88.100:80 gate\n\
+                \treal=[2001:db8::10]:80 gate\n\
+                \tfallback=[2001:db8::99]:80 gate\n\
+                \tchecktype=connect\n\
+                virtual6=[2001:db8::1]:80\n\
+                \treal6=[2001:db8::11]:80 gate\n\
+                \tfallback6=[2001:db8::98]:80\n\
+                \tchecktype=connect\n\
+                virtual=[2001:db8::2]:443\n\
+                \treal=192.168.88.101:443 gate\n\
+                \tchecktype=connect\n";
+    let errs = parse(text, Format::Ldirectord).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [4, 5, 7, 8, 9, 11], "{errs:?}");
+    assert!(errs.iter().all(|d| d.msg.contains(v6)), "{errs:?}");
+    assert!(errs[0].msg.starts_with("real `[2001:db8::10]:80 gate`"), "{errs:?}");
+    assert!(errs[2].msg.starts_with("`virtual6 = [2001:db8::1]:80`"), "{errs:?}");
+    assert!(errs[3].msg.starts_with("`real6 = [2001:db8::11]:80 gate`"), "{errs:?}");
+    // The file as lbd reports it: every line, named by file and number.
+    let e = ConfigError { file: "/etc/ha.d/ldirectord.cf".into(), errors: errs };
+    assert!(e.to_string().contains("\n  /etc/ha.d/ldirectord.cf:7: `virtual6 = [2001:db8::1]:80`: IPv6 is refused"), "{e}");
+    let ok4: String = text.lines().take(3).chain(["\tchecktype=connect"]).map(|l| format!("{l}\n")).collect();
+    assert_eq!(parse(&ok4, Format::Ldirectord).expect("IPv4 part loads").services.len(), 1);
+
+    let text = "virtual_server 2001:db8::1 80 {\n\
+                \x20 lb_kind DR\n\
+                \x20 real_server 2001:db8::10 80 {\n  }\n\
+                }\n\
+                virtual_server 10.0.0.1 80 {\n\
+                \x20 lb_kind DR\n\
+                \x20 sorry_server 2001:db8::99 80\n\
+                \x20 real_server 10.0.0.2 80 {\n  }\n\
+                \x20 real_server [2001:db8::11] 80 {\n  }\n\
+                }\n\
+                virtual_server_group g6 {\n\
+                \x20 2001:db8::5 80\n\
+                }\n\
+                virtual_server group g6 {\n\
+                \x20 lb_kind DR\n\
+                }\n\
+                virtual_server fwmark 3 {\n\
+                \x20 ip_family inet6\n\
+                }\n";
+    let errs = parse(text, Format::Keepalived).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [1, 8, 11, 15, 21], "{errs:?}");
+    assert!(errs.iter().all(|d| d.msg.contains(v6)), "{errs:?}");
+    assert!(errs[0].msg.starts_with("virtual_server `2001:db8::1 80`"), "{errs:?}");
+    assert!(errs[2].msg.starts_with("real_server `[2001:db8::11] 80`"), "{errs:?}");
+}
