@@ -748,7 +748,7 @@ mod tests {
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<Conn>(), 24);
         assert_eq!(size_of::<Stats>(), 40);
-        assert_eq!(size_of::<GlobalStats>(), 40 + 17 * 8);
+        assert_eq!(size_of::<GlobalStats>(), 40 + 16 * 8);
         assert_eq!(size_of::<HalfOpenCursor>(), 16);
         assert_eq!((size_of::<LblcKey>(), size_of::<LblcValue>()), (24, 16));
         assert_eq!(size_of::<LblcrSet>(), 24 + 4 * LBLCR_SET_MAX);

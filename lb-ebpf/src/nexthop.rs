@@ -3,7 +3,7 @@
 //! The data plane never keeps a MAC address of its own invention: it asks `bpf_fib_lookup` and
 //! caches the answer per real server for `NEIGH_TTL_NS`, so a changed neighbour entry is followed
 //! within that time. When the kernel knows the route but has no neighbour entry yet, the packet
-//! is handed to the kernel (XDP_PASS) with metadata naming the egress and the next hop, and the
+//! is handed to the kernel (XDP_PASS) with a mark naming the egress and the next hop, and the
 //! `xlb_tc_neigh` classifier sends it with `bpf_redirect_neigh`, which resolves the neighbour the
 //! normal way: the first packets are delayed, never black-holed.
 //!

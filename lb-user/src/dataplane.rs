@@ -120,6 +120,10 @@ pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: Mode) -> a
     let fresh = !xdp_link_pin(pin_dir, iface).exists();
     let result = (|| {
         let xdp = attach_xdp(&mut ebpf, pin_dir, iface, program, mode)?;
+        // Fault drill: the tc attachment refused after XDP is on (tests/tests/lbd_attach.rs).
+        if std::env::var_os("XLB_FAILPOINT_ATTACH_TC").is_some() {
+            bail!("cannot attach the tc classifier to {iface} (XLB_FAILPOINT_ATTACH_TC)");
+        }
         let tc = attach_tc(&mut ebpf, pin_dir, iface, before)?;
         let info = IfaceInfo { xdp, ..tc };
         ifaces(pin_dir)?.insert(ifindex, info, 0)?;

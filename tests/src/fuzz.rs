@@ -379,7 +379,7 @@ impl Dut {
         Ok(Dut { ebpf })
     }
 
-    /// One run: (verdict, output bytes: metadata included when the program added some).
+    /// One run: (verdict, output bytes).
     pub fn run(&mut self, frame: &[u8], ingress: u32) -> anyhow::Result<(u32, Vec<u8>)> {
         let prog: &mut Xdp = self.ebpf.program_mut("xlb_xdp").context("no program")?.try_into()?;
         let mut out = vec![0u8; frame.len() + 512];
@@ -808,7 +808,7 @@ pub struct Tally {
     pub refused: u64,
     pub verdicts: [u64; 5],
     pub classes: [u64; 3],
-    /// Forwarded frames (TX/REDIRECT, and the slow path's PASS with metadata) checked.
+    /// Forwarded frames (TX/REDIRECT, and the slow path's marked PASS) checked.
     pub forwarded_checked: u64,
     pub slow_path: u64,
     /// The table's `Config::slow_path_tag`: a passed frame that starts with it was handed to

@@ -62,11 +62,23 @@ pub const TUN_LINES: &[&[&str]] = &[
     &["-a", "-t", "192.168.88.15:80", "-r", "192.168.99.200", "-w", "2", "-i"],
 ];
 
+/// DR to real servers behind the director's own bridge (`Mode::Bridge`).
+pub const BRIDGE_LINES: &[&[&str]] = &[
+    &["-A", "-t", "192.168.88.15:80", "-s", "rr"],
+    &["-a", "-t", "192.168.88.15:80", "-r", "192.168.99.100", "-w", "1", "-g"],
+    &["-a", "-t", "192.168.88.15:80", "-r", "192.168.99.200", "-w", "2", "-g"],
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Dr,
     Tun,
     Nat,
+    /// DR with the real servers behind a Linux bridge on the director itself (br0 with a port
+    /// per real server; the topology of many directors and of the IPVS oracle guest): the
+    /// FIB's egress is the bridge, which has no XDP transmit, so these packets take the tc slow
+    /// path (a native XDP_REDIRECT to br0 would be counted and lost).
+    Bridge,
 }
 
 impl Mode {
@@ -75,6 +87,7 @@ impl Mode {
             "dr" => Some(Mode::Dr),
             "tun" => Some(Mode::Tun),
             "nat" => Some(Mode::Nat),
+            "bridge" => Some(Mode::Bridge),
             _ => None,
         }
     }
@@ -82,7 +95,7 @@ impl Mode {
     /// ipvsadm's forwarding flag.
     pub fn flag(self) -> &'static str {
         match self {
-            Mode::Dr => "-g",
+            Mode::Dr | Mode::Bridge => "-g",
             Mode::Tun => "-i",
             Mode::Nat => "-m",
         }
@@ -99,6 +112,7 @@ impl Mode {
             Mode::Dr => SEED_DR_LINES,
             Mode::Tun => TUN_LINES,
             Mode::Nat => SEED_NAT_LINES,
+            Mode::Bridge => BRIDGE_LINES,
         }
     }
 }
@@ -122,7 +136,8 @@ pub fn mac_of(ns: &Netns, dev: &str) -> anyhow::Result<String> {
     out.split_whitespace().nth(2).map(str::to_string).context("no MAC")
 }
 
-/// Connects `dev` in `ns` to bridge br0 of `sw` through a new veth (port `port` in `sw`).
+/// Connects `dev` in `ns` to bridge br0 of `sw` (a switch, or a director with its own bridge)
+/// through a new veth (port `port` in `sw`).
 pub fn plug(ns: &Netns, dev: &str, sw: &Netns, port: &str, addr: &str) -> anyhow::Result<()> {
     run(Command::new("ip").args(["link", "add", dev, "netns", &ns.name, "type", "veth", "peer", "name", port, "netns", &sw.name]))?;
     sw.ip(&["link", "set", port, "master", "br0", "up"])?;
@@ -217,6 +232,27 @@ impl Lab {
                 sw2 = Some(s2);
                 v
             }
+            Mode::Bridge => {
+                lvs1.ns.ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
+                lvs1.ns.ip(&["link", "add", "br0", "type", "bridge"])?;
+                lvs1.ns.ip(&["addr", "add", &format!("{DIP_SERVERS}/24"), "dev", "br0"])?;
+                lvs1.ns.ip(&["link", "set", "br0", "up"])?;
+                lvs1.ns.sysctl("net.ipv4.conf.br0.forwarding", "1")?;
+                // Replies come back through the director from the VIP, one of its own addresses.
+                for k in ["all", "default", "br0"] {
+                    lvs1.ns.sysctl(&format!("net.ipv4.conf.{k}.rp_filter"), "0")?;
+                    lvs1.ns.sysctl(&format!("net.ipv4.conf.{k}.accept_local"), "1")?;
+                }
+                let mut v = Vec::new();
+                for (n, ip) in [("web1", RS1), ("web2", RS2)] {
+                    let h = Host { ns: host(n)?, ip: ip.into(), port: format!("br-{n}") };
+                    plug(&h.ns, "eth0", &lvs1.ns, &h.port, &format!("{ip}/24"))?;
+                    h.ns.ip(&["route", "add", "default", "via", DIP_SERVERS])?;
+                    vip_on_lo(&h.ns)?;
+                    v.push(h);
+                }
+                v
+            }
             Mode::Nat => {
                 client.ns.ip(&["route", "add", "default", "via", DIP])?;
                 let s2 = switch(&format!("{prefix}-sw2"))?;
@@ -274,7 +310,7 @@ impl Lab {
         self.lbd_in(&self.lvs1.ns, &["attach", "eth0", "--mode", "native"])?;
         self.lbd_in(&self.sw, &["attach", &self.lvs1.port, "--mode", "native", "--program", "pass"])?;
         match self.mode {
-            Mode::Dr => {}
+            Mode::Dr | Mode::Bridge => {}
             Mode::Tun => {
                 for (i, w) in self.web.iter().enumerate() {
                     let dir = self.pin_dir().join(format!("web{}", i + 1));

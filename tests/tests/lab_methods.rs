@@ -15,14 +15,14 @@ fn line(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
 
-fn method(mode: Mode, tag: &str) {
+fn method(mode: Mode, tag: &str) -> Lab {
     let lab = Lab::new(tag, mode).expect("lab");
     lab.attach().expect("attach");
     let vip = mode.vip();
     let flag = mode.flag();
     let (rs1, rs2) = match mode {
         Mode::Dr => (xlb_tests::lab::WEB1, xlb_tests::lab::WEB2),
-        _ => (RS1, RS2),
+        Mode::Tun | Mode::Nat | Mode::Bridge => (RS1, RS2),
     };
     for l in mode.lines() {
         lab.ipvsadm_ok(l).expect("seed line");
@@ -62,8 +62,8 @@ fn method(mode: Mode, tag: &str) {
     }
 
     let director_lines = at_director.lines().expect("capture");
-    if mode == Mode::Nat {
-        assert!(!director_lines.is_empty(), "NAT replies pass the director");
+    if mode == Mode::Nat || mode == Mode::Bridge {
+        assert!(!director_lines.is_empty(), "{mode:?}: replies pass the director");
     } else {
         assert!(director_lines.is_empty(), "{mode:?}: replies reached the director: {director_lines:?}");
     }
@@ -89,6 +89,7 @@ fn method(mode: Mode, tag: &str) {
         assert_eq!(d.stats.conns, 3, "{mode:?}: 3 connections per real server:\n{listing}");
     }
     println!("{mode:?}:\n{listing}");
+    lab
 }
 
 #[test]
@@ -104,4 +105,25 @@ fn tun_lab_real_servers_behind_a_router() {
 #[test]
 fn nat_lab_two_interfaces_and_port_mapping() {
     method(Mode::Nat, "mnat");
+}
+
+/// Native XDP on the client side, real servers behind the director's own bridge: every request
+/// answered (native mode used to count redirects to br0 and lose them), all of them through the
+/// tc slow path, none redirected.
+#[test]
+fn dr_lab_real_servers_behind_a_bridge_on_the_director() {
+    let lab = method(Mode::Bridge, "mbr");
+    let status = lab.lbd_in(&lab.lvs1.ns, &["status"]).expect("lbd status");
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let counter = |name: &str| -> u64 {
+        text.split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[0] == name)
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or_else(|| panic!("no counter {name} in:\n{text}"))
+    };
+    assert!(text.contains("eth0 (xdp native"), "{text}");
+    assert_eq!(counter("redirect"), 0, "nothing may be XDP-redirected to the bridge:\n{text}");
+    assert!(counter("neigh_miss") >= 6 * 3, "every client packet through the tc slow path:\n{text}");
 }

@@ -12,11 +12,12 @@ const LIMIT: u32 = 1_000_000;
 fn every_program_is_verified_within_budget() {
     let pins = TempPins::new("verifier").expect("pin dir");
     let mut ebpf = store::load_object(pins.path(), CreateOptions::default()).expect("object");
-    lb_user::dataplane::install_new_flow_program(&mut ebpf).expect("tail-called programs");
     let mut report = Vec::new();
+    let mut load_ms: Vec<(String, f64)> = Vec::new();
     let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
     for name in names {
         let prog = ebpf.program_mut(&name).expect("program");
+        let start = std::time::Instant::now();
         let info = if let Ok(x) = <&mut Xdp>::try_from(&mut *prog) {
             if x.fd().is_err() {
                 x.load().unwrap_or_else(|e| panic!("verifier refused {name}: {e:#}"));
@@ -28,14 +29,20 @@ fn every_program_is_verified_within_budget() {
         } else {
             panic!("{name}: unexpected program type");
         };
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
         let n = info.expect("program info").verified_instruction_count().unwrap_or(0);
+        load_ms.push((name.clone(), ms));
         report.push((name, n));
     }
     report.sort();
     let kernel = lb_user::features::kernel_release();
     eprintln!("verifier: kernel {kernel}");
     for (name, n) in &report {
-        eprintln!("verifier: {name:<16} {n:>8} instructions processed ({:.1}% of the limit)", *n as f64 * 100.0 / LIMIT as f64);
+        let ms = load_ms.iter().find(|(m, _)| m == name).map_or(0.0, |(_, t)| *t);
+        eprintln!(
+            "verifier: {name:<18} {n:>8} instructions processed ({:.1}% of the limit), load {ms:.1} ms",
+            *n as f64 * 100.0 / LIMIT as f64
+        );
     }
     assert!(report.iter().any(|(n, _)| n == "xlb_new"), "{report:?}");
     assert!(report.iter().all(|(_, n)| *n < LIMIT), "{report:?}");

@@ -12,7 +12,7 @@
 //! and counting all run on that CPU, and the syscall's wall time covers them. Rate = frames
 //! counted by the sink / that wall time. UDP, 60-byte frames, `flows` source ports in turn.
 //!
-//! Paths: xlb DR, TUN and NAT (XDP on lvs/eth0, out eth1 with XDP_REDIRECT), and the baseline in
+//! Paths: xlb DR, TUN and NAT (XDP on lvs/eth0 and eth1, out eth1 with XDP_REDIRECT), and the baseline in
 //! the same topology and run: the kernel forwarding with an nftables DNAT rule `numgen inc mod 4
 //! map {...}` over the same four real servers (lvs/eth0 then runs `xlb_pass`, which veth needs to
 //! accept redirected frames at all). Rounds alternate the four paths.
@@ -297,7 +297,14 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         let d = pin_dir.clone();
         in_netns(&lab.lvs.name, None, move || {
             dataplane::detach(&d, "eth0")?;
-            dataplane::attach(&d, "eth0", prog, dataplane::Mode::Native)
+            dataplane::detach(&d, "eth1")?;
+            dataplane::attach(&d, "eth0", prog, dataplane::Mode::Native)?;
+            // XDP redirects only to interfaces xlb is attached to (README: a director for each
+            // method): the balancer goes on the egress too.
+            if prog == XdpProgram::Balancer {
+                dataplane::attach(&d, "eth1", prog, dataplane::Mode::Native)?;
+            }
+            Ok(())
         })
     };
     let stats = super::packet::GlobalReader::open(&pin_dir)?;

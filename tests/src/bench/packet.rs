@@ -48,6 +48,7 @@ pub struct Runner {
 impl Runner {
     pub fn load(pin_dir: &Path) -> anyhow::Result<Runner> {
         let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+        crate::xdp::as_lbd_attach_would(&mut ebpf, pin_dir)?;
         // The new-connection path is a tail call from xlb_xdp.
         lb_user::dataplane::install_new_flow_program(&mut ebpf)?;
         for name in ["xlb_xdp", "xlb_pass"] {
@@ -86,7 +87,7 @@ pub fn xdp_ctx(ingress: u32, frame_len: usize) -> Option<[u8; 24]> {
 
 
 /// The data plane's global counters read straight from the pinned per-CPU map, every field
-/// summed (`Store::global_stats` leaves out nat_reply, no_route, icmp_*, drop_no_meta).
+/// summed (`Store::global_stats` leaves out nat_reply, no_route, icmp_*).
 pub struct GlobalReader {
     map: aya::maps::PerCpuArray<aya::maps::MapData, GlobalStats>,
 }

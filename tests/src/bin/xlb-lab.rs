@@ -1,4 +1,4 @@
-//! `xlb-lab demo [--mode dr|tun|nat]`: the demo lab of the README (`cargo xtask demo` runs it).
+//! `xlb-lab demo [--mode dr|tun|nat|bridge]`: the demo lab of the README (`cargo xtask demo` runs it).
 use lb_user::store::Store;
 use xlb_tests::lab::{CLIENT, DIP, Lab, Mode, RS1, RS2, ROUTER, VIP, WEB1, WEB2};
 
@@ -11,7 +11,7 @@ fn main() {
     let r = match (args.first().map(String::as_str), mode) {
         (Some("demo"), Some(mode)) => demo(mode),
         _ => {
-            eprintln!("usage: xlb-lab demo [--mode dr|tun|nat]");
+            eprintln!("usage: xlb-lab demo [--mode dr|tun|nat|bridge]");
             std::process::exit(2);
         }
     };
@@ -34,10 +34,19 @@ fn demo(mode: Mode) -> anyhow::Result<()> {
             "== NAT lab: client1 {CLIENT} (gw {DIP}) -> lvs1 eth0 {DIP} / eth1 192.168.99.5 -> web1 {RS1}, \
              web2 {RS2} (gw lvs1)"
         ),
+        Mode::Bridge => println!(
+            "== DR behind the director's bridge: client1 {CLIENT} -> lvs1 eth0 {DIP} (VIP {VIP}) / br0 \
+             192.168.99.5 -> web1 {RS1}, web2 {RS2} (ports of br0; gw lvs1)"
+        ),
     }
     let lab = Lab::new("demo", mode)?;
     lab.attach()?;
     println!("== xlb attached to lvs1 (XDP, native mode)");
+    let status = lab.lbd_in(&lab.lvs1.ns, &["status"])?;
+    println!("[root@lvs1 ~]# lbd status | head -4");
+    for line in String::from_utf8_lossy(&status.stdout).lines().take(4) {
+        println!("{line}");
+    }
     for line in mode.lines() {
         println!("[root@lvs1 ~]# ipvsadm {}", line.join(" "));
         print!("{}", lab.ipvsadm_ok(line)?);
