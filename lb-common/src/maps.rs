@@ -58,7 +58,7 @@ pub mod names {
 }
 
 /// The programs `xlb_xdp` reaches by tail call, by their index in `XLB_PROGS`.
-pub const TAIL_PROGRAMS: [&str; 5] = ["xlb_new", "xlb_icmp", "xlb_fwd", "xlb_new_set", "xlb_new_scan"];
+pub const TAIL_PROGRAMS: [&str; 6] = ["xlb_new", "xlb_icmp", "xlb_fwd", "xlb_new_set", "xlb_new_scan", "xlb_new_twos"];
 
 /// An IPv4 or IPv6 address as four words in network byte order. IPv4: `w[0]`, rest zero.
 #[repr(C)]

@@ -65,6 +65,7 @@ const TAIL_ICMP: u32 = 1;
 const TAIL_FWD: u32 = 2;
 const TAIL_NEW_SET: u32 = 3;
 const TAIL_NEW_SCAN: u32 = 4;
+const TAIL_NEW_TWOS: u32 = 5;
 
 /// The entry point: established connections are forwarded here; a packet of no connection goes
 /// on to `xlb_new`, an ICMP error to `xlb_icmp`.
@@ -135,11 +136,18 @@ pub fn xlb_new(ctx: XdpContext) -> u32 {
     verdict(new_flow::<{ schedule::GROUP_NEW }>(&ctx))
 }
 
-/// New connections to a service whose scheduler keeps per-destination server sets or draws
-/// random choices (`schedule::GROUP_SET`), reached from `xlb_new`.
+/// New connections to a service whose scheduler keeps per-destination server sets (lblcr,
+/// `schedule::GROUP_SET`), reached from `xlb_new`.
 #[xdp]
 pub fn xlb_new_set(ctx: XdpContext) -> u32 {
     verdict(new_flow::<{ schedule::GROUP_SET }>(&ctx))
+}
+
+/// New connections to a service of twos (two random weighted draws, `schedule::GROUP_TWOS`),
+/// reached from `xlb_new`.
+#[xdp]
+pub fn xlb_new_twos(ctx: XdpContext) -> u32 {
+    verdict(new_flow::<{ schedule::GROUP_TWOS }>(&ctx))
 }
 
 /// New connections to a service of a connection-count scheduler (`schedule::GROUP_SCAN`),
@@ -187,7 +195,11 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     };
     let group = schedule::group_of(m.svc.sched);
     if GROUP == NEW && group != NEW {
-        let index = if group == schedule::GROUP_SET { TAIL_NEW_SET } else { TAIL_NEW_SCAN };
+        let index = match group {
+            schedule::GROUP_SET => TAIL_NEW_SET,
+            schedule::GROUP_TWOS => TAIL_NEW_TWOS,
+            _ => TAIL_NEW_SCAN,
+        };
         unsafe { XLB_PROGS.tail_call(ctx, index) };
         // Only reached when the program is not installed: never guess, drop.
         return xdp_action::XDP_DROP;

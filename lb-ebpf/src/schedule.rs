@@ -75,16 +75,19 @@ pub const MAX_SCAN: u32 = 1024;
 /// every kernel's verifier budget (one program with every scheduler reached the 1M-instruction
 /// limit on some 6.18 builds). `xlb_new` keeps the cheap ones and hands the others over.
 pub const GROUP_NEW: u8 = 0;
-/// `xlb_new_set`: lblcr's server sets and twos's two passes.
+/// `xlb_new_set`: lblcr's server sets.
 pub const GROUP_SET: u8 = 1;
 /// `xlb_new_scan`: the connection-count scans (lc wlc sed nq fo ovf) and lblc (wlc on a miss).
 pub const GROUP_SCAN: u8 = 2;
+/// `xlb_new_twos`: twos's two weighted draws over the whole table.
+pub const GROUP_TWOS: u8 = 3;
 
 /// The program group of scheduler `sched`.
 #[inline(always)]
 pub const fn group_of(sched: u8) -> u8 {
     match sched {
-        SCHED_LBLCR | SCHED_TWOS => GROUP_SET,
+        SCHED_LBLCR => GROUP_SET,
+        SCHED_TWOS => GROUP_TWOS,
         SCHED_LC | SCHED_WLC | SCHED_SED | SCHED_NQ | SCHED_FO | SCHED_OVF | SCHED_LBLC => GROUP_SCAN,
         _ => GROUP_NEW,
     }
@@ -99,11 +102,10 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
         return None;
     }
     if GROUP == GROUP_SET {
-        return match svc.sched {
-            SCHED_LBLCR => lblcr_pick(svc, p, now),
-            SCHED_TWOS => twos_pick(svc),
-            _ => None,
-        };
+        return lblcr_pick(svc, p, now);
+    }
+    if GROUP == GROUP_TWOS {
+        return twos_pick(svc);
     }
     if GROUP == GROUP_SCAN {
         return match svc.sched {
