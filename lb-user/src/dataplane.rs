@@ -54,8 +54,20 @@ pub fn links_dir(pin_dir: &Path) -> PathBuf {
     pin_dir.join("links")
 }
 
+/// The balancer's link is `xdp_IFACE` (what `attached` lists: the interfaces that carry the
+/// table); the helper programs' links have names of their own, so a lab's veth peer with the
+/// pass program, or a real server's decap program, never counts as carrying the table.
+fn xdp_link_pin_of(pin_dir: &Path, iface: &str, program: XdpProgram) -> PathBuf {
+    let kind = match program {
+        XdpProgram::Balancer => "xdp",
+        XdpProgram::Pass => "xdp-pass",
+        XdpProgram::Decap => "xdp-decap",
+    };
+    links_dir(pin_dir).join(format!("{kind}_{iface}"))
+}
+
 fn xdp_link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
-    links_dir(pin_dir).join(format!("xdp_{iface}"))
+    xdp_link_pin_of(pin_dir, iface, XdpProgram::Balancer)
 }
 
 fn tc_link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
@@ -223,7 +235,7 @@ fn attach_xdp(ebpf: &mut Ebpf, pin_dir: &Path, iface: &str, program: XdpProgram,
         .ok_or_else(|| anyhow!("no program {}", program.name()))?
         .try_into()?;
     prog.load().with_context(|| format!("the kernel refused program {}", program.name()))?;
-    let pin = xdp_link_pin(pin_dir, iface);
+    let pin = xdp_link_pin_of(pin_dir, iface, program);
     let (id, xdp) = match open_pinned(&pin)? {
         Some(old) => {
             // Replacing the program of a link keeps its mode.
@@ -424,7 +436,8 @@ pub fn detach(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
             let _ = map.insert(index, IfaceInfo { addr: info.addr, ..IfaceInfo::default() }, 0);
         }
     }
-    for pin in [xdp_link_pin(pin_dir, iface), tc_link_pin(pin_dir, iface)] {
+    let pins = [XdpProgram::Balancer, XdpProgram::Pass, XdpProgram::Decap].map(|p| xdp_link_pin_of(pin_dir, iface, p));
+    for pin in pins.into_iter().chain([tc_link_pin(pin_dir, iface)]) {
         match std::fs::remove_file(&pin) {
             Ok(()) => found = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
