@@ -303,11 +303,13 @@ impl Lab {
         self.pins.path()
     }
 
-    /// Attaches xlb to the director's interfaces (native XDP), the do-nothing XDP program to
+    /// Attaches xlb to the director's interfaces (native XDP where not forced off), the
+    /// do-nothing XDP program to
     /// the switch ports that receive its XDP_TX/XDP_REDIRECT frames (veth needs one), and, for
     /// TUN, the decap program to the real servers (each with its own pin directory).
     pub fn attach(&self) -> anyhow::Result<()> {
-        self.lbd_in(&self.lvs1.ns, &["attach", "eth0", "--mode", "native"])?;
+        // auto: native on veth, skb when XLB_FEATURES_OFF forces native XDP off.
+        self.lbd_in(&self.lvs1.ns, &["attach", "eth0", "--mode", "auto"])?;
         self.lbd_in(&self.sw, &["attach", &self.lvs1.port, "--mode", "native", "--program", "pass"])?;
         match self.mode {
             Mode::Dr | Mode::Bridge => {}
@@ -315,12 +317,12 @@ impl Lab {
                 for (i, w) in self.web.iter().enumerate() {
                     let dir = self.pin_dir().join(format!("web{}", i + 1));
                     run(w.ns.cmd_net_only(workspace_bin("lbd")).arg("--pin-dir").arg(&dir).args([
-                        "attach", "eth0", "--mode", "native", "--program", "decap",
+                        "attach", "eth0", "--mode", "auto", "--program", "decap",
                     ]))?;
                 }
             }
             Mode::Nat => {
-                self.lbd_in(&self.lvs1.ns, &["attach", "eth1", "--mode", "native"])?;
+                self.lbd_in(&self.lvs1.ns, &["attach", "eth1", "--mode", "auto"])?;
                 let sw2 = self.sw2.as_ref().context("no server switch")?;
                 self.lbd_in(sw2, &["attach", "sw2-lvs1", "--mode", "native", "--program", "pass"])?;
             }
