@@ -224,32 +224,74 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The initramfs of stage 1: busybox, overlay.ko of this kernel (a module in Debian's build),
-/// and `vm/init.sh`. Written as an uncompressed newc cpio, which the kernel takes as is.
+/// Modules stage 1 needs to reach the host's files, where the kernel has them as modules (6.1 has
+/// virtio_pci and virtiofs as modules, 6.12 has them built in; overlay is a module in both).
+const STAGE1_MODULES: &[&str] = &["virtio_pci", "virtiofs", "overlay"];
+
+/// The initramfs of stage 1: busybox, the STAGE1_MODULES this kernel has as modules (with their
+/// dependencies, in load order), and `vm/init.sh`. An uncompressed newc cpio: the kernel takes it as is.
 fn write_initramfs(out: &Path, files: &KernelFiles) -> anyhow::Result<()> {
     let busybox = fs::read("/bin/busybox").context("cannot read /bin/busybox (package busybox-static)")?;
-    let ko = files.modules.join("kernel/fs/overlayfs/overlay.ko");
-    let overlay = if ko.is_file() {
-        fs::read(&ko)?
-    } else {
-        let xz = ko.with_extension("ko.xz");
-        let o = Command::new("xz").arg("-dc").arg(&xz).output().context("cannot run xz")?;
-        if !o.status.success() {
-            bail!("cannot unpack {}: {}", xz.display(), String::from_utf8_lossy(&o.stderr));
-        }
-        o.stdout
-    };
     let mut c = Cpio::default();
-    for d in ["bin", "dev", "proc", "sys", "mnt", "mnt/host", "mnt/rw", "newroot"] {
+    for d in ["bin", "dev", "proc", "sys", "mnt", "mnt/host", "mnt/rw", "newroot", "modules"] {
         c.entry(d, 0o040755, 0, b"");
     }
     c.entry("dev/console", 0o020600, (5 << 8) | 1, b"");
     c.entry("bin/busybox", 0o100755, 0, &busybox);
     c.entry("bin/sh", 0o120777, 0, b"busybox");
-    c.entry("overlay.ko", 0o100644, 0, &overlay);
+    for (i, rel) in module_load_order(&files.modules, STAGE1_MODULES)?.iter().enumerate() {
+        let data = read_module(&files.modules.join(rel))?;
+        c.entry(&format!("modules/{i:02}-{}.ko", module_name(rel)), 0o100644, 0, &data);
+    }
     c.entry("init", 0o100755, 0, include_str!("vm/init.sh").as_bytes());
     c.entry("TRAILER!!!", 0, 0, b"");
     fs::write(out, c.buf).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// `kernel/fs/fuse/virtiofs.ko.xz` -> `virtiofs`.
+fn module_name(rel: &str) -> &str {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    file.split(".ko").next().unwrap_or(file)
+}
+
+/// Paths (relative to the modules directory) of `wanted` and what they depend on, dependencies
+/// first, from modules.dep. A module not listed there is built in (or absent: then stage 1 says so).
+fn module_load_order(modules: &Path, wanted: &[&str]) -> anyhow::Result<Vec<String>> {
+    let dep_file = modules.join("modules.dep");
+    let text = fs::read_to_string(&dep_file).with_context(|| format!("cannot read {}", dep_file.display()))?;
+    let deps: BTreeMap<&str, Vec<&str>> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(m, d)| (m.trim(), d.split_whitespace().collect()))
+        .collect();
+    fn visit<'a>(m: &'a str, deps: &BTreeMap<&'a str, Vec<&'a str>>, order: &mut Vec<String>) {
+        if order.iter().any(|o| o == m) {
+            return;
+        }
+        for d in deps.get(m).into_iter().flatten() {
+            visit(d, deps, order);
+        }
+        order.push(m.to_string());
+    }
+    let mut order = Vec::new();
+    for w in wanted {
+        if let Some(m) = deps.keys().find(|m| module_name(m).replace('-', "_") == *w) {
+            visit(m, &deps, &mut order);
+        }
+    }
+    Ok(order)
+}
+
+/// A module file, unpacked if xz-compressed (Debian's 6.12 packages are).
+fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.extension().is_some_and(|e| e == "xz") {
+        let o = Command::new("xz").arg("-dc").arg(path).output().context("cannot run xz")?;
+        if !o.status.success() {
+            bail!("cannot unpack {}: {}", path.display(), String::from_utf8_lossy(&o.stderr));
+        }
+        return Ok(o.stdout);
+    }
+    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// A newc ("070701") cpio archive in memory.

@@ -17,8 +17,12 @@ for w in $(cat /proc/cmdline); do
     case "$w" in xlb.stage2=*) stage2=${w#xlb.stage2=} ;; esac
 done
 [ -n "$stage2" ] || fail "no xlb.stage2= on the kernel command line"
+# Modules this kernel does not have built in (virtio_pci, virtiofs, overlay), in load order.
+for m in /modules/*.ko; do
+    [ -e "$m" ] || continue
+    insmod "$m" || fail "cannot load $m"
+done
 mount -t virtiofs -o ro hostroot /mnt/host || fail "cannot mount the host's root (virtiofs)"
-insmod /overlay.ko || fail "cannot load overlay.ko"
 mount -t tmpfs -o mode=0755 tmpfs /mnt/rw || fail "cannot mount tmpfs"
 mkdir -p /mnt/rw/upper /mnt/rw/work
 mount -t overlay overlay -o lowerdir=/mnt/host,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work /newroot ||
