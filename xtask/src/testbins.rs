@@ -28,7 +28,7 @@ pub struct TestBinary {
 /// The matrix's test binaries, with MATRIX_SKIP applied.
 pub fn matrix() -> anyhow::Result<Vec<TestBinary>> {
     let mut tests = build(MATRIX)?;
-    if std::env::var_os("XLB_VM_FUZZ").is_none_or(|v| v != "1") {
+    if !crate::vm::with_fuzz() {
         for t in &mut tests {
             for (_, name) in MATRIX_SKIP.iter().filter(|(bin, _)| *bin == t.name) {
                 t.args.extend(["--skip".to_string(), name.to_string()]);

@@ -489,7 +489,7 @@ pub fn run_kernel(kernel: Kernel, tests: &[TestBinary], test_args: &[String], ta
     guard.children.push(qemu);
     let boot_start = Instant::now();
 
-    let timeout = guest_timeout(tests.len());
+    let timeout = guest_timeout();
     let mut reader = LineReader::new(&results);
     let kernel_version = kernel.version.clone();
     let mut report = KernelReport {
@@ -604,15 +604,23 @@ fn parse_line(line: &str, tag: &str, r: &mut KernelReport, current: &mut Option<
     }
 }
 
-/// Whole-guest timeout: `XLB_VM_TIMEOUT` seconds, else 10 minutes per test binary.
-fn guest_timeout(binaries: usize) -> Duration {
-    let secs = std::env::var("XLB_VM_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(120 + 600 * binaries as u64);
-    Duration::from_secs(secs)
+/// Whether the matrix runs the fuzzer too (XLB_VM_FUZZ=1): it needs longer time limits.
+pub fn with_fuzz() -> bool {
+    std::env::var_os("XLB_VM_FUZZ").is_some_and(|v| v == "1")
 }
 
-/// One test binary may run `XLB_VM_TEST_TIMEOUT` seconds (default 10 minutes).
+/// Whole-guest limit: `XLB_VM_TIMEOUT` seconds, else 15 minutes (25 with the fuzzer): a guest on
+/// 6.12 takes about 7 minutes, and two hung guests plus the host suite stay under CI's 45 minutes.
+fn guest_timeout() -> Duration {
+    let default = if with_fuzz() { 1500 } else { 900 };
+    Duration::from_secs(std::env::var("XLB_VM_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(default))
+}
+
+/// Limit of one test binary in the guest: `XLB_VM_TEST_TIMEOUT` seconds, else 5 minutes (the
+/// longest, dr_packets, takes about 2; the fuzzer about 6, so 15 with it).
 fn test_timeout() -> u64 {
-    std::env::var("XLB_VM_TEST_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(600)
+    let default = if with_fuzz() { 900 } else { 300 };
+    std::env::var("XLB_VM_TEST_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 /// Writes stage 2: the variables, `vm/guest.sh`, one run_test line per binary, the end.
@@ -695,5 +703,56 @@ impl LineReader {
             lines.push(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string());
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_and_versions() {
+        assert_eq!(module_name("kernel/fs/fuse/virtiofs.ko.xz"), "virtiofs");
+        assert_eq!(module_name("kernel/fs/overlayfs/overlay.ko"), "overlay");
+        assert!(version_key("6.12.9+deb12-cloud-amd64") < version_key("6.12.118+deb12-cloud-amd64"));
+    }
+
+    #[test]
+    fn cpio_entries_are_aligned() {
+        let mut c = Cpio::default();
+        c.entry("init", 0o100755, 0, b"#!/bin/sh\n");
+        assert_eq!(&c.buf[..6], b"070701");
+        assert_eq!(c.buf.len() % 4, 0);
+    }
+
+    #[test]
+    fn guest_output_is_counted_per_binary() {
+        let kernel = Kernel { label: "6.12".into(), version: "6.12.1+deb12-cloud-amd64".into() };
+        let mut r = KernelReport {
+            kernel,
+            boot_secs: None,
+            total_secs: 0.0,
+            binaries: BTreeMap::new(),
+            error: None,
+            notes: Vec::new(),
+            log: PathBuf::new(),
+        };
+        let (mut current, mut done) = (None, false);
+        let lines = [
+            "@@xlb up 7.5",
+            "@@xlb start lab_methods",
+            "test dr_lab_all_protocols ... ok",
+            "test nat_lab_two_interfaces_and_port_mapping ... FAILED",
+            "test slow ... ignored, needs a NIC",
+            "@@xlb end lab_methods 101 53",
+            "@@xlb done",
+        ];
+        for l in lines {
+            parse_line(l, "6.12", &mut r, &mut current, &mut done, Instant::now());
+        }
+        let b = &r.binaries["lab_methods"];
+        assert_eq!((b.exit, b.secs, b.passed, b.ignored), (Some(101), 53, 1, 1));
+        assert_eq!(b.failed, ["nat_lab_two_interfaces_and_port_mapping"]);
+        assert!(done && r.boot_secs.is_some() && !r.ok());
     }
 }
