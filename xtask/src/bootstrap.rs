@@ -133,7 +133,12 @@ pub fn add_toolchain_to_path(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 fn ensure_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    ensure_debian_packages(PACKAGES)
+}
+
+/// Installs those of `packages` that are not installed (apt-get, as root).
+pub fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| {

@@ -3,13 +3,22 @@
 //! - `bootstrap`: rust-src, bpf-linker built against rustc's own libLLVM (cached), the Debian
 //!   packages the labs use. Idempotent; a second run takes well under a second.
 //! - `build`: bootstrap, then `cargo build` (the eBPF object is built by lb-user's build script).
-//! - `test`: build, then every test (unit, packet-level, lab).
+//! - `test`: build, then every test (unit, packet-level, lab) on the host, the fixtures and labs
+//!   again with every optional kernel feature forced off, then the kernel matrix: the packet
+//!   fixtures, verifier tests and labs inside Debian's 6.1 and 6.12 cloud kernels under QEMU
+//!   (`vm.rs`). `--host-only` skips the matrix; `--kernel V` runs only the matrix, for V.
 //! - `demo`: build, then the DR demo lab.
 //! - `bench [--quick]`: release build, then the benchmark (`xlb-bench`): report in
 //!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`.
 mod bootstrap;
+mod testbins;
+mod vm;
 
-use std::process::{Command, ExitCode};
+use std::{
+    path::PathBuf,
+    process::{Command, ExitCode},
+    time::Instant,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -30,9 +39,19 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Run every test: unit, packet-level (BPF_PROG_TEST_RUN) and namespace labs. Needs root.
+    /// Run every test: unit, packet-level (BPF_PROG_TEST_RUN) and namespace labs on the host,
+    /// the fixtures and labs with kernel features forced off, then the kernel matrix (6.1, 6.12
+    /// under QEMU). Needs root.
     Test {
-        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        /// Only the host runs: no kernel matrix.
+        #[arg(long, conflicts_with = "kernel")]
+        host_only: bool,
+        /// Only the kernel matrix, for this kernel: 6.1, 6.12, or an exact Debian cloud kernel
+        /// version (e.g. 6.12.118+deb12-cloud-amd64). Repeatable.
+        #[arg(long, value_name = "VERSION")]
+        kernel: Vec<String>,
+        /// Extra arguments for the host's `cargo test` (e.g. a test name filter); with --kernel,
+        /// libtest arguments for each test binary in the guest.
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
@@ -68,12 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bootstrap::run()?;
             build(release)
         }
-        Cmd::Test { args } => {
-            need_root("the tests load BPF programs and build network namespaces")?;
-            bootstrap::run()?;
-            build(false)?;
-            cargo(&["test", "--no-fail-fast"], &args)
-        }
+        Cmd::Test { host_only, kernel, args } => test(host_only, kernel, args),
         Cmd::Demo { mode } => {
             need_root("the demo loads BPF programs and builds network namespaces")?;
             bootstrap::run()?;
@@ -87,6 +101,104 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Bench { quick } => bench(quick),
     }
+}
+
+/// The host suite, the forced-fallback run, the kernel matrix; all of them run (a failure in one
+/// does not skip the next), then one summary.
+fn test(host_only: bool, kernels: Vec<String>, args: Vec<String>) -> anyhow::Result<()> {
+    need_root("the tests load BPF programs and build network namespaces")?;
+    let t0 = Instant::now();
+    bootstrap::run()?;
+    build(false)?;
+    let mut summary = Vec::new();
+    let mut failed = false;
+    let matrix_only = !kernels.is_empty();
+    if !matrix_only {
+        let t = Instant::now();
+        let r = cargo(&["test", "--no-fail-fast"], &args);
+        failed |= r.is_err();
+        summary.push(format!("host suite: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
+        let t = Instant::now();
+        let r = features_off();
+        failed |= r.is_err();
+        summary.push(format!("host, XLB_FEATURES_OFF=all: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
+    }
+    let mut reports = Vec::new();
+    let mut matrix_tests = Vec::new();
+    if !host_only {
+        let kernels = if matrix_only { kernels } else { vm::default_series() };
+        // Two vCPUs in the guest: two test threads, as cargo test uses on this 2-core host.
+        let mut guest_args = if matrix_only { args.clone() } else { Vec::new() };
+        if !guest_args.iter().any(|a| a.starts_with("--test-threads")) {
+            guest_args.push("--test-threads=2".to_string());
+        }
+        let prepared = vm::ensure_host_packages().and_then(|()| testbins::matrix()).and_then(|t| Ok((t, target_dir()?)));
+        let target = match prepared {
+            Ok((tests, target)) => {
+                matrix_tests = tests;
+                target
+            }
+            Err(e) => {
+                failed = true;
+                summary.push(format!("kernel matrix: could not prepare: {e:#}"));
+                PathBuf::new()
+            }
+        };
+        for k in kernels.iter().filter(|_| !matrix_tests.is_empty()) {
+            let r = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &matrix_tests, &guest_args, &target));
+            match r {
+                Ok(report) => {
+                    failed |= !report.ok();
+                    reports.push(report);
+                }
+                Err(e) => {
+                    failed = true;
+                    summary.push(format!("kernel {k}: could not run: {e:#}"));
+                }
+            }
+        }
+    }
+    println!("\n==== xtask test: summary ====");
+    for line in &summary {
+        println!("{line}");
+    }
+    for r in &reports {
+        r.print(&matrix_tests);
+    }
+    println!("total {:.0} s", t0.elapsed().as_secs_f64());
+    if failed {
+        bail!("some tests failed (see the summary above)");
+    }
+    Ok(())
+}
+
+fn verdict(r: &anyhow::Result<()>) -> String {
+    match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("FAILED: {e:#}"),
+    }
+}
+
+/// The fixtures and labs once more on the host, with every optional kernel feature forced off
+/// (as if probed absent): the fallbacks that older kernels take run on every CI run.
+fn features_off() -> anyhow::Result<()> {
+    let tests = testbins::build(testbins::FEATURES_OFF)?;
+    let mut failed = Vec::new();
+    for t in &tests {
+        eprintln!("xtask: {} with XLB_FEATURES_OFF=all", t.name);
+        let st = Command::new(&t.path)
+            .current_dir(&t.cwd)
+            .env("XLB_FEATURES_OFF", "all")
+            .status()
+            .with_context(|| format!("cannot run {}", t.path.display()))?;
+        if !st.success() {
+            failed.push(t.name.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} failed", failed.join(", "));
+    }
+    Ok(())
 }
 
 fn bench(quick: bool) -> anyhow::Result<()> {

@@ -1,0 +1,79 @@
+//! Test binaries of the workspace, as cargo built them, so they can run without cargo: in the
+//! kernel matrix's guests, and on the host with the forced fallbacks.
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+
+/// Test binaries (tests/tests/*.rs) the kernel matrix runs in every guest: the packet fixtures,
+/// the verifier's budget, and the DR, TUN and NAT labs.
+pub const MATRIX: &[&str] = &["fixtures", "dr_packets", "hostile_packets", "verifier_budget", "lab_dr", "lab_methods"];
+
+/// Tests the matrix leaves out unless XLB_VM_FUZZ=1: the fuzzer's million frames take 6 minutes
+/// per kernel under TCG (the host suite runs it; fewer frames would not fill the connection table
+/// it checks).
+pub const MATRIX_SKIP: &[(&str, &str)] = &[("hostile_packets", "fuzz_frames_never_forward_malformed_input")];
+
+/// Run once more on the host with every optional kernel feature forced off (XLB_FEATURES_OFF=all).
+pub const FEATURES_OFF: &[&str] = &["fixtures", "lab_dr", "lab_fwmark", "lab_methods"];
+
+pub struct TestBinary {
+    pub name: String,
+    pub path: PathBuf,
+    /// The package's directory: cargo runs a test binary there.
+    pub cwd: PathBuf,
+    /// libtest arguments of this binary's own (e.g. `--skip NAME`).
+    pub args: Vec<String>,
+}
+
+/// The matrix's test binaries, with MATRIX_SKIP applied.
+pub fn matrix() -> anyhow::Result<Vec<TestBinary>> {
+    let mut tests = build(MATRIX)?;
+    if !crate::vm::with_fuzz() {
+        for t in &mut tests {
+            for (_, name) in MATRIX_SKIP.iter().filter(|(bin, _)| *bin == t.name) {
+                t.args.extend(["--skip".to_string(), name.to_string()]);
+            }
+        }
+    }
+    Ok(tests)
+}
+
+/// Builds the named integration-test binaries of xlb-tests (`cargo test --no-run`) and returns
+/// them in the order asked.
+pub fn build(names: &[&str]) -> anyhow::Result<Vec<TestBinary>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--no-run", "--message-format=json-render-diagnostics", "-p", "xlb-tests"])
+        .current_dir(crate::workspace_root()?);
+    for n in names {
+        cmd.args(["--test", n]);
+    }
+    crate::bootstrap::add_toolchain_to_path(&mut cmd)?;
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().context("cannot run cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("cargo test --no-run failed ({})", out.status);
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" || msg["profile"]["test"] != true {
+            continue;
+        }
+        let (Some(name), Some(exe), Some(manifest)) =
+            (msg["target"]["name"].as_str(), msg["executable"].as_str(), msg["manifest_path"].as_str())
+        else {
+            continue;
+        };
+        if msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test")) {
+            let cwd = PathBuf::from(manifest).parent().map(PathBuf::from).unwrap_or_default();
+            found.push(TestBinary { name: name.to_string(), path: PathBuf::from(exe), cwd, args: Vec::new() });
+        }
+    }
+    names
+        .iter()
+        .map(|n| {
+            let i = found.iter().position(|t| t.name == *n).with_context(|| format!("cargo built no test binary {n}"))?;
+            Ok(found.swap_remove(i))
+        })
+        .collect()
+}
