@@ -58,7 +58,7 @@ enum Cmd {
     /// The demo lab: the seed's setup, six requests through the VIP, the listing. Needs root.
     Demo {
         /// Forwarding method of the lab: dr (the seed's DR example), tun or nat.
-        #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat"])]
+        #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat", "bridge"])]
         mode: String,
     },
     /// Benchmarks against their baselines in one run: per-packet cost, scheduling cost, forwarding
