@@ -40,6 +40,10 @@ pub const ROUTER_SERVERS: &str = "192.168.99.1";
 pub const RS1: &str = "192.168.99.100";
 pub const RS2: &str = "192.168.99.200";
 
+/// How long the lab's python servers may take to listen: a second here, but many under QEMU's
+/// emulation in the kernel matrix, with two labs starting at once.
+const SERVER_START: Duration = Duration::from_secs(90);
+
 /// The seed's `ipvsadm` lines for DR (seed 003 uses `-s wlc`; rr is what the data plane
 /// schedules so far, and with these weights the seed's NAT section shows rr's alternation).
 pub const SEED_DR_LINES: &[&[&str]] = &[
@@ -292,9 +296,9 @@ impl Lab {
             self.servers.push(w.ns.spawn("python3", &["-c", &echo])?);
         }
         for w in &self.web {
-            w.ns.wait_listening("tcp", 80, Duration::from_secs(10))?;
-            w.ns.wait_listening("tcp", 8080, Duration::from_secs(10))?;
-            w.ns.wait_listening("udp", 53, Duration::from_secs(10))?;
+            w.ns.wait_listening("tcp", 80, SERVER_START)?;
+            w.ns.wait_listening("tcp", 8080, SERVER_START)?;
+            w.ns.wait_listening("udp", 53, SERVER_START)?;
         }
         Ok(())
     }

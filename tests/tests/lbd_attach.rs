@@ -67,7 +67,7 @@ fn nothing_attached_is_said_by_status_run_and_metrics() {
     assert!(metrics.contains("\nxlb_dataplane_attached_interfaces 0\n"), "{metrics}");
 
     // lbd run says it in its log, and says when it changes.
-    let mut run = ns
+    let run = ns
         .cmd_net_only(workspace_bin("lbd"))
         .arg("--pin-dir")
         .arg(pins.path())
