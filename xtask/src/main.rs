@@ -11,6 +11,7 @@
 //! - `bench [--quick]`: release build, then the benchmark (`xlb-bench`): report in
 //!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`.
 mod bootstrap;
+mod tally;
 mod testbins;
 mod vm;
 
@@ -112,14 +113,15 @@ fn test(host_only: bool, kernels: Vec<String>, args: Vec<String>) -> anyhow::Res
     build(false)?;
     let mut summary = Vec::new();
     let mut failed = false;
+    let mut total = tally::Tally::default();
     let matrix_only = !kernels.is_empty();
     if !matrix_only {
         let t = Instant::now();
-        let r = cargo(&["test", "--no-fail-fast"], &args);
+        let r = cargo_test_counted(&args, &mut total);
         failed |= r.is_err();
         summary.push(format!("host suite: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
         let t = Instant::now();
-        let r = features_off();
+        let r = features_off(&mut total);
         failed |= r.is_err();
         summary.push(format!("host, XLB_FEATURES_OFF=all: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
     }
@@ -164,8 +166,11 @@ fn test(host_only: bool, kernels: Vec<String>, args: Vec<String>) -> anyhow::Res
     }
     for r in &reports {
         r.print(&matrix_tests);
+        total.add(r.tally());
     }
     println!("total {:.0} s", t0.elapsed().as_secs_f64());
+    // The closing line CI reads: every test of every run (host, forced fallbacks, guests).
+    println!("total: {} passed, {} failed, {} skipped", total.passed, total.failed, total.skipped);
     if failed {
         bail!("some tests failed (see the summary above)");
     }
@@ -181,16 +186,12 @@ fn verdict(r: &anyhow::Result<()>) -> String {
 
 /// The fixtures and labs once more on the host, with every optional kernel feature forced off
 /// (as if probed absent): the fallbacks that older kernels take run on every CI run.
-fn features_off() -> anyhow::Result<()> {
+fn features_off(total: &mut tally::Tally) -> anyhow::Result<()> {
     let tests = testbins::build(testbins::FEATURES_OFF)?;
     let mut failed = Vec::new();
     for t in &tests {
         eprintln!("xtask: {} with XLB_FEATURES_OFF=all", t.name);
-        let st = Command::new(&t.path)
-            .current_dir(&t.cwd)
-            .env("XLB_FEATURES_OFF", "all")
-            .status()
-            .with_context(|| format!("cannot run {}", t.path.display()))?;
+        let st = tally::run_counted(Command::new(&t.path).current_dir(&t.cwd).env("XLB_FEATURES_OFF", "all"), total)?;
         if !st.success() {
             failed.push(t.name.as_str());
         }
@@ -234,6 +235,19 @@ fn build(release: bool) -> anyhow::Result<()> {
         args.push("--release");
     }
     cargo(&args, &[])
+}
+
+/// The host suite (`cargo test --no-fail-fast ARGS`), its counts added to `total`.
+fn cargo_test_counted(args: &[String], total: &mut tally::Tally) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--no-fail-fast"]).args(args).current_dir(workspace_root()?);
+    bootstrap::add_toolchain_to_path(&mut cmd)?;
+    let status = tally::run_counted(&mut cmd, total)?;
+    if !status.success() {
+        bail!("cargo test --no-fail-fast failed ({status})");
+    }
+    Ok(())
 }
 
 /// Runs cargo in the workspace with the toolchain's PATH (bpf-linker included).

@@ -28,6 +28,10 @@ pub struct TestBinary {
 /// The matrix's test binaries, with MATRIX_SKIP applied.
 pub fn matrix() -> anyhow::Result<Vec<TestBinary>> {
     let mut tests = build(MATRIX)?;
+    // The verifier's counts per program are the matrix's report: shown, not captured.
+    for t in tests.iter_mut().filter(|t| t.name == "verifier_budget") {
+        t.args.push("--nocapture".to_string());
+    }
     if !crate::vm::with_fuzz() {
         for t in &mut tests {
             for (_, name) in MATRIX_SKIP.iter().filter(|(bin, _)| *bin == t.name) {

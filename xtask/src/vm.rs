@@ -366,6 +366,20 @@ pub struct KernelReport {
 }
 
 impl KernelReport {
+    /// A report with nothing run yet; the guest's full output goes to `log`.
+    fn new(kernel: Kernel, log: PathBuf) -> KernelReport {
+        KernelReport { kernel, boot_secs: None, total_secs: 0.0, binaries: BTreeMap::new(), error: None, notes: Vec::new(), log }
+    }
+
+    /// The counts of every test binary run in this guest.
+    pub fn tally(&self) -> crate::tally::Tally {
+        let mut t = crate::tally::Tally::default();
+        for b in self.binaries.values() {
+            t.add(crate::tally::Tally { passed: b.passed as u64, failed: b.failed.len() as u64, skipped: b.ignored as u64 });
+        }
+        t
+    }
+
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.binaries.values().all(|b| b.exit == Some(0))
     }
@@ -492,15 +506,7 @@ pub fn run_kernel(kernel: Kernel, tests: &[TestBinary], test_args: &[String], ta
     let timeout = guest_timeout();
     let mut reader = LineReader::new(&results);
     let kernel_version = kernel.version.clone();
-    let mut report = KernelReport {
-        kernel,
-        boot_secs: None,
-        total_secs: 0.0,
-        binaries: BTreeMap::new(),
-        error: None,
-        notes: Vec::new(),
-        log: logs.join(format!("{}.log", kernel_version)),
-    };
+    let mut report = KernelReport::new(kernel, logs.join(format!("{}.log", kernel_version)));
     let mut output = String::new();
     let mut current: Option<String> = None;
     let mut done = false;
@@ -728,15 +734,7 @@ mod tests {
     #[test]
     fn guest_output_is_counted_per_binary() {
         let kernel = Kernel { label: "6.12".into(), version: "6.12.1+deb12-cloud-amd64".into() };
-        let mut r = KernelReport {
-            kernel,
-            boot_secs: None,
-            total_secs: 0.0,
-            binaries: BTreeMap::new(),
-            error: None,
-            notes: Vec::new(),
-            log: PathBuf::new(),
-        };
+        let mut r = KernelReport::new(kernel, PathBuf::new());
         let (mut current, mut done) = (None, false);
         let lines = [
             "@@xlb up 7.5",
