@@ -62,8 +62,8 @@ fn demo(mode: Mode) -> anyhow::Result<()> {
     print!("{}", lab.ipvsadm_ok(&["-Ln", "--stats"])?);
     let g = Store::open_at(lab.pin_dir(), Default::default())?.global_stats()?;
     println!(
-        "== data plane on lvs1: {} frames seen, {} sent by XDP (TX {}, redirect {}), {} via the kernel's \
-         neighbour slow path, {} passed to the kernel, {} dropped",
+        "== data plane on lvs1: {} frames seen, {} sent by XDP (TX {}, redirect {}), {} sent by the tc slow \
+         path (bpf_redirect_neigh), {} passed to the kernel, {} dropped",
         g.rx,
         g.tx + g.redirect,
         g.tx,
