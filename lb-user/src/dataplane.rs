@@ -183,21 +183,26 @@ fn fill_decap_addrs(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
 
 /// IPv4 addresses configured on `iface` (getifaddrs).
 pub fn interface_ipv4_addrs(iface: &str) -> anyhow::Result<Vec<std::net::Ipv4Addr>> {
+    Ok(ipv4_addrs_by_iface()?.remove(iface).unwrap_or_default())
+}
+
+/// Every interface's IPv4 addresses, in the kernel's order (the primary first), from one
+/// getifaddrs call.
+fn ipv4_addrs_by_iface() -> anyhow::Result<std::collections::HashMap<String, Vec<std::net::Ipv4Addr>>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         bail!("getifaddrs: {}", io::Error::last_os_error());
     }
-    let mut out = Vec::new();
+    let mut out: std::collections::HashMap<String, Vec<std::net::Ipv4Addr>> = Default::default();
     let mut cur = head;
     while !cur.is_null() {
+        // SAFETY: getifaddrs returned a valid list; each node lives until freeifaddrs below.
         let ifa = unsafe { &*cur };
-        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
-        if name.to_bytes() == iface.as_bytes()
-            && !ifa.ifa_addr.is_null()
-            && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET
-        {
+        if !ifa.ifa_addr.is_null() && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET {
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+            // SAFETY: an AF_INET address is a sockaddr_in.
             let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-            out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            out.entry(name).or_default().push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
         }
         cur = ifa.ifa_next;
     }
@@ -373,8 +378,9 @@ pub fn sync_ifaces(pin_dir: &Path) -> anyhow::Result<()> {
     for k in stale {
         let _ = map.remove(&k);
     }
+    let addrs = ipv4_addrs_by_iface()?;
     for (index, name) in now {
-        let addr = interface_ipv4_addrs(&name)?.first().map_or(0, |a| u32::from_ne_bytes(a.octets()));
+        let addr = addrs.get(&name).and_then(|a| a.first()).map_or(0, |a| u32::from_ne_bytes(a.octets()));
         let old = map.get(&index, 0).ok();
         if old.is_none_or(|o| o.addr != addr) {
             map.insert(index, IfaceInfo { addr, ..old.unwrap_or_default() }, 0)?;

@@ -136,6 +136,19 @@ fn ensure_packages() -> anyhow::Result<()> {
     ensure_debian_packages(PACKAGES)
 }
 
+/// `apt-get ARGS`, non-interactive (as root).
+pub fn apt(args: &[&str]) -> anyhow::Result<()> {
+    let st = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get (Debian packages are installed with it, as root)")?;
+    if !st.success() {
+        bail!("apt-get {} failed ({st})", args.join(" "));
+    }
+    Ok(())
+}
+
 /// Installs those of `packages` that are not installed (apt-get, as root).
 pub fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
@@ -152,17 +165,6 @@ pub fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("bootstrap: installing Debian packages: {}", missing.join(" "));
-    let apt = |args: &[&str]| -> anyhow::Result<()> {
-        let st = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("cannot run apt-get (Debian packages are installed with it, as root)")?;
-        if !st.success() {
-            bail!("apt-get {} failed", args.join(" "));
-        }
-        Ok(())
-    };
     apt(&["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);

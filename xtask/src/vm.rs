@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::testbins::TestBinary;
+use crate::{bootstrap::apt, testbins::TestBinary};
 
 /// Kernel series of the matrix, and the Debian metapackage whose candidate names the kernel.
 const SERIES: &[(&str, &str)] = &[("6.1", "linux-image-cloud-amd64"), ("6.12", "linux-image-6.12-cloud-amd64")];
@@ -130,18 +130,6 @@ fn add_backports_source() -> anyhow::Result<()> {
          Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
     )
     .with_context(|| format!("cannot write {}", file.display()))
-}
-
-fn apt(args: &[&str]) -> anyhow::Result<()> {
-    let st = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get")?;
-    if !st.success() {
-        bail!("apt-get {} failed ({st})", args.join(" "));
-    }
-    Ok(())
 }
 
 fn vm_cache() -> anyhow::Result<PathBuf> {
