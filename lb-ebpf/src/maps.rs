@@ -51,12 +51,12 @@ pub static XLB_LBLCR: LruHashMap<LblcKey, LblcrSet> = LruHashMap::pinned(LBLC_MA
 pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
 #[map]
 pub static XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
-/// Addresses of this host for which the decap program strips IPIP (real servers without an
-/// ipip device).
 /// This namespace's interfaces (by ifindex), written by lbd: whether XDP can transmit there and
 /// the address IPIP is sourced from when the FIB cannot say.
 #[map]
 pub static XLB_IFACES: HashMap<u32, IfaceInfo> = HashMap::pinned(MAX_IFACES, 0);
+/// Addresses of this host for which the decap program strips IPIP (real servers without an
+/// ipip device).
 #[map]
 pub static XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);
 /// Tail calls: `lb_common::names::TAIL_PROGRAMS` in order (new connections and NAT replies,

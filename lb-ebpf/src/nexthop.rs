@@ -25,15 +25,19 @@ use lb_common::{
     NEIGH_TTL_NS,
 };
 
-use crate::{maps::XLB_DEST_NEIGH, parse::header};
+use crate::{
+    maps::{XLB_DEST_NEIGH, XLB_IFACES},
+    parse::header,
+};
 
 /// How to reach a next hop.
 pub enum Route {
     /// Send from XDP: MACs, egress and route MTU known (points into a map: the per-dest cache,
     /// or this CPU's scratch entry).
     Direct(*const DestNeigh),
-    /// Hand to the tc slow path: out `ifindex` toward `nh`, neighbour to be resolved.
-    Slow { ifindex: u32, nh: Addr },
+    /// Hand to the tc slow path: out `ifindex` toward `nh`, neighbour to be resolved; `src` is
+    /// the source address of that route (0: unknown).
+    Slow { ifindex: u32, nh: Addr, src: u32 },
     /// No route: drop.
     None,
 }
@@ -112,7 +116,7 @@ fn route_of(n: &DestNeigh) -> Route {
     if n.flags & NEIGH_F_RESOLVED != 0 {
         Route::Direct(n as *const DestNeigh)
     } else if n.flags & NEIGH_F_ROUTED != 0 {
-        Route::Slow { ifindex: n.ifindex, nh: n.nh }
+        Route::Slow { ifindex: n.ifindex, nh: n.nh, src: n.src.w[0] }
     } else {
         Route::None
     }
@@ -133,6 +137,12 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
     };
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, want_src);
     *cached = answer(rc, &s.fib, dst, ingress, now);
+    // Without BPF_FIB_LOOKUP_SRC (before 6.7) the FIB gives no source: the egress interface's
+    // primary address, as the kernel's source selection picks it for a directly reached real
+    // server. Looked up here, with the cached answer, not per packet.
+    if want_src && cached.src.w[0] == 0 && cached.ifindex != 0 {
+        cached.src = Addr::v4(unsafe { XLB_IFACES.get(&cached.ifindex) }.map_or(0, |f| f.addr));
+    }
     route_of(cached)
 }
 

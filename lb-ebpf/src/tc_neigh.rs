@@ -17,20 +17,19 @@ const PACKET_HOST: u32 = 0;
 #[inline(always)]
 pub fn run(ctx: &TcContext) -> i32 {
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    let Some(eth) = header::<[u8; 14]>(data, data_end, 0) else {
+    // Cheap checks first: this runs for every frame the XDP program passes up.
+    let Some(ether_type) = header::<[u8; 2]>(data, data_end, 12) else {
         return TC_ACT_OK;
     };
-    // SAFETY: `header` checked the 14 bytes are in the packet.
-    let eth = unsafe { &*eth };
-    let Some(tag) = conn::config().map(|c| c.slow_path_tag) else {
+    if unsafe { *ether_type } != ETH_P_IP {
+        return TC_ACT_OK;
+    }
+    let Some(m) = header::<SlowPathMark>(data, data_end, 0) else {
         return TC_ACT_OK;
     };
-    let m = SlowPathMark {
-        tag: u32::from_ne_bytes([eth[0], eth[1], eth[2], eth[3]]),
-        ifindex: u32::from_ne_bytes([eth[4], eth[5], eth[6], eth[7]]),
-        nh: u32::from_ne_bytes([eth[8], eth[9], eth[10], eth[11]]),
-    };
-    if tag == 0 || m.tag != tag || eth[12..14] != ETH_P_IP {
+    // SAFETY: `header` checked the mark is in the packet.
+    let m = unsafe { *m };
+    if m.tag == 0 || conn::config().is_none_or(|c| c.slow_path_tag != m.tag) {
         return TC_ACT_OK;
     }
     let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };

@@ -12,7 +12,6 @@ use crate::{
     csum,
     dr::decrease_ttl,
     icmp,
-    maps::XLB_IFACES,
     nexthop::{self, Route},
     parse::{header, ETH_HLEN, IPV4_HLEN},
     xmit::{self, Target},
@@ -27,30 +26,16 @@ fn encap_tos(inner: u8) -> u8 {
     (inner & !3) | if ecn == 3 { 2 } else { ecn }
 }
 
-#[inline(always)]
-fn iface_addr(ifindex: u32) -> u32 {
-    unsafe { XLB_IFACES.get(&ifindex) }.map_or(0, |f| f.addr)
-}
-
 /// Encapsulates the IPv4 packet of `ip_len` bytes and TTL `ttl` (> 1) that was sent to `vip`.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> u32 {
     let (rip, ingress) = (t.rip, t.ingress);
     let route = nexthop::to_dest(ctx, t.dest_id, rip, ingress, true, t.now);
+    // The route's source (from the FIB, or the egress interface's address: see nexthop).
     let (src, mtu) = match &route {
         Route::Direct(n) => unsafe { ((**n).src.w[0], (**n).mtu) },
-        Route::Slow { ifindex, .. } => (iface_addr(*ifindex), 0),
+        Route::Slow { src, .. } => (*src, 0),
         Route::None => return xmit::send(ctx, &route, ingress),
-    };
-    // Without BPF_FIB_LOOKUP_SRC (before 6.7) the FIB gives no source: the egress interface's
-    // primary address, as the kernel's source selection would pick for a directly reached
-    // real server.
-    let src = if src != 0 {
-        src
-    } else if let Route::Direct(n) = &route {
-        iface_addr(unsafe { (**n).ifindex })
-    } else {
-        src
     };
     let Some(ip) = header::<Ipv4Hdr>(ctx.data(), ctx.data_end(), ETH_HLEN) else {
         return xdp_action::XDP_ABORTED;

@@ -37,6 +37,10 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
     match route {
         Route::Direct(n) => {
             let n = unsafe { &**n };
+            let tx = n.ifindex == ingress;
+            if !tx && !can_redirect(ingress, n.ifindex) {
+                return slow_path(ctx, n.ifindex, n.nh);
+            }
             let Some(eth) = header::<EthHdr>(ctx.data(), ctx.data_end(), 0) else {
                 return xdp_action::XDP_ABORTED;
             };
@@ -44,15 +48,13 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
                 (*eth).dst_addr = n.dmac;
                 (*eth).src_addr = n.smac;
             }
-            if n.ifindex == ingress {
+            if tx {
                 xdp_action::XDP_TX
-            } else if can_redirect(ingress, n.ifindex) {
-                unsafe { aya_ebpf::helpers::bpf_redirect(n.ifindex, 0) as u32 }
             } else {
-                slow_path(ctx, n.ifindex, n.nh)
+                unsafe { aya_ebpf::helpers::bpf_redirect(n.ifindex, 0) as u32 }
             }
         }
-        Route::Slow { ifindex, nh } => slow_path(ctx, *ifindex, *nh),
+        Route::Slow { ifindex, nh, .. } => slow_path(ctx, *ifindex, *nh),
         Route::None => {
             bump(|g| &mut g.no_route);
             xdp_action::XDP_DROP
