@@ -441,10 +441,11 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         let mut reload = false;
         tokio::select! {
             _ = tick.tick() => {
-                let carried = !crate::dataplane::attached(&dir).is_empty();
+                let attached = crate::dataplane::attached(&dir);
+                let carried = !attached.is_empty();
                 if was_carried != Some(carried) {
                     if carried {
-                        log(&format!("data plane attached to {}", crate::dataplane::attached(&dir).join(" ")));
+                        log(&format!("data plane attached to {}", attached.join(" ")));
                     } else {
                         log(&format!("warning: {NOT_CARRIED}"));
                     }

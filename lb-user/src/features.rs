@@ -14,7 +14,7 @@
 //!   netlink tc filter, owned and removed by lbd the same way.
 //! - `native`: XDP in the driver. `--mode auto` falls back to generic (skb) XDP where the
 //!   driver refuses native mode.
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
     programs::{TestRun as _, TestRunOptions, Xdp},
@@ -48,23 +48,23 @@ pub fn probe(ebpf: &mut Ebpf) -> anyhow::Result<Probed> {
     Ok(Probed { fib_src })
 }
 
-fn load_probe<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<Result<&'a mut Xdp, aya::programs::ProgramError>> {
+/// Loads probe `name` (once); an error means the kernel refused it.
+fn load_probe<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
     let prog: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
-    if prog.fd().is_ok() {
-        return Ok(Ok(prog));
+    if prog.fd().is_err() {
+        prog.load()?;
     }
-    Ok(prog.load().map(|()| prog))
+    Ok(prog)
 }
 
 fn require(ebpf: &mut Ebpf, program: &str, feature: &str, since: &str) -> anyhow::Result<()> {
-    match load_probe(ebpf, program)? {
-        Ok(_) => Ok(()),
-        Err(_) => bail!("this kernel ({}) lacks {feature}, which xlb needs (Linux {since} or later)", kernel_release()),
-    }
+    load_probe(ebpf, program).map(|_| ()).map_err(|_| {
+        anyhow!("this kernel ({}) lacks {feature}, which xlb needs (Linux {since} or later)", kernel_release())
+    })
 }
 
 fn run_probe(ebpf: &mut Ebpf, program: &str) -> anyhow::Result<u32> {
-    let prog = load_probe(ebpf, program)?.with_context(|| format!("the kernel refused probe {program}"))?;
+    let prog = load_probe(ebpf, program).with_context(|| format!("the kernel refused probe {program}"))?;
     let frame = [0u8; 64];
     let mut out = [0u8; 128];
     let mut opts = TestRunOptions::new();
