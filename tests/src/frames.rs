@@ -145,7 +145,7 @@ impl Frame {
     pub fn bytes(&self) -> Vec<u8> {
         let mut ip = self.ip.clone();
         let l4_len = match &self.l4 {
-            L4::Tcp(t) => t.header_len() as usize,
+            L4::Tcp(t) => t.header_len(),
             L4::Udp(_) => 8,
         } + self.payload.len();
         let _ = ip.set_payload_len(l4_len);

@@ -100,10 +100,10 @@ impl Netns {
         let flag = if proto == "udp" { "-lun" } else { "-ltn" };
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(out) = self.exec("ss", &[flag]) {
-                if out.lines().any(|l| l.split_whitespace().nth(3).is_some_and(|a| a.ends_with(&format!(":{port}")))) {
-                    return Ok(());
-                }
+            if let Ok(out) = self.exec("ss", &[flag])
+                && out.lines().any(|l| l.split_whitespace().nth(3).is_some_and(|a| a.ends_with(&format!(":{port}"))))
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

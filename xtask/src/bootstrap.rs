@@ -50,10 +50,23 @@ fn ensure_rust_src(sysroot: &Path) -> anyhow::Result<()> {
     if sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml").is_file() {
         return Ok(());
     }
-    eprintln!("bootstrap: installing rust-src");
-    let st = Command::new("rustup").args(["component", "add", "rust-src"]).status().context("cannot run rustup")?;
+    add_component("rust-src")
+}
+
+/// Installs rustup component `name` (e.g. clippy) unless the toolchain already has it.
+pub fn ensure_component(name: &str) -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    if installed.lines().any(|l| l == name || l.starts_with(&format!("{name}-"))) {
+        return Ok(());
+    }
+    add_component(name)
+}
+
+fn add_component(name: &str) -> anyhow::Result<()> {
+    eprintln!("bootstrap: installing {name}");
+    let st = Command::new("rustup").args(["component", "add", name]).status().context("cannot run rustup")?;
     if !st.success() {
-        bail!("`rustup component add rust-src` failed");
+        bail!("`rustup component add {name}` failed");
     }
     Ok(())
 }

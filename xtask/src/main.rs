@@ -117,6 +117,10 @@ fn test(host_only: bool, kernels: Vec<String>, args: Vec<String>) -> anyhow::Res
     let matrix_only = !kernels.is_empty();
     if !matrix_only {
         let t = Instant::now();
+        let r = clippy();
+        failed |= r.is_err();
+        summary.push(format!("clippy --workspace --all-targets: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
+        let t = Instant::now();
         let r = cargo_test_counted(&args, &mut total);
         failed |= r.is_err();
         summary.push(format!("host suite: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
@@ -235,6 +239,23 @@ fn build(release: bool) -> anyhow::Result<()> {
         args.push("--release");
     }
     cargo(&args, &[])
+}
+
+/// `cargo clippy` over every crate and target, lb-ebpf included (checked for the host, where its
+/// `core_intrinsics` feature needs RUSTC_BOOTSTRAP as its BPF build does); any warning fails.
+fn clippy() -> anyhow::Result<()> {
+    bootstrap::ensure_component("clippy")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .current_dir(workspace_root()?);
+    bootstrap::add_toolchain_to_path(&mut cmd)?;
+    let status = cmd.status().context("cannot run cargo clippy")?;
+    if !status.success() {
+        bail!("cargo clippy found problems ({status})");
+    }
+    Ok(())
 }
 
 /// The host suite (`cargo test --no-fail-fast ARGS`), its counts added to `total`.
