@@ -18,16 +18,16 @@
 //! accept redirected frames at all). Rounds alternate the four paths.
 use std::{path::Path, time::Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf,
     maps::{Array, PerCpuArray},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
+use lb_common::bench::{GEN_HDR_LEN, GEN_TMPL_LEN, GenCfg, SinkCfg, SinkCounts, names};
 use lb_user::{
     dataplane::{self, XdpProgram},
     model::{Fwd, Proto},
-    store::{self, CreateOptions},
 };
 
 use super::{Figure, Results, Size, bench_cpu, in_netns, median_f};
@@ -37,38 +37,6 @@ use crate::{
     pins::TempPins,
     table::service,
 };
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct GenCfg {
-    ifindex: u32,
-    nflows: u32,
-    base_port: u16,
-    _pad: [u8; 6],
-    tmpl: [u8; 48],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-struct SinkCounts {
-    ipv4: u64,
-    udp_to_addr: u64,
-    ipip: u64,
-    udp_to_port: u64,
-    other: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct SinkCfg {
-    addr: u32,
-    port: u16,
-    _pad: u16,
-}
-
-unsafe impl aya::Pod for GenCfg {}
-unsafe impl aya::Pod for SinkCounts {}
-unsafe impl aya::Pod for SinkCfg {}
 
 const CLIENT: [u8; 4] = [10, 0, 1, 2];
 const VIP_DR: [u8; 4] = [10, 0, 1, 100];
@@ -210,7 +178,7 @@ fn nft_forwarded(lvs: &Netns) -> anyhow::Result<u64> {
 
 fn sink_read(sink: &Ebpf) -> anyhow::Result<SinkCounts> {
     let m: PerCpuArray<_, SinkCounts> =
-        PerCpuArray::try_from(sink.map("XLB_BENCH_SINK_COUNTS").context("no sink map")?)?;
+        PerCpuArray::try_from(sink.map(names::SINK_COUNTS).context("no sink map")?)?;
     let mut t = SinkCounts::default();
     for c in m.get(&0, 0)?.iter() {
         t.ipv4 += c.ipv4;
@@ -222,9 +190,13 @@ fn sink_read(sink: &Ebpf) -> anyhow::Result<SinkCounts> {
     Ok(t)
 }
 
-/// Loads the object (maps of `pin_dir`) and one of its programs.
-fn load_prog(pin_dir: &Path, name: &str) -> anyhow::Result<Ebpf> {
-    let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+/// Loads the benchmark's object (lb-ebpf-bench, its own maps) and one of its programs.
+fn load_prog(name: &str) -> anyhow::Result<Ebpf> {
+    let obj = lb_user::bench_object();
+    if obj.is_empty() {
+        bail!("this build has no benchmark object (built with AYA_BUILD_SKIP)");
+    }
+    let mut ebpf = Ebpf::load(obj).context("cannot load the benchmark object")?;
     let p: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
     p.load().with_context(|| format!("verifier refused {name}"))?;
     Ok(ebpf)
@@ -233,13 +205,13 @@ fn load_prog(pin_dir: &Path, name: &str) -> anyhow::Result<Ebpf> {
 /// One live-frames run of `n` frames to `vip`; the wall time of the syscall (ns).
 fn generate(generator: &mut Ebpf, lab: &Lab, vip: [u8; 4], flows: u32, n: u32) -> anyhow::Result<f64> {
     let frame = Frame::udp(sa(CLIENT, BASE_PORT), sa(vip, 80)).payload(&[0x78; 18]).macs(lab.cli_mac, lab.lvs_mac).bytes();
-    let mut tmpl = [0u8; 48];
-    tmpl[..42].copy_from_slice(&frame[..42]);
+    let mut tmpl = [0u8; GEN_TMPL_LEN];
+    tmpl[..GEN_HDR_LEN].copy_from_slice(&frame[..GEN_HDR_LEN]);
     {
-        let mut cfg: Array<_, GenCfg> = Array::try_from(generator.map_mut("XLB_BENCH_GEN_CFG").context("no gen map")?)?;
+        let mut cfg: Array<_, GenCfg> = Array::try_from(generator.map_mut(names::GEN_CFG).context("no gen map")?)?;
         cfg.set(0, GenCfg { ifindex: lab.cli_ifindex, nflows: flows, base_port: BASE_PORT, _pad: [0; 6], tmpl }, 0)?;
     }
-    let p: &mut Xdp = generator.program_mut("xlb_bench_gen").context("no gen program")?.try_into()?;
+    let p: &mut Xdp = generator.program_mut(names::GEN).context("no gen program")?.try_into()?;
     let mut opts = TestRunOptions::new();
     opts.data_in = Some(&frame);
     opts.repeat = n;
@@ -281,17 +253,17 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     let cpu = bench_cpu();
     let pin_dir = pins.path().to_path_buf();
     // The sink on the real servers' side (its link lives as long as `sink`).
-    let mut sink = load_prog(&pin_dir, "xlb_bench_sink")?;
+    let mut sink = load_prog(names::SINK)?;
     {
-        let mut cfg: Array<_, SinkCfg> = Array::try_from(sink.map_mut("XLB_BENCH_SINK_CFG").context("no sink cfg")?)?;
+        let mut cfg: Array<_, SinkCfg> = Array::try_from(sink.map_mut(names::SINK_CFG).context("no sink cfg")?)?;
         cfg.set(0, SinkCfg { addr: u32::from_ne_bytes(VIP_DR), port: NAT_PORT.to_be(), _pad: 0 }, 0)?;
     }
     in_netns(&lab.rs.name, None, || {
-        let p: &mut Xdp = sink.program_mut("xlb_bench_sink").context("no sink")?.try_into()?;
+        let p: &mut Xdp = sink.program_mut(names::SINK).context("no sink")?.try_into()?;
         p.attach("eth0", XdpMode::Driver).context("attach sink to rs/eth0 (native)")?;
         Ok(())
     })?;
-    let mut generator = load_prog(&pin_dir, "xlb_bench_gen")?;
+    let mut generator = load_prog(names::GEN)?;
     let flows = size.e2e_flows;
     let attach = |prog: XdpProgram| -> anyhow::Result<()> {
         let d = pin_dir.clone();
