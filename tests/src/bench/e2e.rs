@@ -84,13 +84,14 @@ impl Path_ {
     }
 }
 
-fn sub(a: &SinkCounts, b: &SinkCounts) -> SinkCounts {
+/// `f` of `a` and `b`, counter by counter.
+fn zip(a: &SinkCounts, b: &SinkCounts, f: impl Fn(u64, u64) -> u64) -> SinkCounts {
     SinkCounts {
-        ipv4: a.ipv4 - b.ipv4,
-        udp_to_addr: a.udp_to_addr - b.udp_to_addr,
-        ipip: a.ipip - b.ipip,
-        udp_to_port: a.udp_to_port - b.udp_to_port,
-        other: a.other - b.other,
+        ipv4: f(a.ipv4, b.ipv4),
+        udp_to_addr: f(a.udp_to_addr, b.udp_to_addr),
+        ipip: f(a.ipip, b.ipip),
+        udp_to_port: f(a.udp_to_port, b.udp_to_port),
+        other: f(a.other, b.other),
     }
 }
 
@@ -179,15 +180,7 @@ fn nft_forwarded(lvs: &Netns) -> anyhow::Result<u64> {
 fn sink_read(sink: &Ebpf) -> anyhow::Result<SinkCounts> {
     let m: PerCpuArray<_, SinkCounts> =
         PerCpuArray::try_from(sink.map(names::SINK_COUNTS).context("no sink map")?)?;
-    let mut t = SinkCounts::default();
-    for c in m.get(&0, 0)?.iter() {
-        t.ipv4 += c.ipv4;
-        t.udp_to_addr += c.udp_to_addr;
-        t.ipip += c.ipip;
-        t.udp_to_port += c.udp_to_port;
-        t.other += c.other;
-    }
-    Ok(t)
+    Ok(m.get(&0, 0)?.iter().fold(SinkCounts::default(), |t, c| zip(&t, c, |x, y| x + y)))
 }
 
 /// Loads the benchmark's object (lb-ebpf-bench, its own maps) and one of its programs.
@@ -303,7 +296,7 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             let ns = in_netns(&lab.cli.name, Some(cpu), || generate(&mut generator, &lab, p.vip(), flows, n))?;
             std::thread::sleep(std::time::Duration::from_millis(30));
             let g1 = stats.global_stats()?;
-            let s = sub(&sink_read(&sink)?, &s0);
+            let s = zip(&sink_read(&sink)?, &s0, |x, y| x - y);
             let fwd = nft_forwarded(&lab.lvs)? - f0;
             let arrived = p.arrived(&s);
             let mut bad = Vec::new();
