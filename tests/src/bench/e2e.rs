@@ -10,7 +10,9 @@
 //! eth0 receive ring; the flush at the end of each batch runs the veth NAPI polls (director, then
 //! real server side) in softirq on the same CPU before the next batch, so generation, forwarding
 //! and counting all run on that CPU, and the syscall's wall time covers them. Rate = frames
-//! counted by the sink / that wall time. UDP, 60-byte frames, `flows` source ports in turn.
+//! counted by the sink / that wall time. UDP, 60-byte frames, `flows` source ports in turn. The
+//! generator and the sink are the benchmark's own object (`lb_user::bench_object()`, layouts in
+//! `lb_common::bench`), not the data plane's.
 //!
 //! Paths: xlb DR, TUN and NAT (XDP on lvs/eth0 and eth1, out eth1 with XDP_REDIRECT), and the baseline in
 //! the same topology and run: the kernel forwarding with an nftables DNAT rule `numgen inc mod 4
