@@ -1,10 +1,15 @@
-//! Builds the XDP object (lb-ebpf) for the BPF target with aya-build, so a plain `cargo build`
-//! of the workspace yields both the object and the binaries that embed it.
+//! Builds the eBPF objects (lb-ebpf's binaries) for the BPF target with aya-build, so a plain
+//! `cargo build` of the workspace yields both the objects and the binaries that embed them:
+//! `lb-ebpf`, the data plane (lbd, lbadm), and `lb-ebpf-bench`, the benchmark's generator and
+//! sink (only the benchmark loads it).
 //!
 //! Needs what `cargo xtask bootstrap` installs: rust-src and a bpf-linker built against rustc's
 //! own libLLVM. `AYA_BUILD_SKIP=1` skips the eBPF build (the library then embeds an empty
 //! object and fails at load time with a clear message): useful for pure-userspace work.
 use std::{env, path::PathBuf};
+
+/// lb-ebpf's binaries, each an object aya-build copies to `OUT_DIR/<name>` (lib.rs embeds them).
+const OBJECTS: [&str; 2] = ["lb-ebpf", "lb-ebpf-bench"];
 
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?)
@@ -17,8 +22,10 @@ fn main() -> anyhow::Result<()> {
     }
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     if matches!(env::var("AYA_BUILD_SKIP").as_deref(), Ok("1") | Ok("true")) {
-        std::fs::write(out.join("lb-ebpf"), b"")?;
-        println!("cargo:warning=AYA_BUILD_SKIP set: the XDP object is NOT built");
+        for object in OBJECTS {
+            std::fs::write(out.join(object), b"")?;
+        }
+        println!("cargo:warning=AYA_BUILD_SKIP set: the eBPF objects are NOT built");
         return Ok(());
     }
     ensure_bpf_linker()?;

@@ -6,6 +6,7 @@
 #![no_std]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+pub mod bench;
 pub mod maps;
 pub mod sched;
 pub mod tcp_state;
@@ -75,4 +76,7 @@ mod pod {
     unsafe impl aya::Pod for RateEst {}
     unsafe impl aya::Pod for LblcKey {}
     unsafe impl aya::Pod for LblcrSet {}
+    unsafe impl aya::Pod for crate::bench::GenCfg {}
+    unsafe impl aya::Pod for crate::bench::SinkCounts {}
+    unsafe impl aya::Pod for crate::bench::SinkCfg {}
 }

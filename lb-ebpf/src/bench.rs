@@ -1,4 +1,6 @@
-//! Benchmark helpers for `cargo xtask bench` (not part of the data plane; never attached by lbd).
+//! The benchmark's programs (`cargo xtask bench`), an object of their own (`lb-ebpf-bench`,
+//! built by lb-user/build.rs next to the data plane's and loaded only by the benchmark, never by
+//! lbd). Their layouts and names: `lb_common::bench`.
 //!
 //! - `xlb_bench_gen`: the end-to-end frame generator. Run with BPF_PROG_TEST_RUN in live-frames
 //!   mode, it writes a complete Ethernet/IPv4/UDP header from a template into every frame (live
@@ -8,61 +10,22 @@
 //! - `xlb_bench_sink`: counts what reaches the receiving side, by kind, and drops it.
 //!
 //! Their maps are private to each loaded object (not pinned).
+#![no_std]
+#![no_main]
+
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::map,
+    macros::{map, xdp},
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 
-use crate::{
+use lb_common::bench::{GenCfg, SinkCfg, SinkCounts, GEN_HDR_LEN};
+use lb_ebpf::{
     csum,
     parse::{header, ETH_HLEN, ETH_P_IP, IPV4_HLEN},
 };
-
-/// Bytes of the template the generator writes: Ethernet + IPv4 (no options) + UDP.
-pub const GEN_HDR_LEN: usize = 42;
-
-/// Generator configuration (index 0), written by the benchmark.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct GenCfg {
-    /// Interface to redirect every frame to (in the generator's namespace).
-    pub ifindex: u32,
-    /// Source ports used: `base_port .. base_port + nflows` (at least 1).
-    pub nflows: u32,
-    /// Host order; the template carries this port and the matching UDP checksum.
-    pub base_port: u16,
-    pub _pad: [u8; 6],
-    pub tmpl: [u8; 48],
-}
-
-/// What the sink saw (per CPU).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SinkCounts {
-    /// IPv4 frames.
-    pub ipv4: u64,
-    /// UDP to `SinkCfg::addr` (DR: the VIP, unchanged).
-    pub udp_to_addr: u64,
-    /// IPIP (TUN).
-    pub ipip: u64,
-    /// UDP to port `SinkCfg::port` at another address (NAT / DNAT: rewritten destination).
-    pub udp_to_port: u64,
-    /// Anything else that is IPv4.
-    pub other: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SinkCfg {
-    /// Network order, as in the packet.
-    pub addr: u32,
-    /// Network order.
-    pub port: u16,
-    pub _pad: u16,
-}
 
 #[map]
 static XLB_BENCH_GEN_CFG: Array<GenCfg> = Array::with_max_entries(1, 0);
@@ -73,8 +36,9 @@ static XLB_BENCH_SINK_CFG: Array<SinkCfg> = Array::with_max_entries(1, 0);
 #[map]
 static XLB_BENCH_SINK_COUNTS: PerCpuArray<SinkCounts> = PerCpuArray::with_max_entries(1, 0);
 
-#[inline(always)]
-pub fn generate(ctx: &XdpContext) -> u32 {
+/// The frame generator.
+#[xdp]
+pub fn xlb_bench_gen(ctx: XdpContext) -> u32 {
     let Some(cfg) = XLB_BENCH_GEN_CFG.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
@@ -113,8 +77,9 @@ pub fn generate(ctx: &XdpContext) -> u32 {
     unsafe { aya_ebpf::helpers::bpf_redirect(cfg.ifindex, 0) as u32 }
 }
 
-#[inline(always)]
-pub fn sink(ctx: &XdpContext) -> u32 {
+/// The receiving side: counts and drops.
+#[xdp]
+pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
     let Some(c) = XLB_BENCH_SINK_COUNTS.get_ptr_mut(0) else {
         return xdp_action::XDP_DROP;
     };

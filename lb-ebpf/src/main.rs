@@ -12,22 +12,21 @@
 #![feature(core_intrinsics)]
 
 mod atomic;
-mod bench;
 mod conn;
-mod csum;
 mod decap;
 mod dr;
 mod icmp;
 mod maps;
 mod nat;
 mod nexthop;
-mod parse;
 mod probe;
 mod schedule;
 mod stats;
 mod tc_neigh;
 mod tun;
 mod xmit;
+
+use lb_ebpf::{csum, parse};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -295,22 +294,4 @@ pub fn xlb_probe_loop(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xlb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
-}
-
-/// Benchmark frame generator (`cargo xtask bench`; see bench.rs).
-#[xdp]
-pub fn xlb_bench_gen(ctx: XdpContext) -> u32 {
-    bench::generate(&ctx)
-}
-
-/// Benchmark receiving side: counts and drops (`cargo xtask bench`; see bench.rs).
-#[xdp]
-pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
-    bench::sink(&ctx)
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
 }

@@ -21,3 +21,9 @@ pub mod sysctl;
 pub fn ebpf_object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"))
 }
+
+/// The benchmark's object built by build.rs (lb-ebpf's `lb-ebpf-bench`: the frame generator and
+/// the sink, `lb_common::bench`). Only the benchmark uses it; lbd and lbadm do not carry it.
+pub fn bench_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf-bench"))
+}

@@ -38,7 +38,12 @@ pub struct RunResult {
 impl XdpUnderTest {
     /// Loads `program` (`xlb_xdp`, `xlb_pass`) with the maps of `pin_dir`.
     pub fn load(pin_dir: &Path, program: &'static str) -> anyhow::Result<XdpUnderTest> {
-        let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+        Self::load_with(pin_dir, CreateOptions::default(), program)
+    }
+
+    /// [`XdpUnderTest::load`] on a table created with `opts` (its connection table's size).
+    pub fn load_with(pin_dir: &Path, opts: CreateOptions, program: &'static str) -> anyhow::Result<XdpUnderTest> {
+        let mut ebpf = store::load_object(pin_dir, opts)?;
         as_lbd_attach_would(&mut ebpf, pin_dir)?;
         if program == "xlb_xdp" {
             lb_user::dataplane::install_new_flow_program(&mut ebpf)?;

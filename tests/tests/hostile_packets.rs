@@ -14,8 +14,8 @@ use lb_common::GlobalStats;
 use lb_user::model::{Proto, SvcKey};
 use xlb_tests::{
     frames::{ACK, CLIENT_MAC, Frame, PSH, SYN, sa},
-    fuzz::{self, CLIENT, CLIENT2, Dut, Lab, VIP_DR, VIP_NAT, WEB1_MAC, WEB2_MAC, director_table},
-    xdp::{XDP_DROP, XDP_REDIRECT, XDP_TX, verdict_name},
+    fuzz::{self, CLIENT, CLIENT2, Lab, VIP_DR, VIP_NAT, WEB1_MAC, WEB2_MAC, director_table},
+    xdp::{XDP_DROP, XDP_REDIRECT, XDP_TX, XdpUnderTest, verdict_name},
 };
 
 /// Small enough that a million random flows overflow it (the full-table path runs too).
@@ -66,11 +66,14 @@ fn stats(lab: &Lab) -> GlobalStats {
 fn syn_flood_fills_the_table_established_flows_survive() {
     const CAP: u32 = 2048;
     let lab = Lab::new("flood", &director_table(), CAP).expect("lab");
-    let eth0 = lab.eth0;
+    let eth0 = lab.director.eth0;
     let g0 = stats(&lab);
     let report = lab
-        .run(move |dut: &mut Dut| {
-            let mut run = |f: &Frame| dut.run(&f.clone().macs(CLIENT_MAC, [0; 6]).bytes(), eth0).expect("run");
+        .run(move |dut: &mut XdpUnderTest| {
+            let mut run = |f: &Frame| {
+                let r = dut.run_on(&f.clone().macs(CLIENT_MAC, [0; 6]).bytes(), eth0).expect("run");
+                (r.verdict, r.frame)
+            };
             // 16 established connections (SYN, then data).
             let mut macs = Vec::new();
             for i in 0..16u16 {
@@ -164,22 +167,22 @@ fn syn_flood_fills_the_table_established_flows_survive() {
 #[test]
 fn nat_udp_without_checksum_over_1500_bytes_is_forwarded() {
     let lab = Lab::new("natudp", &director_table(), 4096).expect("lab");
-    let eth0 = lab.eth0;
+    let eth0 = lab.director.eth0;
     let (big, bad_len) = lab
-        .run(move |dut: &mut Dut| {
+        .run(move |dut: &mut XdpUnderTest| {
             let f = Frame::udp(sa(CLIENT, 5000), sa(VIP_NAT, 53)).payload(&[7u8; 1600]).udp_no_checksum().bytes();
-            let big = dut.run(&f, eth0).expect("run");
+            let big = dut.run_on(&f, eth0).expect("run");
             let mut g = Frame::udp(sa(CLIENT, 5001), sa(VIP_NAT, 53)).payload(&[7u8; 20]).udp_no_checksum().bytes();
             g[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&100u16.to_be_bytes()); // length field > datagram
-            let bad_len = dut.run(&g, eth0).expect("run");
+            let bad_len = dut.run_on(&g, eth0).expect("run");
             (big, bad_len)
         })
         .expect("lab run");
     assert_eq!(
-        (verdict_name(big.0), verdict_name(bad_len.0)),
+        (verdict_name(big.verdict), verdict_name(bad_len.verdict)),
         ("XDP_REDIRECT", "XDP_PASS"),
         "a 1600-byte UDP datagram without checksum; one whose UDP length field runs past the datagram"
     );
-    let inp = fuzz::classify(&big.1);
-    assert!(fuzz::check_forwarded(&big.1, &inp).is_ok());
+    let inp = fuzz::classify(&big.frame);
+    assert!(fuzz::check_forwarded(&big.frame, &inp).is_ok());
 }

@@ -77,21 +77,14 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         }
     };
     let table = format!("{ns} services × {nd} real servers");
-    res.figures.push(Figure::new(
-        "control",
-        format!("lbadm -R of {table}"),
-        "ms",
-        &t_restore,
-        proof(&format!("then -Ln lists all {want_lines} lines")),
-    ));
-    res.figures.push(Figure::new("control", format!("lbadm -Ln of {table}"), "ms", &t_list, proof(&format!("{want_lines} lines"))));
-    res.figures.push(Figure::new(
-        "control",
-        format!("lbadm -Ln --stats of {table}"),
-        "ms",
-        &t_stats,
-        proof(&format!("{want_lines} lines")),
-    ));
+    let lines = format!("{want_lines} lines");
+    for (args, times, checked) in [
+        ("-R", &t_restore, format!("then -Ln lists all {lines}")),
+        ("-Ln", &t_list, lines.clone()),
+        ("-Ln --stats", &t_stats, lines.clone()),
+    ] {
+        res.figures.push(Figure::new("control", format!("lbadm {args} of {table}"), "ms", times, proof(&checked)));
+    }
     res.notes.push(format!(
         "Control plane: {} binary {}, wall time of the process, fresh pinned table per run (maps created by an untimed \
          `lbadm -C` first), {} runs; no baseline: there is no kernel IPVS/ipvsadm on this kernel to time against.",

@@ -10,7 +10,9 @@
 //! eth0 receive ring; the flush at the end of each batch runs the veth NAPI polls (director, then
 //! real server side) in softirq on the same CPU before the next batch, so generation, forwarding
 //! and counting all run on that CPU, and the syscall's wall time covers them. Rate = frames
-//! counted by the sink / that wall time. UDP, 60-byte frames, `flows` source ports in turn.
+//! counted by the sink / that wall time. UDP, 60-byte frames, `flows` source ports in turn. The
+//! generator and the sink are the benchmark's own object (`lb_user::bench_object()`, layouts in
+//! `lb_common::bench`), not the data plane's.
 //!
 //! Paths: xlb DR, TUN and NAT (XDP on lvs/eth0 and eth1, out eth1 with XDP_REDIRECT), and the baseline in
 //! the same topology and run: the kernel forwarding with an nftables DNAT rule `numgen inc mod 4
@@ -18,16 +20,16 @@
 //! accept redirected frames at all). Rounds alternate the four paths.
 use std::{path::Path, time::Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf,
     maps::{Array, PerCpuArray},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
+use lb_common::bench::{GEN_HDR_LEN, GEN_TMPL_LEN, GenCfg, SinkCfg, SinkCounts, names};
 use lb_user::{
     dataplane::{self, XdpProgram},
     model::{Fwd, Proto},
-    store::{self, CreateOptions},
 };
 
 use super::{Figure, Results, Size, bench_cpu, in_netns, median_f};
@@ -37,38 +39,6 @@ use crate::{
     pins::TempPins,
     table::service,
 };
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct GenCfg {
-    ifindex: u32,
-    nflows: u32,
-    base_port: u16,
-    _pad: [u8; 6],
-    tmpl: [u8; 48],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-struct SinkCounts {
-    ipv4: u64,
-    udp_to_addr: u64,
-    ipip: u64,
-    udp_to_port: u64,
-    other: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct SinkCfg {
-    addr: u32,
-    port: u16,
-    _pad: u16,
-}
-
-unsafe impl aya::Pod for GenCfg {}
-unsafe impl aya::Pod for SinkCounts {}
-unsafe impl aya::Pod for SinkCfg {}
 
 const CLIENT: [u8; 4] = [10, 0, 1, 2];
 const VIP_DR: [u8; 4] = [10, 0, 1, 100];
@@ -116,13 +86,14 @@ impl Path_ {
     }
 }
 
-fn sub(a: &SinkCounts, b: &SinkCounts) -> SinkCounts {
+/// `f` of `a` and `b`, counter by counter.
+fn zip(a: &SinkCounts, b: &SinkCounts, f: impl Fn(u64, u64) -> u64) -> SinkCounts {
     SinkCounts {
-        ipv4: a.ipv4 - b.ipv4,
-        udp_to_addr: a.udp_to_addr - b.udp_to_addr,
-        ipip: a.ipip - b.ipip,
-        udp_to_port: a.udp_to_port - b.udp_to_port,
-        other: a.other - b.other,
+        ipv4: f(a.ipv4, b.ipv4),
+        udp_to_addr: f(a.udp_to_addr, b.udp_to_addr),
+        ipip: f(a.ipip, b.ipip),
+        udp_to_port: f(a.udp_to_port, b.udp_to_port),
+        other: f(a.other, b.other),
     }
 }
 
@@ -210,21 +181,17 @@ fn nft_forwarded(lvs: &Netns) -> anyhow::Result<u64> {
 
 fn sink_read(sink: &Ebpf) -> anyhow::Result<SinkCounts> {
     let m: PerCpuArray<_, SinkCounts> =
-        PerCpuArray::try_from(sink.map("XLB_BENCH_SINK_COUNTS").context("no sink map")?)?;
-    let mut t = SinkCounts::default();
-    for c in m.get(&0, 0)?.iter() {
-        t.ipv4 += c.ipv4;
-        t.udp_to_addr += c.udp_to_addr;
-        t.ipip += c.ipip;
-        t.udp_to_port += c.udp_to_port;
-        t.other += c.other;
-    }
-    Ok(t)
+        PerCpuArray::try_from(sink.map(names::SINK_COUNTS).context("no sink map")?)?;
+    Ok(m.get(&0, 0)?.iter().fold(SinkCounts::default(), |t, c| zip(&t, c, |x, y| x + y)))
 }
 
-/// Loads the object (maps of `pin_dir`) and one of its programs.
-fn load_prog(pin_dir: &Path, name: &str) -> anyhow::Result<Ebpf> {
-    let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+/// Loads the benchmark's object (lb-ebpf-bench, its own maps) and one of its programs.
+fn load_prog(name: &str) -> anyhow::Result<Ebpf> {
+    let obj = lb_user::bench_object();
+    if obj.is_empty() {
+        bail!("this build has no benchmark object (built with AYA_BUILD_SKIP)");
+    }
+    let mut ebpf = Ebpf::load(obj).context("cannot load the benchmark object")?;
     let p: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
     p.load().with_context(|| format!("verifier refused {name}"))?;
     Ok(ebpf)
@@ -233,13 +200,13 @@ fn load_prog(pin_dir: &Path, name: &str) -> anyhow::Result<Ebpf> {
 /// One live-frames run of `n` frames to `vip`; the wall time of the syscall (ns).
 fn generate(generator: &mut Ebpf, lab: &Lab, vip: [u8; 4], flows: u32, n: u32) -> anyhow::Result<f64> {
     let frame = Frame::udp(sa(CLIENT, BASE_PORT), sa(vip, 80)).payload(&[0x78; 18]).macs(lab.cli_mac, lab.lvs_mac).bytes();
-    let mut tmpl = [0u8; 48];
-    tmpl[..42].copy_from_slice(&frame[..42]);
+    let mut tmpl = [0u8; GEN_TMPL_LEN];
+    tmpl[..GEN_HDR_LEN].copy_from_slice(&frame[..GEN_HDR_LEN]);
     {
-        let mut cfg: Array<_, GenCfg> = Array::try_from(generator.map_mut("XLB_BENCH_GEN_CFG").context("no gen map")?)?;
+        let mut cfg: Array<_, GenCfg> = Array::try_from(generator.map_mut(names::GEN_CFG).context("no gen map")?)?;
         cfg.set(0, GenCfg { ifindex: lab.cli_ifindex, nflows: flows, base_port: BASE_PORT, _pad: [0; 6], tmpl }, 0)?;
     }
-    let p: &mut Xdp = generator.program_mut("xlb_bench_gen").context("no gen program")?.try_into()?;
+    let p: &mut Xdp = generator.program_mut(names::GEN).context("no gen program")?.try_into()?;
     let mut opts = TestRunOptions::new();
     opts.data_in = Some(&frame);
     opts.repeat = n;
@@ -281,17 +248,17 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     let cpu = bench_cpu();
     let pin_dir = pins.path().to_path_buf();
     // The sink on the real servers' side (its link lives as long as `sink`).
-    let mut sink = load_prog(&pin_dir, "xlb_bench_sink")?;
+    let mut sink = load_prog(names::SINK)?;
     {
-        let mut cfg: Array<_, SinkCfg> = Array::try_from(sink.map_mut("XLB_BENCH_SINK_CFG").context("no sink cfg")?)?;
+        let mut cfg: Array<_, SinkCfg> = Array::try_from(sink.map_mut(names::SINK_CFG).context("no sink cfg")?)?;
         cfg.set(0, SinkCfg { addr: u32::from_ne_bytes(VIP_DR), port: NAT_PORT.to_be(), _pad: 0 }, 0)?;
     }
     in_netns(&lab.rs.name, None, || {
-        let p: &mut Xdp = sink.program_mut("xlb_bench_sink").context("no sink")?.try_into()?;
+        let p: &mut Xdp = sink.program_mut(names::SINK).context("no sink")?.try_into()?;
         p.attach("eth0", XdpMode::Driver).context("attach sink to rs/eth0 (native)")?;
         Ok(())
     })?;
-    let mut generator = load_prog(&pin_dir, "xlb_bench_gen")?;
+    let mut generator = load_prog(names::GEN)?;
     let flows = size.e2e_flows;
     let attach = |prog: XdpProgram| -> anyhow::Result<()> {
         let d = pin_dir.clone();
@@ -331,7 +298,7 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             let ns = in_netns(&lab.cli.name, Some(cpu), || generate(&mut generator, &lab, p.vip(), flows, n))?;
             std::thread::sleep(std::time::Duration::from_millis(30));
             let g1 = stats.global_stats()?;
-            let s = sub(&sink_read(&sink)?, &s0);
+            let s = zip(&sink_read(&sink)?, &s0, |x, y| x - y);
             let fwd = nft_forwarded(&lab.lvs)? - f0;
             let arrived = p.arrived(&s);
             let mut bad = Vec::new();
