@@ -6,6 +6,7 @@
 #![no_std]
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+mod global_stats;
 pub mod maps;
 pub mod sched;
 pub mod tcp_state;
