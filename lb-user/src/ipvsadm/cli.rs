@@ -235,9 +235,26 @@ fn clipped(b: &[u8], n: usize) -> String {
 }
 
 /// `parse_options` + the checks of `process_options` up to the kernel call. `argv[0]` is the
-/// program name.
+/// program name. The steps, in ipvsadm's order: the command (the first option), every other
+/// option, the leftover arguments, the scheduler flags, then the legality and semantic checks.
 pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
-    let mut e = Entry {
+    let mut e = initial_entry();
+    let mut popt = Popt::new(argv);
+    e.cmd = resolve_command(&mut popt, &mut e, io)?;
+    let sched_flags_arg = scan_options(&mut popt, &mut e, io)?;
+    take_leftovers(&mut popt, &mut e, io)?;
+    if !sched_flags_arg.is_empty() {
+        e.svc.flags &= !(lb_common::SVC_F_SCHED1 | lb_common::SVC_F_SCHED2 | lb_common::SVC_F_SCHED3);
+        e.svc.flags |= parse_sched_flags(io, &e.svc.sched, &sched_flags_arg)?;
+    }
+    check(&mut e, io)?;
+    Ok(e)
+}
+
+/// The command entry as `parse_options` starts it (ipvsadm's defaults: weight 1, direct
+/// routing, an all-ones IPv4 mask).
+fn initial_entry() -> Entry {
+    Entry {
         cmd: Cmd::List,
         options: 0,
         format: 0,
@@ -267,13 +284,17 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
         },
         timeouts: [0; 3],
         daemon: DaemonArg::default(),
-    };
-    let mut popt = Popt::new(argv);
-    let first = match popt.next_opt() {
+    }
+}
+
+/// The first option names the command (ipvsadm's first `poptGetNextOpt`): `-h` and `-v` answer
+/// here and exit; `--start-daemon`/`--stop-daemon` take their `master|backup` argument.
+fn resolve_command(popt: &mut Popt, e: &mut Entry, io: &mut Io) -> Result<Cmd, Flow> {
+    let (tag, val) = match popt.next_opt() {
         Ok(Some(o)) => o,
         _ => return Err(io.tryhelp(255)),
     };
-    e.cmd = match first.0 {
+    Ok(match tag {
         Tag::AddService => Cmd::Add,
         Tag::EditService => Cmd::Edit,
         Tag::DelService => Cmd::Del,
@@ -287,8 +308,8 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
         Tag::Restore => Cmd::Restore,
         Tag::Save => Cmd::Save,
         Tag::StartDaemon | Tag::StopDaemon => {
-            let start = first.0 == Tag::StartDaemon;
-            match first.1.as_deref() {
+            let start = tag == Tag::StartDaemon;
+            match val.as_deref() {
                 Some(b"master") => e.daemon.master = true,
                 Some(b"backup") => e.daemon.master = false,
                 _ if start => return Err(io.fail(2, "illegal start-daemon parameter specified")),
@@ -305,233 +326,262 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
             return Err(Flow::Exit(0));
         }
         _ => return Err(io.tryhelp(255)),
-    };
+    })
+}
 
-
+/// The options after the command, each applied in turn ([`apply_option`]); popt's errors
+/// end the parse with `process_options` returning -1. Returns `-b`'s argument (applied once the
+/// scheduler is known).
+fn scan_options(popt: &mut Popt, e: &mut Entry, io: &mut Io) -> Result<Vec<u8>, Flow> {
     let mut sched_flags_arg: Vec<u8> = Vec::new();
     loop {
         let (tag, val) = match popt.next_opt() {
             Ok(Some(o)) => o,
-            Ok(None) => break,
+            Ok(None) => return Ok(sched_flags_arg),
             Err(pe) => {
                 let _ = writeln!(io.err, "{}: {}", popt.bad_option(), pe.text());
                 return Err(Flow::Return(-1));
             }
         };
-        let arg: &[u8] = val.as_deref().unwrap_or_default();
-        let o = &mut e.options;
-        match tag {
-            Tag::Tcp | Tag::Udp | Tag::Sctp => {
-                set_option(io, o, OPTC_SERVICE)?;
-                e.svc.protocol = option_to_protocol(tag);
-                let Some(p) = parse_service(arg, e.svc.protocol) else {
-                    return Err(io.fail(2, "illegal virtual server address[:port] specified"));
-                };
-                e.svc.af = p.af;
-                e.svc.addr = Some(p.addr);
-                if p.af == AF_INET6 {
-                    e.svc.netmask = 128;
-                }
-                if let Some(port) = p.port {
-                    e.svc.port = port;
-                }
+        apply_option(e, io, tag, val.as_deref(), &mut sched_flags_arg)
+            .map_err(|invalid| invalid.unwrap_or_else(|| io.fail(2, &format!("invalid option `{}'", popt.bad_option()))))?;
+    }
+}
+
+/// Options that only set their bit and, for a listing, a format flag.
+const FLAG_OPTIONS: [(Tag, usize, u32); 12] = [
+    (Tag::Connection, OPTC_CONNECTION, 0),
+    (Tag::Numeric, OPTC_NUMERIC, FMT_NUMERIC),
+    (Tag::Timeout, OPTC_TIMEOUT, 0),
+    (Tag::Daemon, OPTC_DAEMON, 0),
+    (Tag::Stats, OPTC_STATS, FMT_STATS),
+    (Tag::Rate, OPTC_RATE, FMT_RATE),
+    (Tag::Thresholds, OPTC_THRESHOLDS, FMT_THRESHOLDS),
+    (Tag::PersistentConn, OPTC_PERSISTENTCONN, FMT_PERSISTENTCONN),
+    (Tag::NoSort, OPTC_NOSORT, FMT_NOSORT),
+    (Tag::Exact, OPTC_EXACT, FMT_EXACT),
+    (Tag::TunInfo, OPTC_TUN_INFO, FMT_TUN_INFO),
+    (Tag::TunNocsum, OPTC_TUN_NOCSUM, 0),
+];
+
+/// An option whose argument is a number in `min..=max` (ipvsadm's `string_to_number`), the
+/// message it fails with, and where it goes (`None`: checked only, as the sync daemon's).
+struct NumberOption {
+    tag: Tag,
+    optc: usize,
+    min: i64,
+    max: i64,
+    error: &'static str,
+    set: Option<fn(&mut Entry, i64)>,
+}
+
+const NUMBER_OPTIONS: [NumberOption; 8] = [
+    NumberOption {
+        tag: Tag::Weight,
+        optc: OPTC_WEIGHT,
+        min: 0,
+        max: i32::MAX as i64,
+        error: "illegal weight specified",
+        set: Some(|e, n| e.dest.weight = n as i32),
+    },
+    NumberOption {
+        tag: Tag::UThreshold,
+        optc: OPTC_UTHRESHOLD,
+        min: 0,
+        max: i32::MAX as i64,
+        error: "illegal u_threshold specified",
+        set: Some(|e, n| e.dest.u_threshold = n as u32),
+    },
+    NumberOption {
+        tag: Tag::LThreshold,
+        optc: OPTC_LTHRESHOLD,
+        min: 0,
+        max: i32::MAX as i64,
+        error: "illegal l_threshold specified",
+        set: Some(|e, n| e.dest.l_threshold = n as u32),
+    },
+    NumberOption {
+        tag: Tag::SyncId,
+        optc: OPTC_SYNCID,
+        min: 0,
+        max: 255,
+        error: "illegal syncid specified",
+        set: Some(|e, n| e.daemon.syncid = n as u32),
+    },
+    NumberOption { tag: Tag::McastPort, optc: OPTC_MCAST_PORT, min: 1, max: 65535, error: "illegal mcast-port specified", set: None },
+    NumberOption { tag: Tag::McastTtl, optc: OPTC_MCAST_TTL, min: 1, max: 255, error: "illegal mcast-ttl specified", set: None },
+    NumberOption {
+        tag: Tag::SyncMaxlen,
+        optc: OPTC_SYNC_MAXLEN,
+        min: 1,
+        max: 65535 - 20 - 8,
+        error: "illegal sync-maxlen specified",
+        set: None,
+    },
+    NumberOption {
+        tag: Tag::TunPort,
+        optc: OPTC_TUN_PORT,
+        min: 1,
+        max: 65535,
+        error: "illegal tunnel port specified",
+        set: Some(|e, n| e.dest.tun_port = n as u16),
+    },
+];
+
+/// One option after the command (ipvsadm's `parse_options` switch): sets its bit (a second
+/// one is an error) and its part of the entry. `Err(None)`: an option that is no option here
+/// (a second command), reported by the caller with popt's word.
+fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_flags_arg: &mut Vec<u8>) -> Result<(), Option<Flow>> {
+    if let Some(&(_, optc, fmt)) = FLAG_OPTIONS.iter().find(|f| f.0 == tag) {
+        set_option(io, &mut e.options, optc)?;
+        e.format |= fmt;
+        return Ok(());
+    }
+    let arg: &[u8] = val.unwrap_or_default();
+    if let Some(o) = NUMBER_OPTIONS.iter().find(|o| o.tag == tag) {
+        set_option(io, &mut e.options, o.optc)?;
+        let Some(n) = string_to_number(arg, o.min, o.max) else {
+            return Err(Some(io.fail(2, o.error)));
+        };
+        if let Some(set) = o.set {
+            set(e, n);
+        }
+        return Ok(());
+    }
+    match tag {
+        Tag::Tcp | Tag::Udp | Tag::Sctp => virtual_service(e, io, tag, arg)?,
+        Tag::Fwmark => fwmark_service(e, io, arg)?,
+        Tag::Ipv6 => {
+            if e.svc.fwmark == 0 {
+                return Err(Some(io.fail(2, "-6 used before -f\n")));
             }
-            Tag::Fwmark => {
-                set_option(io, o, OPTC_SERVICE)?;
-                e.svc.af = AF_INET;
-                e.svc.protocol = lb_common::IPPROTO_TCP;
-                match strtol_full(arg) {
-                    Some(n) if n > 0 && n <= i64::from(u32::MAX) => e.svc.fwmark = n as u32,
-                    _ => return Err(io.fail(2, &format!("invalid fwmark value `{}' specified", lossy(arg)))),
-                }
-            }
-            Tag::Scheduler => {
-                set_option(io, o, OPTC_SCHEDULER)?;
-                e.svc.sched = clipped(arg, 15);
-            }
-            Tag::Persistent => {
-                set_option(io, o, OPTC_PERSISTENT)?;
-                e.svc.flags |= lb_common::SVC_F_PERSISTENT;
-                e.svc.timeout = parse_timeout(io, val.as_deref(), 1, MAX_TIMEOUT)?;
-            }
-            Tag::Netmask => {
-                set_option(io, o, OPTC_NETMASK)?;
-                if e.svc.af != AF_INET6 {
-                    match names::inet_aton(arg).or_else(|| names::host_to_addr(arg)) {
-                        Some(m) => e.svc.netmask = u32::from(m),
-                        None => return Err(io.fail(2, "illegal virtual server persistent mask specified")),
-                    }
-                } else {
-                    let n = atoi(arg);
-                    if !(1..=128).contains(&n) {
-                        return Err(io.fail(2, "illegal ipv6 netmask specified"));
-                    }
-                    e.svc.netmask = n as u32;
-                }
-            }
-            Tag::RealServer => {
-                set_option(io, o, OPTC_SERVER)?;
-                let Some(p) = parse_service(arg, e.svc.protocol) else {
-                    return Err(io.fail(2, "illegal real server address[:port] specified"));
-                };
-                e.dest.af = p.af;
-                e.dest.addr = Some(p.addr);
-                e.dest.port = p.port.unwrap_or(e.svc.port);
-            }
-            Tag::Ipip | Tag::Gatewaying | Tag::Masq => {
-                set_option(io, o, OPTC_FORWARD)?;
-                e.dest.fwd = match tag {
-                    Tag::Ipip => Fwd::Tunnel,
-                    Tag::Gatewaying => Fwd::Route,
-                    _ => Fwd::Masq,
-                };
-            }
-            Tag::Weight => {
-                set_option(io, o, OPTC_WEIGHT)?;
-                match string_to_number(arg, 0, i64::from(i32::MAX)) {
-                    Some(n) => e.dest.weight = n as i32,
-                    None => return Err(io.fail(2, "illegal weight specified")),
-                }
-            }
-            Tag::UThreshold => {
-                set_option(io, o, OPTC_UTHRESHOLD)?;
-                match string_to_number(arg, 0, i64::from(i32::MAX)) {
-                    Some(n) => e.dest.u_threshold = n as u32,
-                    None => return Err(io.fail(2, "illegal u_threshold specified")),
-                }
-            }
-            Tag::LThreshold => {
-                set_option(io, o, OPTC_LTHRESHOLD)?;
-                match string_to_number(arg, 0, i64::from(i32::MAX)) {
-                    Some(n) => e.dest.l_threshold = n as u32,
-                    None => return Err(io.fail(2, "illegal l_threshold specified")),
-                }
-            }
-            Tag::Connection => set_option(io, o, OPTC_CONNECTION)?,
-            Tag::Numeric => {
-                set_option(io, o, OPTC_NUMERIC)?;
-                e.format |= FMT_NUMERIC;
-            }
-            Tag::McastInterface => {
-                set_option(io, o, OPTC_MCAST)?;
-                e.daemon.mcast_ifn = clipped(arg, 15);
-            }
-            Tag::SyncId => {
-                set_option(io, o, OPTC_SYNCID)?;
-                match string_to_number(arg, 0, 255) {
-                    Some(n) => e.daemon.syncid = n as u32,
-                    None => return Err(io.fail(2, "illegal syncid specified")),
-                }
-            }
-            Tag::Timeout => set_option(io, o, OPTC_TIMEOUT)?,
-            Tag::Daemon => set_option(io, o, OPTC_DAEMON)?,
-            Tag::Stats => {
-                set_option(io, o, OPTC_STATS)?;
-                e.format |= FMT_STATS;
-            }
-            Tag::Rate => {
-                set_option(io, o, OPTC_RATE)?;
-                e.format |= FMT_RATE;
-            }
-            Tag::Thresholds => {
-                set_option(io, o, OPTC_THRESHOLDS)?;
-                e.format |= FMT_THRESHOLDS;
-            }
-            Tag::PersistentConn => {
-                set_option(io, o, OPTC_PERSISTENTCONN)?;
-                e.format |= FMT_PERSISTENTCONN;
-            }
-            Tag::NoSort => {
-                set_option(io, o, OPTC_NOSORT)?;
-                e.format |= FMT_NOSORT;
-            }
-            Tag::Sort => {}
-            Tag::Exact => {
-                set_option(io, o, OPTC_EXACT)?;
-                e.format |= FMT_EXACT;
-            }
-            Tag::Ipv6 => {
-                if e.svc.fwmark != 0 {
-                    e.svc.af = AF_INET6;
-                    e.svc.netmask = 128;
-                } else {
-                    return Err(io.fail(2, "-6 used before -f\n"));
-                }
-            }
-            Tag::Ops => {
-                set_option(io, o, OPTC_ONEPACKET)?;
-                e.svc.flags |= lb_common::SVC_F_ONEPACKET;
-            }
-            Tag::Pe => {
-                set_option(io, o, OPTC_PE)?;
-                e.svc.pe_name = clipped(arg, 32);
-            }
-            Tag::SchedFlags => {
-                set_option(io, o, OPTC_SCHED_FLAGS)?;
-                sched_flags_arg = arg[..arg.len().min(127)].to_vec();
-            }
-            Tag::McastGroup => {
-                set_option(io, o, OPTC_MCAST_GROUP)?;
-                if arg.contains(&b':') {
-                    if !names::inet_pton6(arg).is_some_and(|a| a.is_multicast()) {
-                        return Err(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg))));
-                    }
-                } else if !names::inet_pton4(arg).is_some_and(|a| a.is_multicast()) {
-                    return Err(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg))));
-                }
-            }
-            Tag::McastPort => {
-                set_option(io, o, OPTC_MCAST_PORT)?;
-                if string_to_number(arg, 1, 65535).is_none() {
-                    return Err(io.fail(2, "illegal mcast-port specified"));
-                }
-            }
-            Tag::McastTtl => {
-                set_option(io, o, OPTC_MCAST_TTL)?;
-                if string_to_number(arg, 1, 255).is_none() {
-                    return Err(io.fail(2, "illegal mcast-ttl specified"));
-                }
-            }
-            Tag::SyncMaxlen => {
-                set_option(io, o, OPTC_SYNC_MAXLEN)?;
-                if string_to_number(arg, 1, 65535 - 20 - 8).is_none() {
-                    return Err(io.fail(2, "illegal sync-maxlen specified"));
-                }
-            }
-            Tag::TunInfo => {
-                set_option(io, o, OPTC_TUN_INFO)?;
-                e.format |= FMT_TUN_INFO;
-            }
-            Tag::TunType => {
-                set_option(io, o, OPTC_TUN_TYPE)?;
-                match TUN_NAMES.iter().position(|n| n.as_bytes() == arg) {
-                    Some(t) => e.dest.tun_type = t as u8,
-                    None => return Err(io.fail(2, "illegal tunnel type specified")),
-                }
-            }
-            Tag::TunPort => {
-                set_option(io, o, OPTC_TUN_PORT)?;
-                match string_to_number(arg, 1, 65535) {
-                    Some(n) => e.dest.tun_port = n as u16,
-                    None => return Err(io.fail(2, "illegal tunnel port specified")),
-                }
-            }
-            Tag::TunNocsum => set_option(io, o, OPTC_TUN_NOCSUM)?,
-            Tag::TunCsum => {
-                set_option(io, o, OPTC_TUN_CSUM)?;
-                e.dest.tun_flags |= 1;
-            }
-            Tag::TunRemcsum => {
-                set_option(io, o, OPTC_TUN_REMCSUM)?;
-                e.dest.tun_flags |= 2;
-            }
-            _ => {
-                let msg = format!("invalid option `{}'", popt.bad_option());
-                return Err(io.fail(2, &msg));
+            e.svc.af = AF_INET6;
+            e.svc.netmask = 128;
+        }
+        Tag::Netmask => netmask(e, io, arg)?,
+        Tag::Scheduler => {
+            set_option(io, &mut e.options, OPTC_SCHEDULER)?;
+            e.svc.sched = clipped(arg, 15);
+        }
+        Tag::Persistent => {
+            set_option(io, &mut e.options, OPTC_PERSISTENT)?;
+            e.svc.flags |= lb_common::SVC_F_PERSISTENT;
+            e.svc.timeout = parse_timeout(io, val, 1, MAX_TIMEOUT)?;
+        }
+        Tag::Ops => {
+            set_option(io, &mut e.options, OPTC_ONEPACKET)?;
+            e.svc.flags |= lb_common::SVC_F_ONEPACKET;
+        }
+        Tag::Pe => {
+            set_option(io, &mut e.options, OPTC_PE)?;
+            e.svc.pe_name = clipped(arg, 32);
+        }
+        Tag::SchedFlags => {
+            set_option(io, &mut e.options, OPTC_SCHED_FLAGS)?;
+            *sched_flags_arg = arg[..arg.len().min(127)].to_vec();
+        }
+        Tag::RealServer => {
+            set_option(io, &mut e.options, OPTC_SERVER)?;
+            let Some(p) = parse_service(arg, e.svc.protocol) else {
+                return Err(Some(io.fail(2, "illegal real server address[:port] specified")));
+            };
+            e.dest.af = p.af;
+            e.dest.addr = Some(p.addr);
+            e.dest.port = p.port.unwrap_or(e.svc.port);
+        }
+        Tag::Ipip | Tag::Gatewaying | Tag::Masq => {
+            set_option(io, &mut e.options, OPTC_FORWARD)?;
+            e.dest.fwd = match tag {
+                Tag::Ipip => Fwd::Tunnel,
+                Tag::Gatewaying => Fwd::Route,
+                _ => Fwd::Masq,
+            };
+        }
+        Tag::TunType => {
+            set_option(io, &mut e.options, OPTC_TUN_TYPE)?;
+            match TUN_NAMES.iter().position(|n| n.as_bytes() == arg) {
+                Some(t) => e.dest.tun_type = t as u8,
+                None => return Err(Some(io.fail(2, "illegal tunnel type specified"))),
             }
         }
+        Tag::TunCsum => {
+            set_option(io, &mut e.options, OPTC_TUN_CSUM)?;
+            e.dest.tun_flags |= 1;
+        }
+        Tag::TunRemcsum => {
+            set_option(io, &mut e.options, OPTC_TUN_REMCSUM)?;
+            e.dest.tun_flags |= 2;
+        }
+        Tag::McastInterface => {
+            set_option(io, &mut e.options, OPTC_MCAST)?;
+            e.daemon.mcast_ifn = clipped(arg, 15);
+        }
+        Tag::McastGroup => {
+            set_option(io, &mut e.options, OPTC_MCAST_GROUP)?;
+            if arg.contains(&b':') {
+                if !names::inet_pton6(arg).is_some_and(|a| a.is_multicast()) {
+                    return Err(Some(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg)))));
+                }
+            } else if !names::inet_pton4(arg).is_some_and(|a| a.is_multicast()) {
+                return Err(Some(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg)))));
+            }
+        }
+        Tag::Sort => {}
+        _ => return Err(None),
     }
+    Ok(())
+}
 
+/// `-t/-u/--sctp-service host[:port]`.
+fn virtual_service(e: &mut Entry, io: &mut Io, tag: Tag, arg: &[u8]) -> Result<(), Flow> {
+    set_option(io, &mut e.options, OPTC_SERVICE)?;
+    e.svc.protocol = option_to_protocol(tag);
+    let Some(p) = parse_service(arg, e.svc.protocol) else {
+        return Err(io.fail(2, "illegal virtual server address[:port] specified"));
+    };
+    e.svc.af = p.af;
+    e.svc.addr = Some(p.addr);
+    if p.af == AF_INET6 {
+        e.svc.netmask = 128;
+    }
+    if let Some(port) = p.port {
+        e.svc.port = port;
+    }
+    Ok(())
+}
+
+/// `-f mark`.
+fn fwmark_service(e: &mut Entry, io: &mut Io, arg: &[u8]) -> Result<(), Flow> {
+    set_option(io, &mut e.options, OPTC_SERVICE)?;
+    e.svc.af = AF_INET;
+    e.svc.protocol = lb_common::IPPROTO_TCP;
+    match strtol_full(arg) {
+        Some(n) if n > 0 && n <= i64::from(u32::MAX) => e.svc.fwmark = n as u32,
+        _ => return Err(io.fail(2, &format!("invalid fwmark value `{}' specified", lossy(arg)))),
+    }
+    Ok(())
+}
+
+/// `-M`: an IPv4 mask (address or host name) or, once the service is IPv6, a prefix length.
+fn netmask(e: &mut Entry, io: &mut Io, arg: &[u8]) -> Result<(), Flow> {
+    set_option(io, &mut e.options, OPTC_NETMASK)?;
+    if e.svc.af != AF_INET6 {
+        match names::inet_aton(arg).or_else(|| names::host_to_addr(arg)) {
+            Some(m) => e.svc.netmask = u32::from(m),
+            None => return Err(io.fail(2, "illegal virtual server persistent mask specified")),
+        }
+    } else {
+        let n = atoi(arg);
+        if !(1..=128).contains(&n) {
+            return Err(io.fail(2, "illegal ipv6 netmask specified"));
+        }
+        e.svc.netmask = n as u32;
+    }
+    Ok(())
+}
+
+/// popt's leftover arguments: `--set`'s three timeouts; any other is an error.
+fn take_leftovers(popt: &mut Popt, e: &mut Entry, io: &mut Io) -> Result<(), Flow> {
     if e.cmd == Cmd::Timeout {
         let a = popt.get_arg();
         let b = popt.get_arg();
@@ -550,13 +600,7 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
     if let Some(extra) = popt.get_arg() {
         return Err(io.fail(2, &format!("unexpected argument {}", lossy(&extra))));
     }
-    if !sched_flags_arg.is_empty() {
-        e.svc.flags &= !(lb_common::SVC_F_SCHED1 | lb_common::SVC_F_SCHED2 | lb_common::SVC_F_SCHED3);
-        e.svc.flags |= parse_sched_flags(io, &e.svc.sched, &sched_flags_arg)?;
-    }
-
-    check(&mut e, io)?;
-    Ok(e)
+    Ok(())
 }
 
 /// ipvsadm's option legality tables (commands, tunnel types): `rules` pairs an option with
