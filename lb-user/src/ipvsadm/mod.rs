@@ -11,6 +11,7 @@ pub mod format;
 pub mod golden_skip;
 pub mod names;
 mod popt;
+pub mod recording;
 pub mod restore;
 
 #[cfg(test)]
