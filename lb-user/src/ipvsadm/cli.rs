@@ -364,68 +364,20 @@ const FLAG_OPTIONS: [(Tag, usize, u32); 12] = [
     (Tag::TunNocsum, OPTC_TUN_NOCSUM, 0),
 ];
 
-/// An option whose argument is a number in `min..=max` (ipvsadm's `string_to_number`), the
-/// message it fails with, and where it goes (`None`: checked only, as the sync daemon's).
-struct NumberOption {
-    tag: Tag,
-    optc: usize,
-    min: i64,
-    max: i64,
-    error: &'static str,
-    set: Option<fn(&mut Entry, i64)>,
-}
+/// An option whose argument is a number in `min..=max` (ipvsadm's `string_to_number`): its
+/// bit, the range, the message it fails with, and where the number goes (`None`: checked only,
+/// as the sync daemon's are).
+type NumberOption = (Tag, usize, i64, i64, &'static str, Option<fn(&mut Entry, i64)>);
 
 const NUMBER_OPTIONS: [NumberOption; 8] = [
-    NumberOption {
-        tag: Tag::Weight,
-        optc: OPTC_WEIGHT,
-        min: 0,
-        max: i32::MAX as i64,
-        error: "illegal weight specified",
-        set: Some(|e, n| e.dest.weight = n as i32),
-    },
-    NumberOption {
-        tag: Tag::UThreshold,
-        optc: OPTC_UTHRESHOLD,
-        min: 0,
-        max: i32::MAX as i64,
-        error: "illegal u_threshold specified",
-        set: Some(|e, n| e.dest.u_threshold = n as u32),
-    },
-    NumberOption {
-        tag: Tag::LThreshold,
-        optc: OPTC_LTHRESHOLD,
-        min: 0,
-        max: i32::MAX as i64,
-        error: "illegal l_threshold specified",
-        set: Some(|e, n| e.dest.l_threshold = n as u32),
-    },
-    NumberOption {
-        tag: Tag::SyncId,
-        optc: OPTC_SYNCID,
-        min: 0,
-        max: 255,
-        error: "illegal syncid specified",
-        set: Some(|e, n| e.daemon.syncid = n as u32),
-    },
-    NumberOption { tag: Tag::McastPort, optc: OPTC_MCAST_PORT, min: 1, max: 65535, error: "illegal mcast-port specified", set: None },
-    NumberOption { tag: Tag::McastTtl, optc: OPTC_MCAST_TTL, min: 1, max: 255, error: "illegal mcast-ttl specified", set: None },
-    NumberOption {
-        tag: Tag::SyncMaxlen,
-        optc: OPTC_SYNC_MAXLEN,
-        min: 1,
-        max: 65535 - 20 - 8,
-        error: "illegal sync-maxlen specified",
-        set: None,
-    },
-    NumberOption {
-        tag: Tag::TunPort,
-        optc: OPTC_TUN_PORT,
-        min: 1,
-        max: 65535,
-        error: "illegal tunnel port specified",
-        set: Some(|e, n| e.dest.tun_port = n as u16),
-    },
+    (Tag::Weight, OPTC_WEIGHT, 0, i32::MAX as i64, "illegal weight specified", Some(|e, n| e.dest.weight = n as i32)),
+    (Tag::UThreshold, OPTC_UTHRESHOLD, 0, i32::MAX as i64, "illegal u_threshold specified", Some(|e, n| e.dest.u_threshold = n as u32)),
+    (Tag::LThreshold, OPTC_LTHRESHOLD, 0, i32::MAX as i64, "illegal l_threshold specified", Some(|e, n| e.dest.l_threshold = n as u32)),
+    (Tag::SyncId, OPTC_SYNCID, 0, 255, "illegal syncid specified", Some(|e, n| e.daemon.syncid = n as u32)),
+    (Tag::McastPort, OPTC_MCAST_PORT, 1, 65535, "illegal mcast-port specified", None),
+    (Tag::McastTtl, OPTC_MCAST_TTL, 1, 255, "illegal mcast-ttl specified", None),
+    (Tag::SyncMaxlen, OPTC_SYNC_MAXLEN, 1, 65535 - 20 - 8, "illegal sync-maxlen specified", None),
+    (Tag::TunPort, OPTC_TUN_PORT, 1, 65535, "illegal tunnel port specified", Some(|e, n| e.dest.tun_port = n as u16)),
 ];
 
 /// One option after the command (ipvsadm's `parse_options` switch): sets its bit (a second
@@ -438,12 +390,12 @@ fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_
         return Ok(());
     }
     let arg: &[u8] = val.unwrap_or_default();
-    if let Some(o) = NUMBER_OPTIONS.iter().find(|o| o.tag == tag) {
-        set_option(io, &mut e.options, o.optc)?;
-        let Some(n) = string_to_number(arg, o.min, o.max) else {
-            return Err(Some(io.fail(2, o.error)));
+    if let Some(&(_, optc, min, max, error, set)) = NUMBER_OPTIONS.iter().find(|o| o.0 == tag) {
+        set_option(io, &mut e.options, optc)?;
+        let Some(n) = string_to_number(arg, min, max) else {
+            return Err(Some(io.fail(2, error)));
         };
-        if let Some(set) = o.set {
+        if let Some(set) = set {
             set(e, n);
         }
         return Ok(());

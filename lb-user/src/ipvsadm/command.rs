@@ -43,78 +43,59 @@ pub const CMD_NAMES: [&str; 14] = [
     "zero",
 ];
 
-pub const OPT_NAMES: [&str; 34] = [
-    "numeric",
-    "connection",
-    "service-address",
-    "scheduler",
-    "persistent",
-    "netmask",
-    "real-server",
-    "forwarding-method",
-    "weight",
-    "u-threshold",
-    "l-threshold",
-    "mcast-interface",
-    "timeout",
-    "daemon",
-    "stats",
-    "rate",
-    "thresholds",
-    "persistent-conn",
-    "nosort",
-    "syncid",
-    "exact",
-    "ops",
-    "pe",
-    "sched-flags",
-    "mcast-group",
-    "mcast-port",
-    "mcast-ttl",
-    "sync-maxlen",
-    "tun-info",
-    "tun-type",
-    "tun-port",
-    "tun-nocsum",
-    "tun-csum",
-    "tun-remcsum",
-];
+/// Declares ipvsadm's options once each: `OPTC_X = "name"` makes the bit number `OPTC_X`
+/// (the line's index) and its entry in [`OPT_NAMES`] (ipvsadm's `optnames`).
+macro_rules! options {
+    ($($optc:ident = $name:literal,)*) => {
+        /// Option names by bit number, for the messages.
+        pub const OPT_NAMES: [&str; 0 $(+ options!(@one $optc))*] = [$($name),*];
+        options!(@number 0; $($optc)*);
+    };
+    (@one $optc:ident) => { 1 };
+    (@number $n:expr;) => {};
+    (@number $n:expr; $optc:ident $($rest:ident)*) => {
+        pub const $optc: usize = $n;
+        options!(@number $n + 1; $($rest)*);
+    };
+}
 
-// Option bit numbers (ipvsadm's OPTC_*).
-pub const OPTC_NUMERIC: usize = 0;
-pub const OPTC_CONNECTION: usize = 1;
-pub const OPTC_SERVICE: usize = 2;
-pub const OPTC_SCHEDULER: usize = 3;
-pub const OPTC_PERSISTENT: usize = 4;
-pub const OPTC_NETMASK: usize = 5;
-pub const OPTC_SERVER: usize = 6;
-pub const OPTC_FORWARD: usize = 7;
-pub const OPTC_WEIGHT: usize = 8;
-pub const OPTC_UTHRESHOLD: usize = 9;
-pub const OPTC_LTHRESHOLD: usize = 10;
-pub const OPTC_MCAST: usize = 11;
-pub const OPTC_TIMEOUT: usize = 12;
-pub const OPTC_DAEMON: usize = 13;
-pub const OPTC_STATS: usize = 14;
-pub const OPTC_RATE: usize = 15;
-pub const OPTC_THRESHOLDS: usize = 16;
-pub const OPTC_PERSISTENTCONN: usize = 17;
-pub const OPTC_NOSORT: usize = 18;
-pub const OPTC_SYNCID: usize = 19;
-pub const OPTC_EXACT: usize = 20;
-pub const OPTC_ONEPACKET: usize = 21;
-pub const OPTC_PE: usize = 22;
-pub const OPTC_SCHED_FLAGS: usize = 23;
-pub const OPTC_MCAST_GROUP: usize = 24;
-pub const OPTC_MCAST_PORT: usize = 25;
-pub const OPTC_MCAST_TTL: usize = 26;
-pub const OPTC_SYNC_MAXLEN: usize = 27;
-pub const OPTC_TUN_INFO: usize = 28;
-pub const OPTC_TUN_TYPE: usize = 29;
-pub const OPTC_TUN_PORT: usize = 30;
-pub const OPTC_TUN_NOCSUM: usize = 31;
-pub const OPTC_TUN_CSUM: usize = 32;
-pub const OPTC_TUN_REMCSUM: usize = 33;
+// Option bit numbers (ipvsadm's OPTC_*) and names.
+options! {
+    OPTC_NUMERIC = "numeric",
+    OPTC_CONNECTION = "connection",
+    OPTC_SERVICE = "service-address",
+    OPTC_SCHEDULER = "scheduler",
+    OPTC_PERSISTENT = "persistent",
+    OPTC_NETMASK = "netmask",
+    OPTC_SERVER = "real-server",
+    OPTC_FORWARD = "forwarding-method",
+    OPTC_WEIGHT = "weight",
+    OPTC_UTHRESHOLD = "u-threshold",
+    OPTC_LTHRESHOLD = "l-threshold",
+    OPTC_MCAST = "mcast-interface",
+    OPTC_TIMEOUT = "timeout",
+    OPTC_DAEMON = "daemon",
+    OPTC_STATS = "stats",
+    OPTC_RATE = "rate",
+    OPTC_THRESHOLDS = "thresholds",
+    OPTC_PERSISTENTCONN = "persistent-conn",
+    OPTC_NOSORT = "nosort",
+    OPTC_SYNCID = "syncid",
+    OPTC_EXACT = "exact",
+    OPTC_ONEPACKET = "ops",
+    OPTC_PE = "pe",
+    OPTC_SCHED_FLAGS = "sched-flags",
+    OPTC_MCAST_GROUP = "mcast-group",
+    OPTC_MCAST_PORT = "mcast-port",
+    OPTC_MCAST_TTL = "mcast-ttl",
+    OPTC_SYNC_MAXLEN = "sync-maxlen",
+    OPTC_TUN_INFO = "tun-info",
+    OPTC_TUN_TYPE = "tun-type",
+    OPTC_TUN_PORT = "tun-port",
+    OPTC_TUN_NOCSUM = "tun-nocsum",
+    OPTC_TUN_CSUM = "tun-csum",
+    OPTC_TUN_REMCSUM = "tun-remcsum",
+}
 
 pub const fn bit(optc: usize) -> u64 {
     1u64 << optc
