@@ -365,8 +365,14 @@ fn print_title(out: &mut Vec<u8>, format: u32) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn ipv4_mask(m: u32) -> String {
-    std::net::Ipv4Addr::from(m).to_string()
+/// A persistent service's netmask when it is not the family's full mask: dotted IPv4, or the
+/// IPv6 prefix length (printed with %d).
+fn netmask(s: &Service) -> Option<String> {
+    match s.key.af() {
+        Af::Inet if s.netmask != 0xffff_ffff => Some(std::net::Ipv4Addr::from(s.netmask).to_string()),
+        Af::Inet6 if s.netmask != 128 => Some((s.netmask as i32).to_string()),
+        _ => None,
+    }
 }
 
 /// `print_service_entry`.
@@ -410,10 +416,8 @@ fn print_service(out: &mut Vec<u8>, s: &Service, format: u32) {
         line.push_str(&format!("-A {svc_name} -s {}", s.sched));
         if persistent {
             line.push_str(&format!(" -p {}", s.timeout));
-            match af {
-                Af::Inet if s.netmask != 0xffff_ffff => line.push_str(&format!(" -M {}", ipv4_mask(s.netmask))),
-                Af::Inet6 if s.netmask != 128 => line.push_str(&format!(" -M {}", s.netmask as i32)),
-                _ => {}
+            if let Some(m) = netmask(s) {
+                line.push_str(&format!(" -M {m}"));
             }
         }
         if !s.pe_name.is_empty() {
@@ -442,10 +446,8 @@ fn print_service(out: &mut Vec<u8>, s: &Service, format: u32) {
         }
         if persistent {
             line.push_str(&format!(" persistent {}", s.timeout));
-            match af {
-                Af::Inet if s.netmask != 0xffff_ffff => line.push_str(&format!(" mask {}", ipv4_mask(s.netmask))),
-                Af::Inet6 if s.netmask != 128 => line.push_str(&format!(" mask {}", s.netmask as i32)),
-                _ => {}
+            if let Some(m) = netmask(s) {
+                line.push_str(&format!(" mask {m}"));
             }
             if !s.pe_name.is_empty() {
                 line.push_str(&format!(" pe {}", s.pe_name));
