@@ -77,8 +77,9 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// strtol(s, &end, 10) accepting the whole string (leading blanks and a sign allowed).
-fn strtol_full(s: &[u8]) -> Option<i64> {
+/// What C's `strtol` and `atoi` skip before the digits: blanks (`isspace`) and one sign.
+/// Returns whether the sign was `-` and where the digits start.
+fn blanks_and_sign(s: &[u8]) -> (bool, usize) {
     let mut i = 0;
     while i < s.len() && (s[i] == b' ' || (b'\t'..=b'\r').contains(&s[i])) {
         i += 1;
@@ -88,7 +89,13 @@ fn strtol_full(s: &[u8]) -> Option<i64> {
         neg = s[i] == b'-';
         i += 1;
     }
-    let start = i;
+    (neg, i)
+}
+
+/// strtol(s, &end, 10) accepting the whole string (leading blanks and a sign allowed).
+fn strtol_full(s: &[u8]) -> Option<i64> {
+    let (neg, start) = blanks_and_sign(s);
+    let mut i = start;
     let mut v: i64 = 0;
     let mut overflow = false;
     while i < s.len() && s[i].is_ascii_digit() {
@@ -111,15 +118,7 @@ pub fn string_to_number(s: &[u8], min: i64, max: i64) -> Option<i64> {
 
 /// C `atoi`.
 fn atoi(s: &[u8]) -> i64 {
-    let mut i = 0;
-    while i < s.len() && (s[i] == b' ' || (b'\t'..=b'\r').contains(&s[i])) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
-    }
+    let (neg, mut i) = blanks_and_sign(s);
     let mut v: i64 = 0;
     while i < s.len() && s[i].is_ascii_digit() {
         v = v.saturating_mul(10).saturating_add(i64::from(s[i] - b'0'));
