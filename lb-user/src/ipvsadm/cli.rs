@@ -342,8 +342,7 @@ fn scan_options(popt: &mut Popt, e: &mut Entry, io: &mut Io) -> Result<Vec<u8>, 
                 return Err(Flow::Return(-1));
             }
         };
-        apply_option(e, io, tag, val.as_deref(), &mut sched_flags_arg)
-            .map_err(|invalid| invalid.unwrap_or_else(|| io.fail(2, &format!("invalid option `{}'", popt.bad_option()))))?;
+        apply_option(e, io, popt, tag, val.as_deref(), &mut sched_flags_arg)?;
     }
 }
 
@@ -380,9 +379,9 @@ const NUMBER_OPTIONS: [NumberOption; 8] = [
 ];
 
 /// One option after the command (ipvsadm's `parse_options` switch): sets its bit (a second
-/// one is an error) and its part of the entry. `Err(None)`: an option that is no option here
-/// (a second command), reported by the caller with popt's word.
-fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_flags_arg: &mut Vec<u8>) -> Result<(), Option<Flow>> {
+/// one is an error) and its part of the entry. A command here is an invalid option, named by
+/// popt's last word.
+fn apply_option(e: &mut Entry, io: &mut Io, popt: &Popt, tag: Tag, val: Option<&[u8]>, sched_flags_arg: &mut Vec<u8>) -> Result<(), Flow> {
     if let Some(&(_, optc, fmt)) = FLAG_OPTIONS.iter().find(|f| f.0 == tag) {
         set_option(io, &mut e.options, optc)?;
         e.format |= fmt;
@@ -392,7 +391,7 @@ fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_
     if let Some(&(_, optc, min, max, error, set)) = NUMBER_OPTIONS.iter().find(|o| o.0 == tag) {
         set_option(io, &mut e.options, optc)?;
         let Some(n) = string_to_number(arg, min, max) else {
-            return Err(Some(io.fail(2, error)));
+            return Err(io.fail(2, error));
         };
         if let Some(set) = set {
             set(e, n);
@@ -404,7 +403,7 @@ fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_
         Tag::Fwmark => fwmark_service(e, io, arg)?,
         Tag::Ipv6 => {
             if e.svc.fwmark == 0 {
-                return Err(Some(io.fail(2, "-6 used before -f\n")));
+                return Err(io.fail(2, "-6 used before -f\n"));
             }
             e.svc.af = AF_INET6;
             e.svc.netmask = 128;
@@ -434,7 +433,7 @@ fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_
         Tag::RealServer => {
             set_option(io, &mut e.options, OPTC_SERVER)?;
             let Some(p) = parse_service(arg, e.svc.protocol) else {
-                return Err(Some(io.fail(2, "illegal real server address[:port] specified")));
+                return Err(io.fail(2, "illegal real server address[:port] specified"));
             };
             e.dest.af = p.af;
             e.dest.addr = Some(p.addr);
@@ -452,7 +451,7 @@ fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_
             set_option(io, &mut e.options, OPTC_TUN_TYPE)?;
             match TUN_NAMES.iter().position(|n| n.as_bytes() == arg) {
                 Some(t) => e.dest.tun_type = t as u8,
-                None => return Err(Some(io.fail(2, "illegal tunnel type specified"))),
+                None => return Err(io.fail(2, "illegal tunnel type specified")),
             }
         }
         Tag::TunCsum => {
@@ -471,14 +470,14 @@ fn apply_option(e: &mut Entry, io: &mut Io, tag: Tag, val: Option<&[u8]>, sched_
             set_option(io, &mut e.options, OPTC_MCAST_GROUP)?;
             if arg.contains(&b':') {
                 if !names::inet_pton6(arg).is_some_and(|a| a.is_multicast()) {
-                    return Err(Some(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg)))));
+                    return Err(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg))));
                 }
             } else if !names::inet_pton4(arg).is_some_and(|a| a.is_multicast()) {
-                return Err(Some(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg)))));
+                return Err(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg))));
             }
         }
         Tag::Sort => {}
-        _ => return Err(None),
+        _ => return Err(io.fail(2, &format!("invalid option `{}'", popt.bad_option()))),
     }
     Ok(())
 }
