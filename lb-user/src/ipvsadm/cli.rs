@@ -21,7 +21,7 @@ pub enum Flow {
 }
 
 /// `commands_v_options`: per command, per option: `+` required, `x` illegal, `1` exclusive.
-const LEGAL: [&[u8; 34]; 14] = [
+const LEGAL: [&[u8; OPT_NAMES.len()]; CMD_NAMES.len()] = [
     /*   n c s s p M r f w x y m t d s r t p s s e o p b g p t s t t t n c r */
     b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx", // add-service
     b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx", // edit-service

@@ -7,51 +7,46 @@ use std::net::IpAddr;
 
 use crate::model::Fwd;
 
-/// The commands, in ipvsadm's `CMD_*` order (index into [`CMD_NAMES`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmd {
-    Add,
-    Edit,
-    Del,
-    Flush,
-    List,
-    AddDest,
-    DelDest,
-    EditDest,
-    Timeout,
-    StartDaemon,
-    StopDaemon,
-    Restore,
-    Save,
-    Zero,
+/// Declares ipvsadm's commands once each: `Variant = "name"` makes the [`Cmd`] variant (in
+/// ipvsadm's `CMD_*` order) and its entry in [`CMD_NAMES`] (ipvsadm's `cmdnames`).
+macro_rules! commands {
+    ($($cmd:ident = $name:literal,)*) => {
+        /// The commands, in ipvsadm's `CMD_*` order (index into [`CMD_NAMES`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Cmd {
+            $($cmd,)*
+        }
+
+        /// Command names by [`Cmd`], for the messages.
+        pub const CMD_NAMES: [&str; [$(Cmd::$cmd),*].len()] = [$($name),*];
+    };
 }
 
-pub const CMD_NAMES: [&str; 14] = [
-    "add-service",
-    "edit-service",
-    "delete-service",
-    "flush",
-    "list",
-    "add-server",
-    "delete-server",
-    "edit-server",
-    "set",
-    "start-daemon",
-    "stop-daemon",
-    "restore",
-    "save",
-    "zero",
-];
+commands! {
+    Add = "add-service",
+    Edit = "edit-service",
+    Del = "delete-service",
+    Flush = "flush",
+    List = "list",
+    AddDest = "add-server",
+    DelDest = "delete-server",
+    EditDest = "edit-server",
+    Timeout = "set",
+    StartDaemon = "start-daemon",
+    StopDaemon = "stop-daemon",
+    Restore = "restore",
+    Save = "save",
+    Zero = "zero",
+}
 
 /// Declares ipvsadm's options once each: `OPTC_X = "name"` makes the bit number `OPTC_X`
 /// (the line's index) and its entry in [`OPT_NAMES`] (ipvsadm's `optnames`).
 macro_rules! options {
     ($($optc:ident = $name:literal,)*) => {
         /// Option names by bit number, for the messages.
-        pub const OPT_NAMES: [&str; 0 $(+ options!(@one $optc))*] = [$($name),*];
+        pub const OPT_NAMES: [&str; [$($name),*].len()] = [$($name),*];
         options!(@number 0; $($optc)*);
     };
-    (@one $optc:ident) => { 1 };
     (@number $n:expr;) => {};
     (@number $n:expr; $optc:ident $($rest:ident)*) => {
         pub const $optc: usize = $n;
@@ -97,10 +92,12 @@ options! {
     OPTC_TUN_REMCSUM = "tun-remcsum",
 }
 
+/// The bit of option `optc` in [`Entry::options`].
 pub const fn bit(optc: usize) -> u64 {
     1u64 << optc
 }
 
+// Address families as ipvsadm fills `af` (the C library's values).
 pub const AF_UNSPEC: u16 = 0;
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;

@@ -4,6 +4,12 @@
 //! with the kernel's semantics (`crate::ctl`), and commits once at the end if anything changed.
 //! `-R` applies every line to the same in-memory table and commits once, also when a line
 //! aborts the restore (ipvsadm would have applied the earlier lines).
+//!
+//! Where things are: [`cli::parse`] reads argv (popt's tokens from `popt`) into a checked
+//! [`command::Entry`]; this module runs it on the table; [`format`] prints every listing, `-S`
+//! rule, usage and version; [`names`] reads and prints host and service names; [`restore`]
+//! splits `-R` lines; [`recording`] loads the real ipvsadm's recordings that the replays
+//! compare with, minus the steps [`golden_skip`] leaves out.
 
 pub mod cli;
 pub mod command;
