@@ -7,6 +7,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod bench;
+mod global_stats;
 pub mod maps;
 pub mod sched;
 pub mod tcp_state;

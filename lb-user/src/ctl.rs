@@ -39,6 +39,50 @@ pub struct DestSpec {
     pub tunnel: Tunnel,
 }
 
+impl Service {
+    /// A new service as `ip_vs_add_service` makes it: the spec's settings, no real servers,
+    /// zero counters.
+    pub fn new(id: u32, spec: &ServiceSpec) -> Service {
+        Service {
+            id,
+            key: spec.key,
+            sched: spec.sched.clone(),
+            flags: spec.flags,
+            timeout: spec.timeout,
+            netmask: spec.netmask,
+            pe_name: spec.pe_name.clone(),
+            dests: Vec::new(),
+            stats: Counters::default(),
+            rates: Rates::default(),
+        }
+    }
+}
+
+impl Dest {
+    /// A new real server as `ip_vs_new_dest` makes it: the spec's settings (its weight also the
+    /// last one), no connections, zero counters; `seq` is its insertion sequence number.
+    pub fn new(id: u32, seq: u64, spec: &DestSpec) -> Dest {
+        Dest {
+            id,
+            addr: spec.addr,
+            port: spec.port,
+            fwd: spec.fwd,
+            weight: spec.weight,
+            last_weight: spec.weight,
+            u_threshold: spec.u_threshold,
+            l_threshold: spec.l_threshold,
+            tunnel: spec.tunnel,
+            seq,
+            overloaded: false,
+            active_conns: 0,
+            inact_conns: 0,
+            persist_conns: 0,
+            stats: Counters::default(),
+            rates: Rates::default(),
+        }
+    }
+}
+
 /// IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_IPIP`.
 pub const TUN_TYPE_IPIP: u8 = 0;
 
@@ -216,18 +260,7 @@ impl Table {
         let id = ix.svc_ids.lowest_free()?;
         ix.svc_ids.insert(id);
         ix.pos.insert(spec.key, self.services.len());
-        self.services.push(Service {
-            id,
-            key: spec.key,
-            sched: spec.sched.clone(),
-            flags: spec.flags,
-            timeout: spec.timeout,
-            netmask: spec.netmask,
-            pe_name: spec.pe_name.clone(),
-            dests: Vec::new(),
-            stats: Counters::default(),
-            rates: Rates::default(),
-        });
+        self.services.push(Service::new(id, spec));
         Ok(id)
     }
 
@@ -350,24 +383,7 @@ impl Table {
             }
         };
         let seq = self.next_seq;
-        let dest = Dest {
-            id,
-            addr: spec.addr,
-            port: spec.port,
-            fwd: spec.fwd,
-            weight: spec.weight,
-            last_weight: spec.weight,
-            u_threshold: spec.u_threshold,
-            l_threshold: spec.l_threshold,
-            tunnel: spec.tunnel,
-            seq,
-            overloaded: false,
-            active_conns: 0,
-            inact_conns: 0,
-            persist_conns: 0,
-            stats: Counters::default(),
-            rates: Rates::default(),
-        };
+        let dest = Dest::new(id, seq, spec);
         self.services[i].dests.insert(0, dest);
         self.next_seq = seq + 1;
         Ok(id)

@@ -25,8 +25,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{self, Check, DesiredConfig, Format};
 use crate::ctl::{DestSpec, Errno};
-use crate::health::{self, CheckId, Verdict};
-use crate::model::{Proto, SvcKey, Table};
+use crate::health::{self, CheckId, Health, Verdict};
+use crate::metrics::Shared;
+use crate::model::{SvcKey, Table, dest_name, svc_name};
 use crate::store::Store;
 
 /// What `lbd run` was asked to do.
@@ -108,57 +109,6 @@ pub fn attachment_report(dir: &Path, store: &Store) -> Vec<String> {
 /// What the operator is told while no interface carries the data plane.
 pub const NOT_CARRIED: &str =
     "no interface carries the data plane, so the table is not carried out (connections to its services are not balanced): run `lbd attach IFACE`";
-
-/// What the checks say of each real server: `[service][real][check]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Health {
-    pub states: Vec<Vec<Vec<Option<bool>>>>,
-}
-
-impl Health {
-    /// Every check unknown.
-    pub fn unknown(cfg: &DesiredConfig) -> Health {
-        Health {
-            states: cfg.services.iter().map(|s| s.reals.iter().map(|r| vec![None; r.checks.len()]).collect()).collect(),
-        }
-    }
-
-    /// Up (`Some(true)`), down, or unknown.
-    pub fn real(&self, svc: usize, real: usize) -> Option<bool> {
-        self.states.get(svc).and_then(|s| s.get(real)).and_then(|c| health::aggregate(c))
-    }
-
-    fn set(&mut self, id: &CheckId, up: bool) {
-        if let Some(c) = self.states.get_mut(id.service).and_then(|s| s.get_mut(id.real)).and_then(|r| r.get_mut(id.check)) {
-            *c = Some(up);
-        }
-    }
-}
-
-/// `TCP 192.168.88.15:80` / `FWM 100`, as ipvsadm -Ln names services.
-pub fn svc_name(k: &SvcKey) -> String {
-    match k {
-        SvcKey::Inet { proto, addr, port } => {
-            let p = match proto {
-                Proto::Tcp => "TCP",
-                Proto::Udp => "UDP",
-                Proto::Sctp => "SCTP",
-            };
-            match addr {
-                IpAddr::V6(a) => format!("{p} [{a}]:{port}"),
-                a => format!("{p} {a}:{port}"),
-            }
-        }
-        SvcKey::Fwmark { mark, .. } => format!("FWM {mark}"),
-    }
-}
-
-pub fn dest_name(addr: &IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-        a => format!("{a}:{port}"),
-    }
-}
 
 fn errno_text(e: Errno) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
@@ -335,13 +285,6 @@ fn load_config(path: &Path, format: Format) -> anyhow::Result<DesiredConfig> {
         log(&format!("{}:{}: warning: {}", path.display(), w.line, w.msg));
     }
     Ok(cfg)
-}
-
-/// Shared with the metrics endpoint.
-#[derive(Clone, Default)]
-pub struct Shared {
-    pub cfg: Option<Arc<DesiredConfig>>,
-    pub health: Health,
 }
 
 fn start_checkers(cfg: &DesiredConfig, generation: u64, tx: &mpsc::UnboundedSender<Verdict>) -> Vec<JoinHandle<()>> {

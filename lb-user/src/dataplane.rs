@@ -435,12 +435,12 @@ pub fn attachments(pin_dir: &Path) -> Vec<Attachment> {
 pub fn detach(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
     check_iface(iface)?;
     let mut found = false;
-    if let (Ok(index), Ok(mut map)) = (ifindex_of(iface), ifaces(pin_dir)) {
-        if let Ok(info) = map.get(&index, 0) {
-            found |= info.tc == IFACE_TC_NETLINK || info.xdp != IFACE_XDP_NONE;
-            remove_tc_filter(iface, &info);
-            let _ = map.insert(index, IfaceInfo { addr: info.addr, ..IfaceInfo::default() }, 0);
-        }
+    if let (Ok(index), Ok(mut map)) = (ifindex_of(iface), ifaces(pin_dir))
+        && let Ok(info) = map.get(&index, 0)
+    {
+        found |= info.tc == IFACE_TC_NETLINK || info.xdp != IFACE_XDP_NONE;
+        remove_tc_filter(iface, &info);
+        let _ = map.insert(index, IfaceInfo { addr: info.addr, ..IfaceInfo::default() }, 0);
     }
     let pins = [XdpProgram::Balancer, XdpProgram::Pass, XdpProgram::Decap].map(|p| xdp_link_pin_of(pin_dir, iface, p));
     for pin in pins.into_iter().chain([tc_link_pin(pin_dir, iface)]) {

@@ -149,6 +149,33 @@ pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHan
     })
 }
 
+/// What the checks say of each real server: `[service][real][check]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub states: Vec<Vec<Vec<Option<bool>>>>,
+}
+
+impl Health {
+    /// Every check unknown.
+    pub fn unknown(cfg: &crate::config::DesiredConfig) -> Health {
+        Health {
+            states: cfg.services.iter().map(|s| s.reals.iter().map(|r| vec![None; r.checks.len()]).collect()).collect(),
+        }
+    }
+
+    /// Up (`Some(true)`), down, or unknown.
+    pub fn real(&self, svc: usize, real: usize) -> Option<bool> {
+        self.states.get(svc).and_then(|s| s.get(real)).and_then(|c| aggregate(c))
+    }
+
+    /// Records one check's verdict.
+    pub fn set(&mut self, id: &CheckId, up: bool) {
+        if let Some(c) = self.states.get_mut(id.service).and_then(|s| s.get_mut(id.real)).and_then(|r| r.get_mut(id.check)) {
+            *c = Some(up);
+        }
+    }
+}
+
 /// Aggregates the checks of one real server: down when any check is down, up when all are
 /// up, unknown otherwise (none reported yet). No checks: up.
 pub fn aggregate(states: &[Option<bool>]) -> Option<bool> {

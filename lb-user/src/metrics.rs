@@ -9,11 +9,19 @@ use lb_common::GlobalStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::daemon::{Shared, dest_name, svc_name};
-use crate::model::Table;
+use crate::config::DesiredConfig;
+use crate::health::Health;
+use crate::model::{Table, dest_name, svc_name};
 
 /// The default listening address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9177";
+
+/// What `lbd run` shares with the metrics endpoint: the configuration and the checks' verdicts.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub cfg: Option<Arc<DesiredConfig>>,
+    pub health: Health,
+}
 
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")

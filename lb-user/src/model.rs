@@ -34,6 +34,15 @@ impl Proto {
             _ => None,
         }
     }
+
+    /// `TCP`, `UDP`, `SCTP`: as ipvsadm's listing names it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+            Proto::Sctp => "SCTP",
+        }
+    }
 }
 
 /// Address family.
@@ -65,6 +74,23 @@ impl SvcKey {
             SvcKey::Inet { addr, .. } => Af::of(addr),
             SvcKey::Fwmark { af, .. } => *af,
         }
+    }
+}
+
+/// `TCP 192.168.88.15:80` / `FWM 100`: how lbd's log, `lbd status` and the metrics name a
+/// service (ipvsadm -Ln's names, with one blank).
+pub fn svc_name(k: &SvcKey) -> String {
+    match k {
+        SvcKey::Inet { proto, addr, port } => format!("{} {}", proto.name(), dest_name(addr, *port)),
+        SvcKey::Fwmark { mark, .. } => format!("FWM {mark}"),
+    }
+}
+
+/// `192.168.88.100:80` / `[2001:db8::1]:80`: how lbd's log and the metrics name a real server.
+pub fn dest_name(addr: &IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        a => format!("{a}:{port}"),
     }
 }
 

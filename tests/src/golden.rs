@@ -23,58 +23,12 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde::Deserialize;
 
 use crate::{pins::TempPins, workspace_bin};
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct Step {
-    /// Without argv[0].
-    pub argv: Vec<String>,
-    /// `None`: stdin was /dev/null.
-    pub stdin: Option<String>,
-    pub stdout: String,
-    pub stderr: String,
-    pub status: i32,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Case {
-    pub name: String,
-    #[serde(default)]
-    pub about: String,
-    pub steps: Vec<Step>,
-}
-
-#[derive(Deserialize)]
-struct File {
-    #[serde(default)]
-    cases: Vec<Case>,
-}
-
-/// `tests/golden/ipvsadm`.
-pub fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/ipvsadm")
-}
-
-/// The cases of `tests/golden/ipvsadm/<stem>.json`.
-pub fn load(stem: &str) -> anyhow::Result<Vec<Case>> {
-    let path = golden_dir().join(format!("{stem}.json"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let f: File = serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
-    Ok(f.cases)
-}
-
-/// Stems of every recording file, sorted.
-pub fn stems() -> anyhow::Result<Vec<String>> {
-    let mut v: Vec<String> = std::fs::read_dir(golden_dir())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect();
-    v.sort();
-    Ok(v)
-}
+/// The recordings' schema and loading: `lb_user::ipvsadm::recording`, the one home of both, for
+/// lb-user's in-memory replay and this one.
+pub use lb_user::ipvsadm::recording::{Case, Step, golden_dir, load, stems};
 
 /// Why recorded steps are run but not compared: `lb_user::ipvsadm::golden_skip`, the one skip
 /// list of this replay, lb-user's in-memory one and the malformed corpus.
@@ -313,8 +267,7 @@ pub fn replay(lb: &mut Lbadm, stem: &str, cases: &[Case]) -> anyhow::Result<Repo
             if let Some(reason) = skips.step(&step.argv, step.stdin.as_deref(), step.status, &step.stdout) {
                 rep.skipped.push((format!("{stem}/{} step {i}", case.name), format!("{:?}", step.argv), reason));
                 // The refusals' skips are exact: a step they leave out must differ.
-                let same = (o.stdout.as_slice(), o.stderr.as_slice(), o.status)
-                    == (step.stdout.as_bytes(), step.stderr.as_bytes(), step.status);
+                let same = step.answered_by(&o.stdout, &o.stderr, o.status);
                 if same && reason == lb_user::ipvsadm::golden_skip::UNBUILT {
                     failed = true;
                     rep.failures.push(format!("{stem}/{} step {i}: ipvsadm {:?}: skipped ({reason}) but matches", case.name, step.argv));
@@ -322,9 +275,7 @@ pub fn replay(lb: &mut Lbadm, stem: &str, cases: &[Case]) -> anyhow::Result<Repo
                 continue;
             }
             rep.compared += 1;
-            if (o.stdout.as_slice(), o.stderr.as_slice(), o.status)
-                != (step.stdout.as_bytes(), step.stderr.as_bytes(), step.status)
-            {
+            if !step.answered_by(&o.stdout, &o.stderr, o.status) {
                 failed = true;
                 rep.failures.push(format!(
                     "{stem}/{} step {i}: ipvsadm {:?} stdin {:?}\n--- want status {}, stdout:\n{}--- got status {}, stdout:\n{}--- want stderr:\n{}--- got stderr:\n{}",

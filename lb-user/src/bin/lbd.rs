@@ -171,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("{}:{}: warning: {}", config.display(), w.line, w.msg);
             }
             for s in &cfg.services {
-                println!("{} ({}): {} real servers", lb_user::daemon::svc_name(&s.spec.key), s.spec.sched, s.reals.len());
+                println!("{} ({}): {} real servers", lb_user::model::svc_name(&s.spec.key), s.spec.sched, s.reals.len());
             }
         }
         Cmd::SyncMarks => {

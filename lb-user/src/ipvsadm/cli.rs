@@ -1,11 +1,14 @@
-//! ipvsadm's command line: popt 1.19's tokenisation (bundled short options, `--opt=val`,
-//! optional arguments, leftovers), ipvsadm's option handlers, the command × option legality
-//! matrix and the semantic checks done before the kernel is asked.
+//! ipvsadm's command line: its option handlers over popt's tokens ([`super::popt`]), the
+//! command × option legality matrix and the semantic checks done before the kernel is asked.
+//! [`parse`] turns argv into a checked [`Entry`].
 
 use std::io::Write;
 use std::net::IpAddr;
 
+use super::command::*;
+use super::format::{FMT_EXACT, FMT_NOSORT, FMT_NUMERIC, FMT_PERSISTENTCONN, FMT_RATE, FMT_STATS, FMT_THRESHOLDS, FMT_TUN_INFO};
 use super::names;
+use super::popt::{Popt, Tag};
 use crate::model::Fwd;
 
 /// How a parse or check ends early.
@@ -17,121 +20,8 @@ pub enum Flow {
     Return(i32),
 }
 
-/// The commands, in ipvsadm's `CMD_*` order (index into [`CMD_NAMES`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmd {
-    Add,
-    Edit,
-    Del,
-    Flush,
-    List,
-    AddDest,
-    DelDest,
-    EditDest,
-    Timeout,
-    StartDaemon,
-    StopDaemon,
-    Restore,
-    Save,
-    Zero,
-}
-
-pub const CMD_NAMES: [&str; 14] = [
-    "add-service",
-    "edit-service",
-    "delete-service",
-    "flush",
-    "list",
-    "add-server",
-    "delete-server",
-    "edit-server",
-    "set",
-    "start-daemon",
-    "stop-daemon",
-    "restore",
-    "save",
-    "zero",
-];
-
-pub const OPT_NAMES: [&str; 34] = [
-    "numeric",
-    "connection",
-    "service-address",
-    "scheduler",
-    "persistent",
-    "netmask",
-    "real-server",
-    "forwarding-method",
-    "weight",
-    "u-threshold",
-    "l-threshold",
-    "mcast-interface",
-    "timeout",
-    "daemon",
-    "stats",
-    "rate",
-    "thresholds",
-    "persistent-conn",
-    "nosort",
-    "syncid",
-    "exact",
-    "ops",
-    "pe",
-    "sched-flags",
-    "mcast-group",
-    "mcast-port",
-    "mcast-ttl",
-    "sync-maxlen",
-    "tun-info",
-    "tun-type",
-    "tun-port",
-    "tun-nocsum",
-    "tun-csum",
-    "tun-remcsum",
-];
-
-// Option bit numbers (ipvsadm's OPTC_*).
-pub const OPTC_NUMERIC: usize = 0;
-pub const OPTC_CONNECTION: usize = 1;
-pub const OPTC_SERVICE: usize = 2;
-pub const OPTC_SCHEDULER: usize = 3;
-pub const OPTC_PERSISTENT: usize = 4;
-pub const OPTC_NETMASK: usize = 5;
-pub const OPTC_SERVER: usize = 6;
-pub const OPTC_FORWARD: usize = 7;
-pub const OPTC_WEIGHT: usize = 8;
-pub const OPTC_UTHRESHOLD: usize = 9;
-pub const OPTC_LTHRESHOLD: usize = 10;
-pub const OPTC_MCAST: usize = 11;
-pub const OPTC_TIMEOUT: usize = 12;
-pub const OPTC_DAEMON: usize = 13;
-pub const OPTC_STATS: usize = 14;
-pub const OPTC_RATE: usize = 15;
-pub const OPTC_THRESHOLDS: usize = 16;
-pub const OPTC_PERSISTENTCONN: usize = 17;
-pub const OPTC_NOSORT: usize = 18;
-pub const OPTC_SYNCID: usize = 19;
-pub const OPTC_EXACT: usize = 20;
-pub const OPTC_ONEPACKET: usize = 21;
-pub const OPTC_PE: usize = 22;
-pub const OPTC_SCHED_FLAGS: usize = 23;
-pub const OPTC_MCAST_GROUP: usize = 24;
-pub const OPTC_MCAST_PORT: usize = 25;
-pub const OPTC_MCAST_TTL: usize = 26;
-pub const OPTC_SYNC_MAXLEN: usize = 27;
-pub const OPTC_TUN_INFO: usize = 28;
-pub const OPTC_TUN_TYPE: usize = 29;
-pub const OPTC_TUN_PORT: usize = 30;
-pub const OPTC_TUN_NOCSUM: usize = 31;
-pub const OPTC_TUN_CSUM: usize = 32;
-pub const OPTC_TUN_REMCSUM: usize = 33;
-
-pub const fn bit(optc: usize) -> u64 {
-    1u64 << optc
-}
-
 /// `commands_v_options`: per command, per option: `+` required, `x` illegal, `1` exclusive.
-const LEGAL: [&[u8; 34]; 14] = [
+const LEGAL: [&[u8; OPT_NAMES.len()]; CMD_NAMES.len()] = [
     /*   n c s s p M r f w x y m t d s r t p s s e o p b g p t s t t t n c r */
     b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx", // add-service
     b"xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx", // edit-service
@@ -153,349 +43,10 @@ pub const TUN_NAMES: [&str; 3] = ["ipip", "gue", "gre"];
 const TUN_OPTS: [usize; 4] = [OPTC_TUN_PORT, OPTC_TUN_NOCSUM, OPTC_TUN_CSUM, OPTC_TUN_REMCSUM];
 const TUN_LEGAL: [&[u8; 4]; 3] = [b"xxxx", b"+111", b"x11x"];
 
-// Listing format flags (ipvsadm's FMT_*).
-pub const FMT_NUMERIC: u32 = 0x0001;
-pub const FMT_RULE: u32 = 0x0002;
-pub const FMT_STATS: u32 = 0x0004;
-pub const FMT_RATE: u32 = 0x0008;
-pub const FMT_THRESHOLDS: u32 = 0x0010;
-pub const FMT_PERSISTENTCONN: u32 = 0x0020;
-pub const FMT_NOSORT: u32 = 0x0040;
-pub const FMT_EXACT: u32 = 0x0080;
-pub const FMT_TUN_INFO: u32 = 0x0100;
-
 const MAX_TIMEOUT: i64 = 86400 * 31;
 const IPVS_SVC_PERSISTENT_TIMEOUT: u32 = 6 * 60;
 const DEF_SCHED: &str = "wlc";
 const DEF_MCAST_IFN: &str = "eth0";
-pub const AF_UNSPEC: u16 = 0;
-pub const AF_INET: u16 = 2;
-pub const AF_INET6: u16 = 10;
-
-/// The virtual service as ipvsadm fills `ipvs_service_t`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SvcArg {
-    pub af: u16,
-    pub protocol: u8,
-    pub addr: Option<IpAddr>,
-    pub port: u16,
-    pub fwmark: u32,
-    pub sched: String,
-    pub flags: u32,
-    pub timeout: u32,
-    /// IPv4 mask (host order) or IPv6 prefix length.
-    pub netmask: u32,
-    pub pe_name: String,
-}
-
-/// The real server as ipvsadm fills `ipvs_dest_t`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestArg {
-    pub af: u16,
-    pub addr: Option<IpAddr>,
-    pub port: u16,
-    pub fwd: Fwd,
-    pub weight: i32,
-    pub u_threshold: u32,
-    pub l_threshold: u32,
-    pub tun_type: u8,
-    pub tun_port: u16,
-    pub tun_flags: u16,
-}
-
-/// `--start-daemon` / `--stop-daemon` parameters (validated, never used: no sync daemon).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DaemonArg {
-    pub master: bool,
-    pub mcast_ifn: String,
-    pub syncid: u32,
-}
-
-/// One parsed and checked ipvsadm invocation (`struct ipvs_command_entry` + options/format).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub cmd: Cmd,
-    pub options: u64,
-    pub format: u32,
-    pub svc: SvcArg,
-    pub dest: DestArg,
-    pub timeouts: [u32; 3],
-    pub daemon: DaemonArg,
-}
-
-impl Entry {
-    pub fn has(&self, optc: usize) -> bool {
-        self.options & bit(optc) != 0
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// popt
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ArgKind {
-    None,
-    Required,
-    Optional,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tag {
-    AddService,
-    EditService,
-    DelService,
-    Clear,
-    List,
-    Zero,
-    AddServer,
-    EditServer,
-    DelServer,
-    Set,
-    Help,
-    Version,
-    Restore,
-    Save,
-    StartDaemon,
-    StopDaemon,
-    Tcp,
-    Udp,
-    Sctp,
-    Fwmark,
-    Scheduler,
-    Persistent,
-    Netmask,
-    RealServer,
-    Masq,
-    Ipip,
-    Gatewaying,
-    Weight,
-    UThreshold,
-    LThreshold,
-    Numeric,
-    Connection,
-    McastInterface,
-    SyncId,
-    Timeout,
-    Daemon,
-    Stats,
-    Rate,
-    Thresholds,
-    PersistentConn,
-    NoSort,
-    Sort,
-    Exact,
-    Ipv6,
-    Ops,
-    Pe,
-    SchedFlags,
-    McastGroup,
-    McastPort,
-    McastTtl,
-    SyncMaxlen,
-    TunInfo,
-    TunType,
-    TunPort,
-    TunNocsum,
-    TunCsum,
-    TunRemcsum,
-}
-
-/// ipvsadm's popt option table, in its order (the first match wins).
-const OPTIONS: &[(&str, u8, ArgKind, Tag)] = &[
-    ("add-service", b'A', ArgKind::None, Tag::AddService),
-    ("edit-service", b'E', ArgKind::None, Tag::EditService),
-    ("delete-service", b'D', ArgKind::None, Tag::DelService),
-    ("clear", b'C', ArgKind::None, Tag::Clear),
-    ("list", b'L', ArgKind::None, Tag::List),
-    ("list", b'l', ArgKind::None, Tag::List),
-    ("zero", b'Z', ArgKind::None, Tag::Zero),
-    ("add-server", b'a', ArgKind::None, Tag::AddServer),
-    ("edit-server", b'e', ArgKind::None, Tag::EditServer),
-    ("delete-server", b'd', ArgKind::None, Tag::DelServer),
-    ("set", 0, ArgKind::None, Tag::Set),
-    ("help", b'h', ArgKind::None, Tag::Help),
-    ("version", b'v', ArgKind::None, Tag::Version),
-    ("restore", b'R', ArgKind::None, Tag::Restore),
-    ("save", b'S', ArgKind::None, Tag::Save),
-    ("start-daemon", 0, ArgKind::Required, Tag::StartDaemon),
-    ("stop-daemon", 0, ArgKind::Required, Tag::StopDaemon),
-    ("tcp-service", b't', ArgKind::Required, Tag::Tcp),
-    ("udp-service", b'u', ArgKind::Required, Tag::Udp),
-    ("sctp-service", 0, ArgKind::Required, Tag::Sctp),
-    ("fwmark-service", b'f', ArgKind::Required, Tag::Fwmark),
-    ("scheduler", b's', ArgKind::Required, Tag::Scheduler),
-    ("persistent", b'p', ArgKind::Optional, Tag::Persistent),
-    ("netmask", b'M', ArgKind::Required, Tag::Netmask),
-    ("real-server", b'r', ArgKind::Required, Tag::RealServer),
-    ("masquerading", b'm', ArgKind::None, Tag::Masq),
-    ("ipip", b'i', ArgKind::None, Tag::Ipip),
-    ("gatewaying", b'g', ArgKind::None, Tag::Gatewaying),
-    ("weight", b'w', ArgKind::Required, Tag::Weight),
-    ("u-threshold", b'x', ArgKind::Required, Tag::UThreshold),
-    ("l-threshold", b'y', ArgKind::Required, Tag::LThreshold),
-    ("numeric", b'n', ArgKind::None, Tag::Numeric),
-    ("connection", b'c', ArgKind::None, Tag::Connection),
-    ("mcast-interface", 0, ArgKind::Required, Tag::McastInterface),
-    ("syncid", 0, ArgKind::Required, Tag::SyncId),
-    ("timeout", 0, ArgKind::None, Tag::Timeout),
-    ("daemon", 0, ArgKind::None, Tag::Daemon),
-    ("stats", 0, ArgKind::None, Tag::Stats),
-    ("rate", 0, ArgKind::None, Tag::Rate),
-    ("thresholds", 0, ArgKind::None, Tag::Thresholds),
-    ("persistent-conn", 0, ArgKind::None, Tag::PersistentConn),
-    ("nosort", 0, ArgKind::None, Tag::NoSort),
-    ("sort", 0, ArgKind::None, Tag::Sort),
-    ("exact", b'X', ArgKind::None, Tag::Exact),
-    ("ipv6", b'6', ArgKind::None, Tag::Ipv6),
-    ("ops", b'o', ArgKind::None, Tag::Ops),
-    ("pe", 0, ArgKind::Required, Tag::Pe),
-    ("sched-flags", b'b', ArgKind::Required, Tag::SchedFlags),
-    ("mcast-group", 0, ArgKind::Required, Tag::McastGroup),
-    ("mcast-port", 0, ArgKind::Required, Tag::McastPort),
-    ("mcast-ttl", 0, ArgKind::Required, Tag::McastTtl),
-    ("sync-maxlen", 0, ArgKind::Required, Tag::SyncMaxlen),
-    ("tun-info", 0, ArgKind::None, Tag::TunInfo),
-    ("tun-type", 0, ArgKind::Required, Tag::TunType),
-    ("tun-port", 0, ArgKind::Required, Tag::TunPort),
-    ("tun-nocsum", 0, ArgKind::None, Tag::TunNocsum),
-    ("tun-csum", 0, ArgKind::None, Tag::TunCsum),
-    ("tun-remcsum", 0, ArgKind::None, Tag::TunRemcsum),
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PoptErr {
-    BadOpt,
-    NoArg,
-    UnwantedArg,
-}
-
-impl PoptErr {
-    fn text(self) -> &'static str {
-        match self {
-            PoptErr::BadOpt => "unknown option",
-            PoptErr::NoArg => "missing argument",
-            PoptErr::UnwantedArg => "option does not take an argument",
-        }
-    }
-}
-
-/// popt's option cursor over `argv` (argv[0] is the program name).
-struct Popt<'a> {
-    argv: &'a [Vec<u8>],
-    next: usize,
-    /// Rest of a bundle of short options: (word, byte offset).
-    next_char: Option<(usize, usize)>,
-    rest_leftover: bool,
-    leftovers: Vec<usize>,
-    next_leftover: usize,
-}
-
-type Opt = (Tag, Option<Vec<u8>>);
-
-impl<'a> Popt<'a> {
-    fn new(argv: &'a [Vec<u8>]) -> Self {
-        Popt { argv, next: 1, next_char: None, rest_leftover: false, leftovers: Vec::new(), next_leftover: 0 }
-    }
-
-    /// `poptBadOption(.., POPT_BADOPTION_NOALIAS)`: the word read last.
-    fn bad_option(&self) -> String {
-        let i = self.next.saturating_sub(1);
-        self.argv.get(i).map(|w| String::from_utf8_lossy(w).into_owned()).unwrap_or_default()
-    }
-
-    /// `poptGetArg`.
-    fn get_arg(&mut self) -> Option<Vec<u8>> {
-        let i = *self.leftovers.get(self.next_leftover)?;
-        self.next_leftover += 1;
-        self.argv.get(i).cloned()
-    }
-
-    /// `poptGetNextOpt`: Ok(None) at the end.
-    fn next_opt(&mut self) -> Result<Option<Opt>, PoptErr> {
-        let argc = self.argv.len();
-        loop {
-            if self.next_char.is_none() && self.next >= argc {
-                return Ok(None);
-            }
-            let mut long_arg: Option<Vec<u8>> = None;
-            let mut found: Option<&(&str, u8, ArgKind, Tag)> = None;
-            if self.next_char.is_none() {
-                let w = self.next;
-                self.next += 1;
-                let word = &self.argv[w];
-                if self.rest_leftover || word.first() != Some(&b'-') || word.len() == 1 {
-                    self.leftovers.push(w);
-                    continue;
-                }
-                if word.as_slice() == b"--" {
-                    self.rest_leftover = true;
-                    continue;
-                }
-                if word[1] == b'-' {
-                    let s = &word[2..];
-                    let (name, arg) = match s.iter().position(|&c| c == b'=') {
-                        Some(eq) => (&s[..eq], Some(s[eq + 1..].to_vec())),
-                        None => (s, None),
-                    };
-                    found = OPTIONS.iter().find(|o| o.0.as_bytes() == name);
-                    if found.is_none() {
-                        return Err(PoptErr::BadOpt);
-                    }
-                    long_arg = arg;
-                } else {
-                    self.next_char = Some((w, 1));
-                }
-            }
-            if let Some((w, off)) = self.next_char.take() {
-                let word = &self.argv[w];
-                let c = word.get(off).copied().unwrap_or(0);
-                found = if c == 0 { None } else { OPTIONS.iter().find(|o| o.1 == c) };
-                if found.is_none() {
-                    return Err(PoptErr::BadOpt);
-                }
-                let rest = off + 1;
-                if rest < word.len() {
-                    self.next_char = Some((w, rest + usize::from(word[rest] == b'=')));
-                }
-            }
-            let Some(&(_, _, kind, tag)) = found else {
-                return Err(PoptErr::BadOpt);
-            };
-            let value = match kind {
-                ArgKind::None => {
-                    let eq_next = self
-                        .next_char
-                        .is_some_and(|(w, off)| self.argv[w].get(off) == Some(&b'='));
-                    if long_arg.is_some() || eq_next {
-                        return Err(PoptErr::UnwantedArg);
-                    }
-                    None
-                }
-                ArgKind::Required | ArgKind::Optional => {
-                    if long_arg.is_some() {
-                        long_arg
-                    } else if let Some((w, off)) = self.next_char.take() {
-                        let word = &self.argv[w];
-                        let off = off + usize::from(word.get(off) == Some(&b'='));
-                        Some(word.get(off..).unwrap_or_default().to_vec())
-                    } else if self.next >= argc {
-                        if kind == ArgKind::Required {
-                            return Err(PoptErr::NoArg);
-                        }
-                        None
-                    } else if kind == ArgKind::Optional && self.argv[self.next].first() == Some(&b'-') {
-                        None
-                    } else {
-                        let v = self.argv[self.next].clone();
-                        self.next += 1;
-                        Some(v)
-                    }
-                }
-            };
-            return Ok(Some((tag, value)));
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // ipvsadm's parse_options / process_options checks
@@ -526,8 +77,9 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// strtol(s, &end, 10) accepting the whole string (leading blanks and a sign allowed).
-fn strtol_full(s: &[u8]) -> Option<i64> {
+/// What C's `strtol` and `atoi` skip before the digits: blanks (`isspace`) and one sign.
+/// Returns whether the sign was `-` and where the digits start.
+fn blanks_and_sign(s: &[u8]) -> (bool, usize) {
     let mut i = 0;
     while i < s.len() && (s[i] == b' ' || (b'\t'..=b'\r').contains(&s[i])) {
         i += 1;
@@ -537,7 +89,13 @@ fn strtol_full(s: &[u8]) -> Option<i64> {
         neg = s[i] == b'-';
         i += 1;
     }
-    let start = i;
+    (neg, i)
+}
+
+/// strtol(s, &end, 10) accepting the whole string (leading blanks and a sign allowed).
+fn strtol_full(s: &[u8]) -> Option<i64> {
+    let (neg, start) = blanks_and_sign(s);
+    let mut i = start;
     let mut v: i64 = 0;
     let mut overflow = false;
     while i < s.len() && s[i].is_ascii_digit() {
@@ -560,15 +118,7 @@ pub fn string_to_number(s: &[u8], min: i64, max: i64) -> Option<i64> {
 
 /// C `atoi`.
 fn atoi(s: &[u8]) -> i64 {
-    let mut i = 0;
-    while i < s.len() && (s[i] == b' ' || (b'\t'..=b'\r').contains(&s[i])) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
-    }
+    let (neg, mut i) = blanks_and_sign(s);
     let mut v: i64 = 0;
     while i < s.len() && s[i].is_ascii_digit() {
         v = v.saturating_mul(10).saturating_add(i64::from(s[i] - b'0'));
@@ -684,9 +234,26 @@ fn clipped(b: &[u8], n: usize) -> String {
 }
 
 /// `parse_options` + the checks of `process_options` up to the kernel call. `argv[0]` is the
-/// program name.
+/// program name. The steps, in ipvsadm's order: the command (the first option), every other
+/// option, the leftover arguments, the scheduler flags, then the legality and semantic checks.
 pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
-    let mut e = Entry {
+    let mut e = initial_entry();
+    let mut popt = Popt::new(argv);
+    e.cmd = resolve_command(&mut popt, &mut e, io)?;
+    let sched_flags_arg = scan_options(&mut popt, &mut e, io)?;
+    take_leftovers(&mut popt, &mut e, io)?;
+    if !sched_flags_arg.is_empty() {
+        e.svc.flags &= !(lb_common::SVC_F_SCHED1 | lb_common::SVC_F_SCHED2 | lb_common::SVC_F_SCHED3);
+        e.svc.flags |= parse_sched_flags(io, &e.svc.sched, &sched_flags_arg)?;
+    }
+    check(&mut e, io)?;
+    Ok(e)
+}
+
+/// The command entry as `parse_options` starts it (ipvsadm's defaults: weight 1, direct
+/// routing, an all-ones IPv4 mask).
+fn initial_entry() -> Entry {
+    Entry {
         cmd: Cmd::List,
         options: 0,
         format: 0,
@@ -716,13 +283,17 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
         },
         timeouts: [0; 3],
         daemon: DaemonArg::default(),
-    };
-    let mut popt = Popt::new(argv);
-    let first = match popt.next_opt() {
+    }
+}
+
+/// The first option names the command (ipvsadm's first `poptGetNextOpt`): `-h` and `-v` answer
+/// here and exit; `--start-daemon`/`--stop-daemon` take their `master|backup` argument.
+fn resolve_command(popt: &mut Popt, e: &mut Entry, io: &mut Io) -> Result<Cmd, Flow> {
+    let (tag, val) = match popt.next_opt() {
         Ok(Some(o)) => o,
         _ => return Err(io.tryhelp(255)),
     };
-    e.cmd = match first.0 {
+    Ok(match tag {
         Tag::AddService => Cmd::Add,
         Tag::EditService => Cmd::Edit,
         Tag::DelService => Cmd::Del,
@@ -736,8 +307,8 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
         Tag::Restore => Cmd::Restore,
         Tag::Save => Cmd::Save,
         Tag::StartDaemon | Tag::StopDaemon => {
-            let start = first.0 == Tag::StartDaemon;
-            match first.1.as_deref() {
+            let start = tag == Tag::StartDaemon;
+            match val.as_deref() {
                 Some(b"master") => e.daemon.master = true,
                 Some(b"backup") => e.daemon.master = false,
                 _ if start => return Err(io.fail(2, "illegal start-daemon parameter specified")),
@@ -754,233 +325,213 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
             return Err(Flow::Exit(0));
         }
         _ => return Err(io.tryhelp(255)),
-    };
+    })
+}
 
-
+/// The options after the command, each applied in turn ([`apply_option`]); popt's errors
+/// end the parse with `process_options` returning -1. Returns `-b`'s argument (applied once the
+/// scheduler is known).
+fn scan_options(popt: &mut Popt, e: &mut Entry, io: &mut Io) -> Result<Vec<u8>, Flow> {
     let mut sched_flags_arg: Vec<u8> = Vec::new();
     loop {
         let (tag, val) = match popt.next_opt() {
             Ok(Some(o)) => o,
-            Ok(None) => break,
+            Ok(None) => return Ok(sched_flags_arg),
             Err(pe) => {
                 let _ = writeln!(io.err, "{}: {}", popt.bad_option(), pe.text());
                 return Err(Flow::Return(-1));
             }
         };
-        let arg: &[u8] = val.as_deref().unwrap_or_default();
-        let o = &mut e.options;
-        match tag {
-            Tag::Tcp | Tag::Udp | Tag::Sctp => {
-                set_option(io, o, OPTC_SERVICE)?;
-                e.svc.protocol = option_to_protocol(tag);
-                let Some(p) = parse_service(arg, e.svc.protocol) else {
-                    return Err(io.fail(2, "illegal virtual server address[:port] specified"));
-                };
-                e.svc.af = p.af;
-                e.svc.addr = Some(p.addr);
-                if p.af == AF_INET6 {
-                    e.svc.netmask = 128;
-                }
-                if let Some(port) = p.port {
-                    e.svc.port = port;
-                }
+        apply_option(e, io, popt, tag, val.as_deref(), &mut sched_flags_arg)?;
+    }
+}
+
+/// Options that only set their bit and, for a listing, a format flag.
+const FLAG_OPTIONS: [(Tag, usize, u32); 12] = [
+    (Tag::Connection, OPTC_CONNECTION, 0),
+    (Tag::Numeric, OPTC_NUMERIC, FMT_NUMERIC),
+    (Tag::Timeout, OPTC_TIMEOUT, 0),
+    (Tag::Daemon, OPTC_DAEMON, 0),
+    (Tag::Stats, OPTC_STATS, FMT_STATS),
+    (Tag::Rate, OPTC_RATE, FMT_RATE),
+    (Tag::Thresholds, OPTC_THRESHOLDS, FMT_THRESHOLDS),
+    (Tag::PersistentConn, OPTC_PERSISTENTCONN, FMT_PERSISTENTCONN),
+    (Tag::NoSort, OPTC_NOSORT, FMT_NOSORT),
+    (Tag::Exact, OPTC_EXACT, FMT_EXACT),
+    (Tag::TunInfo, OPTC_TUN_INFO, FMT_TUN_INFO),
+    (Tag::TunNocsum, OPTC_TUN_NOCSUM, 0),
+];
+
+/// An option whose argument is a number in `min..=max` (ipvsadm's `string_to_number`): its
+/// bit, the range, the message it fails with, and where the number goes (`None`: checked only,
+/// as the sync daemon's are).
+type NumberOption = (Tag, usize, i64, i64, &'static str, Option<fn(&mut Entry, i64)>);
+
+const NUMBER_OPTIONS: [NumberOption; 8] = [
+    (Tag::Weight, OPTC_WEIGHT, 0, i32::MAX as i64, "illegal weight specified", Some(|e, n| e.dest.weight = n as i32)),
+    (Tag::UThreshold, OPTC_UTHRESHOLD, 0, i32::MAX as i64, "illegal u_threshold specified", Some(|e, n| e.dest.u_threshold = n as u32)),
+    (Tag::LThreshold, OPTC_LTHRESHOLD, 0, i32::MAX as i64, "illegal l_threshold specified", Some(|e, n| e.dest.l_threshold = n as u32)),
+    (Tag::SyncId, OPTC_SYNCID, 0, 255, "illegal syncid specified", Some(|e, n| e.daemon.syncid = n as u32)),
+    (Tag::McastPort, OPTC_MCAST_PORT, 1, 65535, "illegal mcast-port specified", None),
+    (Tag::McastTtl, OPTC_MCAST_TTL, 1, 255, "illegal mcast-ttl specified", None),
+    (Tag::SyncMaxlen, OPTC_SYNC_MAXLEN, 1, 65535 - 20 - 8, "illegal sync-maxlen specified", None),
+    (Tag::TunPort, OPTC_TUN_PORT, 1, 65535, "illegal tunnel port specified", Some(|e, n| e.dest.tun_port = n as u16)),
+];
+
+/// One option after the command (ipvsadm's `parse_options` switch): sets its bit (a second
+/// one is an error) and its part of the entry. A command here is an invalid option, named by
+/// popt's last word.
+fn apply_option(e: &mut Entry, io: &mut Io, popt: &Popt, tag: Tag, val: Option<&[u8]>, sched_flags_arg: &mut Vec<u8>) -> Result<(), Flow> {
+    if let Some(&(_, optc, fmt)) = FLAG_OPTIONS.iter().find(|f| f.0 == tag) {
+        set_option(io, &mut e.options, optc)?;
+        e.format |= fmt;
+        return Ok(());
+    }
+    let arg: &[u8] = val.unwrap_or_default();
+    if let Some(&(_, optc, min, max, error, set)) = NUMBER_OPTIONS.iter().find(|o| o.0 == tag) {
+        set_option(io, &mut e.options, optc)?;
+        let Some(n) = string_to_number(arg, min, max) else {
+            return Err(io.fail(2, error));
+        };
+        if let Some(set) = set {
+            set(e, n);
+        }
+        return Ok(());
+    }
+    match tag {
+        Tag::Tcp | Tag::Udp | Tag::Sctp => virtual_service(e, io, tag, arg)?,
+        Tag::Fwmark => fwmark_service(e, io, arg)?,
+        Tag::Ipv6 => {
+            if e.svc.fwmark == 0 {
+                return Err(io.fail(2, "-6 used before -f\n"));
             }
-            Tag::Fwmark => {
-                set_option(io, o, OPTC_SERVICE)?;
-                e.svc.af = AF_INET;
-                e.svc.protocol = lb_common::IPPROTO_TCP;
-                match strtol_full(arg) {
-                    Some(n) if n > 0 && n <= i64::from(u32::MAX) => e.svc.fwmark = n as u32,
-                    _ => return Err(io.fail(2, &format!("invalid fwmark value `{}' specified", lossy(arg)))),
-                }
-            }
-            Tag::Scheduler => {
-                set_option(io, o, OPTC_SCHEDULER)?;
-                e.svc.sched = clipped(arg, 15);
-            }
-            Tag::Persistent => {
-                set_option(io, o, OPTC_PERSISTENT)?;
-                e.svc.flags |= lb_common::SVC_F_PERSISTENT;
-                e.svc.timeout = parse_timeout(io, val.as_deref(), 1, MAX_TIMEOUT)?;
-            }
-            Tag::Netmask => {
-                set_option(io, o, OPTC_NETMASK)?;
-                if e.svc.af != AF_INET6 {
-                    match names::inet_aton(arg).or_else(|| names::host_to_addr(arg)) {
-                        Some(m) => e.svc.netmask = u32::from(m),
-                        None => return Err(io.fail(2, "illegal virtual server persistent mask specified")),
-                    }
-                } else {
-                    let n = atoi(arg);
-                    if !(1..=128).contains(&n) {
-                        return Err(io.fail(2, "illegal ipv6 netmask specified"));
-                    }
-                    e.svc.netmask = n as u32;
-                }
-            }
-            Tag::RealServer => {
-                set_option(io, o, OPTC_SERVER)?;
-                let Some(p) = parse_service(arg, e.svc.protocol) else {
-                    return Err(io.fail(2, "illegal real server address[:port] specified"));
-                };
-                e.dest.af = p.af;
-                e.dest.addr = Some(p.addr);
-                e.dest.port = p.port.unwrap_or(e.svc.port);
-            }
-            Tag::Ipip | Tag::Gatewaying | Tag::Masq => {
-                set_option(io, o, OPTC_FORWARD)?;
-                e.dest.fwd = match tag {
-                    Tag::Ipip => Fwd::Tunnel,
-                    Tag::Gatewaying => Fwd::Route,
-                    _ => Fwd::Masq,
-                };
-            }
-            Tag::Weight => {
-                set_option(io, o, OPTC_WEIGHT)?;
-                match string_to_number(arg, 0, i64::from(i32::MAX)) {
-                    Some(n) => e.dest.weight = n as i32,
-                    None => return Err(io.fail(2, "illegal weight specified")),
-                }
-            }
-            Tag::UThreshold => {
-                set_option(io, o, OPTC_UTHRESHOLD)?;
-                match string_to_number(arg, 0, i64::from(i32::MAX)) {
-                    Some(n) => e.dest.u_threshold = n as u32,
-                    None => return Err(io.fail(2, "illegal u_threshold specified")),
-                }
-            }
-            Tag::LThreshold => {
-                set_option(io, o, OPTC_LTHRESHOLD)?;
-                match string_to_number(arg, 0, i64::from(i32::MAX)) {
-                    Some(n) => e.dest.l_threshold = n as u32,
-                    None => return Err(io.fail(2, "illegal l_threshold specified")),
-                }
-            }
-            Tag::Connection => set_option(io, o, OPTC_CONNECTION)?,
-            Tag::Numeric => {
-                set_option(io, o, OPTC_NUMERIC)?;
-                e.format |= FMT_NUMERIC;
-            }
-            Tag::McastInterface => {
-                set_option(io, o, OPTC_MCAST)?;
-                e.daemon.mcast_ifn = clipped(arg, 15);
-            }
-            Tag::SyncId => {
-                set_option(io, o, OPTC_SYNCID)?;
-                match string_to_number(arg, 0, 255) {
-                    Some(n) => e.daemon.syncid = n as u32,
-                    None => return Err(io.fail(2, "illegal syncid specified")),
-                }
-            }
-            Tag::Timeout => set_option(io, o, OPTC_TIMEOUT)?,
-            Tag::Daemon => set_option(io, o, OPTC_DAEMON)?,
-            Tag::Stats => {
-                set_option(io, o, OPTC_STATS)?;
-                e.format |= FMT_STATS;
-            }
-            Tag::Rate => {
-                set_option(io, o, OPTC_RATE)?;
-                e.format |= FMT_RATE;
-            }
-            Tag::Thresholds => {
-                set_option(io, o, OPTC_THRESHOLDS)?;
-                e.format |= FMT_THRESHOLDS;
-            }
-            Tag::PersistentConn => {
-                set_option(io, o, OPTC_PERSISTENTCONN)?;
-                e.format |= FMT_PERSISTENTCONN;
-            }
-            Tag::NoSort => {
-                set_option(io, o, OPTC_NOSORT)?;
-                e.format |= FMT_NOSORT;
-            }
-            Tag::Sort => {}
-            Tag::Exact => {
-                set_option(io, o, OPTC_EXACT)?;
-                e.format |= FMT_EXACT;
-            }
-            Tag::Ipv6 => {
-                if e.svc.fwmark != 0 {
-                    e.svc.af = AF_INET6;
-                    e.svc.netmask = 128;
-                } else {
-                    return Err(io.fail(2, "-6 used before -f\n"));
-                }
-            }
-            Tag::Ops => {
-                set_option(io, o, OPTC_ONEPACKET)?;
-                e.svc.flags |= lb_common::SVC_F_ONEPACKET;
-            }
-            Tag::Pe => {
-                set_option(io, o, OPTC_PE)?;
-                e.svc.pe_name = clipped(arg, 32);
-            }
-            Tag::SchedFlags => {
-                set_option(io, o, OPTC_SCHED_FLAGS)?;
-                sched_flags_arg = arg[..arg.len().min(127)].to_vec();
-            }
-            Tag::McastGroup => {
-                set_option(io, o, OPTC_MCAST_GROUP)?;
-                if arg.contains(&b':') {
-                    if !names::inet_pton6(arg).is_some_and(|a| a.is_multicast()) {
-                        return Err(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg))));
-                    }
-                } else if !names::inet_pton4(arg).is_some_and(|a| a.is_multicast()) {
-                    return Err(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg))));
-                }
-            }
-            Tag::McastPort => {
-                set_option(io, o, OPTC_MCAST_PORT)?;
-                if string_to_number(arg, 1, 65535).is_none() {
-                    return Err(io.fail(2, "illegal mcast-port specified"));
-                }
-            }
-            Tag::McastTtl => {
-                set_option(io, o, OPTC_MCAST_TTL)?;
-                if string_to_number(arg, 1, 255).is_none() {
-                    return Err(io.fail(2, "illegal mcast-ttl specified"));
-                }
-            }
-            Tag::SyncMaxlen => {
-                set_option(io, o, OPTC_SYNC_MAXLEN)?;
-                if string_to_number(arg, 1, 65535 - 20 - 8).is_none() {
-                    return Err(io.fail(2, "illegal sync-maxlen specified"));
-                }
-            }
-            Tag::TunInfo => {
-                set_option(io, o, OPTC_TUN_INFO)?;
-                e.format |= FMT_TUN_INFO;
-            }
-            Tag::TunType => {
-                set_option(io, o, OPTC_TUN_TYPE)?;
-                match TUN_NAMES.iter().position(|n| n.as_bytes() == arg) {
-                    Some(t) => e.dest.tun_type = t as u8,
-                    None => return Err(io.fail(2, "illegal tunnel type specified")),
-                }
-            }
-            Tag::TunPort => {
-                set_option(io, o, OPTC_TUN_PORT)?;
-                match string_to_number(arg, 1, 65535) {
-                    Some(n) => e.dest.tun_port = n as u16,
-                    None => return Err(io.fail(2, "illegal tunnel port specified")),
-                }
-            }
-            Tag::TunNocsum => set_option(io, o, OPTC_TUN_NOCSUM)?,
-            Tag::TunCsum => {
-                set_option(io, o, OPTC_TUN_CSUM)?;
-                e.dest.tun_flags |= 1;
-            }
-            Tag::TunRemcsum => {
-                set_option(io, o, OPTC_TUN_REMCSUM)?;
-                e.dest.tun_flags |= 2;
-            }
-            _ => {
-                let msg = format!("invalid option `{}'", popt.bad_option());
-                return Err(io.fail(2, &msg));
+            e.svc.af = AF_INET6;
+            e.svc.netmask = 128;
+        }
+        Tag::Netmask => netmask(e, io, arg)?,
+        Tag::Scheduler => {
+            set_option(io, &mut e.options, OPTC_SCHEDULER)?;
+            e.svc.sched = clipped(arg, 15);
+        }
+        Tag::Persistent => {
+            set_option(io, &mut e.options, OPTC_PERSISTENT)?;
+            e.svc.flags |= lb_common::SVC_F_PERSISTENT;
+            e.svc.timeout = parse_timeout(io, val, 1, MAX_TIMEOUT)?;
+        }
+        Tag::Ops => {
+            set_option(io, &mut e.options, OPTC_ONEPACKET)?;
+            e.svc.flags |= lb_common::SVC_F_ONEPACKET;
+        }
+        Tag::Pe => {
+            set_option(io, &mut e.options, OPTC_PE)?;
+            e.svc.pe_name = clipped(arg, 32);
+        }
+        Tag::SchedFlags => {
+            set_option(io, &mut e.options, OPTC_SCHED_FLAGS)?;
+            *sched_flags_arg = arg[..arg.len().min(127)].to_vec();
+        }
+        Tag::RealServer => {
+            set_option(io, &mut e.options, OPTC_SERVER)?;
+            let Some(p) = parse_service(arg, e.svc.protocol) else {
+                return Err(io.fail(2, "illegal real server address[:port] specified"));
+            };
+            e.dest.af = p.af;
+            e.dest.addr = Some(p.addr);
+            e.dest.port = p.port.unwrap_or(e.svc.port);
+        }
+        Tag::Ipip | Tag::Gatewaying | Tag::Masq => {
+            set_option(io, &mut e.options, OPTC_FORWARD)?;
+            e.dest.fwd = match tag {
+                Tag::Ipip => Fwd::Tunnel,
+                Tag::Gatewaying => Fwd::Route,
+                _ => Fwd::Masq,
+            };
+        }
+        Tag::TunType => {
+            set_option(io, &mut e.options, OPTC_TUN_TYPE)?;
+            match TUN_NAMES.iter().position(|n| n.as_bytes() == arg) {
+                Some(t) => e.dest.tun_type = t as u8,
+                None => return Err(io.fail(2, "illegal tunnel type specified")),
             }
         }
+        Tag::TunCsum => {
+            set_option(io, &mut e.options, OPTC_TUN_CSUM)?;
+            e.dest.tun_flags |= 1;
+        }
+        Tag::TunRemcsum => {
+            set_option(io, &mut e.options, OPTC_TUN_REMCSUM)?;
+            e.dest.tun_flags |= 2;
+        }
+        Tag::McastInterface => {
+            set_option(io, &mut e.options, OPTC_MCAST)?;
+            e.daemon.mcast_ifn = clipped(arg, 15);
+        }
+        Tag::McastGroup => {
+            set_option(io, &mut e.options, OPTC_MCAST_GROUP)?;
+            if arg.contains(&b':') {
+                if !names::inet_pton6(arg).is_some_and(|a| a.is_multicast()) {
+                    return Err(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg))));
+                }
+            } else if !names::inet_pton4(arg).is_some_and(|a| a.is_multicast()) {
+                return Err(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg))));
+            }
+        }
+        Tag::Sort => {}
+        _ => return Err(io.fail(2, &format!("invalid option `{}'", popt.bad_option()))),
     }
+    Ok(())
+}
 
+/// `-t/-u/--sctp-service host[:port]`.
+fn virtual_service(e: &mut Entry, io: &mut Io, tag: Tag, arg: &[u8]) -> Result<(), Flow> {
+    set_option(io, &mut e.options, OPTC_SERVICE)?;
+    e.svc.protocol = option_to_protocol(tag);
+    let Some(p) = parse_service(arg, e.svc.protocol) else {
+        return Err(io.fail(2, "illegal virtual server address[:port] specified"));
+    };
+    e.svc.af = p.af;
+    e.svc.addr = Some(p.addr);
+    if p.af == AF_INET6 {
+        e.svc.netmask = 128;
+    }
+    if let Some(port) = p.port {
+        e.svc.port = port;
+    }
+    Ok(())
+}
+
+/// `-f mark`.
+fn fwmark_service(e: &mut Entry, io: &mut Io, arg: &[u8]) -> Result<(), Flow> {
+    set_option(io, &mut e.options, OPTC_SERVICE)?;
+    e.svc.af = AF_INET;
+    e.svc.protocol = lb_common::IPPROTO_TCP;
+    match strtol_full(arg) {
+        Some(n) if n > 0 && n <= i64::from(u32::MAX) => e.svc.fwmark = n as u32,
+        _ => return Err(io.fail(2, &format!("invalid fwmark value `{}' specified", lossy(arg)))),
+    }
+    Ok(())
+}
+
+/// `-M`: an IPv4 mask (address or host name) or, once the service is IPv6, a prefix length.
+fn netmask(e: &mut Entry, io: &mut Io, arg: &[u8]) -> Result<(), Flow> {
+    set_option(io, &mut e.options, OPTC_NETMASK)?;
+    if e.svc.af != AF_INET6 {
+        match names::inet_aton(arg).or_else(|| names::host_to_addr(arg)) {
+            Some(m) => e.svc.netmask = u32::from(m),
+            None => return Err(io.fail(2, "illegal virtual server persistent mask specified")),
+        }
+    } else {
+        let n = atoi(arg);
+        if !(1..=128).contains(&n) {
+            return Err(io.fail(2, "illegal ipv6 netmask specified"));
+        }
+        e.svc.netmask = n as u32;
+    }
+    Ok(())
+}
+
+/// popt's leftover arguments: `--set`'s three timeouts; any other is an error.
+fn take_leftovers(popt: &mut Popt, e: &mut Entry, io: &mut Io) -> Result<(), Flow> {
     if e.cmd == Cmd::Timeout {
         let a = popt.get_arg();
         let b = popt.get_arg();
@@ -999,13 +550,7 @@ pub fn parse(argv: &[Vec<u8>], io: &mut Io) -> Result<Entry, Flow> {
     if let Some(extra) = popt.get_arg() {
         return Err(io.fail(2, &format!("unexpected argument {}", lossy(&extra))));
     }
-    if !sched_flags_arg.is_empty() {
-        e.svc.flags &= !(lb_common::SVC_F_SCHED1 | lb_common::SVC_F_SCHED2 | lb_common::SVC_F_SCHED3);
-        e.svc.flags |= parse_sched_flags(io, &e.svc.sched, &sched_flags_arg)?;
-    }
-
-    check(&mut e, io)?;
-    Ok(e)
+    Ok(())
 }
 
 /// ipvsadm's option legality tables (commands, tunnel types): `rules` pairs an option with

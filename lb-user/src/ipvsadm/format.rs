@@ -4,13 +4,20 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use super::cli::{
-    FMT_EXACT, FMT_NOSORT, FMT_NUMERIC, FMT_PERSISTENTCONN, FMT_RATE, FMT_RULE, FMT_STATS, FMT_THRESHOLDS,
-    FMT_TUN_INFO,
-};
 use super::names::{addrport, truncate_bytes};
 use crate::model::{Af, ConnEntry, Dest, Fwd, Proto, Service, SvcKey, Table};
 use lb_common::{SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED1, SVC_F_SCHED2, SVC_F_SCHED3};
+
+// Listing format flags (ipvsadm's FMT_*): what `-n`, `--stats`, `-S`, ... ask of a listing.
+pub const FMT_NUMERIC: u32 = 0x0001;
+pub const FMT_RULE: u32 = 0x0002;
+pub const FMT_STATS: u32 = 0x0004;
+pub const FMT_RATE: u32 = 0x0008;
+pub const FMT_THRESHOLDS: u32 = 0x0010;
+pub const FMT_PERSISTENTCONN: u32 = 0x0020;
+pub const FMT_NOSORT: u32 = 0x0040;
+pub const FMT_EXACT: u32 = 0x0080;
+pub const FMT_TUN_INFO: u32 = 0x0100;
 
 const VERSION_LINE: &str = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)";
 const SCHEDULERS: &str = "rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh";
@@ -358,8 +365,14 @@ fn print_title(out: &mut Vec<u8>, format: u32) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn ipv4_mask(m: u32) -> String {
-    std::net::Ipv4Addr::from(m).to_string()
+/// A persistent service's netmask when it is not the family's full mask: dotted IPv4, or the
+/// IPv6 prefix length (printed with %d).
+fn netmask(s: &Service) -> Option<String> {
+    match s.key.af() {
+        Af::Inet if s.netmask != 0xffff_ffff => Some(std::net::Ipv4Addr::from(s.netmask).to_string()),
+        Af::Inet6 if s.netmask != 128 => Some((s.netmask as i32).to_string()),
+        _ => None,
+    }
 }
 
 /// `print_service_entry`.
@@ -388,12 +401,7 @@ fn print_service(out: &mut Vec<u8>, s: &Service, format: u32) {
                 };
                 format!("{stype} {vname}")
             } else {
-                let stype = match proto {
-                    Proto::Tcp => "TCP",
-                    Proto::Udp => "UDP",
-                    Proto::Sctp => "SCTP",
-                };
-                let mut n = format!("{stype:<4} {vname}");
+                let mut n = format!("{:<4} {vname}", proto.name());
                 if af != Af::Inet6 {
                     truncate_bytes(&mut n, 33);
                 }
@@ -408,10 +416,8 @@ fn print_service(out: &mut Vec<u8>, s: &Service, format: u32) {
         line.push_str(&format!("-A {svc_name} -s {}", s.sched));
         if persistent {
             line.push_str(&format!(" -p {}", s.timeout));
-            match af {
-                Af::Inet if s.netmask != 0xffff_ffff => line.push_str(&format!(" -M {}", ipv4_mask(s.netmask))),
-                Af::Inet6 if s.netmask != 128 => line.push_str(&format!(" -M {}", s.netmask as i32)),
-                _ => {}
+            if let Some(m) = netmask(s) {
+                line.push_str(&format!(" -M {m}"));
             }
         }
         if !s.pe_name.is_empty() {
@@ -440,10 +446,8 @@ fn print_service(out: &mut Vec<u8>, s: &Service, format: u32) {
         }
         if persistent {
             line.push_str(&format!(" persistent {}", s.timeout));
-            match af {
-                Af::Inet if s.netmask != 0xffff_ffff => line.push_str(&format!(" mask {}", ipv4_mask(s.netmask))),
-                Af::Inet6 if s.netmask != 128 => line.push_str(&format!(" mask {}", s.netmask as i32)),
-                _ => {}
+            if let Some(m) = netmask(s) {
+                line.push_str(&format!(" mask {m}"));
             }
             if !s.pe_name.is_empty() {
                 line.push_str(&format!(" pe {}", s.pe_name));

@@ -1,5 +1,5 @@
-//! Replays the recordings of the real ipvsadm 1.31 (`tests/golden/ipvsadm/*.json`, made by
-//! `tests/oracle/`) against `run` with an in-memory table, byte for byte.
+//! Replays the recordings of the real ipvsadm 1.31 ([`super::recording`]; another directory
+//! with `LBADM_GOLDEN_DIR`) against `run` with an in-memory table, byte for byte.
 //!
 //! Every IPVS scheduler is enabled for the replay (`none` too), and reverse DNS is off (names resolve to nothing, as in the guest
 //! that recorded them). The steps not compared are those of `golden_skip` (shared with the
@@ -7,59 +7,28 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use super::golden_skip::CaseSkips;
+use super::recording;
 use super::tests::{MemBackend, run_args};
-
-#[derive(Deserialize)]
-struct File {
-    #[serde(default)]
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    steps: Vec<Step>,
-}
-
-#[derive(Deserialize)]
-struct Step {
-    argv: Vec<String>,
-    stdin: Option<String>,
-    stdout: String,
-    stderr: String,
-    status: i32,
-}
 
 #[test]
 fn golden_replay() {
     let dir = match std::env::var_os("LBADM_GOLDEN_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/ipvsadm"),
+        None => recording::golden_dir(),
     };
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect(),
-        Err(_) => Vec::new(),
-    };
-    files.sort();
+    let stems = recording::stems_in(&dir).unwrap_or_default();
     crate::ctl::ALL_SCHEDULERS.with(|c| c.set(true));
     let (mut passed, mut skipped, mut failed) = (0usize, 0usize, Vec::new());
     let mut reasons: Vec<&'static str> = Vec::new();
-    for path in &files {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => panic!("{}: {e}", path.display()),
+    for stem in &stems {
+        let cases = match recording::load_from(&dir, stem) {
+            Ok(c) => c,
+            Err(e) => panic!("{e:#}"),
         };
-        let file: File = match serde_json::from_str(&text) {
-            Ok(f) => f,
-            Err(e) => panic!("{}: {e}", path.display()),
-        };
-        for case in &file.cases {
+        for case in &cases {
             let noskip = std::env::var_os("LBADM_GOLDEN_NOSKIP").is_some();
-            let mut skips = CaseSkips::new(&stem, &case.name);
+            let mut skips = CaseSkips::new(stem, &case.name);
             let mut b = MemBackend::default();
             let mut bad = None;
             for (i, step) in case.steps.iter().enumerate() {
@@ -71,15 +40,13 @@ fn golden_replay() {
                     skipped += 1;
                     reasons.push(r);
                     // The refusals' skips are exact: a step they leave out must differ.
-                    let same = (o.stdout.as_str(), o.stderr.as_str(), o.status)
-                        == (step.stdout.as_str(), step.stderr.as_str(), step.status);
+                    let same = step.answered_by(o.stdout.as_bytes(), o.stderr.as_bytes(), o.status);
                     if same && r == super::golden_skip::UNBUILT && bad.is_none() {
                         bad = Some(format!("{stem}/{} step {i} argv {:?}: skipped ({r}) but matches", case.name, step.argv));
                     }
                     continue;
                 }
-                if (o.stdout.as_str(), o.stderr.as_str(), o.status) != (step.stdout.as_str(), step.stderr.as_str(), step.status)
-                {
+                if !step.answered_by(o.stdout.as_bytes(), o.stderr.as_bytes(), o.status) {
                     bad = Some(format!(
                         "{stem}/{} step {i} argv {:?} stdin {:?}\n--- want status {} stdout:\n{}--- got status {} stdout:\n{}--- want stderr:\n{}--- got stderr:\n{}",
                         case.name, step.argv, step.stdin, step.status, step.stdout, o.status, o.stdout, step.stderr, o.stderr
@@ -96,7 +63,7 @@ fn golden_replay() {
     crate::ctl::ALL_SCHEDULERS.with(|c| c.set(false));
     eprintln!(
         "golden: {} files, {passed} cases passed ({skipped} steps not compared), {} failed",
-        files.len(),
+        stems.len(),
         failed.len()
     );
     reasons.sort_unstable();

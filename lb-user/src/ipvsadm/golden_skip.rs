@@ -15,7 +15,8 @@
 
 use std::net::IpAddr;
 
-use super::cli::{self, Cmd, Entry, Io};
+use super::cli::{self, Io};
+use super::command::{self, Cmd, Entry};
 
 /// Why IPv6 and GUE/GRE invocations are not compared.
 pub const UNBUILT: &str = "IPv6 / GUE / GRE refused until the data plane carries them (issue 15)";
@@ -33,7 +34,7 @@ fn svc_id(e: &Entry) -> SvcId {
 fn unbuilt(e: &Entry) -> bool {
     let v6 = |a: Option<IpAddr>| a.is_some_and(|a| a.is_ipv6());
     let dest_cmd = matches!(e.cmd, Cmd::AddDest | Cmd::EditDest | Cmd::DelDest);
-    e.svc.af == cli::AF_INET6 || v6(e.svc.addr) || (dest_cmd && (v6(e.dest.addr) || e.dest.tun_type != 0))
+    e.svc.af == command::AF_INET6 || v6(e.svc.addr) || (dest_cmd && (v6(e.dest.addr) || e.dest.tun_type != 0))
 }
 
 /// The skips of one recorded case, fed its steps in order ([`CaseSkips::step`]).
@@ -143,8 +144,8 @@ impl CaseSkips {
                 }
                 dest_refused
             }
-            Cmd::List if e.has(cli::OPTC_CONNECTION) || e.has(cli::OPTC_TIMEOUT) || e.has(cli::OPTC_DAEMON) => false,
-            Cmd::List if e.has(cli::OPTC_SERVICE) => {
+            Cmd::List if e.has(command::OPTC_CONNECTION) || e.has(command::OPTC_TIMEOUT) || e.has(command::OPTC_DAEMON) => false,
+            Cmd::List if e.has(command::OPTC_SERVICE) => {
                 self.refused_svcs.contains(&svc) || self.refused_dests.iter().any(|(s, _, _)| *s == svc)
             }
             Cmd::List | Cmd::Save => self.diverged(),

@@ -4,11 +4,20 @@
 //! with the kernel's semantics (`crate::ctl`), and commits once at the end if anything changed.
 //! `-R` applies every line to the same in-memory table and commits once, also when a line
 //! aborts the restore (ipvsadm would have applied the earlier lines).
+//!
+//! Where things are: [`cli::parse`] reads argv (popt's tokens from `popt`) into a checked
+//! [`command::Entry`]; this module runs it on the table; [`format`] prints every listing, `-S`
+//! rule, usage and version; [`names`] reads and prints host and service names; [`restore`]
+//! splits `-R` lines; [`recording`] loads the real ipvsadm's recordings that the replays
+//! compare with, minus the steps [`golden_skip`] leaves out.
 
 pub mod cli;
+pub mod command;
 pub mod format;
 pub mod golden_skip;
 pub mod names;
+mod popt;
+pub mod recording;
 pub mod restore;
 
 #[cfg(test)]
@@ -21,7 +30,8 @@ use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::os::unix::ffi::OsStrExt;
 
-use cli::{Cmd, Entry, Flow, Io};
+use cli::{Flow, Io};
+use command::{Cmd, Entry};
 use crate::ctl::{DestSpec, Errno, ServiceSpec};
 use crate::model::{Af, ConnEntry, Proto, SvcKey, Table, Tunnel};
 
@@ -316,7 +326,7 @@ fn ipvs_strerror(call: Call, errno: Errno) -> String {
 /// The service key a command names.
 fn svc_key(e: &Entry) -> Option<SvcKey> {
     if e.svc.fwmark != 0 {
-        let af = if e.svc.af == cli::AF_INET6 { Af::Inet6 } else { Af::Inet };
+        let af = if e.svc.af == command::AF_INET6 { Af::Inet6 } else { Af::Inet };
         return Some(SvcKey::Fwmark { mark: e.svc.fwmark, af });
     }
     let proto = Proto::from_number(e.svc.protocol)?;
@@ -377,7 +387,7 @@ fn process_options(
         }
         Cmd::Save => {
             let t = sess.table(io)?;
-            let text = format::list_all(t, e.format | cli::FMT_RULE);
+            let text = format::list_all(t, e.format | format::FMT_RULE);
             let _ = io.out.write_all(&text);
             return Ok(0);
         }
@@ -450,7 +460,7 @@ fn process_options(
 
 /// The `-L` family. Listing failures exit with status 1.
 fn list(e: &Entry, key: Option<SvcKey>, sess: &mut Session, io: &mut Io) -> Result<(), Flow> {
-    let text = if e.has(cli::OPTC_CONNECTION) {
+    let text = if e.has(command::OPTC_CONNECTION) {
         match sess.backend.connections() {
             Ok(conns) => format::list_conn(&conns, e.format),
             Err(_) => {
@@ -458,7 +468,7 @@ fn list(e: &Entry, key: Option<SvcKey>, sess: &mut Session, io: &mut Io) -> Resu
                 return Err(Flow::Exit(1));
             }
         }
-    } else if e.has(cli::OPTC_SERVICE) {
+    } else if e.has(command::OPTC_SERVICE) {
         let t = sess.table(io)?;
         match key.and_then(|k| t.find_service(&k)) {
             Some(s) => format::list_service(s, e.format),
@@ -472,9 +482,9 @@ fn list(e: &Entry, key: Option<SvcKey>, sess: &mut Session, io: &mut Io) -> Resu
                 return Err(Flow::Exit(1));
             }
         }
-    } else if e.has(cli::OPTC_TIMEOUT) {
+    } else if e.has(command::OPTC_TIMEOUT) {
         format::list_timeout(sess.table(io)?)
-    } else if e.has(cli::OPTC_DAEMON) {
+    } else if e.has(command::OPTC_DAEMON) {
         // No sync daemon ever runs: nothing to print.
         Vec::new()
     } else {

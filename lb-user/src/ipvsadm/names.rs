@@ -171,39 +171,33 @@ pub fn addr_to_host(addr: &IpAddr) -> Option<String> {
         return None;
     }
     let mut host = [0 as libc::c_char; 1025];
-    // SAFETY: the sockaddr structs are fully initialised and outlive the call; the output
-    // buffer length is passed.
+    // SAFETY: the socket address is zeroed storage (large and aligned enough for either family)
+    // filled in as one family, and outlives the call; the output buffer length is passed.
     let rc = unsafe {
-        match addr {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let len = match addr {
             IpAddr::V4(a) => {
-                let mut sin: libc::sockaddr_in = std::mem::zeroed();
+                let sin = &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
                 sin.sin_family = libc::AF_INET as libc::sa_family_t;
                 sin.sin_addr.s_addr = u32::from(*a).to_be();
-                libc::getnameinfo(
-                    &sin as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    std::ptr::null_mut(),
-                    0,
-                    libc::NI_NAMEREQD,
-                )
+                std::mem::size_of::<libc::sockaddr_in>()
             }
             IpAddr::V6(a) => {
-                let mut sin6: libc::sockaddr_in6 = std::mem::zeroed();
+                let sin6 = &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
                 sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 sin6.sin6_addr.s6_addr = a.octets();
-                libc::getnameinfo(
-                    &sin6 as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    host.as_mut_ptr(),
-                    host.len() as libc::socklen_t,
-                    std::ptr::null_mut(),
-                    0,
-                    libc::NI_NAMEREQD,
-                )
+                std::mem::size_of::<libc::sockaddr_in6>()
             }
-        }
+        };
+        libc::getnameinfo(
+            (&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr>(),
+            len as libc::socklen_t,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
     };
     if rc != 0 {
         return None;
