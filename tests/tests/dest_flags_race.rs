@@ -89,12 +89,14 @@ fn overload_survives_concurrent_dest_edits() {
     }
     let mut xdp = XdpUnderTest::load(pins.path(), "xlb_xdp").expect("load xlb_xdp");
     let stop = AtomicBool::new(false);
+    let started = std::time::Instant::now();
     let reopenings = std::thread::scope(|s| {
         let packets = s.spawn(|| reopen_until(&mut xdp, &stop));
         edit_weights(&pins);
         stop.store(true, Ordering::Relaxed);
         packets.join().expect("packet thread")
     });
+    let took = started.elapsed();
 
     let t = Store::open_at(pins.path(), Default::default()).and_then(|s| s.load()).expect("load");
     let dests = &t.services[0].dests;
@@ -107,7 +109,7 @@ fn overload_survives_concurrent_dest_edits() {
             wrong.push(format!("{}: OVERLOAD {} with {} connection(s)", d.addr, d.overloaded, conns));
         }
     }
-    eprintln!("{EDITS} weight edits during {reopenings} reopenings of one connection");
+    eprintln!("{EDITS} weight edits during {reopenings} reopenings of one connection, in {took:.1?}");
     assert!(wrong.is_empty(), "lost OVERLOAD updates after {EDITS} edits and {reopenings} reopenings: {}", wrong.join("; "));
     assert_eq!(dests.iter().map(|d| d.active_conns + d.inact_conns).sum::<u32>(), 1, "one connection in all");
 }

@@ -140,21 +140,26 @@ pub(super) fn dest_to_map(svc_id: u32, d: &Dest) -> c::Dest {
         addr: to_addr(&d.addr),
         port: d.port.to_be(),
         fwd: d.fwd.code(),
-        flags: c::DEST_F_IN_USE | c::DEST_F_AVAILABLE | if d.overloaded { c::DEST_F_OVERLOAD } else { 0 },
+        // Never written from the model: the store sets and clears flag bits one by one
+        // (`Store::write_dest`), and OVERLOAD as read at load time would be stale by now.
+        flags: 0,
         weight: d.weight,
         svc_id,
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
         tun_type: d.tunnel.kind,
         af: af_code(Af::of(&d.addr)),
+        _pad0: 0,
         tun_port: d.tunnel.port,
         tun_flags: d.tunnel.flags,
-        _pad: 0,
+        _pad1: 0,
         last_weight: d.last_weight,
+        _pad2: 0,
         seq: d.seq,
     }
 }
 
+/// Whether lbadm configured `a` and `b` alike (OVERLOAD is the connections' business).
 pub(super) fn same_config(a: &Dest, b: &Dest) -> bool {
     a.addr == b.addr
         && a.port == b.port
@@ -165,7 +170,6 @@ pub(super) fn same_config(a: &Dest, b: &Dest) -> bool {
         && a.l_threshold == b.l_threshold
         && a.tunnel == b.tunnel
         && a.seq == b.seq
-        && a.overloaded == b.overloaded
 }
 
 pub(super) fn dest_views(dests: &[Dest]) -> Vec<sched::DestView> {

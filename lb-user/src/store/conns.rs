@@ -5,7 +5,7 @@ use std::collections::HashMap as StdHashMap;
 
 use lb_common::{self as c, Addr, ConnKey, tcp_state};
 
-use super::{Store, codec::to_ip};
+use super::{Store, codec::to_ip, mmap::MmapAtomics};
 use crate::model::{ConnEntry, Proto};
 
 impl Store {
@@ -119,7 +119,7 @@ impl Store {
             }
             if self.conns.remove(&k).is_ok() {
                 n += 1;
-                self.release_count(&k, &v)?;
+                self.release_count(&k, &v);
             }
         }
         self.free_idle_trash()?;
@@ -134,41 +134,26 @@ impl Store {
         Some(c::template_key(&k.caddr, &svc.netmask, k.vaddr, k.proto, sk.port, fwmark, k.af))
     }
 
-    /// Gives back an expired entry's share of its dest's counts. The data plane changes the
-    /// same words with atomic adds, so this is an atomic (saturating) decrement too.
-    fn release_count(&mut self, k: &ConnKey, v: &c::Conn) -> anyhow::Result<()> {
+    /// Gives back the count of an entry this pass removed, and lifts OVERLOAD as its end may:
+    /// [`c::conn_end`], the data plane's rule, on the same words through the mapping.
+    fn release_count(&mut self, k: &ConnKey, v: &c::Conn) {
         if k.kind == c::CONN_KIND_OUT {
-            return Ok(());
+            return;
         }
-        let Some(p) = self.dest_conns.ptr_field(v.dest_id) else { return Ok(()) };
-        let field = unsafe {
-            if k.kind == c::CONN_KIND_TEMPLATE {
-                std::ptr::addr_of_mut!((*p).persist)
-            } else if v.flags & c::CONN_F_INACTIVE != 0 {
-                std::ptr::addr_of_mut!((*p).inactive)
-            } else {
-                std::ptr::addr_of_mut!((*p).active)
-            }
+        let (Some(d), Some(n)) = (self.dests.ptr_field(v.dest_id), self.dest_conns.ptr_field(v.dest_id)) else {
+            return;
         };
-        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-        let counter = unsafe { AtomicU64::from_ptr(field) };
-        let _ = counter.fetch_update(Relaxed, Relaxed, |x| Some(x.saturating_sub(1)));
-        // ip_vs_unbind_dest: the end of a connection may lift OVERLOAD.
-        if k.kind == c::CONN_KIND_IN
-            && let (Some(mut d), Some(n)) = (self.dests.get(v.dest_id), self.dest_conns.get(v.dest_id))
-            && d.flags & c::DEST_F_OVERLOAD != 0
-            && c::overload_lifted(&d, n.active + n.inactive)
-        {
-            d.flags &= !c::DEST_F_OVERLOAD;
-            self.dests.set(v.dest_id, d)?;
-        }
-        Ok(())
+        // SAFETY: the dest's elements of XLB_DESTS and XLB_DEST_CONNS in their live mappings
+        // (ptr_field checked the id), only changed atomically there.
+        unsafe { c::conn_end::<MmapAtomics>(d, n, c::Held::of(k.kind, v.flags)) };
     }
 }
 
 /// CLOCK_MONOTONIC_COARSE in ns: the clock of the data plane's `bpf_ktime_get_coarse_ns`.
 pub fn monotonic_coarse_ns() -> u64 {
+    // SAFETY: timespec is plain integers (all zero is a value); clock_gettime writes it.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a pointer to a live timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -15,6 +15,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::sync::atomic::Ordering::SeqCst;
+
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
 use lb_common::{self as c, ConnKey, DestConns, GlobalStats, Meta, ServiceKey, Stats, SvcState, names, sched, tcp_state};
@@ -298,14 +300,15 @@ impl Store {
                 None if revived.contains(&d.id) => {
                     // Back from the trash: IPVS keeps its counters (and its connections).
                     self.dest_neigh.set(d.id, c::DestNeigh::default(), 0)?;
-                    self.dests.set(d.id, dest_to_map(s.id, d))?;
+                    let old_u_threshold = self.dests.get(d.id).map_or(0, |m| m.u_threshold);
+                    self.write_dest(d.id, &dest_to_map(s.id, d), c::update_lifts_overload(old_u_threshold, d.u_threshold))?;
                 }
                 None => {
                     // A fresh id: whatever an earlier occupant left is gone.
                     self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
                     self.forget_rate(c::rate_key_dest(d.id));
                     self.dest_neigh.set(d.id, c::DestNeigh::default(), 0)?;
-                    self.dests.set(d.id, dest_to_map(s.id, d))?;
+                    self.write_dest(d.id, &dest_to_map(s.id, d), true)?;
                 }
                 Some(p) => {
                     if d.stats == Counters::default() && p.stats != Counters::default() {
@@ -313,7 +316,8 @@ impl Store {
                         self.forget_rate(c::rate_key_dest(d.id));
                     }
                     if !same_config(p, d) {
-                        self.dests.set(d.id, dest_to_map(s.id, d))?;
+                        let lift = c::update_lifts_overload(p.u_threshold, d.u_threshold);
+                        self.write_dest(d.id, &dest_to_map(s.id, d), lift)?;
                     }
                 }
             }
@@ -381,10 +385,23 @@ impl Store {
     /// IPVS moves a deleted dest to its trash: connections to it stop (the data plane checks
     /// AVAILABLE) and its id is not reused while connections still count on it.
     fn trash_dest(&mut self, id: u32) -> anyhow::Result<()> {
-        if let Some(mut d) = self.dests.get(id) {
-            d.flags &= !c::DEST_F_AVAILABLE;
-            self.dests.set(id, d)?;
+        if let Some(f) = self.dests.flags(id) {
+            f.fetch_and(!c::DEST_F_AVAILABLE, SeqCst);
         }
+        Ok(())
+    }
+
+    /// Writes dest `id` as lbadm configured it: its fields, then its flags as IPVS's
+    /// `__ip_vs_update_dest` leaves them: OVERLOAD cleared when `lift_overload`
+    /// ([`c::update_lifts_overload`]), IN_USE and AVAILABLE set. Flags bit by bit, atomically:
+    /// the data plane sets and lifts OVERLOAD in the same word meanwhile.
+    fn write_dest(&mut self, id: u32, v: &c::Dest, lift_overload: bool) -> anyhow::Result<()> {
+        self.dests.write_fields(id, v)?;
+        let Some(f) = self.dests.flags(id) else { bail!("dest {id} beyond the map") };
+        if lift_overload {
+            f.fetch_and(!c::DEST_F_OVERLOAD, SeqCst);
+        }
+        f.fetch_or(c::DEST_F_IN_USE | c::DEST_F_AVAILABLE, SeqCst);
         Ok(())
     }
 
@@ -394,8 +411,12 @@ impl Store {
             let Some(d) = self.dests.get(id) else { break };
             if d.flags & c::DEST_F_IN_USE != 0 && d.flags & c::DEST_F_AVAILABLE == 0 {
                 let n = self.dest_conns.get(id).unwrap_or_default();
-                if n.active == 0 && n.inactive == 0 && n.persist == 0 {
-                    self.dests.set(id, c::Dest::default())?;
+                if n.active == 0 && n.inactive == 0 && n.persist == 0
+                    && let Some(f) = self.dests.flags(id)
+                {
+                    // Free (IN_USE cleared) first, then emptied.
+                    f.fetch_and(0, SeqCst);
+                    self.dests.write_fields(id, &c::Dest::default())?;
                 }
             }
         }
