@@ -154,3 +154,84 @@ pub fn overload_lifted(u_threshold: u32, l_threshold: u32, total: u64) -> bool {
 pub fn update_lifts_overload(old_u_threshold: u32, new_u_threshold: u32) -> bool {
     new_u_threshold == 0 || new_u_threshold > old_u_threshold
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+
+    use super::*;
+    use crate::maps::{CONN_KIND_IN, DEST_F_AVAILABLE, DEST_F_IN_USE};
+
+    struct Std;
+
+    // SAFETY: std atomics on the whole word.
+    unsafe impl SharedMem for Std {
+        unsafe fn load_u32(p: *const u32) -> u32 {
+            unsafe { AtomicU32::from_ptr(p.cast_mut()) }.load(SeqCst)
+        }
+        unsafe fn load_u64(p: *const u64) -> u64 {
+            unsafe { AtomicU64::from_ptr(p.cast_mut()) }.load(SeqCst)
+        }
+        unsafe fn add_u64(p: *mut u64, delta: u64) {
+            unsafe { AtomicU64::from_ptr(p) }.fetch_add(delta, SeqCst);
+        }
+        unsafe fn or_u32(p: *mut u32, bits: u32) {
+            unsafe { AtomicU32::from_ptr(p) }.fetch_or(bits, SeqCst);
+        }
+        unsafe fn and_u32(p: *mut u32, mask: u32) {
+            unsafe { AtomicU32::from_ptr(p) }.fetch_and(mask, SeqCst);
+        }
+    }
+
+    fn start(d: &mut Dest, n: &mut DestConns, held: Held) {
+        unsafe { conn_start::<Std>(d, n, held) }
+    }
+
+    fn end(d: &mut Dest, n: &mut DestConns, held: Held) {
+        unsafe { conn_end::<Std>(d, n, held) }
+    }
+
+    #[test]
+    fn overload_follows_the_thresholds_and_keeps_the_other_flags() {
+        let live = DEST_F_IN_USE | DEST_F_AVAILABLE;
+        let mut d = Dest { flags: live, u_threshold: 4, ..Dest::default() };
+        let mut n = DestConns::default();
+        for _ in 0..3 {
+            start(&mut d, &mut n, Held::Inactive);
+        }
+        assert_eq!(d.flags, live, "3 of 4");
+        start(&mut d, &mut n, Held::Active);
+        assert_eq!((d.flags, n.active, n.inactive), (live | DEST_F_OVERLOAD, 1, 3), "4 of 4");
+        end(&mut d, &mut n, Held::Inactive);
+        assert_eq!(d.flags, live | DEST_F_OVERLOAD, "3 * 4 is not below 4 * 3");
+        end(&mut d, &mut n, Held::Inactive);
+        assert_eq!((d.flags, n.inactive), (live, 1), "2 * 4 < 4 * 3: lifted");
+        // A template's end gives back PersistConn and leaves OVERLOAD alone.
+        d.flags |= DEST_F_OVERLOAD;
+        n.persist = 1;
+        end(&mut d, &mut n, Held::Persist);
+        assert_eq!((d.flags, n.persist), (live | DEST_F_OVERLOAD, 0));
+        // With -y, below l_threshold.
+        d.l_threshold = 2;
+        end(&mut d, &mut n, Held::Active);
+        assert_eq!((d.flags, n.active, n.inactive), (live, 0, 1));
+    }
+
+    #[test]
+    fn held_by_kind_and_state() {
+        assert_eq!(Held::of(CONN_KIND_TEMPLATE, CONN_F_INACTIVE), Held::Persist);
+        assert_eq!(Held::of(CONN_KIND_IN, CONN_F_INACTIVE), Held::Inactive);
+        assert_eq!(Held::of(CONN_KIND_IN, 0), Held::Active);
+    }
+
+    #[test]
+    fn updates_lift_overload_as_ip_vs_update_dest() {
+        assert!(update_lifts_overload(5, 0));
+        assert!(update_lifts_overload(5, 6));
+        assert!(!update_lifts_overload(5, 5));
+        assert!(!update_lifts_overload(5, 4));
+        assert!(update_lifts_overload(0, 1), "a new dest");
+    }
+}

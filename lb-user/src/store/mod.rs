@@ -64,6 +64,7 @@ impl Store {
     pub fn open_at(dir: &Path, opts: CreateOptions) -> anyhow::Result<Store> {
         let mut src = MapSource::open(dir, opts)?;
         let lock = File::open(dir)?;
+        // SAFETY: flock on an open descriptor owned by `lock`, which the Store keeps.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             bail!("cannot lock {}: {}", dir.display(), std::io::Error::last_os_error());
         }
@@ -391,17 +392,19 @@ impl Store {
         Ok(())
     }
 
-    /// Writes dest `id` as lbadm configured it: its fields, then its flags as IPVS's
-    /// `__ip_vs_update_dest` leaves them: OVERLOAD cleared when `lift_overload`
-    /// ([`c::update_lifts_overload`]), IN_USE and AVAILABLE set. Flags bit by bit, atomically:
-    /// the data plane sets and lifts OVERLOAD in the same word meanwhile.
+    /// Writes dest `id` as lbadm configured it, in `__ip_vs_update_dest`'s order: OVERLOAD
+    /// cleared when `lift_overload` ([`c::update_lifts_overload`]), the fields written, IN_USE
+    /// and AVAILABLE set. Flags bit by bit, atomically: the data plane sets and lifts OVERLOAD
+    /// in the same word meanwhile. (Clearing before the thresholds change also keeps a redone
+    /// commit's decision, taken from the old thresholds, the same.)
     fn write_dest(&mut self, id: u32, v: &c::Dest, lift_overload: bool) -> anyhow::Result<()> {
-        self.dests.write_fields(id, v)?;
-        let Some(f) = self.dests.flags(id) else { bail!("dest {id} beyond the map") };
-        if lift_overload {
+        if lift_overload && let Some(f) = self.dests.flags(id) {
             f.fetch_and(!c::DEST_F_OVERLOAD, SeqCst);
         }
-        f.fetch_or(c::DEST_F_IN_USE | c::DEST_F_AVAILABLE, SeqCst);
+        self.dests.write_fields(id, v)?;
+        if let Some(f) = self.dests.flags(id) {
+            f.fetch_or(c::DEST_F_IN_USE | c::DEST_F_AVAILABLE, SeqCst);
+        }
         Ok(())
     }
 

@@ -37,6 +37,7 @@ pub fn ensure_pin_dir(dir: &Path) -> anyhow::Result<()> {
     let bpffs = Path::new("/sys/fs/bpf");
     if dir.starts_with(bpffs) && !is_bpffs(bpffs) {
         std::fs::create_dir_all(bpffs)?;
+        // SAFETY: NUL-terminated static strings, no mount data.
         let r = unsafe {
             libc::mount(c"bpf".as_ptr(), c"/sys/fs/bpf".as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
         };
@@ -57,7 +58,9 @@ fn is_bpffs(p: &Path) -> bool {
     let Ok(cpath) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
         return false;
     };
+    // SAFETY: statfs is plain integers (all zero is a value).
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a pointer to a live statfs for the kernel to fill.
     unsafe { libc::statfs(cpath.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
 }
 
