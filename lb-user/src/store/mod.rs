@@ -13,9 +13,8 @@ use std::{
     fs::File,
     os::fd::AsRawFd as _,
     path::{Path, PathBuf},
+    sync::atomic::Ordering::SeqCst,
 };
-
-use std::sync::atomic::Ordering::SeqCst;
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
