@@ -7,12 +7,14 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 pub mod bench;
+pub mod dest_mem;
 mod global_stats;
 pub mod maps;
 pub mod sched;
 pub mod tcp_state;
 pub mod verifier;
 
+pub use dest_mem::*;
 pub use maps::*;
 
 pub const AF_INET: u8 = 2;
@@ -47,7 +49,7 @@ pub const IPVS_CONN_TAB_SIZE: u32 = 4096;
 
 /// Version of the map layouts below. Stored in the pinned `XLB_META` map; a binary refuses to
 /// use pinned maps of another layout instead of misreading them.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Helper: an `Addr` word built from IPv4 octets, in network byte order as the packet has it.
 #[inline(always)]

@@ -153,15 +153,17 @@ pub const FWD_TUNNEL: u8 = 2;
 pub const FWD_DROUTE: u8 = 3;
 pub const FWD_BYPASS: u8 = 4;
 
-/// Dest flags.
+/// Dest flags (`Dest::flags`).
 /// The slot is in use (a configured real server). Cleared slots are free for reuse.
-pub const DEST_F_IN_USE: u8 = 0x01;
+pub const DEST_F_IN_USE: u32 = 0x01;
 /// IPVS's `IP_VS_DEST_F_AVAILABLE`: the dest is linked to its service (not deleted).
-pub const DEST_F_AVAILABLE: u8 = 0x02;
+pub const DEST_F_AVAILABLE: u32 = 0x02;
 /// IPVS's `IP_VS_DEST_F_OVERLOAD`: above its upper connection threshold.
-pub const DEST_F_OVERLOAD: u8 = 0x04;
+pub const DEST_F_OVERLOAD: u32 = 0x04;
 
 /// Value of `XLB_DESTS` (an array indexed by dest id): one real server of one service.
+/// lbadm writes every field but `flags`; `flags` is shared with the data plane (see
+/// [`crate::dest_mem`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dest {
@@ -170,8 +172,10 @@ pub struct Dest {
     pub port: u16,
     /// `FWD_*`.
     pub fwd: u8,
-    /// `DEST_F_*`.
-    pub flags: u8,
+    pub af: u8,
+    /// `DEST_F_*`. A word of its own, changed only by atomic OR/AND on both sides: the data
+    /// plane sets and lifts OVERLOAD while lbadm adds and deletes the dest.
+    pub flags: u32,
     pub weight: i32,
     /// Id of the service this dest belongs to.
     pub svc_id: u32,
@@ -179,27 +183,15 @@ pub struct Dest {
     pub l_threshold: u32,
     /// Tunnel type (`--tun-type`: 0 ipip, 1 gue, 2 gre), port and checksum flags.
     pub tun_type: u8,
-    pub af: u8,
+    pub _pad0: u8,
     pub tun_port: u16,
     pub tun_flags: u16,
-    pub _pad: u16,
+    pub _pad1: u16,
     /// Last non-zero weight (IPVS `last_weight`: mh keeps a quiesced dest's slots by it).
     pub last_weight: i32,
+    pub _pad2: u32,
     /// Insertion sequence: IPVS's list order is newest first, i.e. descending `seq`.
     pub seq: u64,
-}
-
-/// IPVS's `ip_vs_unbind_dest` rule: after a connection of `d` ends, with `total` = its
-/// ActiveConn + InActConn now, whether OVERLOAD is lifted.
-#[inline(always)]
-pub fn overload_lifted(d: &Dest, total: u64) -> bool {
-    if d.l_threshold != 0 {
-        total < d.l_threshold as u64
-    } else if d.u_threshold != 0 {
-        total * 4 < d.u_threshold as u64 * 3
-    } else {
-        true
-    }
 }
 
 /// Value of `XLB_DEST_NEIGH` (indexed by dest id): the next hop toward the real server as the
@@ -654,7 +646,8 @@ mod tests {
         assert_eq!(size_of::<Addr>(), 16);
         assert_eq!(size_of::<ServiceKey>(), 20);
         assert_eq!(size_of::<Service>(), 40);
-        assert_eq!(size_of::<Dest>(), 56);
+        assert_eq!(size_of::<Dest>(), 64);
+        assert_eq!(core::mem::offset_of!(Dest, flags) % 4, 0);
         assert_eq!(size_of::<DestConns>(), 24);
         assert_eq!(size_of::<DestNeigh>(), 64);
         assert_eq!(size_of::<SlowPathMark>(), 12);

@@ -5,7 +5,7 @@ use lb_common::{
         self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_FIN_WAIT, STATE_NONE, STATE_SYN_RECV, STATE_TIME_WAIT,
         STATE_UDP,
     },
-    Config, Conn, ConnKey, HalfOpenCursor, CONN_F_CONTROLLED, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, DEST_F_OVERLOAD, FWD_MASQ,
+    Config, Conn, ConnKey, HalfOpenCursor, Held, CONN_F_CONTROLLED, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, FWD_MASQ,
     HALF_OPEN_SLOTS, IPPROTO_TCP,
 };
 
@@ -64,16 +64,26 @@ fn count(dest_id: u32, active: bool, delta: i64) {
 }
 
 /// Forgets a connection's share of its dest's ActiveConn/InActConn (expiry, replacement), and
-/// lifts OVERLOAD as IPVS's `ip_vs_unbind_dest` does.
+/// lifts OVERLOAD as IPVS's `ip_vs_unbind_dest` does ([`lb_common::conn_end`], which lbd's
+/// expiry calls too). Only for a connection whose entry this program removed (or never
+/// inserted): that is what keeps the counts from going below zero.
 #[inline(always)]
 pub fn uncount(c: &Conn) {
-    count(c.dest_id, c.flags & CONN_F_INACTIVE == 0, -1);
-    let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(c.dest_id), XLB_DEST_CONNS.get(c.dest_id)) else {
+    let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(c.dest_id), XLB_DEST_CONNS.get_ptr_mut(c.dest_id)) else {
         return;
     };
-    let d = unsafe { &mut *d };
-    if d.flags & DEST_F_OVERLOAD != 0 && lb_common::overload_lifted(d, n.active + n.inactive) {
-        d.flags &= !DEST_F_OVERLOAD;
+    // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS.
+    unsafe { lb_common::conn_end::<atomic::Bpf>(d, n, Held::of(CONN_KIND_IN, c.flags)) };
+}
+
+/// Ends a connection found expired by a new connection with its key (`c`: its entry): removes
+/// it, giving back its count, unless another CPU or lbd's expiry removed it first (then that
+/// one gave the count back).
+#[inline(always)]
+pub fn end_stale(key: &ConnKey, c: &Conn) {
+    let c = *c;
+    if XLB_CONNS.remove(key).is_ok() {
+        uncount(&c);
     }
 }
 
@@ -120,17 +130,15 @@ pub fn expire_now(key: &ConnKey, c: &Conn) -> bool {
     true
 }
 
-/// IPVS's `ip_vs_bind_dest`: a dest reaching its upper threshold is OVERLOADed (no new
-/// connections until it drains below the lower one).
+/// IPVS's `ip_vs_bind_dest` for a new connection (inactive until its first packet is applied):
+/// counts it, and a dest reaching its upper threshold is OVERLOADed ([`lb_common::conn_start`]).
 #[inline(always)]
 fn bind(dest_id: u32) {
-    let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get(dest_id)) else {
+    let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) else {
         return;
     };
-    let d = unsafe { &mut *d };
-    if d.u_threshold != 0 && n.active + n.inactive >= d.u_threshold as u64 {
-        d.flags |= DEST_F_OVERLOAD;
-    }
+    // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS.
+    unsafe { lb_common::conn_start::<atomic::Bpf>(d, n, Held::Inactive) };
 }
 
 /// Timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`).
@@ -196,7 +204,6 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flag
             c.timeout = cfg.timeouts[STATE_UDP as usize];
         }
     }
-    count(dest_id, false, 1);
     bind(dest_id);
     on_packet(&mut c, p, now);
     if insert(key, &c).is_err() {

@@ -210,7 +210,7 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     if let Some(old) = stale {
-        conn::uncount(unsafe { &*old });
+        conn::end_stale(&key, unsafe { &*old });
     }
     let Some(dest) = schedule::choose_dest::<GROUP>(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
     else {

@@ -567,6 +567,15 @@ fn persist_count(dest_id: u32, delta: i32) {
     }
 }
 
+/// A template to `dest_id` was removed: [`lb_common::conn_end`], as lbd's expiry does.
+#[inline(always)]
+fn template_end(dest_id: u32) {
+    if let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) {
+        // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS.
+        unsafe { lb_common::conn_end::<atomic::Bpf>(d, n, lb_common::Held::Persist) };
+    }
+}
+
 /// The real server for a new connection of `p` to `svc` (`GROUP`: see [`run_scheduler`]).
 #[inline(always)]
 pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
@@ -586,8 +595,11 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
                 t.timeout = svc.timeout;
                 return Some(t.dest_id);
             }
-            persist_count(t.dest_id, -1);
-            let _ = XLB_CONNS.remove(&key);
+            // Its count is given back by whoever removes it (lbd's expiry may have).
+            let dest_id = t.dest_id;
+            if XLB_CONNS.remove(&key).is_ok() {
+                template_end(dest_id);
+            }
         }
     }
     // One call site: the scheduler's branches are verified once.

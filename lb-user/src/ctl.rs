@@ -406,7 +406,7 @@ impl Table {
         let j = find_dest(svc, &spec.addr, spec.port).ok_or(libc::ENOENT)?;
         let d = &mut svc.dests[j];
         // __ip_vs_update_dest: a raised or removed upper threshold lifts OVERLOAD.
-        if spec.u_threshold == 0 || spec.u_threshold > d.u_threshold {
+        if lb_common::update_lifts_overload(d.u_threshold, spec.u_threshold) {
             d.overloaded = false;
         }
         d.fwd = spec.fwd;

@@ -1,0 +1,159 @@
+//! The userspace half of the connection table (the data plane's is `lb-ebpf/src/conn.rs`):
+//! listing, expiry with IPVS's template re-arm policy, and giving back an ended connection's
+//! count.
+use std::collections::HashMap as StdHashMap;
+
+use lb_common::{self as c, Addr, ConnKey, tcp_state};
+
+use super::{Store, codec::to_ip, mmap::MmapAtomics};
+use crate::model::{ConnEntry, Proto};
+
+impl Store {
+    /// Live connection entries and templates for `-Lc`.
+    pub fn connections(&self) -> anyhow::Result<Vec<ConnEntry>> {
+        let now = monotonic_coarse_ns();
+        let mut out = Vec::new();
+        for item in self.conns.iter() {
+            let (k, v) = item?;
+            let template = k.kind == c::CONN_KIND_TEMPLATE;
+            // A template re-armed ahead of its expiry (`expire_connections`) still shows the
+            // time to that expiry, as the kernel's timer does.
+            let end = if template && v.last_seen > now { v.last_seen } else { v.last_seen + v.timeout as u64 * 1_000_000_000 };
+            if end <= now || k.kind == c::CONN_KIND_OUT {
+                continue;
+            }
+            let Some(d) = self.dests.get(v.dest_id) else { continue };
+            let proto = match (template && k.proto == c::IPPROTO_IP, Proto::from_number(k.proto)) {
+                (true, _) => "IP",
+                (_, Some(Proto::Tcp)) => "TCP",
+                (_, Some(Proto::Udp)) => "UDP",
+                (_, Some(Proto::Sctp)) => "SCTP",
+                _ => "IP",
+            };
+            let state = if template {
+                "NONE"
+            } else {
+                tcp_state::STATE_NAMES.get(v.state as usize).copied().unwrap_or("ERR!")
+            };
+            let dport = if template && k.vport == 0 { 0 } else { u16::from_be(d.port) };
+            out.push(ConnEntry {
+                proto,
+                expires: ((end - now) / 1_000_000_000) as u32,
+                state,
+                caddr: to_ip(k.af, &k.caddr),
+                cport: u16::from_be(k.cport),
+                vaddr: to_ip(k.af, &k.vaddr),
+                vport: u16::from_be(k.vport),
+                daddr: to_ip(d.af, &d.addr),
+                dport,
+            });
+        }
+        Ok(out)
+    }
+
+
+    /// ActiveConn/InActConn/PersistConn counts. Returns how many were removed.
+    ///
+    /// A template still controlling a connection when it expires is re-armed for 60 s instead
+    /// (IPVS `ip_vs_conn_expire`), and so is one that will expire within `ahead` (the time to
+    /// the next pass) while a connection it controls outlives that moment: re-armed ahead, it
+    /// stays valid for the data plane without a gap between its expiry and the next pass.
+    /// Either way its new expiry is the kernel's: 60 s after the old one (60 s steps).
+    pub fn expire_connections(&mut self, ahead: std::time::Duration) -> anyhow::Result<usize> {
+        const S: u64 = 1_000_000_000;
+        let now = monotonic_coarse_ns();
+        let ahead = ahead.as_nanos() as u64;
+        let mut dead = Vec::new();
+        let end = |v: &c::Conn| v.last_seen + v.timeout as u64 * S;
+        let expired = |v: &c::Conn| end(v) < now;
+        let mut entries: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
+        // The latest end of the live connections each template controls.
+        let mut controlling: StdHashMap<ConnKey, u64> = StdHashMap::new();
+        for (k, v) in &entries {
+            if k.kind == c::CONN_KIND_IN && v.flags & c::CONN_F_CONTROLLED != 0 && !expired(v)
+                && let Some(t) = self.template_of(k, v)
+            {
+                let e = controlling.entry(t).or_insert(0);
+                *e = (*e).max(end(v));
+            }
+        }
+        let rearm = c::TEMPLATE_REARM_S as u64 * S;
+        for (k, v) in entries.iter_mut() {
+            // A template re-armed ahead has `last_seen` at its old expiry, in the future.
+            if k.kind != c::CONN_KIND_TEMPLATE || v.last_seen > now || end(v) > now + ahead {
+                continue;
+            }
+            let Some(&conn_end) = controlling.get(k) else { continue };
+            if conn_end <= end(v) && !expired(v) {
+                // Its connections end first: the template expires with them.
+                continue;
+            }
+            // The kernel's re-arm points: end, end + 60 s, ...; the last one not after now.
+            let at = end(v) + now.saturating_sub(end(v)) / rearm * rearm;
+            let rearmed = c::Conn { last_seen: at, timeout: c::TEMPLATE_REARM_S, ..*v };
+            if self.conns.get(k, 0).is_ok_and(|cur| cur == *v) {
+                self.conns.insert(*k, rearmed, 0)?;
+                *v = rearmed;
+            }
+        }
+        for (k, v) in entries {
+            let gone = if k.kind == c::CONN_KIND_OUT {
+                // A NAT reply-side entry lives as long as its client-side entry.
+                // Its `timeout` field carries the VIP (see lb_common::Conn).
+                let in_key = ConnKey { vaddr: Addr::v4(v.timeout), vport: v.port, kind: c::CONN_KIND_IN, ..k };
+                self.conns.get(&in_key, 0).map_or(true, |i| expired(&i) || i.dest_id != v.dest_id)
+            } else {
+                expired(&v)
+            };
+            if gone {
+                dead.push((k, v));
+            }
+        }
+        let mut n = 0;
+        for (k, v) in dead {
+            // The data plane may have refreshed or replaced it meanwhile: only remove what is
+            // still the expired entry.
+            match self.conns.get(&k, 0) {
+                Ok(cur) if cur == v => {}
+                _ => continue,
+            }
+            if self.conns.remove(&k).is_ok() {
+                n += 1;
+                self.release_count(&k, &v);
+            }
+        }
+        self.free_idle_trash()?;
+        Ok(n)
+    }
+
+    /// The persistence template a controlled connection was made through.
+    fn template_of(&self, k: &ConnKey, v: &c::Conn) -> Option<ConnKey> {
+        let sk = self.svc_keys.get(&v.svc_id, 0).ok()?;
+        let svc = self.services.get(&sk, 0).ok()?;
+        let fwmark = if sk.proto == c::IPPROTO_IP { sk.addr.w[0] } else { 0 };
+        Some(c::template_key(&k.caddr, &svc.netmask, k.vaddr, k.proto, sk.port, fwmark, k.af))
+    }
+
+    /// Gives back the count of an entry this pass removed, and lifts OVERLOAD as its end may:
+    /// [`c::conn_end`], the data plane's rule, on the same words through the mapping.
+    fn release_count(&mut self, k: &ConnKey, v: &c::Conn) {
+        if k.kind == c::CONN_KIND_OUT {
+            return;
+        }
+        let (Some(d), Some(n)) = (self.dests.ptr_field(v.dest_id), self.dest_conns.ptr_field(v.dest_id)) else {
+            return;
+        };
+        // SAFETY: the dest's elements of XLB_DESTS and XLB_DEST_CONNS in their live mappings
+        // (ptr_field checked the id), only changed atomically there.
+        unsafe { c::conn_end::<MmapAtomics>(d, n, c::Held::of(k.kind, v.flags)) };
+    }
+}
+
+/// CLOCK_MONOTONIC_COARSE in ns: the clock of the data plane's `bpf_ktime_get_coarse_ns`.
+pub fn monotonic_coarse_ns() -> u64 {
+    // SAFETY: timespec is plain integers (all zero is a value); clock_gettime writes it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a pointer to a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
