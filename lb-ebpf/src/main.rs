@@ -13,6 +13,7 @@
 
 mod atomic;
 mod bench;
+mod bpf_loop;
 mod conn;
 mod csum;
 mod decap;

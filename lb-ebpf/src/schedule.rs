@@ -12,12 +12,13 @@ use lb_common::{
     SVC_F_SCHED2,
 };
 
-use core::ffi::c_void;
+use core::ops::ControlFlow::{self, Break, Continue};
 
-use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_loop};
+use aya_ebpf::helpers::bpf_get_prandom_u32;
 
 use crate::{
     atomic,
+    bpf_loop::{for_each, Step},
     conn::expired,
     maps::{
         XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE,
@@ -67,9 +68,6 @@ pub fn usable_dest(dest_id: u32, svc_id: u32) -> Option<&'static Dest> {
     let want = DEST_F_IN_USE | DEST_F_AVAILABLE;
     if d.flags & want == want && d.svc_id == svc_id { Some(d) } else { None }
 }
-
-/// Longest dest list a connection-count scheduler (lc, wlc, sed, nq, fo, ovf) scans.
-pub const MAX_SCAN: u32 = 1024;
 
 /// Which program schedules a new connection: each is verified apart, so each stays well inside
 /// every kernel's verifier budget (one program with every scheduler reached the 1M-instruction
@@ -131,10 +129,7 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
             }
             // IPVS walks on past OVERLOADed dests; the cursor moves with every one skipped.
             let mut probe = CursorProbe { svc_id: svc.id, off: svc.sched_off, len: svc.sched_len, found: NO_DEST };
-            let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
-            unsafe {
-                bpf_loop(n, cursor_step as *mut c_void, &mut probe as *mut CursorProbe as *mut c_void, 0);
-            }
+            for_each(svc.sched_len, &mut probe);
             if probe.found == NO_DEST { None } else { Some(probe.found) }
         }
         SCHED_SH => {
@@ -156,8 +151,8 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
     }
 }
 
-/// A connection-count scheduler's pick: one pass over the service's dests in list order
-/// (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`).
+/// A connection-count scheduler's pick: one pass over all the service's dests in list order, as
+/// IPVS's (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`).
 #[inline(always)]
 fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
     let mut scan = Scan {
@@ -168,10 +163,7 @@ fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
         hi: Highest::new(svc.sched == SCHED_OVF),
     };
     // bpf_loop: the verifier checks the step once, not once per dest.
-    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
-    unsafe {
-        bpf_loop(n, scan_step as *mut c_void, &mut scan as *mut Scan as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut scan);
     if highest { scan.hi.result() } else { scan.lc.result() }
 }
 
@@ -215,9 +207,7 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     e.lastuse = now;
     let mut walk = SetWalk { svc_id: svc.id, len: e.len, set: e.set, min: SetMin::default(), max: SetMax::default() };
     let n = if (e.len as usize) < LBLCR_SET_MAX { e.len } else { LBLCR_SET_MAX as u32 };
-    unsafe {
-        bpf_loop(n, set_step as *mut c_void, &mut walk as *mut SetWalk as *mut c_void, 0);
-    }
+    for_each(n, &mut walk);
     // Only a set of more than one member can shrink: the sysctl is read for those alone.
     if e.len > 1
         && e.shrink_due(now, crate::conn::config().map_or(LBLCR_EXPIRATION_S, |c| c.lblcr_expiration as u64) * 1_000_000_000)
@@ -245,42 +235,40 @@ struct SetWalk {
     max: SetMax,
 }
 
-extern "C" fn set_step(i: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut SetWalk) };
-    let i = i as usize;
-    if i >= w.len as usize {
-        return 1;
+impl Step for SetWalk {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        let i = i as usize;
+        if i >= self.len as usize {
+            return Break(());
+        }
+        let Some(&id) = self.set.get(i) else {
+            return Break(());
+        };
+        // A member may have been deleted since (the kernel keeps it, unavailable, in its trash).
+        if let Some(d) = XLB_DESTS.get(id)
+            && d.flags & DEST_F_IN_USE != 0
+            && d.svc_id == self.svc_id
+            && let Some(state) = state_of(id, d)
+        {
+            self.min.step(&state);
+            self.max.step(&state);
+        }
+        Continue(())
     }
-    let Some(&id) = w.set.get(i) else {
-        return 1;
-    };
-    // A member may have been deleted since (the kernel keeps it, unavailable, in its trash).
-    if let Some(d) = XLB_DESTS.get(id)
-        && d.flags & DEST_F_IN_USE != 0
-        && d.svc_id == w.svc_id
-        && let Some(state) = state_of(id, d)
-    {
-        w.min.step(&state);
-        w.max.step(&state);
-    }
-    0
 }
 
 /// twos (`ip_vs_twos_schedule`): the sum of the eligible weights, two random draws, the two
 /// weighted choices, the less loaded of them (`lb_common::sched::TwosTotal`/`TwosChoose`).
 #[inline(always)]
 fn twos_pick(svc: &Service) -> Option<u32> {
-    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
     let mut total = TwosSum { off: svc.sched_off, len: svc.sched_len, total: TwosTotal::default() };
-    unsafe {
-        bpf_loop(n, twos_sum_step as *mut c_void, &mut total as *mut TwosSum as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut total);
+    // SAFETY: bpf_get_prandom_u32 takes no arguments and touches no memory of ours.
     let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
     let choose = total.total.choose(r1, r2)?;
     let mut walk = TwosWalk { off: svc.sched_off, len: svc.sched_len, choose };
-    unsafe {
-        bpf_loop(n, twos_choose_step as *mut c_void, &mut walk as *mut TwosWalk as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut walk);
     Some(walk.choose.result())
 }
 
@@ -291,17 +279,18 @@ struct TwosSum {
     total: TwosTotal,
 }
 
-extern "C" fn twos_sum_step(i: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut TwosSum) };
-    let i = i as u32;
-    if i >= w.len {
-        return 1;
+impl Step for TwosSum {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        self.total.step(&d);
+        Continue(())
     }
-    let Some(d) = dest_state(w.off + i) else {
-        return 1;
-    };
-    w.total.step(&d);
-    0
 }
 
 #[repr(C)]
@@ -311,16 +300,17 @@ struct TwosWalk {
     choose: TwosChoose,
 }
 
-extern "C" fn twos_choose_step(i: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut TwosWalk) };
-    let i = i as u32;
-    if i >= w.len {
-        return 1;
+impl Step for TwosWalk {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        if self.choose.step(&d) { Continue(()) } else { Break(()) }
     }
-    let Some(d) = dest_state(w.off + i) else {
-        return 1;
-    };
-    if w.choose.step(&d) { 0 } else { 1 }
 }
 
 /// lblc's "overloaded" (`lb_common::sched::lblc_overloaded`) for dest `id` of weight `weight`.
@@ -333,10 +323,7 @@ fn lblc_overloaded(svc: &Service, id: u32, weight: i32) -> bool {
         return false;
     }
     let mut probe = HalfIdle { off: svc.sched_off, len: svc.sched_len, found: 0 };
-    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
-    unsafe {
-        bpf_loop(n, half_idle_step as *mut c_void, &mut probe as *mut HalfIdle as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut probe);
     probe.found != 0
 }
 
@@ -347,20 +334,21 @@ struct HalfIdle {
     found: u32,
 }
 
-extern "C" fn half_idle_step(i: u64, ctx: *mut c_void) -> i64 {
-    let h = unsafe { &mut *(ctx as *mut HalfIdle) };
-    let i = i as u32;
-    if i >= h.len {
-        return 1;
+impl Step for HalfIdle {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        if lblc_half_idle(d.active as u64, d.weight) {
+            self.found = 1;
+            return Break(());
+        }
+        Continue(())
     }
-    let Some(d) = dest_state(h.off + i) else {
-        return 1;
-    };
-    if lblc_half_idle(d.active as u64, d.weight) {
-        h.found = 1;
-        return 1;
-    }
-    0
 }
 
 /// The next slot of the service's cycle, by the shared cursor.
@@ -370,6 +358,8 @@ fn cursor_pick(svc_id: u32, off: u32, len: u32) -> Option<u32> {
         return None;
     }
     let st = XLB_SVC_STATE.get_ptr_mut(svc_id)?;
+    // SAFETY: `st` is a valid map value pointer (checked by get_ptr_mut); addr_of_mut! only
+    // computes the field's address.
     let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*st).rr_next) }, 1);
     XLB_SCHED_SLOTS.get(off + rr_slot(n, len)).copied()
 }
@@ -387,16 +377,18 @@ struct CursorProbe {
     found: u32,
 }
 
-extern "C" fn cursor_step(_k: u64, ctx: *mut c_void) -> i64 {
-    let p = unsafe { &mut *(ctx as *mut CursorProbe) };
-    let Some(id) = cursor_pick(p.svc_id, p.off, p.len) else {
-        return 1;
-    };
-    if overloaded(id) {
-        return 0;
+impl Step for CursorProbe {
+    #[inline(always)]
+    fn step(&mut self, _k: u32) -> ControlFlow<()> {
+        let Some(id) = cursor_pick(self.svc_id, self.off, self.len) else {
+            return Break(());
+        };
+        if overloaded(id) {
+            return Continue(());
+        }
+        self.found = id;
+        Break(())
     }
-    p.found = id;
-    1
 }
 
 /// State of a connection-count scheduler's scan over a service's dests.
@@ -409,23 +401,24 @@ struct Scan {
     hi: Highest,
 }
 
-/// One dest of the scan (a `bpf_loop` callback): 0 continues, 1 stops.
-extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
-    let scan = unsafe { &mut *(ctx as *mut Scan) };
-    let i = i as u32;
-    if i >= scan.len {
-        return 1;
-    }
-    let Some(d) = dest_state(scan.off + i) else {
-        return 1;
-    };
-    if scan.highest {
-        scan.hi.step(&d);
-        0
-    } else if scan.lc.step(&d) {
-        0
-    } else {
-        1
+/// One dest of the scan.
+impl Step for Scan {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        if self.highest {
+            self.hi.step(&d);
+            Continue(())
+        } else if self.lc.step(&d) {
+            Continue(())
+        } else {
+            Break(())
+        }
     }
 }
 
@@ -475,9 +468,7 @@ fn hashed_pick(svc: &Service, fold: u32, port: u16, fallback: bool) -> Option<u3
         return None;
     }
     let mut probe = Probe { off: svc.sched_off, fold, port, ihash, found: NO_DEST };
-    unsafe {
-        bpf_loop(HASH_TAB_SIZE as u32, probe_step as *mut c_void, &mut probe as *mut Probe as *mut c_void, 0);
-    }
+    for_each(HASH_TAB_SIZE as u32, &mut probe);
     if probe.found == NO_DEST { None } else { Some(probe.found) }
 }
 
@@ -489,9 +480,7 @@ fn maglev_pick(svc: &Service, fold: u32, port: u16, fallback: bool) -> Option<u3
     let m = MH_TAB_SIZE as u32;
     let mut probe = MhProbe { off: svc.sched_off, fold, port, fallback: fallback as u16, ihash: 0, found: NO_DEST };
     let n = if fallback { m + 1 } else { 1 };
-    unsafe {
-        bpf_loop(n, mh_step as *mut c_void, &mut probe as *mut MhProbe as *mut c_void, 0);
-    }
+    for_each(n, &mut probe);
     if probe.found == NO_DEST { None } else { Some(probe.found) }
 }
 
@@ -507,31 +496,33 @@ struct MhProbe {
 }
 
 /// Step 0: the client's own slot; step k > 0: fallback probe k - 1.
-extern "C" fn mh_step(k: u64, ctx: *mut c_void) -> i64 {
-    let p = unsafe { &mut *(ctx as *mut MhProbe) };
-    let m = MH_TAB_SIZE as u32;
-    let slot = if k == 0 {
-        p.ihash = mh_hash(p.fold, p.port, MH_KEY1, 0) % m;
-        p.ihash
-    } else {
-        let roff = ((k - 1) as u32 + p.ihash) % m;
-        mh_hash(p.fold, p.port, MH_KEY1, roff) % m
-    };
-    let Some(id) = XLB_SCHED_SLOTS.get(p.off + slot).copied() else {
-        return 1;
-    };
-    if id == NO_DEST {
-        return 1;
+impl Step for MhProbe {
+    #[inline(always)]
+    fn step(&mut self, k: u32) -> ControlFlow<()> {
+        let m = MH_TAB_SIZE as u32;
+        let slot = if k == 0 {
+            self.ihash = mh_hash(self.fold, self.port, MH_KEY1, 0) % m;
+            self.ihash
+        } else {
+            let roff = (k - 1 + self.ihash) % m;
+            mh_hash(self.fold, self.port, MH_KEY1, roff) % m
+        };
+        let Some(id) = XLB_SCHED_SLOTS.get(self.off + slot).copied() else {
+            return Break(());
+        };
+        if id == NO_DEST {
+            return Break(());
+        }
+        if hash_usable(id) {
+            self.found = id;
+            return Break(());
+        }
+        // (Spelled out: the verifier wants a callback's return provably 0 or 1.)
+        if self.fallback == 1 {
+            return Continue(());
+        }
+        Break(())
     }
-    if hash_usable(id) {
-        p.found = id;
-        return 1;
-    }
-    // (Spelled out: the verifier wants a callback's return provably 0 or 1.)
-    if p.fallback == 1 {
-        return 0;
-    }
-    1
 }
 
 /// sh-fallback's walk over the buckets.
@@ -544,20 +535,22 @@ struct Probe {
     found: u32,
 }
 
-extern "C" fn probe_step(k: u64, ctx: *mut c_void) -> i64 {
-    let p = unsafe { &mut *(ctx as *mut Probe) };
-    let roff = (k as u32 + p.ihash) & HASH_TAB_MASK;
-    let Some(id) = XLB_SCHED_SLOTS.get(p.off + sh_hash(p.fold, p.port, roff)).copied() else {
-        return 1;
-    };
-    if id == NO_DEST {
-        return 1;
+impl Step for Probe {
+    #[inline(always)]
+    fn step(&mut self, k: u32) -> ControlFlow<()> {
+        let roff = (k + self.ihash) & HASH_TAB_MASK;
+        let Some(id) = XLB_SCHED_SLOTS.get(self.off + sh_hash(self.fold, self.port, roff)).copied() else {
+            return Break(());
+        };
+        if id == NO_DEST {
+            return Break(());
+        }
+        if hash_usable(id) {
+            self.found = id;
+            return Break(());
+        }
+        Continue(())
     }
-    if hash_usable(id) {
-        p.found = id;
-        return 1;
-    }
-    0
 }
 
 #[inline(always)]
