@@ -36,8 +36,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use lb_common::{
+    str_eq,
     tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
-    Dest, AF_INET, CFG_F_HAS_NAT, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+    Dest, TailProgram, AF_INET, CFG_F_HAS_NAT, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
     SVC_F_PERSISTENT,
 };
 
@@ -59,14 +60,32 @@ fn verdict(v: u32) -> u32 {
     v
 }
 
-/// Tail calls (`XLB_PROGS`): each program is verified on its own, which keeps every one of them
-/// within the verifier's budget and the established path short.
-const TAIL_NEW: u32 = 0;
-const TAIL_ICMP: u32 = 1;
-const TAIL_FWD: u32 = 2;
-const TAIL_NEW_SET: u32 = 3;
-const TAIL_NEW_SCAN: u32 = 4;
-const TAIL_NEW_TWOS: u32 = 5;
+/// The programs of `lb_common::TailProgram`, each by its function here: every one is listed, in
+/// slot order, and its function has the name userspace loads it by, or this does not compile.
+macro_rules! tail_programs {
+    ($($p:ident => $f:ident),* $(,)?) => {
+        const _: () = {
+            let listed = [$(TailProgram::$p),*];
+            let names = [$({ let _ = $f; stringify!($f) }),*];
+            assert!(listed.len() == TailProgram::ALL.len(), "a TailProgram without its function");
+            let mut i = 0;
+            while i < listed.len() {
+                assert!(listed[i] as u32 == TailProgram::ALL[i] as u32, "tail programs out of slot order");
+                assert!(str_eq(listed[i].name(), names[i]), "a tail program's function is not named as lb-common says");
+                i += 1;
+            }
+        };
+    };
+}
+
+tail_programs! {
+    New => xlb_new,
+    Icmp => xlb_icmp,
+    Fwd => xlb_fwd,
+    NewSet => xlb_new_set,
+    NewScan => xlb_new_scan,
+    NewTwos => xlb_new_twos,
+}
 
 /// The entry point: established connections are forwarded here; a packet of no connection goes
 /// on to `xlb_new`, an ICMP error to `xlb_icmp`.
@@ -87,7 +106,7 @@ pub fn xlb_fwd(ctx: XdpContext) -> u32 {
 fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
     let p = match parse(ctx.data(), ctx.data_end()) {
         Parsed::Ok(p) => p,
-        Parsed::Icmp(_) => return tail(ctx, TAIL_ICMP),
+        Parsed::Icmp(_) => return tail(ctx, TailProgram::Icmp),
         Parsed::Other => return verdict(xdp_action::XDP_PASS),
         Parsed::Malformed => {
             bump(|g| &mut g.parse_fail);
@@ -97,16 +116,16 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
     let now = conn::now();
     let key = conn::key_in(&p);
     let Some(c) = XLB_CONNS.get_ptr_mut(&key) else {
-        return if new_conn { verdict(xdp_action::XDP_DROP) } else { tail(ctx, TAIL_NEW) };
+        return if new_conn { verdict(xdp_action::XDP_DROP) } else { tail(ctx, TailProgram::New) };
     };
     let c = unsafe { &mut *c };
     if !new_conn {
         if conn::expired(c, now) {
-            return tail(ctx, TAIL_NEW);
+            return tail(ctx, TailProgram::New);
         }
         if p.proto == IPPROTO_TCP && p.tcp_flags & TCP_FLAG_SYN != 0 && conn::reschedule_on_syn(c) {
             conn::expire_now(&key, &{ *c });
-            return tail(ctx, TAIL_NEW);
+            return tail(ctx, TailProgram::New);
         }
         conn::on_packet(c, &p, now);
         bump(|g| &mut g.conn_hit);
@@ -118,17 +137,26 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
         // the packet as new; 0 drops it.
         None if !new_conn && conn::config().is_some_and(|cfg| cfg.expire_nodest_conn != 0) => {
             conn::expire_now(&key, &{ *c });
-            tail(ctx, TAIL_NEW)
+            tail(ctx, TailProgram::New)
         }
         None => verdict(xdp_action::XDP_DROP),
     }
 }
 
+/// Continues with tail program `p`; returns (the drop verdict) only when it is not installed.
 #[inline(always)]
-fn tail(ctx: &XdpContext, index: u32) -> u32 {
-    unsafe { XLB_PROGS.tail_call(ctx, index) };
+fn tail(ctx: &XdpContext, p: TailProgram) -> u32 {
+    tail_call(ctx, p);
     // Only reached when the program is not installed: never guess, drop.
     verdict(xdp_action::XDP_DROP)
+}
+
+#[inline(always)]
+fn tail_call(ctx: &XdpContext, p: TailProgram) {
+    // SAFETY: a tail call replaces this program with an XDP program on the same context (lb-user
+    // installs only XDP programs of this object, `TailProgram::ALL` by slot), or returns when the
+    // slot is empty; nothing after it relies on state the callee could change.
+    let _ = unsafe { XLB_PROGS.tail_call(ctx, p.index()) };
 }
 
 /// Packets of no established connection: NAT replies and new connections to a virtual service.
@@ -196,12 +224,12 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     };
     let group = schedule::group_of(m.svc.sched);
     if GROUP == NEW && group != NEW {
-        let index = match group {
-            schedule::GROUP_SET => TAIL_NEW_SET,
-            schedule::GROUP_TWOS => TAIL_NEW_TWOS,
-            _ => TAIL_NEW_SCAN,
+        let p = match group {
+            schedule::GROUP_SET => TailProgram::NewSet,
+            schedule::GROUP_TWOS => TailProgram::NewTwos,
+            _ => TailProgram::NewScan,
         };
-        unsafe { XLB_PROGS.tail_call(ctx, index) };
+        tail_call(ctx, p);
         // Only reached when the program is not installed: never guess, drop.
         return xdp_action::XDP_DROP;
     }
@@ -241,7 +269,7 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     }
     bump(|g| &mut g.conn_new);
     // Its first packet is forwarded by xlb_fwd (as a new connection's).
-    unsafe { XLB_PROGS.tail_call(ctx, TAIL_FWD) };
+    tail_call(ctx, TailProgram::Fwd);
     xdp_action::XDP_DROP
 }
 
