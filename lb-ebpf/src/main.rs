@@ -6,10 +6,18 @@
 //! real servers without an ipip device.
 //! `xlb_pass`: a do-nothing XDP program (veth peers need one to receive XDP_TX frames; also the
 //! benchmark floor).
-#![no_std]
-#![no_main]
+//!
+//! Built for the BPF target (lb-user's build script does that); on the host it is an ordinary
+//! binary with std and an empty `main`, so `cargo clippy --all-targets` can check it (with
+//! `RUSTC_BOOTSTRAP=1` for `core_intrinsics`), as aya's own eBPF crates are set up.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
+// Map keys and values go to aya's `impl Borrow<K>` parameters by reference on purpose: passed by
+// value, each would be copied to the BPF stack first (measured: 20% more verifier steps for
+// `xlb_new`, 27% for `xlb_new_twos`).
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 mod atomic;
 mod bench;
@@ -24,6 +32,7 @@ mod nat;
 mod nexthop;
 mod parse;
 mod probe;
+mod related;
 mod schedule;
 mod stats;
 mod tc_neigh;
@@ -156,7 +165,7 @@ fn tail_call(ctx: &XdpContext, p: TailProgram) {
     // SAFETY: a tail call replaces this program with an XDP program on the same context (lb-user
     // installs only XDP programs of this object, `TailProgram::ALL` by slot), or returns when the
     // slot is empty; nothing after it relies on state the callee could change.
-    let _ = unsafe { XLB_PROGS.tail_call(ctx, p.index()) };
+    unsafe { XLB_PROGS.tail_call(ctx, p.index()) };
 }
 
 /// Packets of no established connection: NAT replies and new connections to a virtual service.
@@ -191,7 +200,7 @@ pub fn xlb_new_scan(ctx: XdpContext) -> u32 {
 pub fn xlb_icmp(ctx: XdpContext) -> u32 {
     let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
     let v = match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Icmp(e) => icmp::related(&ctx, &e, ingress, conn::now()).unwrap_or(xdp_action::XDP_PASS),
+        Parsed::Icmp(e) => related::forward(&ctx, &e, ingress, conn::now()).unwrap_or(xdp_action::XDP_PASS),
         _ => xdp_action::XDP_PASS,
     };
     verdict(v)
@@ -214,10 +223,12 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     let now = conn::now();
     let key = conn::key_in(&p);
     let stale = XLB_CONNS.get_ptr_mut(&key);
-    if GROUP == NEW && stale.is_none() && has_nat() {
-        if let Some(v) = nat::reply(ctx, &p, ingress, now) {
-            return v;
-        }
+    if GROUP == NEW
+        && stale.is_none()
+        && has_nat()
+        && let Some(v) = nat::reply(ctx, &p, ingress, now)
+    {
+        return v;
     }
     let Some(m) = schedule::find_service(&p) else {
         return xdp_action::XDP_PASS;
@@ -245,7 +256,7 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     let Some(dest) = schedule::choose_dest::<GROUP>(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
     else {
         bump(|g| &mut g.no_dest);
-        return if p.af == AF_INET { icmp::port_unreachable(&ctx, now) } else { xdp_action::XDP_DROP };
+        return if p.af == AF_INET { icmp::port_unreachable(ctx, now) } else { xdp_action::XDP_DROP };
     };
     let (dest_id, dest) = dest;
     // The real server's port: its own for a service on one port, the client's choice for an
@@ -338,8 +349,12 @@ pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
     bench::sink(&ctx)
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
+
+/// The host build (clippy, tests) is a program like any other.
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -566,22 +566,22 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
     let svc = m.svc;
     let persistent = svc.flags & SVC_F_PERSISTENT != 0;
     let key = template_key(&p.saddr, &svc.netmask, p.daddr, p.proto, m.port, m.fwmark, p.af);
-    if persistent {
-        if let Some(t) = XLB_CONNS.get_ptr_mut(&key) {
-            let t = unsafe { &mut *t };
-            // ip_vs_check_template: a template to a deleted server (or, with
-            // expire_quiescent_template, a weight-0 one) is expired.
-            let quiesced_expires = crate::conn::config().is_some_and(|c| c.expire_quiescent_template != 0);
-            let usable = usable_dest(t.dest_id, svc.id).is_some_and(|d| !(quiesced_expires && d.weight == 0));
-            if !expired(t, now) && usable {
-                // A new connection through the template restarts its timer.
-                t.last_seen = now;
-                t.timeout = svc.timeout;
-                return Some(t.dest_id);
-            }
-            persist_count(t.dest_id, -1);
-            let _ = XLB_CONNS.remove(&key);
+    if persistent
+        && let Some(t) = XLB_CONNS.get_ptr_mut(&key)
+    {
+        let t = unsafe { &mut *t };
+        // ip_vs_check_template: a template to a deleted server (or, with
+        // expire_quiescent_template, a weight-0 one) is expired.
+        let quiesced_expires = crate::conn::config().is_some_and(|c| c.expire_quiescent_template != 0);
+        let usable = usable_dest(t.dest_id, svc.id).is_some_and(|d| !(quiesced_expires && d.weight == 0));
+        if !expired(t, now) && usable {
+            // A new connection through the template restarts its timer.
+            t.last_seen = now;
+            t.timeout = svc.timeout;
+            return Some(t.dest_id);
         }
+        persist_count(t.dest_id, -1);
+        let _ = XLB_CONNS.remove(&key);
     }
     // One call site: the scheduler's branches are verified once.
     let dest_id = run_scheduler::<GROUP>(svc, p, now)?;
