@@ -133,10 +133,11 @@ fn bind(dest_id: u32) {
     }
 }
 
-/// Timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`).
+/// Reads the timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`) through `f`; `None`
+/// when the map has no entry.
 #[inline(always)]
-pub fn config() -> Option<&'static Config> {
-    XLB_CONFIG.get(0)
+pub fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Option<R> {
+    XLB_CONFIG.get(0).map(f)
 }
 
 /// Applies a client packet's TCP state transition (input, or input-only while no reply was
@@ -171,7 +172,7 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
         c.flags |= CONN_F_INACTIVE;
     }
     c.state = new;
-    if let Some(t) = config().and_then(|cfg| cfg.timeout(new)) {
+    if let Some(t) = with_config(|cfg| cfg.timeout(new)).flatten() {
         c.timeout = t;
     }
 }
@@ -192,8 +193,8 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flag
     };
     if p.proto != IPPROTO_TCP {
         c.state = STATE_UDP;
-        if let Some(cfg) = config() {
-            c.timeout = cfg.timeouts[STATE_UDP as usize];
+        if let Some(t) = with_config(|cfg| cfg.timeouts[STATE_UDP as usize]) {
+            c.timeout = t;
         }
     }
     count(dest_id, false, 1);
@@ -272,14 +273,16 @@ fn evict_half_open() -> bool {
 /// be expired and the SYN scheduled as a new connection.
 #[inline(always)]
 pub fn reschedule_on_syn(c: &Conn) -> bool {
-    let Some(cfg) = config() else { return false };
-    if cfg.conn_reuse_mode == 0 {
+    let Some((reuse_mode, expire_nodest)) = with_config(|cfg| (cfg.conn_reuse_mode, cfg.expire_nodest_conn)) else {
+        return false;
+    };
+    if reuse_mode == 0 {
         return false;
     }
-    if cfg.expire_nodest_conn != 0 && XLB_DESTS.get(c.dest_id).is_some_and(|d| d.weight == 0) {
+    if expire_nodest != 0 && XLB_DESTS.get(c.dest_id).is_some_and(|d| d.weight == 0) {
         return true;
     }
     c.flags & CONN_F_CONTROLLED == 0
         && (c.state == STATE_TIME_WAIT
-            || (cfg.conn_reuse_mode & 2 != 0 && c.state == STATE_FIN_WAIT && c.flags & CONN_F_NOOUTPUT != 0))
+            || (reuse_mode & 2 != 0 && c.state == STATE_FIN_WAIT && c.flags & CONN_F_NOOUTPUT != 0))
 }

@@ -47,7 +47,7 @@ use aya_ebpf::{
 use lb_common::{
     str_eq,
     tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
-    Dest, TailProgram, AF_INET, CFG_F_HAS_NAT, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+    TailProgram, AF_INET, CFG_F_HAS_NAT, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
     SVC_F_PERSISTENT,
 };
 
@@ -144,7 +144,7 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
         Some(v) => verdict(v),
         // Its real server was deleted: expire_nodest_conn = 1 expires the connection and handles
         // the packet as new; 0 drops it.
-        None if !new_conn && conn::config().is_some_and(|cfg| cfg.expire_nodest_conn != 0) => {
+        None if !new_conn && conn::with_config(|cfg| cfg.expire_nodest_conn != 0).unwrap_or(false) => {
             conn::expire_now(&key, &{ *c });
             tail(ctx, TailProgram::New)
         }
@@ -198,12 +198,19 @@ pub fn xlb_new_scan(ctx: XdpContext) -> u32 {
 /// ICMP errors about connections.
 #[xdp]
 pub fn xlb_icmp(ctx: XdpContext) -> u32 {
-    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let ingress = ingress(&ctx);
     let v = match parse(ctx.data(), ctx.data_end()) {
         Parsed::Icmp(e) => related::forward(&ctx, &e, ingress, conn::now()).unwrap_or(xdp_action::XDP_PASS),
         _ => xdp_action::XDP_PASS,
     };
     verdict(v)
+}
+
+/// The interface the frame came in on.
+#[inline(always)]
+fn ingress(ctx: &XdpContext) -> u32 {
+    // SAFETY: `ctx.ctx` is the `xdp_md` the kernel passed this program, valid for the run.
+    unsafe { (*ctx.ctx).ingress_ifindex }
 }
 
 #[inline(always)]
@@ -216,7 +223,7 @@ fn has_nat() -> bool {
 #[inline(always)]
 fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     const NEW: u8 = schedule::GROUP_NEW;
-    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let ingress = ingress(ctx);
     let Parsed::Ok(p) = parse(ctx.data(), ctx.data_end()) else {
         return xdp_action::XDP_PASS;
     };
@@ -230,7 +237,7 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     {
         return v;
     }
-    let Some(m) = schedule::find_service(&p) else {
+    let Some(m) = schedule::find_service(ctx, &p) else {
         return xdp_action::XDP_PASS;
     };
     let group = schedule::group_of(m.svc.sched);
@@ -246,31 +253,33 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     }
     // Only a SYN opens a TCP connection (any packet but a RST with sloppy_tcp = 1); anything
     // else without a connection goes to the local stack as with IPVS.
-    let sloppy = || conn::config().is_some_and(|c| c.sloppy_tcp != 0);
+    let sloppy = || conn::with_config(|c| c.sloppy_tcp != 0).unwrap_or(false);
     if p.proto == IPPROTO_TCP && (p.tcp_flags & TCP_FLAG_RST != 0 || (p.tcp_flags & TCP_FLAG_SYN == 0 && !sloppy())) {
         return xdp_action::XDP_PASS;
     }
     if let Some(old) = stale {
         conn::uncount(unsafe { &*old });
     }
-    let Some(dest) = schedule::choose_dest::<GROUP>(&m, &p, now).and_then(|id| schedule::usable_dest(id, m.svc.id).map(|d| (id, d)))
-    else {
+    let chosen = schedule::choose_dest::<GROUP>(&m, &p, now)
+        .and_then(|id| schedule::usable_dest(id, m.svc.id, |d| (id, d.port, d.fwd)));
+    let Some((dest_id, dport, fwd)) = chosen else {
         bump(|g| &mut g.no_dest);
         return if p.af == AF_INET { icmp::port_unreachable(ctx, now) } else { xdp_action::XDP_DROP };
     };
-    let (dest_id, dest) = dest;
     // The real server's port: its own for a service on one port, the client's choice for an
     // "all ports" service (IPVS: dport = dest port iff packet port = service port).
-    let rport = if m.port != 0 && dest.port != 0 { dest.port } else { p.dport };
-    let flags = if dest.fwd == FWD_DROUTE || dest.fwd == FWD_TUNNEL { CONN_F_NOOUTPUT } else { 0 }
+    let rport = if m.port != 0 && dport != 0 { dport } else { p.dport };
+    let flags = if fwd == FWD_DROUTE || fwd == FWD_TUNNEL { CONN_F_NOOUTPUT } else { 0 }
         | if m.svc.flags & SVC_F_PERSISTENT != 0 { CONN_F_CONTROLLED } else { 0 };
     if conn::create(&key, &p, m.svc.id, dest_id, rport, flags, now).is_err() {
         bump(|g| &mut g.conn_insert_fail);
         return xdp_action::XDP_DROP;
     }
-    if dest.fwd == FWD_MASQ
-        && conn::create_reply_entry(&nat::reply_key(&p, dest, rport), m.svc.id, dest_id, p.dport, p.daddr.w[0], now)
-            .is_err()
+    // (The real server's address, which only NAT needs, is read for NAT alone.)
+    if fwd == FWD_MASQ
+        && schedule::usable_dest(dest_id, m.svc.id, |d| nat::reply_key(&p, d.addr, rport)).is_none_or(|reply| {
+            conn::create_reply_entry(&reply, m.svc.id, dest_id, p.dport, p.daddr.w[0], now).is_err()
+        })
     {
         // Without its reply side a NAT connection would answer from the real server's address:
         // not at all, then.
@@ -288,23 +297,22 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
 /// `None`: the real server was deleted.
 #[inline(always)]
 fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> Option<u32> {
-    let dest = schedule::usable_dest(dest_id, svc_id)?;
-    Some(forward_to(ctx, p, dest, dest_id, svc_id, rport, new_conn, now))
+    let (rip, fwd) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd))?;
+    let t = xmit::Target { dest_id, rip, ingress: ingress(ctx), now };
+    Some(forward_to(ctx, p, &t, fwd, svc_id, rport, new_conn))
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn forward_to(ctx: &XdpContext, p: &Pkt, dest: &Dest, dest_id: u32, svc_id: u32, rport: u16, new_conn: bool, now: u64) -> u32 {
-    stats::count_in(svc_id, dest_id, p.ip_len, new_conn);
+fn forward_to(ctx: &XdpContext, p: &Pkt, t: &xmit::Target, fwd: u8, svc_id: u32, rport: u16, new_conn: bool) -> u32 {
+    stats::count_in(svc_id, t.dest_id, p.ip_len, new_conn);
     if p.ttl <= 1 {
         return icmp::time_exceeded(ctx);
     }
-    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
-    let t = xmit::Target { dest_id, rip: dest.addr.w[0], ingress, now };
-    match dest.fwd {
-        FWD_DROUTE => dr::forward(ctx, &t),
-        FWD_TUNNEL => tun::forward(ctx, &t, p.ip_len, p.ttl, p.daddr.w[0]),
-        FWD_MASQ => nat::request(ctx, p, &t, rport),
+    match fwd {
+        FWD_DROUTE => dr::forward(ctx, t),
+        FWD_TUNNEL => tun::forward(ctx, t, p.ip_len, p.ttl, p.daddr.w[0]),
+        FWD_MASQ => nat::request(ctx, p, t, rport),
         // LOCAL: the director itself serves it.
         _ => xdp_action::XDP_PASS,
     }

@@ -4,7 +4,7 @@
 //! one, as IPVS does (a result of 0 is sent as 0xffff).
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    tcp_state::DIR_OUTPUT, ConnKey, Dest, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, IPPROTO_TCP,
+    tcp_state::DIR_OUTPUT, Addr, ConnKey, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, IPPROTO_TCP,
     IPPROTO_UDP,
 };
 
@@ -155,7 +155,7 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
     if expired(c, now) || c.dest_id != o.dest_id {
         return None;
     }
-    usable_dest(c.dest_id, c.svc_id)?;
+    usable_dest(c.dest_id, c.svc_id, |_| ())?;
     c.flags &= !CONN_F_NOOUTPUT;
     conn::on_packet_dir(c, p, now, DIR_OUTPUT);
     stats::count_out(c.svc_id, c.dest_id, p.ip_len);
@@ -248,6 +248,6 @@ pub fn icmp_to_client(ctx: &XdpContext, e: &IcmpErr, v: &Virtual) -> u32 {
 
 /// The reply-side entry of a new NAT connection: (client, RIP:rport) -> the virtual port.
 #[inline(always)]
-pub fn reply_key(p: &Pkt, dest: &Dest, rport: u16) -> ConnKey {
-    conn::key_in(p).reply_side(dest.addr, rport)
+pub fn reply_key(p: &Pkt, rip: Addr, rport: u16) -> ConnKey {
+    conn::key_in(p).reply_side(rip, rport)
 }

@@ -53,9 +53,15 @@ pub struct Scratch {
 #[map]
 static XLB_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// This CPU's scratch entry, for as long as the program's context is borrowed (the run); `None`
+/// when the map has no entry. One at a time: each caller takes it afresh and lets it go.
 #[inline(always)]
-fn scratch() -> Option<&'static mut Scratch> {
-    XLB_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+fn scratch<'a>(_run: &'a XdpContext) -> Option<&'a mut Scratch> {
+    let p = XLB_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's value of a per-CPU array, valid for the program run (`'a`); a BPF
+    // program is not preempted on its CPU, and the two users (`to_dest`, `to_addr`) each hold
+    // it only within their own call, never both.
+    Some(unsafe { &mut *p })
 }
 
 /// Asks the kernel's FIB for `dst`; the parameters and results are in `f`.
@@ -75,7 +81,7 @@ fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u
     // interface. SRC also asks for the source address the route prefers (the outer source of
     // IPIP).
     // BPF_FIB_LOOKUP_SRC exists from 6.7 on; older kernels refuse the whole lookup with it.
-    let flags = if want_src && crate::conn::config().is_some_and(|c| c.flags & CFG_F_FIB_SRC != 0) {
+    let flags = if want_src && crate::conn::with_config(|c| c.flags & CFG_F_FIB_SRC != 0).unwrap_or(false) {
         BPF_FIB_LOOKUP_SRC
     } else {
         0
@@ -128,11 +134,14 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
     let Some(cache) = XLB_DEST_NEIGH.get_ptr_mut(dest_id) else {
         return Route::None;
     };
+    // SAFETY: a value of XLB_DEST_NEIGH (an array: never freed), valid for the program run.
+    // Another CPU may refresh the same entry meanwhile: both write an answer of the kernel's FIB,
+    // and a torn read only sends one packet by a mix of two answers (as before the cache).
     let cached = unsafe { &mut *cache };
     if cached.expires > now {
         return route_of(cached);
     }
-    let Some(s) = scratch() else {
+    let Some(s) = scratch(ctx) else {
         return Route::None;
     };
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, want_src);
@@ -149,10 +158,11 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
 /// The next hop toward any address (NAT replies to clients), not cached.
 #[inline(always)]
 pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
-    let Some(s) = scratch() else {
+    let Some(s) = scratch(ctx) else {
         return Route::None;
     };
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, false);
+    // The answer stays in this CPU's scratch entry, which the route points to.
     s.neigh = answer(rc, &s.fib, dst, ingress, now);
     route_of(&s.neigh)
 }
@@ -161,7 +171,7 @@ pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
 /// egress and next hop takes the place of the MAC addresses (`lb_common::SlowPathMark`).
 #[inline(always)]
 pub fn slow_path(ctx: &XdpContext, ifindex: u32, nh: Addr) -> u32 {
-    let Some(tag) = crate::conn::config().map(|c| c.slow_path_tag) else {
+    let Some(tag) = crate::conn::with_config(|c| c.slow_path_tag) else {
         return xdp_action::XDP_DROP;
     };
     let Some(m) = header::<SlowPathMark>(ctx.data(), ctx.data_end(), 0) else {

@@ -49,13 +49,13 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         if !checksum_ok(ctx, e) {
             return Some(xdp_action::XDP_DROP);
         }
-        let dest = usable_dest(c.dest_id, c.svc_id)?;
+        let (rip, fwd) = usable_dest(c.dest_id, c.svc_id, |d| (d.addr.w[0], d.fwd))?;
         if e.ttl <= 1 {
             return Some(xdp_action::XDP_DROP);
         }
         bump(|g| &mut g.icmp_related);
-        let t = Target { dest_id: c.dest_id, rip: dest.addr.w[0], ingress, now };
-        return Some(match dest.fwd {
+        let t = Target { dest_id: c.dest_id, rip, ingress, now };
+        return Some(match fwd {
             FWD_DROUTE => dr::forward(ctx, &t),
             FWD_TUNNEL => tun::forward(ctx, &t, e.ip_len, e.ttl, e.daddr.w[0]),
             FWD_MASQ => nat::icmp_to_real_server(ctx, e, &t, c.port),

@@ -14,7 +14,7 @@ use lb_common::{
 
 use core::ops::ControlFlow::{self, Break, Continue};
 
-use aya_ebpf::helpers::bpf_get_prandom_u32;
+use aya_ebpf::{helpers::bpf_get_prandom_u32, programs::XdpContext};
 
 use crate::{
     atomic,
@@ -27,9 +27,9 @@ use crate::{
 };
 
 /// A matched virtual service, the port its key has (`0` for an "all ports" service) and, for a
-/// fwmark service, the mark.
-pub struct Matched {
-    pub svc: &'static Service,
+/// fwmark service, the mark. `'a`: the program run (see [`find_service`]).
+pub struct Matched<'a> {
+    pub svc: &'a Service,
     pub port: u16,
     /// 0: an address service.
     pub fwmark: u32,
@@ -40,33 +40,53 @@ pub struct Matched {
 /// the packet (IPVS looks fwmark up first; a packet that is both marked and matches an address
 /// service is rare enough that address services win here, saving a lookup per packet).
 #[inline(always)]
-pub fn find_service(p: &Pkt) -> Option<Matched> {
+///
+/// The service is borrowed for as long as the program's context `_run`: a hash map value stays
+/// valid until the program returns (the kernel frees replaced values after an RCU grace period).
+pub fn find_service<'a>(_run: &'a XdpContext, p: &Pkt) -> Option<Matched<'a>> {
     let mut key = ServiceKey { addr: p.daddr, port: p.dport, proto: p.proto, af: p.af };
-    if let Some(svc) = unsafe { XLB_SERVICES.get(&key) } {
+    if let Some(svc) = service(&key) {
         return Some(Matched { svc, port: p.dport, fwmark: 0 });
     }
     key.port = 0;
-    if let Some(svc) = unsafe { XLB_SERVICES.get(&key) } {
+    if let Some(svc) = service(&key) {
         return Some(Matched { svc, port: 0, fwmark: 0 });
     }
     key.port = p.dport;
-    let mark = match unsafe { XLB_FWMARKS.get(&key) } {
-        Some(m) => *m,
+    let mark = match fwmark(&key) {
+        Some(m) => m,
         None => {
             key.port = 0;
-            *unsafe { XLB_FWMARKS.get(&key) }?
+            fwmark(&key)?
         }
     };
     let fkey = ServiceKey { addr: Addr::v4(mark), port: 0, proto: IPPROTO_IP, af: p.af };
-    unsafe { XLB_SERVICES.get(&fkey) }.map(|svc| Matched { svc, port: 0, fwmark: mark })
+    service(&fkey).map(|svc| Matched { svc, port: 0, fwmark: mark })
 }
 
-/// A dest the data plane may send to: configured, linked to `svc_id`.
+/// The service of `key`, for the program run `'a`.
 #[inline(always)]
-pub fn usable_dest(dest_id: u32, svc_id: u32) -> Option<&'static Dest> {
+fn service<'a>(key: &ServiceKey) -> Option<&'a Service> {
+    // SAFETY: a hash map value stays valid until the program returns (RCU), which `'a` (tied to
+    // the context by `find_service`) does not outlive. Userspace replaces a service by a whole
+    // new value, and nothing here writes it.
+    unsafe { XLB_SERVICES.get(key) }
+}
+
+/// The fwmark of `key`, copied out.
+#[inline(always)]
+fn fwmark(key: &ServiceKey) -> Option<u32> {
+    // SAFETY: as in `service`: the value is valid for the run, and read at once.
+    unsafe { XLB_FWMARKS.get(key) }.copied()
+}
+
+/// Runs `f` on dest `dest_id` if the data plane may send to it: configured, linked to `svc_id`.
+/// `None` otherwise.
+#[inline(always)]
+pub fn usable_dest<R>(dest_id: u32, svc_id: u32, f: impl FnOnce(&Dest) -> R) -> Option<R> {
     let d = XLB_DESTS.get(dest_id)?;
     let want = DEST_F_IN_USE | DEST_F_AVAILABLE;
-    if d.flags & want == want && d.svc_id == svc_id { Some(d) } else { None }
+    if d.flags & want == want && d.svc_id == svc_id { Some(f(d)) } else { None }
 }
 
 /// Which program schedules a new connection: each is verified apart, so each stays well inside
@@ -177,9 +197,9 @@ fn lblc_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
         let e = unsafe { &mut *e };
         e.lastuse = now;
         let id = e.dest_id;
-        if let Some(d) = usable_dest(id, svc.id)
-            && d.weight > 0
-            && !lblc_overloaded(svc, id, d.weight)
+        if let Some(weight) = usable_dest(id, svc.id, |d| d.weight)
+            && weight > 0
+            && !lblc_overloaded(svc, id, weight)
         {
             return Some(id);
         }
@@ -210,7 +230,7 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     for_each(n, &mut walk);
     // Only a set of more than one member can shrink: the sysctl is read for those alone.
     if e.len > 1
-        && e.shrink_due(now, crate::conn::config().map_or(LBLCR_EXPIRATION_S, |c| c.lblcr_expiration as u64) * 1_000_000_000)
+        && e.shrink_due(now, crate::conn::with_config(|c| c.lblcr_expiration as u64).unwrap_or(LBLCR_EXPIRATION_S) * 1_000_000_000)
         && let Some(m) = walk.max.result()
     {
         e.erase(m, now);
@@ -572,8 +592,8 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
         let t = unsafe { &mut *t };
         // ip_vs_check_template: a template to a deleted server (or, with
         // expire_quiescent_template, a weight-0 one) is expired.
-        let quiesced_expires = crate::conn::config().is_some_and(|c| c.expire_quiescent_template != 0);
-        let usable = usable_dest(t.dest_id, svc.id).is_some_and(|d| !(quiesced_expires && d.weight == 0));
+        let quiesced_expires = crate::conn::with_config(|c| c.expire_quiescent_template != 0).unwrap_or(false);
+        let usable = usable_dest(t.dest_id, svc.id, |d| !(quiesced_expires && d.weight == 0)).unwrap_or(false);
         if !expired(t, now) && usable {
             // A new connection through the template restarts its timer.
             t.last_seen = now;

@@ -29,7 +29,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     };
     // SAFETY: `header` checked the mark is in the packet.
     let m = unsafe { *m };
-    if m.tag == 0 || conn::config().is_none_or(|c| c.slow_path_tag != m.tag) {
+    if m.tag == 0 || conn::with_config(|c| c.slow_path_tag != m.tag).unwrap_or(true) {
         return TC_ACT_OK;
     }
     let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
