@@ -22,6 +22,7 @@ const EVICT_TRIES: u32 = 4;
 /// Coarse monotonic clock (CLOCK_MONOTONIC_COARSE, ns): cheap, and what userspace compares with.
 #[inline(always)]
 pub fn now() -> u64 {
+    // SAFETY: a helper without arguments.
     unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
 }
 
@@ -56,6 +57,8 @@ pub fn expired(c: &Conn, now: u64) -> bool {
 #[inline(always)]
 fn count(dest_id: u32, active: bool, delta: i64) {
     if let Some(dc) = XLB_DEST_CONNS.get_ptr_mut(dest_id) {
+        // SAFETY: `dc` is a value of XLB_DEST_CONNS from a successful lookup (an array: valid for
+        // the run); addr_of_mut! only computes a field's address.
         let field = unsafe {
             if active { core::ptr::addr_of_mut!((*dc).active) } else { core::ptr::addr_of_mut!((*dc).inactive) }
         };
@@ -71,6 +74,9 @@ pub fn uncount(c: &Conn) {
     let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(c.dest_id), XLB_DEST_CONNS.get(c.dest_id)) else {
         return;
     };
+    // SAFETY: a value of XLB_DESTS from a successful lookup (an array: never freed), valid for the
+    // run. Userspace and other CPUs may write the same dest; the only write here is a flag update,
+    // as IPVS's unlocked one.
     let d = unsafe { &mut *d };
     if d.flags & DEST_F_OVERLOAD != 0 && lb_common::overload_lifted(d, n.active + n.inactive) {
         d.flags &= !DEST_F_OVERLOAD;
@@ -91,6 +97,8 @@ fn insert(key: &ConnKey, c: &Conn) -> Result<(), ()> {
 /// Removes a client-side entry, giving back its count.
 #[inline(always)]
 pub fn remove(key: &ConnKey) {
+    // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once, not
+    // kept.
     if let Some(c) = unsafe { XLB_CONNS.get(key) } {
         let c = *c;
         expire_now(key, &c);
@@ -111,6 +119,8 @@ pub fn expire_now(key: &ConnKey, c: &Conn) -> bool {
     {
         let reply = key.reply_side(d.addr, c.port);
         // A reply entry carries the VIP in `timeout` (see lb_common::Conn).
+        // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once,
+        // not kept.
         if unsafe { XLB_CONNS.get(&reply) }
             .is_some_and(|r| r.dest_id == c.dest_id && r.timeout == key.vaddr.w[0] && r.port == key.vport)
         {
@@ -127,6 +137,7 @@ fn bind(dest_id: u32) {
     let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get(dest_id)) else {
         return;
     };
+    // SAFETY: as in `uncount`: a value of XLB_DESTS, valid for the run.
     let d = unsafe { &mut *d };
     if d.u_threshold != 0 && n.active + n.inactive >= d.u_threshold as u64 {
         d.flags |= DEST_F_OVERLOAD;
@@ -226,8 +237,12 @@ fn ring_slot(n: u64) -> u32 {
 #[inline(always)]
 fn note_half_open(key: &ConnKey) {
     let Some(cur) = half_open_cursor() else { return };
+    // SAFETY: `cur` is XLB_HALF_OPEN_CURSOR's value (an array: valid for the run); addr_of_mut!
+    // only computes the field's address.
     let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).head) }, 1);
     if let Some(slot) = XLB_HALF_OPEN.get_ptr_mut(ring_slot(n)) {
+        // SAFETY: `slot` is a value of XLB_HALF_OPEN from a successful lookup, valid for the run; a
+        // key torn by a concurrent write matches no connection (see `evict_half_open`).
         unsafe { *slot = *key };
     }
 }
@@ -241,20 +256,26 @@ fn note_half_open(key: &ConnKey) {
 fn evict_half_open() -> bool {
     let Some(cur) = half_open_cursor() else { return false };
     for _ in 0..EVICT_TRIES {
+        // SAFETY: `cur` is XLB_HALF_OPEN_CURSOR's value, valid for the run; the plain reads may
+        // race with other CPUs' atomic adds, which only makes this look at a slot more or less.
         let (head, tail) = unsafe { ((*cur).head, (*cur).tail) };
         if tail >= head {
             return false;
         }
         if head - tail > HALF_OPEN_SLOTS as u64 {
             // Overwritten since: the oldest left is HALF_OPEN_SLOTS behind the head.
+            // SAFETY: as above: the cursor's value, valid for the run.
             unsafe { (*cur).tail = head - HALF_OPEN_SLOTS as u64 };
             continue;
         }
+        // SAFETY: as above; addr_of_mut! only computes the field's address.
         let t = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).tail) }, 1);
         let Some(slot) = XLB_HALF_OPEN.get(ring_slot(t)) else {
             return false;
         };
         let key = *slot;
+        // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once,
+        // not kept.
         let Some(c) = (unsafe { XLB_CONNS.get(&key) }) else { continue };
         let c = *c;
         if key.kind != CONN_KIND_IN || c.state != STATE_SYN_RECV {

@@ -36,6 +36,8 @@ pub fn port_unreachable(ctx: &XdpContext, now: u64) -> u32 {
     let Some(last) = XLB_ICMP_LIMIT.get_ptr_mut(0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: this CPU's value of XLB_ICMP_LIMIT (per-CPU array), valid for the run and used by no
+    // one else meanwhile.
     let last = unsafe { &mut *last };
     if now.wrapping_sub(*last) < PORT_UNREACH_GAP_NS {
         return xdp_action::XDP_DROP;
@@ -54,6 +56,8 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     let Some(orig) = header::<[u8; ETH_HLEN + IPV4_HLEN]>(data, end, 0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives. `orig`'s bytes are copied out before the frame moves below.
     let orig = unsafe { &*orig };
     let mut eth = [0u8; 12];
     eth[..6].copy_from_slice(&orig[6..12]);
@@ -69,10 +73,12 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     let orig_len = (end - data) as i32;
     // Room for the outer IPv4 and ICMP headers in front of the old Ethernet header: the old
     // IPv4 header then starts right after the new headers.
+    // SAFETY: `ctx.ctx` is this program's xdp_md; `orig` is not used after the frame moves.
     if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_head(ctx.ctx, -((IPV4_HLEN + 8) as i32)) } != 0 {
         return xdp_action::XDP_DROP;
     }
     let cur = orig_len + (IPV4_HLEN + 8) as i32;
+    // SAFETY: as above: the frame moves; every pointer into it is taken again below.
     if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, (HDRS + quote_len) as i32 - cur) } != 0 {
         return xdp_action::XDP_DROP;
     }
@@ -80,6 +86,8 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     let Some(h) = header::<[u8; HDRS]>(data, end, 0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let h = unsafe { &mut *h };
     h[..12].copy_from_slice(&eth);
     h[12] = 0x08;
@@ -112,12 +120,15 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
         if at + 2 > end {
             return xdp_action::XDP_ABORTED;
         }
+        // SAFETY: `at + 2 <= end` was checked just above; the quote starts at an even offset after
+        // the headers.
         sum += unsafe { *(at as *const u16) } as u64;
     }
     let Some(h) = header::<[u8; HDRS]>(data, end, 0) else {
         return xdp_action::XDP_ABORTED;
     };
     let check = (!csum::fold(sum)).to_ne_bytes();
+    // SAFETY: `header` checked these bytes are in the frame (`h` was checked again after the loop).
     unsafe {
         (*h)[I + 2] = check[0];
         (*h)[I + 3] = check[1];

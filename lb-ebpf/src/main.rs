@@ -127,6 +127,9 @@ fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
     let Some(c) = XLB_CONNS.get_ptr_mut(&key) else {
         return if new_conn { verdict(xdp_action::XDP_DROP) } else { tail(ctx, TailProgram::New) };
     };
+    // SAFETY: a value of XLB_CONNS from a successful lookup: valid until the program returns (RCU).
+    // Other CPUs may update the same connection; as IPVS's per-packet updates, the fields are plain
+    // stores.
     let c = unsafe { &mut *c };
     if !new_conn {
         if conn::expired(c, now) {
@@ -258,6 +261,7 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     if let Some(old) = stale {
+        // SAFETY: a value of XLB_CONNS from a successful lookup, valid for the run; only read.
         conn::uncount(unsafe { &*old });
     }
     let chosen = schedule::choose_dest::<GROUP>(&m, &p, now)

@@ -53,17 +53,6 @@ pub struct Scratch {
 #[map]
 static XLB_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// This CPU's scratch entry, for as long as the program's context is borrowed (the run); `None`
-/// when the map has no entry. One at a time: each caller takes it afresh and lets it go.
-#[inline(always)]
-fn scratch<'a>(_run: &'a XdpContext) -> Option<&'a mut Scratch> {
-    let p = XLB_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: this CPU's value of a per-CPU array, valid for the program run (`'a`); a BPF
-    // program is not preempted on its CPU, and the two users (`to_dest`, `to_addr`) each hold
-    // it only within their own call, never both.
-    Some(unsafe { &mut *p })
-}
-
 /// Asks the kernel's FIB for `dst`; the parameters and results are in `f`.
 #[inline(always)]
 fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u32, want_src: bool) -> i64 {
@@ -86,19 +75,24 @@ fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u
     } else {
         0
     };
+    // SAFETY: `ctx` is this program's context and `f` a parameter block of the size given, on this
+    // CPU's scratch entry.
     unsafe { aya_ebpf::helpers::bpf_fib_lookup(ctx, f, core::mem::size_of::<bpf_fib_lookup>() as i32, flags) }
 }
 
 fn answer(rc: i64, f: &bpf_fib_lookup, dst: u32, ingress: u32, now: u64) -> DestNeigh {
+    // SAFETY: a union of plain integers: any bit pattern is valid.
     let nh = Addr::v4(unsafe { f.__bindgen_anon_4.ipv4_dst });
     if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return DestNeigh {
             dmac: f.dmac,
             smac: f.smac,
             ifindex: f.ifindex,
+            // SAFETY: a union of plain integers: any bit pattern is valid.
             mtu: unsafe { f.__bindgen_anon_1.mtu_result } as u32,
             flags: NEIGH_F_RESOLVED,
             nh,
+            // SAFETY: a union of plain integers: any bit pattern is valid.
             src: Addr::v4(unsafe { f.__bindgen_anon_3.ipv4_src }),
             expires: now + NEIGH_TTL_NS,
         };
@@ -141,15 +135,20 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
     if cached.expires > now {
         return route_of(cached);
     }
-    let Some(s) = scratch(ctx) else {
+    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
         return Route::None;
     };
+    // SAFETY: this CPU's value of a per-CPU array, valid for the program run; a BPF program is
+    // not preempted on its CPU, and nothing else borrows the entry while `s` lives (this call).
+    let s = unsafe { &mut *s };
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, want_src);
     *cached = answer(rc, &s.fib, dst, ingress, now);
     // Without BPF_FIB_LOOKUP_SRC (before 6.7) the FIB gives no source: the egress interface's
     // primary address, as the kernel's source selection picks it for a directly reached real
     // server. Looked up here, with the cached answer, not per packet.
     if want_src && cached.src.w[0] == 0 && cached.ifindex != 0 {
+        // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once,
+        // not kept.
         cached.src = Addr::v4(unsafe { XLB_IFACES.get(&cached.ifindex) }.map_or(0, |f| f.addr));
     }
     route_of(cached)
@@ -158,9 +157,11 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
 /// The next hop toward any address (NAT replies to clients), not cached.
 #[inline(always)]
 pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
-    let Some(s) = scratch(ctx) else {
+    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
         return Route::None;
     };
+    // SAFETY: as in `to_dest`: this CPU's entry, valid for the run, borrowed by this call alone.
+    let s = unsafe { &mut *s };
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, false);
     // The answer stays in this CPU's scratch entry, which the route points to.
     s.neigh = answer(rc, &s.fib, dst, ingress, now);

@@ -42,6 +42,8 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         kind: CONN_KIND_IN,
         _pad: 0,
     };
+    // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once, not
+    // kept.
     if let Some(c) = unsafe { XLB_CONNS.get(&in_key) } {
         if expired(c, now) {
             return None;
@@ -77,6 +79,8 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         kind: CONN_KIND_OUT,
         _pad: 0,
     };
+    // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once, not
+    // kept.
     let o = unsafe { XLB_CONNS.get(&out_key) }?;
     let vip = o.timeout;
     if !checksum_ok(ctx, e) {

@@ -194,6 +194,8 @@ fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
 fn lblc_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     let key = LblcKey { svc_id: svc.id, af: p.af, _pad: [0; 3], addr: p.daddr };
     if let Some(e) = XLB_LBLC.get_ptr_mut(&key) {
+        // SAFETY: a value of XLB_LBLC from a successful lookup: valid until the program returns
+        // (RCU), even if evicted meanwhile; only `lastuse` is written.
         let e = unsafe { &mut *e };
         e.lastuse = now;
         let id = e.dest_id;
@@ -223,6 +225,8 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
         let _ = XLB_LBLCR.insert(&key, &LblcrSet::new(id, now), 0);
         return Some(id);
     };
+    // SAFETY: a value of XLB_LBLCR from a successful lookup: valid until the program returns (RCU).
+    // Concurrent updates of one set by two CPUs are not serialized (see above).
     let e = unsafe { &mut *e };
     e.lastuse = now;
     let mut walk = SetWalk { svc_id: svc.id, len: e.len, set: e.set, min: SetMin::default(), max: SetMax::default() };
@@ -576,6 +580,8 @@ impl Step for Probe {
 #[inline(always)]
 fn persist_count(dest_id: u32, delta: i32) {
     if let Some(dc) = XLB_DEST_CONNS.get_ptr_mut(dest_id) {
+        // SAFETY: `dc` is a value of XLB_DEST_CONNS from a successful lookup (an array: valid for
+        // the run); addr_of_mut! only computes the field's address.
         atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*dc).persist) }, delta as i64 as u64);
     }
 }
@@ -589,6 +595,8 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
     if persistent
         && let Some(t) = XLB_CONNS.get_ptr_mut(&key)
     {
+        // SAFETY: a template of XLB_CONNS from a successful lookup: valid until the program returns
+        // (RCU).
         let t = unsafe { &mut *t };
         // ip_vs_check_template: a template to a deleted server (or, with
         // expire_quiescent_template, a weight-0 one) is expired.
