@@ -41,15 +41,15 @@ pub struct Matched<'a> {
 /// service is rare enough that address services win here, saving a lookup per packet).
 #[inline(always)]
 ///
-/// The service is borrowed for as long as the program's context `_run`: a hash map value stays
+/// The service is borrowed for as long as the program's context `run`: a hash map value stays
 /// valid until the program returns (the kernel frees replaced values after an RCU grace period).
-pub fn find_service<'a>(_run: &'a XdpContext, p: &Pkt) -> Option<Matched<'a>> {
+pub fn find_service<'a>(run: &'a XdpContext, p: &Pkt) -> Option<Matched<'a>> {
     let mut key = ServiceKey { addr: p.daddr, port: p.dport, proto: p.proto, af: p.af };
-    if let Some(svc) = service(&key) {
+    if let Some(svc) = service(run, &key) {
         return Some(Matched { svc, port: p.dport, fwmark: 0 });
     }
     key.port = 0;
-    if let Some(svc) = service(&key) {
+    if let Some(svc) = service(run, &key) {
         return Some(Matched { svc, port: 0, fwmark: 0 });
     }
     key.port = p.dport;
@@ -61,14 +61,14 @@ pub fn find_service<'a>(_run: &'a XdpContext, p: &Pkt) -> Option<Matched<'a>> {
         }
     };
     let fkey = ServiceKey { addr: Addr::v4(mark), port: 0, proto: IPPROTO_IP, af: p.af };
-    service(&fkey).map(|svc| Matched { svc, port: 0, fwmark: mark })
+    service(run, &fkey).map(|svc| Matched { svc, port: 0, fwmark: mark })
 }
 
-/// The service of `key`, for the program run `'a`.
+/// The service of `key`, borrowed for as long as the program's context (the run).
 #[inline(always)]
-fn service<'a>(key: &ServiceKey) -> Option<&'a Service> {
-    // SAFETY: a hash map value stays valid until the program returns (RCU), which `'a` (tied to
-    // the context by `find_service`) does not outlive. Userspace replaces a service by a whole
+fn service<'a>(_run: &'a XdpContext, key: &ServiceKey) -> Option<&'a Service> {
+    // SAFETY: a hash map value stays valid until the program returns (RCU), which `'a` (the
+    // context's borrow) does not outlive. Userspace replaces a service by a whole
     // new value, and nothing here writes it.
     unsafe { XLB_SERVICES.get(key) }
 }
