@@ -1,7 +1,8 @@
 //! Map names, keys and values. One source of truth: the XDP program declares its maps with these
 //! names and types, userspace opens the pinned maps by the same names.
 
-/// Names of the maps (and of their pins under the pin directory).
+/// Names of the maps (and of their pins under the pin directory). The data plane's map statics
+/// bear these names: lb-ebpf's `pinned_maps!` does not compile unless they are exactly [`ALL`].
 pub mod names {
     pub const META: &str = "XLB_META";
     pub const SERVICES: &str = "XLB_SERVICES";
