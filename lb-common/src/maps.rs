@@ -1,9 +1,9 @@
 //! Map names, keys and values. One source of truth: the XDP program declares its maps with these
 //! names and types, userspace opens the pinned maps by the same names.
 
-/// Names of the maps (and of their pins under the pin directory).
+/// Names of the maps (and of their pins under the pin directory). The data plane's map statics
+/// bear these names: lb-ebpf's `pinned_maps!` does not compile unless they are exactly [`ALL`].
 pub mod names {
-    pub use super::TAIL_PROGRAMS;
     pub const META: &str = "XLB_META";
     pub const SERVICES: &str = "XLB_SERVICES";
     pub const SVC_KEYS: &str = "XLB_SVC_KEYS";
@@ -57,8 +57,80 @@ pub mod names {
 
 }
 
-/// The programs `xlb_xdp` reaches by tail call, by their index in `XLB_PROGS`.
-pub const TAIL_PROGRAMS: [&str; 6] = ["xlb_new", "xlb_icmp", "xlb_fwd", "xlb_new_set", "xlb_new_scan", "xlb_new_twos"];
+/// The programs the data plane reaches by tail call through `XLB_PROGS`: the slot of each is its
+/// discriminant, the data plane calls by it and userspace installs by it, so the two cannot
+/// disagree. Each is verified on its own, which keeps every one within the verifier's budget and
+/// the established path short.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailProgram {
+    /// `xlb_new`: packets of no established connection (NAT replies, new connections).
+    New = 0,
+    /// `xlb_icmp`: ICMP errors about connections.
+    Icmp = 1,
+    /// `xlb_fwd`: the first packet of a connection `xlb_new*` has just created.
+    Fwd = 2,
+    /// `xlb_new_set`: new connections of lblcr (per-destination server sets).
+    NewSet = 3,
+    /// `xlb_new_scan`: new connections of the connection-count schedulers.
+    NewScan = 4,
+    /// `xlb_new_twos`: new connections of twos.
+    NewTwos = 5,
+}
+
+impl TailProgram {
+    /// Every tail-called program, in slot order (`ALL[p.index()] == p`).
+    pub const ALL: [TailProgram; 6] = [
+        TailProgram::New,
+        TailProgram::Icmp,
+        TailProgram::Fwd,
+        TailProgram::NewSet,
+        TailProgram::NewScan,
+        TailProgram::NewTwos,
+    ];
+
+    /// Its slot in `XLB_PROGS`.
+    #[inline(always)]
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// The name of its program in the object (the data plane's function name).
+    pub const fn name(self) -> &'static str {
+        match self {
+            TailProgram::New => "xlb_new",
+            TailProgram::Icmp => "xlb_icmp",
+            TailProgram::Fwd => "xlb_fwd",
+            TailProgram::NewSet => "xlb_new_set",
+            TailProgram::NewScan => "xlb_new_scan",
+            TailProgram::NewTwos => "xlb_new_twos",
+        }
+    }
+}
+
+/// `a == b`, in a const context (compile-time checks of names shared with the data plane).
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < TailProgram::ALL.len() {
+        assert!(TailProgram::ALL[i].index() as usize == i, "TailProgram::ALL is out of slot order");
+        i += 1;
+    }
+};
 
 /// An IPv4 or IPv6 address as four words in network byte order. IPv4: `w[0]`, rest zero.
 #[repr(C)]

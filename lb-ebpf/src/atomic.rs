@@ -11,6 +11,9 @@ use core::intrinsics::{atomic_and, atomic_or, atomic_xadd, AtomicOrdering};
 /// JIT to the same locked x86 instruction.
 #[inline(always)]
 pub fn fetch_add(p: *mut u64, delta: u64) -> u64 {
+    // SAFETY: `p` points to a u64 in map memory (callers pass a field of a value from a successful
+    // lookup, valid for the run, 8-byte aligned in the map's value); the add is atomic, so
+    // concurrent CPUs are fine.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, delta) }
 }
 

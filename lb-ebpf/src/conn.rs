@@ -22,6 +22,7 @@ const EVICT_TRIES: u32 = 4;
 /// Coarse monotonic clock (CLOCK_MONOTONIC_COARSE, ns): cheap, and what userspace compares with.
 #[inline(always)]
 pub fn now() -> u64 {
+    // SAFETY: a helper without arguments.
     unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
 }
 
@@ -56,6 +57,8 @@ pub fn expired(c: &Conn, now: u64) -> bool {
 #[inline(always)]
 fn count(dest_id: u32, active: bool, delta: i64) {
     if let Some(dc) = XLB_DEST_CONNS.get_ptr_mut(dest_id) {
+        // SAFETY: `dc` is a value of XLB_DEST_CONNS from a successful lookup (an array: valid for
+        // the run); addr_of_mut! only computes a field's address.
         let field = unsafe {
             if active { core::ptr::addr_of_mut!((*dc).active) } else { core::ptr::addr_of_mut!((*dc).inactive) }
         };
@@ -72,7 +75,8 @@ pub fn uncount(c: &Conn) {
     let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(c.dest_id), XLB_DEST_CONNS.get_ptr_mut(c.dest_id)) else {
         return;
     };
-    // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS.
+    // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS (arrays: never
+    // freed), valid for the run; every write through them is atomic (lb_common::dest_mem).
     unsafe { lb_common::conn_end::<atomic::Bpf>(d, n, Held::of(CONN_KIND_IN, c.flags)) };
 }
 
@@ -101,6 +105,8 @@ fn insert(key: &ConnKey, c: &Conn) -> Result<(), ()> {
 /// Removes a client-side entry, giving back its count.
 #[inline(always)]
 pub fn remove(key: &ConnKey) {
+    // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once, not
+    // kept.
     if let Some(c) = unsafe { XLB_CONNS.get(key) } {
         let c = *c;
         expire_now(key, &c);
@@ -121,6 +127,8 @@ pub fn expire_now(key: &ConnKey, c: &Conn) -> bool {
     {
         let reply = key.reply_side(d.addr, c.port);
         // A reply entry carries the VIP in `timeout` (see lb_common::Conn).
+        // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once,
+        // not kept.
         if unsafe { XLB_CONNS.get(&reply) }
             .is_some_and(|r| r.dest_id == c.dest_id && r.timeout == key.vaddr.w[0] && r.port == key.vport)
         {
@@ -137,14 +145,15 @@ fn bind(dest_id: u32) {
     let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) else {
         return;
     };
-    // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS.
+    // SAFETY: as in `uncount`.
     unsafe { lb_common::conn_start::<atomic::Bpf>(d, n, Held::Inactive) };
 }
 
-/// Timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`).
+/// Reads the timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`) through `f`; `None`
+/// when the map has no entry.
 #[inline(always)]
-pub fn config() -> Option<&'static Config> {
-    XLB_CONFIG.get(0)
+pub fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Option<R> {
+    XLB_CONFIG.get(0).map(f)
 }
 
 /// Applies a client packet's TCP state transition (input, or input-only while no reply was
@@ -179,7 +188,7 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
         c.flags |= CONN_F_INACTIVE;
     }
     c.state = new;
-    if let Some(t) = config().and_then(|cfg| cfg.timeout(new)) {
+    if let Some(t) = with_config(|cfg| cfg.timeout(new)).flatten() {
         c.timeout = t;
     }
 }
@@ -200,8 +209,8 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flag
     };
     if p.proto != IPPROTO_TCP {
         c.state = STATE_UDP;
-        if let Some(cfg) = config() {
-            c.timeout = cfg.timeouts[STATE_UDP as usize];
+        if let Some(t) = with_config(|cfg| cfg.timeouts[STATE_UDP as usize]) {
+            c.timeout = t;
         }
     }
     bind(dest_id);
@@ -232,8 +241,12 @@ fn ring_slot(n: u64) -> u32 {
 #[inline(always)]
 fn note_half_open(key: &ConnKey) {
     let Some(cur) = half_open_cursor() else { return };
+    // SAFETY: `cur` is XLB_HALF_OPEN_CURSOR's value (an array: valid for the run); addr_of_mut!
+    // only computes the field's address.
     let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).head) }, 1);
     if let Some(slot) = XLB_HALF_OPEN.get_ptr_mut(ring_slot(n)) {
+        // SAFETY: `slot` is a value of XLB_HALF_OPEN from a successful lookup, valid for the run; a
+        // key torn by a concurrent write matches no connection (see `evict_half_open`).
         unsafe { *slot = *key };
     }
 }
@@ -247,20 +260,26 @@ fn note_half_open(key: &ConnKey) {
 fn evict_half_open() -> bool {
     let Some(cur) = half_open_cursor() else { return false };
     for _ in 0..EVICT_TRIES {
+        // SAFETY: `cur` is XLB_HALF_OPEN_CURSOR's value, valid for the run; the plain reads may
+        // race with other CPUs' atomic adds, which only makes this look at a slot more or less.
         let (head, tail) = unsafe { ((*cur).head, (*cur).tail) };
         if tail >= head {
             return false;
         }
         if head - tail > HALF_OPEN_SLOTS as u64 {
             // Overwritten since: the oldest left is HALF_OPEN_SLOTS behind the head.
+            // SAFETY: as above: the cursor's value, valid for the run.
             unsafe { (*cur).tail = head - HALF_OPEN_SLOTS as u64 };
             continue;
         }
+        // SAFETY: as above; addr_of_mut! only computes the field's address.
         let t = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).tail) }, 1);
         let Some(slot) = XLB_HALF_OPEN.get(ring_slot(t)) else {
             return false;
         };
         let key = *slot;
+        // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once,
+        // not kept.
         let Some(c) = (unsafe { XLB_CONNS.get(&key) }) else { continue };
         let c = *c;
         if key.kind != CONN_KIND_IN || c.state != STATE_SYN_RECV {
@@ -279,14 +298,16 @@ fn evict_half_open() -> bool {
 /// be expired and the SYN scheduled as a new connection.
 #[inline(always)]
 pub fn reschedule_on_syn(c: &Conn) -> bool {
-    let Some(cfg) = config() else { return false };
-    if cfg.conn_reuse_mode == 0 {
+    let Some((reuse_mode, expire_nodest)) = with_config(|cfg| (cfg.conn_reuse_mode, cfg.expire_nodest_conn)) else {
+        return false;
+    };
+    if reuse_mode == 0 {
         return false;
     }
-    if cfg.expire_nodest_conn != 0 && XLB_DESTS.get(c.dest_id).is_some_and(|d| d.weight == 0) {
+    if expire_nodest != 0 && XLB_DESTS.get(c.dest_id).is_some_and(|d| d.weight == 0) {
         return true;
     }
     c.flags & CONN_F_CONTROLLED == 0
         && (c.state == STATE_TIME_WAIT
-            || (cfg.conn_reuse_mode & 2 != 0 && c.state == STATE_FIN_WAIT && c.flags & CONN_F_NOOUTPUT != 0))
+            || (reuse_mode & 2 != 0 && c.state == STATE_FIN_WAIT && c.flags & CONN_F_NOOUTPUT != 0))
 }

@@ -58,6 +58,8 @@ pub fn sum_bytes(p: usize, data_end: usize, len: usize) -> Option<u64> {
             break;
         }
         let b = header::<[u8; 8]>(p, data_end, 8 * i)?;
+        // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+        // lives.
         let b = unsafe { *b };
         s += u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as u64 + u32::from_ne_bytes([b[4], b[5], b[6], b[7]]) as u64;
     }
@@ -77,10 +79,14 @@ pub fn sum_bytes(p: usize, data_end: usize, len: usize) -> Option<u64> {
                 return None;
             }
             let w = header::<[u8; 2]>(p, data_end, off - 1)?;
+            // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while
+            // this lives.
             s += u16::from_ne_bytes([unsafe { (*w)[1] }, 0]) as u64;
             break;
         }
         let w = header::<[u8; 2]>(p, data_end, off)?;
+        // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+        // lives.
         s += u16::from_ne_bytes(unsafe { *w }) as u64;
     }
     Some(s)

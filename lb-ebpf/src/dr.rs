@@ -17,6 +17,8 @@ pub fn decrease_ttl(data: usize, data_end: usize, ip_off: usize) -> bool {
     let Some(ip) = header::<Ipv4Hdr>(data, data_end, ip_off) else {
         return false;
     };
+    // SAFETY: `header` checked the IPv4 header is in the frame; nothing else points into it
+    // meanwhile.
     unsafe {
         let check = csum::update16(
             u16::from_ne_bytes((*ip).check),

@@ -1,19 +1,13 @@
-//! ICMP: errors the data plane answers itself (TTL exceeded, fragmentation needed for a tunnel
-//! that no longer fits), and ICMP errors about tracked connections, sent to the party that needs
-//! them (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`).
+//! ICMP errors the data plane answers itself: TTL exceeded, fragmentation needed for a tunnel
+//! that no longer fits, port unreachable for a service without a real server. (ICMP errors
+//! about tracked connections, which are forwarded, are `related`'s.)
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::{ConnKey, CFG_F_HAS_NAT, CONN_KIND_IN, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL};
 
 use crate::{
-    conn::expired,
-    csum, dr,
-    maps::{XLB_CONFIG, XLB_CONNS, XLB_ICMP_LIMIT},
-    nat,
-    parse::{header, IcmpErr, ETH_HLEN, IPV4_HLEN},
-    schedule::usable_dest,
+    csum,
+    maps::XLB_ICMP_LIMIT,
+    parse::{header, ETH_HLEN, IPV4_HLEN},
     stats::bump,
-    tun,
-    xmit::Target,
 };
 
 pub const ICMP_FRAG_NEEDED: u8 = 4;
@@ -42,6 +36,8 @@ pub fn port_unreachable(ctx: &XdpContext, now: u64) -> u32 {
     let Some(last) = XLB_ICMP_LIMIT.get_ptr_mut(0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: this CPU's value of XLB_ICMP_LIMIT (per-CPU array), valid for the run and used by no
+    // one else meanwhile.
     let last = unsafe { &mut *last };
     if now.wrapping_sub(*last) < PORT_UNREACH_GAP_NS {
         return xdp_action::XDP_DROP;
@@ -60,6 +56,8 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     let Some(orig) = header::<[u8; ETH_HLEN + IPV4_HLEN]>(data, end, 0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives. `orig`'s bytes are copied out before the frame moves below.
     let orig = unsafe { &*orig };
     let mut eth = [0u8; 12];
     eth[..6].copy_from_slice(&orig[6..12]);
@@ -75,10 +73,12 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     let orig_len = (end - data) as i32;
     // Room for the outer IPv4 and ICMP headers in front of the old Ethernet header: the old
     // IPv4 header then starts right after the new headers.
+    // SAFETY: `ctx.ctx` is this program's xdp_md; `orig` is not used after the frame moves.
     if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_head(ctx.ctx, -((IPV4_HLEN + 8) as i32)) } != 0 {
         return xdp_action::XDP_DROP;
     }
     let cur = orig_len + (IPV4_HLEN + 8) as i32;
+    // SAFETY: as above: the frame moves; every pointer into it is taken again below.
     if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_tail(ctx.ctx, (HDRS + quote_len) as i32 - cur) } != 0 {
         return xdp_action::XDP_DROP;
     }
@@ -86,6 +86,8 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
     let Some(h) = header::<[u8; HDRS]>(data, end, 0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let h = unsafe { &mut *h };
     h[..12].copy_from_slice(&eth);
     h[12] = 0x08;
@@ -118,90 +120,19 @@ fn send_error(ctx: &XdpContext, ty: u8, code: u8, mtu: u16) -> u32 {
         if at + 2 > end {
             return xdp_action::XDP_ABORTED;
         }
+        // SAFETY: `at + 2 <= end` was checked just above; the quote starts at an even offset after
+        // the headers.
         sum += unsafe { *(at as *const u16) } as u64;
     }
     let Some(h) = header::<[u8; HDRS]>(data, end, 0) else {
         return xdp_action::XDP_ABORTED;
     };
     let check = (!csum::fold(sum)).to_ne_bytes();
+    // SAFETY: `header` checked these bytes are in the frame (`h` was checked again after the loop).
     unsafe {
         (*h)[I + 2] = check[0];
         (*h)[I + 3] = check[1];
     }
     bump(|g| &mut g.icmp_sent);
     xdp_action::XDP_TX
-}
-
-/// The ICMP message's checksum is valid (IPVS drops related ICMP with a bad one).
-#[inline(always)]
-fn checksum_ok(ctx: &XdpContext, e: &IcmpErr) -> bool {
-    let len = e.ip_len as usize - (e.icmp_off - ETH_HLEN);
-    match csum::sum_bytes(ctx.data() + e.icmp_off, ctx.data_end(), len) {
-        Some(s) => csum::fold(s) == 0xffff,
-        None => false,
-    }
-}
-
-/// An ICMP error about a tracked connection: to the real server (an error about a reply the
-/// client got, arriving at the VIP) or to the client (an error a NAT real server sent). `None`
-/// when it is about no connection: the kernel handles it.
-#[inline(always)]
-pub fn related(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<u32> {
-    let q = &e.inner;
-    // The quoted packet went from the VIP to the client: reverse it to the client-side key.
-    let in_key = ConnKey {
-        caddr: q.daddr,
-        vaddr: q.saddr,
-        cport: q.dport,
-        vport: q.sport,
-        proto: q.proto,
-        af: lb_common::AF_INET,
-        kind: CONN_KIND_IN,
-        _pad: 0,
-    };
-    if let Some(c) = unsafe { XLB_CONNS.get(&in_key) } {
-        if expired(c, now) {
-            return None;
-        }
-        if !checksum_ok(ctx, e) {
-            return Some(xdp_action::XDP_DROP);
-        }
-        let dest = usable_dest(c.dest_id, c.svc_id)?;
-        if e.ttl <= 1 {
-            return Some(xdp_action::XDP_DROP);
-        }
-        bump(|g| &mut g.icmp_related);
-        let t = Target { dest_id: c.dest_id, rip: dest.addr.w[0], ingress, now };
-        return Some(match dest.fwd {
-            FWD_DROUTE => dr::forward(ctx, &t),
-            FWD_TUNNEL => tun::forward(ctx, &t, e.ip_len, e.ttl, e.daddr.w[0]),
-            FWD_MASQ => nat::icmp_to_real_server(ctx, e, &t, c.port),
-            _ => xdp_action::XDP_PASS,
-        });
-    }
-    let has_nat = XLB_CONFIG.get(0).is_some_and(|c| c.flags & CFG_F_HAS_NAT != 0);
-    if !has_nat {
-        return None;
-    }
-    // From a NAT real server about a packet it got from the client: the reply-side key.
-    let out_key = ConnKey {
-        caddr: q.saddr,
-        vaddr: q.daddr,
-        cport: q.sport,
-        vport: q.dport,
-        proto: q.proto,
-        af: lb_common::AF_INET,
-        kind: CONN_KIND_OUT,
-        _pad: 0,
-    };
-    let o = unsafe { XLB_CONNS.get(&out_key) }?;
-    let vip = o.timeout;
-    if !checksum_ok(ctx, e) {
-        return Some(xdp_action::XDP_DROP);
-    }
-    if e.ttl <= 1 {
-        return Some(xdp_action::XDP_DROP);
-    }
-    bump(|g| &mut g.icmp_related);
-    Some(nat::icmp_to_client(ctx, e, &nat::Virtual { vip, vport: o.port, ingress, now }))
 }

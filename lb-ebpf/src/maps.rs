@@ -6,66 +6,71 @@ use aya_ebpf::{
 };
 use lb_common::*;
 
-#[map]
-pub static XLB_META: Array<Meta> = Array::pinned(1, 0);
-#[map]
-pub static XLB_SERVICES: HashMap<ServiceKey, Service> = HashMap::pinned(MAX_SERVICES, 0);
-#[map]
-pub static XLB_SVC_KEYS: Array<ServiceKey> = Array::pinned(MAX_SERVICES, 0);
-#[map]
-pub static XLB_SVC_STATE: Array<SvcState> = Array::pinned(MAX_SERVICES, 0);
-#[map]
-pub static XLB_SVC_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_SERVICES, 0);
-#[map]
-pub static XLB_DESTS: Array<Dest> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
-#[map]
-pub static XLB_DEST_NEIGH: Array<DestNeigh> = Array::pinned(MAX_DESTS, 0);
-#[map]
-pub static XLB_DEST_CONNS: Array<DestConns> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
-#[map]
-pub static XLB_DEST_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_DESTS, 0);
-#[map]
-pub static XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, MAP_F_MMAPABLE);
-/// Not LRU: a silent eviction would leave ActiveConn/InActConn counting a connection that is
-/// gone. Entries expire lazily here and are swept by lbd.
-#[map]
-pub static XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);
-/// The ring of recently opened TCP connections and its cursor: the eviction candidates of
-/// `conn::evict_half_open`. One for all CPUs: a flood on one CPU must not lock out a client
-/// whose packets another CPU handles.
-#[map]
-pub static XLB_HALF_OPEN: Array<ConnKey> = Array::pinned(HALF_OPEN_SLOTS, 0);
-#[map]
-pub static XLB_HALF_OPEN_CURSOR: Array<HalfOpenCursor> = Array::pinned(1, 0);
-/// When this CPU last answered "port unreachable" (ns): at most one per millisecond per CPU, as
-/// the kernel rate-limits the ICMP errors IPVS sends.
-#[map]
-pub static XLB_ICMP_LIMIT: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
-/// lblc's cache: (service, packet destination) -> real server (see `schedule::lblc_pick`).
-#[map]
-pub static XLB_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
-/// lblcr's cache: (service, packet destination) -> server set (see `schedule::lblcr_pick`).
-#[map]
-pub static XLB_LBLCR: LruHashMap<LblcKey, LblcrSet> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
-#[map]
-pub static XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
-#[map]
-pub static XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
-/// This namespace's interfaces (by ifindex), written by lbd: whether XDP can transmit there and
-/// the address IPIP is sourced from when the FIB cannot say.
-#[map]
-pub static XLB_IFACES: HashMap<u32, IfaceInfo> = HashMap::pinned(MAX_IFACES, 0);
-/// Addresses of this host for which the decap program strips IPIP (real servers without an
-/// ipip device).
-#[map]
-pub static XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);
-/// Tail calls: `lb_common::names::TAIL_PROGRAMS` in order (new connections and NAT replies,
-/// ICMP errors, the first packet of a new connection, new connections of the set schedulers).
-#[map]
-pub static XLB_PROGS: ProgramArray = ProgramArray::pinned(TAIL_PROGRAMS.len() as u32, 0);
-/// The rate estimator's state (written by lbd, read by lbadm `--rate`); allocated on demand.
-#[map]
-pub static XLB_RATES: HashMap<u32, RateEst> = HashMap::pinned(MAX_SERVICES + MAX_DESTS + 1, 1);
-/// fwmark classification of (protocol, VIP, port or 0) -> mark (see lb-common).
-#[map]
-pub static XLB_FWMARKS: HashMap<ServiceKey, u32> = HashMap::pinned(FWMARK_MAX_RULES, 0);
+/// Declares the pinned maps. A map's name in the object is its static's name; this does not
+/// compile unless those names are exactly `lb_common::names::ALL`, the names userspace opens.
+macro_rules! pinned_maps {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty = $init:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[map]
+            pub static $name: $ty = $init;
+        )*
+        const _: () = {
+            let declared = [$(stringify!($name)),*];
+            assert!(declared.len() == names::ALL.len(), "pinned maps and lb_common::names::ALL differ");
+            let mut i = 0;
+            while i < names::ALL.len() {
+                let mut found = false;
+                let mut j = 0;
+                while j < declared.len() {
+                    found |= str_eq(names::ALL[i], declared[j]);
+                    j += 1;
+                }
+                assert!(found, "a map of lb_common::names::ALL is not declared here");
+                i += 1;
+            }
+        };
+    };
+}
+
+pinned_maps! {
+    XLB_META: Array<Meta> = Array::pinned(1, 0);
+    XLB_SERVICES: HashMap<ServiceKey, Service> = HashMap::pinned(MAX_SERVICES, 0);
+    XLB_SVC_KEYS: Array<ServiceKey> = Array::pinned(MAX_SERVICES, 0);
+    XLB_SVC_STATE: Array<SvcState> = Array::pinned(MAX_SERVICES, 0);
+    XLB_SVC_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_SERVICES, 0);
+    XLB_DESTS: Array<Dest> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
+    XLB_DEST_NEIGH: Array<DestNeigh> = Array::pinned(MAX_DESTS, 0);
+    XLB_DEST_CONNS: Array<DestConns> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
+    XLB_DEST_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_DESTS, 0);
+    XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, MAP_F_MMAPABLE);
+    /// Not LRU: a silent eviction would leave ActiveConn/InActConn counting a connection that is
+    /// gone. Entries expire lazily here and are swept by lbd.
+    XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);
+    /// The ring of recently opened TCP connections and its cursor: the eviction candidates of
+    /// `conn::evict_half_open`. One for all CPUs: a flood on one CPU must not lock out a client
+    /// whose packets another CPU handles.
+    XLB_HALF_OPEN: Array<ConnKey> = Array::pinned(HALF_OPEN_SLOTS, 0);
+    XLB_HALF_OPEN_CURSOR: Array<HalfOpenCursor> = Array::pinned(1, 0);
+    /// When this CPU last answered "port unreachable" (ns): at most one per millisecond per CPU, as
+    /// the kernel rate-limits the ICMP errors IPVS sends.
+    XLB_ICMP_LIMIT: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
+    /// lblc's cache: (service, packet destination) -> real server (see `schedule::lblc_pick`).
+    XLB_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
+    /// lblcr's cache: (service, packet destination) -> server set (see `schedule::lblcr_pick`).
+    XLB_LBLCR: LruHashMap<LblcKey, LblcrSet> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
+    XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
+    XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
+    /// This namespace's interfaces (by ifindex), written by lbd: whether XDP can transmit there and
+    /// the address IPIP is sourced from when the FIB cannot say.
+    XLB_IFACES: HashMap<u32, IfaceInfo> = HashMap::pinned(MAX_IFACES, 0);
+    /// Addresses of this host for which the decap program strips IPIP (real servers without an
+    /// ipip device).
+    XLB_DECAP_ADDRS: HashMap<Addr, u8> = HashMap::pinned(256, 0);
+    /// Tail calls: slot `p.index()` holds `lb_common::TailProgram` `p`.
+    XLB_PROGS: ProgramArray = ProgramArray::pinned(TailProgram::ALL.len() as u32, 0);
+    /// The rate estimator's state (written by lbd, read by lbadm `--rate`); allocated on demand.
+    XLB_RATES: HashMap<u32, RateEst> = HashMap::pinned(MAX_SERVICES + MAX_DESTS + 1, 1);
+    /// fwmark classification of (protocol, VIP, port or 0) -> mark (see lb-common).
+    XLB_FWMARKS: HashMap<ServiceKey, u32> = HashMap::pinned(FWMARK_MAX_RULES, 0);
+}

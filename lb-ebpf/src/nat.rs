@@ -4,7 +4,7 @@
 //! one, as IPVS does (a result of 0 is sent as 0xffff).
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    tcp_state::DIR_OUTPUT, ConnKey, Dest, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, IPPROTO_TCP,
+    tcp_state::DIR_OUTPUT, Addr, ConnKey, CONN_F_NOOUTPUT, CONN_KIND_IN, CONN_KIND_OUT, IPPROTO_TCP,
     IPPROTO_UDP,
 };
 
@@ -36,6 +36,8 @@ const IP_CHECK: usize = 10;
 /// address.
 #[inline(always)]
 fn set_ip_addr(data: usize, end: usize, ip_off: usize, field: usize, new: u32) -> Option<u32> {
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let h = unsafe { &mut *header::<[u8; 20]>(data, end, ip_off)? };
     let old = u32::from_ne_bytes([h[field], h[field + 1], h[field + 2], h[field + 3]]);
     let check = csum::update32(u16::from_ne_bytes([h[IP_CHECK], h[IP_CHECK + 1]]), old, new).to_ne_bytes();
@@ -60,12 +62,16 @@ fn set_l4(
     old_addr: u32,
     new_addr: u32,
 ) -> Option<()> {
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let ports = unsafe { &mut *header::<[u8; 4]>(data, end, l4_off)? };
     let old_port = u16::from_ne_bytes([ports[port_field], ports[port_field + 1]]);
     let np = new_port.to_ne_bytes();
     ports[port_field] = np[0];
     ports[port_field + 1] = np[1];
     let check_off = if proto == IPPROTO_TCP { 16 } else { 6 };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let c = unsafe { &mut *header::<[u8; 2]>(data, end, l4_off + check_off)? };
     let old = u16::from_ne_bytes(*c);
     if proto == IPPROTO_UDP && old == 0 {
@@ -79,6 +85,8 @@ fn set_l4(
     if proto == IPPROTO_UDP && check == 0 {
         check = 0xffff;
     }
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let c = unsafe { &mut *header::<[u8; 2]>(data, end, l4_off + check_off)? };
     *c = check.to_ne_bytes();
     Some(())
@@ -87,7 +95,11 @@ fn set_l4(
 /// Computes a UDP checksum from scratch (after the addresses and ports were rewritten).
 #[inline(always)]
 fn udp_full_checksum(data: usize, end: usize, l4_off: usize) -> Option<()> {
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let ip = unsafe { &*header::<[u8; 20]>(data, end, ETH_HLEN)? };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let udp = unsafe { &*header::<[u8; 8]>(data, end, l4_off)? };
     let len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
     let mut s = 0u64;
@@ -101,6 +113,8 @@ fn udp_full_checksum(data: usize, end: usize, l4_off: usize) -> Option<()> {
     if check == 0 {
         check = 0xffff;
     }
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let c = unsafe { &mut *header::<[u8; 2]>(data, end, l4_off + 6)? };
     *c = check.to_ne_bytes();
     Some(())
@@ -138,6 +152,8 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
         kind: CONN_KIND_OUT,
         _pad: 0,
     };
+    // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once, not
+    // kept.
     let o = unsafe { XLB_CONNS.get(&out_key) }?;
     let vip = lb_common::Addr::v4(o.timeout);
     let in_key = ConnKey {
@@ -151,11 +167,13 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
         _pad: 0,
     };
     let c = XLB_CONNS.get_ptr_mut(&in_key)?;
+    // SAFETY: a value of XLB_CONNS from a successful lookup: valid until the program returns (RCU);
+    // updated with plain stores as in `established`.
     let c = unsafe { &mut *c };
     if expired(c, now) || c.dest_id != o.dest_id {
         return None;
     }
-    usable_dest(c.dest_id, c.svc_id)?;
+    usable_dest(c.dest_id, c.svc_id, |_| ())?;
     c.flags &= !CONN_F_NOOUTPUT;
     conn::on_packet_dir(c, p, now, DIR_OUTPUT);
     stats::count_out(c.svc_id, c.dest_id, p.ip_len);
@@ -179,6 +197,8 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
 /// Updates the ICMP checksum for a rewrite inside the quoted packet.
 #[inline(always)]
 fn icmp_check_update(data: usize, end: usize, icmp_off: usize, old: u32, new: u32, old16: u16, new16: u16) -> Option<()> {
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let c = unsafe { &mut *header::<[u8; 4]>(data, end, icmp_off)? };
     let mut check = csum::update32(u16::from_ne_bytes([c[2], c[3]]), old, new);
     check = csum::update16(check, old16, new16);
@@ -194,12 +214,18 @@ fn icmp_check_update(data: usize, end: usize, icmp_off: usize, old: u32, new: u3
 #[inline(always)]
 fn rewrite_quote(data: usize, end: usize, e: &IcmpErr, addr_field: usize, port_field: usize, addr: u32, port: u16) -> Option<()> {
     let q = &e.inner;
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let qip = unsafe { &*header::<[u8; 20]>(data, end, q.ip_off)? };
     let old_qcheck = u16::from_ne_bytes([qip[IP_CHECK], qip[IP_CHECK + 1]]);
     let old_addr = set_ip_addr(data, end, q.ip_off, addr_field, addr)?;
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let qip = unsafe { &*header::<[u8; 20]>(data, end, q.ip_off)? };
     let new_qcheck = u16::from_ne_bytes([qip[IP_CHECK], qip[IP_CHECK + 1]]);
     icmp_check_update(data, end, e.icmp_off, old_addr, addr, old_qcheck, new_qcheck)?;
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let ports = unsafe { &mut *header::<[u8; 4]>(data, end, q.l4_off)? };
     let old_port = u16::from_ne_bytes([ports[port_field], ports[port_field + 1]]);
     let np = port.to_ne_bytes();
@@ -248,6 +274,6 @@ pub fn icmp_to_client(ctx: &XdpContext, e: &IcmpErr, v: &Virtual) -> u32 {
 
 /// The reply-side entry of a new NAT connection: (client, RIP:rport) -> the virtual port.
 #[inline(always)]
-pub fn reply_key(p: &Pkt, dest: &Dest, rport: u16) -> ConnKey {
-    conn::key_in(p).reply_side(dest.addr, rport)
+pub fn reply_key(p: &Pkt, rip: Addr, rport: u16) -> ConnKey {
+    conn::key_in(p).reply_side(rip, rport)
 }

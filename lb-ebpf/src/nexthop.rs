@@ -53,11 +53,6 @@ pub struct Scratch {
 #[map]
 static XLB_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-#[inline(always)]
-fn scratch() -> Option<&'static mut Scratch> {
-    XLB_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
-}
-
 /// Asks the kernel's FIB for `dst`; the parameters and results are in `f`.
 #[inline(always)]
 fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u32, want_src: bool) -> i64 {
@@ -75,24 +70,29 @@ fn fib(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: u32, ifindex: u
     // interface. SRC also asks for the source address the route prefers (the outer source of
     // IPIP).
     // BPF_FIB_LOOKUP_SRC exists from 6.7 on; older kernels refuse the whole lookup with it.
-    let flags = if want_src && crate::conn::config().is_some_and(|c| c.flags & CFG_F_FIB_SRC != 0) {
+    let flags = if want_src && crate::conn::with_config(|c| c.flags & CFG_F_FIB_SRC != 0).unwrap_or(false) {
         BPF_FIB_LOOKUP_SRC
     } else {
         0
     };
+    // SAFETY: `ctx` is this program's context and `f` a parameter block of the size given, on this
+    // CPU's scratch entry.
     unsafe { aya_ebpf::helpers::bpf_fib_lookup(ctx, f, core::mem::size_of::<bpf_fib_lookup>() as i32, flags) }
 }
 
 fn answer(rc: i64, f: &bpf_fib_lookup, dst: u32, ingress: u32, now: u64) -> DestNeigh {
+    // SAFETY: a union of plain integers: any bit pattern is valid.
     let nh = Addr::v4(unsafe { f.__bindgen_anon_4.ipv4_dst });
     if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return DestNeigh {
             dmac: f.dmac,
             smac: f.smac,
             ifindex: f.ifindex,
+            // SAFETY: a union of plain integers: any bit pattern is valid.
             mtu: unsafe { f.__bindgen_anon_1.mtu_result } as u32,
             flags: NEIGH_F_RESOLVED,
             nh,
+            // SAFETY: a union of plain integers: any bit pattern is valid.
             src: Addr::v4(unsafe { f.__bindgen_anon_3.ipv4_src }),
             expires: now + NEIGH_TTL_NS,
         };
@@ -128,19 +128,27 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
     let Some(cache) = XLB_DEST_NEIGH.get_ptr_mut(dest_id) else {
         return Route::None;
     };
+    // SAFETY: a value of XLB_DEST_NEIGH (an array: never freed), valid for the program run.
+    // Another CPU may refresh the same entry meanwhile: both write an answer of the kernel's FIB,
+    // and a torn read only sends one packet by a mix of two answers (as before the cache).
     let cached = unsafe { &mut *cache };
     if cached.expires > now {
         return route_of(cached);
     }
-    let Some(s) = scratch() else {
+    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
         return Route::None;
     };
+    // SAFETY: this CPU's value of a per-CPU array, valid for the program run; a BPF program is
+    // not preempted on its CPU, and nothing else borrows the entry while `s` lives (this call).
+    let s = unsafe { &mut *s };
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, want_src);
     *cached = answer(rc, &s.fib, dst, ingress, now);
     // Without BPF_FIB_LOOKUP_SRC (before 6.7) the FIB gives no source: the egress interface's
     // primary address, as the kernel's source selection picks it for a directly reached real
     // server. Looked up here, with the cached answer, not per packet.
     if want_src && cached.src.w[0] == 0 && cached.ifindex != 0 {
+        // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once,
+        // not kept.
         cached.src = Addr::v4(unsafe { XLB_IFACES.get(&cached.ifindex) }.map_or(0, |f| f.addr));
     }
     route_of(cached)
@@ -149,10 +157,13 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
 /// The next hop toward any address (NAT replies to clients), not cached.
 #[inline(always)]
 pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
-    let Some(s) = scratch() else {
+    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
         return Route::None;
     };
+    // SAFETY: as in `to_dest`: this CPU's entry, valid for the run, borrowed by this call alone.
+    let s = unsafe { &mut *s };
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, false);
+    // The answer stays in this CPU's scratch entry, which the route points to.
     s.neigh = answer(rc, &s.fib, dst, ingress, now);
     route_of(&s.neigh)
 }
@@ -161,7 +172,7 @@ pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
 /// egress and next hop takes the place of the MAC addresses (`lb_common::SlowPathMark`).
 #[inline(always)]
 pub fn slow_path(ctx: &XdpContext, ifindex: u32, nh: Addr) -> u32 {
-    let Some(tag) = crate::conn::config().map(|c| c.slow_path_tag) else {
+    let Some(tag) = crate::conn::with_config(|c| c.slow_path_tag) else {
         return xdp_action::XDP_DROP;
     };
     let Some(m) = header::<SlowPathMark>(ctx.data(), ctx.data_end(), 0) else {

@@ -71,23 +71,39 @@ pub enum Parsed {
 ///
 /// `data_end` is read through a volatile load so that LLVM cannot drop this comparison as
 /// implied by earlier length checks: the verifier only trusts comparisons it sees.
+///
+/// Dereferencing the pointer is sound while the frame is not moved (`bpf_xdp_adjust_head`,
+/// `_tail`): the kernel keeps `[data, data_end)` readable and writable for the program, and the
+/// types read through it are byte arrays or headers the frame holds at their natural alignment.
 #[inline(always)]
 pub fn header<T>(data: usize, data_end: usize, off: usize) -> Option<*mut T> {
+    // SAFETY: reads a local variable.
     let end = unsafe { core::ptr::read_volatile(&data_end) };
     let start = data + off;
     if start + size_of::<T>() > end { None } else { Some(start as *mut T) }
 }
 
-/// Validated IPv4 header at `off`: (header, its length, total length).
+/// A copy of the `T` at `data + off` if it lies entirely inside the frame.
 #[inline(always)]
-fn ipv4(data: usize, data_end: usize, off: usize) -> Option<(&'static Ipv4Hdr, usize, u16)> {
-    let ip = unsafe { &*header::<Ipv4Hdr>(data, data_end, off)? };
+pub fn read<T: Copy>(data: usize, data_end: usize, off: usize) -> Option<T> {
+    let p = header::<T>(data, data_end, off)?;
+    // SAFETY: `header` checked that the `T` lies inside the frame (see there).
+    Some(unsafe { *p })
+}
+
+/// Validated IPv4 header at `off`: (header, its length, total length). The pointer is good
+/// while the frame is not moved (see [`header`]): parsing never moves it.
+#[inline(always)]
+fn ipv4(data: usize, data_end: usize, off: usize) -> Option<(*const Ipv4Hdr, usize, u16)> {
+    let p = header::<Ipv4Hdr>(data, data_end, off)?;
+    // SAFETY: `header` checked that the header is in the frame.
+    let ip = unsafe { &*p };
     let ihl = (ip.vihl & 0x0f) as usize * 4;
     let len = u16::from_be_bytes(ip.tot_len);
     if ip.vihl >> 4 != 4 || ihl < IPV4_HLEN || (len as usize) < ihl {
         return None;
     }
-    Some((ip, ihl, len))
+    Some((p, ihl, len))
 }
 
 /// The (option-less) IPv4 header after the Ethernet header sums to 0xffff. Headers with options
@@ -101,6 +117,7 @@ fn ipv4_checksum_ok(data: usize, data_end: usize, ihl: usize) -> bool {
     let Some(h) = header::<[u8; IPV4_HLEN]>(data, data_end, ETH_HLEN) else {
         return false;
     };
+    // SAFETY: `header` checked the bytes are in the frame; nothing moves it while `h` lives.
     let h = unsafe { &*h };
     let mut s = 0u32;
     for i in 0..IPV4_HLEN / 2 {
@@ -113,8 +130,7 @@ fn ipv4_checksum_ok(data: usize, data_end: usize, ihl: usize) -> bool {
 
 #[inline(always)]
 fn ports(data: usize, data_end: usize, off: usize) -> Option<(u16, u16)> {
-    let p = header::<[u16; 2]>(data, data_end, off)?;
-    let p = unsafe { *p };
+    let p = read::<[u16; 2]>(data, data_end, off)?;
     Some((p[0], p[1]))
 }
 
@@ -123,12 +139,15 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     let Some(eth) = header::<EthHdr>(data, data_end, 0) else {
         return Parsed::Other;
     };
+    // SAFETY: `header` checked the Ethernet header is in the frame.
     if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IP {
         return Parsed::Other;
     }
     let Some((ip, ihl, ip_len)) = ipv4(data, data_end, ETH_HLEN) else {
         return Parsed::Malformed;
     };
+    // SAFETY: checked in the frame by `ipv4`; the frame does not move while parsing.
+    let ip = unsafe { &*ip };
     if data + ETH_HLEN + ip_len as usize > data_end {
         return Parsed::Malformed;
     }
@@ -152,9 +171,10 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
         let Some(th) = header::<TcpHdr>(data, data_end, l4_off) else {
             return Parsed::Malformed;
         };
-        let th = unsafe { &*th };
-        let doff = (unsafe { *((th as *const TcpHdr as usize + 12) as *const u8) } >> 4) as usize * 4;
-        let flags = unsafe { *((th as *const TcpHdr as usize + 13) as *const u8) };
+        // SAFETY: `header` checked the TCP header is in the frame; bytes 12 and 13 (the data
+        // offset and the flags) are inside it.
+        let (th, off_flags) = unsafe { (&*th, *((th as usize + 12) as *const [u8; 2])) };
+        let (doff, flags) = ((off_flags[0] >> 4) as usize * 4, off_flags[1]);
         if doff < size_of::<TcpHdr>() {
             return Parsed::Malformed;
         }
@@ -163,6 +183,7 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
         let Some(uh) = header::<UdpHdr>(data, data_end, l4_off) else {
             return Parsed::Malformed;
         };
+        // SAFETY: `header` checked the UDP header is in the frame, which parsing does not move.
         let uh = unsafe { &*uh };
         // The UDP length must be the datagram's (the kernel's udp_rcv drops others).
         let ulen = u16::from_be_bytes(uh.len) as usize;
@@ -192,10 +213,10 @@ fn parse_icmp(
     ihl: usize,
     ttl: u8,
 ) -> Parsed {
-    let Some(icmp) = header::<[u8; 8]>(data, data_end, icmp_off) else {
+    let Some(icmp) = read::<[u8; 8]>(data, data_end, icmp_off) else {
         return Parsed::Malformed;
     };
-    let ty = unsafe { (*icmp)[0] };
+    let ty = icmp[0];
     if ty != ICMP_DEST_UNREACH && ty != ICMP_SOURCE_QUENCH && ty != ICMP_TIME_EXCEEDED {
         return Parsed::Other;
     }
@@ -203,6 +224,8 @@ fn parse_icmp(
     let Some((inner, inner_ihl, _)) = ipv4(data, data_end, ip_off) else {
         return Parsed::Malformed;
     };
+    // SAFETY: as in `parse`: checked by `ipv4`, and the frame does not move while parsing.
+    let inner = unsafe { &*inner };
     // The quote must hold the inner IP header and the first 8 bytes of its payload, within the
     // outer datagram.
     if ihl + 8 + inner_ihl + 8 > ip_len as usize {

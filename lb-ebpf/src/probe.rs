@@ -1,15 +1,17 @@
 //! Feature probes: tiny programs lbd loads (and test-runs) once at attach to learn what the
 //! kernel offers, as libbpf and bpftool probe, instead of trusting version numbers. See
 //! lb-user's `features` module for what each answer changes.
-use core::ffi::c_void;
+use core::ops::ControlFlow;
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, BPF_FIB_LOOKUP_SRC},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_loop},
+    helpers::bpf_fib_lookup as fib_lookup,
     programs::XdpContext,
     EbpfContext,
 };
 use lb_common::AF_INET;
+
+use crate::bpf_loop::{for_each, Step};
 
 const EINVAL: i64 = 22;
 
@@ -27,13 +29,18 @@ pub fn fib_src(ctx: &XdpContext) -> u32 {
     (rc != -EINVAL) as u32
 }
 
-extern "C" fn loop_step(_i: u64, _ctx: *mut c_void) -> i64 {
-    1
+/// A loop body that stops at once.
+struct Once;
+
+impl Step for Once {
+    #[inline(always)]
+    fn step(&mut self, _i: u32) -> ControlFlow<()> {
+        ControlFlow::Break(())
+    }
 }
 
 /// Loads only where the kernel has `bpf_loop` (Linux 5.17), which the schedulers need.
 #[inline(always)]
 pub fn has_loop() -> u32 {
-    // SAFETY: a callback of bpf_loop's signature, no context.
-    unsafe { bpf_loop(1, loop_step as *mut c_void, core::ptr::null_mut(), 0) as u32 }
+    for_each(1, &mut Once) as u32
 }

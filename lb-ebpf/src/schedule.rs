@@ -12,12 +12,13 @@ use lb_common::{
     SVC_F_SCHED2,
 };
 
-use core::ffi::c_void;
+use core::ops::ControlFlow::{self, Break, Continue};
 
-use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_loop};
+use aya_ebpf::{helpers::bpf_get_prandom_u32, programs::XdpContext};
 
 use crate::{
     atomic,
+    bpf_loop::{for_each, Step},
     conn::expired,
     maps::{
         XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE,
@@ -26,9 +27,9 @@ use crate::{
 };
 
 /// A matched virtual service, the port its key has (`0` for an "all ports" service) and, for a
-/// fwmark service, the mark.
-pub struct Matched {
-    pub svc: &'static Service,
+/// fwmark service, the mark. `'a`: the program run (see [`find_service`]).
+pub struct Matched<'a> {
+    pub svc: &'a Service,
     pub port: u16,
     /// 0: an address service.
     pub fwmark: u32,
@@ -39,37 +40,54 @@ pub struct Matched {
 /// the packet (IPVS looks fwmark up first; a packet that is both marked and matches an address
 /// service is rare enough that address services win here, saving a lookup per packet).
 #[inline(always)]
-pub fn find_service(p: &Pkt) -> Option<Matched> {
+///
+/// The service is borrowed for as long as the program's context `run`: a hash map value stays
+/// valid until the program returns (the kernel frees replaced values after an RCU grace period).
+pub fn find_service<'a>(run: &'a XdpContext, p: &Pkt) -> Option<Matched<'a>> {
     let mut key = ServiceKey { addr: p.daddr, port: p.dport, proto: p.proto, af: p.af };
-    if let Some(svc) = unsafe { XLB_SERVICES.get(&key) } {
+    if let Some(svc) = service(run, &key) {
         return Some(Matched { svc, port: p.dport, fwmark: 0 });
     }
     key.port = 0;
-    if let Some(svc) = unsafe { XLB_SERVICES.get(&key) } {
+    if let Some(svc) = service(run, &key) {
         return Some(Matched { svc, port: 0, fwmark: 0 });
     }
     key.port = p.dport;
-    let mark = match unsafe { XLB_FWMARKS.get(&key) } {
-        Some(m) => *m,
+    let mark = match fwmark(&key) {
+        Some(m) => m,
         None => {
             key.port = 0;
-            *unsafe { XLB_FWMARKS.get(&key) }?
+            fwmark(&key)?
         }
     };
     let fkey = ServiceKey { addr: Addr::v4(mark), port: 0, proto: IPPROTO_IP, af: p.af };
-    unsafe { XLB_SERVICES.get(&fkey) }.map(|svc| Matched { svc, port: 0, fwmark: mark })
+    service(run, &fkey).map(|svc| Matched { svc, port: 0, fwmark: mark })
 }
 
-/// A dest the data plane may send to: configured, linked to `svc_id`.
+/// The service of `key`, borrowed for as long as the program's context (the run).
 #[inline(always)]
-pub fn usable_dest(dest_id: u32, svc_id: u32) -> Option<&'static Dest> {
+fn service<'a>(_run: &'a XdpContext, key: &ServiceKey) -> Option<&'a Service> {
+    // SAFETY: a hash map value stays valid until the program returns (RCU), which `'a` (the
+    // context's borrow) does not outlive. Userspace replaces a service by a whole
+    // new value, and nothing here writes it.
+    unsafe { XLB_SERVICES.get(key) }
+}
+
+/// The fwmark of `key`, copied out.
+#[inline(always)]
+fn fwmark(key: &ServiceKey) -> Option<u32> {
+    // SAFETY: as in `service`: the value is valid for the run, and read at once.
+    unsafe { XLB_FWMARKS.get(key) }.copied()
+}
+
+/// Runs `f` on dest `dest_id` if the data plane may send to it: configured, linked to `svc_id`.
+/// `None` otherwise.
+#[inline(always)]
+pub fn usable_dest<R>(dest_id: u32, svc_id: u32, f: impl FnOnce(&Dest) -> R) -> Option<R> {
     let d = XLB_DESTS.get(dest_id)?;
     let want = DEST_F_IN_USE | DEST_F_AVAILABLE;
-    if d.flags & want == want && d.svc_id == svc_id { Some(d) } else { None }
+    if d.flags & want == want && d.svc_id == svc_id { Some(f(d)) } else { None }
 }
-
-/// Longest dest list a connection-count scheduler (lc, wlc, sed, nq, fo, ovf) scans.
-pub const MAX_SCAN: u32 = 1024;
 
 /// Which program schedules a new connection: each is verified apart, so each stays well inside
 /// every kernel's verifier budget (one program with every scheduler reached the 1M-instruction
@@ -131,10 +149,7 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
             }
             // IPVS walks on past OVERLOADed dests; the cursor moves with every one skipped.
             let mut probe = CursorProbe { svc_id: svc.id, off: svc.sched_off, len: svc.sched_len, found: NO_DEST };
-            let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
-            unsafe {
-                bpf_loop(n, cursor_step as *mut c_void, &mut probe as *mut CursorProbe as *mut c_void, 0);
-            }
+            for_each(svc.sched_len, &mut probe);
             if probe.found == NO_DEST { None } else { Some(probe.found) }
         }
         SCHED_SH => {
@@ -156,8 +171,8 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
     }
 }
 
-/// A connection-count scheduler's pick: one pass over the service's dests in list order
-/// (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`).
+/// A connection-count scheduler's pick: one pass over all the service's dests in list order, as
+/// IPVS's (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`).
 #[inline(always)]
 fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
     let mut scan = Scan {
@@ -168,10 +183,7 @@ fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
         hi: Highest::new(svc.sched == SCHED_OVF),
     };
     // bpf_loop: the verifier checks the step once, not once per dest.
-    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
-    unsafe {
-        bpf_loop(n, scan_step as *mut c_void, &mut scan as *mut Scan as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut scan);
     if highest { scan.hi.result() } else { scan.lc.result() }
 }
 
@@ -182,12 +194,14 @@ fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
 fn lblc_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     let key = LblcKey { svc_id: svc.id, af: p.af, _pad: [0; 3], addr: p.daddr };
     if let Some(e) = XLB_LBLC.get_ptr_mut(&key) {
+        // SAFETY: a value of XLB_LBLC from a successful lookup: valid until the program returns
+        // (RCU), even if evicted meanwhile; only `lastuse` is written.
         let e = unsafe { &mut *e };
         e.lastuse = now;
         let id = e.dest_id;
-        if let Some(d) = usable_dest(id, svc.id)
-            && d.weight > 0
-            && !lblc_overloaded(svc, id, d.weight)
+        if let Some(weight) = usable_dest(id, svc.id, |d| d.weight)
+            && weight > 0
+            && !lblc_overloaded(svc, id, weight)
         {
             return Some(id);
         }
@@ -211,16 +225,16 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
         let _ = XLB_LBLCR.insert(&key, &LblcrSet::new(id, now), 0);
         return Some(id);
     };
+    // SAFETY: a value of XLB_LBLCR from a successful lookup: valid until the program returns (RCU).
+    // Concurrent updates of one set by two CPUs are not serialized (see above).
     let e = unsafe { &mut *e };
     e.lastuse = now;
     let mut walk = SetWalk { svc_id: svc.id, len: e.len, set: e.set, min: SetMin::default(), max: SetMax::default() };
     let n = if (e.len as usize) < LBLCR_SET_MAX { e.len } else { LBLCR_SET_MAX as u32 };
-    unsafe {
-        bpf_loop(n, set_step as *mut c_void, &mut walk as *mut SetWalk as *mut c_void, 0);
-    }
+    for_each(n, &mut walk);
     // Only a set of more than one member can shrink: the sysctl is read for those alone.
     if e.len > 1
-        && e.shrink_due(now, crate::conn::config().map_or(LBLCR_EXPIRATION_S, |c| c.lblcr_expiration as u64) * 1_000_000_000)
+        && e.shrink_due(now, crate::conn::with_config(|c| c.lblcr_expiration as u64).unwrap_or(LBLCR_EXPIRATION_S) * 1_000_000_000)
         && let Some(m) = walk.max.result()
     {
         e.erase(m, now);
@@ -245,42 +259,40 @@ struct SetWalk {
     max: SetMax,
 }
 
-extern "C" fn set_step(i: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut SetWalk) };
-    let i = i as usize;
-    if i >= w.len as usize {
-        return 1;
+impl Step for SetWalk {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        let i = i as usize;
+        if i >= self.len as usize {
+            return Break(());
+        }
+        let Some(&id) = self.set.get(i) else {
+            return Break(());
+        };
+        // A member may have been deleted since (the kernel keeps it, unavailable, in its trash).
+        if let Some(d) = XLB_DESTS.get(id)
+            && d.flags & DEST_F_IN_USE != 0
+            && d.svc_id == self.svc_id
+            && let Some(state) = state_of(id, d)
+        {
+            self.min.step(&state);
+            self.max.step(&state);
+        }
+        Continue(())
     }
-    let Some(&id) = w.set.get(i) else {
-        return 1;
-    };
-    // A member may have been deleted since (the kernel keeps it, unavailable, in its trash).
-    if let Some(d) = XLB_DESTS.get(id)
-        && d.flags & DEST_F_IN_USE != 0
-        && d.svc_id == w.svc_id
-        && let Some(state) = state_of(id, d)
-    {
-        w.min.step(&state);
-        w.max.step(&state);
-    }
-    0
 }
 
 /// twos (`ip_vs_twos_schedule`): the sum of the eligible weights, two random draws, the two
 /// weighted choices, the less loaded of them (`lb_common::sched::TwosTotal`/`TwosChoose`).
 #[inline(always)]
 fn twos_pick(svc: &Service) -> Option<u32> {
-    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
     let mut total = TwosSum { off: svc.sched_off, len: svc.sched_len, total: TwosTotal::default() };
-    unsafe {
-        bpf_loop(n, twos_sum_step as *mut c_void, &mut total as *mut TwosSum as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut total);
+    // SAFETY: bpf_get_prandom_u32 takes no arguments and touches no memory of ours.
     let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
     let choose = total.total.choose(r1, r2)?;
     let mut walk = TwosWalk { off: svc.sched_off, len: svc.sched_len, choose };
-    unsafe {
-        bpf_loop(n, twos_choose_step as *mut c_void, &mut walk as *mut TwosWalk as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut walk);
     Some(walk.choose.result())
 }
 
@@ -291,17 +303,18 @@ struct TwosSum {
     total: TwosTotal,
 }
 
-extern "C" fn twos_sum_step(i: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut TwosSum) };
-    let i = i as u32;
-    if i >= w.len {
-        return 1;
+impl Step for TwosSum {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        self.total.step(&d);
+        Continue(())
     }
-    let Some(d) = dest_state(w.off + i) else {
-        return 1;
-    };
-    w.total.step(&d);
-    0
 }
 
 #[repr(C)]
@@ -311,16 +324,17 @@ struct TwosWalk {
     choose: TwosChoose,
 }
 
-extern "C" fn twos_choose_step(i: u64, ctx: *mut c_void) -> i64 {
-    let w = unsafe { &mut *(ctx as *mut TwosWalk) };
-    let i = i as u32;
-    if i >= w.len {
-        return 1;
+impl Step for TwosWalk {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        if self.choose.step(&d) { Continue(()) } else { Break(()) }
     }
-    let Some(d) = dest_state(w.off + i) else {
-        return 1;
-    };
-    if w.choose.step(&d) { 0 } else { 1 }
 }
 
 /// lblc's "overloaded" (`lb_common::sched::lblc_overloaded`) for dest `id` of weight `weight`.
@@ -333,10 +347,7 @@ fn lblc_overloaded(svc: &Service, id: u32, weight: i32) -> bool {
         return false;
     }
     let mut probe = HalfIdle { off: svc.sched_off, len: svc.sched_len, found: 0 };
-    let n = if svc.sched_len < MAX_SCAN { svc.sched_len } else { MAX_SCAN };
-    unsafe {
-        bpf_loop(n, half_idle_step as *mut c_void, &mut probe as *mut HalfIdle as *mut c_void, 0);
-    }
+    for_each(svc.sched_len, &mut probe);
     probe.found != 0
 }
 
@@ -347,20 +358,21 @@ struct HalfIdle {
     found: u32,
 }
 
-extern "C" fn half_idle_step(i: u64, ctx: *mut c_void) -> i64 {
-    let h = unsafe { &mut *(ctx as *mut HalfIdle) };
-    let i = i as u32;
-    if i >= h.len {
-        return 1;
+impl Step for HalfIdle {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        if lblc_half_idle(d.active as u64, d.weight) {
+            self.found = 1;
+            return Break(());
+        }
+        Continue(())
     }
-    let Some(d) = dest_state(h.off + i) else {
-        return 1;
-    };
-    if lblc_half_idle(d.active as u64, d.weight) {
-        h.found = 1;
-        return 1;
-    }
-    0
 }
 
 /// The next slot of the service's cycle, by the shared cursor.
@@ -370,6 +382,8 @@ fn cursor_pick(svc_id: u32, off: u32, len: u32) -> Option<u32> {
         return None;
     }
     let st = XLB_SVC_STATE.get_ptr_mut(svc_id)?;
+    // SAFETY: `st` is a valid map value pointer (checked by get_ptr_mut); addr_of_mut! only
+    // computes the field's address.
     let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*st).rr_next) }, 1);
     XLB_SCHED_SLOTS.get(off + rr_slot(n, len)).copied()
 }
@@ -387,16 +401,18 @@ struct CursorProbe {
     found: u32,
 }
 
-extern "C" fn cursor_step(_k: u64, ctx: *mut c_void) -> i64 {
-    let p = unsafe { &mut *(ctx as *mut CursorProbe) };
-    let Some(id) = cursor_pick(p.svc_id, p.off, p.len) else {
-        return 1;
-    };
-    if overloaded(id) {
-        return 0;
+impl Step for CursorProbe {
+    #[inline(always)]
+    fn step(&mut self, _k: u32) -> ControlFlow<()> {
+        let Some(id) = cursor_pick(self.svc_id, self.off, self.len) else {
+            return Break(());
+        };
+        if overloaded(id) {
+            return Continue(());
+        }
+        self.found = id;
+        Break(())
     }
-    p.found = id;
-    1
 }
 
 /// State of a connection-count scheduler's scan over a service's dests.
@@ -409,23 +425,24 @@ struct Scan {
     hi: Highest,
 }
 
-/// One dest of the scan (a `bpf_loop` callback): 0 continues, 1 stops.
-extern "C" fn scan_step(i: u64, ctx: *mut c_void) -> i64 {
-    let scan = unsafe { &mut *(ctx as *mut Scan) };
-    let i = i as u32;
-    if i >= scan.len {
-        return 1;
-    }
-    let Some(d) = dest_state(scan.off + i) else {
-        return 1;
-    };
-    if scan.highest {
-        scan.hi.step(&d);
-        0
-    } else if scan.lc.step(&d) {
-        0
-    } else {
-        1
+/// One dest of the scan.
+impl Step for Scan {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(d) = dest_state(self.off + i) else {
+            return Break(());
+        };
+        if self.highest {
+            self.hi.step(&d);
+            Continue(())
+        } else if self.lc.step(&d) {
+            Continue(())
+        } else {
+            Break(())
+        }
     }
 }
 
@@ -475,9 +492,7 @@ fn hashed_pick(svc: &Service, fold: u32, port: u16, fallback: bool) -> Option<u3
         return None;
     }
     let mut probe = Probe { off: svc.sched_off, fold, port, ihash, found: NO_DEST };
-    unsafe {
-        bpf_loop(HASH_TAB_SIZE as u32, probe_step as *mut c_void, &mut probe as *mut Probe as *mut c_void, 0);
-    }
+    for_each(HASH_TAB_SIZE as u32, &mut probe);
     if probe.found == NO_DEST { None } else { Some(probe.found) }
 }
 
@@ -489,9 +504,7 @@ fn maglev_pick(svc: &Service, fold: u32, port: u16, fallback: bool) -> Option<u3
     let m = MH_TAB_SIZE as u32;
     let mut probe = MhProbe { off: svc.sched_off, fold, port, fallback: fallback as u16, ihash: 0, found: NO_DEST };
     let n = if fallback { m + 1 } else { 1 };
-    unsafe {
-        bpf_loop(n, mh_step as *mut c_void, &mut probe as *mut MhProbe as *mut c_void, 0);
-    }
+    for_each(n, &mut probe);
     if probe.found == NO_DEST { None } else { Some(probe.found) }
 }
 
@@ -507,31 +520,33 @@ struct MhProbe {
 }
 
 /// Step 0: the client's own slot; step k > 0: fallback probe k - 1.
-extern "C" fn mh_step(k: u64, ctx: *mut c_void) -> i64 {
-    let p = unsafe { &mut *(ctx as *mut MhProbe) };
-    let m = MH_TAB_SIZE as u32;
-    let slot = if k == 0 {
-        p.ihash = mh_hash(p.fold, p.port, MH_KEY1, 0) % m;
-        p.ihash
-    } else {
-        let roff = ((k - 1) as u32 + p.ihash) % m;
-        mh_hash(p.fold, p.port, MH_KEY1, roff) % m
-    };
-    let Some(id) = XLB_SCHED_SLOTS.get(p.off + slot).copied() else {
-        return 1;
-    };
-    if id == NO_DEST {
-        return 1;
+impl Step for MhProbe {
+    #[inline(always)]
+    fn step(&mut self, k: u32) -> ControlFlow<()> {
+        let m = MH_TAB_SIZE as u32;
+        let slot = if k == 0 {
+            self.ihash = mh_hash(self.fold, self.port, MH_KEY1, 0) % m;
+            self.ihash
+        } else {
+            let roff = (k - 1 + self.ihash) % m;
+            mh_hash(self.fold, self.port, MH_KEY1, roff) % m
+        };
+        let Some(id) = XLB_SCHED_SLOTS.get(self.off + slot).copied() else {
+            return Break(());
+        };
+        if id == NO_DEST {
+            return Break(());
+        }
+        if hash_usable(id) {
+            self.found = id;
+            return Break(());
+        }
+        // (Spelled out: the verifier wants a callback's return provably 0 or 1.)
+        if self.fallback == 1 {
+            return Continue(());
+        }
+        Break(())
     }
-    if hash_usable(id) {
-        p.found = id;
-        return 1;
-    }
-    // (Spelled out: the verifier wants a callback's return provably 0 or 1.)
-    if p.fallback == 1 {
-        return 0;
-    }
-    1
 }
 
 /// sh-fallback's walk over the buckets.
@@ -544,25 +559,29 @@ struct Probe {
     found: u32,
 }
 
-extern "C" fn probe_step(k: u64, ctx: *mut c_void) -> i64 {
-    let p = unsafe { &mut *(ctx as *mut Probe) };
-    let roff = (k as u32 + p.ihash) & HASH_TAB_MASK;
-    let Some(id) = XLB_SCHED_SLOTS.get(p.off + sh_hash(p.fold, p.port, roff)).copied() else {
-        return 1;
-    };
-    if id == NO_DEST {
-        return 1;
+impl Step for Probe {
+    #[inline(always)]
+    fn step(&mut self, k: u32) -> ControlFlow<()> {
+        let roff = (k + self.ihash) & HASH_TAB_MASK;
+        let Some(id) = XLB_SCHED_SLOTS.get(self.off + sh_hash(self.fold, self.port, roff)).copied() else {
+            return Break(());
+        };
+        if id == NO_DEST {
+            return Break(());
+        }
+        if hash_usable(id) {
+            self.found = id;
+            return Break(());
+        }
+        Continue(())
     }
-    if hash_usable(id) {
-        p.found = id;
-        return 1;
-    }
-    0
 }
 
 #[inline(always)]
 fn persist_count(dest_id: u32, delta: i32) {
     if let Some(dc) = XLB_DEST_CONNS.get_ptr_mut(dest_id) {
+        // SAFETY: `dc` is a value of XLB_DEST_CONNS from a successful lookup (an array: valid for
+        // the run); addr_of_mut! only computes the field's address.
         atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*dc).persist) }, delta as i64 as u64);
     }
 }
@@ -582,24 +601,26 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
     let svc = m.svc;
     let persistent = svc.flags & SVC_F_PERSISTENT != 0;
     let key = template_key(&p.saddr, &svc.netmask, p.daddr, p.proto, m.port, m.fwmark, p.af);
-    if persistent {
-        if let Some(t) = XLB_CONNS.get_ptr_mut(&key) {
-            let t = unsafe { &mut *t };
-            // ip_vs_check_template: a template to a deleted server (or, with
-            // expire_quiescent_template, a weight-0 one) is expired.
-            let quiesced_expires = crate::conn::config().is_some_and(|c| c.expire_quiescent_template != 0);
-            let usable = usable_dest(t.dest_id, svc.id).is_some_and(|d| !(quiesced_expires && d.weight == 0));
-            if !expired(t, now) && usable {
-                // A new connection through the template restarts its timer.
-                t.last_seen = now;
-                t.timeout = svc.timeout;
-                return Some(t.dest_id);
-            }
-            // Its count is given back by whoever removes it (lbd's expiry may have).
-            let dest_id = t.dest_id;
-            if XLB_CONNS.remove(&key).is_ok() {
-                template_end(dest_id);
-            }
+    if persistent
+        && let Some(t) = XLB_CONNS.get_ptr_mut(&key)
+    {
+        // SAFETY: a template of XLB_CONNS from a successful lookup: valid until the program returns
+        // (RCU).
+        let t = unsafe { &mut *t };
+        // ip_vs_check_template: a template to a deleted server (or, with
+        // expire_quiescent_template, a weight-0 one) is expired.
+        let quiesced_expires = crate::conn::with_config(|c| c.expire_quiescent_template != 0).unwrap_or(false);
+        let usable = usable_dest(t.dest_id, svc.id, |d| !(quiesced_expires && d.weight == 0)).unwrap_or(false);
+        if !expired(t, now) && usable {
+            // A new connection through the template restarts its timer.
+            t.last_seen = now;
+            t.timeout = svc.timeout;
+            return Some(t.dest_id);
+        }
+        // Its count is given back by whoever removes it (lbd's expiry may have).
+        let dest_id = t.dest_id;
+        if XLB_CONNS.remove(&key).is_ok() {
+            template_end(dest_id);
         }
     }
     // One call site: the scheduler's branches are verified once.

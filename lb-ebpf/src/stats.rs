@@ -3,17 +3,29 @@ use lb_common::{GlobalStats, Stats};
 
 use crate::maps::{XLB_DEST_STATS, XLB_GLOBAL_STATS, XLB_SVC_STATS};
 
+/// Runs `f` on this CPU's global counters (nothing when the map has no entry).
 #[inline(always)]
-pub fn global() -> Option<&'static mut GlobalStats> {
-    XLB_GLOBAL_STATS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+fn with_global(f: impl FnOnce(&mut GlobalStats)) {
+    if let Some(g) = XLB_GLOBAL_STATS.get_ptr_mut(0) {
+        // SAFETY: a per-CPU array value of this CPU, valid for the program run; a BPF program
+        // is not preempted on its CPU, and the borrow ends with `f`, so nothing else touches it.
+        f(unsafe { &mut *g })
+    }
+}
+
+/// Runs `f` on one map value of a per-CPU counter array.
+#[inline(always)]
+fn with_stats(p: Option<*mut Stats>, f: impl FnOnce(&mut Stats)) {
+    if let Some(s) = p {
+        // SAFETY: as in `with_global`: this CPU's value, valid and ours alone while `f` runs.
+        f(unsafe { &mut *s })
+    }
 }
 
 /// Bumps a global counter chosen by `f`.
 #[inline(always)]
 pub fn bump(f: impl FnOnce(&mut GlobalStats) -> &mut u64) {
-    if let Some(g) = global() {
-        *f(g) += 1;
-    }
+    with_global(|g| *f(g) += 1);
 }
 
 #[inline(always)]
@@ -30,15 +42,9 @@ fn add_in(s: &mut Stats, bytes: u64, new_conn: bool) {
 #[inline(always)]
 pub fn count_in(svc_id: u32, dest_id: u32, ip_len: u16, new_conn: bool) {
     let bytes = ip_len as u64;
-    if let Some(s) = XLB_SVC_STATS.get_ptr_mut(svc_id) {
-        add_in(unsafe { &mut *s }, bytes, new_conn);
-    }
-    if let Some(s) = XLB_DEST_STATS.get_ptr_mut(dest_id) {
-        add_in(unsafe { &mut *s }, bytes, new_conn);
-    }
-    if let Some(g) = global() {
-        add_in(&mut g.total, bytes, new_conn);
-    }
+    with_stats(XLB_SVC_STATS.get_ptr_mut(svc_id), |s| add_in(s, bytes, new_conn));
+    with_stats(XLB_DEST_STATS.get_ptr_mut(dest_id), |s| add_in(s, bytes, new_conn));
+    with_global(|g| add_in(&mut g.total, bytes, new_conn));
 }
 
 #[inline(always)]
@@ -51,13 +57,7 @@ fn add_out(s: &mut Stats, bytes: u64) {
 #[inline(always)]
 pub fn count_out(svc_id: u32, dest_id: u32, ip_len: u16) {
     let bytes = ip_len as u64;
-    if let Some(s) = XLB_SVC_STATS.get_ptr_mut(svc_id) {
-        add_out(unsafe { &mut *s }, bytes);
-    }
-    if let Some(s) = XLB_DEST_STATS.get_ptr_mut(dest_id) {
-        add_out(unsafe { &mut *s }, bytes);
-    }
-    if let Some(g) = global() {
-        add_out(&mut g.total, bytes);
-    }
+    with_stats(XLB_SVC_STATS.get_ptr_mut(svc_id), |s| add_out(s, bytes));
+    with_stats(XLB_DEST_STATS.get_ptr_mut(dest_id), |s| add_out(s, bytes));
+    with_global(|g| add_out(&mut g.total, bytes));
 }

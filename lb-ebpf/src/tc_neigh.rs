@@ -21,6 +21,8 @@ pub fn run(ctx: &TcContext) -> i32 {
     let Some(ether_type) = header::<[u8; 2]>(data, data_end, 12) else {
         return TC_ACT_OK;
     };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     if unsafe { *ether_type } != ETH_P_IP {
         return TC_ACT_OK;
     }
@@ -29,9 +31,10 @@ pub fn run(ctx: &TcContext) -> i32 {
     };
     // SAFETY: `header` checked the mark is in the packet.
     let m = unsafe { *m };
-    if m.tag == 0 || conn::config().is_none_or(|c| c.slow_path_tag != m.tag) {
+    if m.tag == 0 || conn::with_config(|c| c.slow_path_tag != m.tag).unwrap_or(true) {
         return TC_ACT_OK;
     }
+    // SAFETY: bpf_redir_neigh is plain integers: all zeroes is a valid value.
     let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
     nh.nh_family = AF_INET as u32;
     nh.__bindgen_anon_1.ipv4_nh = m.nh;

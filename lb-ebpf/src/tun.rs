@@ -33,6 +33,8 @@ pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> 
     let route = nexthop::to_dest(ctx, t.dest_id, rip, ingress, true, t.now);
     // The route's source (from the FIB, or the egress interface's address: see nexthop).
     let (src, mtu) = match &route {
+        // SAFETY: a Direct route points into a map value (the per-dest cache or this CPU's
+        // scratch), valid for the run.
         Route::Direct(n) => unsafe { ((**n).src.w[0], (**n).mtu) },
         Route::Slow { src, .. } => (*src, 0),
         Route::None => return xmit::send(ctx, &route, ingress),
@@ -40,6 +42,8 @@ pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> 
     let Some(ip) = header::<Ipv4Hdr>(ctx.data(), ctx.data_end(), ETH_HLEN) else {
         return xdp_action::XDP_ABORTED;
     };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let (tos, id, frags) = unsafe { ((*ip).tos, (*ip).id, u16::from_be_bytes((*ip).frags)) };
     let df = frags & IP_DF != 0;
     let outer_len = ip_len as u32 + IPV4_HLEN as u32;
@@ -51,6 +55,8 @@ pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> 
     }
     // With no address known, the VIP the client addressed is the source.
     let src = if src != 0 { src } else { vip };
+    // SAFETY: `ctx.ctx` is this program's xdp_md; no pointer into the frame is used after it moves
+    // (they are taken again below).
     if unsafe { aya_ebpf::helpers::bpf_xdp_adjust_head(ctx.ctx, -(IPV4_HLEN as i32)) } != 0 {
         return xdp_action::XDP_DROP;
     }
@@ -58,6 +64,8 @@ pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> 
     let Some(hdrs) = header::<[u8; ETH_HLEN + IPV4_HLEN]>(data, data_end, 0) else {
         return xdp_action::XDP_ABORTED;
     };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
     let h = unsafe { &mut *hdrs };
     // Ethernet: addresses are filled by xmit; the type stays IPv4.
     h[12] = 0x08;

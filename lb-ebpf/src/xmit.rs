@@ -28,6 +28,8 @@ pub struct Target {
 /// redirects use the kernel's transmit path); any other egress takes the tc slow path.
 #[inline(always)]
 fn can_redirect(ingress: u32, egress: u32) -> bool {
+    // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once, not
+    // kept.
     let mode = |i: u32| unsafe { XLB_IFACES.get(&i) }.map_or(IFACE_XDP_NONE, |f| f.xdp);
     mode(egress) == IFACE_XDP_NATIVE || mode(ingress) == IFACE_XDP_SKB
 }
@@ -36,6 +38,8 @@ fn can_redirect(ingress: u32, egress: u32) -> bool {
 pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
     match route {
         Route::Direct(n) => {
+            // SAFETY: a Direct route points into a map value (the per-dest cache or this CPU's
+            // scratch), valid for the run.
             let n = unsafe { &**n };
             let tx = n.ifindex == ingress;
             if !tx && !can_redirect(ingress, n.ifindex) {
@@ -44,6 +48,8 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
             let Some(eth) = header::<EthHdr>(ctx.data(), ctx.data_end(), 0) else {
                 return xdp_action::XDP_ABORTED;
             };
+            // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while
+            // this lives.
             unsafe {
                 (*eth).dst_addr = n.dmac;
                 (*eth).src_addr = n.smac;
@@ -51,6 +57,7 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
             if tx {
                 xdp_action::XDP_TX
             } else {
+                // SAFETY: a helper taking plain integers.
                 unsafe { aya_ebpf::helpers::bpf_redirect(n.ifindex, 0) as u32 }
             }
         }

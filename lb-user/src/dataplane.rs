@@ -215,17 +215,18 @@ fn ipv4_addrs_by_iface() -> anyhow::Result<std::collections::HashMap<String, Vec
 /// attached, so it never runs without them.
 pub fn install_new_flow_program(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     let mut fds = Vec::new();
-    for name in lb_common::TAIL_PROGRAMS {
+    for p in lb_common::TailProgram::ALL {
+        let name = p.name();
         let prog: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
         prog.load().with_context(|| format!("the kernel refused program {name}"))?;
-        fds.push(prog.fd()?.try_clone()?);
+        fds.push((p.index(), prog.fd()?.try_clone()?));
     }
     let map = ebpf
         .map_mut(lb_common::names::PROGS)
         .ok_or_else(|| anyhow!("no map {}", lb_common::names::PROGS))?;
     let mut progs: aya::maps::ProgramArray<_> = aya::maps::ProgramArray::try_from(map)?;
-    for (i, fd) in fds.iter().enumerate() {
-        progs.set(i as u32, fd, 0)?;
+    for (index, fd) in &fds {
+        progs.set(*index, fd, 0)?;
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! IPVS's schedulers: names, and the rules both the data plane and its userspace tests use.
 //!
-//! The data plane does not walk dest lists per packet. Userspace precomputes, per service, a
-//! table of dest ids in `XLB_SCHED_SLOTS` from which a new connection's pick costs O(1); the
+//! Userspace precomputes, per service, a table of dest ids in `XLB_SCHED_SLOTS`: for rr, wrr,
+//! dh, sh and mh one from which a new connection's pick costs O(1); for the load-based
+//! schedulers (lc wlc sed nq fo ovf twos, lblc/lblcr on a miss) the eligible dests in list order,
+//! which the data plane folds over whole with their live counts, O(n) as IPVS's walk of its list
+//! (one `bpf_loop` covers any table: up to 2^23 steps, more than `MAX_SCHED_SLOTS`). The
 //! functions here build those tables and define the pick, and the `*Reference` types (and the
 //! plain `*_pick` functions of the load-based schedulers) are the literal IPVS algorithms the
 //! tables are tested against (and, for recorded sequences, that are tested against the real
