@@ -19,6 +19,11 @@ use xlb_tests::{
     xdp::XdpUnderTest,
 };
 
+/// What `Replay::table` reads: counts by rs name, rs names by dest id, the eligible rs names.
+type LiveTable = (BTreeMap<String, (u32, u32)>, BTreeMap<u32, String>, Vec<String>);
+/// One replayed sequence: its kernel, the sequence, and (connections, count snapshots) or why not.
+type Replayed = (String, Sequence, Result<(usize, usize), String>);
+
 #[derive(Deserialize)]
 struct File {
     kernel: String,
@@ -90,7 +95,7 @@ impl Replay {
 
     /// (rs name -> (ActiveConn, InActConn)), the dest-id -> rs name map of the live table, and
     /// the rs names a scheduler may pick for `vport` (weight > 0, not OVERLOADed).
-    fn table(&self, vport: u16) -> (BTreeMap<String, (u32, u32)>, BTreeMap<u32, String>, Vec<String>) {
+    fn table(&self, vport: u16) -> LiveTable {
         let t = Store::open_at(self.pins.path(), Default::default()).and_then(|s| s.load()).expect("load");
         let mut counts = BTreeMap::new();
         let mut names = BTreeMap::new();
@@ -237,7 +242,7 @@ fn recorded_kernel_sequences_on_the_data_plane() {
     }
     // Each replay loads the object (the verifier's time dominates): one worker per CPU.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
-    let results: Vec<(String, Sequence, Result<(usize, usize), String>)> = std::thread::scope(|sc| {
+    let results: Vec<Replayed> = std::thread::scope(|sc| {
         let chunks: Vec<Vec<(String, Sequence)>> = (0..workers)
             .map(|w| jobs.iter().skip(w).step_by(workers).map(|(k, s)| (k.clone(), s.clone())).collect())
             .collect();

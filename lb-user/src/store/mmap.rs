@@ -88,8 +88,8 @@ impl MmapArray<u32> {
 const DEST_WORDS: usize = std::mem::size_of::<c::Dest>() / 4;
 const DEST_FLAGS_WORD: usize = std::mem::offset_of!(c::Dest, flags) / 4;
 const _: () = assert!(
-    std::mem::size_of::<c::Dest>() % 4 == 0
-        && std::mem::offset_of!(c::Dest, flags) % 4 == 0
+    std::mem::size_of::<c::Dest>().is_multiple_of(4)
+        && std::mem::offset_of!(c::Dest, flags).is_multiple_of(4)
         && std::mem::align_of::<c::Dest>() >= 4
 );
 
