@@ -5,6 +5,8 @@
 //! (BPF atomics in lb-ebpf, std atomics in lb-user), so neither side can lose the other's
 //! update; the rules both sides apply are written here once.
 use core::ptr::{addr_of, addr_of_mut};
+#[cfg(not(target_arch = "bpf"))]
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
 use crate::maps::{CONN_F_INACTIVE, CONN_KIND_TEMPLATE, DEST_F_OVERLOAD, Dest, DestConns};
 
@@ -155,42 +157,56 @@ pub fn update_lifts_overload(old_u_threshold: u32, new_u_threshold: u32) -> bool
     new_u_threshold == 0 || new_u_threshold > old_u_threshold
 }
 
+/// The host's side of [`SharedMem`] (lbd and lbadm over the `mmap` of the maps, and the tests):
+/// core's atomics on the whole word. SeqCst: on x86 the same locked instructions as the data
+/// plane's BPF atomics, and fields written before a flag is set are visible before it. (The BPF
+/// target's core atomics have no read-modify-write operations: lb-ebpf has its own.)
+#[cfg(not(target_arch = "bpf"))]
+pub struct HostAtomics;
+
+// SAFETY: each method is one core atomic operation on the whole word; the data plane's accesses
+// to these words are BPF atomics or aligned loads.
+#[cfg(not(target_arch = "bpf"))]
+unsafe impl SharedMem for HostAtomics {
+    unsafe fn load_u32(p: *const u32) -> u32 {
+        // SAFETY: the caller's pointer is valid and aligned (trait contract).
+        unsafe { AtomicU32::from_ptr(p.cast_mut()) }.load(SeqCst)
+    }
+
+    unsafe fn load_u64(p: *const u64) -> u64 {
+        // SAFETY: as above.
+        unsafe { AtomicU64::from_ptr(p.cast_mut()) }.load(SeqCst)
+    }
+
+    unsafe fn add_u64(p: *mut u64, delta: u64) {
+        // SAFETY: as above.
+        unsafe { AtomicU64::from_ptr(p) }.fetch_add(delta, SeqCst);
+    }
+
+    unsafe fn or_u32(p: *mut u32, bits: u32) {
+        // SAFETY: as above.
+        unsafe { AtomicU32::from_ptr(p) }.fetch_or(bits, SeqCst);
+    }
+
+    unsafe fn and_u32(p: *mut u32, mask: u32) {
+        // SAFETY: as above.
+        unsafe { AtomicU32::from_ptr(p) }.fetch_and(mask, SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
 
-    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
-
     use super::*;
     use crate::maps::{CONN_KIND_IN, DEST_F_AVAILABLE, DEST_F_IN_USE};
 
-    struct Std;
-
-    // SAFETY: std atomics on the whole word.
-    unsafe impl SharedMem for Std {
-        unsafe fn load_u32(p: *const u32) -> u32 {
-            unsafe { AtomicU32::from_ptr(p.cast_mut()) }.load(SeqCst)
-        }
-        unsafe fn load_u64(p: *const u64) -> u64 {
-            unsafe { AtomicU64::from_ptr(p.cast_mut()) }.load(SeqCst)
-        }
-        unsafe fn add_u64(p: *mut u64, delta: u64) {
-            unsafe { AtomicU64::from_ptr(p) }.fetch_add(delta, SeqCst);
-        }
-        unsafe fn or_u32(p: *mut u32, bits: u32) {
-            unsafe { AtomicU32::from_ptr(p) }.fetch_or(bits, SeqCst);
-        }
-        unsafe fn and_u32(p: *mut u32, mask: u32) {
-            unsafe { AtomicU32::from_ptr(p) }.fetch_and(mask, SeqCst);
-        }
-    }
-
     fn start(d: &mut Dest, n: &mut DestConns, held: Held) {
-        unsafe { conn_start::<Std>(d, n, held) }
+        unsafe { conn_start::<HostAtomics>(d, n, held) }
     }
 
     fn end(d: &mut Dest, n: &mut DestConns, held: Held) {
-        unsafe { conn_end::<Std>(d, n, held) }
+        unsafe { conn_end::<HostAtomics>(d, n, held) }
     }
 
     #[test]

@@ -175,15 +175,7 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
 /// IPVS's (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`).
 #[inline(always)]
 fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
-    let mut scan = Scan {
-        off: svc.sched_off,
-        len: svc.sched_len,
-        highest,
-        lc: LeastConn::new(kind),
-        hi: Highest::new(svc.sched == SCHED_OVF),
-    };
-    // bpf_loop: the verifier checks the step once, not once per dest.
-    for_each(svc.sched_len, &mut scan);
+    let scan = walk_table(svc, Scan { highest, lc: LeastConn::new(kind), hi: Highest::new(svc.sched == SCHED_OVF) });
     if highest { scan.hi.result() } else { scan.lc.result() }
 }
 
@@ -286,54 +278,25 @@ impl Step for SetWalk {
 /// weighted choices, the less loaded of them (`lb_common::sched::TwosTotal`/`TwosChoose`).
 #[inline(always)]
 fn twos_pick(svc: &Service) -> Option<u32> {
-    let mut total = TwosSum { off: svc.sched_off, len: svc.sched_len, total: TwosTotal::default() };
-    for_each(svc.sched_len, &mut total);
+    let total = walk_table(svc, TwosTotal::default());
     // SAFETY: bpf_get_prandom_u32 takes no arguments and touches no memory of ours.
     let (r1, r2) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
-    let choose = total.total.choose(r1, r2)?;
-    let mut walk = TwosWalk { off: svc.sched_off, len: svc.sched_len, choose };
-    for_each(svc.sched_len, &mut walk);
-    Some(walk.choose.result())
+    let choose = walk_table(svc, total.choose(r1, r2)?);
+    Some(choose.result())
 }
 
-#[repr(C)]
-struct TwosSum {
-    off: u32,
-    len: u32,
-    total: TwosTotal,
-}
-
-impl Step for TwosSum {
+impl DestStep for TwosTotal {
     #[inline(always)]
-    fn step(&mut self, i: u32) -> ControlFlow<()> {
-        if i >= self.len {
-            return Break(());
-        }
-        let Some(d) = dest_state(self.off + i) else {
-            return Break(());
-        };
-        self.total.step(&d);
-        Continue(())
+    fn visit(&mut self, d: &DestState) -> bool {
+        self.step(d);
+        true
     }
 }
 
-#[repr(C)]
-struct TwosWalk {
-    off: u32,
-    len: u32,
-    choose: TwosChoose,
-}
-
-impl Step for TwosWalk {
+impl DestStep for TwosChoose {
     #[inline(always)]
-    fn step(&mut self, i: u32) -> ControlFlow<()> {
-        if i >= self.len {
-            return Break(());
-        }
-        let Some(d) = dest_state(self.off + i) else {
-            return Break(());
-        };
-        if self.choose.step(&d) { Continue(()) } else { Break(()) }
+    fn visit(&mut self, d: &DestState) -> bool {
+        self.step(d)
     }
 }
 
@@ -346,32 +309,17 @@ fn lblc_overloaded(svc: &Service, id: u32, weight: i32) -> bool {
     if !lblc_busy(c.active, weight) {
         return false;
     }
-    let mut probe = HalfIdle { off: svc.sched_off, len: svc.sched_len, found: 0 };
-    for_each(svc.sched_len, &mut probe);
-    probe.found != 0
+    walk_table(svc, HalfIdle(false)).0
 }
 
-#[repr(C)]
-struct HalfIdle {
-    off: u32,
-    len: u32,
-    found: u32,
-}
+/// Whether some dest of the table is half idle (lblc's overload test).
+struct HalfIdle(bool);
 
-impl Step for HalfIdle {
+impl DestStep for HalfIdle {
     #[inline(always)]
-    fn step(&mut self, i: u32) -> ControlFlow<()> {
-        if i >= self.len {
-            return Break(());
-        }
-        let Some(d) = dest_state(self.off + i) else {
-            return Break(());
-        };
-        if lblc_half_idle(d.active as u64, d.weight) {
-            self.found = 1;
-            return Break(());
-        }
-        Continue(())
+    fn visit(&mut self, d: &DestState) -> bool {
+        self.0 = lblc_half_idle(d.active as u64, d.weight);
+        !self.0
     }
 }
 
@@ -415,18 +363,39 @@ impl Step for CursorProbe {
     }
 }
 
-/// State of a connection-count scheduler's scan over a service's dests.
+/// A connection-count scheduler's fold over a service's dests.
 #[repr(C)]
 struct Scan {
-    off: u32,
-    len: u32,
     highest: bool,
     lc: LeastConn,
     hi: Highest,
 }
 
-/// One dest of the scan.
-impl Step for Scan {
+impl DestStep for Scan {
+    #[inline(always)]
+    fn visit(&mut self, d: &DestState) -> bool {
+        if self.highest {
+            self.hi.step(d);
+            true
+        } else {
+            self.lc.step(d)
+        }
+    }
+}
+
+/// One dest of a walk over a service's scheduling table ([`walk_table`]): false stops the walk.
+trait DestStep {
+    fn visit(&mut self, d: &DestState) -> bool;
+}
+
+#[repr(C)]
+struct TableWalk<B> {
+    off: u32,
+    len: u32,
+    body: B,
+}
+
+impl<B: DestStep> Step for TableWalk<B> {
     #[inline(always)]
     fn step(&mut self, i: u32) -> ControlFlow<()> {
         if i >= self.len {
@@ -435,15 +404,17 @@ impl Step for Scan {
         let Some(d) = dest_state(self.off + i) else {
             return Break(());
         };
-        if self.highest {
-            self.hi.step(&d);
-            Continue(())
-        } else if self.lc.step(&d) {
-            Continue(())
-        } else {
-            Break(())
-        }
+        if self.body.visit(&d) { Continue(()) } else { Break(()) }
     }
+}
+
+/// Shows `body` every dest of `svc`'s table in list order (a `bpf_loop`: the verifier checks
+/// the step once, not once per dest) until it stops; returns it.
+#[inline(always)]
+fn walk_table<B: DestStep>(svc: &Service, body: B) -> B {
+    let mut walk = TableWalk { off: svc.sched_off, len: svc.sched_len, body };
+    for_each(svc.sched_len, &mut walk);
+    walk.body
 }
 
 /// What a scheduler sees of the dest in slot `slot` (a table holds only available dests).

@@ -33,3 +33,22 @@ pub fn table(services: Vec<Service>) -> Table {
     let next_seq = services.iter().flat_map(|s| s.dests.iter().map(|d| d.seq)).max().unwrap_or(0) + 1;
     Table { services, next_seq, ..Default::default() }
 }
+
+/// The real server (dest id) the connection table in `pin_dir` holds for TCP connection
+/// `client`:`cport` -> `vip`:`vport`, if any.
+pub fn tcp_conn_dest(pin_dir: &std::path::Path, client: [u8; 4], cport: u16, vip: [u8; 4], vport: u16) -> Option<u32> {
+    use aya::maps::{HashMap, Map, MapData};
+    let data = MapData::from_pin(pin_dir.join(lb_common::names::CONNS)).ok()?;
+    let conns: HashMap<MapData, lb_common::ConnKey, lb_common::Conn> = HashMap::try_from(Map::HashMap(data)).ok()?;
+    let key = lb_common::ConnKey {
+        caddr: lb_common::Addr::v4(u32::from_ne_bytes(client)),
+        vaddr: lb_common::Addr::v4(u32::from_ne_bytes(vip)),
+        cport: cport.to_be(),
+        vport: vport.to_be(),
+        proto: lb_common::IPPROTO_TCP,
+        af: lb_common::AF_INET,
+        kind: lb_common::CONN_KIND_IN,
+        _pad: 0,
+    };
+    conns.get(&key, 0).ok().map(|c| c.dest_id)
+}

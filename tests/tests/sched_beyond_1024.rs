@@ -21,7 +21,7 @@ use lb_user::{
 use xlb_tests::{
     frames::{Frame, SYN, sa},
     pins::TempPins,
-    table::{service, table},
+    table::{service, table, tcp_conn_dest},
     xdp::XdpUnderTest,
 };
 
@@ -104,7 +104,7 @@ fn least_connection_family_scans_past_1024_dests() {
         assert_eq!(want_pos, P, "{sched}: the reference picks list position {want_pos}");
         let (client, cport, vport) = ([10, 0, 1, 2], 30000 + k as u16, 80 + k as u16);
         let r = xdp.run(&Frame::tcp(sa(client, cport), sa(VIP, vport), SYN).bytes()).expect("run");
-        let got = dest_of(&pins, client, cport, vport);
+        let got = tcp_conn_dest(pins.path(), client, cport, VIP, vport);
         let got_pos = got.and_then(|id| list.iter().position(|d| d.id == id));
         println!("{sched}: IPVS picks list position {want_pos} (id {want}); the data plane {got_pos:?} (id {got:?}, verdict {})", r.verdict);
         if got != Some(want) {
@@ -112,22 +112,4 @@ fn least_connection_family_scans_past_1024_dests() {
         }
     }
     assert!(wrong.is_empty(), "picks differ from IPVS's over {N} real servers: {wrong:?}");
-}
-
-/// The real server of the connection the SYN opened.
-fn dest_of(pins: &TempPins, client: [u8; 4], cport: u16, vport: u16) -> Option<u32> {
-    use aya::maps::HashMap;
-    let data = MapData::from_pin(pins.path().join(names::CONNS)).ok()?;
-    let conns: HashMap<MapData, lb_common::ConnKey, lb_common::Conn> = HashMap::try_from(Map::HashMap(data)).ok()?;
-    let key = lb_common::ConnKey {
-        caddr: lb_common::Addr::v4(u32::from_ne_bytes(client)),
-        vaddr: lb_common::Addr::v4(u32::from_ne_bytes(VIP)),
-        cport: cport.to_be(),
-        vport: vport.to_be(),
-        proto: lb_common::IPPROTO_TCP,
-        af: lb_common::AF_INET,
-        kind: lb_common::CONN_KIND_IN,
-        _pad: 0,
-    };
-    conns.get(&key, 0).ok().map(|c| c.dest_id)
 }

@@ -117,21 +117,7 @@ impl Replay {
     }
 
     fn dest_of(&self, client: [u8; 4], cport: u16, vip: [u8; 4], vport: u16) -> Option<u32> {
-        use aya::maps::{HashMap, MapData};
-        let data = MapData::from_pin(self.pins.path().join(lb_common::names::CONNS)).ok()?;
-        let conns: HashMap<MapData, lb_common::ConnKey, lb_common::Conn> =
-            HashMap::try_from(aya::maps::Map::HashMap(data)).ok()?;
-        let key = lb_common::ConnKey {
-            caddr: lb_common::Addr::v4(u32::from_ne_bytes(client)),
-            vaddr: lb_common::Addr::v4(u32::from_ne_bytes(vip)),
-            cport: cport.to_be(),
-            vport: vport.to_be(),
-            proto: lb_common::IPPROTO_TCP,
-            af: lb_common::AF_INET,
-            kind: lb_common::CONN_KIND_IN,
-            _pad: 0,
-        };
-        conns.get(&key, 0).ok().map(|c| c.dest_id)
+        xlb_tests::table::tcp_conn_dest(self.pins.path(), client, cport, vip, vport)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap as StdHashMap;
 
 use lb_common::{self as c, Addr, ConnKey, tcp_state};
 
-use super::{Store, codec::to_ip, mmap::MmapAtomics};
+use super::{Store, codec::to_ip};
 use crate::model::{ConnEntry, Proto};
 
 impl Store {
@@ -145,7 +145,7 @@ impl Store {
         };
         // SAFETY: the dest's elements of XLB_DESTS and XLB_DEST_CONNS in their live mappings
         // (ptr_field checked the id), only changed atomically there.
-        unsafe { c::conn_end::<MmapAtomics>(d, n, c::Held::of(k.kind, v.flags)) };
+        unsafe { c::conn_end::<c::HostAtomics>(d, n, c::Held::of(k.kind, v.flags)) };
     }
 }
 

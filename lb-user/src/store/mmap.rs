@@ -1,7 +1,7 @@
 //! Arrays shared with the data plane through `mmap`.
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
-    sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst},
+    sync::atomic::{AtomicU32, Ordering::SeqCst},
 };
 
 use anyhow::bail;
@@ -137,36 +137,3 @@ impl MmapArray<c::Dest> {
     }
 }
 
-/// Userspace's side of [`lb_common::SharedMem`]: std atomics on the mapping. SeqCst: on x86
-/// the same locked instructions as the data plane's BPF atomics, and the fields written before
-/// a flag is set are visible before it.
-pub(super) struct MmapAtomics;
-
-// SAFETY: each method is one std atomic operation on the whole word; the data plane's accesses
-// to these words are BPF atomics or aligned loads.
-unsafe impl c::SharedMem for MmapAtomics {
-    unsafe fn load_u32(p: *const u32) -> u32 {
-        // SAFETY: the caller's pointer is valid and aligned (trait contract).
-        unsafe { AtomicU32::from_ptr(p.cast_mut()) }.load(SeqCst)
-    }
-
-    unsafe fn load_u64(p: *const u64) -> u64 {
-        // SAFETY: as above.
-        unsafe { AtomicU64::from_ptr(p.cast_mut()) }.load(SeqCst)
-    }
-
-    unsafe fn add_u64(p: *mut u64, delta: u64) {
-        // SAFETY: as above.
-        unsafe { AtomicU64::from_ptr(p) }.fetch_add(delta, SeqCst);
-    }
-
-    unsafe fn or_u32(p: *mut u32, bits: u32) {
-        // SAFETY: as above.
-        unsafe { AtomicU32::from_ptr(p) }.fetch_or(bits, SeqCst);
-    }
-
-    unsafe fn and_u32(p: *mut u32, mask: u32) {
-        // SAFETY: as above.
-        unsafe { AtomicU32::from_ptr(p) }.fetch_and(mask, SeqCst);
-    }
-}
