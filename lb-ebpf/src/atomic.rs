@@ -25,11 +25,13 @@ pub struct Bpf;
 unsafe impl lb_common::SharedMem for Bpf {
     #[inline(always)]
     unsafe fn load_u32(p: *const u32) -> u32 {
+        // SAFETY: the caller's pointer is valid and aligned (trait contract).
         unsafe { p.read_volatile() }
     }
 
     #[inline(always)]
     unsafe fn load_u64(p: *const u64) -> u64 {
+        // SAFETY: as above.
         unsafe { p.read_volatile() }
     }
 
@@ -40,11 +42,13 @@ unsafe impl lb_common::SharedMem for Bpf {
 
     #[inline(always)]
     unsafe fn or_u32(p: *mut u32, bits: u32) {
+        // SAFETY: as above; one BPF_ATOMIC BPF_OR.
         unsafe { atomic_or::<u32, u32, { AtomicOrdering::SeqCst }>(p, bits) };
     }
 
     #[inline(always)]
     unsafe fn and_u32(p: *mut u32, mask: u32) {
+        // SAFETY: as above; one BPF_ATOMIC BPF_AND.
         unsafe { atomic_and::<u32, u32, { AtomicOrdering::SeqCst }>(p, mask) };
     }
 }

@@ -48,19 +48,24 @@ pub fn xlb_bench_gen(ctx: XdpContext) -> u32 {
     }
     let mut i = 0;
     while i < GEN_HDR_LEN {
+        // SAFETY: i < GEN_HDR_LEN and data + GEN_HDR_LEN <= end: the byte is in the frame.
         unsafe { *((data + i) as *mut u8) = cfg.tmpl[i] };
         i += 1;
     }
     let Some(seq) = XLB_BENCH_GEN_SEQ.get_ptr_mut(0) else {
         return xdp_action::XDP_ABORTED;
     };
+    // SAFETY: a value of the per-CPU XLB_BENCH_GEN_SEQ from a successful lookup: valid for the run
+    // and this CPU's own.
     let n = unsafe { *seq };
+    // SAFETY: as above.
     unsafe { *seq = n + 1 };
     let nflows = if cfg.nflows == 0 { 1 } else { cfg.nflows as u64 };
     let port = cfg.base_port.wrapping_add((n % nflows) as u16);
     let Some(udp) = header::<UdpHdr>(data, end, ETH_HLEN + IPV4_HLEN) else {
         return xdp_action::XDP_ABORTED;
     };
+    // SAFETY: `header` checked that the UDP header lies inside the frame.
     unsafe {
         let old = cfg.base_port.to_be_bytes();
         let new = port.to_be_bytes();
@@ -74,6 +79,7 @@ pub fn xlb_bench_gen(ctx: XdpContext) -> u32 {
             (*udp).check = c.to_ne_bytes();
         }
     }
+    // SAFETY: bpf_redirect takes plain integers and touches no memory of ours.
     unsafe { aya_ebpf::helpers::bpf_redirect(cfg.ifindex, 0) as u32 }
 }
 
@@ -83,11 +89,14 @@ pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
     let Some(c) = XLB_BENCH_SINK_COUNTS.get_ptr_mut(0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: a value of the per-CPU XLB_BENCH_SINK_COUNTS from a successful lookup: valid for the
+    // run and this CPU's own.
     let c = unsafe { &mut *c };
     let (data, end) = (ctx.data(), ctx.data_end());
     let Some(eth) = header::<EthHdr>(data, end, 0) else {
         return xdp_action::XDP_DROP;
     };
+    // SAFETY: `header` checked that the Ethernet header lies inside the frame.
     if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IP {
         return xdp_action::XDP_DROP;
     }
@@ -95,6 +104,7 @@ pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     };
     c.ipv4 += 1;
+    // SAFETY: `header` checked that the IPv4 header lies inside the frame; only read.
     let ip = unsafe { &*ip };
     let cfg = XLB_BENCH_SINK_CFG.get(0);
     let (addr, port) = cfg.map(|s| (s.addr, s.port)).unwrap_or((0, 0));
@@ -103,6 +113,7 @@ pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
     } else if ip.proto == lb_common::IPPROTO_UDP && ip.vihl == 0x45 {
         let daddr = u32::from_ne_bytes(ip.dst_addr);
         let dport = match header::<UdpHdr>(data, end, ETH_HLEN + IPV4_HLEN) {
+            // SAFETY: `header` checked that the UDP header lies inside the frame.
             Some(u) => u16::from_ne_bytes(unsafe { (*u).dst }),
             None => 0,
         };
