@@ -1,8 +1,12 @@
 //! The userspace half of the connection table (the data plane's is `lb-ebpf/src/conn.rs`):
 //! listing, expiry with IPVS's template re-arm policy, and giving back an ended connection's
 //! count.
-use std::collections::HashMap as StdHashMap;
+use std::{
+    collections::HashMap as StdHashMap,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
 
+use aya::maps::{HashMap, IterableMap as _, MapData};
 use lb_common::{self as c, Addr, ConnKey, tcp_state};
 
 use super::{Store, codec::to_ip};
@@ -60,6 +64,18 @@ impl Store {
     /// stays valid for the data plane without a gap between its expiry and the next pass.
     /// Either way its new expiry is the kernel's: 60 s after the old one (60 s steps).
     pub fn expire_connections(&mut self, ahead: std::time::Duration) -> anyhow::Result<usize> {
+        self.expire_connections_racing(ahead, |_| {})
+    }
+
+    /// [`Store::expire_connections`], calling `between` with each expired entry's key after the
+    /// entry was last checked and before it is taken out: the window in which the data plane may
+    /// end and replace it. Tests drive packets there; lbd passes nothing.
+    #[doc(hidden)]
+    pub fn expire_connections_racing(
+        &mut self,
+        ahead: std::time::Duration,
+        mut between: impl FnMut(&ConnKey),
+    ) -> anyhow::Result<usize> {
         const S: u64 = 1_000_000_000;
         let now = monotonic_coarse_ns();
         let ahead = ahead.as_nanos() as u64;
@@ -117,9 +133,17 @@ impl Store {
                 Ok(cur) if cur == v => {}
                 _ => continue,
             }
-            if self.conns.remove(&k).is_ok() {
+            between(&k);
+            // Taken out with its value in one step, so the count given back is that of the entry
+            // removed. Gone already: whoever removed it gave its count back.
+            let Some(cur) = take_conn(&self.conns, &k)? else { continue };
+            if cur == v {
                 n += 1;
                 self.release_count(&k, &v);
+            } else if self.conns.insert(k, cur, BPF_NOEXIST).is_err() {
+                // The data plane replaced or refreshed it since the check: it goes back, unless a
+                // packet re-created the key meanwhile; then `cur` is gone for good.
+                self.release_count(&k, &cur);
             }
         }
         self.free_idle_trash()?;
@@ -146,6 +170,50 @@ impl Store {
         // SAFETY: the dest's elements of XLB_DESTS and XLB_DEST_CONNS in their live mappings
         // (ptr_field checked the id), only changed atomically there.
         unsafe { c::conn_end::<c::HostAtomics>(d, n, c::Held::of(k.kind, v.flags)) };
+    }
+}
+
+/// `BPF_NOEXIST`: insert only where the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
+/// Removes entry `k` of the connection table and returns its value, in one step
+/// (`BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a hash map, Linux 5.14; aya exposes it only for queues
+/// and stacks). `None` when there is no such entry.
+fn take_conn(conns: &HashMap<MapData, ConnKey, c::Conn>, k: &ConnKey) -> anyhow::Result<Option<c::Conn>> {
+    const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+    /// The kernel's `bpf_attr` for element commands.
+    #[repr(C)]
+    struct ElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let mut value = c::Conn::default();
+    let attr = ElemAttr {
+        map_fd: conns.map().fd().as_fd().as_raw_fd() as u32,
+        _pad: 0,
+        key: k as *const ConnKey as u64,
+        value: &mut value as *mut c::Conn as u64,
+        flags: 0,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size given; the kernel reads the key and
+    // writes one value of the map's value size (`Conn`) through the pointers, both live here.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+            &attr as *const ElemAttr,
+            std::mem::size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if rc == 0 {
+        return Ok(Some(value));
+    }
+    match std::io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        e => Err(anyhow::anyhow!("taking a connection out of the table: {e}")),
     }
 }
 
