@@ -69,17 +69,42 @@ impl Held {
     }
 }
 
-/// An entry of the connection table ended: gives back the count it `held` on its dest and, for
-/// a connection, lifts OVERLOAD as IPVS's `ip_vs_unbind_dest` does. The data plane calls it when
-/// it expires or replaces a connection, lbd's expiry for what it removes.
+impl Held {
+    /// The count of `conns` an entry holding `self` is counted in.
+    ///
+    /// # Safety
+    /// `conns` points to a live `DestConns` (only its field's address is computed).
+    #[inline(always)]
+    pub unsafe fn count_in(self, conns: *mut DestConns) -> *mut u64 {
+        // SAFETY: the caller's pointer is live; addr_of_mut! reads nothing.
+        unsafe {
+            match self {
+                Held::Active => addr_of_mut!((*conns).active),
+                Held::Inactive => addr_of_mut!((*conns).inactive),
+                Held::Persist => addr_of_mut!((*conns).persist),
+            }
+        }
+    }
+}
+
+/// A dest's ActiveConn + InActConn (IPVS's `ip_vs_dest_totalconns`: templates are not in it).
+///
+/// # Safety
+/// As [`conn_end`].
+#[inline(always)]
+unsafe fn total_conns<M: SharedMem>(conns: *mut DestConns) -> u64 {
+    // SAFETY: the caller's pointer is live and its fields naturally aligned.
+    unsafe { M::load_u64(addr_of!((*conns).active)).wrapping_add(M::load_u64(addr_of!((*conns).inactive))) }
+}
+
+/// An entry of the connection table ended: gives back the count it `held` on its dest and lifts
+/// OVERLOAD as IPVS's `ip_vs_unbind_dest` does (for connections and templates alike). The data
+/// plane calls it when it expires or replaces an entry, lbd's expiry for what it removes.
 ///
 /// The count is decremented with a plain (wrapping) atomic add of -1 on both sides: an entry's
 /// count is given back only by the side whose delete of that entry succeeded, so every decrement
 /// matches one increment and no count goes below zero. A saturating decrement would cost the
 /// data plane a compare-and-swap loop and would only hide a double release, not prevent it.
-///
-/// A template's end leaves OVERLOAD alone: templates are not in the total OVERLOAD depends on
-/// (ActiveConn + InActConn).
 ///
 /// # Safety
 /// `dest` and `conns` point to the dest's elements of `XLB_DESTS` and `XLB_DEST_CONNS`.
@@ -88,32 +113,24 @@ pub unsafe fn conn_end<M: SharedMem>(dest: *mut Dest, conns: *mut DestConns, hel
     // SAFETY (all below): the caller's pointers are to live map elements; the fields are
     // naturally aligned (#[repr(C)]).
     unsafe {
-        let count = match held {
-            Held::Active => addr_of_mut!((*conns).active),
-            Held::Inactive => addr_of_mut!((*conns).inactive),
-            Held::Persist => addr_of_mut!((*conns).persist),
-        };
-        M::add_u64(count, u64::MAX);
-        if held == Held::Persist {
-            return;
-        }
+        M::add_u64(held.count_in(conns), u64::MAX);
         let flags = addr_of_mut!((*dest).flags);
         // Checked first: most ends find no OVERLOAD, and a locked write of the dest for nothing
         // would only make the CPUs fight over its cache line.
         if M::load_u32(flags) & DEST_F_OVERLOAD == 0 {
             return;
         }
-        let total = M::load_u64(addr_of!((*conns).active)).wrapping_add(M::load_u64(addr_of!((*conns).inactive)));
         let (u, l) = (addr_of!((*dest).u_threshold).read_volatile(), addr_of!((*dest).l_threshold).read_volatile());
-        if overload_lifted(u, l, total) {
+        if overload_lifted(u, l, total_conns::<M>(conns)) {
             M::and_u32(flags, !DEST_F_OVERLOAD);
         }
     }
 }
 
-/// A connection to a dest started, holding `held` (IPVS's `ip_vs_bind_dest`): counts it, and a
-/// dest reaching its upper threshold is OVERLOADed (no new connections until it drains below
-/// the lower one, [`conn_end`]).
+/// An entry of the connection table started on a dest, holding `held` (IPVS's
+/// `ip_vs_bind_dest`, for connections and templates alike): counts it, and a dest at its upper
+/// threshold is OVERLOADed (no new connections until it drains below the lower one,
+/// [`conn_end`]).
 ///
 /// # Safety
 /// As [`conn_end`].
@@ -121,17 +138,26 @@ pub unsafe fn conn_end<M: SharedMem>(dest: *mut Dest, conns: *mut DestConns, hel
 pub unsafe fn conn_start<M: SharedMem>(dest: *mut Dest, conns: *mut DestConns, held: Held) {
     // SAFETY (all below): as in conn_end.
     unsafe {
-        let count = match held {
-            Held::Active => addr_of_mut!((*conns).active),
-            Held::Inactive => addr_of_mut!((*conns).inactive),
-            Held::Persist => addr_of_mut!((*conns).persist),
-        };
-        M::add_u64(count, 1);
+        M::add_u64(held.count_in(conns), 1);
         let u = addr_of!((*dest).u_threshold).read_volatile();
-        let total = M::load_u64(addr_of!((*conns).active)).wrapping_add(M::load_u64(addr_of!((*conns).inactive)));
-        if u != 0 && total >= u as u64 {
+        if u != 0 && total_conns::<M>(conns) >= u as u64 {
             M::or_u32(addr_of_mut!((*dest).flags), DEST_F_OVERLOAD);
         }
+    }
+}
+
+/// A connection's state moved it from one of its dest's counts to another (ActiveConn <->
+/// InActConn, as IPVS's state transitions move them); OVERLOAD waits for the next start or end,
+/// as in IPVS.
+///
+/// # Safety
+/// `conns` points to the dest's element of `XLB_DEST_CONNS`.
+#[inline(always)]
+pub unsafe fn conn_moved<M: SharedMem>(conns: *mut DestConns, from: Held, to: Held) {
+    // SAFETY: as in conn_end.
+    unsafe {
+        M::add_u64(from.count_in(conns), u64::MAX);
+        M::add_u64(to.count_in(conns), 1);
     }
 }
 
@@ -224,12 +250,17 @@ mod tests {
         assert_eq!(d.flags, live | DEST_F_OVERLOAD, "3 * 4 is not below 4 * 3");
         end(&mut d, &mut n, Held::Inactive);
         assert_eq!((d.flags, n.inactive), (live, 1), "2 * 4 < 4 * 3: lifted");
-        // A template's end gives back PersistConn and leaves OVERLOAD alone.
-        d.flags |= DEST_F_OVERLOAD;
-        n.persist = 1;
+        // Templates bind and unbind as connections do (ip_vs_bind_dest / ip_vs_unbind_dest):
+        // a template's start at the threshold OVERLOADs, its end gives back PersistConn and lifts
+        // OVERLOAD by the same rule (ActiveConn + InActConn: 2 * 4 < 4 * 3).
+        d.u_threshold = 2;
+        start(&mut d, &mut n, Held::Persist);
+        assert_eq!((d.flags, n.persist), (live | DEST_F_OVERLOAD, 1), "2 of 2 when a template starts");
+        d.u_threshold = 4;
         end(&mut d, &mut n, Held::Persist);
-        assert_eq!((d.flags, n.persist), (live | DEST_F_OVERLOAD, 0));
+        assert_eq!((d.flags, n.persist), (live, 0));
         // With -y, below l_threshold.
+        d.flags |= DEST_F_OVERLOAD;
         d.l_threshold = 2;
         end(&mut d, &mut n, Held::Active);
         assert_eq!((d.flags, n.active, n.inactive), (live, 0, 1));

@@ -54,15 +54,13 @@ pub fn expired(c: &Conn, now: u64) -> bool {
     now > c.last_seen + c.timeout as u64 * 1_000_000_000
 }
 
+/// A state change moved connection `c`'s count on its dest from `from` to `to`.
 #[inline(always)]
-fn count(dest_id: u32, active: bool, delta: i64) {
-    if let Some(dc) = XLB_DEST_CONNS.get_ptr_mut(dest_id) {
-        // SAFETY: `dc` is a value of XLB_DEST_CONNS from a successful lookup (an array: valid for
-        // the run); addr_of_mut! only computes a field's address.
-        let field = unsafe {
-            if active { core::ptr::addr_of_mut!((*dc).active) } else { core::ptr::addr_of_mut!((*dc).inactive) }
-        };
-        atomic::fetch_add(field, delta as u64);
+fn recount(c: &Conn, from: Held, to: Held) {
+    if let Some(n) = XLB_DEST_CONNS.get_ptr_mut(c.dest_id) {
+        // SAFETY: the dest's element of XLB_DEST_CONNS (an array: never freed), valid for the run;
+        // changed only atomically.
+        unsafe { lb_common::conn_moved::<atomic::Bpf>(n, from, to) };
     }
 }
 
@@ -179,12 +177,10 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
     let was_inactive = c.flags & CONN_F_INACTIVE != 0;
     let now_active = tcp_state::is_active(new);
     if was_inactive && now_active {
-        count(c.dest_id, false, -1);
-        count(c.dest_id, true, 1);
+        recount(c, Held::Inactive, Held::Active);
         c.flags &= !CONN_F_INACTIVE;
     } else if !was_inactive && !now_active {
-        count(c.dest_id, true, -1);
-        count(c.dest_id, false, 1);
+        recount(c, Held::Active, Held::Inactive);
         c.flags |= CONN_F_INACTIVE;
     }
     c.state = new;

@@ -548,12 +548,13 @@ impl Step for Probe {
     }
 }
 
+/// A template to `dest_id` was made: [`lb_common::conn_start`], as for a connection.
 #[inline(always)]
-fn persist_count(dest_id: u32, delta: i32) {
-    if let Some(dc) = XLB_DEST_CONNS.get_ptr_mut(dest_id) {
-        // SAFETY: `dc` is a value of XLB_DEST_CONNS from a successful lookup (an array: valid for
-        // the run); addr_of_mut! only computes the field's address.
-        atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*dc).persist) }, delta as i64 as u64);
+fn template_start(dest_id: u32) {
+    if let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) {
+        // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS (arrays: never
+        // freed), valid for the run; every write through them is atomic (lb_common::dest_mem).
+        unsafe { lb_common::conn_start::<atomic::Bpf>(d, n, lb_common::Held::Persist) };
     }
 }
 
@@ -599,7 +600,7 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
     if persistent {
         let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
         if XLB_CONNS.insert(&key, &t, 0).is_ok() {
-            persist_count(dest_id, 1);
+            template_start(dest_id);
         }
     }
     Some(dest_id)
