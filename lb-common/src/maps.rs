@@ -27,6 +27,7 @@ pub mod names {
     pub const LBLC: &str = "XLB_LBLC";
     pub const LBLCR: &str = "XLB_LBLCR";
     pub const IFACES: &str = "XLB_IFACES";
+    pub const GATE: &str = "XLB_GATE";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -53,6 +54,7 @@ pub mod names {
         LBLC,
         LBLCR,
         IFACES,
+        GATE,
     ];
 
 }
@@ -497,6 +499,37 @@ pub struct Conn {
 /// `iptables-save`. XDP runs before netfilter, so the data plane classifies with this map.
 pub const FWMARK_MAX_RULES: u32 = 4096;
 
+/// `XLB_GATE`: the first question the data plane asks of every TCP/UDP packet, "could this be
+/// for a service?", answered by one array element (the kernel inlines array lookups) before any
+/// hash lookup, checksum or tail call. The IPv4 address space is hashed into
+/// `1 << GATE_SLOTS_LOG2` slots of 4 bits, 16 slots to a `u64` word; a slot's bits say which
+/// kind of address some configured address hashing there is. A clear bit proves the packet is
+/// for no service (it goes to the kernel at once); a set bit only sends it on to the exact
+/// lookups. Each writer owns its bits and changes them with atomic OR/AND: lbadm's commit the
+/// VIP and NAT real-server bits, lbd's fwmark sync the fwmark bit.
+pub const GATE_SLOTS_LOG2: u32 = 16;
+pub const GATE_SLOTS_PER_WORD: u32 = 16;
+pub const GATE_WORDS: u32 = (1 << GATE_SLOTS_LOG2) / GATE_SLOTS_PER_WORD;
+/// The destination address of an address service (any port, any protocol).
+pub const GATE_VIP: u64 = 0x1;
+/// The source address of a NAT real server's replies.
+pub const GATE_NAT_RS: u64 = 0x2;
+/// The destination address of a fwmark rule (`XLB_FWMARKS`).
+pub const GATE_FWMARK: u64 = 0x4;
+
+/// The gate slot of IPv4 address `addr` (network order, as in the packet): a multiplicative
+/// hash's top bits, the same on both sides.
+#[inline(always)]
+pub const fn gate_slot(addr: u32) -> u32 {
+    addr.wrapping_mul(0x9E37_79B1) >> (32 - GATE_SLOTS_LOG2)
+}
+
+/// Where slot `slot`'s bits live: (word index, shift).
+#[inline(always)]
+pub const fn gate_pos(slot: u32) -> (u32, u32) {
+    (slot / GATE_SLOTS_PER_WORD, (slot % GATE_SLOTS_PER_WORD) * 4)
+}
+
 /// Value of `XLB_CONFIG[0]`: settings userspace writes and the data plane reads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -597,9 +630,6 @@ impl Config {
     }
 }
 
-/// Some real server is NAT (`-m`): packets that match no connection are also looked up as
-/// replies. Without NAT dests that lookup is skipped.
-pub const CFG_F_HAS_NAT: u32 = 0x1;
 /// The kernel's `bpf_fib_lookup` takes BPF_FIB_LOOKUP_SRC (Linux 6.7): the route's source
 /// address comes with the answer. Set by lbd attach from its probe.
 pub const CFG_F_FIB_SRC: u32 = 0x2;

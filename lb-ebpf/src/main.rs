@@ -24,6 +24,8 @@ mod bpf_loop;
 mod conn;
 mod decap;
 mod dr;
+mod gate;
+mod handoff;
 mod icmp;
 mod maps;
 mod nat;
@@ -46,12 +48,12 @@ use aya_ebpf::{
 use lb_common::{
     str_eq,
     tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
-    TailProgram, AF_INET, CFG_F_HAS_NAT, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+    TailProgram, AF_INET, CONN_F_CONTROLLED, GATE_FWMARK, GATE_NAT_RS, GATE_VIP, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
     SVC_F_PERSISTENT,
 };
 
 use crate::{
-    maps::{XLB_CONFIG, XLB_CONNS, XLB_PROGS},
+    maps::{XLB_CONNS, XLB_PROGS},
     parse::{parse, Parsed, Pkt},
     stats::bump,
 };
@@ -95,63 +97,113 @@ tail_programs! {
     NewTwos => xlb_new_twos,
 }
 
-/// The entry point: established connections are forwarded here; a packet of no connection goes
-/// on to `xlb_new`, an ICMP error to `xlb_icmp`.
+/// The entry point. Parses the packet once, asks the gate whether it could be for a service
+/// (anything else goes to the kernel at once), then looks it up once in the connection table:
+/// an established connection is forwarded here, a NAT reply too; a packet of no connection to
+/// a virtual service goes on, with the packet and its service in the hand-off entry, to the
+/// scheduling program of the service's scheduler; an ICMP error to `xlb_icmp`.
 #[xdp]
 pub fn xlb_xdp(ctx: XdpContext) -> u32 {
     bump(|g| &mut g.rx);
-    established(&ctx, false)
-}
-
-/// A packet of a connection `xlb_new` has just created: forwarded like an established one (but
-/// counted as the connection's first).
-#[xdp]
-pub fn xlb_fwd(ctx: XdpContext) -> u32 {
-    established(&ctx, true)
-}
-
-#[inline(always)]
-fn established(ctx: &XdpContext, new_conn: bool) -> u32 {
     let p = match parse(ctx.data(), ctx.data_end()) {
         Parsed::Ok(p) => p,
-        Parsed::Icmp(_) => return tail(ctx, TailProgram::Icmp),
+        Parsed::Icmp(_) => return tail(&ctx, TailProgram::Icmp),
         Parsed::Other => return verdict(xdp_action::XDP_PASS),
         Parsed::Malformed => {
             bump(|g| &mut g.parse_fail);
             return verdict(xdp_action::XDP_PASS);
         }
     };
+    let to_service = gate::bits(p.daddr.w[0]) & (GATE_VIP | GATE_FWMARK) != 0;
+    let from_nat_rs = || gate::bits(p.saddr.w[0]) & GATE_NAT_RS != 0;
+    if !to_service {
+        if from_nat_rs()
+            && let Some(v) = nat::reply(&ctx, &p, ingress(&ctx), conn::now())
+        {
+            return verdict(v);
+        }
+        return verdict(xdp_action::XDP_PASS);
+    }
     let now = conn::now();
     let key = conn::key_in(&p);
     let Some(c) = XLB_CONNS.get_ptr_mut(&key) else {
-        return if new_conn { verdict(xdp_action::XDP_DROP) } else { tail(ctx, TailProgram::New) };
+        if from_nat_rs()
+            && let Some(v) = nat::reply(&ctx, &p, ingress(&ctx), now)
+        {
+            return verdict(v);
+        }
+        return new_flow(&ctx, &p, false);
     };
     // SAFETY: a value of XLB_CONNS from a successful lookup: valid until the program returns (RCU).
     // Other CPUs may update the same connection; as IPVS's per-packet updates, the fields are plain
     // stores.
     let c = unsafe { &mut *c };
-    if !new_conn {
-        if conn::expired(c, now) {
-            return tail(ctx, TailProgram::New);
-        }
-        if p.proto == IPPROTO_TCP && p.tcp_flags & TCP_FLAG_SYN != 0 && conn::reschedule_on_syn(c) {
-            conn::expire_now(&key, &{ *c });
-            return tail(ctx, TailProgram::New);
-        }
-        conn::on_packet(c, &p, now);
-        bump(|g| &mut g.conn_hit);
+    if conn::expired(c, now) {
+        return new_flow(&ctx, &p, true);
     }
+    if p.proto == IPPROTO_TCP && p.tcp_flags & TCP_FLAG_SYN != 0 && conn::reschedule_on_syn(c) {
+        conn::expire_now(&key, &{ *c });
+        return new_flow(&ctx, &p, false);
+    }
+    conn::on_packet(c, &p, now);
+    bump(|g| &mut g.conn_hit);
     let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
-    match forward(ctx, &p, svc_id, dest_id, rport, new_conn, now) {
+    match forward(&ctx, &p, svc_id, dest_id, rport, false, now) {
         Some(v) => verdict(v),
         // Its real server was deleted: expire_nodest_conn = 1 expires the connection and handles
         // the packet as new; 0 drops it.
-        None if !new_conn && conn::with_config(|cfg| cfg.expire_nodest_conn != 0).unwrap_or(false) => {
+        None if conn::with_config(|cfg| cfg.expire_nodest_conn != 0).unwrap_or(false) => {
             conn::expire_now(&key, &{ *c });
-            tail(ctx, TailProgram::New)
+            new_flow(&ctx, &p, false)
         }
         None => verdict(xdp_action::XDP_DROP),
     }
+}
+
+/// A packet of no (live) connection to a gated address: its virtual service, if it has one,
+/// and the packet go in the hand-off entry to the scheduling program of the service's
+/// scheduler. `stale`: an expired entry holds the packet's key (the new connection replaces
+/// it).
+#[inline(always)]
+fn new_flow(ctx: &XdpContext, p: &Pkt, stale: bool) -> u32 {
+    let Some(m) = schedule::find_service(ctx, p) else {
+        return verdict(xdp_action::XDP_PASS);
+    };
+    // Only a SYN opens a TCP connection (any packet but a RST with sloppy_tcp = 1); anything
+    // else without a connection goes to the local stack as with IPVS.
+    let sloppy = || conn::with_config(|c| c.sloppy_tcp != 0).unwrap_or(false);
+    if p.proto == IPPROTO_TCP && (p.tcp_flags & TCP_FLAG_RST != 0 || (p.tcp_flags & TCP_FLAG_SYN == 0 && !sloppy())) {
+        return verdict(xdp_action::XDP_PASS);
+    }
+    let Some(h) = handoff::get() else {
+        return verdict(xdp_action::XDP_DROP);
+    };
+    h.pkt = *p;
+    h.svc = *m.svc;
+    h.port = m.port;
+    h.fwmark = m.fwmark;
+    h.stale = stale;
+    let next = match schedule::group_of(m.svc.sched) {
+        schedule::GROUP_SET => TailProgram::NewSet,
+        schedule::GROUP_TWOS => TailProgram::NewTwos,
+        schedule::GROUP_SCAN => TailProgram::NewScan,
+        _ => TailProgram::New,
+    };
+    tail(ctx, next)
+}
+
+/// The first packet of a connection a scheduling program has just made: forwarded like an
+/// established one (but counted as the connection's first).
+#[xdp]
+pub fn xlb_fwd(ctx: XdpContext) -> u32 {
+    let Some(h) = handoff::get() else {
+        return verdict(xdp_action::XDP_DROP);
+    };
+    let Some(p) = handoff::pkt(h) else {
+        return verdict(xdp_action::XDP_DROP);
+    };
+    let v = forward(&ctx, &p, h.svc.id, h.dest_id, h.rport, true, conn::now()).unwrap_or(xdp_action::XDP_DROP);
+    verdict(v)
 }
 
 /// Continues with tail program `p`; returns (the drop verdict) only when it is not installed.
@@ -170,31 +222,29 @@ fn tail_call(ctx: &XdpContext, p: TailProgram) {
     unsafe { XLB_PROGS.tail_call(ctx, p.index()) };
 }
 
-/// Packets of no established connection: NAT replies and new connections to a virtual service.
+/// New connections to a service of one of the cheap schedulers (`schedule::GROUP_NEW`).
 #[xdp]
 pub fn xlb_new(ctx: XdpContext) -> u32 {
-    verdict(new_flow::<{ schedule::GROUP_NEW }>(&ctx))
+    verdict(new_conn::<{ schedule::GROUP_NEW }>(&ctx))
 }
 
 /// New connections to a service whose scheduler keeps per-destination server sets (lblcr,
-/// `schedule::GROUP_SET`), reached from `xlb_new`.
+/// `schedule::GROUP_SET`).
 #[xdp]
 pub fn xlb_new_set(ctx: XdpContext) -> u32 {
-    verdict(new_flow::<{ schedule::GROUP_SET }>(&ctx))
+    verdict(new_conn::<{ schedule::GROUP_SET }>(&ctx))
 }
 
-/// New connections to a service of twos (two random weighted draws, `schedule::GROUP_TWOS`),
-/// reached from `xlb_new`.
+/// New connections to a service of twos (two random weighted draws, `schedule::GROUP_TWOS`).
 #[xdp]
 pub fn xlb_new_twos(ctx: XdpContext) -> u32 {
-    verdict(new_flow::<{ schedule::GROUP_TWOS }>(&ctx))
+    verdict(new_conn::<{ schedule::GROUP_TWOS }>(&ctx))
 }
 
-/// New connections to a service of a connection-count scheduler (`schedule::GROUP_SCAN`),
-/// reached from `xlb_new`.
+/// New connections to a service of a connection-count scheduler (`schedule::GROUP_SCAN`).
 #[xdp]
 pub fn xlb_new_scan(ctx: XdpContext) -> u32 {
-    verdict(new_flow::<{ schedule::GROUP_SCAN }>(&ctx))
+    verdict(new_conn::<{ schedule::GROUP_SCAN }>(&ctx))
 }
 
 /// ICMP errors about connections.
@@ -215,55 +265,29 @@ fn ingress(ctx: &XdpContext) -> u32 {
     unsafe { (*ctx.ctx).ingress_ifindex }
 }
 
+/// Schedules the new connection `xlb_xdp` handed over (`GROUP`: which program this is,
+/// `schedule::group_of`), records it, and hands its first packet to `xlb_fwd`.
 #[inline(always)]
-fn has_nat() -> bool {
-    XLB_CONFIG.get(0).is_some_and(|c| c.flags & CFG_F_HAS_NAT != 0)
-}
-
-/// `GROUP`: which program this is (`schedule::group_of`); the others than `xlb_new` get only the
-/// services `xlb_new` hands over (it has checked that the packet is no NAT reply).
-#[inline(always)]
-fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
-    const NEW: u8 = schedule::GROUP_NEW;
-    let ingress = ingress(ctx);
-    let Parsed::Ok(p) = parse(ctx.data(), ctx.data_end()) else {
-        return xdp_action::XDP_PASS;
-    };
-    let now = conn::now();
-    let key = conn::key_in(&p);
-    let stale = XLB_CONNS.get_ptr_mut(&key);
-    if GROUP == NEW
-        && stale.is_none()
-        && has_nat()
-        && let Some(v) = nat::reply(ctx, &p, ingress, now)
-    {
-        return v;
-    }
-    let Some(m) = schedule::find_service(ctx, &p) else {
-        return xdp_action::XDP_PASS;
-    };
-    let group = schedule::group_of(m.svc.sched);
-    if GROUP == NEW && group != NEW {
-        let p = match group {
-            schedule::GROUP_SET => TailProgram::NewSet,
-            schedule::GROUP_TWOS => TailProgram::NewTwos,
-            _ => TailProgram::NewScan,
-        };
-        tail_call(ctx, p);
-        // Only reached when the program is not installed: never guess, drop.
+fn new_conn<const GROUP: u8>(ctx: &XdpContext) -> u32 {
+    let Some(h) = handoff::get() else {
         return xdp_action::XDP_DROP;
-    }
-    // Only a SYN opens a TCP connection (any packet but a RST with sloppy_tcp = 1); anything
-    // else without a connection goes to the local stack as with IPVS.
-    let sloppy = || conn::with_config(|c| c.sloppy_tcp != 0).unwrap_or(false);
-    if p.proto == IPPROTO_TCP && (p.tcp_flags & TCP_FLAG_RST != 0 || (p.tcp_flags & TCP_FLAG_SYN == 0 && !sloppy())) {
-        return xdp_action::XDP_PASS;
-    }
-    if let Some(old) = stale {
+    };
+    // Read in place (a copy would not fit the stack beside lblcr's set); this program uses no
+    // header offset of it.
+    let p = &h.pkt;
+    let now = conn::now();
+    let key = conn::key_in(p);
+    if h.stale
+        && let Some(old) = XLB_CONNS.get_ptr_mut(&key)
+    {
         // SAFETY: a value of XLB_CONNS from a successful lookup, valid for the run; only read.
-        conn::end_stale(&key, unsafe { &*old });
+        let old = unsafe { &*old };
+        if conn::expired(old, now) {
+            conn::end_stale(&key, old);
+        }
     }
-    let chosen = schedule::choose_dest::<GROUP>(&m, &p, now)
+    let m = schedule::Matched { svc: &h.svc, port: h.port, fwmark: h.fwmark };
+    let chosen = schedule::choose_dest::<GROUP>(&m, p, now)
         .and_then(|id| schedule::usable_dest(id, m.svc.id, |d| (id, d.port, d.fwd)));
     let Some((dest_id, dport, fwd)) = chosen else {
         bump(|g| &mut g.no_dest);
@@ -272,16 +296,17 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     // The real server's port: its own for a service on one port, the client's choice for an
     // "all ports" service (IPVS: dport = dest port iff packet port = service port).
     let rport = if m.port != 0 && dport != 0 { dport } else { p.dport };
+    let svc = m.svc;
     let flags = if fwd == FWD_DROUTE || fwd == FWD_TUNNEL { CONN_F_NOOUTPUT } else { 0 }
-        | if m.svc.flags & SVC_F_PERSISTENT != 0 { CONN_F_CONTROLLED } else { 0 };
-    if conn::create(&key, &p, m.svc.id, dest_id, rport, flags, now).is_err() {
+        | if svc.flags & SVC_F_PERSISTENT != 0 { CONN_F_CONTROLLED } else { 0 };
+    if conn::create(&key, p, svc.id, dest_id, rport, flags, now).is_err() {
         bump(|g| &mut g.conn_insert_fail);
         return xdp_action::XDP_DROP;
     }
     // (The real server's address, which only NAT needs, is read for NAT alone.)
     if fwd == FWD_MASQ
-        && schedule::usable_dest(dest_id, m.svc.id, |d| nat::reply_key(&p, d.addr, rport)).is_none_or(|reply| {
-            conn::create_reply_entry(&reply, m.svc.id, dest_id, p.dport, p.daddr.w[0], now).is_err()
+        && schedule::usable_dest(dest_id, svc.id, |d| nat::reply_key(p, d.addr, rport)).is_none_or(|reply| {
+            conn::create_reply_entry(&reply, svc.id, dest_id, p.dport, p.daddr.w[0], now).is_err()
         })
     {
         // Without its reply side a NAT connection would answer from the real server's address:
@@ -291,6 +316,8 @@ fn new_flow<const GROUP: u8>(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     }
     bump(|g| &mut g.conn_new);
+    h.dest_id = dest_id;
+    h.rport = rport;
     // Its first packet is forwarded by xlb_fwd (as a new connection's).
     tail_call(ctx, TailProgram::Fwd);
     xdp_action::XDP_DROP

@@ -73,4 +73,6 @@ pinned_maps! {
     XLB_RATES: HashMap<u32, RateEst> = HashMap::pinned(MAX_SERVICES + MAX_DESTS + 1, 1);
     /// fwmark classification of (protocol, VIP, port or 0) -> mark (see lb-common).
     XLB_FWMARKS: HashMap<ServiceKey, u32> = HashMap::pinned(FWMARK_MAX_RULES, 0);
+    /// "Could this be for a service?" by address hash (see lb-common's `GATE_*`).
+    XLB_GATE: Array<u64> = Array::pinned(GATE_WORDS, MAP_F_MMAPABLE);
 }

@@ -1,12 +1,12 @@
 //! ICMP errors about tracked connections, sent on to the party that needs them (IPVS
 //! `ip_vs_in_icmp` / `ip_vs_out_icmp`) by the connection's forwarding method.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::{ConnKey, CFG_F_HAS_NAT, CONN_KIND_IN, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL};
+use lb_common::{ConnKey, CONN_KIND_IN, GATE_NAT_RS, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL};
 
 use crate::{
     conn::expired,
     csum, dr,
-    maps::{XLB_CONFIG, XLB_CONNS},
+    maps::XLB_CONNS,
     nat,
     parse::{IcmpErr, ETH_HLEN},
     schedule::usable_dest,
@@ -64,8 +64,7 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
             _ => xdp_action::XDP_PASS,
         });
     }
-    let has_nat = XLB_CONFIG.get(0).is_some_and(|c| c.flags & CFG_F_HAS_NAT != 0);
-    if !has_nat {
+    if crate::gate::bits(q.daddr.w[0]) & GATE_NAT_RS == 0 {
         return None;
     }
     // From a NAT real server about a packet it got from the client: the reply-side key.

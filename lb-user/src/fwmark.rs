@@ -8,7 +8,12 @@
 //! `--set-mark V`. A rule with any other match (source, interface, port ranges, ...) cannot be
 //! represented and is reported, not guessed. As in netfilter, when several rules mark the same
 //! packet the last one wins.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+    process::Command,
+};
 
 use anyhow::{Context as _, bail};
 use aya::maps::{HashMap, MapData};
@@ -139,6 +144,7 @@ pub fn sync(pin_dir: &Path) -> anyhow::Result<(usize, Vec<String>)> {
             map.insert(*k, *mark, 0)?;
         }
     }
+    crate::store::Gate::open(pin_dir)?.set(lb_common::GATE_FWMARK, want.keys().map(|(_, a, _)| IpAddr::V4(*a)));
     Ok((want_keys.len(), skipped))
 }
 

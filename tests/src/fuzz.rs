@@ -8,7 +8,7 @@ use etherparse::{
     Icmpv4Type, IcmpEchoHeader,
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
-use lb_common::{CFG_F_HAS_NAT, GlobalStats, IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{GlobalStats, IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP};
 use lb_user::{
     model::Table,
     store::{CreateOptions, Store},
@@ -17,7 +17,7 @@ use lb_user::{
 use crate::{
     frames::{self, ACK, FIN, Frame, PSH, RST, SYN, arp_request, icmp, quote_of, sa},
     pins::TempPins,
-    xdp::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest, set_config_flags},
+    xdp::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest},
 };
 
 // ------------------------------------------------------------------------------------------
@@ -311,7 +311,6 @@ impl Lab {
             let before = st.load()?;
             st.commit(&before, t)?;
         }
-        set_config_flags(pins.path(), CFG_F_HAS_NAT)?;
         let director = DirectorNs::new(tag, &[VIP_DR, VIP_TUN, VIP_NAT, VIP_ALL, VIP_LOCAL])?;
         Ok(Lab { director, pins, opts })
     }

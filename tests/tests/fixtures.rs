@@ -12,14 +12,14 @@ use etherparse::{
     Icmpv4Type,
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
-use lb_common::{CFG_F_HAS_NAT, GlobalStats};
+use lb_common::GlobalStats;
 use lb_user::store::Store;
 use xlb_tests::{
     director::*,
     frames::{self, ACK, Frame, PSH, RST, SYN, arp_request, icmp, icmp_error_reply, ipip, quote_of, sa},
     pins::TempPins,
     table::table,
-    xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest, set_config_flags, verdict_name},
+    xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest, verdict_name},
 };
 
 const CLIENT_MAC: [u8; 6] = frames::CLIENT_MAC;
@@ -338,7 +338,6 @@ fn packet_fixtures() {
         let before = store.load().expect("load");
         store.commit(&before, &table(director_services())).expect("commit");
     }
-    set_config_flags(pins.path(), CFG_F_HAS_NAT).expect("config");
     let dir = DirectorNs::new("fix", &[VIP_DR, VIP_TUN, VIP_NAT, VIP_ALL]).expect("director namespace");
     let d = Director { eth0_mac: dir.eth0_mac, eth1_mac: dir.eth1_mac };
     let (if0, if1) = (dir.eth0, dir.eth1);

@@ -3,6 +3,7 @@
 //! data plane sees every service either before or after the change, never a mix.
 mod codec;
 mod conns;
+mod gate;
 mod mmap;
 mod pins;
 mod rates;
@@ -30,6 +31,7 @@ use slots::SlotAllocator;
 
 pub use codec::{map_key, to_addr, to_ip};
 pub use conns::monotonic_coarse_ns;
+pub use gate::Gate;
 pub use mmap::MmapArray;
 pub use pins::{CreateOptions, DEFAULT_PIN_DIR, ensure_pin_dir, load_object, pin_dir};
 
@@ -50,6 +52,7 @@ pub struct Store {
     config: Array<MapData, c::Config>,
     meta: Array<MapData, Meta>,
     rates: HashMap<MapData, u32, c::RateEst>,
+    gate: Gate,
     dir: PathBuf,
     _lock: File,
 }
@@ -82,6 +85,7 @@ impl Store {
             config: Array::try_from(src.take(names::CONFIG)?)?,
             meta: Array::try_from(src.take(names::META)?)?,
             rates: HashMap::try_from(src.take(names::RATES)?)?,
+            gate: Gate::new(src.take_data(names::GATE)?)?,
             dir: dir.to_path_buf(),
             _lock: lock,
         };
@@ -248,22 +252,21 @@ impl Store {
             meta.next_seq = after.next_seq;
             self.meta.set(0, meta, 0)?;
         }
-        self.sync_config_flags(after)?;
+        self.sync_gate(after);
         self.free_idle_trash()?;
         Ok(())
     }
 
-    /// Data-plane switches derived from the table: the NAT reply lookup runs only while some
-    /// real server is NAT.
-    fn sync_config_flags(&mut self, t: &Table) -> anyhow::Result<()> {
-        let has_nat = t.services.iter().any(|s| s.dests.iter().any(|d| d.fwd == Fwd::Masq));
-        let mut cfg = self.config.get(&0, 0)?;
-        let flags = if has_nat { cfg.flags | c::CFG_F_HAS_NAT } else { cfg.flags & !c::CFG_F_HAS_NAT };
-        if flags != cfg.flags {
-            cfg.flags = flags;
-            self.config.set(0, cfg, 0)?;
-        }
-        Ok(())
+    /// The gate's bits of the table (see [`Gate`]): the services' addresses, and the NAT real
+    /// servers' (whose replies the data plane looks up).
+    fn sync_gate(&mut self, t: &Table) {
+        let vips = t.services.iter().filter_map(|s| match s.key {
+            crate::model::SvcKey::Inet { addr, .. } => Some(addr),
+            crate::model::SvcKey::Fwmark { .. } => None,
+        });
+        self.gate.set(c::GATE_VIP, vips);
+        let nat = t.services.iter().flat_map(|s| s.dests.iter()).filter(|d| d.fwd == Fwd::Masq).map(|d| d.addr);
+        self.gate.set(c::GATE_NAT_RS, nat);
     }
 
     fn commit_service(

@@ -95,7 +95,7 @@ pub(super) enum MapSource {
 }
 
 /// Every map the store uses.
-const STORE_MAPS: [&str; 14] = [
+const STORE_MAPS: [&str; 15] = [
     names::SERVICES,
     names::SVC_KEYS,
     names::SVC_STATE,
@@ -110,6 +110,7 @@ const STORE_MAPS: [&str; 14] = [
     names::CONFIG,
     names::META,
     names::RATES,
+    names::GATE,
 ];
 
 impl MapSource {

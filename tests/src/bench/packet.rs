@@ -285,20 +285,10 @@ fn director_ns() -> anyhow::Result<(Netns, u32, u32, [u8; 6])> {
 }
 
 pub fn commit(pins: &Path, services: Vec<Service>) -> anyhow::Result<()> {
-    let has_nat = services.iter().any(|s| s.dests.iter().any(|d| d.fwd == Fwd::Masq));
     {
         let mut store = Store::open_at(pins, CreateOptions::default())?;
         let before = store.load()?;
         store.commit(&before, &table(services))?;
-    }
-    // What lbadm sets when a NAT real server exists (older stores left it to the caller).
-    if has_nat {
-        let data = aya::maps::MapData::from_pin(pins.join(lb_common::names::CONFIG))?;
-        let mut a: aya::maps::Array<aya::maps::MapData, lb_common::Config> =
-            aya::maps::Array::try_from(aya::maps::Map::Array(data))?;
-        let mut c = a.get(&0, 0)?;
-        c.flags |= lb_common::CFG_F_HAS_NAT;
-        a.set(0, c, 0)?;
     }
     Ok(())
 }

@@ -1,0 +1,63 @@
+//! `XLB_GATE` (see lb-common's `GATE_*`): the data plane's first question, "could this packet be
+//! for a service?". Each writer owns one bit of every slot and sets it for its addresses with
+//! atomic OR/AND on the shared mapping, so writers of the other bits are never overwritten:
+//! lbadm's commit owns [`c::GATE_VIP`] and [`c::GATE_NAT_RS`], lbd's fwmark sync
+//! [`c::GATE_FWMARK`].
+use std::{net::IpAddr, path::Path, sync::atomic::{AtomicU64, Ordering::SeqCst}};
+
+use anyhow::Context as _;
+use aya::maps::MapData;
+use lb_common::{self as c, names};
+
+use super::MmapArray;
+
+pub struct Gate(MmapArray<u64>);
+
+impl Gate {
+    pub(super) fn new(map: MapData) -> anyhow::Result<Gate> {
+        Ok(Gate(MmapArray::new(map, c::GATE_WORDS)?))
+    }
+
+    /// The gate pinned in `pin_dir` (created with the other maps by the store).
+    pub fn open(pin_dir: &Path) -> anyhow::Result<Gate> {
+        let path = pin_dir.join(names::GATE);
+        let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        Gate::new(data)
+    }
+
+    fn word(&self, i: u32) -> Option<&AtomicU64> {
+        let p = self.0.ptr_field(i)?;
+        // SAFETY: an element inside the mapping, 8-aligned (the stride is 8); the reference
+        // borrows `self`, so it cannot outlive the mapping; every write to the word, here and in
+        // lbd's other writer, is atomic (the data plane only reads it).
+        Some(unsafe { AtomicU64::from_ptr(p) })
+    }
+
+    /// Makes `bit` set in exactly the slots of `addrs` (IPv4; other families have no gate yet
+    /// and are ignored). Bits are set before others are cleared, so an address that stays
+    /// configured is never gated out meanwhile.
+    pub fn set(&self, bit: u64, addrs: impl IntoIterator<Item = IpAddr>) {
+        let mut want = vec![0u64; c::GATE_WORDS as usize];
+        for a in addrs {
+            if let IpAddr::V4(v4) = a {
+                let (w, shift) = c::gate_pos(c::gate_slot(u32::from_ne_bytes(v4.octets())));
+                want[w as usize] |= bit << shift;
+            }
+        }
+        let every = bit * 0x1111_1111_1111_1111;
+        for (i, w) in want.iter().enumerate() {
+            let Some(word) = self.word(i as u32) else { continue };
+            let have = word.load(SeqCst) & every;
+            if have != *w {
+                word.fetch_or(*w, SeqCst);
+                word.fetch_and(!(have & !*w), SeqCst);
+            }
+        }
+    }
+
+    /// Whether IPv4 address `a` has `bit` (tests).
+    pub fn has(&self, bit: u64, a: std::net::Ipv4Addr) -> bool {
+        let (w, shift) = c::gate_pos(c::gate_slot(u32::from_ne_bytes(a.octets())));
+        self.word(w).is_some_and(|x| x.load(SeqCst) >> shift & bit != 0)
+    }
+}
