@@ -28,6 +28,8 @@ pub mod names {
     pub const LBLCR: &str = "XLB_LBLCR";
     pub const IFACES: &str = "XLB_IFACES";
     pub const GATE: &str = "XLB_GATE";
+    pub const HANDOFF: &str = "XLB_HANDOFF";
+    pub const CLIENT_NEIGH: &str = "XLB_CLIENT_NEIGH";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -55,6 +57,8 @@ pub mod names {
         LBLCR,
         IFACES,
         GATE,
+        HANDOFF,
+        CLIENT_NEIGH,
     ];
 
 }
@@ -350,6 +354,9 @@ pub const IFACE_XDP_NATIVE: u32 = 1;
 pub const IFACE_XDP_SKB: u32 = 2;
 /// Capacity of `XLB_IFACES`.
 pub const MAX_IFACES: u32 = 1024;
+
+/// Capacity of `XLB_CLIENT_NEIGH`, the next hops toward NAT clients.
+pub const CLIENT_NEIGH_MAX: u32 = 65_536;
 
 /// How long the data plane trusts a cached next hop before asking the kernel's FIB again.
 pub const NEIGH_TTL_NS: u64 = 1_000_000_000;

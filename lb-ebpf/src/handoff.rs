@@ -2,11 +2,15 @@
 //! service looked up once: the parsed packet, the matched service, and (from the scheduling
 //! programs to `xlb_fwd`) the connection just made. A per-CPU entry: a tail call runs on the
 //! CPU of its caller, and an XDP run is not interleaved with another on its CPU (in NAPI, in
-//! BPF_PROG_TEST_RUN with preemption off).
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+//! BPF_PROG_TEST_RUN with preemption off). Pinned (`XLB_HANDOFF`) like the program array: the
+//! programs a tail call reaches may come from another load of the object than the caller (each
+//! `lbd attach` loads it), and caller and callee must see the same entry.
 use lb_common::Service;
 
-use crate::parse::{Pkt, ETH_HLEN, IPV4_HLEN};
+use crate::{
+    maps::XLB_HANDOFF,
+    parse::{Pkt, ETH_HLEN, IPV4_HLEN},
+};
 
 pub struct Handoff {
     pub pkt: Pkt,
@@ -24,9 +28,6 @@ pub struct Handoff {
     pub dest_id: u32,
     pub rport: u16,
 }
-
-#[map]
-static XLB_HANDOFF: PerCpuArray<Handoff> = PerCpuArray::with_max_entries(1, 0);
 
 /// This CPU's hand-off entry.
 #[inline(always)]

@@ -6,6 +6,8 @@ use aya_ebpf::{
 };
 use lb_common::*;
 
+use crate::{handoff::Handoff, nexthop::ClientKey};
+
 /// Declares the pinned maps. A map's name in the object is its static's name; this does not
 /// compile unless those names are exactly `lb_common::names::ALL`, the names userspace opens.
 macro_rules! pinned_maps {
@@ -75,4 +77,10 @@ pinned_maps! {
     XLB_FWMARKS: HashMap<ServiceKey, u32> = HashMap::pinned(FWMARK_MAX_RULES, 0);
     /// "Could this be for a service?" by address hash (see lb-common's `GATE_*`).
     XLB_GATE: Array<u64> = Array::pinned(GATE_WORDS, MAP_F_MMAPABLE);
+    /// What `xlb_xdp` hands to the programs it tail-calls (see handoff.rs).
+    XLB_HANDOFF: PerCpuArray<Handoff> = PerCpuArray::pinned(1, 0);
+    /// The next hops toward clients (NAT replies), cached per client as `XLB_DEST_NEIGH` caches
+    /// them per real server: a FIB lookup per reply cost more than the rest of the reply's path.
+    /// An LRU: a client not seen for long is forgotten, and looked up again when it returns.
+    XLB_CLIENT_NEIGH: LruHashMap<ClientKey, DestNeigh> = LruHashMap::pinned(CLIENT_NEIGH_MAX, 0);
 }

@@ -26,7 +26,7 @@ use lb_common::{
 };
 
 use crate::{
-    maps::{XLB_DEST_NEIGH, XLB_IFACES},
+    maps::{XLB_CLIENT_NEIGH, XLB_DEST_NEIGH, XLB_IFACES},
     parse::header,
 };
 
@@ -154,9 +154,29 @@ pub fn to_dest(ctx: &XdpContext, dest_id: u32, dst: u32, ingress: u32, want_src:
     route_of(cached)
 }
 
-/// The next hop toward any address (NAT replies to clients), not cached.
+/// Key of [`XLB_CLIENT_NEIGH`]: a client address and the interface its replies came in on (the
+/// FIB is asked from that interface).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ClientKey {
+    pub addr: u32,
+    pub ingress: u32,
+}
+
+/// The next hop toward client `dst` (NAT replies), cached per (client, ingress) for
+/// `NEIGH_TTL_NS` as answers for real servers are.
 #[inline(always)]
 pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
+    let key = ClientKey { addr: dst, ingress };
+    if let Some(n) = XLB_CLIENT_NEIGH.get_ptr(&key) {
+        // SAFETY: a value of an LRU hash map from a successful lookup: valid until the program
+        // returns (RCU), even if evicted meanwhile; a concurrent refresh by another CPU writes
+        // another answer of the FIB (a torn read sends one packet by a mix of two).
+        let n = unsafe { &*n };
+        if n.expires > now {
+            return route_of(n);
+        }
+    }
     let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
         return Route::None;
     };
@@ -165,6 +185,7 @@ pub fn to_addr(ctx: &XdpContext, dst: u32, ingress: u32, now: u64) -> Route {
     let rc = fib(ctx.as_ptr(), &mut s.fib, dst, ingress, false);
     // The answer stays in this CPU's scratch entry, which the route points to.
     s.neigh = answer(rc, &s.fib, dst, ingress, now);
+    let _ = XLB_CLIENT_NEIGH.insert(&key, &s.neigh, 0);
     route_of(&s.neigh)
 }
 

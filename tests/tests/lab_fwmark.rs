@@ -82,6 +82,9 @@ fn seed_001_fwmark_both_ports_stick_to_one_server() {
     // The daemon's job (lbd run does it every second): the MARK rules into the classifier.
     let synced = lbd(&lvs, &["sync-marks"]);
     assert_eq!(String::from_utf8_lossy(&synced.stdout).trim(), "2 fwmark classifier entries");
+    // The sync opened the gate for the marked VIP (XDP sees marked traffic only through it).
+    let gate = lb_user::store::Gate::open(pins.path()).expect("gate");
+    assert!(gate.has(lb_common::GATE_FWMARK, "192.168.0.105".parse().expect("vip")), "fwmark VIP gated out");
     let curl = |port: u16| -> String {
         let out = run(client.cmd("curl").args(["-sS", "--max-time", "5", &format!("http://192.168.0.105:{port}/")]))
             .expect("curl");
