@@ -179,7 +179,10 @@ fn new_flow(ctx: &XdpContext, p: &Pkt, stale: bool) -> u32 {
         return verdict(xdp_action::XDP_DROP);
     };
     h.pkt = *p;
-    h.svc = *m.svc;
+    // SAFETY: two distinct map values (the service's and this CPU's hand-off entry), both valid
+    // for the run. Copied as non-overlapping: an assignment between the two is a memmove, which
+    // the BPF backend calls (a byte loop) instead of inlining.
+    unsafe { core::ptr::copy_nonoverlapping(m.svc, &mut h.svc, 1) };
     h.port = m.port;
     h.fwmark = m.fwmark;
     h.stale = stale;

@@ -50,9 +50,11 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
             };
             // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while
             // this lives.
+            // (Copied as non-overlapping bytes: an assignment between two pointers is a
+            // memmove, which the BPF backend does not inline but calls, byte by byte.)
             unsafe {
-                (*eth).dst_addr = n.dmac;
-                (*eth).src_addr = n.smac;
+                core::ptr::copy_nonoverlapping(n.dmac.as_ptr(), (*eth).dst_addr.as_mut_ptr(), 6);
+                core::ptr::copy_nonoverlapping(n.smac.as_ptr(), (*eth).src_addr.as_mut_ptr(), 6);
             }
             if tx {
                 xdp_action::XDP_TX
