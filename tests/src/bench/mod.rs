@@ -9,6 +9,7 @@ pub mod ctl;
 pub mod e2e;
 pub mod mem;
 pub mod packet;
+pub mod progs;
 pub mod report;
 
 use std::{os::fd::AsRawFd as _, path::PathBuf};
@@ -90,7 +91,31 @@ pub struct Figure {
     pub ratio: Option<f64>,
     /// The target and where the figure stands.
     pub target: Option<String>,
+    /// The target as a comparison, for the summary.
+    pub check: Option<Check>,
+    /// Which goal of the summary (`report::GOALS`) this figure counts toward.
+    pub goal: Option<&'static str>,
     pub proof: Proof,
+}
+
+/// A target as numbers: `value` against `limit` (at most, or at least).
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub value: f64,
+    pub limit: f64,
+    pub at_least: bool,
+    /// "ns", "×", "insns".
+    pub unit: String,
+}
+
+impl Check {
+    pub fn met(&self) -> bool {
+        if self.at_least { self.value >= self.limit } else { self.value <= self.limit }
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        if self.met() { "met" } else { "NOT met" }
+    }
 }
 
 impl Figure {
@@ -106,6 +131,8 @@ impl Figure {
             baseline: None,
             ratio: None,
             target: None,
+            check: None,
+            goal: None,
             proof,
         }
     }
@@ -120,10 +147,28 @@ impl Figure {
         self
     }
 
-    /// `at most` target: "<= 70 ns: met (52)" / "not met".
+    /// `at most` target on the median: "hot ≤ 38 ns: met" / "NOT met".
     pub fn target_max(mut self, limit: f64, what: &str) -> Figure {
-        let met = self.median <= limit;
-        self.target = Some(format!("{what} ≤ {limit} {}: {}", self.unit, if met { "met" } else { "NOT met" }));
+        let c = Check { value: self.median, limit, at_least: false, unit: self.unit.to_string() };
+        self.target = Some(format!("{what} ≤ {limit} {}: {}", self.unit, c.verdict()));
+        self.check = Some(c);
+        self
+    }
+
+    /// Ratio target: this figure's median ÷ `of` (labelled `of_label`) at most `limit` (or at
+    /// least, with `at_least`): "≤ 1.5× lc at 2 servers (1.23×): met".
+    pub fn target_ratio(mut self, of: f64, of_label: &str, limit: f64, at_least: bool) -> Figure {
+        let r = self.median / of;
+        let c = Check { value: r, limit, at_least, unit: "×".to_string() };
+        let op = if at_least { "≥" } else { "≤" };
+        self.target = Some(format!("{op} {limit}× {of_label} ({r:.2}×): {}", c.verdict()));
+        self.check = Some(c);
+        self
+    }
+
+    /// Counts this figure toward summary goal `key` (`report::GOALS`).
+    pub fn goal(mut self, key: &'static str) -> Figure {
+        self.goal = Some(key);
         self
     }
 
@@ -143,6 +188,10 @@ pub struct Results {
     pub sched_points: Vec<(String, u32, f64, f64, f64)>,
     /// Sections that failed to run at all, with the error.
     pub failed_sections: Vec<(String, String)>,
+    /// Instruction counts per program and kernel (section 6).
+    pub programs: Vec<progs::ProgCount>,
+    /// Kernels of the matrix whose counts are missing, with why.
+    pub kernels_missing: Vec<(String, String)>,
 }
 
 pub fn median_u(v: &mut [u64]) -> f64 {
