@@ -316,4 +316,20 @@ pub fn add_method_notes(res: &mut Results, size: &Size) {
          the others named stay at 0; a figure that fails is printed as NOT REPORTED."
             .to_string(),
     );
+    n.push(
+        "Targets: issue 14's goals; a per-packet target is on the net median (path − empty program); ratio targets \
+         compare net medians of the same run (a scheduler at 256/1024 servers ÷ its own 2-server figure; a NAT reply ÷ the \
+         NAT request of the same kind, hot vs hot, spread vs spread). The summary's worst figure is the one farthest over \
+         its limit (relative), or the closest to it when all are met; a figure that failed its proof counts as not met."
+            .to_string(),
+    );
+    n.push(format!(
+        "Program size: section 6 loads a fresh copy of the object as the benchmark does (maps of a temporary pin \
+         directory) and loads every program the issue names; instructions (xlated) = bpf_prog_info.xlated_prog_len / 8, \
+         checked against the listing of `bpftool prog dump xlated id N` (last index + its length); verifier-processed = \
+         bpf_prog_info.verified_insns (the verifier log's \"processed N insns\"). Other kernels: the newest \
+         target/xlb-vm/<kernel>.log of each series of the matrix ({}), written by `cargo xtask test` (the verifier-budget \
+         test's lines), with its time; only the verifier count is known there.",
+        progs::MATRIX.join(", ")
+    ));
 }

@@ -526,10 +526,10 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         for (spec, mut mm) in specs.iter().zip(measured) {
             finish_proof(&mut mm, spec);
             let n = spec.name.as_str();
-            if n.starts_with("non-VIP") {
-                if let Ok(p) = &mut mm.proof {
-                    p.push_str("; fwmark service live (a SYN to its marked VIP opened a connection)");
-                }
+            if n.starts_with("non-VIP")
+                && let Ok(p) = &mut mm.proof
+            {
+                p.push_str("; fwmark service live (a SYN to its marked VIP opened a connection)");
             }
             let mut f = mm.figure("per-packet", spec.name.clone());
             let hot = n.contains("hot");
@@ -670,6 +670,18 @@ pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Section 2b: what the new-connection figure depends on, each factor alone, by the same
 /// [`measure_new_conns`]: a NAT service on the director (every new connection is first checked
 /// for being a NAT reply), next hops from the FIB for a real ingress interface or preset for the
@@ -712,14 +724,14 @@ pub fn factors(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             let mut runner = Runner::load(path)?;
             let mut conns = conn_map(path)?;
             let mut m = Measure { runner: &mut runner, store: &store, pairs: size.pairs };
-            for (level, fill_label) in ["only the round's own connections", "+ 400,000 other connections"].iter().enumerate() {
+            for (level, fill_label) in ["the round's own connections only", "the round's own + 400,000 other connections"].iter().enumerate() {
                 if level == 1 {
                     for i in 0..filler {
                         let (c, p) = new_client(100, i);
                         conns.insert(conn_key_in(c, p, [10, 1, 1, 1]), lb_common::Conn::default(), 0)?;
                     }
                 }
-                let fill_label = fill_label.replace("400,000", &filler.to_string());
+                let fill_label = fill_label.replace("400,000", &thousands(filler));
                 let block = 40 + (t * 4 + level * 2) as u8;
                 let targets = [
                     NewConn {
@@ -751,6 +763,43 @@ pub fn factors(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         }
         Ok(figs)
     })?;
+    let med = |table: &str, ctx: &str, level: &str| {
+        figs.iter()
+            .find(|f| f.section == "factors" && f.name.contains(table) && f.name.contains(ctx) && f.name.ends_with(level))
+            .map_or(f64::NAN, |f| f.median)
+    };
+    let (no, yes, lo, fib) = ("no NAT service", "NAT service configured", "loopback ingress", "eth0 ingress");
+    let own = "own connections only";
+    let full = "other connections";
+    res.notes.push(format!(
+        "New connections (sections 1, 2, 2b) are measured by one function, `measure_new_conns`: rounds of interleaved \
+         (SYN of a never-seen client, empty program) pairs, the figures of a table taken in turn, and after every round the \
+         connections it opened are deleted again (each one found, else the proof fails), so every round starts from the \
+         same table. Section 1's row of a scheduler IS section 2's 2-server figure (one measurement, shown in both). \
+         Before, the two were measured differently and disagreed (last report: rr at 2 servers 712 ns in section 1, \
+         611 ns in section 2; the issue saw them about 250 ns apart). Section 2b measures each difference alone, in this \
+         run: a NAT service on the director adds {:.0} ns to every new connection (loopback ingress: {:.0} → {:.0} ns; \
+         eth0: {:.0} → {:.0} ns) — with a NAT real server configured (CFG_F_HAS_NAT) `xlb_new` first looks the packet up \
+         as a NAT reply (one more XLB_CONNS lookup, a miss, in a 1M-bucket table: a cache miss); a real ingress with \
+         next hops from the FIB instead of preset ones adds {:.0} ns; {} other connections in the table add {:.0} ns \
+         without a NAT service and {:.0} ns with one (the conn-table lookups and the insert touch colder memory). Old \
+         section 1 ran on a director with a NAT service (its rr figure paid the NAT-reply lookup), old section 2 on one \
+         without, on a table growing by 20,000 connections per figure and round (never deleted, up to 400,000): the NAT \
+         lookup explains the difference, the growing table made section 2's figures drift up by round. Experiment before \
+         the change (full size, same method, rr at 2 servers, net ns; loopback/eth0): table with only the round's \
+         connections: no NAT 581/591, NAT 711/721; + 60,000 established flows (as section 1): no NAT 581/601, NAT \
+         721/741; + 460,000 connections: no NAT 631/651, NAT 891/912; the same without deleting the round's connections \
+         (table growing to ~860,000): no NAT 721/732, NAT 981/1001.",
+        med(yes, lo, own) - med(no, lo, own),
+        med(no, lo, own),
+        med(yes, lo, own),
+        med(no, fib, own),
+        med(yes, fib, own),
+        med(no, fib, own) - med(no, lo, own),
+        thousands(filler),
+        med(no, lo, full) - med(no, lo, own),
+        med(yes, lo, full) - med(yes, lo, own),
+    ));
     res.figures.extend(figs);
     drop(ns);
     Ok(())

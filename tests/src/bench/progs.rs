@@ -30,6 +30,10 @@ pub struct ProgCount {
     pub program: String,
     /// Instructions after the kernel's rewrites (None: not known from this source).
     pub xlated: Option<u32>,
+    /// The same counted from `bpftool prog dump xlated id N` (None: bpftool absent or not here).
+    pub bpftool: Option<u32>,
+    /// The source is older than the last commit to the data plane.
+    pub stale: bool,
     /// Verifier-processed instructions (None: the program was absent or refused).
     pub verified: Option<u32>,
 }
@@ -44,6 +48,8 @@ pub fn run(_size: &Size, res: &mut Results) -> anyhow::Result<()> {
             source: "loaded here (bpf_prog_info)".to_string(),
             program: name.to_string(),
             xlated: None,
+            bpftool: None,
+            stale: false,
             verified: None,
         };
         if let Some(prog) = ebpf.program_mut(name) {
@@ -57,6 +63,7 @@ pub fn run(_size: &Size, res: &mut Results) -> anyhow::Result<()> {
                 anyhow::bail!("{name}: neither XDP nor tc");
             };
             row.xlated = info.size_translated().map(|b| b / 8);
+            row.bpftool = bpftool_count(info.id());
             row.verified = info.verified_instruction_count();
         }
         res.programs.push(row);
@@ -81,6 +88,8 @@ pub fn run(_size: &Size, res: &mut Results) -> anyhow::Result<()> {
                         source: source.clone(),
                         program: name.to_string(),
                         xlated: None,
+                        bpftool: None,
+                        stale: !stale.is_empty(),
                         verified: counts.iter().find(|(n, _)| n == name).map(|(_, c)| *c),
                     });
                 }
@@ -143,6 +152,25 @@ pub fn parse_counts(text: &str) -> Vec<(String, u32)> {
         }
     }
     out
+}
+
+/// Instructions of program `id` as `bpftool prog dump xlated` lists them: the last
+/// instruction's index plus its length (2 for a 64-bit immediate load, opcode 0x18).
+fn bpftool_count(id: u32) -> Option<u32> {
+    let out = std::process::Command::new("bpftool").args(["prog", "dump", "xlated", "id", &id.to_string()]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut last = None;
+    for l in text.lines() {
+        let t = l.trim_start();
+        let Some((idx, rest)) = t.split_once(": (") else { continue };
+        if let Ok(i) = idx.parse::<u32>() {
+            last = Some(i + if rest.starts_with("18)") { 2 } else { 1 });
+        }
+    }
+    last
 }
 
 /// Commit time of the last change to the data plane (lb-ebpf, lb-common) in the workspace the

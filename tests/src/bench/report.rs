@@ -86,11 +86,19 @@ fn verifier_summary(res: &Results, text: &str) -> String {
         format!("NOT met ({over} program(s) over)")
     } else if absent > 0 {
         format!("NOT met ({absent} program/kernel count(s) missing)")
-    } else if !res.kernels_missing.is_empty() {
-        let missing: Vec<&str> = res.kernels_missing.iter().map(|(k, _)| k.as_str()).collect();
-        format!("met on {}; not known for {} (not run)", kernels.join(", "), missing.join(", "))
     } else {
-        "met".to_string()
+        let mut m = if res.kernels_missing.is_empty() {
+            "met".to_string()
+        } else {
+            let missing: Vec<&str> = res.kernels_missing.iter().map(|(k, _)| k.as_str()).collect();
+            format!("met on {}; not known for {} (not run)", kernels.join(", "), missing.join(", "))
+        };
+        let mut stale: Vec<&str> = res.programs.iter().filter(|p| p.stale).map(|p| p.kernel.as_str()).collect();
+        stale.dedup();
+        if !stale.is_empty() {
+            m.push_str(&format!(" (counts of {} from a matrix log older than the last data-plane commit)", stale.join(", ")));
+        }
+        m
     };
     format!("| {text} | {} | {wname} | {wval} | {met} |", counted.len())
 }
@@ -101,11 +109,12 @@ fn programs_table(res: &Results) -> String {
 ");
     let _ = writeln!(
         s,
-        "| kernel | program | instructions (xlated) | verifier-processed instructions | target | source |"
+        "| kernel | program | instructions (xlated) | bpftool prog dump xlated | verifier-processed instructions | target | source |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for p in &res.programs {
         let x = p.xlated.map(|v| v.to_string()).unwrap_or_else(|| "—".to_string());
+        let b = p.bpftool.map(|v| v.to_string()).unwrap_or_else(|| "—".to_string());
         let (v, t) = match p.verified {
             Some(v) => (
                 v.to_string(),
@@ -113,10 +122,10 @@ fn programs_table(res: &Results) -> String {
             ),
             None => ("absent".to_string(), "NOT met (no count)".to_string()),
         };
-        let _ = writeln!(s, "| {} | {} | {x} | {v} | {t} | {} |", p.kernel, p.program, p.source);
+        let _ = writeln!(s, "| {} | {} | {x} | {b} | {v} | {t} | {} |", p.kernel, p.program, p.source);
     }
     for (k, why) in &res.kernels_missing {
-        let _ = writeln!(s, "| {k} | (every program) | — | — | not run | {why} |");
+        let _ = writeln!(s, "| {k} | (every program) | — | — | — | not run | {why} |");
     }
     let _ = writeln!(s);
     s
