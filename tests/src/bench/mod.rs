@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: every figure measured in the same run as its baseline, each one proven to
 //! have taken the path it names (counter deltas equal to the iteration count) or not reported.
 //!
-//! Sections: [`packet`] (per-packet cost with BPF_PROG_TEST_RUN, and scheduling cost against the
-//! number of real servers), [`e2e`] (forwarding rate on one core in a namespace lab, against
-//! nftables DNAT), [`ctl`] (lbadm on a 10,000-service table), [`mem`] (connection-table memory).
-//! [`report`] writes `report.md`, `report.json` and `sched_cost.svg`.
+//! Sections: [`packet`] (per-packet cost with BPF_PROG_TEST_RUN, scheduling cost against the
+//! number of real servers, and what a new connection's cost depends on, all new-connection
+//! figures by one function), [`progs`] (instruction counts and verifier work per program),
+//! [`e2e`] (forwarding rate on one core in a namespace lab, against nftables DNAT), [`ctl`]
+//! (lbadm on a 10,000-service table), [`mem`] (connection-table memory). [`report`] writes
+//! `report.md` (a summary of issue 14's goals first), `report.json` and `sched_cost.svg`.
 pub mod ctl;
 pub mod e2e;
 pub mod mem;

@@ -260,6 +260,11 @@ pub fn json(res: &Results, quick: bool) -> serde_json::Value {
         "figures": figs,
         "failed_sections": res.failed_sections.iter().map(|(k, e)| serde_json::json!({"section": k, "error": e})).collect::<Vec<_>>(),
         "notes": res.notes,
+        "programs": res.programs.iter().map(|p| serde_json::json!({
+            "kernel": p.kernel, "program": p.program, "source": p.source,
+            "xlated": p.xlated, "bpftool_xlated": p.bpftool, "verified": p.verified, "stale": p.stale,
+        })).collect::<Vec<_>>(),
+        "kernels_missing": res.kernels_missing.iter().map(|(k, w)| serde_json::json!({"kernel": k, "why": w})).collect::<Vec<_>>(),
     })
 }
 
