@@ -62,4 +62,18 @@ fn quick_bench_reports_every_figure_with_its_path_proof() {
         }
     }
     assert!(figs.iter().all(|f| f["proof_ok"] != true || f["median"].is_number()), "every proven figure has a value");
+    // The summary: one line per goal of issue 14.
+    assert!(md.contains("## Summary"), "{md}");
+    for (_, text) in xlb_tests::bench::report::GOALS {
+        assert!(md.contains(&format!("| {text} |")), "no summary line for {text:?}");
+    }
+    // Section 6: every program named, on this kernel, with both counts.
+    let progs = json["programs"].as_array().expect("programs");
+    let kernel = lb_user::features::kernel_release();
+    for name in xlb_tests::bench::progs::PROGRAMS {
+        assert!(
+            progs.iter().any(|p| p["program"] == name && p["kernel"] == kernel.as_str() && p["xlated"].is_number() && p["verified"].is_number()),
+            "no counts of {name} on {kernel}: {progs:?}"
+        );
+    }
 }

@@ -1,14 +1,17 @@
 //! `cargo xtask bench`: every figure measured in the same run as its baseline, each one proven to
 //! have taken the path it names (counter deltas equal to the iteration count) or not reported.
 //!
-//! Sections: [`packet`] (per-packet cost with BPF_PROG_TEST_RUN, and scheduling cost against the
-//! number of real servers), [`e2e`] (forwarding rate on one core in a namespace lab, against
-//! nftables DNAT), [`ctl`] (lbadm on a 10,000-service table), [`mem`] (connection-table memory).
-//! [`report`] writes `report.md`, `report.json` and `sched_cost.svg`.
+//! Sections: [`packet`] (per-packet cost with BPF_PROG_TEST_RUN, scheduling cost against the
+//! number of real servers, and what a new connection's cost depends on, all new-connection
+//! figures by one function), [`progs`] (instruction counts and verifier work per program),
+//! [`e2e`] (forwarding rate on one core in a namespace lab, against nftables DNAT), [`ctl`]
+//! (lbadm on a 10,000-service table), [`mem`] (connection-table memory). [`report`] writes
+//! `report.md` (a summary of issue 14's goals first), `report.json` and `sched_cost.svg`.
 pub mod ctl;
 pub mod e2e;
 pub mod mem;
 pub mod packet;
+pub mod progs;
 pub mod report;
 
 use std::{os::fd::AsRawFd as _, path::PathBuf};
@@ -90,7 +93,31 @@ pub struct Figure {
     pub ratio: Option<f64>,
     /// The issue's target and where the figure stands.
     pub target: Option<String>,
+    /// The target as a comparison, for the summary.
+    pub check: Option<Check>,
+    /// Which goal of the summary (`report::GOALS`) this figure counts toward.
+    pub goal: Option<&'static str>,
     pub proof: Proof,
+}
+
+/// A target as numbers: `value` against `limit` (at most, or at least).
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub value: f64,
+    pub limit: f64,
+    pub at_least: bool,
+    /// "ns", "×", "insns".
+    pub unit: String,
+}
+
+impl Check {
+    pub fn met(&self) -> bool {
+        if self.at_least { self.value >= self.limit } else { self.value <= self.limit }
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        if self.met() { "met" } else { "NOT met" }
+    }
 }
 
 impl Figure {
@@ -106,6 +133,8 @@ impl Figure {
             baseline: None,
             ratio: None,
             target: None,
+            check: None,
+            goal: None,
             proof,
         }
     }
@@ -120,10 +149,28 @@ impl Figure {
         self
     }
 
-    /// `at most` target: "<= 70 ns: met (52)" / "not met".
+    /// `at most` target on the median: "hot ≤ 38 ns: met" / "NOT met".
     pub fn target_max(mut self, limit: f64, what: &str) -> Figure {
-        let met = self.median <= limit;
-        self.target = Some(format!("{what} ≤ {limit} {}: {}", self.unit, if met { "met" } else { "NOT met" }));
+        let c = Check { value: self.median, limit, at_least: false, unit: self.unit.to_string() };
+        self.target = Some(format!("{what} ≤ {limit} {}: {}", self.unit, c.verdict()));
+        self.check = Some(c);
+        self
+    }
+
+    /// Ratio target: this figure's median ÷ `of` (labelled `of_label`) at most `limit` (or at
+    /// least, with `at_least`): "≤ 1.5× lc at 2 servers (1.23×): met".
+    pub fn target_ratio(mut self, of: f64, of_label: &str, limit: f64, at_least: bool) -> Figure {
+        let r = self.median / of;
+        let c = Check { value: r, limit, at_least, unit: "×".to_string() };
+        let op = if at_least { "≥" } else { "≤" };
+        self.target = Some(format!("{op} {limit}× {of_label} ({r:.2}×): {}", c.verdict()));
+        self.check = Some(c);
+        self
+    }
+
+    /// Counts this figure toward summary goal `key` (`report::GOALS`).
+    pub fn goal(mut self, key: &'static str) -> Figure {
+        self.goal = Some(key);
         self
     }
 
@@ -143,6 +190,10 @@ pub struct Results {
     pub sched_points: Vec<(String, u32, f64, f64, f64)>,
     /// Sections that failed to run at all, with the error.
     pub failed_sections: Vec<(String, String)>,
+    /// Instruction counts per program and kernel (section 6).
+    pub programs: Vec<progs::ProgCount>,
+    /// Kernels of the matrix whose counts are missing, with why.
+    pub kernels_missing: Vec<(String, String)>,
 }
 
 pub fn median_u(v: &mut [u64]) -> f64 {
@@ -267,4 +318,20 @@ pub fn add_method_notes(res: &mut Results, size: &Size) {
          the others named stay at 0; a figure that fails is printed as NOT REPORTED."
             .to_string(),
     );
+    n.push(
+        "Targets: issue 14's goals; a per-packet target is on the net median (path − empty program); ratio targets \
+         compare net medians of the same run (a scheduler at 256/1024 servers ÷ its own 2-server figure; a NAT reply ÷ the \
+         NAT request of the same kind, hot vs hot, spread vs spread). The summary's worst figure is the one farthest over \
+         its limit (relative), or the closest to it when all are met; a figure that failed its proof counts as not met."
+            .to_string(),
+    );
+    n.push(format!(
+        "Program size: section 6 loads a fresh copy of the object as the benchmark does (maps of a temporary pin \
+         directory) and loads every program the issue names; instructions (xlated) = bpf_prog_info.xlated_prog_len / 8, \
+         checked against the listing of `bpftool prog dump xlated id N` (last index + its length); verifier-processed = \
+         bpf_prog_info.verified_insns (the verifier log's \"processed N insns\"). Other kernels: the newest \
+         target/xlb-vm/<kernel>.log of each series of the matrix ({}), written by `cargo xtask test` (the verifier-budget \
+         test's lines), with its time; only the verifier count is known there.",
+        progs::MATRIX.join(", ")
+    ));
 }

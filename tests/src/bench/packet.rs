@@ -18,7 +18,8 @@ use lb_common::{
     sched::SCHED_NAMES,
 };
 use lb_user::{
-    model::{Fwd, Proto, Service},
+    ctl::ServiceSpec,
+    model::{Af, Fwd, Proto, Service, SvcKey},
     store::{self, CreateOptions, Store},
 };
 
@@ -26,7 +27,6 @@ use super::{Figure, Proof, Results, Size, bench_cpu, in_netns, median_f, median_
 use crate::{
     director::*,
     frames::{ACK, DIRECTOR_MAC, Frame, SYN, sa},
-    netns::Netns,
     pins::TempPins,
     table::{service, table},
     xdp::{LOOPBACK_IFINDEX, XDP_PASS, XDP_REDIRECT, XDP_TX, set_next_hop, verdict_name},
@@ -253,35 +253,51 @@ fn finish_proof(m: &mut Measured, spec: &PathSpec) {
 // ---- the director of section 1 (as the packet fixtures: real FIB and neighbour table)
 
 const NON_VIP: [u8; 4] = [192, 168, 88, 99];
+/// Marked by the fwmark rule of section 1's director (mark [`FWMARK`]).
+const VIP_FWM: [u8; 4] = [192, 168, 88, 30];
+const FWMARK: u32 = 100;
 
-
-
-fn vip_new(k: usize) -> [u8; 4] {
-    [192, 168, 88, 20 + k as u8]
-}
-
+/// The director of section 1: DR, TUN and NAT services, and a fwmark service (`lbadm -A -f 100`)
+/// with the rule that marks TCP to [`VIP_FWM`] port 80 (`iptables -t mangle ... --set-mark 100`).
 fn director_services() -> Vec<Service> {
     let s = |id, vip, dests: &[([u8; 4], u16, Fwd)], sched: &str| {
         let d: Vec<_> = dests.iter().map(|&(a, p, f)| (ip4(a), p, f, WEIGHT)).collect();
         service(id, Proto::Tcp, ip4(vip), 80, sched, &d)
     };
-    let mut v = vec![
+    let mut fwm = s(3, VIP_FWM, &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], "rr");
+    let spec = ServiceSpec {
+        key: SvcKey::Fwmark { mark: FWMARK, af: Af::Inet },
+        sched: "rr".to_string(),
+        flags: 0,
+        timeout: 0,
+        netmask: 0xffff_ffff,
+        pe_name: String::new(),
+    };
+    let dests = std::mem::take(&mut fwm.dests);
+    fwm = Service::new(3, &spec);
+    fwm.dests = dests;
+    vec![
         s(0, VIP_DR, &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], "rr"),
         s(1, VIP_TUN, &[(TUN1, 80, Fwd::Tunnel), (TUN2, 80, Fwd::Tunnel)], "rr"),
         s(2, VIP_NAT, &[(NAT1, 8080, Fwd::Masq), (NAT2, 8080, Fwd::Masq)], "rr"),
-    ];
-    for (k, &(name, _)) in SCHED_NAMES.iter().enumerate() {
-        v.push(s(3 + k as u32, vip_new(k), &[(WEB1, 80, Fwd::Route), (WEB2, 80, Fwd::Route)], name));
-    }
-    v
+        fwm,
+    ]
 }
 
-/// The director namespace of the packet fixtures, with this section's VIPs.
-fn director_ns() -> anyhow::Result<(Netns, u32, u32, [u8; 6])> {
-    let mut vips = vec![VIP_DR, VIP_TUN, VIP_NAT];
-    vips.extend((0..SCHED_NAMES.len()).map(vip_new));
-    let d = DirectorNs::new("bpkt", &vips)?;
-    Ok((d.ns, d.eth0, d.eth1, d.eth1_mac))
+/// What `lbd sync-marks` writes for `iptables -t mangle -A PREROUTING -d <vip> -p tcp --dport
+/// <port> -j MARK --set-mark <mark>`.
+fn add_fwmark_rule(pins: &Path, vip: [u8; 4], port: u16, mark: u32) -> anyhow::Result<()> {
+    let data = aya::maps::MapData::from_pin(pins.join(lb_common::names::FWMARKS))?;
+    let mut map: aya::maps::HashMap<aya::maps::MapData, lb_common::ServiceKey, u32> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?;
+    let key = lb_common::ServiceKey {
+        addr: lb_common::Addr::v4(u32::from_ne_bytes(vip)),
+        port: port.to_be(),
+        proto: lb_common::IPPROTO_TCP,
+        af: lb_common::AF_INET,
+    };
+    map.insert(key, mark, 0)?;
+    Ok(())
 }
 
 pub fn commit(pins: &Path, services: Vec<Service>) -> anyhow::Result<()> {
@@ -302,17 +318,110 @@ fn syn_frame(client: [u8; 4], port: u16, vip: [u8; 4]) -> Vec<u8> {
     Frame::tcp(sa(client, port), sa(vip, 80), SYN).payload(b"xlbxlb").bytes()
 }
 
-/// A unique client (address, port) for new connection number `i`.
+/// A unique client (address, port) for new connection number `i` of client block `k`.
 fn new_client(k: u8, i: usize) -> ([u8; 4], u16) {
     ([172, 16 + k, (i / 50_000) as u8, 1 + ((i / 50_000) >> 8) as u8], 10_000 + (i % 50_000) as u16)
 }
 
-/// Section 1: established flows (hot and spread) of DR, TUN, NAT request and reply, new
-/// connections per scheduler, non-VIP pass.
+/// The client-side connection-table key of TCP `c`:`p` -> `vip`:80.
+fn conn_key_in(c: [u8; 4], p: u16, vip: [u8; 4]) -> lb_common::ConnKey {
+    lb_common::ConnKey {
+        caddr: lb_common::Addr::v4(u32::from_ne_bytes(c)),
+        vaddr: lb_common::Addr::v4(u32::from_ne_bytes(vip)),
+        cport: p.to_be(),
+        vport: 80u16.to_be(),
+        proto: lb_common::IPPROTO_TCP,
+        af: lb_common::AF_INET,
+        kind: lb_common::CONN_KIND_IN,
+        _pad: 0,
+    }
+}
+
+/// The connection table of a pin directory.
+pub type ConnMap = aya::maps::HashMap<aya::maps::MapData, lb_common::ConnKey, lb_common::Conn>;
+
+pub fn conn_map(pins: &Path) -> anyhow::Result<ConnMap> {
+    let data = aya::maps::MapData::from_pin(pins.join(lb_common::names::CONNS))?;
+    Ok(aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?)
+}
+
+/// A new-connection figure: TCP SYNs of never-seen clients (block `block` of [`new_client`]) to
+/// `vip`:80, arriving on `ingress` (0: loopback, what BPF_PROG_TEST_RUN gives without a context).
+pub struct NewConn {
+    pub name: String,
+    pub block: u8,
+    pub vip: [u8; 4],
+    pub ingress: u32,
+}
+
+/// The one way every new-connection figure is measured (sections 1, 2 and 2b): rounds of
+/// interleaved (SYN, empty program) pairs, the targets taken in turn within each round; after
+/// each round the connections it opened are deleted again, so every round of every target
+/// starts from the same table. Proof: every verdict XDP_TX, conn_new and tx equal to the calls,
+/// no connection hit, insert failure, eviction, drop or missing dest, and every connection
+/// opened found (and deleted) in the table after its round.
+pub fn measure_new_conns(m: &mut Measure, conns: &mut ConnMap, targets: &[NewConn], size: &Size) -> anyhow::Result<Vec<Measured>> {
+    let total = size.rounds * size.pairs;
+    let specs: Vec<PathSpec> = targets
+        .iter()
+        .map(|t| PathSpec {
+            name: t.name.clone(),
+            frames: (0..total)
+                .map(|i| {
+                    let (c, p) = new_client(t.block, i);
+                    syn_frame(c, p, t.vip)
+                })
+                .collect(),
+            ingress: t.ingress,
+            verdict: XDP_TX,
+            equal: &["conn_new", "tx"],
+            zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "conn_evicted", "drop", "no_dest"],
+        })
+        .collect();
+    let mut measured: Vec<Measured> = specs.iter().map(|_| new_measured()).collect();
+    for r in 0..size.rounds {
+        for (spec, mm) in specs.iter().zip(measured.iter_mut()) {
+            m.round(spec, r * size.pairs, mm)?;
+        }
+        for (t, mm) in targets.iter().zip(measured.iter_mut()) {
+            let mut missing = 0usize;
+            for i in r * size.pairs..(r + 1) * size.pairs {
+                let (c, p) = new_client(t.block, i);
+                if conns.remove(&conn_key_in(c, p, t.vip)).is_err() {
+                    missing += 1;
+                }
+            }
+            if missing > 0 && mm.proof.is_ok() {
+                mm.proof = Err(format!("{missing} connections of round {r} not in the table"));
+            }
+        }
+    }
+    for (spec, mm) in specs.iter().zip(measured.iter_mut()) {
+        finish_proof(mm, spec);
+        if let Ok(p) = &mut mm.proof {
+            p.push_str(", each round's connections found in the table and deleted");
+        }
+    }
+    Ok(measured)
+}
+
+/// The issue's limit on a scheduler's new connection at 2 servers.
+fn new_conn_limit(sched: &str) -> (f64, &'static str) {
+    if ["rr", "wrr", "sh", "dh", "mh"].contains(&sched) { (215.0, "new-cheap") } else { (430.0, "new-other") }
+}
+
+/// Schedulers whose cost at 256 and 1024 servers may be at most 1.5x their 2-server figure.
+const SCAN_SCHEDS: [&str; 6] = ["lc", "wlc", "sed", "nq", "fo", "ovf"];
+
+/// Section 1: established flows (hot and spread) of DR, TUN, NAT request and reply, and the
+/// non-VIP pass with NAT and fwmark services configured. (Its new-connection rows come from
+/// [`sched_cost`], the same measurement as section 2's 2-server rows.)
 pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     let pins = TempPins::new("bench-pkt")?;
     commit(pins.path(), director_services())?;
-    let (ns, if0, if1, eth1_mac) = director_ns()?;
+    add_fwmark_rule(pins.path(), VIP_FWM, 80, FWMARK)?;
+    let d = DirectorNs::new("bpkt", &[VIP_DR, VIP_TUN, VIP_NAT, VIP_FWM])?;
+    let (ns, if0, if1, eth1_mac) = (d.ns, d.eth0, d.eth1, d.eth1_mac);
     let cpu = bench_cpu();
     let size = *size;
     let path = pins.path().to_path_buf();
@@ -330,6 +439,8 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             syns.extend(spread.iter().map(|&p| syn_frame(CLIENT, p, vip)));
             m.create(&syns, if0, verdict)?;
         }
+        // The fwmark service is live: a SYN to the marked VIP opens a connection.
+        m.create(&[syn_frame(CLIENT, 40_000, VIP_FWM)], if0, XDP_TX).context("fwmark service")?;
         // NAT replies come from the real server each connection got.
         let conns = Store::open_at(&path, CreateOptions::default())?.connections()?;
         let nat_rs = |port: u16| -> anyhow::Result<Vec<u8>> {
@@ -386,24 +497,8 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             equal: &["nat_reply", "redirect"],
             zero: no_new,
         });
-        let total = size.rounds * size.pairs;
-        for (k, &(name, _)) in SCHED_NAMES.iter().enumerate() {
-            specs.push(PathSpec {
-                name: format!("new connection (TCP SYN, DR), {} at 2 servers", name),
-                frames: (0..total)
-                    .map(|i| {
-                        let (c, p) = new_client(k as u8, i);
-                        syn_frame(c, p, vip_new(k))
-                    })
-                    .collect(),
-                ingress: if0,
-                verdict: XDP_TX,
-                equal: &["conn_new", "tx"],
-                zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "conn_evicted", "drop"],
-            });
-        }
         specs.push(PathSpec {
-            name: "non-VIP packet → kernel (NAT services configured)".to_string(),
+            name: "non-VIP packet → kernel (NAT and fwmark services configured)".to_string(),
             frames: vec![syn_frame(CLIENT, 1234, NON_VIP)],
             ingress: if0,
             verdict: XDP_PASS,
@@ -412,48 +507,39 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         });
         let mut measured: Vec<Measured> = specs.iter().map(|_| new_measured()).collect();
         // Rounds outermost: every figure sees the machine in each of its states.
-        let mut conns_map: aya::maps::HashMap<aya::maps::MapData, lb_common::ConnKey, lb_common::Conn> =
-            aya::maps::HashMap::try_from(aya::maps::Map::HashMap(aya::maps::MapData::from_pin(
-                path.join(lb_common::names::CONNS),
-            )?))?;
         for r in 0..size.rounds {
             for (spec, mm) in specs.iter().zip(measured.iter_mut()) {
                 m.round(spec, r * size.pairs, mm)?;
             }
-            // The round's new connections go, so the table holds the same ~4 x spread flows in
-            // every round (ten schedulers x all rounds would not fit the 1M-entry table).
-            for k in 0..SCHED_NAMES.len() {
-                for i in r * size.pairs..(r + 1) * size.pairs {
-                    let (c, p) = new_client(k as u8, i);
-                    let key = lb_common::ConnKey {
-                        caddr: lb_common::Addr::v4(u32::from_ne_bytes(c)),
-                        vaddr: lb_common::Addr::v4(u32::from_ne_bytes(vip_new(k))),
-                        cport: p.to_be(),
-                        vport: 80u16.to_be(),
-                        proto: lb_common::IPPROTO_TCP,
-                        af: lb_common::AF_INET,
-                        kind: lb_common::CONN_KIND_IN,
-                        _pad: 0,
-                    };
-                    conns_map.remove(&key).context("removing a measured new connection")?;
-                }
-            }
         }
+        let mut request = (f64::NAN, f64::NAN);
         for (spec, mut mm) in specs.iter().zip(measured) {
             finish_proof(&mut mm, spec);
+            let n = spec.name.as_str();
+            if n.starts_with("non-VIP")
+                && let Ok(p) = &mut mm.proof
+            {
+                p.push_str("; fwmark service live (a SYN to its marked VIP opened a connection)");
+            }
             let mut f = mm.figure("per-packet", spec.name.clone());
-            f = if spec.name.starts_with("new connection") {
-                if spec.name.contains(" rr ") { f.target_max(300.0, "rr at 2 servers") } else { f }
-            } else if spec.name.starts_with("non-VIP") {
-                f.target_max(30.0, "non-VIP pass")
-            } else if spec.name.contains("hot") {
-                f.target_max(70.0, "hot")
+            let hot = n.contains("hot");
+            f = if n.starts_with("non-VIP") {
+                f.target_max(15.0, "not for a service").goal("pass")
+            } else if n.starts_with("NAT reply") {
+                let (of, label) = if hot { (request.0, "NAT request hot") } else { (request.1, "NAT request spread") };
+                f.target_ratio(of, label, 1.2, false).goal("nat-reply")
             } else {
-                f.target_max(150.0, "over 20,000 flows")
+                if n.starts_with("NAT request") {
+                    if hot { request.0 = f.median } else { request.1 = f.median }
+                }
+                if hot {
+                    f.target_max(38.0, "hot").goal("est-hot")
+                } else {
+                    f.target_max(116.0, "spread").goal("est-spread")
+                }
             };
             figs.push(f);
         }
-        // The empty program itself, over every round of every figure.
         Ok(figs)
     })?;
     let empties: Vec<f64> = figures.iter().filter_map(|f| f.baseline.as_ref().map(|b| b.1)).collect();
@@ -478,9 +564,11 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Section 2: new-connection cost for every implemented scheduler at 2..1024 real servers, and
-/// the non-VIP pass on a director without NAT services. Next hops preset in the data plane's
-/// cache (never expiring), so the figure is the scheduling and connection-creation work alone.
+/// Sections 1 and 2's new connections: for every implemented scheduler, a table of four DR
+/// services of 2, 16, 256 and 1024 real servers, measured by [`measure_new_conns`]; the
+/// 2-server figure is section 1's row and section 2's first. Next hops preset in the data
+/// plane's cache (never expiring), so the figure is the scheduling and connection-creation work
+/// alone. Also the non-VIP pass on a director without NAT (or fwmark) services.
 pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     let cpu = bench_cpu();
     let mut did_pass = false;
@@ -508,71 +596,60 @@ pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
                 pin_to_cpu(cpu)?;
                 let store = GlobalReader::open(pins.path())?;
                 let mut runner = Runner::load(pins.path())?;
+                let mut conns = conn_map(pins.path())?;
                 let mut m = Measure { runner: &mut runner, store: &store, pairs: size.pairs };
-                let total = size.rounds * size.pairs;
-                let specs: Vec<PathSpec> = SCHED_SIZES
+                let targets: Vec<NewConn> = SCHED_SIZES
                     .iter()
                     .enumerate()
-                    .map(|(j, &n)| PathSpec {
+                    .map(|(j, &n)| NewConn {
                         name: format!("new connection, {name}, {n} real servers"),
-                        frames: (0..total)
-                            .map(|i| {
-                                let (c, p) = new_client(k as u8, i);
-                                syn_frame(c, p, [10, 50, k as u8, j as u8])
-                            })
-                            .collect(),
+                        block: k as u8,
+                        vip: [10, 50, k as u8, j as u8],
                         ingress: 0,
-                        verdict: XDP_TX,
-                        equal: &["conn_new", "tx"],
-                        zero: &["conn_hit", "neigh_miss", "conn_insert_fail", "conn_evicted", "drop", "no_dest"],
                     })
                     .collect();
-                let pass_spec = PathSpec {
-                    name: "non-VIP packet → kernel (no NAT service)".to_string(),
-                    frames: vec![syn_frame(CLIENT, 1234, NON_VIP)],
-                    ingress: 0,
-                    verdict: XDP_PASS,
-                    equal: &["pass"],
-                    zero: &["conn_hit", "conn_new", "nat_reply", "parse_fail"],
-                };
-                let mut measured: Vec<Measured> = specs.iter().map(|_| new_measured()).collect();
-                let mut pass_m = new_measured();
-                for r in 0..size.rounds {
-                    for (spec, mm) in specs.iter().zip(measured.iter_mut()) {
-                        m.round(spec, r * size.pairs, mm)?;
-                    }
-                    if !did_pass {
+                let measured = measure_new_conns(&mut m, &mut conns, &targets, size)?;
+                if !did_pass {
+                    let pass_spec = PathSpec {
+                        name: "non-VIP packet → kernel (no NAT or fwmark service)".to_string(),
+                        frames: vec![syn_frame(CLIENT, 1234, NON_VIP)],
+                        ingress: 0,
+                        verdict: XDP_PASS,
+                        equal: &["pass"],
+                        zero: &["conn_hit", "conn_new", "nat_reply", "parse_fail"],
+                    };
+                    let mut pass_m = new_measured();
+                    for _ in 0..size.rounds {
                         m.round(&pass_spec, 0, &mut pass_m)?;
                     }
+                    finish_proof(&mut pass_m, &pass_spec);
+                    res.figures.push(pass_m.figure("per-packet", pass_spec.name.clone()).target_max(15.0, "not for a service"));
+                    did_pass = true;
                 }
                 let base2 = median_f(&measured[0].net);
-                for ((spec, mut mm), &n) in specs.iter().zip(measured).zip(SCHED_SIZES.iter()) {
-                    finish_proof(&mut mm, spec);
+                let (limit, goal) = new_conn_limit(name);
+                res.figures.push(
+                    measured[0]
+                        .figure("per-packet", format!("new connection (TCP SYN, DR), {name} at 2 servers"))
+                        .target_max(limit, &format!("{name} at 2 servers"))
+                        .goal(goal),
+                );
+                for ((t, mm), &n) in targets.iter().zip(&measured).zip(SCHED_SIZES.iter()) {
                     let med = median_f(&mm.net);
                     let min = mm.net.iter().copied().fold(f64::INFINITY, f64::min);
                     let max = mm.net.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let mut f = Figure::new("scheduling", spec.name.clone(), "ns", &mm.net, mm.proof.clone())
+                    let mut f = Figure::new("scheduling", t.name.clone(), "ns", &mm.net, mm.proof.clone())
                         .baseline(format!("{name} at 2 servers"), base2)
                         .ratio(med / base2);
-                    if n == 2 && name == "rr" {
-                        f = f.target_max(300.0, "rr at 2 servers");
-                    }
-                    if n == 1024 && name == "rr" {
-                        let flat = (med - base2).abs() <= 10.0_f64.max(0.1 * base2);
-                        f = f.target_text(format!(
-                            "rr flat 2→1024 (within max(10 ns, 10%)): {}",
-                            if flat { "met" } else { "NOT met" }
-                        ));
+                    if n == 2 {
+                        f = f.target_text("the same measurement as section 1's row");
+                    } else if SCAN_SCHEDS.contains(&name) && n >= 256 {
+                        f = f.target_ratio(base2, &format!("{name} at 2 servers"), 1.5, false).goal("new-scale");
                     }
                     if mm.proof.is_ok() {
                         res.sched_points.push((name.to_string(), n, med, min, max));
                     }
                     res.figures.push(f);
-                }
-                if !did_pass {
-                    finish_proof(&mut pass_m, &pass_spec);
-                    res.figures.push(pass_m.figure("per-packet", pass_spec.name.clone()).target_max(30.0, "non-VIP pass"));
-                    did_pass = true;
                 }
                 Ok(())
             })
@@ -580,5 +657,140 @@ pub fn sched_cost(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             .map_err(|_| anyhow!("scheduling thread panicked"))?
         })?;
     }
+    Ok(())
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Section 2b: what the new-connection figure depends on, each factor alone, by the same
+/// [`measure_new_conns`]: a NAT service on the director (every new connection is first checked
+/// for being a NAT reply), next hops from the FIB for a real ingress interface or preset for the
+/// loopback one, and how full the connection table is.
+pub fn factors(size: &Size, res: &mut Results) -> anyhow::Result<()> {
+    let vip_fib = [192, 168, 88, 40];
+    let vip_lo = [192, 168, 88, 41];
+    let rr2 = |id: u32, vip: [u8; 4], a: [u8; 4], b: [u8; 4]| {
+        service(id, Proto::Tcp, ip4(vip), 80, "rr", &[(ip4(a), 80, Fwd::Route, WEIGHT), (ip4(b), 80, Fwd::Route, WEIGHT)])
+    };
+    let plain = || vec![rr2(0, vip_fib, WEB1, WEB2), rr2(1, vip_lo, [10, 64, 0, 1], [10, 64, 0, 2])];
+    let pins_plain = TempPins::new("bench-fac")?;
+    let pins_nat = TempPins::new("bench-facn")?;
+    commit(pins_plain.path(), plain())?;
+    let mut with_nat = plain();
+    with_nat.push(service(
+        2,
+        Proto::Tcp,
+        ip4(VIP_NAT),
+        80,
+        "rr",
+        &[(ip4(NAT1), 8080, Fwd::Masq, WEIGHT), (ip4(NAT2), 8080, Fwd::Masq, WEIGHT)],
+    ));
+    commit(pins_nat.path(), with_nat)?;
+    for p in [pins_plain.path(), pins_nat.path()] {
+        for i in 0..2 {
+            set_next_hop(p, 1024 + i, [2, 0x10, 0, 0, i as u8, 1], DIRECTOR_MAC, LOOPBACK_IFINDEX)?;
+        }
+    }
+    let d = DirectorNs::new("bfac", &[vip_fib, vip_lo, VIP_NAT])?;
+    let (ns, if0) = (d.ns, d.eth0);
+    let cpu = bench_cpu();
+    let size = *size;
+    let filler = if size.quick { 40_000 } else { 400_000 };
+    let tables = [("no NAT service", pins_plain.path().to_path_buf()), ("NAT service configured", pins_nat.path().to_path_buf())];
+    let figs = in_netns(&ns.name, Some(cpu), move || -> anyhow::Result<Vec<Figure>> {
+        let mut figs = Vec::new();
+        for (t, (table_label, path)) in tables.iter().enumerate() {
+            let store = GlobalReader::open(path)?;
+            let mut runner = Runner::load(path)?;
+            let mut conns = conn_map(path)?;
+            let mut m = Measure { runner: &mut runner, store: &store, pairs: size.pairs };
+            for (level, fill_label) in ["the round's own connections only", "the round's own + 400,000 other connections"].iter().enumerate() {
+                if level == 1 {
+                    for i in 0..filler {
+                        let (c, p) = new_client(100, i);
+                        conns.insert(conn_key_in(c, p, [10, 1, 1, 1]), lb_common::Conn::default(), 0)?;
+                    }
+                }
+                let fill_label = fill_label.replace("400,000", &thousands(filler));
+                let block = 40 + (t * 4 + level * 2) as u8;
+                let targets = [
+                    NewConn {
+                        name: format!("rr at 2 servers: {table_label}, loopback ingress + preset next hops, table holds {fill_label}"),
+                        block,
+                        vip: vip_lo,
+                        ingress: 0,
+                    },
+                    NewConn {
+                        name: format!("rr at 2 servers: {table_label}, eth0 ingress + FIB next hops, table holds {fill_label}"),
+                        block: block + 1,
+                        vip: vip_fib,
+                        ingress: if0,
+                    },
+                ];
+                let measured = measure_new_conns(&mut m, &mut conns, &targets, &size)?;
+                for (tg, mm) in targets.iter().zip(&measured) {
+                    figs.push(mm.figure("factors", tg.name.clone()));
+                }
+                if t == 1 && level == 0 {
+                    let (limit, _) = new_conn_limit("rr");
+                    figs.push(
+                        measured[0]
+                            .figure("per-packet", "new connection (TCP SYN, DR), rr at 2 servers, NAT service also configured")
+                            .target_max(limit, "rr at 2 servers (not counted in the summary: see 2b)"),
+                    );
+                }
+            }
+        }
+        Ok(figs)
+    })?;
+    let med = |table: &str, ctx: &str, level: &str| {
+        figs.iter()
+            .find(|f| f.section == "factors" && f.name.contains(table) && f.name.contains(ctx) && f.name.ends_with(level))
+            .map_or(f64::NAN, |f| f.median)
+    };
+    let (no, yes, lo, fib) = ("no NAT service", "NAT service configured", "loopback ingress", "eth0 ingress");
+    let own = "own connections only";
+    let full = "other connections";
+    res.notes.push(format!(
+        "New connections (sections 1, 2, 2b) are measured by one function, `measure_new_conns`: rounds of interleaved \
+         (SYN of a never-seen client, empty program) pairs, the figures of a table taken in turn, and after every round the \
+         connections it opened are deleted again (each one found, else the proof fails), so every round starts from the \
+         same table. Section 1's row of a scheduler IS section 2's 2-server figure (one measurement, shown in both). \
+         Before, the two were measured differently and disagreed (last report: rr at 2 servers 712 ns in section 1, \
+         611 ns in section 2; the issue saw them about 250 ns apart). Section 2b measures each difference alone, in this \
+         run: a NAT service on the director adds {:.0} ns to every new connection (loopback ingress: {:.0} → {:.0} ns; \
+         eth0: {:.0} → {:.0} ns) — with a NAT real server configured (CFG_F_HAS_NAT) `xlb_new` first looks the packet up \
+         as a NAT reply (one more XLB_CONNS lookup, a miss, in a 1M-bucket table: a cache miss); a real ingress with \
+         next hops from the FIB instead of preset ones adds {:.0} ns; {} other connections in the table add {:.0} ns \
+         without a NAT service and {:.0} ns with one (the conn-table lookups and the insert touch colder memory). Old \
+         section 1 ran on a director with a NAT service (its rr figure paid the NAT-reply lookup), old section 2 on one \
+         without, on a table growing by 20,000 connections per figure and round (never deleted, up to 400,000): the NAT \
+         lookup explains the difference, the growing table made section 2's figures drift up by round. Experiment before \
+         the change (full size, same method, rr at 2 servers, net ns; loopback/eth0): table with only the round's \
+         connections: no NAT 581/591, NAT 711/721; + 60,000 established flows (as section 1): no NAT 581/601, NAT \
+         721/741; + 460,000 connections: no NAT 631/651, NAT 891/912; the same without deleting the round's connections \
+         (table growing to ~860,000): no NAT 721/732, NAT 981/1001.",
+        med(yes, lo, own) - med(no, lo, own),
+        med(no, lo, own),
+        med(yes, lo, own),
+        med(no, fib, own),
+        med(yes, fib, own),
+        med(no, fib, own) - med(no, lo, own),
+        thousands(filler),
+        med(no, lo, full) - med(no, lo, own),
+        med(yes, lo, full) - med(yes, lo, own),
+    ));
+    res.figures.extend(figs);
+    drop(ns);
     Ok(())
 }

@@ -2,7 +2,148 @@
 //! scheduling-cost plot as a hand-written SVG.
 use std::{fmt::Write as _, path::Path};
 
-use super::{Figure, Results};
+use super::{Figure, Results, progs};
+
+/// The issue's goals (issue 14, "Per-packet cost"): key (`Figure::goal`), wording.
+pub const GOALS: [(&str, &str); 9] = [
+    ("pass", "not for a service → kernel ≤ 15 ns, NAT and fwmark services configured"),
+    ("new-cheap", "new connection ≤ 215 ns: rr, wrr, sh, dh, mh at 2 servers"),
+    ("new-other", "new connection ≤ 430 ns: every other scheduler at 2 servers"),
+    ("new-scale", "lc wlc sed nq fo ovf at 256 and 1024 servers ≤ 1.5× their own 2-server figure"),
+    ("est-hot", "established, one hot flow ≤ 38 ns (DR, TUN, NAT request)"),
+    ("est-spread", "established, spread over 20,000 flows ≤ 116 ns (DR, TUN, NAT request)"),
+    ("nat-reply", "NAT replies ≤ 1.2× the NAT request figure of the same kind"),
+    ("verifier", "every program ≤ 300,000 verifier-processed instructions on each kernel of the matrix"),
+    ("e2e", "end to end on one core ≥ 4× nftables DNAT (DR, TUN, NAT)"),
+];
+
+fn check_value(v: f64, unit: &str) -> String {
+    match unit {
+        "×" => format!("{v:.2}×"),
+        "insns" => format!("{v:.0} insns"),
+        u => num(v, u),
+    }
+}
+
+/// One line per goal: the worst figure counted toward it and whether the goal is met.
+fn summary(res: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Summary: the issue's goals
+");
+    let _ = writeln!(s, "| goal | figures | worst figure | worst value | met |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (key, text) in GOALS {
+        if key == "verifier" {
+            let _ = writeln!(s, "{}", verifier_summary(res, text));
+            continue;
+        }
+        let figs: Vec<&Figure> = res.figures.iter().filter(|f| f.goal == Some(key)).collect();
+        let unproven: Vec<&&Figure> = figs.iter().filter(|f| f.proof.is_err() || f.check.is_none()).collect();
+        let checked: Vec<(&Figure, &super::Check)> =
+            figs.iter().filter(|f| f.proof.is_ok()).filter_map(|f| f.check.as_ref().map(|c| (*f, c))).collect();
+        // Worst: the farthest on the wrong side of its limit (relative), else the closest to it.
+        let worst = checked.iter().max_by(|a, b| {
+            let m = |c: &super::Check| if c.at_least { c.limit / c.value } else { c.value / c.limit };
+            m(a.1).total_cmp(&m(b.1))
+        });
+        let (wname, wval) = match worst {
+            Some((f, c)) => (f.name.clone(), check_value(c.value, &c.unit)),
+            None => ("—".to_string(), "—".to_string()),
+        };
+        let met = if figs.is_empty() {
+            "not measured in this run".to_string()
+        } else if !unproven.is_empty() {
+            format!("NOT met ({} figure(s) NOT REPORTED)", unproven.len())
+        } else if checked.iter().all(|(_, c)| c.met()) {
+            "met".to_string()
+        } else {
+            format!("NOT met ({} of {} figures over)", checked.iter().filter(|(_, c)| !c.met()).count(), checked.len())
+        };
+        let _ = writeln!(s, "| {text} | {} | {wname} | {wval} | {met} |", figs.len());
+    }
+    let _ = writeln!(s);
+    s
+}
+
+fn verifier_summary(res: &Results, text: &str) -> String {
+    let counted: Vec<&progs::ProgCount> = res.programs.iter().filter(|p| p.verified.is_some()).collect();
+    let absent = res.programs.iter().filter(|p| p.verified.is_none()).count();
+    let worst = counted.iter().max_by_key(|p| p.verified);
+    let (wname, wval) = match worst {
+        Some(p) => (format!("{} on {}", p.program, p.kernel), format!("{} insns", p.verified.unwrap_or(0))),
+        None => ("—".to_string(), "—".to_string()),
+    };
+    let over = counted.iter().filter(|p| p.verified.unwrap_or(0) > progs::VERIFIER_TARGET).count();
+    let mut kernels: Vec<&str> = Vec::new();
+    for p in &res.programs {
+        if !kernels.contains(&p.kernel.as_str()) {
+            kernels.push(&p.kernel);
+        }
+    }
+    let met = if res.programs.is_empty() {
+        "not measured in this run".to_string()
+    } else if over > 0 {
+        format!("NOT met ({over} program(s) over)")
+    } else if absent > 0 {
+        format!("NOT met ({absent} program/kernel count(s) missing)")
+    } else {
+        let mut m = if res.kernels_missing.is_empty() {
+            "met".to_string()
+        } else {
+            let missing: Vec<&str> = res.kernels_missing.iter().map(|(k, _)| k.as_str()).collect();
+            format!("met on {}; not known for {} (not run)", kernels.join(", "), missing.join(", "))
+        };
+        let mut stale: Vec<&str> = res.programs.iter().filter(|p| p.stale).map(|p| p.kernel.as_str()).collect();
+        stale.dedup();
+        if !stale.is_empty() {
+            m.push_str(&format!(" (counts of {} from a matrix log older than the last data-plane commit)", stale.join(", ")));
+        }
+        m
+    };
+    format!("| {text} | {} | {wname} | {wval} | {met} |", counted.len())
+}
+
+fn programs_table(res: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## 6. Program size and verifier work
+");
+    let _ = writeln!(
+        s,
+        "| kernel | program | instructions (xlated) | bpftool prog dump xlated | verifier-processed instructions | target | source |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for p in &res.programs {
+        let x = p.xlated.map(|v| v.to_string()).unwrap_or_else(|| "—".to_string());
+        let b = p.bpftool.map(|v| v.to_string()).unwrap_or_else(|| "—".to_string());
+        let (v, t) = match p.verified {
+            Some(v) => (
+                v.to_string(),
+                format!("≤ {}: {}", progs::VERIFIER_TARGET, if v <= progs::VERIFIER_TARGET { "met" } else { "NOT met" }),
+            ),
+            None => ("absent".to_string(), "NOT met (no count)".to_string()),
+        };
+        let _ = writeln!(s, "| {} | {} | {x} | {b} | {v} | {t} | {} |", p.kernel, p.program, p.source);
+    }
+    for (k, why) in &res.kernels_missing {
+        let _ = writeln!(s, "| {k} | (every program) | — | — | — | not run | {why} |");
+    }
+    let _ = writeln!(s);
+    s
+}
+
+/// Order of the rows of section 1 (figures arrive in the order their sections ran).
+fn rank(f: &Figure) -> u8 {
+    let n = f.name.as_str();
+    if n.starts_with("empty") {
+        0
+    } else if n.contains("established") {
+        1
+    } else if n.starts_with("new connection") {
+        2
+    } else {
+        3
+    }
+}
 
 fn num(v: f64, unit: &str) -> String {
     if v.is_nan() {
@@ -42,15 +183,32 @@ pub fn markdown(res: &Results, facts: &[(String, String)], quick: bool, wall_s: 
         let _ = writeln!(s, "- {k}: {v}");
     }
     let _ = writeln!(s, "- Run: {} s wall, figures pinned to CPU {}\n", wall_s.round(), super::bench_cpu());
+    s.push_str(&summary(res));
     let sections = [
         ("per-packet", "1. Per-packet cost (BPF_PROG_TEST_RUN, net of the empty program)"),
         ("scheduling", "2. New-connection cost against the number of real servers"),
+        ("factors", "2b. What a new connection's cost depends on (why sections 1 and 2 used to disagree)"),
         ("e2e", "3. Forwarding rate end to end, one core"),
         ("control", "4. Control plane (release lbadm)"),
         ("memory", "5. Memory per tracked connection"),
+        ("programs", ""),
     ];
     for (key, title) in sections {
-        let figs: Vec<&Figure> = res.figures.iter().filter(|f| f.section == key).collect();
+        if key == "programs" {
+            if !res.programs.is_empty() || !res.kernels_missing.is_empty() {
+                s.push_str(&programs_table(res));
+            }
+            for (k, e) in &res.failed_sections {
+                if k == key {
+                    let _ = writeln!(s, "## 6. Program size and verifier work\n\nNOT REPORTED: {e}\n");
+                }
+            }
+            continue;
+        }
+        let mut figs: Vec<&Figure> = res.figures.iter().filter(|f| f.section == key).collect();
+        if key == "per-packet" {
+            figs.sort_by_key(|f| rank(f));
+        }
         if figs.is_empty() && !res.failed_sections.iter().any(|(k, _)| k == key) {
             continue;
         }
@@ -102,6 +260,11 @@ pub fn json(res: &Results, quick: bool) -> serde_json::Value {
         "figures": figs,
         "failed_sections": res.failed_sections.iter().map(|(k, e)| serde_json::json!({"section": k, "error": e})).collect::<Vec<_>>(),
         "notes": res.notes,
+        "programs": res.programs.iter().map(|p| serde_json::json!({
+            "kernel": p.kernel, "program": p.program, "source": p.source,
+            "xlated": p.xlated, "bpftool_xlated": p.bpftool, "verified": p.verified, "stale": p.stale,
+        })).collect::<Vec<_>>(),
+        "kernels_missing": res.kernels_missing.iter().map(|(k, w)| serde_json::json!({"kernel": k, "why": w})).collect::<Vec<_>>(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use xlb_tests::bench::{self, Results, Size, report};
 
-const SECTIONS: [&str; 5] = ["packet", "sched", "e2e", "ctl", "mem"];
+const SECTIONS: [&str; 7] = ["packet", "sched", "factors", "progs", "e2e", "ctl", "mem"];
 
 fn main() {
     let mut quick = false;
@@ -36,9 +36,11 @@ fn main() {
     }
     let mut res = Results::default();
     type Section = fn(&Size, &mut Results) -> anyhow::Result<()>;
-    let table: [(&str, &str, Section); 5] = [
+    let table: [(&str, &str, Section); 7] = [
         ("packet", "per-packet", bench::packet::per_packet),
         ("sched", "scheduling", bench::packet::sched_cost),
+        ("factors", "factors", bench::packet::factors),
+        ("progs", "programs", bench::progs::run),
         ("e2e", "e2e", bench::e2e::run),
         ("ctl", "control", bench::ctl::run),
         ("mem", "memory", bench::mem::run),
