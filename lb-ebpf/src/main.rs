@@ -48,13 +48,13 @@ use aya_ebpf::{
 use lb_common::{
     str_eq,
     tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
-    TailProgram, AF_INET, CONN_F_CONTROLLED, GATE_FWMARK, GATE_NAT_RS, GATE_VIP, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
+    TailProgram, AF_INET, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
     SVC_F_PERSISTENT,
 };
 
 use crate::{
     maps::{XLB_CONNS, XLB_PROGS},
-    parse::{parse, Parsed, Pkt},
+    parse::{parse, parse_gated, Parsed, Pkt},
     stats::bump,
 };
 
@@ -104,26 +104,26 @@ tail_programs! {
 /// scheduling program of the service's scheduler; an ICMP error to `xlb_icmp`.
 #[xdp]
 pub fn xlb_xdp(ctx: XdpContext) -> u32 {
-    bump(|g| &mut g.rx);
-    let p = match parse(ctx.data(), ctx.data_end()) {
+    let p = match parse_gated(ctx.data(), ctx.data_end(), gate::ask) {
         Parsed::Ok(p) => p,
-        Parsed::Icmp(_) => return tail(&ctx, TailProgram::Icmp),
-        Parsed::Other => return verdict(xdp_action::XDP_PASS),
+        Parsed::Icmp(_) => {
+            bump(|g| &mut g.rx);
+            return tail(&ctx, TailProgram::Icmp);
+        }
+        // Not for a service (the gate said so, or not IPv4 TCP/UDP/ICMP): one counter access.
+        Parsed::Other => return stats::received_passed(),
         Parsed::Malformed => {
+            bump(|g| &mut g.rx);
             bump(|g| &mut g.parse_fail);
             return verdict(xdp_action::XDP_PASS);
         }
     };
-    let to_service = gate::bits(p.daddr.w[0]) & (GATE_VIP | GATE_FWMARK) != 0;
-    let from_nat_rs = || gate::bits(p.saddr.w[0]) & GATE_NAT_RS != 0;
-    if !to_service {
-        if from_nat_rs()
-            && let Some(v) = nat::reply(&ctx, &p, ingress(&ctx), conn::now())
-        {
-            return verdict(v);
-        }
-        return verdict(xdp_action::XDP_PASS);
+    bump(|g| &mut g.rx);
+    if p.gate & gate::TO_SERVICE == 0 {
+        // Only a NAT real server's address passed the gate: a reply, or nothing of ours.
+        return verdict(nat::reply(&ctx, &p, ingress(&ctx), conn::now()).unwrap_or(xdp_action::XDP_PASS));
     }
+    let from_nat_rs = || p.gate & gate::FROM_NAT_RS != 0;
     let now = conn::now();
     let key = conn::key_in(&p);
     let Some(c) = XLB_CONNS.get_ptr_mut(&key) else {

@@ -30,6 +30,8 @@ pub struct Pkt {
     pub ttl: u8,
     /// Offset of the transport header from the start of the frame.
     pub l4_off: usize,
+    /// What the gate said of the addresses (see [`parse_gated`]; `u8::MAX` when not asked).
+    pub gate: u8,
 }
 
 /// An ICMP error about a TCP/UDP packet, with the embedded packet's addresses and ports.
@@ -136,6 +138,15 @@ fn ports(data: usize, data_end: usize, off: usize) -> Option<(u16, u16)> {
 
 #[inline(always)]
 pub fn parse(data: usize, data_end: usize) -> Parsed {
+    parse_gated(data, data_end, |_, _| u8::MAX)
+}
+
+/// [`parse`], asking `gate` (source, destination address in network order) about a TCP or UDP
+/// packet as soon as its addresses are read: 0 makes it [`Parsed::Other`] before its checksum
+/// or transport header is looked at; anything else is kept in [`Pkt::gate`]. ICMP is not
+/// gated (its errors concern addresses inside).
+#[inline(always)]
+pub fn parse_gated(data: usize, data_end: usize, gate: impl FnOnce(u32, u32) -> u8) -> Parsed {
     let Some(eth) = header::<EthHdr>(data, data_end, 0) else {
         return Parsed::Other;
     };
@@ -151,6 +162,11 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     if data + ETH_HLEN + ip_len as usize > data_end {
         return Parsed::Malformed;
     }
+    let proto = ip.proto;
+    let gated = if proto == IPPROTO_ICMP { u8::MAX } else { gate(u32::from_ne_bytes(ip.src_addr), u32::from_ne_bytes(ip.dst_addr)) };
+    if gated == 0 {
+        return Parsed::Other;
+    }
     // A corrupt header (the kernel's ip_rcv drops it) is never forwarded.
     if !ipv4_checksum_ok(data, data_end, ihl) {
         return Parsed::Malformed;
@@ -159,7 +175,6 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     if u16::from_be_bytes(ip.frags) & 0x3fff != 0 {
         return Parsed::Malformed;
     }
-    let proto = ip.proto;
     let l4_off = ETH_HLEN + ihl;
     let saddr = Addr::v4(u32::from_ne_bytes(ip.src_addr));
     let daddr = Addr::v4(u32::from_ne_bytes(ip.dst_addr));
@@ -197,7 +212,7 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     if ihl + l4_len > ip_len as usize {
         return Parsed::Malformed;
     }
-    Parsed::Ok(Pkt { af: AF_INET, proto, saddr, daddr, sport, dport, tcp_flags, ip_len, ttl: ip.ttl, l4_off })
+    Parsed::Ok(Pkt { af: AF_INET, proto, saddr, daddr, sport, dport, tcp_flags, ip_len, ttl: ip.ttl, l4_off, gate: gated })
 }
 
 /// ICMP errors that quote a TCP/UDP packet (IPVS treats DEST_UNREACH, SOURCE_QUENCH and

@@ -22,6 +22,17 @@ fn with_stats(p: Option<*mut Stats>, f: impl FnOnce(&mut Stats)) {
     }
 }
 
+/// A packet `xlb_xdp` received and passed to the kernel untouched (the common case of traffic
+/// for no service): both counters in one access.
+#[inline(always)]
+pub fn received_passed() -> u32 {
+    with_global(|g| {
+        g.rx += 1;
+        g.pass += 1;
+    });
+    aya_ebpf::bindings::xdp_action::XDP_PASS
+}
+
 /// Bumps a global counter chosen by `f`.
 #[inline(always)]
 pub fn bump(f: impl FnOnce(&mut GlobalStats) -> &mut u64) {

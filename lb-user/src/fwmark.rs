@@ -144,8 +144,21 @@ pub fn sync(pin_dir: &Path) -> anyhow::Result<(usize, Vec<String>)> {
             map.insert(*k, *mark, 0)?;
         }
     }
-    crate::store::Gate::open(pin_dir)?.set(lb_common::GATE_FWMARK, want.keys().map(|(_, a, _)| IpAddr::V4(*a)));
+    sync_gate(pin_dir, &map)?;
     Ok((want_keys.len(), skipped))
+}
+
+/// Opens the gate for the addresses `XLB_FWMARKS` marks (and for those alone): the data plane
+/// looks a packet up in the classifier only when its destination passes the gate.
+pub fn sync_gate(pin_dir: &Path, marks: &HashMap<MapData, ServiceKey, u32>) -> anyhow::Result<()> {
+    let addrs: Vec<IpAddr> = marks
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| k.af == AF_INET)
+        .map(|k| IpAddr::V4(Ipv4Addr::from(k.addr.w[0].to_ne_bytes())))
+        .collect();
+    crate::store::Gate::open(pin_dir)?.set(lb_common::GATE_FWMARK, addrs);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -297,7 +297,8 @@ fn add_fwmark_rule(pins: &Path, vip: [u8; 4], port: u16, mark: u32) -> anyhow::R
         af: lb_common::AF_INET,
     };
     map.insert(key, mark, 0)?;
-    Ok(())
+    // As the sync does: the gate opens for the marked address.
+    lb_user::fwmark::sync_gate(pins, &map)
 }
 
 pub fn commit(pins: &Path, services: Vec<Service>) -> anyhow::Result<()> {
