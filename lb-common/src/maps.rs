@@ -442,26 +442,30 @@ pub use crate::global_stats::GlobalStats;
 /// Key of `XLB_CONNS`: IPVS's connection key, the client side of the flow
 /// (protocol, client addr:port, virtual addr:port). Templates (persistence) use the same map:
 /// `kind` = [`CONN_KIND_TEMPLATE`], client address masked, `cport` 0.
+///
+/// IPv4 only, 16 bytes: the kernel hashes and compares the whole key on every lookup, and a
+/// 40-byte key with room for IPv6 addresses cost every IPv4 packet that (IPv6 connections, when
+/// the data plane forwards IPv6, get a table of their own).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConnKey {
-    pub caddr: Addr,
-    pub vaddr: Addr,
+    /// IPv4 addresses, network order.
+    pub caddr: u32,
+    pub vaddr: u32,
     /// Network order.
     pub cport: u16,
     pub vport: u16,
     pub proto: u8,
-    pub af: u8,
     /// `CONN_KIND_*`: a client-side entry, a reply-side entry (NAT), or a template.
     pub kind: u8,
-    pub _pad: u8,
+    pub _pad: u16,
 }
 
 impl ConnKey {
     /// The reply-side (NAT) key of a client-side key: the real server `rs`:`rport` where the
     /// VIP was (what a reply from the real server carries as its destination side).
     #[inline(always)]
-    pub const fn reply_side(&self, rs: Addr, rport: u16) -> ConnKey {
+    pub const fn reply_side(&self, rs: u32, rport: u16) -> ConnKey {
         ConnKey { vaddr: rs, vport: rport, kind: CONN_KIND_OUT, ..*self }
     }
 }
@@ -683,10 +687,10 @@ pub struct HalfOpenCursor {
 /// the mark; else the VIP, the protocol and the service's port, 0 for a port-0 service and for
 /// FTP's control port 21. `svc_port` is in network order.
 #[inline(always)]
-pub fn template_key(caddr: &Addr, netmask: &Addr, vaddr: Addr, proto: u8, svc_port: u16, fwmark: u32, af: u8) -> ConnKey {
+pub fn template_key(caddr: u32, netmask: &Addr, vaddr: u32, proto: u8, svc_port: u16, fwmark: u32) -> ConnKey {
     let vport = if svc_port == 21u16.to_be() { 0 } else { svc_port };
-    let (vaddr, proto) = if fwmark != 0 { (Addr::v4(fwmark), crate::IPPROTO_IP) } else { (vaddr, proto) };
-    ConnKey { caddr: caddr.masked(netmask), vaddr, cport: 0, vport, proto, af, kind: CONN_KIND_TEMPLATE, _pad: 0 }
+    let (vaddr, proto) = if fwmark != 0 { (fwmark, crate::IPPROTO_IP) } else { (vaddr, proto) };
+    ConnKey { caddr: caddr & netmask.w[0], vaddr, cport: 0, vport, proto, kind: CONN_KIND_TEMPLATE, _pad: 0 }
 }
 
 /// How long an expired template that still controls live connections is re-armed for (IPVS

@@ -29,12 +29,11 @@ pub fn now() -> u64 {
 #[inline(always)]
 pub fn key_in(p: &Pkt) -> ConnKey {
     ConnKey {
-        caddr: p.saddr,
-        vaddr: p.daddr,
+        caddr: p.saddr.w[0],
+        vaddr: p.daddr.w[0],
         cport: p.sport,
         vport: p.dport,
         proto: p.proto,
-        af: p.af,
         kind: CONN_KIND_IN,
         _pad: 0,
     }
@@ -123,12 +122,12 @@ pub fn expire_now(key: &ConnKey, c: &Conn) -> bool {
     if let Some(d) = XLB_DESTS.get(c.dest_id)
         && d.fwd == FWD_MASQ
     {
-        let reply = key.reply_side(d.addr, c.port);
+        let reply = key.reply_side(d.addr.w[0], c.port);
         // A reply entry carries the VIP in `timeout` (see lb_common::Conn).
         // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once,
         // not kept.
         if unsafe { XLB_CONNS.get(&reply) }
-            .is_some_and(|r| r.dest_id == c.dest_id && r.timeout == key.vaddr.w[0] && r.port == key.vport)
+            .is_some_and(|r| r.dest_id == c.dest_id && r.timeout == key.vaddr && r.port == key.vport)
         {
             let _ = XLB_CONNS.remove(&reply);
         }

@@ -143,12 +143,11 @@ pub fn request(ctx: &XdpContext, p: &Pkt, t: &Target, rport: u16) -> u32 {
 #[inline(always)]
 pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
     let out_key = ConnKey {
-        caddr: p.daddr,
-        vaddr: p.saddr,
+        caddr: p.daddr.w[0],
+        vaddr: p.saddr.w[0],
         cport: p.dport,
         vport: p.sport,
         proto: p.proto,
-        af: p.af,
         kind: CONN_KIND_OUT,
         _pad: 0,
     };
@@ -157,12 +156,11 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
     let o = unsafe { XLB_CONNS.get(&out_key) }?;
     let vip = lb_common::Addr::v4(o.timeout);
     let in_key = ConnKey {
-        caddr: p.daddr,
-        vaddr: vip,
+        caddr: p.daddr.w[0],
+        vaddr: vip.w[0],
         cport: p.dport,
         vport: o.port,
         proto: p.proto,
-        af: p.af,
         kind: CONN_KIND_IN,
         _pad: 0,
     };
@@ -275,5 +273,5 @@ pub fn icmp_to_client(ctx: &XdpContext, e: &IcmpErr, v: &Virtual) -> u32 {
 /// The reply-side entry of a new NAT connection: (client, RIP:rport) -> the virtual port.
 #[inline(always)]
 pub fn reply_key(p: &Pkt, rip: Addr, rport: u16) -> ConnKey {
-    conn::key_in(p).reply_side(rip, rport)
+    conn::key_in(p).reply_side(rip.w[0], rport)
 }

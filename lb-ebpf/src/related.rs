@@ -33,12 +33,11 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
     let q = &e.inner;
     // The quoted packet went from the VIP to the client: reverse it to the client-side key.
     let in_key = ConnKey {
-        caddr: q.daddr,
-        vaddr: q.saddr,
+        caddr: q.daddr.w[0],
+        vaddr: q.saddr.w[0],
         cport: q.dport,
         vport: q.sport,
         proto: q.proto,
-        af: lb_common::AF_INET,
         kind: CONN_KIND_IN,
         _pad: 0,
     };
@@ -69,12 +68,11 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
     }
     // From a NAT real server about a packet it got from the client: the reply-side key.
     let out_key = ConnKey {
-        caddr: q.saddr,
-        vaddr: q.daddr,
+        caddr: q.saddr.w[0],
+        vaddr: q.daddr.w[0],
         cport: q.sport,
         vport: q.dport,
         proto: q.proto,
-        af: lb_common::AF_INET,
         kind: CONN_KIND_OUT,
         _pad: 0,
     };

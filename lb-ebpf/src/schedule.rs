@@ -572,7 +572,7 @@ fn template_end(dest_id: u32) {
 pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
     let svc = m.svc;
     let persistent = svc.flags & SVC_F_PERSISTENT != 0;
-    let key = template_key(&p.saddr, &svc.netmask, p.daddr, p.proto, m.port, m.fwmark, p.af);
+    let key = template_key(p.saddr.w[0], &svc.netmask, p.daddr.w[0], p.proto, m.port, m.fwmark);
     if persistent
         && let Some(t) = XLB_CONNS.get_ptr_mut(&key)
     {

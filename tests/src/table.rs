@@ -41,12 +41,11 @@ pub fn tcp_conn_dest(pin_dir: &std::path::Path, client: [u8; 4], cport: u16, vip
     let data = MapData::from_pin(pin_dir.join(lb_common::names::CONNS)).ok()?;
     let conns: HashMap<MapData, lb_common::ConnKey, lb_common::Conn> = HashMap::try_from(Map::HashMap(data)).ok()?;
     let key = lb_common::ConnKey {
-        caddr: lb_common::Addr::v4(u32::from_ne_bytes(client)),
-        vaddr: lb_common::Addr::v4(u32::from_ne_bytes(vip)),
+        caddr: u32::from_ne_bytes(client),
+        vaddr: u32::from_ne_bytes(vip),
         cport: cport.to_be(),
         vport: vport.to_be(),
         proto: lb_common::IPPROTO_TCP,
-        af: lb_common::AF_INET,
         kind: lb_common::CONN_KIND_IN,
         _pad: 0,
     };

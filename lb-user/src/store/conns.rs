@@ -44,9 +44,9 @@ impl Store {
                 proto,
                 expires: ((end - now) / 1_000_000_000) as u32,
                 state,
-                caddr: to_ip(k.af, &k.caddr),
+                caddr: to_ip(c::AF_INET, &Addr::v4(k.caddr)),
                 cport: u16::from_be(k.cport),
-                vaddr: to_ip(k.af, &k.vaddr),
+                vaddr: to_ip(c::AF_INET, &Addr::v4(k.vaddr)),
                 vport: u16::from_be(k.vport),
                 daddr: to_ip(d.af, &d.addr),
                 dport,
@@ -116,7 +116,7 @@ impl Store {
             let gone = if k.kind == c::CONN_KIND_OUT {
                 // A NAT reply-side entry lives as long as its client-side entry.
                 // Its `timeout` field carries the VIP (see lb_common::Conn).
-                let in_key = ConnKey { vaddr: Addr::v4(v.timeout), vport: v.port, kind: c::CONN_KIND_IN, ..k };
+                let in_key = ConnKey { vaddr: v.timeout, vport: v.port, kind: c::CONN_KIND_IN, ..k };
                 self.conns.get(&in_key, 0).map_or(true, |i| expired(&i) || i.dest_id != v.dest_id)
             } else {
                 expired(&v)
@@ -155,7 +155,7 @@ impl Store {
         let sk = self.svc_keys.get(&v.svc_id, 0).ok()?;
         let svc = self.services.get(&sk, 0).ok()?;
         let fwmark = if sk.proto == c::IPPROTO_IP { sk.addr.w[0] } else { 0 };
-        Some(c::template_key(&k.caddr, &svc.netmask, k.vaddr, k.proto, sk.port, fwmark, k.af))
+        Some(c::template_key(k.caddr, &svc.netmask, k.vaddr, k.proto, sk.port, fwmark))
     }
 
     /// Gives back the count of an entry this pass removed, and lifts OVERLOAD as its end may:

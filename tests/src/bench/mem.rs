@@ -7,7 +7,7 @@ use std::{os::fd::AsRawFd as _, path::Path};
 
 use anyhow::{Context as _, bail};
 use aya::maps::{HashMap, Map, MapData};
-use lb_common::{Addr, Conn, ConnKey, names};
+use lb_common::{Conn, ConnKey, names};
 use lb_user::store::{self, CreateOptions};
 
 use super::{Figure, Results, Size};
@@ -43,12 +43,11 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     for i in 0..n {
         let key = ConnKey {
-            caddr: Addr::v4(u32::from_be_bytes([100, (i >> 16) as u8, (i >> 8) as u8, i as u8]).to_be()),
-            vaddr: Addr::v4(u32::from_be_bytes([192, 168, 88, 15]).to_be()),
+            caddr: u32::from_be_bytes([100, (i >> 16) as u8, (i >> 8) as u8, i as u8]).to_be(),
+            vaddr: u32::from_be_bytes([192, 168, 88, 15]).to_be(),
             cport: 40_000u16.to_be(),
             vport: 80u16.to_be(),
             proto: lb_common::IPPROTO_TCP,
-            af: lb_common::AF_INET,
             kind: lb_common::CONN_KIND_IN,
             _pad: 0,
         };

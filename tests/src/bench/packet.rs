@@ -327,12 +327,11 @@ fn new_client(k: u8, i: usize) -> ([u8; 4], u16) {
 /// The client-side connection-table key of TCP `c`:`p` -> `vip`:80.
 fn conn_key_in(c: [u8; 4], p: u16, vip: [u8; 4]) -> lb_common::ConnKey {
     lb_common::ConnKey {
-        caddr: lb_common::Addr::v4(u32::from_ne_bytes(c)),
-        vaddr: lb_common::Addr::v4(u32::from_ne_bytes(vip)),
+        caddr: u32::from_ne_bytes(c),
+        vaddr: u32::from_ne_bytes(vip),
         cport: p.to_be(),
         vport: 80u16.to_be(),
         proto: lb_common::IPPROTO_TCP,
-        af: lb_common::AF_INET,
         kind: lb_common::CONN_KIND_IN,
         _pad: 0,
     }
