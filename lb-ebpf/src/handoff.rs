@@ -23,6 +23,8 @@ pub struct Handoff {
     pub fwmark: u32,
     /// The connection table held an expired entry under the packet's key.
     pub stale: bool,
+    /// The time `xlb_xdp` read (coarse monotonic ns): one clock read per packet.
+    pub now: u64,
     /// Set by the scheduling programs for `xlb_fwd`: the new connection's real server and its
     /// port.
     pub dest_id: u32,

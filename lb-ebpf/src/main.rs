@@ -61,13 +61,13 @@ use crate::{
 /// Counts a verdict and returns it.
 #[inline(always)]
 fn verdict(v: u32) -> u32 {
-    match v {
-        xdp_action::XDP_PASS => bump(|g| &mut g.pass),
-        xdp_action::XDP_TX => bump(|g| &mut g.tx),
-        xdp_action::XDP_REDIRECT => bump(|g| &mut g.redirect),
-        _ => bump(|g| &mut g.drop),
-    }
-    v
+    stats::count_verdict(v, false)
+}
+
+/// Counts the reception of a packet of `xlb_xdp`'s and its verdict (one counter access).
+#[inline(always)]
+fn received(v: u32) -> u32 {
+    stats::count_verdict(v, true)
 }
 
 /// The programs of `lb_common::TailProgram`, each by its function here: every one is listed, in
@@ -112,16 +112,11 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
         }
         // Not for a service (the gate said so, or not IPv4 TCP/UDP/ICMP): one counter access.
         Parsed::Other => return stats::received_passed(),
-        Parsed::Malformed => {
-            bump(|g| &mut g.rx);
-            bump(|g| &mut g.parse_fail);
-            return verdict(xdp_action::XDP_PASS);
-        }
+        Parsed::Malformed => return stats::received_malformed(),
     };
-    bump(|g| &mut g.rx);
     if p.gate & gate::TO_SERVICE == 0 {
         // Only a NAT real server's address passed the gate: a reply, or nothing of ours.
-        return verdict(nat::reply(&ctx, &p, ingress(&ctx), conn::now()).unwrap_or(xdp_action::XDP_PASS));
+        return received(nat::reply(&ctx, &p, ingress(&ctx), conn::now()).unwrap_or(xdp_action::XDP_PASS));
     }
     let from_nat_rs = || p.gate & gate::FROM_NAT_RS != 0;
     let now = conn::now();
@@ -130,34 +125,41 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
         if from_nat_rs()
             && let Some(v) = nat::reply(&ctx, &p, ingress(&ctx), now)
         {
-            return verdict(v);
+            return received(v);
         }
-        return new_flow(&ctx, &p, false);
+        bump(|g| &mut g.rx);
+        return new_flow(&ctx, &p, false, now);
     };
     // SAFETY: a value of XLB_CONNS from a successful lookup: valid until the program returns (RCU).
     // Other CPUs may update the same connection; as IPVS's per-packet updates, the fields are plain
     // stores.
     let c = unsafe { &mut *c };
     if conn::expired(c, now) {
-        return new_flow(&ctx, &p, true);
+        bump(|g| &mut g.rx);
+        return new_flow(&ctx, &p, true, now);
     }
     if p.proto == IPPROTO_TCP && p.tcp_flags & TCP_FLAG_SYN != 0 && conn::reschedule_on_syn(c) {
         conn::expire_now(&key, &{ *c });
-        return new_flow(&ctx, &p, false);
+        bump(|g| &mut g.rx);
+        return new_flow(&ctx, &p, false, now);
     }
     conn::on_packet(c, &p, now);
-    bump(|g| &mut g.conn_hit);
     let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
-    match forward(&ctx, &p, svc_id, dest_id, rport, false, now) {
-        Some(v) => verdict(v),
-        // Its real server was deleted: expire_nodest_conn = 1 expires the connection and handles
-        // the packet as new; 0 drops it.
-        None if conn::with_config(|cfg| cfg.expire_nodest_conn != 0).unwrap_or(false) => {
-            conn::expire_now(&key, &{ *c });
-            new_flow(&ctx, &p, false)
-        }
-        None => verdict(xdp_action::XDP_DROP),
+    // Counted there with its reception and the connection hit.
+    if let Some(v) = forward(&ctx, &p, svc_id, dest_id, rport, false, now) {
+        return v;
     }
+    bump(|g| {
+        g.rx += 1;
+        &mut g.conn_hit
+    });
+    // Its real server was deleted: expire_nodest_conn = 1 expires the connection and handles
+    // the packet as new; 0 drops it.
+    if conn::with_config(|cfg| cfg.expire_nodest_conn != 0).unwrap_or(false) {
+        conn::expire_now(&key, &{ *c });
+        return new_flow(&ctx, &p, false, now);
+    }
+    verdict(xdp_action::XDP_DROP)
 }
 
 /// A packet of no (live) connection to a gated address: its virtual service, if it has one,
@@ -165,7 +167,7 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
 /// scheduler. `stale`: an expired entry holds the packet's key (the new connection replaces
 /// it).
 #[inline(always)]
-fn new_flow(ctx: &XdpContext, p: &Pkt, stale: bool) -> u32 {
+fn new_flow(ctx: &XdpContext, p: &Pkt, stale: bool, now: u64) -> u32 {
     let Some(m) = schedule::find_service(ctx, p) else {
         return verdict(xdp_action::XDP_PASS);
     };
@@ -186,6 +188,7 @@ fn new_flow(ctx: &XdpContext, p: &Pkt, stale: bool) -> u32 {
     h.port = m.port;
     h.fwmark = m.fwmark;
     h.stale = stale;
+    h.now = now;
     let next = match schedule::group_of(m.svc.sched) {
         schedule::GROUP_SET => TailProgram::NewSet,
         schedule::GROUP_TWOS => TailProgram::NewTwos,
@@ -205,8 +208,8 @@ pub fn xlb_fwd(ctx: XdpContext) -> u32 {
     let Some(p) = handoff::pkt(h) else {
         return verdict(xdp_action::XDP_DROP);
     };
-    let v = forward(&ctx, &p, h.svc.id, h.dest_id, h.rport, true, conn::now()).unwrap_or(xdp_action::XDP_DROP);
-    verdict(v)
+    // Counted there.
+    forward(&ctx, &p, h.svc.id, h.dest_id, h.rport, true, h.now).unwrap_or_else(|| verdict(xdp_action::XDP_DROP))
 }
 
 /// Continues with tail program `p`; returns (the drop verdict) only when it is not installed.
@@ -278,7 +281,7 @@ fn new_conn<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     // Read in place (a copy would not fit the stack beside lblcr's set); this program uses no
     // header offset of it.
     let p = &h.pkt;
-    let now = conn::now();
+    let now = h.now;
     let key = conn::key_in(p);
     if h.stale
         && let Some(old) = XLB_CONNS.get_ptr_mut(&key)
@@ -326,19 +329,19 @@ fn new_conn<const GROUP: u8>(ctx: &XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
-/// Counts a client packet of a connection and sends it to its real server by its method.
-/// `None`: the real server was deleted.
+/// Sends a client packet of a connection to its real server by its method, and counts it
+/// (`stats::count_forwarded`: for `new_conn` false, also its reception by `xlb_xdp`). `None`:
+/// the real server was deleted (nothing counted).
 #[inline(always)]
 fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> Option<u32> {
     let (rip, fwd) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd))?;
     let t = xmit::Target { dest_id, rip, ingress: ingress(ctx), now };
-    Some(forward_to(ctx, p, &t, fwd, svc_id, rport, new_conn))
+    let v = forward_to(ctx, p, &t, fwd, rport);
+    Some(stats::count_forwarded(svc_id, dest_id, p.ip_len, new_conn, v))
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn forward_to(ctx: &XdpContext, p: &Pkt, t: &xmit::Target, fwd: u8, svc_id: u32, rport: u16, new_conn: bool) -> u32 {
-    stats::count_in(svc_id, t.dest_id, p.ip_len, new_conn);
+fn forward_to(ctx: &XdpContext, p: &Pkt, t: &xmit::Target, fwd: u8, rport: u16) -> u32 {
     if p.ttl <= 1 {
         return icmp::time_exceeded(ctx);
     }

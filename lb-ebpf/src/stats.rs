@@ -1,4 +1,5 @@
 //! Per-CPU counters: per service, per real server, and global verdicts.
+use aya_ebpf::bindings::xdp_action;
 use lb_common::{GlobalStats, Stats};
 
 use crate::maps::{XLB_DEST_STATS, XLB_GLOBAL_STATS, XLB_SVC_STATS};
@@ -22,15 +23,62 @@ fn with_stats(p: Option<*mut Stats>, f: impl FnOnce(&mut Stats)) {
     }
 }
 
-/// A packet `xlb_xdp` received and passed to the kernel untouched (the common case of traffic
-/// for no service): both counters in one access.
+/// Counts verdict `v`; with `rx`, also the packet's reception (`xlb_xdp`'s own packets).
+/// Returns `v`. (One access per verdict arm: one access choosing among the counters compiles
+/// to a computed field offset, which the verifier cannot bound.)
+#[inline(always)]
+pub fn count_verdict(v: u32, rx: bool) -> u32 {
+    if rx {
+        bump(|g| &mut g.rx);
+    }
+    match v {
+        xdp_action::XDP_PASS => bump(|g| &mut g.pass),
+        xdp_action::XDP_TX => bump(|g| &mut g.tx),
+        xdp_action::XDP_REDIRECT => bump(|g| &mut g.redirect),
+        _ => bump(|g| &mut g.drop),
+    }
+    v
+}
+
+/// A packet `xlb_xdp` received and passed to the kernel untouched, the common case of traffic
+/// for no service: both counters in one access.
 #[inline(always)]
 pub fn received_passed() -> u32 {
     with_global(|g| {
         g.rx += 1;
         g.pass += 1;
     });
-    aya_ebpf::bindings::xdp_action::XDP_PASS
+    xdp_action::XDP_PASS
+}
+
+/// A packet `xlb_xdp` received and found malformed: passed to the kernel, in one access.
+#[inline(always)]
+pub fn received_malformed() -> u32 {
+    with_global(|g| {
+        g.rx += 1;
+        g.parse_fail += 1;
+        g.pass += 1;
+    });
+    xdp_action::XDP_PASS
+}
+
+/// A client packet of a connection, handled with verdict `v`: IPVS's in-stats of its service,
+/// real server and the totals (`ip_vs_in_stats`, and `ip_vs_conn_stats` for a new connection),
+/// with, for an established connection's packet (`xlb_xdp`'s own), its reception and the
+/// connection hit in the same access of the global counters; then the verdict. Returns `v`.
+#[inline(always)]
+pub fn count_forwarded(svc_id: u32, dest_id: u32, ip_len: u16, new_conn: bool, v: u32) -> u32 {
+    let bytes = ip_len as u64;
+    with_stats(XLB_SVC_STATS.get_ptr_mut(svc_id), |s| add_in(s, bytes, new_conn));
+    with_stats(XLB_DEST_STATS.get_ptr_mut(dest_id), |s| add_in(s, bytes, new_conn));
+    with_global(|g| {
+        add_in(&mut g.total, bytes, new_conn);
+        if !new_conn {
+            g.rx += 1;
+            g.conn_hit += 1;
+        }
+    });
+    count_verdict(v, false)
 }
 
 /// Bumps a global counter chosen by `f`.
@@ -46,16 +94,6 @@ fn add_in(s: &mut Stats, bytes: u64, new_conn: bool) {
     if new_conn {
         s.conns += 1;
     }
-}
-
-/// Counts one client-to-server packet of `ip_len` bytes against its service, real server and
-/// the global totals (IPVS's `ip_vs_in_stats`, plus `ip_vs_conn_stats` for a new connection).
-#[inline(always)]
-pub fn count_in(svc_id: u32, dest_id: u32, ip_len: u16, new_conn: bool) {
-    let bytes = ip_len as u64;
-    with_stats(XLB_SVC_STATS.get_ptr_mut(svc_id), |s| add_in(s, bytes, new_conn));
-    with_stats(XLB_DEST_STATS.get_ptr_mut(dest_id), |s| add_in(s, bytes, new_conn));
-    with_global(|g| add_in(&mut g.total, bytes, new_conn));
 }
 
 #[inline(always)]
