@@ -283,7 +283,8 @@ pub struct DestNeigh {
     pub ifindex: u32,
     /// MTU of the route.
     pub mtu: u32,
-    /// `NEIGH_F_*`.
+    /// `NEIGH_F_*` in the low 16 bits; in the high 16, the low bits of `Config::iface_gen`
+    /// when the answer was cached ([`neigh_gen`]).
     pub flags: u32,
     /// Next-hop address (the real server, or the gateway toward it).
     pub nh: Addr,
@@ -297,6 +298,20 @@ pub struct DestNeigh {
 pub const NEIGH_F_RESOLVED: u32 = 0x1;
 /// Route known (egress, next hop) but no neighbour entry yet: the tc slow path resolves it.
 pub const NEIGH_F_ROUTED: u32 = 0x2;
+/// xlb runs natively on the egress interface (`IFACE_XDP_NATIVE` in `XLB_IFACES` when the
+/// answer was cached): an XDP_REDIRECT there is delivered, without asking `XLB_IFACES` per
+/// packet.
+pub const NEIGH_F_XDP_EGRESS: u32 = 0x4;
+/// Where `DestNeigh::flags` keeps the attachment generation its [`NEIGH_F_XDP_EGRESS`] was
+/// taken at: the flag is trusted only while `Config::iface_gen` is unchanged since (lbd bumps it
+/// whenever an attachment changes).
+pub const NEIGH_GEN_SHIFT: u32 = 16;
+
+/// `iface_gen` as `DestNeigh::flags` holds it.
+#[inline(always)]
+pub const fn neigh_gen(iface_gen: u32) -> u32 {
+    iface_gen << NEIGH_GEN_SHIFT
+}
 
 /// What the XDP program writes over a frame's two MAC addresses (the first 12 bytes) when it
 /// hands the frame to the kernel for the tc slow path: send it out `ifindex` to IPv4 next hop
@@ -558,7 +573,10 @@ pub struct Config {
     pub lblcr_expiration: u32,
     /// `SlowPathMark::tag` (set by lbd attach when 0).
     pub slow_path_tag: u32,
-    pub _reserved: [u32; 4],
+    /// Bumped by lbd whenever an interface's attachment changes: cached next hops re-check
+    /// their egress then (`DestNeigh::iface_gen`).
+    pub iface_gen: u32,
+    pub _reserved: [u32; 3],
 }
 
 /// The IPVS sysctls xlb implements (names as under /proc/sys/net/ipv4/vs/, IPVS's defaults in
@@ -656,7 +674,8 @@ impl Default for Config {
             sloppy_tcp: 0,
             lblcr_expiration: LBLCR_EXPIRATION_S as u32,
             slow_path_tag: 0,
-            _reserved: [0; 4],
+            iface_gen: 0,
+            _reserved: [0; 3],
         }
     }
 }

@@ -21,13 +21,15 @@ use aya_ebpf::{
     EbpfContext,
 };
 use lb_common::{
-    Addr, DestNeigh, SlowPathMark, AF_INET, CFG_F_FIB_SRC, NEIGH_F_RESOLVED, NEIGH_F_ROUTED, NEIGH_RETRY_NS,
+    Addr, DestNeigh, SlowPathMark, AF_INET, CFG_F_FIB_SRC, IFACE_XDP_NATIVE, NEIGH_F_RESOLVED, NEIGH_F_ROUTED,
+    NEIGH_F_XDP_EGRESS, NEIGH_RETRY_NS, neigh_gen,
     NEIGH_TTL_NS,
 };
 
 use crate::{
     maps::{XLB_CLIENT_NEIGH, XLB_DEST_NEIGH, XLB_IFACES},
     parse::header,
+    xmit,
 };
 
 /// How to reach a next hop.
@@ -84,13 +86,15 @@ fn answer(rc: i64, f: &bpf_fib_lookup, dst: u32, ingress: u32, now: u64) -> Dest
     // SAFETY: a union of plain integers: any bit pattern is valid.
     let nh = Addr::v4(unsafe { f.__bindgen_anon_4.ipv4_dst });
     if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        let iface_gen = neigh_gen(crate::conn::with_config(|c| c.iface_gen).unwrap_or(0));
+        let egress = if xmit::xdp_mode(f.ifindex) == IFACE_XDP_NATIVE { NEIGH_F_XDP_EGRESS } else { 0 };
         return DestNeigh {
             dmac: f.dmac,
             smac: f.smac,
             ifindex: f.ifindex,
             // SAFETY: a union of plain integers: any bit pattern is valid.
             mtu: unsafe { f.__bindgen_anon_1.mtu_result } as u32,
-            flags: NEIGH_F_RESOLVED,
+            flags: NEIGH_F_RESOLVED | egress | iface_gen,
             nh,
             // SAFETY: a union of plain integers: any bit pattern is valid.
             src: Addr::v4(unsafe { f.__bindgen_anon_3.ipv4_src }),

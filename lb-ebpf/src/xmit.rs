@@ -3,7 +3,9 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use network_types::eth::EthHdr;
 
-use lb_common::{IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB};
+use lb_common::{
+    neigh_gen, DestNeigh, IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB, NEIGH_F_XDP_EGRESS, NEIGH_GEN_SHIFT,
+};
 
 use crate::{
     maps::XLB_IFACES,
@@ -27,11 +29,19 @@ pub struct Target {
 /// only to interfaces xlb is attached to natively, or from one attached in skb mode (whose
 /// redirects use the kernel's transmit path); any other egress takes the tc slow path.
 #[inline(always)]
-fn can_redirect(ingress: u32, egress: u32) -> bool {
+fn can_redirect(ingress: u32, n: &DestNeigh) -> bool {
+    // Cached with the next hop while no attachment changed since: no lookup per packet.
+    let cached = n.flags & NEIGH_F_XDP_EGRESS != 0
+        && crate::conn::with_config(|c| neigh_gen(c.iface_gen) == n.flags & !((1 << NEIGH_GEN_SHIFT) - 1)).unwrap_or(false);
+    cached || xdp_mode(n.ifindex) == IFACE_XDP_NATIVE || xdp_mode(ingress) == IFACE_XDP_SKB
+}
+
+/// How xlb is attached to interface `ifindex` (`IFACE_XDP_*`, from `XLB_IFACES`).
+#[inline(always)]
+pub fn xdp_mode(ifindex: u32) -> u32 {
     // SAFETY: a hash map value stays valid until the program returns (RCU); it is read at once, not
     // kept.
-    let mode = |i: u32| unsafe { XLB_IFACES.get(&i) }.map_or(IFACE_XDP_NONE, |f| f.xdp);
-    mode(egress) == IFACE_XDP_NATIVE || mode(ingress) == IFACE_XDP_SKB
+    unsafe { XLB_IFACES.get(&ifindex) }.map_or(IFACE_XDP_NONE, |f| f.xdp)
 }
 
 #[inline(always)]
@@ -42,7 +52,7 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
             // scratch), valid for the run.
             let n = unsafe { &**n };
             let tx = n.ifindex == ingress;
-            if !tx && !can_redirect(ingress, n.ifindex) {
+            if !tx && !can_redirect(ingress, n) {
                 return slow_path(ctx, n.ifindex, n.nh);
             }
             let Some(eth) = header::<EthHdr>(ctx.data(), ctx.data_end(), 0) else {

@@ -139,14 +139,24 @@ pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: Mode) -> a
         let tc = attach_tc(&mut ebpf, pin_dir, iface, before)?;
         let info = IfaceInfo { xdp, ..tc };
         ifaces(pin_dir)?.insert(ifindex, info, 0)?;
-        sync_ifaces(pin_dir)
+        update_ifaces(pin_dir).map(|_| ())
     })();
     if result.is_err() && fresh {
         // Nothing half-attached: an XDP program without its slow path (or unrecorded) would
         // forward some packets and lose others.
-        let _ = detach(pin_dir, iface);
+        let _ = detach_unrecorded(pin_dir, iface);
     }
+    ifaces_changed(&mut store)?;
     result
+}
+
+/// Tells the data plane that `XLB_IFACES` changed: its cached next hops check their egress
+/// again (`Config::iface_gen`, `NEIGH_F_XDP_EGRESS`).
+fn ifaces_changed(store: &mut store::Store) -> anyhow::Result<()> {
+    store.update_config(|c| {
+        c.iface_gen = c.iface_gen.wrapping_add(1);
+        Ok(())
+    })
 }
 
 /// A real server runs only the decap program: every director table is created with one
@@ -373,11 +383,20 @@ fn interfaces() -> Vec<(u32, String)> {
 /// primary IPv4 address, the attachment records kept, vanished interfaces removed. lbd attach
 /// and detach call it, and `lbd run` every tick (addresses change).
 pub fn sync_ifaces(pin_dir: &Path) -> anyhow::Result<()> {
+    if update_ifaces(pin_dir)? {
+        ifaces_changed(&mut store::Store::open_at(pin_dir, Default::default())?)?;
+    }
+    Ok(())
+}
+
+/// [`sync_ifaces`] but for telling the data plane; true when something changed.
+fn update_ifaces(pin_dir: &Path) -> anyhow::Result<bool> {
     let mut map = ifaces(pin_dir)?;
+    let mut changed = false;
     let now = interfaces();
     let stale: Vec<u32> = map.keys().filter_map(Result::ok).filter(|k| !now.iter().any(|(i, _)| i == k)).collect();
     for k in stale {
-        let _ = map.remove(&k);
+        changed |= map.remove(&k).is_ok();
     }
     let addrs = ipv4_addrs_by_iface()?;
     for (index, name) in now {
@@ -385,21 +404,22 @@ pub fn sync_ifaces(pin_dir: &Path) -> anyhow::Result<()> {
         let old = map.get(&index, 0).ok();
         if old.is_none_or(|o| o.addr != addr) {
             map.insert(index, IfaceInfo { addr, ..old.unwrap_or_default() }, 0)?;
+            changed = true;
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Records every interface of this namespace as if xlb were attached there in `xdp` mode
 /// (`IFACE_XDP_*`), for BPF_PROG_TEST_RUN harnesses whose director has no real attachment.
 pub fn record_all_attached_for_test(pin_dir: &Path, xdp: u32) -> anyhow::Result<()> {
-    sync_ifaces(pin_dir)?;
+    update_ifaces(pin_dir)?;
     let mut map = ifaces(pin_dir)?;
     for (i, _) in interfaces() {
         let old = map.get(&i, 0).unwrap_or_default();
         map.insert(i, IfaceInfo { xdp, ..old }, 0)?;
     }
-    Ok(())
+    ifaces_changed(&mut store::Store::open_at(pin_dir, Default::default())?)
 }
 
 /// An attached interface as `lbd status` shows it.
@@ -434,6 +454,16 @@ pub fn attachments(pin_dir: &Path) -> Vec<Attachment> {
 /// Detaches whatever xlb attached to `iface` (unpinning the last reference destroys the link).
 /// Returns false when nothing was attached.
 pub fn detach(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
+    let found = detach_unrecorded(pin_dir, iface)?;
+    if found && pin_dir.join(lb_common::names::CONFIG).exists() {
+        // Best effort: without it, cached next hops notice within their lifetime (1 s).
+        let _ = store::Store::open_at(pin_dir, Default::default()).and_then(|mut s| ifaces_changed(&mut s));
+    }
+    Ok(found)
+}
+
+/// [`detach`] without telling the data plane (the caller holds the store).
+fn detach_unrecorded(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
     check_iface(iface)?;
     let mut found = false;
     if let (Ok(index), Ok(mut map)) = (ifindex_of(iface), ifaces(pin_dir))
@@ -469,7 +499,7 @@ pub fn attached(pin_dir: &Path) -> Vec<String> {
 /// Detaches everything and removes every pin: the table is gone afterwards.
 pub fn teardown(pin_dir: &Path) -> anyhow::Result<()> {
     for iface in attached(pin_dir) {
-        let _ = detach(pin_dir, &iface);
+        let _ = detach_unrecorded(pin_dir, &iface);
     }
     if pin_dir.exists() {
         std::fs::remove_dir_all(pin_dir).with_context(|| format!("cannot remove {}", pin_dir.display()))?;
