@@ -1,0 +1,130 @@
+//! The gate (`XLB_GATE`, lb-common's `GATE_*`): the data plane's first question, "could this be
+//! for a service?". Its bits follow the table lbadm commits; a packet whose addresses the gate
+//! shuts out reaches the kernel untouched before its checksum or transport header is looked at;
+//! an address that only shares a gate slot with a VIP is still passed (the gate narrows, the
+//! exact lookups decide). The real XDP object, run with BPF_PROG_TEST_RUN on crafted frames.
+use std::net::{IpAddr, Ipv4Addr};
+
+use lb_common::{GATE_FWMARK, GATE_NAT_RS, GATE_VIP, GlobalStats, gate_slot};
+use lb_user::{
+    model::{Fwd, Proto, Table},
+    store::{Gate, Store},
+};
+use xlb_tests::{
+    frames::{DIRECTOR_MAC, Frame, SYN, sa},
+    pins::TempPins,
+    table::{service, table},
+    xdp::{LOOPBACK_IFINDEX, XDP_PASS, XDP_TX, XdpUnderTest, set_next_hop, verdict_name},
+};
+
+const VIP: [u8; 4] = [192, 168, 88, 15];
+const CLIENT: [u8; 4] = [192, 168, 88, 10];
+const WEB1: [u8; 4] = [192, 168, 88, 100];
+const NAT_VIP: [u8; 4] = [192, 168, 88, 16];
+const NAT_RS: [u8; 4] = [192, 168, 99, 100];
+const WEB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
+
+fn ip(o: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(o))
+}
+
+fn with_nat() -> Table {
+    table(vec![
+        service(0, Proto::Tcp, ip(VIP), 80, "rr", &[(ip(WEB1), 80, Fwd::Route, 1)]),
+        service(1, Proto::Tcp, ip(NAT_VIP), 80, "rr", &[(ip(NAT_RS), 8080, Fwd::Masq, 1)]),
+    ])
+}
+
+fn commit(pins: &TempPins, t: &Table) {
+    let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
+    let before = store.load().expect("load");
+    store.commit(&before, t).expect("commit");
+}
+
+fn global(pins: &TempPins) -> GlobalStats {
+    Store::open_at(pins.path(), Default::default()).and_then(|s| s.global_stats()).expect("stats")
+}
+
+fn v4(o: [u8; 4]) -> Ipv4Addr {
+    Ipv4Addr::from(o)
+}
+
+/// An address of 10.0.0.0/8 (no service there) whose gate slot is `addr`'s.
+fn slot_twin(addr: [u8; 4]) -> [u8; 4] {
+    let want = gate_slot(u32::from_ne_bytes(addr));
+    (1u32..1 << 24)
+        .map(|i| [10, (i >> 16) as u8, (i >> 8) as u8, i as u8])
+        .find(|a| gate_slot(u32::from_ne_bytes(*a)) == want)
+        .expect("a 10/8 address in the VIP's slot (2^24 candidates, 2^16 slots)")
+}
+
+#[test]
+fn gate_bits_follow_the_committed_table() {
+    let pins = TempPins::new("gatebits").expect("pins");
+    commit(&pins, &with_nat());
+    let gate = Gate::open(pins.path()).expect("gate");
+    assert!(gate.has(GATE_VIP, v4(VIP)) && gate.has(GATE_VIP, v4(NAT_VIP)), "both VIPs open");
+    assert!(gate.has(GATE_NAT_RS, v4(NAT_RS)), "the NAT real server's replies open");
+    assert!(!gate.has(GATE_NAT_RS, v4(WEB1)), "a DR real server sends no replies through the director");
+    // Another writer's bit (lbd's fwmark sync) survives lbadm's commits.
+    gate.set(GATE_FWMARK, [ip(CLIENT)]);
+    // The NAT service goes: its VIP and real server close, the rest stays.
+    let mut t = with_nat();
+    t.services.retain(|s| s.id == 0);
+    commit(&pins, &t);
+    let gate = Gate::open(pins.path()).expect("gate");
+    assert!(gate.has(GATE_VIP, v4(VIP)), "the remaining VIP stays open");
+    let twin_of = |a: [u8; 4]| gate_slot(u32::from_ne_bytes(a)) == gate_slot(u32::from_ne_bytes(VIP));
+    assert!(twin_of(NAT_VIP) || !gate.has(GATE_VIP, v4(NAT_VIP)), "the deleted VIP is closed");
+    assert!(!gate.has(GATE_NAT_RS, v4(NAT_RS)), "the deleted NAT real server is closed");
+    assert!(gate.has(GATE_FWMARK, v4(CLIENT)), "lbadm's commit left the fwmark bit alone");
+    gate.set(GATE_FWMARK, []);
+    assert!(!gate.has(GATE_FWMARK, v4(CLIENT)));
+}
+
+#[test]
+fn gated_out_packets_reach_the_kernel_untouched_and_slot_twins_are_still_looked_up() {
+    let pins = TempPins::new("gatepkt").expect("pins");
+    commit(&pins, &with_nat());
+    set_next_hop(pins.path(), 0, WEB1_MAC, DIRECTOR_MAC, LOOPBACK_IFINDEX).expect("next hop");
+    let mut xdp = XdpUnderTest::load(pins.path(), "xlb_xdp").expect("load");
+    let twin = slot_twin(VIP);
+    let cases: [(&str, Vec<u8>, u32); 4] = [
+        ("SYN to an address of no service", Frame::tcp(sa(CLIENT, 40000), sa([10, 9, 9, 9], 80), SYN).bytes(), XDP_PASS),
+        ("SYN to an address sharing the VIP's gate slot", Frame::tcp(sa(CLIENT, 40001), sa(twin, 80), SYN).bytes(), XDP_PASS),
+        ("SYN to the VIP", Frame::tcp(sa(CLIENT, 40002), sa(VIP, 80), SYN).bytes(), XDP_TX),
+        (
+            "SYN with a corrupt IPv4 checksum to an address of no service",
+            {
+                let mut f = Frame::tcp(sa(CLIENT, 40003), sa([10, 9, 9, 9], 80), SYN).bytes();
+                f[14 + 10] ^= 0xff;
+                f
+            },
+            XDP_PASS,
+        ),
+    ];
+    for (what, frame, want) in cases {
+        let before = global(&pins);
+        let r = xdp.run(&frame).expect("run");
+        let g = global(&pins);
+        assert_eq!(verdict_name(r.verdict), verdict_name(want), "{what}");
+        let d = |f: fn(&GlobalStats) -> u64| f(&g) - f(&before);
+        assert_eq!(d(|g| g.rx), 1, "{what}: received once");
+        if want == XDP_PASS {
+            assert_eq!(r.frame, frame, "{what}: untouched");
+            assert_eq!(
+                (d(|g| g.pass), d(|g| g.conn_new), d(|g| g.parse_fail)),
+                (1, 0, 0),
+                "{what}: passed, no connection, not even parsed far enough to fail"
+            );
+        } else {
+            assert_eq!((d(|g| g.tx), d(|g| g.conn_new)), (1, 1), "{what}: a new connection");
+        }
+    }
+    // The same corrupt header to the VIP passes the gate and is refused by the parser.
+    let mut bad = Frame::tcp(sa(CLIENT, 40004), sa(VIP, 80), SYN).bytes();
+    bad[14 + 10] ^= 0xff;
+    let before = global(&pins);
+    let r = xdp.run(&bad).expect("run");
+    assert_eq!((verdict_name(r.verdict), global(&pins).parse_fail - before.parse_fail), ("XDP_PASS", 1));
+}
