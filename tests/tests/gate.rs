@@ -128,3 +128,39 @@ fn gated_out_packets_reach_the_kernel_untouched_and_slot_twins_are_still_looked_
     let r = xdp.run(&bad).expect("run");
     assert_eq!((verdict_name(r.verdict), global(&pins).parse_fail - before.parse_fail), ("XDP_PASS", 1));
 }
+
+/// A cached next hop remembers that its egress runs xlb natively (so a redirect costs no
+/// `XLB_IFACES` lookups), but only while no attachment changed: once lbd records the egress as
+/// detached, the very next packet takes the tc slow path (a redirect would be lost there), well
+/// within the cache's one-second life; attached again, it is redirected again.
+#[test]
+fn a_redirect_follows_the_egress_attachment_at_once() {
+    use xlb_tests::{
+        fuzz::{Lab, director_table, CLIENT, VIP_NAT},
+        frames::{ACK, CLIENT_MAC},
+        xdp::slow_path_tag,
+    };
+    let lab = Lab::new("egress", &director_table(), 4096).expect("lab");
+    let path = lab.pins.path().to_path_buf();
+    let tag = slow_path_tag(&path).expect("tag").to_ne_bytes();
+    let (if0, mac0) = (lab.director.eth0, lab.director.eth0_mac);
+    let runs = lab
+        .run(move |dut| {
+            let syn = Frame::tcp(sa(CLIENT, 41000), sa(VIP_NAT, 80), SYN).macs(CLIENT_MAC, mac0).bytes();
+            let ack = Frame::tcp(sa(CLIENT, 41000), sa(VIP_NAT, 80), ACK).macs(CLIENT_MAC, mac0).bytes();
+            let mut out = Vec::new();
+            out.push(dut.run_on(&syn, if0).expect("syn"));
+            lb_user::dataplane::record_all_attached_for_test(&path, lb_common::IFACE_XDP_NONE).expect("detached");
+            out.push(dut.run_on(&ack, if0).expect("ack while detached"));
+            lb_user::dataplane::record_all_attached_for_test(&path, lb_common::IFACE_XDP_NATIVE).expect("attached");
+            out.push(dut.run_on(&ack, if0).expect("ack attached again"));
+            out
+        })
+        .expect("lab run");
+    let seen: Vec<(&str, bool)> = runs.iter().map(|r| (verdict_name(r.verdict), r.frame[..4] == tag)).collect();
+    assert_eq!(
+        seen,
+        [("XDP_REDIRECT", false), ("XDP_PASS", true), ("XDP_REDIRECT", false)],
+        "(verdict, slow-path marked): attached, detached, attached again"
+    );
+}
