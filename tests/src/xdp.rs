@@ -113,13 +113,3 @@ pub fn set_route(pin_dir: &Path, dest_id: u32, n: DestNeigh) -> anyhow::Result<(
 
 /// The ifindex BPF_PROG_TEST_RUN reports as ingress when given no context (loopback).
 pub const LOOPBACK_IFINDEX: u32 = 1;
-
-/// Sets the data plane's configuration flags (`CFG_F_*`) directly.
-pub fn set_config_flags(pin_dir: &Path, flags: u32) -> anyhow::Result<()> {
-    let data = MapData::from_pin(pin_dir.join(names::CONFIG))?;
-    let mut a: Array<MapData, lb_common::Config> = Array::try_from(aya::maps::Map::Array(data))?;
-    let mut c = a.get(&0, 0)?;
-    c.flags = flags;
-    a.set(0, c, 0)?;
-    Ok(())
-}
