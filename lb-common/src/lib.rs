@@ -49,7 +49,7 @@ pub const IPVS_CONN_TAB_SIZE: u32 = 4096;
 
 /// Version of the map layouts below. Stored in the pinned `XLB_META` map; a binary refuses to
 /// use pinned maps of another layout instead of misreading them.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Helper: an `Addr` word built from IPv4 octets, in network byte order as the packet has it.
 #[inline(always)]

@@ -44,6 +44,9 @@ pinned_maps! {
     XLB_DEST_CONNS: Array<DestConns> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
     XLB_DEST_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_DESTS, 0);
     XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, MAP_F_MMAPABLE);
+    /// The connection-count schedulers' tournament trees (`lb_common::sched::tree`): built by
+    /// userspace, kept up to date by every count change on both sides.
+    XLB_SCHED_TREE: Array<u32> = Array::pinned(lb_common::sched::tree::MAX_SCHED_TREE, MAP_F_MMAPABLE);
     /// Not LRU: a silent eviction would leave ActiveConn/InActConn counting a connection that is
     /// gone. Entries expire lazily here and are swept by lbd.
     XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);

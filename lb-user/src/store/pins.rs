@@ -95,7 +95,7 @@ pub(super) enum MapSource {
 }
 
 /// Every map the store uses.
-const STORE_MAPS: [&str; 14] = [
+const STORE_MAPS: [&str; 15] = [
     names::SERVICES,
     names::SVC_KEYS,
     names::SVC_STATE,
@@ -105,6 +105,7 @@ const STORE_MAPS: [&str; 14] = [
     names::DEST_STATS,
     names::DEST_NEIGH,
     names::SCHED_SLOTS,
+    names::SCHED_TREE,
     names::CONNS,
     names::GLOBAL_STATS,
     names::CONFIG,
