@@ -283,3 +283,45 @@ fn layout() {
         }
     }
 }
+
+/// The tree's test ([`rank`], [`Rank::beaten_by`]) is IPVS's loop on every pair of small dest
+/// states: the fold over `[a, b]` picks what the tree's node over the leaves `a`, `b` holds, and
+/// over `[a]` what its leaf offers.
+#[test]
+fn rank_is_the_kernel_fold_on_every_small_pair() {
+    let mut states = Vec::new();
+    for weight in 0..4 {
+        for active in 0..4 {
+            for inactive in [0, 1, 255, 256, 300] {
+                for overloaded in [false, true] {
+                    states.push(DestState { active, inactive, overloaded, ..DestState::new(0, weight) });
+                }
+            }
+        }
+    }
+    for rule in CountRule::ALL {
+        let fold = |list: &[DestState]| match rule {
+            CountRule::Lc => least_conn_pick(LcKind::Lc, list),
+            CountRule::Wlc => least_conn_pick(LcKind::Wlc, list),
+            CountRule::Sed => least_conn_pick(LcKind::Sed, list),
+            CountRule::Nq => least_conn_pick(LcKind::Nq, list),
+            CountRule::Fo => fo_pick(list),
+            CountRule::Ovf => ovf_pick(list),
+        };
+        let rank_of = |d: &DestState| rank(rule.coeffs(), d.weight, d.active, d.inactive, d.overloaded as u64);
+        for a in &states {
+            let a = DestState { id: 1, ..*a };
+            assert_eq!(fold(&[a]).is_some(), rule.candidate(&a), "{rule:?} {a:?}");
+            for b in &states {
+                let b = DestState { id: 2, ..*b };
+                let (ra, rb) = (rank_of(&a), rank_of(&b));
+                let (w, rw) = if ra.beaten_by(&rb) { (2, rb) } else { (1, ra) };
+                let tree = if rw.is_candidate() { Some(w) } else { None };
+                assert_eq!(tree, fold(&[a, b]), "{rule:?} {a:?} {b:?}");
+                if rule.candidate(&a) && rule.candidate(&b) {
+                    assert_eq!(rule.replaces(&a, &b), fold(&[a, b]) == Some(2), "{rule:?} {a:?} {b:?}");
+                }
+            }
+        }
+    }
+}
