@@ -266,8 +266,13 @@ impl TreeMem for Trees {
 
     /// In a global function ([`xlb_tree_changed`]), by the dest's id: the caller reads nothing.
     #[inline(always)]
-    unsafe fn changed(&mut self, _dest: *const Dest, what: u8) {
-        xlb_tree_changed(self.0, what as u32);
+    unsafe fn changed(&mut self, dest: *const Dest, what: u8) {
+        // Most dests are in no tree (rr, wrr, sh, ...): no call for them (a call and its return
+        // cost tens of ns on CPUs with return-thunk mitigations).
+        // SAFETY: the caller's pointer is live (trait contract); an aligned u32 read.
+        if unsafe { core::ptr::addr_of!((*dest).tree_leaf).read_volatile() } != tree::NO_LEAF {
+            xlb_tree_changed(self.0, what as u32);
+        }
     }
 }
 
