@@ -175,7 +175,7 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
 }
 
 /// A connection-count scheduler's pick: the root of the service's scheduling tree when it is
-/// usable (O(1)), else one pass over all the service's dests in list order, as IPVS's
+/// usable (O(1)), else one pass over all the service's dests in list order by the same rule
 /// (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`). The tree's
 /// root is IPVS's pick (`lb_common::sched::tree`); the pass is for a tree that is missing
 /// (being rebuilt), stale after a race between CPUs, or has no candidate, so that no
@@ -190,7 +190,8 @@ fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
 
 /// [`scan_dests`] of service `svc_id` (scheduling table at `off`, `len` slots) under the rule
 /// of code `rule` (`lb_common::sched::CountRule`): the dest, or [`NO_DEST`]. A global BPF
-/// function.
+/// function. Its frame and its loop's are kept small: they sit on top of the deepest program
+/// stacks (lblcr's), and the kernel's 512-byte limit counts every frame of the chain.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn xlb_count_pick(svc_id: u32, off: u32, len: u32, rule: u32) -> u32 {

@@ -235,30 +235,34 @@ pub fn root_pick<T: TreeMem>(mem: &T, svc_id: u32, rule: CountRule) -> Option<u3
 
 /// The fold the data plane falls back on when the tree's root is not usable: the same rule
 /// ([`rank_of`] and [`Rank::beaten_by`], the tree's own test) over the table's dests in list
-/// order, keeping the first of the best. Small, as it lives on the stack of a `bpf_loop`.
+/// order, keeping the first of the best. Small (24 bytes), as it lives on the stack of a
+/// `bpf_loop` near the kernel's stack limit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RankFold {
     pub coeffs: u32,
     pub svc_id: u32,
-    /// The best so far ([`NO_DEST`]: none yet) and its place.
+    /// The best so far ([`NO_DEST`]: none yet) and its place (`den` fits 32 bits: a weight,
+    /// 1, or 0 for none).
     pub best: u32,
-    pub rank: Rank,
+    den: i32,
+    num: i64,
 }
 
 impl RankFold {
     #[inline(always)]
     pub const fn new(coeffs: u32, svc_id: u32) -> Self {
-        RankFold { coeffs, svc_id, best: NO_DEST, rank: Rank::NONE }
+        RankFold { coeffs, svc_id, best: NO_DEST, den: Rank::NONE.den as i32, num: Rank::NONE.num }
     }
 
     /// The next dest in list order, `id`, and its place `r` (a dest that is no candidate never
     /// beats anything, and every candidate beats "none yet": [`Rank::NONE`]).
     #[inline(always)]
     pub fn step(&mut self, id: u32, r: Rank) {
-        if self.rank.beaten_by(&r) {
+        if (Rank { num: self.num, den: self.den as i64 }).beaten_by(&r) {
             self.best = id;
-            self.rank = r;
+            self.num = r.num;
+            self.den = r.den as i32;
         }
     }
 }
