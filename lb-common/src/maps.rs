@@ -27,6 +27,7 @@ pub mod names {
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
     pub const LBLC: &str = "XLB_LBLC";
     pub const LBLCR: &str = "XLB_LBLCR";
+    pub const LBLCR_NEW: &str = "XLB_LBLCR_NEW";
     pub const IFACES: &str = "XLB_IFACES";
 
     /// Every map, for tools that pin, list or remove them all.
@@ -54,6 +55,7 @@ pub mod names {
         ICMP_LIMIT,
         LBLC,
         LBLCR,
+        LBLCR_NEW,
         IFACES,
     ];
 

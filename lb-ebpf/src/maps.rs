@@ -62,6 +62,9 @@ pinned_maps! {
     XLB_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
     /// lblcr's cache: (service, packet destination) -> server set (see `schedule::lblcr_pick`).
     XLB_LBLCR: LruHashMap<LblcKey, LblcrSet> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
+    /// Where lblcr builds a new server set before inserting it (not on the stack: lblcr's
+    /// program is near the kernel's 512-byte stack limit).
+    XLB_LBLCR_NEW: PerCpuArray<LblcrSet> = PerCpuArray::pinned(1, 0);
     XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
     XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
     /// This namespace's interfaces (by ifindex), written by lbd: whether XDP can transmit there and

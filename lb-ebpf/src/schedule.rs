@@ -23,7 +23,7 @@ use crate::{
     bpf_loop::{for_each, Step},
     conn::expired,
     maps::{
-        XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_SCHED_SLOTS, XLB_SCHED_TREE, XLB_SERVICES,
+        XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_LBLCR_NEW, XLB_SCHED_SLOTS, XLB_SCHED_TREE, XLB_SERVICES,
         XLB_SVC_STATE,
     },
     parse::Pkt,
@@ -345,7 +345,14 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     let key = LblcKey { svc_id: svc.id, af: p.af, _pad: [0; 3], addr: p.daddr };
     let Some(e) = XLB_LBLCR.get_ptr_mut(&key) else {
         let id = scan_dests(svc, LcKind::Wlc, false)?;
-        let _ = XLB_LBLCR.insert(&key, &LblcrSet::new(id, now), 0);
+        // Built in a per-CPU scratch value, not on the stack (see XLB_LBLCR_NEW).
+        if let Some(v) = XLB_LBLCR_NEW.get_ptr_mut(0) {
+            // SAFETY: this CPU's element of XLB_LBLCR_NEW (an array: never freed), valid for the
+            // run and used by nothing else meanwhile (XDP does not nest on a CPU).
+            let v = unsafe { &mut *v };
+            *v = LblcrSet::new(id, now);
+            let _ = XLB_LBLCR.insert(&key, v, 0);
+        }
         return Some(id);
     };
     // SAFETY: a value of XLB_LBLCR from a successful lookup: valid until the program returns (RCU).
