@@ -3,12 +3,18 @@
 //! userspace (through `mmap`) as lbd's expiry ends connections and lbadm adds and deletes
 //! dests. Every change is an atomic read-modify-write of one word, done through [`SharedMem`]
 //! (BPF atomics in lb-ebpf, std atomics in lb-user), so neither side can lose the other's
-//! update; the rules both sides apply are written here once.
+//! update; the rules both sides apply are written here once. Every change a connection-count
+//! scheduler reads is followed by the update of the service's scheduling tree
+//! ([`crate::sched::tree`]), through [`TreeMem`].
 use core::ptr::{addr_of, addr_of_mut};
 #[cfg(not(target_arch = "bpf"))]
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
 use crate::maps::{CONN_F_INACTIVE, CONN_KIND_TEMPLATE, DEST_F_OVERLOAD, Dest, DestConns};
+use crate::sched::{
+    READS_ACTIVE, READS_FLAGS, READS_INACTIVE, READS_PERSIST,
+    tree::{self, TreeMem},
+};
 
 /// How one side reads and changes memory shared with the other.
 ///
@@ -44,15 +50,22 @@ pub unsafe trait SharedMem {
 }
 
 /// Which of its dest's counts an entry of the connection table holds.
+#[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Held {
     /// ActiveConn: a connection in an active state.
-    Active,
+    Active = 0,
     /// InActConn: a connection in any other state.
-    Inactive,
+    Inactive = 1,
     /// PersistConn: a persistence template.
-    Persist,
+    Persist = 2,
 }
+
+const _: () = assert!(
+    Held::Active.reads() == READS_ACTIVE
+        && Held::Inactive.reads() == READS_INACTIVE
+        && Held::Persist.reads() == READS_PERSIST
+);
 
 impl Held {
     /// What an entry of kind `kind` (`CONN_KIND_*`, not the reply side) with `Conn::flags`
@@ -87,6 +100,14 @@ impl Held {
     }
 }
 
+impl Held {
+    /// The `sched::READS_*` bit of the count it names (a shift: no branch for the verifier).
+    #[inline(always)]
+    pub const fn reads(self) -> u8 {
+        1 << self as u8
+    }
+}
+
 /// A dest's ActiveConn + InActConn (IPVS's `ip_vs_dest_totalconns`: templates are not in it).
 ///
 /// # Safety
@@ -98,8 +119,9 @@ unsafe fn total_conns<M: SharedMem>(conns: *mut DestConns) -> u64 {
 }
 
 /// An entry of the connection table ended: gives back the count it `held` on its dest and lifts
-/// OVERLOAD as IPVS's `ip_vs_unbind_dest` does (for connections and templates alike). The data
-/// plane calls it when it expires or replaces an entry, lbd's expiry for what it removes.
+/// OVERLOAD as IPVS's `ip_vs_unbind_dest` does (for connections and templates alike), then
+/// brings the service's scheduling tree up to date ([`tree::dest_changed`]). The data plane
+/// calls it when it expires or replaces an entry, lbd's expiry for what it removes.
 ///
 /// The count is decremented with a plain (wrapping) atomic add of -1 on both sides: an entry's
 /// count is given back only by the side whose delete of that entry succeeded, so every decrement
@@ -109,55 +131,68 @@ unsafe fn total_conns<M: SharedMem>(conns: *mut DestConns) -> u64 {
 /// # Safety
 /// `dest` and `conns` point to the dest's elements of `XLB_DESTS` and `XLB_DEST_CONNS`.
 #[inline(always)]
-pub unsafe fn conn_end<M: SharedMem>(dest: *mut Dest, conns: *mut DestConns, held: Held) {
+pub unsafe fn conn_end<M: SharedMem, T: TreeMem>(dest: *mut Dest, conns: *mut DestConns, held: Held, trees: &mut T) {
     // SAFETY (all below): the caller's pointers are to live map elements; the fields are
     // naturally aligned (#[repr(C)]).
     unsafe {
         M::add_u64(held.count_in(conns), u64::MAX);
+        let mut what = held.reads();
         let flags = addr_of_mut!((*dest).flags);
         // Checked first: most ends find no OVERLOAD, and a locked write of the dest for nothing
         // would only make the CPUs fight over its cache line.
-        if M::load_u32(flags) & DEST_F_OVERLOAD == 0 {
-            return;
+        if M::load_u32(flags) & DEST_F_OVERLOAD != 0 {
+            let (u, l) = (addr_of!((*dest).u_threshold).read_volatile(), addr_of!((*dest).l_threshold).read_volatile());
+            if overload_lifted(u, l, total_conns::<M>(conns)) {
+                M::and_u32(flags, !DEST_F_OVERLOAD);
+                what |= READS_FLAGS;
+            }
         }
-        let (u, l) = (addr_of!((*dest).u_threshold).read_volatile(), addr_of!((*dest).l_threshold).read_volatile());
-        if overload_lifted(u, l, total_conns::<M>(conns)) {
-            M::and_u32(flags, !DEST_F_OVERLOAD);
-        }
+        tree::dest_changed(trees, dest, what);
     }
 }
 
 /// An entry of the connection table started on a dest, holding `held` (IPVS's
 /// `ip_vs_bind_dest`, for connections and templates alike): counts it, and a dest at its upper
 /// threshold is OVERLOADed (no new connections until it drains below the lower one,
-/// [`conn_end`]).
+/// [`conn_end`]); then the service's scheduling tree is brought up to date.
 ///
 /// # Safety
 /// As [`conn_end`].
 #[inline(always)]
-pub unsafe fn conn_start<M: SharedMem>(dest: *mut Dest, conns: *mut DestConns, held: Held) {
+pub unsafe fn conn_start<M: SharedMem, T: TreeMem>(dest: *mut Dest, conns: *mut DestConns, held: Held, trees: &mut T) {
     // SAFETY (all below): as in conn_end.
     unsafe {
         M::add_u64(held.count_in(conns), 1);
+        let mut what = held.reads();
         let u = addr_of!((*dest).u_threshold).read_volatile();
         if u != 0 && total_conns::<M>(conns) >= u as u64 {
+            // (Also when it was OVERLOADed already: a needless update rather than a branch.)
+            what |= READS_FLAGS;
             M::or_u32(addr_of_mut!((*dest).flags), DEST_F_OVERLOAD);
         }
+        tree::dest_changed(trees, dest, what);
     }
 }
 
 /// A connection's state moved it from one of its dest's counts to another (ActiveConn <->
 /// InActConn, as IPVS's state transitions move them); OVERLOAD waits for the next start or end,
-/// as in IPVS.
+/// as in IPVS. The service's scheduling tree is brought up to date.
 ///
 /// # Safety
-/// `conns` points to the dest's element of `XLB_DEST_CONNS`.
+/// `dest` and `conns` point to the dest's elements of `XLB_DESTS` and `XLB_DEST_CONNS`.
 #[inline(always)]
-pub unsafe fn conn_moved<M: SharedMem>(conns: *mut DestConns, from: Held, to: Held) {
+pub unsafe fn conn_moved<M: SharedMem, T: TreeMem>(
+    dest: *mut Dest,
+    conns: *mut DestConns,
+    from: Held,
+    to: Held,
+    trees: &mut T,
+) {
     // SAFETY: as in conn_end.
     unsafe {
         M::add_u64(from.count_in(conns), u64::MAX);
         M::add_u64(to.count_in(conns), 1);
+        tree::dest_changed(trees, dest, from.reads() | to.reads());
     }
 }
 
@@ -228,11 +263,11 @@ mod tests {
     use crate::maps::{CONN_KIND_IN, DEST_F_AVAILABLE, DEST_F_IN_USE};
 
     fn start(d: &mut Dest, n: &mut DestConns, held: Held) {
-        unsafe { conn_start::<HostAtomics>(d, n, held) }
+        unsafe { conn_start::<HostAtomics, _>(d, n, held, &mut crate::sched::tree::NoTrees) }
     }
 
     fn end(d: &mut Dest, n: &mut DestConns, held: Held) {
-        unsafe { conn_end::<HostAtomics>(d, n, held) }
+        unsafe { conn_end::<HostAtomics, _>(d, n, held, &mut crate::sched::tree::NoTrees) }
     }
 
     #[test]

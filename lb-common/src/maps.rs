@@ -14,6 +14,7 @@ pub mod names {
     pub const DEST_CONNS: &str = "XLB_DEST_CONNS";
     pub const DEST_STATS: &str = "XLB_DEST_STATS";
     pub const SCHED_SLOTS: &str = "XLB_SCHED_SLOTS";
+    pub const SCHED_TREE: &str = "XLB_SCHED_TREE";
     pub const CONNS: &str = "XLB_CONNS";
     pub const GLOBAL_STATS: &str = "XLB_GLOBAL_STATS";
     pub const CONFIG: &str = "XLB_CONFIG";
@@ -26,6 +27,7 @@ pub mod names {
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
     pub const LBLC: &str = "XLB_LBLC";
     pub const LBLCR: &str = "XLB_LBLCR";
+    pub const LBLCR_NEW: &str = "XLB_LBLCR_NEW";
     pub const IFACES: &str = "XLB_IFACES";
     pub const GATE: &str = "XLB_GATE";
     pub const HANDOFF: &str = "XLB_HANDOFF";
@@ -43,6 +45,7 @@ pub mod names {
         DEST_CONNS,
         DEST_STATS,
         SCHED_SLOTS,
+        SCHED_TREE,
         CONNS,
         GLOBAL_STATS,
         CONFIG,
@@ -55,6 +58,7 @@ pub mod names {
         ICMP_LIMIT,
         LBLC,
         LBLCR,
+        LBLCR_NEW,
         IFACES,
         GATE,
         HANDOFF,
@@ -267,7 +271,9 @@ pub struct Dest {
     pub _pad1: u16,
     /// Last non-zero weight (IPVS `last_weight`: mh keeps a quiesced dest's slots by it).
     pub last_weight: i32,
-    pub _pad2: u32,
+    /// Its leaf in its service's scheduling tree (`sched::tree`), `sched::tree::NO_LEAF` for
+    /// none. Written by userspace; the data plane reads it to update the tree.
+    pub tree_leaf: u32,
     /// Insertion sequence: IPVS's list order is newest first, i.e. descending `seq`.
     pub seq: u64,
 }

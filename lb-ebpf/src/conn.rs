@@ -56,10 +56,10 @@ pub fn expired(c: &Conn, now: u64) -> bool {
 /// A state change moved connection `c`'s count on its dest from `from` to `to`.
 #[inline(always)]
 fn recount(c: &Conn, from: Held, to: Held) {
-    if let Some(n) = XLB_DEST_CONNS.get_ptr_mut(c.dest_id) {
-        // SAFETY: the dest's element of XLB_DEST_CONNS (an array: never freed), valid for the run;
-        // changed only atomically.
-        unsafe { lb_common::conn_moved::<atomic::Bpf>(n, from, to) };
+    if let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(c.dest_id), XLB_DEST_CONNS.get_ptr_mut(c.dest_id)) {
+        // SAFETY: the dest's elements of XLB_DESTS and XLB_DEST_CONNS (arrays: never freed), valid
+        // for the run; changed only atomically (the dest's tree fields are only read).
+        unsafe { lb_common::conn_moved::<atomic::Bpf, _>(d, n, from, to, &mut crate::schedule::Trees(c.dest_id)) };
     }
 }
 
@@ -74,7 +74,7 @@ pub fn uncount(c: &Conn) {
     };
     // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS (arrays: never
     // freed), valid for the run; every write through them is atomic (lb_common::dest_mem).
-    unsafe { lb_common::conn_end::<atomic::Bpf>(d, n, Held::of(CONN_KIND_IN, c.flags)) };
+    unsafe { lb_common::conn_end::<atomic::Bpf, _>(d, n, Held::of(CONN_KIND_IN, c.flags), &mut crate::schedule::Trees(c.dest_id)) };
 }
 
 /// Ends a connection found expired by a new connection with its key (`c`: its entry): removes
@@ -143,7 +143,7 @@ fn bind(dest_id: u32) {
         return;
     };
     // SAFETY: as in `uncount`.
-    unsafe { lb_common::conn_start::<atomic::Bpf>(d, n, Held::Inactive) };
+    unsafe { lb_common::conn_start::<atomic::Bpf, _>(d, n, Held::Inactive, &mut crate::schedule::Trees(dest_id)) };
 }
 
 /// Reads the timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`) through `f`; `None`

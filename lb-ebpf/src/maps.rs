@@ -46,6 +46,9 @@ pinned_maps! {
     XLB_DEST_CONNS: Array<DestConns> = Array::pinned(MAX_DESTS, MAP_F_MMAPABLE);
     XLB_DEST_STATS: PerCpuArray<Stats> = PerCpuArray::pinned(MAX_DESTS, 0);
     XLB_SCHED_SLOTS: Array<u32> = Array::pinned(MAX_SCHED_SLOTS, MAP_F_MMAPABLE);
+    /// The connection-count schedulers' tournament trees (`lb_common::sched::tree`): built by
+    /// userspace, kept up to date by every count change on both sides.
+    XLB_SCHED_TREE: Array<u32> = Array::pinned(lb_common::sched::tree::MAX_SCHED_TREE, MAP_F_MMAPABLE);
     /// Not LRU: a silent eviction would leave ActiveConn/InActConn counting a connection that is
     /// gone. Entries expire lazily here and are swept by lbd.
     XLB_CONNS: HashMap<ConnKey, Conn> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);
@@ -61,6 +64,9 @@ pinned_maps! {
     XLB_LBLC: LruHashMap<LblcKey, LblcValue> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
     /// lblcr's cache: (service, packet destination) -> server set (see `schedule::lblcr_pick`).
     XLB_LBLCR: LruHashMap<LblcKey, LblcrSet> = LruHashMap::pinned(LBLC_MAX_ENTRIES, 0);
+    /// Where lblcr builds a new server set before inserting it (not on the stack: lblcr's
+    /// program is near the kernel's 512-byte stack limit).
+    XLB_LBLCR_NEW: PerCpuArray<LblcrSet> = PerCpuArray::pinned(1, 0);
     XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
     XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
     /// This namespace's interfaces (by ifindex), written by lbd: whether XDP can transmit there and

@@ -2,7 +2,9 @@
 //! templates first (IPVS `ip_vs_sched_persist`), then the service's scheduler.
 use lb_common::{
     sched::{
-        addr_fold, dh_hash, lblc_busy, lblc_half_idle, mh_hash, rr_slot, sh_hash, DestState, Highest, LcKind, LeastConn, SetMax,
+        addr_fold, dh_hash, lblc_busy, lblc_half_idle, mh_hash, rr_slot, sh_hash,
+        tree::{self, Climb, RankFold, TreeMem},
+        CountRule, DestState, Highest, LcKind, Rank, SetMax,
         SetMin, TwosChoose, TwosTotal, HASH_TAB_MASK, HASH_TAB_SIZE, MH_KEY1, MH_TAB_SIZE, NO_DEST, SCHED_DH, SCHED_FO,
         SCHED_LBLC, SCHED_LBLCR, SCHED_LC, SCHED_MH, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_TWOS,
         SCHED_WLC, SCHED_WRR,
@@ -21,7 +23,8 @@ use crate::{
     bpf_loop::{for_each, Step},
     conn::expired,
     maps::{
-        XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_SCHED_SLOTS, XLB_SERVICES, XLB_SVC_STATE,
+        XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_LBLCR_NEW, XLB_SCHED_SLOTS, XLB_SCHED_TREE, XLB_SERVICES,
+        XLB_SVC_STATE,
     },
     parse::Pkt,
 };
@@ -171,13 +174,141 @@ fn run_scheduler<const GROUP: u8>(svc: &Service, p: &Pkt, now: u64) -> Option<u3
     }
 }
 
-/// A connection-count scheduler's pick: one pass over all the service's dests in list order, as
-/// IPVS's (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`).
+/// A connection-count scheduler's pick: the root of the service's scheduling tree when it is
+/// usable (O(1)), else one pass over all the service's dests in list order by the same rule
+/// (`highest`: fo/ovf's highest weight, else the least-connection rule of `kind`). The tree's
+/// root is IPVS's pick (`lb_common::sched::tree`); the pass is for a tree that is missing
+/// (being rebuilt), stale after a race between CPUs, or has no candidate, so that no
+/// connection is lost to the tree. Both run in [`xlb_count_pick`], which the verifier checks
+/// once: the caller sees one answer, not one path per way of finding it.
 #[inline(always)]
 fn scan_dests(svc: &Service, kind: LcKind, highest: bool) -> Option<u32> {
-    let scan = walk_table(svc, Scan { highest, lc: LeastConn::new(kind), hi: Highest::new(svc.sched == SCHED_OVF) });
-    if highest { scan.hi.result() } else { scan.lc.result() }
+    let rule = if highest { Highest::new(svc.sched == SCHED_OVF).rule() } else { kind.rule() };
+    let id = xlb_count_pick(svc.id, svc.sched_off, svc.sched_len, rule as u32);
+    if id == NO_DEST { None } else { Some(id) }
 }
+
+/// [`scan_dests`] of service `svc_id` (scheduling table at `off`, `len` slots) under the rule
+/// of code `rule` (`lb_common::sched::CountRule`): the dest, or [`NO_DEST`]. A global BPF
+/// function. Its frame and its loop's are kept small: they sit on top of the deepest program
+/// stacks (lblcr's), and the kernel's 512-byte limit counts every frame of the chain.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xlb_count_pick(svc_id: u32, off: u32, len: u32, rule: u32) -> u32 {
+    let Some(rule) = CountRule::from_code(rule) else {
+        return NO_DEST;
+    };
+    if let Some(id) = tree::root_pick(&Trees(NO_DEST), svc_id, rule) {
+        return id;
+    }
+    let mut walk = FoldWalk { off, len, fold: RankFold::new(rule.coeffs(), svc_id) };
+    for_each(len, &mut walk);
+    walk.fold.best
+}
+
+/// The fallback fold's walk over a scheduling table.
+#[repr(C)]
+struct FoldWalk {
+    off: u32,
+    len: u32,
+    fold: RankFold,
+}
+
+impl Step for FoldWalk {
+    #[inline(always)]
+    fn step(&mut self, i: u32) -> ControlFlow<()> {
+        if i >= self.len {
+            return Break(());
+        }
+        let Some(&id) = XLB_SCHED_SLOTS.get(self.off + i) else {
+            return Break(());
+        };
+        let r = Trees(NO_DEST).rank(id, self.fold.svc_id, self.fold.coeffs);
+        self.fold.step(id, r);
+        Continue(())
+    }
+}
+
+/// The data plane's side of the scheduling trees (`lb_common::sched::tree::TreeMem`): the maps.
+/// Its field: the dest whose count changes (for [`TreeMem::changed`]; else `NO_DEST`).
+pub struct Trees(pub u32);
+
+impl TreeMem for Trees {
+    #[inline(always)]
+    fn node(&self, i: u32) -> u32 {
+        XLB_SCHED_TREE.get(i).copied().unwrap_or(NO_DEST)
+    }
+
+    #[inline(always)]
+    fn set_node(&mut self, i: u32, v: u32) {
+        if let Some(p) = XLB_SCHED_TREE.get_ptr_mut(i) {
+            // SAFETY: an element of XLB_SCHED_TREE (an array: never freed), valid for the run; an
+            // aligned u32 store, which no reader sees torn.
+            unsafe { p.write_volatile(v) };
+        }
+    }
+
+    #[inline(always)]
+    fn rank(&self, id: u32, svc_id: u32, coeffs: u32) -> Rank {
+        match (XLB_DESTS.get(id), XLB_DEST_CONNS.get(id)) {
+            (Some(d), Some(c)) => tree::rank_of(coeffs, d, c, svc_id),
+            _ => Rank::NONE,
+        }
+    }
+
+    /// The path as a `bpf_loop`: its step is verified once, whatever the depth. (Its context
+    /// is kept to 16 bytes: with the callback's frame it sits on top of the deepest program
+    /// stacks, and the kernel's 512-byte limit counts every frame of the chain.)
+    #[inline(always)]
+    fn climb(&mut self, c: &Climb) {
+        let mut step = ClimbStep { base: c.base, leaf: c.leaf, svc_id: c.svc_id, coeffs: c.coeffs };
+        for_each(c.levels, &mut step);
+    }
+
+    /// In a global function ([`xlb_tree_changed`]), by the dest's id: the caller reads nothing.
+    #[inline(always)]
+    unsafe fn changed(&mut self, dest: *const Dest, what: u8) {
+        // Most dests are in no tree (rr, wrr, sh, ...): no call for them (a call and its return
+        // cost tens of ns on CPUs with return-thunk mitigations).
+        // SAFETY: the caller's pointer is live (trait contract); an aligned u32 read.
+        if unsafe { core::ptr::addr_of!((*dest).tree_leaf).read_volatile() } != tree::NO_LEAF {
+            xlb_tree_changed(self.0, what as u32);
+        }
+    }
+}
+
+/// A [`Climb`] without its depth (the loop's count).
+#[repr(C)]
+struct ClimbStep {
+    base: u32,
+    leaf: u32,
+    svc_id: u32,
+    coeffs: u32,
+}
+
+impl Step for ClimbStep {
+    #[inline(always)]
+    fn step(&mut self, level: u32) -> ControlFlow<()> {
+        let c = Climb { base: self.base, leaf: self.leaf, svc_id: self.svc_id, levels: 0, coeffs: self.coeffs };
+        c.step(&mut Trees(NO_DEST), level);
+        Continue(())
+    }
+}
+
+/// Dest `dest_id` changed what `what` says (`lb_common::sched::READS_*`): its scheduling tree's
+/// path is recomputed (`lb_common::sched::tree::dest_changed`). A global BPF function, which the
+/// verifier checks once per program, on its own (arguments: any values), instead of once for
+/// every path to every place a count changes. Returns 0.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xlb_tree_changed(dest_id: u32, what: u32) -> i32 {
+    if let Some(d) = XLB_DESTS.get(dest_id) {
+        let (leaf, svc_id) = (d.tree_leaf, d.svc_id);
+        tree::leaf_changed(&mut Trees(NO_DEST), leaf, svc_id, what as u8);
+    }
+    0
+}
+
 
 /// lblc (`ip_vs_lblc_schedule`): the real server cached for the packet's destination address,
 /// while it is available, has weight and is not overloaded (`lblc_overloaded`); else wlc's pick,
@@ -214,14 +345,21 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     let key = LblcKey { svc_id: svc.id, af: p.af, _pad: [0; 3], addr: p.daddr };
     let Some(e) = XLB_LBLCR.get_ptr_mut(&key) else {
         let id = scan_dests(svc, LcKind::Wlc, false)?;
-        let _ = XLB_LBLCR.insert(&key, &LblcrSet::new(id, now), 0);
+        // Built in a per-CPU scratch value, not on the stack (see XLB_LBLCR_NEW).
+        if let Some(v) = XLB_LBLCR_NEW.get_ptr_mut(0) {
+            // SAFETY: this CPU's element of XLB_LBLCR_NEW (an array: never freed), valid for the
+            // run and used by nothing else meanwhile (XDP does not nest on a CPU).
+            let v = unsafe { &mut *v };
+            *v = LblcrSet::new(id, now);
+            let _ = XLB_LBLCR.insert(&key, v, 0);
+        }
         return Some(id);
     };
     // SAFETY: a value of XLB_LBLCR from a successful lookup: valid until the program returns (RCU).
     // Concurrent updates of one set by two CPUs are not serialized (see above).
     let e = unsafe { &mut *e };
     e.lastuse = now;
-    let mut walk = SetWalk { svc_id: svc.id, len: e.len, set: e.set, min: SetMin::default(), max: SetMax::default() };
+    let mut walk = SetWalk { set: e, svc_id: svc.id, len: e.len, min: SetMin::default(), max: SetMax::default() };
     let n = if (e.len as usize) < LBLCR_SET_MAX { e.len } else { LBLCR_SET_MAX as u32 };
     for_each(n, &mut walk);
     // Only a set of more than one member can shrink: the sysctl is read for those alone.
@@ -241,12 +379,13 @@ fn lblcr_pick(svc: &Service, p: &Pkt, now: u64) -> Option<u32> {
     Some(id)
 }
 
-/// A walk over an lblcr server set: its least and most loaded members.
+/// A walk over an lblcr server set: its least and most loaded members. The set is read in
+/// place (its map value, valid for the run), not copied: the program's stack is near its limit.
 #[repr(C)]
 struct SetWalk {
+    set: *const LblcrSet,
     svc_id: u32,
     len: u32,
-    set: [u32; LBLCR_SET_MAX],
     min: SetMin,
     max: SetMax,
 }
@@ -258,7 +397,9 @@ impl Step for SetWalk {
         if i >= self.len as usize {
             return Break(());
         }
-        let Some(&id) = self.set.get(i) else {
+        // SAFETY: the set's map value from a successful lookup, valid until the program returns
+        // (RCU); another CPU may change a member meanwhile, which is checked as any member is.
+        let Some(&id) = (unsafe { &(*self.set).set }).get(i) else {
             return Break(());
         };
         // A member may have been deleted since (the kernel keeps it, unavailable, in its trash).
@@ -360,26 +501,6 @@ impl Step for CursorProbe {
         }
         self.found = id;
         Break(())
-    }
-}
-
-/// A connection-count scheduler's fold over a service's dests.
-#[repr(C)]
-struct Scan {
-    highest: bool,
-    lc: LeastConn,
-    hi: Highest,
-}
-
-impl DestStep for Scan {
-    #[inline(always)]
-    fn visit(&mut self, d: &DestState) -> bool {
-        if self.highest {
-            self.hi.step(d);
-            true
-        } else {
-            self.lc.step(d)
-        }
     }
 }
 
@@ -554,7 +675,7 @@ fn template_start(dest_id: u32) {
     if let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) {
         // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS (arrays: never
         // freed), valid for the run; every write through them is atomic (lb_common::dest_mem).
-        unsafe { lb_common::conn_start::<atomic::Bpf>(d, n, lb_common::Held::Persist) };
+        unsafe { lb_common::conn_start::<atomic::Bpf, _>(d, n, lb_common::Held::Persist, &mut Trees(dest_id)) };
     }
 }
 
@@ -563,7 +684,7 @@ fn template_start(dest_id: u32) {
 fn template_end(dest_id: u32) {
     if let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) {
         // SAFETY: both point to the dest's elements of XLB_DESTS and XLB_DEST_CONNS.
-        unsafe { lb_common::conn_end::<atomic::Bpf>(d, n, lb_common::Held::Persist) };
+        unsafe { lb_common::conn_end::<atomic::Bpf, _>(d, n, lb_common::Held::Persist, &mut Trees(dest_id)) };
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! fo depends only on weights and OVERLOAD flags, so its pick could be precomputed per service
 //! (one slot); ovf also depends on ActiveConn. Both are given as a fold ([`Highest`]) the data
-//! plane runs over the dests: O(n) per new connection for n dests.
+//! plane runs over the dests when the service's scheduling tree ([`super::tree`]) has no usable
+//! answer; the trees are tested against it.
 
 use super::DestState;
 

@@ -6,6 +6,10 @@
 //! each dest's counts), then [`LeastConn::result`]: cost O(n) per new connection for n dests
 //! (nq can stop at the first idle dest). Ties go to the earliest dest in list order (strict
 //! comparisons), exactly like the kernel. Products are 64-bit, as in the kernel (`(__s64)`).
+//! This fold, IPVS's loop as the kernel writes it, is the reference the scheduling trees
+//! ([`super::tree`], whose rule is [`super::CountRule`]) are tested against; the data plane
+//! reads the pick from the tree in O(1) and runs the fold only when the tree's answer is not
+//! usable.
 
 use super::DestState;
 

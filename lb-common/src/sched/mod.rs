@@ -14,16 +14,17 @@
 //! |---|---|---|
 //! | rr | [`build_rr_table`], one slot per eligible dest | O(1) |
 //! | wrr | [`build_wrr_table`]: one full cycle (Σ weight/gcd slots, cap [`WRR_MAX_SLOTS`]); else [`build_wrr_runs`] | O(1); runs: O(log runs) |
-//! | lc wlc sed nq | [`LeastConn`] fold over the dests with live counts | O(n) |
-//! | fo ovf | [`fo_pick`] / [`ovf_pick`] (fold: [`Highest`]) | O(n) |
+//! | lc wlc sed nq | the root of the service's [`tree`] (O(log n) per count change); else the [`LeastConn`] fold | O(1) |
+//! | fo ovf | the root of the service's [`tree`]; else [`fo_pick`] / [`ovf_pick`] (fold: [`Highest`]) | O(1) |
 //! | dh sh | 256 buckets ([`build_dh_table`], [`build_sh_table`]) + [`dh_pick`]/[`sh_pick`] | O(1); sh-fallback ≤ 256 probes |
 //! | mh | 4093 slots ([`build_mh_table`]) + [`mh_pick`] | O(1) (one hsiphash); mh-fallback ≤ 4093 probes |
-//! | lblc lblcr | [`LblcReference`], [`LblcrReference`] (state in caller-provided arrays) | O(n) on a miss |
+//! | lblc lblcr | [`LblcReference`], [`LblcrReference`] (state in caller-provided arrays); a miss takes wlc's [`tree`] | O(1) on a miss (O(n) to test lblc's overload) |
 //! | twos | [`twos_pick`] with the random numbers passed in | O(n) |
 //!
 //! Everything here is `no_std`, allocation-free and (in the functions the data plane calls)
 //! free of panicking indexing: tables are read with `.get()`.
 
+mod count_rule;
 mod fo_ovf;
 mod hash;
 mod lblc;
@@ -31,9 +32,11 @@ mod leastconn;
 mod mh;
 mod rr;
 pub mod siphash;
+pub mod tree;
 mod twos;
 mod wrr;
 
+pub use count_rule::*;
 pub use fo_ovf::*;
 pub use hash::*;
 pub use lblc::*;

@@ -154,7 +154,9 @@ pub(super) fn dest_to_map(svc_id: u32, d: &Dest) -> c::Dest {
         tun_flags: d.tunnel.flags,
         _pad1: 0,
         last_weight: d.last_weight,
-        _pad2: 0,
+        // Never written from the model either: the store's scheduling-tree code places dests in
+        // their trees (`Store::update_tree`), and `write_fields` leaves this word alone.
+        tree_leaf: c::sched::tree::NO_LEAF,
         seq: d.seq,
     }
 }

@@ -158,8 +158,9 @@ impl Store {
         Some(c::template_key(k.caddr, &svc.netmask, k.vaddr, k.proto, sk.port, fwmark))
     }
 
-    /// Gives back the count of an entry this pass removed, and lifts OVERLOAD as its end may:
-    /// [`c::conn_end`], the data plane's rule, on the same words through the mapping.
+    /// Gives back the count of an entry this pass removed, lifts OVERLOAD as its end may and
+    /// updates the scheduling tree: [`c::conn_end`], the data plane's rule, on the same words
+    /// through the mapping.
     fn release_count(&mut self, k: &ConnKey, v: &c::Conn) {
         if k.kind == c::CONN_KIND_OUT {
             return;
@@ -168,8 +169,9 @@ impl Store {
             return;
         };
         // SAFETY: the dest's elements of XLB_DESTS and XLB_DEST_CONNS in their live mappings
-        // (ptr_field checked the id), only changed atomically there.
-        unsafe { c::conn_end::<c::HostAtomics>(d, n, c::Held::of(k.kind, v.flags)) };
+        // (ptr_field checked the id), only changed atomically there; the tree update reads them
+        // and writes only XLB_SCHED_TREE's words.
+        unsafe { c::conn_end::<c::HostAtomics, _>(d, n, c::Held::of(k.kind, v.flags), &mut self.trees()) };
     }
 }
 

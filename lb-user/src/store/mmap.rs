@@ -87,6 +87,7 @@ impl MmapArray<u32> {
 /// `Dest` read and written as 32-bit words, so a write can skip the flags word.
 const DEST_WORDS: usize = std::mem::size_of::<c::Dest>() / 4;
 const DEST_FLAGS_WORD: usize = std::mem::offset_of!(c::Dest, flags) / 4;
+const DEST_TREE_LEAF_WORD: usize = std::mem::offset_of!(c::Dest, tree_leaf) / 4;
 const _: () = assert!(
     std::mem::size_of::<c::Dest>().is_multiple_of(4)
         && std::mem::offset_of!(c::Dest, flags).is_multiple_of(4)
@@ -105,18 +106,29 @@ impl MmapArray<c::Dest> {
     }
 
     /// Writes every field of dest `i` but its flags: those are set and cleared bit by bit
-    /// ([`MmapArray::flags`]), as the data plane changes them at the same time.
+    /// ([`MmapArray::flags`]), as the data plane changes them at the same time. Nor its
+    /// `tree_leaf`, which only the scheduling-tree code places ([`MmapArray::set_tree_leaf`]).
     pub(super) fn write_fields(&mut self, i: u32, v: &c::Dest) -> anyhow::Result<()> {
         let Some(p) = self.ptr_field(i) else {
             bail!("dest {i} beyond the map's {} entries", self.len);
         };
         let src = (v as *const c::Dest).cast::<u32>();
         let dst = p.cast::<u32>();
-        for w in (0..DEST_WORDS).filter(|&w| w != DEST_FLAGS_WORD) {
+        for w in (0..DEST_WORDS).filter(|&w| w != DEST_FLAGS_WORD && w != DEST_TREE_LEAF_WORD) {
             // SAFETY: word w < DEST_WORDS of `v` (every byte initialised: Dest's padding is
             // explicit fields) and of the element, both 4-aligned.
             unsafe { std::ptr::write_volatile(dst.add(w), src.add(w).read()) };
         }
+        Ok(())
+    }
+
+    /// Sets dest `i`'s leaf in its scheduling tree (`Dest::tree_leaf`), one aligned word.
+    pub(super) fn set_tree_leaf(&mut self, i: u32, leaf: u32) -> anyhow::Result<()> {
+        let Some(p) = self.ptr_field(i) else {
+            bail!("dest {i} beyond the map's {} entries", self.len);
+        };
+        // SAFETY: an aligned field of an element inside the mapping; the data plane only reads it.
+        unsafe { std::ptr::write_volatile(std::ptr::addr_of_mut!((*p).tree_leaf), leaf) };
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod mmap;
 mod pins;
 mod rates;
 mod slots;
+mod trees;
 
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap, HashSet},
@@ -47,6 +48,7 @@ pub struct Store {
     dest_stats: PerCpuArray<MapData, Stats>,
     dest_neigh: Array<MapData, c::DestNeigh>,
     slots: MmapArray<u32>,
+    tree: MmapArray<u32>,
     conns: HashMap<MapData, ConnKey, c::Conn>,
     global: PerCpuArray<MapData, GlobalStats>,
     config: Array<MapData, c::Config>,
@@ -80,6 +82,7 @@ impl Store {
             dest_stats: PerCpuArray::try_from(src.take(names::DEST_STATS)?)?,
             dest_neigh: Array::try_from(src.take(names::DEST_NEIGH)?)?,
             slots: MmapArray::new(src.take_data(names::SCHED_SLOTS)?, c::MAX_SCHED_SLOTS)?,
+            tree: MmapArray::new(src.take_data(names::SCHED_TREE)?, sched::tree::MAX_SCHED_TREE)?,
             conns: HashMap::try_from(src.take(names::CONNS)?)?,
             global: PerCpuArray::try_from(src.take(names::GLOBAL_STATS)?)?,
             config: Array::try_from(src.take(names::CONFIG)?)?,
@@ -91,6 +94,7 @@ impl Store {
         };
         s.check_layout()?;
         s.finish_interrupted_commit()?;
+        s.refresh_trees()?;
         Ok(s)
     }
 
@@ -211,11 +215,13 @@ impl Store {
         let old: StdHashMap<u32, &Service> = before.services.iter().map(|s| (s.id, s)).collect();
         let new: StdHashMap<u32, &Service> = after.services.iter().map(|s| (s.id, s)).collect();
         let mut alloc = SlotAllocator::new(&self.live_regions()?);
+        let mut tree_alloc = self.tree_allocator()?;
 
         // Services that went away (or whose id now names another service).
         for s in &before.services {
             if new.get(&s.id).is_none_or(|n| n.key != s.key) {
                 self.services.remove(&map_key(&s.key)).or_else(ignore_missing)?;
+                self.drop_tree(s.id)?;
                 for d in &s.dests {
                     self.trash_dest(d.id)?;
                 }
@@ -230,7 +236,7 @@ impl Store {
                 std::process::abort();
             }
             let prev = old.get(&s.id).copied().filter(|p| p.key == s.key);
-            self.commit_service(prev, s, &mut alloc, &revived)?;
+            self.commit_service(prev, s, &mut alloc, &mut tree_alloc, &revived)?;
         }
         if before.timeouts != after.timeouts {
             let mut cfg = self.config.get(&0, 0)?;
@@ -274,6 +280,7 @@ impl Store {
         prev: Option<&Service>,
         s: &Service,
         alloc: &mut SlotAllocator,
+        tree_alloc: &mut SlotAllocator,
         revived: &HashSet<u32>,
     ) -> anyhow::Result<()> {
         let key = map_key(&s.key);
@@ -337,6 +344,7 @@ impl Store {
         let table_changed = prev.is_none_or(|p| {
             p.sched != s.sched || dest_views(&p.dests) != views || (sched_code == sched::SCHED_WRR && edited(p))
         });
+        let mut new_table = None;
         let (sched_off, sched_len) = match (&old_map, table_changed) {
             (Some(m), false) => (m.sched_off, m.sched_len),
             _ => {
@@ -365,6 +373,7 @@ impl Store {
                     self.slots.set(off + i as u32, *id)?;
                 }
                 self.svc_state.set(s.id, built.state, 0)?;
+                new_table = Some(built.slots);
                 (off, n as u32)
             }
         };
@@ -379,8 +388,12 @@ impl Store {
             pe: if s.pe_name == "sip" { c::PE_SIP } else { 0 },
             _pad: [0; 2],
         };
+        let refresh = self.update_tree(s.id, sched_code, &s.dests, new_table.as_deref(), prev.is_some_and(edited), tree_alloc)?;
         if old_map != Some(value) {
             self.services.insert(key, value, 0)?;
+        }
+        if refresh {
+            self.refresh_tree(s.id);
         }
         Ok(())
     }
@@ -391,7 +404,7 @@ impl Store {
         if let Some(f) = self.dests.flags(id) {
             f.fetch_and(!c::DEST_F_AVAILABLE, SeqCst);
         }
-        Ok(())
+        self.dests.set_tree_leaf(id, sched::tree::NO_LEAF)
     }
 
     /// Writes dest `id` as lbadm configured it, in `__ip_vs_update_dest`'s order: OVERLOAD

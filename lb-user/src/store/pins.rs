@@ -105,6 +105,7 @@ const STORE_MAPS: [&str; 15] = [
     names::DEST_STATS,
     names::DEST_NEIGH,
     names::SCHED_SLOTS,
+    names::SCHED_TREE,
     names::CONNS,
     names::GLOBAL_STATS,
     names::CONFIG,
