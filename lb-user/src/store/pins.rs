@@ -95,7 +95,7 @@ pub(super) enum MapSource {
 }
 
 /// Every map the store uses.
-const STORE_MAPS: [&str; 15] = [
+const STORE_MAPS: [&str; 16] = [
     names::SERVICES,
     names::SVC_KEYS,
     names::SVC_STATE,
