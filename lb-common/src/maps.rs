@@ -790,7 +790,7 @@ mod tests {
         assert_eq!(size_of::<DestNeigh>(), 64);
         assert_eq!(size_of::<SlowPathMark>(), 12);
         assert_eq!(size_of::<IfaceInfo>(), 20);
-        assert_eq!(size_of::<ConnKey>(), 40);
+        assert_eq!(size_of::<ConnKey>(), 16);
         assert_eq!(size_of::<Conn>(), 24);
         assert_eq!(size_of::<Stats>(), 40);
         assert_eq!(size_of::<GlobalStats>(), 40 + 16 * 8);
