@@ -68,16 +68,20 @@ fn gate_bits_follow_the_committed_table() {
     assert!(!gate.has(GATE_NAT_RS, v4(WEB1)), "a DR real server sends no replies through the director");
     // Another writer's bit (lbd's fwmark sync) survives lbadm's commits.
     gate.set(GATE_FWMARK, [ip(CLIENT)]);
-    // The NAT service goes: its VIP and real server close, the rest stays.
+    // The NAT service goes: its real server closes at once; its VIP stays open until lbd's
+    // expiry pass finds no connection to it (their packets must still meet the connection table).
     let mut t = with_nat();
     t.services.retain(|s| s.id == 0);
     commit(&pins, &t);
     let gate = Gate::open(pins.path()).expect("gate");
-    assert!(gate.has(GATE_VIP, v4(VIP)), "the remaining VIP stays open");
-    let twin_of = |a: [u8; 4]| gate_slot(u32::from_ne_bytes(a)) == gate_slot(u32::from_ne_bytes(VIP));
-    assert!(twin_of(NAT_VIP) || !gate.has(GATE_VIP, v4(NAT_VIP)), "the deleted VIP is closed");
+    assert!(gate.has(GATE_VIP, v4(VIP)) && gate.has(GATE_VIP, v4(NAT_VIP)), "a commit opens VIPs, never closes them");
     assert!(!gate.has(GATE_NAT_RS, v4(NAT_RS)), "the deleted NAT real server is closed");
     assert!(gate.has(GATE_FWMARK, v4(CLIENT)), "lbadm's commit left the fwmark bit alone");
+    Store::open_at(pins.path(), Default::default()).and_then(|mut s| s.expire_connections(Default::default())).expect("expiry");
+    let twin_of = |a: [u8; 4]| gate_slot(u32::from_ne_bytes(a)) == gate_slot(u32::from_ne_bytes(VIP));
+    assert!(gate.has(GATE_VIP, v4(VIP)), "the remaining VIP stays open");
+    assert!(twin_of(NAT_VIP) || !gate.has(GATE_VIP, v4(NAT_VIP)), "expiry closed the VIP of no service and no connection");
+    assert!(gate.has(GATE_FWMARK, v4(CLIENT)), "expiry left the fwmark bit alone");
     gate.set(GATE_FWMARK, []);
     assert!(!gate.has(GATE_FWMARK, v4(CLIENT)));
 }
@@ -163,4 +167,30 @@ fn a_redirect_follows_the_egress_attachment_at_once() {
         [("XDP_REDIRECT", false), ("XDP_PASS", true), ("XDP_REDIRECT", false)],
         "(verdict, slow-path marked): attached, detached, attached again"
     );
+}
+
+/// `ipvsadm -C` and then `-R` (a reload): between the two, the packets of a live connection of
+/// the deleted service still meet the connection table and are dropped as IPVS drops them (its
+/// real server is unavailable, expire_nodest_conn = 0), not handed to the director's own stack,
+/// which would reset the connection; re-added, the service carries the connection on. lbd's
+/// expiry keeps the VIP open while the connection lives.
+#[test]
+fn a_reload_does_not_hand_live_connections_to_the_kernel() {
+    use xlb_tests::frames::ACK;
+    let pins = TempPins::new("gatereload").expect("pins");
+    let dr = || table(vec![service(0, Proto::Tcp, ip(VIP), 80, "rr", &[(ip(WEB1), 80, Fwd::Route, 1)])]);
+    commit(&pins, &dr());
+    set_next_hop(pins.path(), 0, WEB1_MAC, DIRECTOR_MAC, LOOPBACK_IFINDEX).expect("next hop");
+    let mut xdp = XdpUnderTest::load(pins.path(), "xlb_xdp").expect("load");
+    let syn = Frame::tcp(sa(CLIENT, 40100), sa(VIP, 80), SYN).bytes();
+    let ack = Frame::tcp(sa(CLIENT, 40100), sa(VIP, 80), ACK).bytes();
+    let verdict = |xdp: &mut XdpUnderTest, f: &[u8]| verdict_name(xdp.run(f).expect("run").verdict);
+    assert_eq!(verdict(&mut xdp, &syn), "XDP_TX", "the connection opens");
+    commit(&pins, &table(vec![]));
+    Store::open_at(pins.path(), Default::default()).and_then(|mut s| s.expire_connections(Default::default())).expect("expiry");
+    assert_eq!(verdict(&mut xdp, &ack), "XDP_DROP", "cleared: its packets are dropped, not passed to the stack");
+    commit(&pins, &dr());
+    // (A re-added real server's next hop is looked up afresh: preset it again, as before.)
+    set_next_hop(pins.path(), 0, WEB1_MAC, DIRECTOR_MAC, LOOPBACK_IFINDEX).expect("next hop");
+    assert_eq!(verdict(&mut xdp, &ack), "XDP_TX", "restored: the connection goes on to its real server");
 }

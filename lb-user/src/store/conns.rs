@@ -112,6 +112,7 @@ impl Store {
                 *v = rearmed;
             }
         }
+        let mut live_vips = Vec::new();
         for (k, v) in entries {
             let gone = if k.kind == c::CONN_KIND_OUT {
                 // A NAT reply-side entry lives as long as its client-side entry.
@@ -123,6 +124,8 @@ impl Store {
             };
             if gone {
                 dead.push((k, v));
+            } else if k.kind == c::CONN_KIND_IN {
+                live_vips.push(k.vaddr);
             }
         }
         let mut n = 0;
@@ -146,8 +149,23 @@ impl Store {
                 self.release_count(&k, &cur);
             }
         }
+        self.close_idle_vips(live_vips)?;
         self.free_idle_trash()?;
         Ok(n)
+    }
+
+    /// Closes the gate (see [`super::Gate`]) for addresses that are no longer a service's and
+    /// that no connection (`live`: the VIPs of the live ones) points to.
+    fn close_idle_vips(&mut self, live: Vec<u32>) -> anyhow::Result<()> {
+        let services: Vec<c::ServiceKey> = self.services.keys().collect::<Result<_, _>>()?;
+        let open = services
+            .iter()
+            .filter(|k| k.proto != c::IPPROTO_IP && k.af == c::AF_INET)
+            .map(|k| k.addr.w[0])
+            .chain(live)
+            .map(|a| std::net::IpAddr::V4(std::net::Ipv4Addr::from(a.to_ne_bytes())));
+        self.gate.set(c::GATE_VIP, open);
+        Ok(())
     }
 
     /// The persistence template a controlled connection was made through.

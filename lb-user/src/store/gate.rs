@@ -3,6 +3,12 @@
 //! atomic OR/AND on the shared mapping, so writers of the other bits are never overwritten:
 //! lbadm's commit owns [`c::GATE_VIP`] and [`c::GATE_NAT_RS`], lbd's fwmark sync
 //! [`c::GATE_FWMARK`].
+//!
+//! A VIP stays open while connections to it live, its service deleted or not: their packets
+//! must still meet the connection table, which drops them as IPVS does (`ipvsadm -C` then
+//! `-R`, a reload, must not hand a live connection's packets to the director's own stack,
+//! which would reset it). So a commit only opens VIPs, and lbd's expiry pass, which reads the
+//! whole connection table anyway, closes those left with neither a service nor a connection.
 use std::{net::IpAddr, path::Path, sync::atomic::{AtomicU64, Ordering::SeqCst}};
 
 use anyhow::Context as _;
@@ -51,6 +57,18 @@ impl Gate {
             if have != *w {
                 word.fetch_or(*w, SeqCst);
                 word.fetch_and(!(have & !*w), SeqCst);
+            }
+        }
+    }
+
+    /// Sets `bit` in the slots of `addrs` (IPv4), clearing none.
+    pub fn add(&self, bit: u64, addrs: impl IntoIterator<Item = IpAddr>) {
+        for a in addrs {
+            if let IpAddr::V4(v4) = a {
+                let (w, shift) = c::gate_pos(c::gate_slot(u32::from_ne_bytes(v4.octets())));
+                if let Some(word) = self.word(w) {
+                    word.fetch_or(bit << shift, SeqCst);
+                }
             }
         }
     }

@@ -263,14 +263,15 @@ impl Store {
         Ok(())
     }
 
-    /// The gate's bits of the table (see [`Gate`]): the services' addresses, and the NAT real
-    /// servers' (whose replies the data plane looks up).
+    /// The gate's bits of the table (see [`Gate`]): the services' addresses (opened only: the
+    /// expiry pass closes them, [`Store::close_idle_vips`]), and the NAT real servers' (whose
+    /// replies the data plane looks up).
     fn sync_gate(&mut self, t: &Table) {
         let vips = t.services.iter().filter_map(|s| match s.key {
             crate::model::SvcKey::Inet { addr, .. } => Some(addr),
             crate::model::SvcKey::Fwmark { .. } => None,
         });
-        self.gate.set(c::GATE_VIP, vips);
+        self.gate.add(c::GATE_VIP, vips);
         let nat = t.services.iter().flat_map(|s| s.dests.iter()).filter(|d| d.fwd == Fwd::Masq).map(|d| d.addr);
         self.gate.set(c::GATE_NAT_RS, nat);
     }
