@@ -138,12 +138,12 @@ pub fn expire_now(key: &ConnKey, c: &Conn) -> bool {
 /// IPVS's `ip_vs_bind_dest` for a new connection (inactive until its first packet is applied):
 /// counts it, and a dest reaching its upper threshold is OVERLOADed ([`lb_common::conn_start`]).
 #[inline(always)]
-fn bind(dest_id: u32) {
+fn bind(dest_id: u32, held: Held) {
     let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) else {
         return;
     };
     // SAFETY: as in `uncount`.
-    unsafe { lb_common::conn_start::<atomic::Bpf, _>(d, n, Held::Inactive, &mut crate::schedule::Trees(dest_id)) };
+    unsafe { lb_common::conn_start::<atomic::Bpf, _>(d, n, held, &mut crate::schedule::Trees(dest_id)) };
 }
 
 /// Reads the timeouts, flags and IPVS's sysctls (`lb_common::SYSCTLS`) through `f`; `None`
@@ -157,35 +157,53 @@ pub fn with_config<R>(f: impl FnOnce(&Config) -> R) -> Option<R> {
 /// seen, as for DR/TUN).
 #[inline(always)]
 pub fn on_packet(c: &mut Conn, p: &Pkt, now: u64) {
-    let dir = if c.flags & CONN_F_NOOUTPUT != 0 { DIR_INPUT_ONLY } else { DIR_INPUT };
-    on_packet_dir(c, p, now, dir);
+    on_packet_dir(c, p, now, input_dir(c));
+}
+
+/// The TCP state table a client packet of `c` follows: input, or input-only while no reply was
+/// seen (DR/TUN).
+#[inline(always)]
+fn input_dir(c: &Conn) -> usize {
+    if c.flags & CONN_F_NOOUTPUT != 0 { DIR_INPUT_ONLY } else { DIR_INPUT }
 }
 
 /// Applies one packet's TCP state transition (IPVS `set_tcp_state`): new state, its timeout,
 /// and the move between the dest's active and inactive counts. UDP only refreshes the timer.
 #[inline(always)]
 pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
+    if let Some((from, to)) = transition(c, p, now, dir) {
+        recount(c, from, to);
+    }
+}
+
+/// [`on_packet_dir`]'s changes to the entry alone: the count the connection held before and
+/// holds now, when they differ (the caller moves it).
+#[inline(always)]
+fn transition(c: &mut Conn, p: &Pkt, now: u64, dir: usize) -> Option<(Held, Held)> {
     c.last_seen = now;
     if p.proto != IPPROTO_TCP {
-        return;
+        return None;
     }
     let new = tcp_state::next_tcp_state(c.state, dir, p.tcp_flags);
     if new == c.state {
-        return;
+        return None;
     }
     let was_inactive = c.flags & CONN_F_INACTIVE != 0;
     let now_active = tcp_state::is_active(new);
-    if was_inactive && now_active {
-        recount(c, Held::Inactive, Held::Active);
+    let moved = if was_inactive && now_active {
         c.flags &= !CONN_F_INACTIVE;
+        Some((Held::Inactive, Held::Active))
     } else if !was_inactive && !now_active {
-        recount(c, Held::Active, Held::Inactive);
         c.flags |= CONN_F_INACTIVE;
-    }
+        Some((Held::Active, Held::Inactive))
+    } else {
+        None
+    };
     c.state = new;
     if let Some(t) = with_config(|cfg| cfg.timeout(new)).flatten() {
         c.timeout = t;
     }
+    moved
 }
 
 /// Records a new connection to `dest_id` (real server port `port`, `CONN_F_NOOUTPUT` /
@@ -208,8 +226,12 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flag
             c.timeout = t;
         }
     }
-    bind(dest_id);
-    on_packet(&mut c, p, now);
+    // Its first packet's state first, then one count in the class it ends in (IPVS binds it
+    // inactive and moves it as the packet sets its state: the same counts after the packet,
+    // with one atomic change and one scheduling-tree update instead of two).
+    let dir = input_dir(&c);
+    let _ = transition(&mut c, p, now, dir);
+    bind(dest_id, Held::of(CONN_KIND_IN, c.flags));
     if insert(key, &c).is_err() {
         uncount(&c);
         return Err(());
