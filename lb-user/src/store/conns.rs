@@ -150,6 +150,7 @@ impl Store {
             }
         }
         self.close_idle_vips(live_vips)?;
+        self.refresh_trees()?;
         self.free_idle_trash()?;
         Ok(n)
     }

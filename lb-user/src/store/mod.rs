@@ -94,7 +94,6 @@ impl Store {
         };
         s.check_layout()?;
         s.finish_interrupted_commit()?;
-        s.refresh_trees()?;
         Ok(s)
     }
 

@@ -115,10 +115,10 @@ impl Store {
         }
     }
 
-    /// Recomputes every service's tree from the live counts: at every opening of the table (each
-    /// lbadm command, each of lbd's periodic passes), so that a node left stale by racing
-    /// updates (see lb_common::sched::tree) or a count changed behind the rules' back (a test,
-    /// a tool writing the maps) is healed within one lbd interval. O(dests of the trees).
+    /// Recomputes every service's tree from the live counts: in each of lbd's periodic passes
+    /// (the expiry), so that a node left stale by racing updates (see lb_common::sched::tree) or
+    /// a count changed behind the rules' back (a tool writing the maps) is healed within one lbd
+    /// interval. O(dests of the trees). lbadm's commands only refresh the trees they edit.
     pub(super) fn refresh_trees(&mut self) -> anyhow::Result<()> {
         let mut ids = Vec::new();
         for item in self.services.iter() {
