@@ -319,6 +319,13 @@ pub const fn neigh_gen(iface_gen: u32) -> u32 {
     iface_gen << NEIGH_GEN_SHIFT
 }
 
+/// Whether a cached next hop (`DestNeigh::flags`) knows its egress runs xlb natively, as of
+/// attachment generation `iface_gen` (`Config::iface_gen`).
+#[inline(always)]
+pub const fn neigh_xdp_egress(flags: u32, iface_gen: u32) -> bool {
+    flags & NEIGH_F_XDP_EGRESS != 0 && flags & !((1 << NEIGH_GEN_SHIFT) - 1) == neigh_gen(iface_gen)
+}
+
 /// What the XDP program writes over a frame's two MAC addresses (the first 12 bytes) when it
 /// hands the frame to the kernel for the tc slow path: send it out `ifindex` to IPv4 next hop
 /// `nh`, resolving the neighbour. No XDP metadata is needed (many kernels and drivers refuse

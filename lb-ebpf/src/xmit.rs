@@ -4,7 +4,7 @@ use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use network_types::eth::EthHdr;
 
 use lb_common::{
-    neigh_gen, DestNeigh, IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB, NEIGH_F_XDP_EGRESS, NEIGH_GEN_SHIFT,
+    neigh_xdp_egress, DestNeigh, IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB, NEIGH_F_XDP_EGRESS,
 };
 
 use crate::{
@@ -32,7 +32,7 @@ pub struct Target {
 fn can_redirect(ingress: u32, n: &DestNeigh) -> bool {
     // Cached with the next hop while no attachment changed since: no lookup per packet.
     let cached = n.flags & NEIGH_F_XDP_EGRESS != 0
-        && crate::conn::with_config(|c| neigh_gen(c.iface_gen) == n.flags & !((1 << NEIGH_GEN_SHIFT) - 1)).unwrap_or(false);
+        && crate::conn::with_config(|c| neigh_xdp_egress(n.flags, c.iface_gen)).unwrap_or(false);
     cached || xdp_mode(n.ifindex) == IFACE_XDP_NATIVE || xdp_mode(ingress) == IFACE_XDP_SKB
 }
 

@@ -46,7 +46,7 @@ impl Gate {
         let mut want = vec![0u64; c::GATE_WORDS as usize];
         for a in addrs {
             if let IpAddr::V4(v4) = a {
-                let (w, shift) = c::gate_pos(c::gate_slot(u32::from_ne_bytes(v4.octets())));
+                let (w, shift) = pos(v4);
                 want[w as usize] |= bit << shift;
             }
         }
@@ -65,7 +65,7 @@ impl Gate {
     pub fn add(&self, bit: u64, addrs: impl IntoIterator<Item = IpAddr>) {
         for a in addrs {
             if let IpAddr::V4(v4) = a {
-                let (w, shift) = c::gate_pos(c::gate_slot(u32::from_ne_bytes(v4.octets())));
+                let (w, shift) = pos(v4);
                 if let Some(word) = self.word(w) {
                     word.fetch_or(bit << shift, SeqCst);
                 }
@@ -75,7 +75,12 @@ impl Gate {
 
     /// Whether IPv4 address `a` has `bit` (tests).
     pub fn has(&self, bit: u64, a: std::net::Ipv4Addr) -> bool {
-        let (w, shift) = c::gate_pos(c::gate_slot(u32::from_ne_bytes(a.octets())));
+        let (w, shift) = pos(a);
         self.word(w).is_some_and(|x| x.load(SeqCst) >> shift & bit != 0)
     }
+}
+
+/// Where IPv4 address `a`'s bits are: (word, shift), as the data plane computes them.
+fn pos(a: std::net::Ipv4Addr) -> (u32, u32) {
+    c::gate_pos(c::gate_slot(u32::from_ne_bytes(a.octets())))
 }
