@@ -61,7 +61,13 @@ use crate::{
 /// Counts a verdict and returns it.
 #[inline(always)]
 fn verdict(v: u32) -> u32 {
-    stats::count_verdict(v)
+    stats::count_verdict(v, false)
+}
+
+/// Counts the reception of a packet of `xlb_xdp`'s and its verdict (one counter access).
+#[inline(always)]
+fn received(v: u32) -> u32 {
+    stats::count_verdict(v, true)
 }
 
 /// The programs of `lb_common::TailProgram`, each by its function here: every one is listed, in
@@ -108,10 +114,9 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
         Parsed::Other => return stats::received_passed(),
         Parsed::Malformed => return stats::received_malformed(),
     };
-    bump(|g| &mut g.rx);
     if p.gate & gate::TO_SERVICE == 0 {
         // Only a NAT real server's address passed the gate: a reply, or nothing of ours.
-        return verdict(nat::reply(&ctx, &p, ingress(&ctx), conn::now()).unwrap_or(xdp_action::XDP_PASS));
+        return received(nat::reply(&ctx, &p, ingress(&ctx), conn::now()).unwrap_or(xdp_action::XDP_PASS));
     }
     let from_nat_rs = || p.gate & gate::FROM_NAT_RS != 0;
     let now = conn::now();
@@ -120,8 +125,9 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
         if from_nat_rs()
             && let Some(v) = nat::reply(&ctx, &p, ingress(&ctx), now)
         {
-            return verdict(v);
+            return received(v);
         }
+        bump(|g| &mut g.rx);
         return new_flow(&ctx, &p, false, now);
     };
     // SAFETY: a value of XLB_CONNS from a successful lookup: valid until the program returns (RCU).
@@ -129,19 +135,24 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
     // stores.
     let c = unsafe { &mut *c };
     if conn::expired(c, now) {
+        bump(|g| &mut g.rx);
         return new_flow(&ctx, &p, true, now);
     }
     if p.proto == IPPROTO_TCP && p.tcp_flags & TCP_FLAG_SYN != 0 && conn::reschedule_on_syn(c) {
         conn::expire_now(&key, &{ *c });
+        bump(|g| &mut g.rx);
         return new_flow(&ctx, &p, false, now);
     }
     conn::on_packet(c, &p, now);
     let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
-    // Counted there, with the connection hit.
+    // Counted there with its reception and the connection hit.
     if let Some(v) = forward(&ctx, &p, svc_id, dest_id, rport, false, now) {
         return v;
     }
-    bump(|g| &mut g.conn_hit);
+    bump(|g| {
+        g.rx += 1;
+        &mut g.conn_hit
+    });
     // Its real server was deleted: expire_nodest_conn = 1 expires the connection and handles
     // the packet as new; 0 drops it.
     if conn::with_config(|cfg| cfg.expire_nodest_conn != 0).unwrap_or(false) {
@@ -319,7 +330,7 @@ fn new_conn<const GROUP: u8>(ctx: &XdpContext) -> u32 {
 }
 
 /// Sends a client packet of a connection to its real server by its method, and counts it
-/// (`stats::count_forwarded`: for `new_conn` false, also the connection hit). `None`:
+/// (`stats::count_forwarded`: for `new_conn` false, also its reception by `xlb_xdp`). `None`:
 /// the real server was deleted (nothing counted).
 #[inline(always)]
 fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> Option<u32> {

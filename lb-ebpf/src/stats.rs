@@ -23,10 +23,14 @@ fn with_stats(p: Option<*mut Stats>, f: impl FnOnce(&mut Stats)) {
     }
 }
 
-/// Counts verdict `v`; returns it. (One access per verdict arm: one access choosing among the
-/// counters compiles to a computed field offset, which the verifier cannot bound.)
+/// Counts verdict `v`; with `rx`, also the packet's reception (`xlb_xdp`'s own packets).
+/// Returns `v`. (One access per verdict arm: one access choosing among the counters compiles
+/// to a computed field offset, which the verifier cannot bound.)
 #[inline(always)]
-pub fn count_verdict(v: u32) -> u32 {
+pub fn count_verdict(v: u32, rx: bool) -> u32 {
+    if rx {
+        bump(|g| &mut g.rx);
+    }
     match v {
         xdp_action::XDP_PASS => bump(|g| &mut g.pass),
         xdp_action::XDP_TX => bump(|g| &mut g.tx),
@@ -60,7 +64,8 @@ pub fn received_malformed() -> u32 {
 
 /// A client packet of a connection, handled with verdict `v`: IPVS's in-stats of its service,
 /// real server and the totals (`ip_vs_in_stats`, and `ip_vs_conn_stats` for a new connection),
-/// the connection hit of an established one, and the verdict. Returns `v`.
+/// with, for an established connection's packet (`xlb_xdp`'s own), its reception and the
+/// connection hit in the same access of the global counters; then the verdict. Returns `v`.
 #[inline(always)]
 pub fn count_forwarded(svc_id: u32, dest_id: u32, ip_len: u16, new_conn: bool, v: u32) -> u32 {
     let bytes = ip_len as u64;
@@ -69,10 +74,11 @@ pub fn count_forwarded(svc_id: u32, dest_id: u32, ip_len: u16, new_conn: bool, v
     with_global(|g| {
         add_in(&mut g.total, bytes, new_conn);
         if !new_conn {
+            g.rx += 1;
             g.conn_hit += 1;
         }
     });
-    count_verdict(v)
+    count_verdict(v, false)
 }
 
 /// Bumps a global counter chosen by `f`.
