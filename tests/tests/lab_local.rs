@@ -16,11 +16,16 @@ use xlb_tests::{
     netns::run,
 };
 
-/// `ipvsadm ARGS` in the director's network namespace, on the lab's table; its stdout.
-fn ipvsadm_on_director(lab: &Lab, args: &[&str]) -> String {
+/// `ipvsadm ARGS` in the director's network namespace, on the lab's table.
+fn ipvsadm_cmd(lab: &Lab, args: &[&str]) -> Command {
     let mut cmd: Command = lab.lvs1.ns.cmd_net_only(lab.dir.join("bin/ipvsadm"));
     cmd.args(args).env("XLB_PIN_DIR", lab.pin_dir());
-    let out = run(&mut cmd).unwrap_or_else(|e| panic!("ipvsadm {args:?}: {e:#}"));
+    cmd
+}
+
+/// `ipvsadm ARGS` in the director's network namespace, which must succeed; its stdout.
+fn ipvsadm_on_director(lab: &Lab, args: &[&str]) -> String {
+    let out = run(&mut ipvsadm_cmd(lab, args)).unwrap_or_else(|e| panic!("ipvsadm {args:?}: {e:#}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -52,6 +57,13 @@ fn local_real_servers_are_served_by_the_directors_own_stack() {
     ] {
         ipvsadm_on_director(&lab, &line);
     }
+    // The broadcast address of the director's own network is not a real server
+    // (`inet_addr_type` is RTN_BROADCAST there), as IPVS answers.
+    let out = ipvsadm_cmd(&lab, &["-a", "-t", &vip80, "-r", "192.168.88.255", "-g"]).output().expect("ipvsadm");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).as_ref()),
+        (Some(255), "Invalid operation.  Possibly wrong module version, address not unicast, ...\n")
+    );
     let listing = ipvsadm_on_director(&lab, &["-Ln"]);
     assert!(listing.contains("  -> 127.0.0.1:80                 Route   1      0          "), "{listing}");
     assert!(listing.contains("  -> 192.168.88.5:8080            Route   1      0          "), "{listing}");
