@@ -38,10 +38,8 @@ pub enum Route {
     /// or this CPU's scratch entry).
     Direct(*const DestNeigh),
     /// Hand to the tc slow path: out `ifindex` toward `nh`, neighbour to be resolved; `src` is
-    /// the source address of that route (0: unknown). A pointer as `Direct` (to the same kind
-    /// of entry): copied fields here would be undefined in the other variants, and LLVM spills
-    /// such a register, which the verifier refuses (`R? !read_ok`).
-    Slow(*const DestNeigh),
+    /// the source address of that route (0: unknown).
+    Slow { ifindex: u32, nh: Addr, src: u32 },
     /// No route: drop.
     None,
 }
@@ -122,7 +120,7 @@ fn route_of(n: &DestNeigh) -> Route {
     if n.flags & NEIGH_F_RESOLVED != 0 {
         Route::Direct(n as *const DestNeigh)
     } else if n.flags & NEIGH_F_ROUTED != 0 {
-        Route::Slow(n as *const DestNeigh)
+        Route::Slow { ifindex: n.ifindex, nh: n.nh, src: n.src.w[0] }
     } else {
         Route::None
     }

@@ -73,8 +73,7 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
                 unsafe { aya_ebpf::helpers::bpf_redirect(n.ifindex, 0) as u32 }
             }
         }
-        // SAFETY: as a Direct route: it points into a map value valid for the run.
-        Route::Slow(n) => unsafe { slow_path(ctx, (**n).ifindex, (**n).nh) },
+        Route::Slow { ifindex, nh, .. } => slow_path(ctx, *ifindex, *nh),
         Route::None => {
             bump(|g| &mut g.no_route);
             xdp_action::XDP_DROP
