@@ -7,7 +7,9 @@
 //! - GRE (47): version 0, no routing, key or sequence, protocol IPv4 or IPv6; a checksum, when
 //!   the C bit says there is one, must be right;
 //! - GUE: UDP to a port of `XLB_DECAP_GUE_PORTS` (`--gue-port`), a UDP checksum that is zero or
-//!   right, a version 0 data header without options, protocol 4 or 41.
+//!   right, a version 0 data header, protocol 4 or 41, no option but what IPVS writes: remote
+//!   checksum offload (`--tun-remcsum` on a packet sent from the director itself), whose inner
+//!   checksum is completed here as the kernel's `gue_remcsum` would.
 //!
 //! Everything else (another protocol or port, not our address, a fragment, truncated or lying
 //! headers, a wrong checksum, an inner packet of the wrong version) passes untouched: the kernel
@@ -16,8 +18,8 @@ use aya_ebpf::{bindings::xdp_action, macros::map, maps::HashMap, programs::XdpCo
 use lb_common::{
     str_eq,
     tunnel::{
-        DECAP_GUE_PORTS, DECAP_GUE_PORTS_MAX, ETH_P_IP, ETH_P_IPV6, GRE_F_CSUM, GRE_HDR_LEN, GUE_HDR_LEN, IPPROTO_GRE,
-        UDP_HDR_LEN,
+        DECAP_GUE_PORTS, DECAP_GUE_PORTS_MAX, ETH_P_IP, ETH_P_IPV6, GRE_F_CSUM, GRE_HDR_LEN, GUE_FLAG_PRIV, GUE_HDR_LEN,
+        GUE_PFLAG_REMCSUM, IPPROTO_GRE, UDP_HDR_LEN,
     },
     Addr, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP,
 };
@@ -112,8 +114,10 @@ fn outer(ctx: &XdpContext) -> Option<(usize, u16)> {
 /// The tunnel header at `off` in an outer packet whose payload (`len` bytes) is of protocol
 /// `proto`; `pseudo`: the sum of the outer addresses (UDP's pseudo-header).
 #[inline(always)]
-fn tunnel(ctx: &XdpContext, off: usize, len: usize, proto: u8, pseudo: u64) -> Option<(usize, u16)> {
+fn tunnel(ctx: &XdpContext, off: usize, mut len: usize, proto: u8, pseudo: u64) -> Option<(usize, u16)> {
     let (data, end) = (ctx.data(), ctx.data_end());
+    // GUE's remote checksum offload: (start, offset) of the inner checksum to complete.
+    let mut remcsum = None;
     let (hlen, inner_af_proto) = match proto {
         IPPROTO_IPIP | IPPROTO_IPV6 => (0, proto),
         IPPROTO_GRE => {
@@ -160,12 +164,28 @@ fn tunnel(ctx: &XdpContext, off: usize, len: usize, proto: u8, pseudo: u64) -> O
                     return None;
                 }
             }
-            // GUE: version 0, a data message (no C bit), no options (IPVS writes none for a
-            // forwarded packet; remote checksum offload is not undone here).
-            if u[8] != 0 || (u[9] != IPPROTO_IPIP && u[9] != IPPROTO_IPV6) || u[10] | u[11] != 0 {
+            // GUE: version 0, a data message (no C bit), the inner protocol; options as IPVS
+            // writes them: none, or the private word (flags PRIV) holding nothing or remote
+            // checksum offload (its start and offset follow), hlen counting them.
+            if u[9] != IPPROTO_IPIP && u[9] != IPPROTO_IPV6 {
                 return None;
             }
-            ((UDP_HDR_LEN + GUE_HDR_LEN) as usize, u[9])
+            let gue_len = match (u[8], u16::from_be_bytes([u[10], u[11]])) {
+                (0, 0) => GUE_HDR_LEN as usize,
+                (1, GUE_FLAG_PRIV) if read::<[u8; 4]>(data, end, off + 12)? == [0; 4] => GUE_HDR_LEN as usize + 4,
+                (2, GUE_FLAG_PRIV) => {
+                    let o = read::<[u8; 8]>(data, end, off + 12)?;
+                    if u32::from_be_bytes([o[0], o[1], o[2], o[3]]) != GUE_PFLAG_REMCSUM {
+                        return None;
+                    }
+                    remcsum = Some((u16::from_be_bytes([o[4], o[5]]) as usize, u16::from_be_bytes([o[6], o[7]]) as usize));
+                    GUE_HDR_LEN as usize + 8
+                }
+                _ => return None,
+            };
+            // What follows the GUE header is the inner packet, to the end of the datagram.
+            len = ulen;
+            (UDP_HDR_LEN as usize + gue_len, u[9])
         }
         _ => return None,
     };
@@ -188,7 +208,35 @@ fn tunnel(ctx: &XdpContext, off: usize, len: usize, proto: u8, pseudo: u64) -> O
     if version == 6 && header::<[u8; IPV6_HLEN]>(data, end, inner_off).is_none() {
         return None;
     }
+    if let Some((start, offset)) = remcsum {
+        complete_remote_checksum(data, end, inner_off, len - hlen, start, offset)?;
+    }
     Some((inner_off - ETH_HLEN, ethertype))
+}
+
+/// GUE remote checksum offload, as the kernel's `gue_remcsum` / `skb_remcsum_process`: the
+/// sender left the checksum at `offset` in the inner packet (at `inner_off`, `inner_len` bytes)
+/// holding only its pseudo-header's sum; it becomes the checksum of everything from `start` on.
+/// The last change made to a packet that is then stripped: nothing is written unless it all
+/// fits.
+#[inline(always)]
+fn complete_remote_checksum(
+    data: usize,
+    end: usize,
+    inner_off: usize,
+    inner_len: usize,
+    start: usize,
+    offset: usize,
+) -> Option<()> {
+    if start >= inner_len || offset + 2 > inner_len || start > csum::SUM_MAX || offset > csum::SUM_MAX {
+        return None;
+    }
+    let sum = csum::sum_bytes(data + inner_off + (start & 0x7ff), end, inner_len - start)?;
+    let field = header::<[u8; 2]>(data, end, inner_off + (offset & 0x7ff))?;
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
+    unsafe { *field = (!csum::fold(sum)).to_ne_bytes() };
+    Some(())
 }
 
 /// Removes `strip` bytes after the Ethernet header and sets its type to `ethertype`; passes the

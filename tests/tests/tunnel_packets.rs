@@ -366,7 +366,7 @@ fn decap_strips_every_tunnel_and_leaves_the_rest() {
     cases.push(untouched("GUE control message", gue_ctl));
     let mut gue_opt = tunnel(MACS, outer4(OURS4), Tun::Gue { sport: 1, dport: GUE_PORT, csum: false }, &inner4);
     gue_opt[14 + 20 + 8] = 0x01;
-    cases.push(untouched("GUE with options (hlen 1)", gue_opt));
+    cases.push(untouched("GUE with an option its flags do not announce (hlen 1)", gue_opt));
     let mut v_mismatch = tunnel(MACS, outer4(OURS4), Tun::Ipip, &inner6);
     v_mismatch[14 + 9] = 4;
     v_mismatch[14 + 10] = 0;
@@ -398,4 +398,47 @@ fn decap_takes_gue_only_on_the_ports_it_was_given() {
     let ipip = tunnel(MACS, outer4(OURS4), Tun::Ipip, &inner);
     let r = xdp.run(&ipip).expect("run");
     assert_eq!((r.verdict, &r.frame), (XDP_PASS, &ethernet(MACS, &inner)), "IPIP still stripped");
+}
+
+/// A GUE packet kernel IPVS sent with remote checksum offload (`--tun-remcsum`, a datagram whose
+/// checksum was still partial), as captured in the oracle VM (tests/golden/tunnels/ipvs-6.1.txt,
+/// to 10.0.2.12:6081, "hello54" from 10.0.1.2:44746 to VIP 10.0.0.1:54). On the capture's bridge
+/// the outer UDP checksum is the pseudo-header's only (the device fills it in): it is completed
+/// here as a NIC would. The decap program strips it and completes the inner UDP checksum, as the
+/// kernel's `gue_remcsum` would: the result is the datagram the client sent (TTL - 1).
+#[test]
+fn decap_completes_a_remote_checksum_offload_as_ipvs_sent_it() {
+    let hex = "de18bdd3769d4e7c994b1ac70800450000 4b00004000 3f112396 0a000201 0a00020c \
+               bc7517c100371855 0204000180000000 0014001a \
+               4500002328 8e40003f11fe39 0a000102 0a000001 aeca0036000f1523 68656c6c6f3534";
+    let digits: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+    let mut frame: Vec<u8> = digits
+        .chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).expect("hex"), 16).expect("hex"))
+        .collect();
+    assert_eq!(frame.len(), 14 + 0x4b);
+    // The outer UDP checksum as the director's NIC would have finished it.
+    let finish_udp_checksum = |frame: &mut Vec<u8>| {
+        frame[14 + 26] = 0;
+        frame[14 + 27] = 0;
+        let mut pseudo = frame[14 + 12..14 + 20].to_vec();
+        pseudo.extend_from_slice(&[0, 17, 0, 0x37]);
+        let c = !(ones_sum(&frame[14 + 20..], ones_sum(&pseudo, 0)) as u16);
+        frame[14 + 26..14 + 28].copy_from_slice(&c.to_be_bytes());
+        assert!(frames_tun::udp4_checksum_ok(&frame[14..]));
+    };
+    finish_udp_checksum(&mut frame);
+    let pins = TempPins::new("decapr").expect("pins");
+    let mut xdp = XdpUnderTest::load_decap(pins.path(), &[IpAddr::from([10, 0, 2, 12])], &[6081]).expect("decap program");
+    let r = xdp.run(&frame).expect("run");
+    let sent = with_id(Frame::udp(sa([10, 0, 1, 2], 44746), sa([10, 0, 0, 1], 54)).payload(b"hello54").ttl(63), 0x288e);
+    let macs = ([0x4e, 0x7c, 0x99, 0x4b, 0x1a, 0xc7], [0xde, 0x18, 0xbd, 0xd3, 0x76, 0x9d]);
+    let want = ethernet(macs, &sent.bytes()[14..]);
+    assert_eq!((verdict_name(r.verdict), &r.frame), (verdict_name(XDP_PASS), &want));
+    // The same packet with the option's offset past the datagram: left alone, unwritten.
+    let mut lying = frame.clone();
+    lying[14 + 20 + 18] = 0x40;
+    finish_udp_checksum(&mut lying);
+    let r = xdp.run(&lying).expect("run");
+    assert_eq!((r.verdict, &r.frame), (XDP_PASS, &lying), "remcsum offset beyond the datagram");
 }
