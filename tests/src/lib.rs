@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod director;
 pub mod frames;
+pub mod frames_tun;
 pub mod fuzz;
 pub mod golden;
 pub mod lab;
