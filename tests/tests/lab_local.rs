@@ -6,7 +6,7 @@
 //! - the director's own interface address (`192.168.88.5:8080 -g`),
 //!
 //! and the same over IPv6 (VIP6 fd00:88::15: `[::1]:80 -g` and the director's own
-//! `[fd00:88::5]:8080 -g`),
+//! `[fd00:88::5]:8080 -g`; and an IPv6 fwmark service fed by an ip6tables MARK rule),
 //! as kernel IPVS does (recorded in the oracle: tests/golden/traffic/oracle.json, `answers-*`:
 //! the director's stack answers). The listing shows the method given (`Route`), as IPVS lists
 //! it (tests/golden/ipvsadm/local.json). lbadm runs in the director's network namespace, where
@@ -98,6 +98,24 @@ fn local_real_servers_are_served_by_the_directors_own_stack() {
     assert_eq!((rows("127.0.0.1:80"), rows("192.168.88.5:8080")), (3, 3), "{conns}");
     let rows6 = |d: &str| conns.lines().filter(|l| l.contains("[fd00:88::10]:") && l.ends_with(d)).count();
     assert_eq!((rows6("[::1]:80"), rows6("[fd00:88::5]:8080")), (3, 3), "{conns}");
+    // An IPv6 fwmark service (ip6tables MARK rule read by `lbd sync-marks` into an AF_INET6
+    // classifier key) whose real server is the director: xlb schedules it (a connection entry)
+    // and hands it to the director's stack.
+    lab.lvs1.ns.ip(&["-6", "addr", "add", "fd00:88::16/64", "dev", "eth0", "nodad"]).expect("vip6");
+    lab.lvs1
+        .ns
+        .exec("ip6tables", &["-t", "mangle", "-A", "PREROUTING", "-d", "fd00:88::16", "-p", "tcp", "--dport", "8080", "-j", "MARK", "--set-mark", "100"])
+        .expect("ip6tables");
+    ipvsadm_on_director(&lab, &["-A", "-f", "100", "-6", "-s", "rr"]);
+    ipvsadm_on_director(&lab, &["-a", "-f", "100", "-6", "-r", "[fd00:88::5]:0", "-g"]);
+    let synced = lab.lbd_in(&lab.lvs1.ns, &["sync-marks"]).expect("sync-marks");
+    assert_eq!(String::from_utf8_lossy(&synced.stdout).trim(), "1 fwmark classifier entries");
+    for _ in 0..2 {
+        assert_eq!(lab.curl("[fd00:88::16]", 8080).expect("curl fwmark6"), "Welcome from the director", "{}", lab.diagnose());
+    }
+    let conns = ipvsadm_on_director(&lab, &["-Lnc"]);
+    let fw = conns.lines().filter(|l| l.contains("[fd00:88::10]:") && l.contains(" [fd00:88::16]:8080 ")).count();
+    assert_eq!(fw, 2, "{conns}");
     // A real server elsewhere still gets the VIP's traffic: the local path is per real server.
     ipvsadm_on_director(&lab, &["-d", "-t", &vip80, "-r", "127.0.0.1:80"]);
     ipvsadm_on_director(&lab, &["-a", "-t", &vip80, "-r", "192.168.88.100", "-g"]);
