@@ -15,7 +15,9 @@ const GUE_PORT: &str = "6080";
 /// server's row of `ipvsadm -Ln --tun-info` ends in `info` (ipvsadm's tunnel column).
 fn tunnel(tag: &str, v6: bool, vip: &str, reals: [&str; 2], flags: &str, info: &str) {
     let lab = if v6 { Lab::new6(tag, Mode::Tun) } else { Lab::new(tag, Mode::Tun) }.expect("lab");
-    lab.attach().expect("attach");
+    // GUE has no well-known port: the real servers' decap takes the one the director uses.
+    let decap: &[&str] = if flags.contains("gue") { &["--gue-port", GUE_PORT] } else { &[] };
+    lab.attach_with_decap(decap).expect("attach");
     let s = Service { vip, reals, flags, real_port: 80, udp_sports: (5001, 5002) };
     let out = exercise(&lab, &s).unwrap_or_else(|e| panic!("{e:#}\n{}", lab.diagnose()));
     println!("{}", out.listing);

@@ -131,3 +131,36 @@ fn dual_stack_plumbing_without_xlb() {
         }
     }
 }
+
+/// Seed 001's fwmark setup over IPv6 on the NAT66 lab: ip6tables marks ports 80 and 8080 of the
+/// director's address with 100, `ipvsadm -A -f 100 -6 -s wrr -p` balances the mark persistently
+/// over the two real servers (port 0: each connection keeps its port), and both ports of the
+/// client stick to one server. lbd reads the ip6tables MARK rules into the data plane's classifier.
+#[test]
+#[ignore = "needs IPv6 fwmark services and ip6tables sync (H3) and the IPv6 data plane (H1)"]
+fn fwmark6_both_ports_stick_to_one_server() {
+    let lab = lab("fwm6", Mode::Nat);
+    let vip = Mode::Nat.vip6();
+    for port in ["80", "8080"] {
+        lab.lvs1
+            .ns
+            .exec("ip6tables", &["-t", "mangle", "-A", "PREROUTING", "-d", vip, "-p", "tcp", "--dport", port, "-j", "MARK", "--set-mark", "100"])
+            .expect("ip6tables");
+    }
+    let [r1, r2] = Mode::Nat.reals6();
+    for l in [
+        "-A -f 100 -6 -s wrr -p".to_string(),
+        format!("-a -f 100 -6 -r [{r1}] -m -w 1"),
+        format!("-a -f 100 -6 -r [{r2}] -m -w 2"),
+    ] {
+        lab.ipvsadm_ok(&l.split_whitespace().collect::<Vec<_>>()).expect("ipvsadm");
+    }
+    let synced = lab.lbd_in(&lab.lvs1.ns, &["sync-marks"]).expect("sync-marks");
+    assert_eq!(String::from_utf8_lossy(&synced.stdout).trim(), "2 fwmark classifier entries");
+    let ports = [80, 8080, 80, 8080, 8080, 80];
+    let answers: Vec<String> = ports.iter().map(|p| lab.curl(vip, *p).unwrap_or_else(|e| panic!("{e:#}"))).collect();
+    assert!(answers[0] == "Welcome from web1" || answers[0] == "Welcome from web2", "{answers:?}");
+    assert!(answers.iter().all(|a| a == &answers[0]), "both ports of the client stick to one real server: {answers:?}");
+    let listing = lab.ipvsadm_ok(&["-Ln"]).expect("listing");
+    assert!(listing.contains("FWM  100 IPv6 wrr persistent 360"), "{listing}");
+}
