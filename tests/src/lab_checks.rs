@@ -31,6 +31,10 @@ pub struct Service<'a> {
     pub real_port: u16,
     /// Client source ports of the UDP queries (distinct per service of one lab).
     pub udp_sports: (u16, u16),
+    /// TUN: a pcap filter every tunnelled packet matches on the wire toward the real servers
+    /// (the outer header: its protocol, tunnel header, checksum flag); as many must pass the
+    /// server-side switch as the director counted in (TCP and UDP).
+    pub wire: Option<&'a str>,
 }
 
 /// What the run measured, for further checks by the caller.
@@ -64,6 +68,14 @@ pub fn exercise(lab: &Lab, s: &Service) -> anyhow::Result<Outcome> {
     let got = NftCounter::input(&lab.client.ns, &format!("{} tcp sport 80", nft_addr(vip, "saddr")))?;
     let pcap = lab.dir.join(format!("director-{}.pcap", s.udp_sports.0));
     let at_director = Capture::start(&lab.sw, &lab.lvs1.port, &format!("src host {vip} and tcp src port 80"), pcap)?;
+    let tunnelled = match (s.wire, &lab.sw2) {
+        (Some(filter), Some(sw2)) => {
+            let pcap = lab.dir.join(format!("wire-{}.pcap", s.udp_sports.0));
+            Some(Capture::start(sw2, "sw2-router", filter, pcap)?)
+        }
+        (Some(_), None) => bail!("a wire filter needs the TUN lab's server-side switch"),
+        (None, _) => None,
+    };
 
     // rr over [web2, web1] (the newest real server first, as IPVS lists and schedules them).
     let want = ["web2", "web1", "web2", "web1"];
@@ -104,6 +116,23 @@ pub fn exercise(lab: &Lab, s: &Service) -> anyhow::Result<Outcome> {
     } else {
         ensure!((st.outpkts, st.outbytes) == (0, 0), "the director never sees DR/TUN replies:\n{listing}");
         ensure!(rpkts > 0, "the client got no replies");
+    }
+    if let Some(c) = tunnelled {
+        let udp_in: u64 = table
+            .services
+            .iter()
+            .filter(|x| matches!(x.key, SvcKey::Inet { proto: Proto::Udp, port: 53, addr } if addr == want_addr))
+            .map(|x| x.stats.inpkts)
+            .sum();
+        let lines = c.lines()?;
+        ensure!(
+            lines.len() as u64 == st.inpkts + udp_in,
+            "{} packets matching {:?} toward the real servers, the director took in {} TCP + {udp_in} UDP:\n{}",
+            lines.len(),
+            s.wire.unwrap_or_default(),
+            st.inpkts,
+            lines.join("\n")
+        );
     }
     let dests: Vec<(String, Counters)> = svc.dests.iter().map(|d| (d.addr.to_string(), d.stats)).collect();
     for (d, c) in &dests {

@@ -28,7 +28,7 @@ fn retransmissions(lab: &Lab) -> u64 {
 #[ignore = "needs IPv6 services in lbadm (H3) and the IPv6 data plane (H1)"]
 fn dr6_rr_tcp_udp_direct_replies() {
     let lab = lab("dr6", Mode::Dr);
-    let s = Service { vip: VIP6, reals: [WEB1_6, WEB2_6], flags: "-g", real_port: 80, udp_sports: (5001, 5002) };
+    let s = Service { vip: VIP6, reals: [WEB1_6, WEB2_6], flags: "-g", real_port: 80, udp_sports: (5001, 5002), wire: None };
     let out = exercise(&lab, &s).unwrap_or_else(|e| panic!("{e:#}\n{}", lab.diagnose()));
     println!("{}", out.listing);
     let plain = lab.ipvsadm_ok(&["-Ln"]).expect("listing");
@@ -52,7 +52,7 @@ fn nat66_port_mapping_tcp_udp_and_replies() {
         lab.crash_http_server(i, 80).expect("stop port 80");
     }
     let [r1, r2] = Mode::Nat.reals6();
-    let s = Service { vip: Mode::Nat.vip6(), reals: [r1, r2], flags: "-m", real_port: 8080, udp_sports: (5001, 5002) };
+    let s = Service { vip: Mode::Nat.vip6(), reals: [r1, r2], flags: "-m", real_port: 8080, udp_sports: (5001, 5002), wire: None };
     let out = exercise(&lab, &s).unwrap_or_else(|e| panic!("{e:#}\n{}", lab.diagnose()));
     println!("{}", out.listing);
     assert!(out.tcp.outpkts > 0, "{}", out.listing);
@@ -69,7 +69,9 @@ fn nat66_port_mapping_tcp_udp_and_replies() {
 #[ignore = "needs IPv6 services in lbadm (H3), the IPv6 data plane (H1) and IPv6 decap (H2)"]
 fn tun6_ip6ip6_tcp_udp_direct_replies() {
     let lab = lab("tun6", Mode::Tun);
-    let s = Service { vip: VIP6, reals: Mode::Tun.reals6(), flags: "-i", real_port: 80, udp_sports: (5001, 5002) };
+    // IPv6 in IPv6: next header 41 right after the outer header.
+    let wire = Some("ip6 proto 41");
+    let s = Service { vip: VIP6, reals: Mode::Tun.reals6(), flags: "-i", real_port: 80, udp_sports: (5001, 5002), wire };
     let out = exercise(&lab, &s).unwrap_or_else(|e| panic!("{e:#}\n{}", lab.diagnose()));
     println!("{}", out.listing);
     assert!(lab.ipvsadm_ok(&["-Ln"]).expect("listing").contains("Tunnel"));
@@ -150,8 +152,8 @@ fn fwmark6_both_ports_stick_to_one_server() {
     let [r1, r2] = Mode::Nat.reals6();
     for l in [
         "-A -f 100 -6 -s wrr -p".to_string(),
-        format!("-a -f 100 -6 -r [{r1}] -m -w 1"),
-        format!("-a -f 100 -6 -r [{r2}] -m -w 2"),
+        format!("-a -f 100 -6 -r {r1} -m -w 1"),
+        format!("-a -f 100 -6 -r {r2} -m -w 2"),
     ] {
         lab.ipvsadm_ok(&l.split_whitespace().collect::<Vec<_>>()).expect("ipvsadm");
     }
