@@ -569,6 +569,14 @@ impl Lab {
     }
 }
 
+impl Drop for Lab {
+    /// The lab's files (web roots, captures, the ipvsadm link) go with it; the servers,
+    /// namespaces and pins go with the fields, after this.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The VIP on lo, never answered in ARP (seed 000). In a dual-stack lab VIP6 too: Neighbour
 /// Discovery answers only for addresses of the interface asked, so lo's VIP6 stays silent on eth0.
 fn vip_on_lo(ns: &Netns, v6: bool) -> anyhow::Result<()> {
