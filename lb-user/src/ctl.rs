@@ -74,6 +74,7 @@ impl Dest {
             tunnel: spec.tunnel,
             seq,
             overloaded: false,
+            local: crate::local::is_local(&spec.addr),
             active_conns: 0,
             inact_conns: 0,
             persist_conns: 0,
@@ -373,7 +374,20 @@ impl Table {
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;
         d.tunnel = spec.tunnel;
+        d.local = crate::local::is_local(&spec.addr);
         Ok(())
+    }
+
+    /// Marks every real server whose address is local to the director now (and unmarks the
+    /// others); whether anything changed. lbd runs it when the director's addresses change.
+    pub fn refresh_local(&mut self) -> bool {
+        let mut changed = false;
+        for d in self.services.iter_mut().flat_map(|s| s.dests.iter_mut()) {
+            let l = crate::local::is_local(&d.addr);
+            changed |= d.local != l;
+            d.local = l;
+        }
+        changed
     }
 
     /// `ip_vs_del_dest` (IPVS_CMD_DEL_DEST): looked up by address family, address and port.
@@ -622,6 +636,25 @@ mod tests {
         }
         assert_eq!(t.del_service(&k6), Ok(()));
         assert_eq!(t.del_service(&k6), Err(libc::ESRCH));
+    }
+
+    #[test]
+    fn local_real_servers_are_marked_and_refreshed() {
+        let mut t = Table::default();
+        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
+        let k = key("10.0.0.1", 80);
+        let mut d = dest("127.0.0.1", 80);
+        d.fwd = Fwd::Route;
+        t.add_dest(&k, &d).ok();
+        t.add_dest(&k, &dest("192.0.2.10", 80)).ok();
+        let local = |t: &Table| t.services[0].dests.iter().map(|d| (d.addr.to_string(), d.fwd, d.local)).collect::<Vec<_>>();
+        // Listed with the method given (the oracle shows `Route`, not `Local`).
+        assert_eq!(local(&t), [("192.0.2.10".into(), Fwd::Masq, false), ("127.0.0.1".into(), Fwd::Route, true)]);
+        assert!(!t.refresh_local());
+        // A stale mark (the address went away) is corrected by the refresh.
+        t.services[0].dests[0].local = true;
+        assert!(t.refresh_local());
+        assert_eq!(local(&t)[0], ("192.0.2.10".into(), Fwd::Masq, false));
     }
 
     #[test]
