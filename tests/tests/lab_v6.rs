@@ -25,7 +25,6 @@ fn retransmissions(lab: &Lab) -> u64 {
 /// The README's example: `ipvsadm -A -t [2001:db8::10]:80 -s rr`, two `-g` real servers, curl -6
 /// answered by both in turn, straight from the real servers; the listing shows `Route`.
 #[test]
-#[ignore = "needs IPv6 services in lbadm (H3) and the IPv6 data plane (H1)"]
 fn dr6_rr_tcp_udp_direct_replies() {
     let lab = lab("dr6", Mode::Dr);
     let s = Service { vip: VIP6, reals: [WEB1_6, WEB2_6], flags: "-g", real_port: 80, udp_sports: (5001, 5002), wire: None };
@@ -45,7 +44,6 @@ fn dr6_rr_tcp_udp_direct_replies() {
 /// port-80 servers are stopped first, so only a mapped connection can be answered); replies pass
 /// the director and are counted.
 #[test]
-#[ignore = "needs IPv6 services in lbadm (H3) and the IPv6 data plane (H1)"]
 fn nat66_port_mapping_tcp_udp_and_replies() {
     let lab = lab("nat6", Mode::Nat);
     for i in 0..2 {
@@ -66,7 +64,7 @@ fn nat66_port_mapping_tcp_udp_and_replies() {
 /// TUN over IPv6: the director encapsulates IPv6 in IPv6 toward real servers behind a router;
 /// they decapsulate with xlb's decap program and answer the client straight through the router.
 #[test]
-#[ignore = "needs IPv6 services in lbadm (H3), the IPv6 data plane (H1) and IPv6 decap (H2)"]
+#[ignore = "needs IPv6-in-IPv6 encapsulation and IPv6 decap (H2)"]
 fn tun6_ip6ip6_tcp_udp_direct_replies() {
     let lab = lab("tun6", Mode::Tun);
     // IPv6 in IPv6: next header 41 right after the outer header.
@@ -81,7 +79,6 @@ fn tun6_ip6ip6_tcp_udp_direct_replies() {
 /// sends every connection of the client to one real server; persistence (`-p`) with rr keeps the
 /// client on the server its first connection got.
 #[test]
-#[ignore = "needs IPv6 services in lbadm (H3) and the IPv6 data plane (H1)"]
 fn dr6_schedulers_and_persistence() {
     let lab = lab("sch6", Mode::Dr);
     let svc = sock(VIP6, 80);
@@ -139,7 +136,6 @@ fn dual_stack_plumbing_without_xlb() {
 /// over the two real servers (port 0: each connection keeps its port), and both ports of the
 /// client stick to one server. lbd reads the ip6tables MARK rules into the data plane's classifier.
 #[test]
-#[ignore = "needs IPv6 fwmark services and ip6tables sync (H3) and the IPv6 data plane (H1)"]
 fn fwmark6_both_ports_stick_to_one_server() {
     let lab = lab("fwm6", Mode::Nat);
     let vip = Mode::Nat.vip6();
