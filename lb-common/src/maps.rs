@@ -300,7 +300,9 @@ pub struct Dest {
     pub l_threshold: u32,
     /// Tunnel type (`--tun-type`: 0 ipip, 1 gue, 2 gre), port and checksum flags.
     pub tun_type: u8,
-    pub _pad0: u8,
+    /// The method the dest was given (`FWD_*`, what ipvsadm lists) when `fwd` is `FWD_LOCAL`
+    /// because its address is local to the director (lb-user's `local`); unused otherwise.
+    pub listed_fwd: u8,
     pub tun_port: u16,
     pub tun_flags: u16,
     pub _pad1: u16,

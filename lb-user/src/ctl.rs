@@ -74,6 +74,7 @@ impl Dest {
             tunnel: spec.tunnel,
             seq,
             overloaded: false,
+            local: crate::local::is_local(&spec.addr),
             active_conns: 0,
             inact_conns: 0,
             persist_conns: 0,
@@ -373,7 +374,20 @@ impl Table {
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;
         d.tunnel = spec.tunnel;
+        d.local = crate::local::is_local(&spec.addr);
         Ok(())
+    }
+
+    /// Marks every real server whose address is local to the director now (and unmarks the
+    /// others); whether anything changed. lbd runs it when the director's addresses change.
+    pub fn refresh_local(&mut self) -> bool {
+        let mut changed = false;
+        for d in self.services.iter_mut().flat_map(|s| s.dests.iter_mut()) {
+            let l = crate::local::is_local(&d.addr);
+            changed |= d.local != l;
+            d.local = l;
+        }
+        changed
     }
 
     /// `ip_vs_del_dest` (IPVS_CMD_DEL_DEST): looked up by address family, address and port.
@@ -456,22 +470,23 @@ fn find_dest(svc: &Service, addr: &IpAddr, port: u16) -> Option<usize> {
     svc.dests.iter().position(|d| d.addr == *addr && d.port == port)
 }
 
-/// `ip_vs_new_dest`: IPv4 dests must be unicast or local (`inet_addr_type`), IPv6 dests unicast
-/// and not link-local (local addresses are not known here).
+/// `ip_vs_new_dest`: an IPv4 dest must be unicast or local (`inet_addr_type`: not zeronet,
+/// multicast, the limited broadcast, or a broadcast address of the director's own networks);
+/// an IPv6 dest unicast and not link-local, unless it is local to the director
+/// (`__ip_vs_addr_is_local_v6`): v4-mapped, multicast, unspecified and link-local addresses
+/// are refused otherwise.
 fn dest_addr_usable(addr: &IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => {
             let o = a.octets();
-            !(o[0] == 0 || a.is_broadcast() || a.is_multicast())
+            !(o[0] == 0 || a.is_broadcast() || a.is_multicast() || crate::local::is_local_broadcast(a))
         }
         IpAddr::V6(a) => {
             let s = a.segments();
-            let first = s[0];
-            if a.is_unspecified() || a.is_multicast() || (first & 0xffc0) == 0xfe80 {
-                return a.is_loopback();
-            }
-            // IPv4-mapped addresses are not unicast for ipv6_addr_type().
-            !(s[..5].iter().all(|&w| w == 0) && s[5] == 0xffff)
+            let mapped = s[..5].iter().all(|&w| w == 0) && s[5] == 0xffff;
+            let unicast = !(a.is_unspecified() || a.is_multicast() || mapped);
+            let link_local = (s[0] & 0xffc0) == 0xfe80;
+            (unicast && !link_local) || crate::local::is_local(addr)
         }
     }
 }
@@ -622,6 +637,25 @@ mod tests {
         }
         assert_eq!(t.del_service(&k6), Ok(()));
         assert_eq!(t.del_service(&k6), Err(libc::ESRCH));
+    }
+
+    #[test]
+    fn local_real_servers_are_marked_and_refreshed() {
+        let mut t = Table::default();
+        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
+        let k = key("10.0.0.1", 80);
+        let mut d = dest("127.0.0.1", 80);
+        d.fwd = Fwd::Route;
+        t.add_dest(&k, &d).ok();
+        t.add_dest(&k, &dest("192.0.2.10", 80)).ok();
+        let local = |t: &Table| t.services[0].dests.iter().map(|d| (d.addr.to_string(), d.fwd, d.local)).collect::<Vec<_>>();
+        // Listed with the method given (the oracle shows `Route`, not `Local`).
+        assert_eq!(local(&t), [("192.0.2.10".into(), Fwd::Masq, false), ("127.0.0.1".into(), Fwd::Route, true)]);
+        assert!(!t.refresh_local());
+        // A stale mark (the address went away) is corrected by the refresh.
+        t.services[0].dests[0].local = true;
+        assert!(t.refresh_local());
+        assert_eq!(local(&t)[0], ("192.0.2.10".into(), Fwd::Masq, false));
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! and `virtual_server_group` (global_defs, vrrp_instance, ...) are not lbd's business and are
 //! skipped. Unknown keywords are ignored with a warning, as keepalived does; known keywords
 //! that need something lbd does not do (MISC_CHECK scripts, SSL, quorum, ...) are errors.
+//!
+//! IPv6 as keepalived 2.2 reads it: IPv6 `virtual_server`/`real_server`/`sorry_server` addresses
+//! and group members (a range ends in the last 16-bit group, hex), a fwmark service's family from
+//! `ip_family inet|inet6` or else from its real servers, `persistence_granularity` as a prefix
+//! length, real servers of the other family for TUN only (keepalived skips them with a log line;
+//! lbd refuses the file), and `lvs_method TUN [type {ipip|gue port N|gre} [nocsum|csum|remcsum]]`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
