@@ -564,3 +564,81 @@ fn r1_bytes() -> u64 {
     Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), SYN | ACK).ip_len()
         + Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), ACK | PSH).payload(b"HTTP/1.0 200 OK\r\n\r\nhi").ip_len()
 }
+
+/// lbd's expiry pass over the IPv6 table, as over the IPv4 one: an expired NAT66 connection
+/// goes with its reply side and gives its count back, a persistence template that expires
+/// while it controls a live connection is re-armed for 60 s, and a deleted service's VIP is
+/// closed in the gate once no connection points to it.
+#[test]
+fn v6_expiry_rearm_and_gate() {
+    use xlb_tests::xdp::{LOOPBACK_IFINDEX, set_next_hop};
+    let pins = TempPins::new("exp6").expect("pins");
+    let mut dr = svc(0, Proto::Tcp, VIP_DR, 80, "rr", &[(WEB1, 80, Fwd::Route, 1), (WEB2, 80, Fwd::Route, 1)]);
+    dr.flags = lb_common::SVC_F_PERSISTENT;
+    dr.timeout = 2;
+    let nat = svc(1, Proto::Tcp, VIP_NAT, 80, "rr", &[(NAT1, 8080, Fwd::Masq, 1)]);
+    let both = table(vec![dr.clone(), nat]);
+    {
+        let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
+        let before = store.load().expect("load");
+        store.commit(&before, &both).expect("commit");
+        // Half-open connections live 1 s here (established ones keep their 900 s).
+        store
+            .update_config(|c| {
+                c.timeouts[lb_common::tcp_state::STATE_SYN_RECV as usize] = 1;
+                Ok(())
+            })
+            .expect("timeouts");
+    }
+    for (id, mac) in [(0, WEB1_MAC), (1, WEB2_MAC), (1024, NAT1_MAC)] {
+        set_next_hop(pins.path(), id, mac, DIRECTOR_MAC, LOOPBACK_IFINDEX).expect("next hop");
+    }
+    let mut xdp = XdpUnderTest::load(pins.path(), "xlb_xdp").expect("load");
+    let run = |xdp: &mut XdpUnderTest, f: Frame6| xdp.run(&f.bytes()).expect("run").verdict;
+    assert_eq!(run(&mut xdp, Frame6::tcp(sa6(CLIENT, 50000), sa6(VIP_DR, 80), SYN)), XDP_TX);
+    assert_eq!(run(&mut xdp, Frame6::tcp(sa6(CLIENT, 50000), sa6(VIP_DR, 80), ACK)), XDP_TX);
+    assert_eq!(run(&mut xdp, Frame6::tcp(sa6(CLIENT, 50001), sa6(VIP_NAT, 80), SYN)), XDP_TX);
+    let listed = |pins: &TempPins| {
+        let store = Store::open_at(pins.path(), Default::default()).expect("store");
+        let mut v: Vec<(u16, String, u32)> =
+            store.connections().expect("conns").into_iter().map(|c| (c.cport, c.state.to_string(), c.expires)).collect();
+        v.sort();
+        v
+    };
+    let before: Vec<(u16, String)> = listed(&pins).into_iter().map(|(p, s, _)| (p, s)).collect();
+    assert_eq!(before, [(0, "NONE".into()), (50000, "ESTABLISHED".into()), (50001, "SYN_RECV".into())]);
+    let entries = |pins: &TempPins| {
+        use aya::maps::{HashMap, Map, MapData};
+        let data = MapData::from_pin(pins.path().join(lb_common::names::CONNS6)).expect("pin");
+        let m: HashMap<MapData, lb_common::ConnKey6, lb_common::Conn6> = HashMap::try_from(Map::HashMap(data)).expect("map");
+        let mut kinds: Vec<u8> = m.keys().map(|k| k.expect("key").kind).collect();
+        kinds.sort();
+        kinds
+    };
+    assert_eq!(entries(&pins), [lb_common::CONN_KIND_IN, lb_common::CONN_KIND_IN, lb_common::CONN_KIND_OUT, lb_common::CONN_KIND_TEMPLATE]);
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    let removed =
+        Store::open_at(pins.path(), Default::default()).and_then(|mut s| s.expire_connections(Default::default())).expect("expiry");
+    assert_eq!(removed, 2, "the NAT66 connection and its reply side");
+    let after = listed(&pins);
+    assert_eq!(after.iter().map(|(p, s, _)| (*p, s.as_str())).collect::<Vec<_>>(), [(0, "NONE"), (50000, "ESTABLISHED")]);
+    assert!((57..=60).contains(&after[0].2), "the template controlling a live connection is re-armed for 60 s: {after:?}");
+    assert_eq!(entries(&pins), [lb_common::CONN_KIND_IN, lb_common::CONN_KIND_TEMPLATE]);
+    let t = Store::open_at(pins.path(), Default::default()).and_then(|s| s.load()).expect("table");
+    let counts: Vec<(IpAddr, u32, u32)> =
+        t.services.iter().flat_map(|s| s.dests.iter()).map(|d| (d.addr, d.active_conns, d.inact_conns)).collect();
+    assert!(counts.contains(&(ip6(NAT1), 0, 0)), "the expired connection's count is given back: {counts:?}");
+    // The NAT service deleted: its VIP closes at the next pass (no connection left to it); the
+    // DR VIP, still a service's, stays open.
+    {
+        let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
+        let before = store.load().expect("load");
+        let mut after = before.clone();
+        after.services.retain(|s| s.dests.iter().all(|d| d.fwd != Fwd::Masq));
+        store.commit(&before, &after).expect("commit");
+        store.expire_connections(Default::default()).expect("expiry");
+    }
+    let gate = lb_user::store::Gate::open(pins.path()).expect("gate");
+    assert!(gate.has_ip(lb_common::GATE_VIP, ip6(VIP_DR)), "a service's IPv6 VIP stays open");
+    assert!(!gate.has_ip(lb_common::GATE_VIP, ip6(VIP_NAT)), "a deleted service's IPv6 VIP is closed");
+}
