@@ -105,11 +105,13 @@ pub enum TailProgram {
     Reply6 = 12,
     /// `xlb_icmp6`: ICMPv6 errors about connections.
     Icmp6 = 13,
+    /// `xlb_tun46`: an IPv4 service's packets to an IPv6 tunnel real server (IPv4 in IPv6).
+    Tun46 = 14,
 }
 
 impl TailProgram {
     /// Every tail-called program, in slot order (`ALL[p.index()] == p`).
-    pub const ALL: [TailProgram; 14] = [
+    pub const ALL: [TailProgram; 15] = [
         TailProgram::New,
         TailProgram::Icmp,
         TailProgram::Fwd,
@@ -124,6 +126,7 @@ impl TailProgram {
         TailProgram::Fwd6,
         TailProgram::Reply6,
         TailProgram::Icmp6,
+        TailProgram::Tun46,
     ];
 
     /// Its slot in `XLB_PROGS`.
@@ -149,6 +152,7 @@ impl TailProgram {
             TailProgram::Fwd6 => "xlb_fwd6",
             TailProgram::Reply6 => "xlb_reply6",
             TailProgram::Icmp6 => "xlb_icmp6",
+            TailProgram::Tun46 => "xlb_tun46",
         }
     }
 }
