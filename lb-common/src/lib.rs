@@ -23,6 +23,7 @@ pub const AF_INET6: u8 = 10;
 
 pub const IPPROTO_IP: u8 = 0;
 pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
 pub const IPPROTO_IPIP: u8 = 4;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -50,7 +51,7 @@ pub const IPVS_CONN_TAB_SIZE: u32 = 4096;
 
 /// Version of the map layouts below. Stored in the pinned `XLB_META` map; a binary refuses to
 /// use pinned maps of another layout instead of misreading them.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// Helper: an `Addr` word built from IPv4 octets, in network byte order as the packet has it.
 #[inline(always)]
@@ -73,6 +74,8 @@ mod pod {
     unsafe impl aya::Pod for GlobalStats {}
     unsafe impl aya::Pod for ConnKey {}
     unsafe impl aya::Pod for Conn {}
+    unsafe impl aya::Pod for ConnKey6 {}
+    unsafe impl aya::Pod for Conn6 {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Meta {}
     unsafe impl aya::Pod for SlowPathMark {}

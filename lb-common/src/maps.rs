@@ -32,6 +32,8 @@ pub mod names {
     pub const GATE: &str = "XLB_GATE";
     pub const HANDOFF: &str = "XLB_HANDOFF";
     pub const CLIENT_NEIGH: &str = "XLB_CLIENT_NEIGH";
+    pub const CONNS6: &str = "XLB_CONNS6";
+    pub const CLIENT_NEIGH6: &str = "XLB_CLIENT_NEIGH6";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -63,6 +65,8 @@ pub mod names {
         GATE,
         HANDOFF,
         CLIENT_NEIGH,
+        CONNS6,
+        CLIENT_NEIGH6,
     ];
 
 }
@@ -86,17 +90,37 @@ pub enum TailProgram {
     NewScan = 4,
     /// `xlb_new_twos`: new connections of twos.
     NewTwos = 5,
+    /// `xlb_xdp6`: every IPv6 frame `xlb_xdp` receives (the IPv4 path pays one ethertype
+    /// branch for IPv6).
+    Xdp6 = 6,
+    /// `xlb_new6*`: new IPv6 connections, by scheduler group as their IPv4 twins.
+    New6 = 7,
+    NewSet6 = 8,
+    NewScan6 = 9,
+    NewTwos6 = 10,
+    /// `xlb_fwd6`: the first packet of an IPv6 connection `xlb_new6*` has just created.
+    Fwd6 = 11,
+    /// `xlb_reply6`: IPv6 packets from a NAT real server's address without a client-side
+    /// connection (replies); apart from `xlb_xdp6` to keep each within the 512-byte stack.
+    Reply6 = 12,
 }
 
 impl TailProgram {
     /// Every tail-called program, in slot order (`ALL[p.index()] == p`).
-    pub const ALL: [TailProgram; 6] = [
+    pub const ALL: [TailProgram; 13] = [
         TailProgram::New,
         TailProgram::Icmp,
         TailProgram::Fwd,
         TailProgram::NewSet,
         TailProgram::NewScan,
         TailProgram::NewTwos,
+        TailProgram::Xdp6,
+        TailProgram::New6,
+        TailProgram::NewSet6,
+        TailProgram::NewScan6,
+        TailProgram::NewTwos6,
+        TailProgram::Fwd6,
+        TailProgram::Reply6,
     ];
 
     /// Its slot in `XLB_PROGS`.
@@ -114,6 +138,13 @@ impl TailProgram {
             TailProgram::NewSet => "xlb_new_set",
             TailProgram::NewScan => "xlb_new_scan",
             TailProgram::NewTwos => "xlb_new_twos",
+            TailProgram::Xdp6 => "xlb_xdp6",
+            TailProgram::New6 => "xlb_new6",
+            TailProgram::NewSet6 => "xlb_new_set6",
+            TailProgram::NewScan6 => "xlb_new_scan6",
+            TailProgram::NewTwos6 => "xlb_new_twos6",
+            TailProgram::Fwd6 => "xlb_fwd6",
+            TailProgram::Reply6 => "xlb_reply6",
         }
     }
 }
@@ -265,7 +296,9 @@ pub struct Dest {
     pub l_threshold: u32,
     /// Tunnel type (`--tun-type`: 0 ipip, 1 gue, 2 gre), port and checksum flags.
     pub tun_type: u8,
-    pub _pad0: u8,
+    /// The method the dest was given (`FWD_*`, what ipvsadm lists) when `fwd` is `FWD_LOCAL`
+    /// because its address is local to the director (lb-user's `local`); unused otherwise.
+    pub listed_fwd: u8,
     pub tun_port: u16,
     pub tun_flags: u16,
     pub _pad1: u16,
@@ -337,6 +370,9 @@ pub const fn neigh_xdp_egress(flags: u32, iface_gen: u32) -> bool {
 pub struct SlowPathMark {
     pub tag: u32,
     pub ifindex: u32,
+    /// IPv4 frame: the next hop. IPv6 frame (whose next hop does not fit): 0 for the packet's
+    /// own destination (the kernel resolves its route), else the id + 1 of the real server
+    /// whose cached next hop (`XLB_DEST_NEIGH`) it is.
     pub nh: u32,
 }
 
@@ -498,6 +534,50 @@ impl ConnKey {
     }
 }
 
+/// Key of `XLB_CONNS6`, the IPv6 connection table: [`ConnKey`] with IPv6 addresses. Its own
+/// table, so the IPv4 key stays 16 bytes. Same kinds; a template's `caddr` is masked by the
+/// service's `-M` prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnKey6 {
+    pub caddr: Addr,
+    pub vaddr: Addr,
+    /// Network order.
+    pub cport: u16,
+    pub vport: u16,
+    pub proto: u8,
+    /// `CONN_KIND_*`.
+    pub kind: u8,
+    pub _pad: u16,
+}
+
+impl ConnKey6 {
+    /// The reply-side (NAT) key of a client-side key (see [`ConnKey::reply_side`]).
+    #[inline(always)]
+    pub const fn reply_side(&self, rs: Addr, rport: u16) -> ConnKey6 {
+        ConnKey6 { vaddr: rs, vport: rport, kind: CONN_KIND_OUT, ..*self }
+    }
+}
+
+/// Value of `XLB_CONNS6`: a [`Conn`] and, in a NAT reply-side entry, the VIP the client
+/// addressed (an IPv6 address does not fit `Conn::timeout`, which the IPv4 table uses for
+/// it); zero elsewhere.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn6 {
+    pub c: Conn,
+    pub vip: Addr,
+}
+
+/// The persistence template of an IPv6 connection ([`template_key`]'s rules; the client
+/// address masked by the service's prefix).
+#[inline(always)]
+pub fn template_key6(caddr: &Addr, netmask: &Addr, vaddr: &Addr, proto: u8, svc_port: u16, fwmark: u32) -> ConnKey6 {
+    let vport = if svc_port == 21u16.to_be() { 0 } else { svc_port };
+    let (vaddr, proto) = if fwmark != 0 { (Addr::v4(fwmark), crate::IPPROTO_IP) } else { (*vaddr, proto) };
+    ConnKey6 { caddr: caddr.masked(netmask), vaddr, cport: 0, vport, proto, kind: CONN_KIND_TEMPLATE, _pad: 0 }
+}
+
 pub const CONN_KIND_IN: u8 = 0;
 pub const CONN_KIND_OUT: u8 = 1;
 pub const CONN_KIND_TEMPLATE: u8 = 2;
@@ -561,6 +641,13 @@ pub const GATE_FWMARK: u64 = 0x4;
 #[inline(always)]
 pub const fn gate_slot(addr: u32) -> u32 {
     addr.wrapping_mul(0x9E37_79B1) >> (32 - GATE_SLOTS_LOG2)
+}
+
+/// The gate slot of IPv6 address `w` (four words in network order, as in the packet): its
+/// words folded by XOR into one, then [`gate_slot`]. The same on both sides.
+#[inline(always)]
+pub const fn gate_slot6(w: &[u32; 4]) -> u32 {
+    gate_slot(w[0] ^ w[1] ^ w[2] ^ w[3])
 }
 
 /// Where slot `slot`'s bits live: (word index, shift).
@@ -798,6 +885,7 @@ mod tests {
         assert_eq!(size_of::<SlowPathMark>(), 12);
         assert_eq!(size_of::<IfaceInfo>(), 20);
         assert_eq!(size_of::<ConnKey>(), 16);
+        assert_eq!((size_of::<ConnKey6>(), size_of::<Conn6>()), (40, 40));
         assert_eq!(size_of::<Conn>(), 24);
         assert_eq!(size_of::<Stats>(), 40);
         assert_eq!(size_of::<GlobalStats>(), 40 + 16 * 8);

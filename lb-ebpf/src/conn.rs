@@ -138,7 +138,7 @@ pub fn expire_now(key: &ConnKey, c: &Conn) -> bool {
 /// IPVS's `ip_vs_bind_dest` for a new connection (inactive until its first packet is applied):
 /// counts it, and a dest reaching its upper threshold is OVERLOADed ([`lb_common::conn_start`]).
 #[inline(always)]
-fn bind(dest_id: u32, held: Held) {
+pub(crate) fn bind(dest_id: u32, held: Held) {
     let (Some(d), Some(n)) = (XLB_DESTS.get_ptr_mut(dest_id), XLB_DEST_CONNS.get_ptr_mut(dest_id)) else {
         return;
     };
@@ -163,7 +163,7 @@ pub fn on_packet(c: &mut Conn, p: &Pkt, now: u64) {
 /// The TCP state table a client packet of `c` follows: input, or input-only while no reply was
 /// seen (DR/TUN).
 #[inline(always)]
-fn input_dir(c: &Conn) -> usize {
+pub(crate) fn input_dir(c: &Conn) -> usize {
     if c.flags & CONN_F_NOOUTPUT != 0 { DIR_INPUT_ONLY } else { DIR_INPUT }
 }
 
@@ -179,7 +179,7 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
 /// [`on_packet_dir`]'s changes to the entry alone: the count the connection held before and
 /// holds now, when they differ (the caller moves it).
 #[inline(always)]
-fn transition(c: &mut Conn, p: &Pkt, now: u64, dir: usize) -> Option<(Held, Held)> {
+pub(crate) fn transition(c: &mut Conn, p: &Pkt, now: u64, dir: usize) -> Option<(Held, Held)> {
     c.last_seen = now;
     if p.proto != IPPROTO_TCP {
         return None;

@@ -1,7 +1,7 @@
 //! "Could this packet be for a service?", asked first of every TCP/UDP packet with one array
 //! element (see `lb_common::GATE_SLOTS_LOG2`): a packet whose addresses hash to clear bits goes
 //! to the kernel before any hash lookup, checksum or tail call.
-use lb_common::{gate_pos, gate_slot, GATE_FWMARK, GATE_NAT_RS, GATE_VIP};
+use lb_common::{gate_pos, gate_slot, gate_slot6, Addr, GATE_FWMARK, GATE_NAT_RS, GATE_VIP};
 
 use crate::maps::XLB_GATE;
 
@@ -23,5 +23,20 @@ pub const FROM_NAT_RS: u8 = 2;
 pub fn ask(saddr: u32, daddr: u32) -> u8 {
     let to = if bits(daddr) & (GATE_VIP | GATE_FWMARK) != 0 { TO_SERVICE } else { 0 };
     let from = if bits(saddr) & GATE_NAT_RS != 0 { FROM_NAT_RS } else { 0 };
+    to | from
+}
+
+/// The gate bits of IPv6 address `a` (`lb_common::gate_slot6`).
+#[inline(always)]
+pub fn bits6(a: &Addr) -> u64 {
+    let (word, shift) = gate_pos(gate_slot6(&a.w));
+    XLB_GATE.get(word).map_or(0, |w| (*w >> shift) & 0xf)
+}
+
+/// [`ask`] for an IPv6 packet.
+#[inline(always)]
+pub fn ask6(saddr: &Addr, daddr: &Addr) -> u8 {
+    let to = if bits6(daddr) & (GATE_VIP | GATE_FWMARK) != 0 { TO_SERVICE } else { 0 };
+    let from = if bits6(saddr) & GATE_NAT_RS != 0 { FROM_NAT_RS } else { 0 };
     to | from
 }

@@ -50,3 +50,14 @@ pub fn pkt(h: &Handoff) -> Option<Pkt> {
     }
     Some(p)
 }
+
+/// [`pkt`] for an IPv6 packet (`xlb_xdp6`'s): its transport header after the walked extension
+/// headers.
+#[inline(always)]
+pub fn pkt6(h: &Handoff) -> Option<Pkt> {
+    let p = h.pkt;
+    if p.l4_off < lb_ebpf::parse6::L4_OFF_MIN || p.l4_off > lb_ebpf::parse6::L4_OFF_MAX {
+        return None;
+    }
+    Some(p)
+}

@@ -4,6 +4,7 @@
 
 pub mod csum;
 pub mod parse;
+pub mod parse6;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

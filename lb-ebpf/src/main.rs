@@ -22,8 +22,10 @@
 mod atomic;
 mod bpf_loop;
 mod conn;
+mod conn6;
 mod decap;
 mod dr;
+mod dr6;
 mod encap;
 mod gate;
 mod handoff;
@@ -31,8 +33,10 @@ mod icmp;
 // The IPv6 data plane's errors (issue 15): its programs call them.
 #[allow(dead_code)]
 mod icmp6;
+mod leave6;
 mod maps;
 mod nat;
+mod nat6;
 mod nexthop;
 mod probe;
 mod related;
@@ -40,9 +44,12 @@ mod schedule;
 mod stats;
 mod tc_neigh;
 mod tun;
+mod tun6;
+mod xdp6;
 mod xmit;
 
-use lb_ebpf::{csum, parse};
+use lb_ebpf::{csum, parse, parse6};
+use xdp6::{xlb_fwd6, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -100,6 +107,13 @@ tail_programs! {
     NewSet => xlb_new_set,
     NewScan => xlb_new_scan,
     NewTwos => xlb_new_twos,
+    Xdp6 => xlb_xdp6,
+    New6 => xlb_new6,
+    NewSet6 => xlb_new_set6,
+    NewScan6 => xlb_new_scan6,
+    NewTwos6 => xlb_new_twos6,
+    Fwd6 => xlb_fwd6,
+    Reply6 => xlb_reply6,
 }
 
 /// The entry point. Parses the packet once, asks the gate whether it could be for a service
@@ -115,8 +129,13 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
             bump(|g| &mut g.rx);
             return tail(&ctx, TailProgram::Icmp);
         }
-        // Not for a service (the gate said so, or not IPv4 TCP/UDP/ICMP): one counter access.
+        // Not for a service (the gate said so, or not IP TCP/UDP/ICMP): one counter access.
         Parsed::Other => return stats::received_passed(),
+        // IPv6: its own programs (counted there); to the kernel when they are not installed.
+        Parsed::V6 => {
+            tail_call(&ctx, TailProgram::Xdp6);
+            return stats::received_passed();
+        }
         Parsed::Malformed => return stats::received_malformed(),
     };
     if p.gate & gate::TO_SERVICE == 0 {

@@ -6,7 +6,10 @@ use aya_ebpf::{
 };
 use lb_common::*;
 
-use crate::{handoff::Handoff, nexthop::ClientKey};
+use crate::{
+    handoff::Handoff,
+    nexthop::{ClientKey, ClientKey6},
+};
 
 /// Declares the pinned maps. A map's name in the object is its static's name; this does not
 /// compile unless those names are exactly `lb_common::names::ALL`, the names userspace opens.
@@ -89,4 +92,9 @@ pinned_maps! {
     /// them per real server: a FIB lookup per reply cost more than the rest of the reply's path.
     /// An LRU: a client not seen for long is forgotten, and looked up again when it returns.
     XLB_CLIENT_NEIGH: LruHashMap<ClientKey, DestNeigh> = LruHashMap::pinned(CLIENT_NEIGH_MAX, 0);
+    /// The IPv6 connection table (see conn6.rs): its own, so the IPv4 key stays 16 bytes. Sized
+    /// as `XLB_CONNS` (userspace sets both from the same option).
+    XLB_CONNS6: HashMap<ConnKey6, Conn6> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);
+    /// `XLB_CLIENT_NEIGH` for IPv6 clients.
+    XLB_CLIENT_NEIGH6: LruHashMap<ClientKey6, DestNeigh> = LruHashMap::pinned(CLIENT_NEIGH_MAX, 0);
 }

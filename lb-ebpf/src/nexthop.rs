@@ -21,13 +21,13 @@ use aya_ebpf::{
     EbpfContext,
 };
 use lb_common::{
-    Addr, DestNeigh, SlowPathMark, AF_INET, CFG_F_FIB_SRC, IFACE_XDP_NATIVE, NEIGH_F_RESOLVED, NEIGH_F_ROUTED,
+    Addr, DestNeigh, SlowPathMark, AF_INET, AF_INET6, CFG_F_FIB_SRC, IFACE_XDP_NATIVE, NEIGH_F_RESOLVED, NEIGH_F_ROUTED,
     NEIGH_F_XDP_EGRESS, NEIGH_RETRY_NS, neigh_gen,
     NEIGH_TTL_NS,
 };
 
 use crate::{
-    maps::{XLB_CLIENT_NEIGH, XLB_DEST_NEIGH, XLB_IFACES},
+    maps::{XLB_CLIENT_NEIGH, XLB_CLIENT_NEIGH6, XLB_DEST_NEIGH, XLB_IFACES},
     parse::header,
     xmit,
 };
@@ -206,4 +206,92 @@ pub fn slow_path(ctx: &XdpContext, ifindex: u32, nh: Addr) -> u32 {
     // SAFETY: `header` checked that the frame holds a SlowPathMark at offset 0.
     unsafe { *m = SlowPathMark { tag, ifindex, nh: nh.w[0] } };
     xdp_action::XDP_PASS
+}
+
+/// Asks the kernel's FIB for IPv6 destination `dst` (as [`fib`]; the route's source address
+/// comes with the answer where the kernel gives it, BPF_FIB_LOOKUP_SRC).
+#[inline(always)]
+fn fib6(ctx: *mut core::ffi::c_void, f: &mut bpf_fib_lookup, dst: &Addr, ifindex: u32, want_src: bool) -> i64 {
+    f.family = AF_INET6;
+    f.l4_protocol = 0;
+    f.sport = 0;
+    f.dport = 0;
+    f.__bindgen_anon_1.tot_len = 0;
+    f.ifindex = ifindex;
+    f.__bindgen_anon_2.flowinfo = 0;
+    f.__bindgen_anon_3.ipv6_src = [0; 4];
+    f.__bindgen_anon_4.ipv6_dst = dst.w;
+    f.__bindgen_anon_5.tbid = 0;
+    let flags = if want_src && crate::conn::with_config(|c| c.flags & CFG_F_FIB_SRC != 0).unwrap_or(false) {
+        BPF_FIB_LOOKUP_SRC
+    } else {
+        0
+    };
+    // SAFETY: as in `fib`.
+    unsafe { aya_ebpf::helpers::bpf_fib_lookup(ctx, f, core::mem::size_of::<bpf_fib_lookup>() as i32, flags) }
+}
+
+/// [`answer`] for an IPv6 lookup: the next hop and source are IPv6 addresses.
+fn answer6(rc: i64, f: &bpf_fib_lookup, dst: &Addr, ingress: u32, now: u64) -> DestNeigh {
+    // SAFETY: unions of plain integers: any bit pattern is valid.
+    let (nh, src) = unsafe { (Addr::v6(f.__bindgen_anon_4.ipv6_dst), Addr::v6(f.__bindgen_anon_3.ipv6_src)) };
+    let mut n = answer(rc, f, 0, ingress, now);
+    // `answer` took the IPv4 fields: the next hop is the FIB's, or, with forwarding disabled
+    // (routed to the ingress link), the destination itself.
+    let on_ingress_link = n.flags & NEIGH_F_ROUTED != 0 && rc != BPF_FIB_LKUP_RET_NO_NEIGH as i64;
+    n.nh = if on_ingress_link { *dst } else { nh };
+    n.src = if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 { src } else { Addr::ZERO };
+    n
+}
+
+/// [`to_dest`] for an IPv6 real server `dst` (the same per-dest cache: dest ids are unique
+/// across families).
+#[inline(always)]
+pub fn to_dest6(ctx: &XdpContext, dest_id: u32, dst: &Addr, ingress: u32, want_src: bool, now: u64) -> Route {
+    let Some(cache) = XLB_DEST_NEIGH.get_ptr_mut(dest_id) else {
+        return Route::None;
+    };
+    // SAFETY: as in `to_dest`.
+    let cached = unsafe { &mut *cache };
+    if cached.expires > now {
+        return route_of(cached);
+    }
+    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
+        return Route::None;
+    };
+    // SAFETY: as in `to_dest`.
+    let s = unsafe { &mut *s };
+    let rc = fib6(ctx.as_ptr(), &mut s.fib, dst, ingress, want_src);
+    *cached = answer6(rc, &s.fib, dst, ingress, now);
+    route_of(cached)
+}
+
+/// Key of [`XLB_CLIENT_NEIGH6`]: [`ClientKey`] with an IPv6 client.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ClientKey6 {
+    pub addr: Addr,
+    pub ingress: u32,
+}
+
+/// [`to_addr`] for IPv6 client `dst`.
+#[inline(always)]
+pub fn to_addr6(ctx: &XdpContext, dst: &Addr, ingress: u32, now: u64) -> Route {
+    let key = ClientKey6 { addr: *dst, ingress };
+    if let Some(n) = XLB_CLIENT_NEIGH6.get_ptr(&key) {
+        // SAFETY: as in `to_addr`.
+        let n = unsafe { &*n };
+        if n.expires > now {
+            return route_of(n);
+        }
+    }
+    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
+        return Route::None;
+    };
+    // SAFETY: as in `to_dest`.
+    let s = unsafe { &mut *s };
+    let rc = fib6(ctx.as_ptr(), &mut s.fib, dst, ingress, false);
+    s.neigh = answer6(rc, &s.fib, dst, ingress, now);
+    let _ = XLB_CLIENT_NEIGH6.insert(&key, &s.neigh, 0);
+    route_of(&s.neigh)
 }

@@ -6,6 +6,7 @@ use lb_common::{Addr, AF_INET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 
 pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
 pub const ETH_HLEN: usize = size_of::<EthHdr>();
 pub const IPV4_HLEN: usize = size_of::<Ipv4Hdr>();
 
@@ -60,8 +61,10 @@ pub struct Quoted {
 }
 
 pub enum Parsed {
-    /// Not ours to look at: not IPv4, or a protocol/ICMP type the balancer does not handle.
+    /// Not ours to look at: not IP, or a protocol/ICMP type the balancer does not handle.
     Other,
+    /// An IPv6 frame: for `xlb_xdp6` (parse6.rs), not parsed here.
+    V6,
     /// Claims to be IPv4 but does not parse (truncated, bad version/IHL/length) or is a
     /// fragment: never forwarded.
     Malformed,
@@ -151,8 +154,9 @@ pub fn parse_gated(data: usize, data_end: usize, gate: impl FnOnce(u32, u32) -> 
         return Parsed::Other;
     };
     // SAFETY: `header` checked the Ethernet header is in the frame.
-    if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IP {
-        return Parsed::Other;
+    let ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    if ether_type != ETH_P_IP {
+        return if ether_type == ETH_P_IPV6 { Parsed::V6 } else { Parsed::Other };
     }
     let Some((ip, ihl, ip_len)) = ipv4(data, data_end, ETH_HLEN) else {
         return Parsed::Malformed;

@@ -9,7 +9,7 @@ use lb_common::{
         SCHED_LBLC, SCHED_LBLCR, SCHED_LC, SCHED_MH, SCHED_NQ, SCHED_OVF, SCHED_RR, SCHED_SED, SCHED_SH, SCHED_TWOS,
         SCHED_WLC, SCHED_WRR,
     },
-    template_key, Addr, Conn, Dest, LblcKey, LblcValue, LblcrSet, Service, ServiceKey, AF_INET6, DEST_F_AVAILABLE,
+    template_key, template_key6, Addr, Conn, Conn6, Dest, LblcKey, LblcValue, LblcrSet, Service, ServiceKey, AF_INET6, DEST_F_AVAILABLE,
     DEST_F_IN_USE, DEST_F_OVERLOAD, IPPROTO_IP, LBLCR_EXPIRATION_S, LBLCR_SET_MAX, SVC_F_PERSISTENT, SVC_F_SCHED1,
     SVC_F_SCHED2,
 };
@@ -23,7 +23,7 @@ use crate::{
     bpf_loop::{for_each, Step},
     conn::expired,
     maps::{
-        XLB_CONNS, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_LBLCR_NEW, XLB_SCHED_SLOTS, XLB_SCHED_TREE, XLB_SERVICES,
+        XLB_CONNS, XLB_CONNS6, XLB_DESTS, XLB_DEST_CONNS, XLB_FWMARKS, XLB_LBLC, XLB_LBLCR, XLB_LBLCR_NEW, XLB_SCHED_SLOTS, XLB_SCHED_TREE, XLB_SERVICES,
         XLB_SVC_STATE,
     },
     parse::Pkt,
@@ -721,6 +721,42 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
     if persistent {
         let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
         if XLB_CONNS.insert(&key, &t, 0).is_ok() {
+            template_start(dest_id);
+        }
+    }
+    Some(dest_id)
+}
+
+/// [`choose_dest`] for an IPv6 connection: its template (the client masked by the `-M` prefix)
+/// lives in `XLB_CONNS6`; the schedulers are the same (sh/dh/mh fold the IPv6 address as the
+/// kernel's `ip_vs_*_hashkey`; lblc/lblcr key their caches by the whole address).
+#[inline(always)]
+pub fn choose_dest6<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u32> {
+    let svc = m.svc;
+    let persistent = svc.flags & SVC_F_PERSISTENT != 0;
+    let key = template_key6(&p.saddr, &svc.netmask, &p.daddr, p.proto, m.port, m.fwmark);
+    if persistent
+        && let Some(t) = XLB_CONNS6.get_ptr_mut(&key)
+    {
+        // SAFETY: a template of XLB_CONNS6 from a successful lookup: valid until the program
+        // returns (RCU).
+        let t = unsafe { &mut (*t).c };
+        let quiesced_expires = crate::conn::with_config(|c| c.expire_quiescent_template != 0).unwrap_or(false);
+        let usable = usable_dest(t.dest_id, svc.id, |d| !(quiesced_expires && d.weight == 0)).unwrap_or(false);
+        if !expired(t, now) && usable {
+            t.last_seen = now;
+            t.timeout = svc.timeout;
+            return Some(t.dest_id);
+        }
+        let dest_id = t.dest_id;
+        if XLB_CONNS6.remove(&key).is_ok() {
+            template_end(dest_id);
+        }
+    }
+    let dest_id = run_scheduler::<GROUP>(svc, p, now)?;
+    if persistent {
+        let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
+        if XLB_CONNS6.insert(&key, &Conn6 { c: t, vip: Addr::ZERO }, 0).is_ok() {
             template_start(dest_id);
         }
     }

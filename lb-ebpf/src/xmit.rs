@@ -46,6 +46,28 @@ pub fn xdp_mode(ifindex: u32) -> u32 {
 
 #[inline(always)]
 pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
+    send_with(ctx, route, ingress, |ifindex, nh| slow_path(ctx, ifindex, *nh))
+}
+
+/// Where an IPv6 packet of a connection goes (see [`Target`]).
+pub struct Target6 {
+    pub dest_id: u32,
+    pub rip: lb_common::Addr,
+    pub ingress: u32,
+    pub now: u64,
+}
+
+/// [`send`] for an IPv6 frame: its slow-path mark cannot hold an IPv6 next hop, so it names it
+/// by `slow_nh` (`lb_common::SlowPathMark::nh`: dest id + 1, whose cached next hop the tc
+/// program reads, or 0 for the packet's own destination).
+#[inline(always)]
+pub fn send6(ctx: &XdpContext, route: &Route, ingress: u32, slow_nh: u32) -> u32 {
+    send_with(ctx, route, ingress, |ifindex, _| slow_path(ctx, ifindex, lb_common::Addr::v4(slow_nh)))
+}
+
+/// [`send`], handing a frame for the tc slow path to `slow` (egress, next hop).
+#[inline(always)]
+fn send_with(ctx: &XdpContext, route: &Route, ingress: u32, slow: impl FnOnce(u32, &lb_common::Addr) -> u32) -> u32 {
     match route {
         Route::Direct(n) => {
             // SAFETY: a Direct route points into a map value (the per-dest cache or this CPU's
@@ -53,7 +75,7 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
             let n = unsafe { &**n };
             let tx = n.ifindex == ingress;
             if !tx && !can_redirect(ingress, n) {
-                return slow_path(ctx, n.ifindex, n.nh);
+                return slow(n.ifindex, &n.nh);
             }
             let Some(eth) = header::<EthHdr>(ctx.data(), ctx.data_end(), 0) else {
                 return xdp_action::XDP_ABORTED;
@@ -73,7 +95,7 @@ pub fn send(ctx: &XdpContext, route: &Route, ingress: u32) -> u32 {
                 unsafe { aya_ebpf::helpers::bpf_redirect(n.ifindex, 0) as u32 }
             }
         }
-        Route::Slow { ifindex, nh, .. } => slow_path(ctx, *ifindex, *nh),
+        Route::Slow { ifindex, nh, .. } => slow(*ifindex, nh),
         Route::None => {
             bump(|g| &mut g.no_route);
             xdp_action::XDP_DROP

@@ -74,6 +74,7 @@ impl Dest {
             tunnel: spec.tunnel,
             seq,
             overloaded: false,
+            local: crate::local::is_local(&spec.addr),
             active_conns: 0,
             inact_conns: 0,
             persist_conns: 0,
@@ -83,35 +84,8 @@ impl Dest {
     }
 }
 
-/// IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_IPIP`.
-pub const TUN_TYPE_IPIP: u8 = 0;
-
-/// What the table answers for what the data plane does not carry yet (issue 12; built by issue
-/// 15), leaving the table unchanged:
-/// - an IPv6 service or real server: `EAFNOSUPPORT`, as kernel IPVS built without
-///   `CONFIG_IP_VS_IPV6` answers every request naming an AF_INET6 service or dest
-///   (`ip_vs_is_af_valid`), in the kernel's order (service first, then the dest after the
-///   service lookup). A request that only reads or deletes an IPv6 entry a table made by an
-///   older lbadm still holds is carried out, so such leftovers can be listed and removed;
-/// - a tunnel type other than ipip (`--tun-type gue|gre`): [`E_TUN_TYPE`].
-pub const E_AF: Errno = libc::EAFNOSUPPORT;
-
-/// The errno of a refused tunnel type (gue, gre): the data plane encapsulates IPIP only.
-pub const E_TUN_TYPE: Errno = libc::EOPNOTSUPP;
-
-/// Whether the data plane carries this address family (IPv4 only, until issue 15).
-pub fn af_supported(af: Af) -> bool {
-    af == Af::Inet
-}
-
-/// Whether the data plane carries this tunnel type (ipip only, until issue 15).
-pub fn tun_type_supported(kind: u8) -> bool {
-    kind == TUN_TYPE_IPIP
-}
-
-/// IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_GUE`.
-#[cfg(test)]
-const TUN_TYPE_GUE: u8 = 1;
+/// IPVS's `IP_VS_CONN_F_TUNNEL_TYPE_GUE`: a GUE real server needs a tunnel port.
+pub const TUN_TYPE_GUE: u8 = 1;
 
 #[cfg(test)]
 thread_local! {
@@ -234,12 +208,7 @@ impl Table {
     }
 
     fn service_index(&self, ix: &Index, key: &SvcKey) -> Result<usize, Errno> {
-        let i = match ix.pos.get(key).copied() {
-            Some(i) => i,
-            // A kernel without IPv6 IPVS refuses the family before looking the service up.
-            None if !af_supported(key.af()) => return Err(E_AF),
-            None => return Err(libc::ESRCH),
-        };
+        let i = ix.pos.get(key).copied().ok_or(libc::ESRCH)?;
         debug_assert_eq!(self.services.get(i).map(|s| s.key), Some(*key));
         Ok(i)
     }
@@ -250,9 +219,6 @@ impl Table {
     }
 
     pub fn add_service_in(&mut self, ix: &mut Index, spec: &ServiceSpec) -> Result<u32, Errno> {
-        if !af_supported(spec.key.af()) {
-            return Err(E_AF);
-        }
         if ix.pos.contains_key(&spec.key) {
             return Err(libc::EEXIST);
         }
@@ -271,9 +237,6 @@ impl Table {
     }
 
     pub fn edit_service_in(&mut self, ix: &Index, spec: &ServiceSpec) -> Result<(), Errno> {
-        if !af_supported(spec.key.af()) {
-            return Err(E_AF);
-        }
         let i = self.service_index(ix, &spec.key)?;
         check_service_params(spec)?;
         let svc = &mut self.services[i];
@@ -355,9 +318,6 @@ impl Table {
     }
 
     pub fn add_dest_in(&mut self, ix: &mut Index, key: &SvcKey, spec: &DestSpec) -> Result<u32, Errno> {
-        if !af_supported(key.af()) {
-            return Err(E_AF);
-        }
         let i = self.service_index(ix, key)?;
         check_dest_family(&self.services[i], spec)?;
         check_dest_params(spec)?;
@@ -396,9 +356,6 @@ impl Table {
     }
 
     pub fn edit_dest_in(&mut self, ix: &Index, key: &SvcKey, spec: &DestSpec) -> Result<(), Errno> {
-        if !af_supported(key.af()) {
-            return Err(E_AF);
-        }
         let i = self.service_index(ix, key)?;
         check_dest_family(&self.services[i], spec)?;
         check_dest_params(spec)?;
@@ -417,7 +374,20 @@ impl Table {
         d.u_threshold = spec.u_threshold;
         d.l_threshold = spec.l_threshold;
         d.tunnel = spec.tunnel;
+        d.local = crate::local::is_local(&spec.addr);
         Ok(())
+    }
+
+    /// Marks every real server whose address is local to the director now (and unmarks the
+    /// others); whether anything changed. lbd runs it when the director's addresses change.
+    pub fn refresh_local(&mut self) -> bool {
+        let mut changed = false;
+        for d in self.services.iter_mut().flat_map(|s| s.dests.iter_mut()) {
+            let l = crate::local::is_local(&d.addr);
+            changed |= d.local != l;
+            d.local = l;
+        }
+        changed
     }
 
     /// `ip_vs_del_dest` (IPVS_CMD_DEL_DEST): looked up by address family, address and port.
@@ -428,11 +398,7 @@ impl Table {
     pub fn del_dest_in(&mut self, ix: &mut Index, key: &SvcKey, addr: &IpAddr, port: u16) -> Result<(), Errno> {
         let i = self.service_index(ix, key)?;
         let svc = &mut self.services[i];
-        let j = match find_dest(svc, addr, port) {
-            Some(j) => j,
-            None if !af_supported(Af::of(addr)) => return Err(E_AF),
-            None => return Err(libc::ENOENT),
-        };
+        let j = find_dest(svc, addr, port).ok_or(libc::ENOENT)?;
         let d = svc.dests.remove(j);
         // The id stays taken: connections may still point at the deleted dest.
         self.trash_dest(key, &d);
@@ -478,12 +444,10 @@ fn check_service_params(spec: &ServiceSpec) -> Result<(), Errno> {
     Ok(())
 }
 
-/// The dest's family must be one the data plane carries; mixed address families are only
-/// allowed for tunnelled real servers.
+/// Mixed address families are only allowed for tunnelled real servers
+/// (`ip_vs_genl_set_cmd`: EINVAL for any other method; xlb runs no sync daemon, whose
+/// protocol would refuse them too).
 fn check_dest_family(svc: &Service, spec: &DestSpec) -> Result<(), Errno> {
-    if !af_supported(Af::of(&spec.addr)) {
-        return Err(E_AF);
-    }
     if Af::of(&spec.addr) != svc.key.af() && spec.fwd != Fwd::Tunnel {
         return Err(libc::EINVAL);
     }
@@ -495,10 +459,8 @@ fn check_dest_params(spec: &DestSpec) -> Result<(), Errno> {
     if spec.weight < 0 || spec.l_threshold > spec.u_threshold {
         return Err(libc::ERANGE);
     }
-    // Only ipip until the data plane builds GUE and GRE (the kernel's GUE check, a zero port
-    // being EINVAL, comes back with them).
-    if !tun_type_supported(spec.tunnel.kind) {
-        return Err(E_TUN_TYPE);
+    if spec.tunnel.kind == TUN_TYPE_GUE && spec.tunnel.port == 0 {
+        return Err(libc::EINVAL);
     }
     Ok(())
 }
@@ -623,68 +585,76 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_services_refused_before_anything_else() {
-        // As a kernel without CONFIG_IP_VS_IPV6: the family is refused before the netmask,
-        // scheduler or existence checks, for every request naming an IPv6 service.
+    fn ipv6_services_and_mixed_families() {
         let mut t = Table::default();
-        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
-        let before = t.clone();
-        let mut s = svc("10.0.0.1", 80, "nosuch");
+        let mut s = svc("10.0.0.1", 80, "rr");
         s.key = SvcKey::Fwmark { mark: 1, af: Af::Inet6 };
-        s.netmask = 129;
-        assert_eq!(t.add_service(&s), Err(libc::EAFNOSUPPORT));
+        // An IPv6 service's netmask is a prefix length, 1..=128.
+        for bad in [0, 129] {
+            s.netmask = bad;
+            assert_eq!(t.add_service(&s), Err(libc::EINVAL), "{bad}");
+        }
         s.netmask = 64;
-        s.sched = "rr".into();
-        assert_eq!(t.add_service(&s), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.edit_service(&s), Err(libc::EAFNOSUPPORT));
+        assert_eq!(t.add_service(&s), Ok(0));
         let k6 = SvcKey::Inet { proto: Proto::Tcp, addr: v6("2001:db8::1"), port: 80 };
         s.key = k6;
-        assert_eq!(t.add_service(&s), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.del_service(&k6), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.zero(Some(&k6)), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.add_dest(&k6, &dest("192.168.1.1", 80)), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.edit_dest(&k6, &dest("192.168.1.1", 80)), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.del_dest(&k6, &v4("192.168.1.1"), 80), Err(libc::EAFNOSUPPORT));
-        // An IPv6 dest of an IPv4 service: the service is looked up first (ESRCH), then the
-        // dest's family refused, tunnelled or not, before any other check.
+        s.netmask = 128;
+        assert_eq!(t.add_service(&s), Ok(1));
+        assert_eq!(t.add_service(&svc("10.0.0.1", 80, "rr")), Ok(2));
+        let k4 = key("10.0.0.1", 80);
+        let before = t.clone();
+        // Another family than the service's: tunnel only (EINVAL for -g/-m), both ways.
         let mut d = dest("0.0.0.0", 80);
         d.addr = v6("2001:db8::10");
-        d.weight = -1;
-        assert_eq!(t.add_dest(&key("10.0.0.9", 80), &d), Err(libc::ESRCH));
-        let k = key("10.0.0.1", 80);
-        assert_eq!(t.add_dest(&k, &d), Err(libc::EAFNOSUPPORT));
-        d.fwd = Fwd::Tunnel;
-        assert_eq!(t.add_dest(&k, &d), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.edit_dest(&k, &d), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.del_dest(&k, &d.addr, 80), Err(libc::EAFNOSUPPORT));
+        for fwd in [Fwd::Masq, Fwd::Route] {
+            d.fwd = fwd;
+            assert_eq!(t.add_dest(&k4, &d), Err(libc::EINVAL));
+            assert_eq!(t.add_dest(&k6, &dest("192.168.1.1", 80)), Err(libc::EINVAL));
+        }
         assert_eq!(t, before);
+        d.fwd = Fwd::Tunnel;
+        assert_eq!(t.add_dest(&k4, &d), Ok(0));
+        let mut d4 = dest("192.168.1.1", 80);
+        d4.fwd = Fwd::Tunnel;
+        assert_eq!(t.add_dest(&k6, &d4), Ok(1));
+        // Editing it to another method is refused the same way; deleting it is not checked.
+        d4.fwd = Fwd::Route;
+        assert_eq!(t.edit_dest(&k6, &d4), Err(libc::EINVAL));
+        assert_eq!(t.del_dest(&k6, &d4.addr, 80), Ok(()));
+        // Same-family IPv6 real servers of each method.
+        for (i, fwd) in [Fwd::Masq, Fwd::Route, Fwd::Tunnel].into_iter().enumerate() {
+            let mut d = dest("0.0.0.0", 80);
+            d.addr = v6(&format!("2001:db8::2{i}"));
+            d.fwd = fwd;
+            assert!(t.add_dest(&k6, &d).is_ok(), "{fwd:?}");
+        }
+        // Link-local and multicast IPv6 real servers are refused as ip_vs_new_dest does.
+        for bad in ["fe80::1", "ff02::1", "::", "::ffff:10.0.0.1"] {
+            let mut d = dest("0.0.0.0", 80);
+            d.addr = v6(bad);
+            assert_eq!(t.add_dest(&k6, &d), Err(libc::EINVAL), "{bad}");
+        }
+        assert_eq!(t.del_service(&k6), Ok(()));
+        assert_eq!(t.del_service(&k6), Err(libc::ESRCH));
     }
 
     #[test]
-    fn ipv6_leftovers_can_be_listed_zeroed_and_removed() {
-        // A table written by an older lbadm may hold IPv6 entries: they can still go.
+    fn local_real_servers_are_marked_and_refreshed() {
         let mut t = Table::default();
         t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
-        t.add_dest(&key("10.0.0.1", 80), &dest("192.168.1.1", 80)).ok();
-        let k6 = SvcKey::Inet { proto: Proto::Tcp, addr: v6("2001:db8::1"), port: 80 };
-        let mut s6 = t.services[0].clone();
-        s6.key = k6;
-        s6.id = 1;
-        s6.dests[0].addr = v6("2001:db8::10");
-        s6.dests[0].id = 1;
-        t.services.push(s6);
-        let mut d6 = t.services[0].dests[0].clone();
-        d6.addr = v6("2001:db8::11");
-        d6.id = 2;
-        t.services[0].dests.push(d6);
-        assert!(t.find_service(&k6).is_some());
-        assert_eq!(t.add_dest(&k6, &dest("192.168.1.2", 80)), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.zero(Some(&k6)), Ok(()));
-        assert_eq!(t.del_dest(&key("10.0.0.1", 80), &v6("2001:db8::11"), 80), Ok(()));
-        assert_eq!(t.del_dest(&k6, &v6("2001:db8::10"), 80), Ok(()));
-        assert_eq!(t.del_service(&k6), Ok(()));
-        assert_eq!(t.del_service(&k6), Err(libc::EAFNOSUPPORT));
-        assert_eq!(t.services.len(), 1);
+        let k = key("10.0.0.1", 80);
+        let mut d = dest("127.0.0.1", 80);
+        d.fwd = Fwd::Route;
+        t.add_dest(&k, &d).ok();
+        t.add_dest(&k, &dest("192.0.2.10", 80)).ok();
+        let local = |t: &Table| t.services[0].dests.iter().map(|d| (d.addr.to_string(), d.fwd, d.local)).collect::<Vec<_>>();
+        // Listed with the method given (the oracle shows `Route`, not `Local`).
+        assert_eq!(local(&t), [("192.0.2.10".into(), Fwd::Masq, false), ("127.0.0.1".into(), Fwd::Route, true)]);
+        assert!(!t.refresh_local());
+        // A stale mark (the address went away) is corrected by the refresh.
+        t.services[0].dests[0].local = true;
+        assert!(t.refresh_local());
+        assert_eq!(local(&t)[0], ("192.0.2.10".into(), Fwd::Masq, false));
     }
 
     #[test]
@@ -727,21 +697,20 @@ mod tests {
         for bad in ["255.255.255.255", "224.0.0.1", "0.1.2.3"] {
             assert_eq!(t.add_dest(&k, &dest(bad, 80)), Err(libc::EINVAL), "{bad}");
         }
-        // Tunnel types other than ipip are refused (the data plane encapsulates IPIP only),
-        // with or without a port, on add and on edit.
+        // GUE needs a tunnel port (EINVAL), on add and on edit; GRE needs none.
         let mut g = dest("192.168.1.9", 80);
         g.fwd = Fwd::Tunnel;
-        for (kind, port) in [(TUN_TYPE_GUE, 0), (TUN_TYPE_GUE, 6080), (2, 0)] {
-            g.tunnel.kind = kind;
-            g.tunnel.port = port;
-            assert_eq!(t.add_dest(&k, &g), Err(E_TUN_TYPE), "{kind}");
-        }
+        g.tunnel.kind = TUN_TYPE_GUE;
+        assert_eq!(t.add_dest(&k, &g), Err(libc::EINVAL));
         assert_eq!(t, before);
-        g.tunnel = Tunnel::default();
+        g.tunnel.port = 6080;
         assert_eq!(t.add_dest(&k, &g), Ok(0));
-        g.tunnel.kind = 2;
-        assert_eq!(t.edit_dest(&k, &g), Err(E_TUN_TYPE));
-        assert_eq!(t.services[0].dests[0].tunnel, Tunnel::default());
+        assert_eq!(t.services[0].dests[0].tunnel, Tunnel { kind: TUN_TYPE_GUE, port: 6080, flags: 0 });
+        g.tunnel.port = 0;
+        assert_eq!(t.edit_dest(&k, &g), Err(libc::EINVAL));
+        g.tunnel = Tunnel { kind: 2, port: 0, flags: 1 };
+        assert_eq!(t.edit_dest(&k, &g), Ok(()));
+        assert_eq!(t.services[0].dests[0].tunnel, g.tunnel);
         assert_eq!(t.edit_dest(&k, &dest("192.168.1.1", 80)), Err(libc::ENOENT));
     }
 

@@ -78,12 +78,36 @@ pub fn periodic(dir: &Path, last_rate_tick: &mut Instant, interval: Duration) ->
     if let Err(e) = crate::fwmark::sync(dir) {
         log(&format!("fwmark classifier not updated: {e:#}"));
     }
+    // Real servers local to the director (crate::local), when the addresses changed.
+    if let Err(e) = refresh_local(dir) {
+        log(&format!("local real servers not updated: {e:#}"));
+    }
     // IPVS's estimator runs every 2 s (`ipvsadm --rate`).
     if last_rate_tick.elapsed() >= Duration::from_secs(crate::estimator::TICK_SECS) {
         *last_rate_tick = Instant::now();
         Store::open_at(dir, Default::default())?.tick_rates()?;
     }
     Ok(expired)
+}
+
+/// Re-marks the real servers local to the director when this namespace's addresses differ from
+/// the last time (the first call always looks).
+fn refresh_local(dir: &Path) -> anyhow::Result<()> {
+    static SEEN: Mutex<Option<Vec<IpAddr>>> = Mutex::new(None);
+    let now = crate::local::interface_addrs();
+    let Ok(mut seen) = SEEN.lock() else { return Ok(()) };
+    if seen.as_ref() == Some(&now) {
+        return Ok(());
+    }
+    let mut store = Store::open_at(dir, Default::default())?;
+    let before = store.load()?;
+    let mut after = before.clone();
+    crate::local::forget();
+    if after.refresh_local() {
+        store.commit(&before, &after)?;
+    }
+    *seen = Some(now);
+    Ok(())
 }
 
 /// What `lbd status` says of the attachments and the kernel features in use.

@@ -1,44 +1,57 @@
 //! fwmark services meet XDP: the data plane runs before netfilter, so no mark exists yet when it
 //! sees a packet. `lbd` reads the director's `iptables -t mangle ... -j MARK` rules (as
-//! `iptables-save` prints them) into the `XLB_FWMARKS` classifier map, which the data plane
+//! `iptables-save` prints them) and the `ip6tables` ones (`ip6tables-save`) into the
+//! `XLB_FWMARKS` classifier map (keys of family AF_INET and AF_INET6), which the data plane
 //! consults when no address service matches.
 //!
-//! Rules honoured: chain PREROUTING, matches `-d ADDR[/32]`, `-p tcp|udp`, `-m tcp|udp`,
+//! Rules honoured: chain PREROUTING, matches `-d ADDR[/32]` (`ADDR[/128]` for IPv6), `-p tcp|udp`, `-m tcp|udp`,
 //! `--dport N`, target `-j MARK --set-xmark V/0xffffffff` (what `--set-mark V` saves as) or
 //! `--set-mark V`. A rule with any other match (source, interface, port ranges, ...) cannot be
 //! represented and is reported, not guessed. As in netfilter, when several rules mark the same
 //! packet the last one wins.
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
     process::Command,
 };
 
 use anyhow::{Context as _, bail};
 use aya::maps::{HashMap, MapData};
-use lb_common::{Addr, ServiceKey, AF_INET, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{Addr, ServiceKey, IPPROTO_TCP, IPPROTO_UDP};
 
 /// One understood MARK rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarkRule {
     pub proto: u8,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// 0 = any port.
     pub port: u16,
     pub mark: u32,
 }
 
+/// Which tool's output is read: `iptables-save` (IPv4) or `ip6tables-save` (IPv6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
 /// Parses `iptables-save -t mangle` output: the rules understood, and one line per rule that
 /// marks packets in a way the classifier cannot express.
 pub fn parse_save(text: &str) -> (Vec<MarkRule>, Vec<String>) {
+    parse_save_family(text, Family::V4)
+}
+
+/// Parses `iptables-save -t mangle` or `ip6tables-save -t mangle` output.
+pub fn parse_save_family(text: &str, fam: Family) -> (Vec<MarkRule>, Vec<String>) {
     let (mut rules, mut skipped) = (Vec::new(), Vec::new());
     for line in text.lines() {
         let toks: Vec<&str> = line.split_whitespace().collect();
         if toks.len() < 2 || toks[0] != "-A" || toks[1] != "PREROUTING" || !toks.contains(&"MARK") {
             continue;
         }
-        match parse_rule(&toks[2..]) {
+        match parse_rule(&toks[2..], fam) {
             Ok(r) => rules.push(r),
             Err(why) => skipped.push(format!("{line}: {why}")),
         }
@@ -46,7 +59,7 @@ pub fn parse_save(text: &str) -> (Vec<MarkRule>, Vec<String>) {
     (rules, skipped)
 }
 
-fn parse_rule(toks: &[&str]) -> Result<MarkRule, String> {
+fn parse_rule(toks: &[&str], fam: Family) -> Result<MarkRule, String> {
     let (mut proto, mut addr, mut port, mut mark) = (None, None, 0u16, None);
     let mut i = 0;
     let arg = |i: usize| toks.get(i + 1).copied().ok_or_else(|| format!("{} needs a value", toks[i]));
@@ -54,8 +67,16 @@ fn parse_rule(toks: &[&str]) -> Result<MarkRule, String> {
         match toks[i] {
             "-d" => {
                 let a = arg(i)?;
-                let a = a.strip_suffix("/32").unwrap_or(a);
-                addr = Some(a.parse::<Ipv4Addr>().map_err(|_| format!("destination {a} is not one IPv4 address"))?);
+                addr = Some(match fam {
+                    Family::V4 => {
+                        let a = a.strip_suffix("/32").unwrap_or(a);
+                        IpAddr::V4(a.parse::<Ipv4Addr>().map_err(|_| format!("destination {a} is not one IPv4 address"))?)
+                    }
+                    Family::V6 => {
+                        let a = a.strip_suffix("/128").unwrap_or(a);
+                        IpAddr::V6(a.parse::<Ipv6Addr>().map_err(|_| format!("destination {a} is not one IPv6 address"))?)
+                    }
+                });
                 i += 2;
             }
             "-p" => {
@@ -97,7 +118,7 @@ fn parse_rule(toks: &[&str]) -> Result<MarkRule, String> {
 }
 
 /// The classifier entries the rules amount to, later rules winning over earlier ones.
-pub fn classify(rules: &[MarkRule]) -> BTreeMap<(u8, Ipv4Addr, u16), u32> {
+pub fn classify(rules: &[MarkRule]) -> BTreeMap<(u8, IpAddr, u16), u32> {
     let mut m = BTreeMap::new();
     for r in rules {
         if r.port == 0 {
@@ -109,21 +130,31 @@ pub fn classify(rules: &[MarkRule]) -> BTreeMap<(u8, Ipv4Addr, u16), u32> {
     m
 }
 
-fn map_key(proto: u8, addr: Ipv4Addr, port: u16) -> ServiceKey {
-    ServiceKey { addr: Addr::v4(u32::from_ne_bytes(addr.octets())), port: port.to_be(), proto, af: AF_INET }
+/// The classifier's key: the service key layout (address and family as lb-common's codec
+/// writes them), with the packet's protocol and destination port.
+fn map_key(proto: u8, addr: IpAddr, port: u16) -> ServiceKey {
+    let addr_key: Addr = crate::store::to_addr(&addr);
+    let af = if addr.is_ipv6() { lb_common::AF_INET6 } else { lb_common::AF_INET };
+    ServiceKey { addr: addr_key, port: port.to_be(), proto, af }
+}
+
+/// `tool -t mangle`'s output; empty when the tool is not installed (no rules of that family).
+fn save_output(tool: &str) -> anyhow::Result<String> {
+    match Command::new(tool).args(["-t", "mangle"]).output() {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+        Ok(o) => bail!("{tool} failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot run {tool}")),
+    }
 }
 
 /// Reads this network namespace's mangle rules and makes `XLB_FWMARKS` in `pin_dir` say the
 /// same. Returns the number of entries and the rules that could not be represented.
 pub fn sync(pin_dir: &Path) -> anyhow::Result<(usize, Vec<String>)> {
-    let out = match Command::new("iptables-save").args(["-t", "mangle"]).output() {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => bail!("iptables-save failed: {}", String::from_utf8_lossy(&o.stderr)),
-        // No iptables on this host: no marks.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).context("cannot run iptables-save"),
-    };
-    let (rules, skipped) = parse_save(&out);
+    let (mut rules, mut skipped) = parse_save_family(&save_output("iptables-save")?, Family::V4);
+    let (rules6, skipped6) = parse_save_family(&save_output("ip6tables-save")?, Family::V6);
+    rules.extend(rules6);
+    skipped.extend(skipped6);
     let want = classify(&rules);
     let path = pin_dir.join(lb_common::names::FWMARKS);
     if !path.exists() {
@@ -151,12 +182,7 @@ pub fn sync(pin_dir: &Path) -> anyhow::Result<(usize, Vec<String>)> {
 /// Opens the gate for the addresses `XLB_FWMARKS` marks (and for those alone): the data plane
 /// looks a packet up in the classifier only when its destination passes the gate.
 pub fn sync_gate(pin_dir: &Path, marks: &HashMap<MapData, ServiceKey, u32>) -> anyhow::Result<()> {
-    let addrs: Vec<IpAddr> = marks
-        .keys()
-        .filter_map(|k| k.ok())
-        .filter(|k| k.af == AF_INET)
-        .map(|k| IpAddr::V4(Ipv4Addr::from(k.addr.w[0].to_ne_bytes())))
-        .collect();
+    let addrs: Vec<IpAddr> = marks.keys().filter_map(|k| k.ok()).map(|k| crate::store::to_ip(k.af, &k.addr)).collect();
     crate::store::Gate::open(pin_dir)?.set(lb_common::GATE_FWMARK, addrs);
     Ok(())
 }
@@ -174,7 +200,7 @@ mod tests {
     #[test]
     fn seed_001_rules() {
         let (rules, skipped) = parse_save(SEED_001);
-        let vip: Ipv4Addr = "192.168.0.105".parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let vip = IpAddr::V4("192.168.0.105".parse().unwrap_or(Ipv4Addr::UNSPECIFIED));
         assert_eq!(
             rules,
             vec![
@@ -188,9 +214,49 @@ mod tests {
 
     #[test]
     fn later_rules_win() {
-        let a: Ipv4Addr = "10.0.0.1".parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let a = IpAddr::V4("10.0.0.1".parse().unwrap_or(Ipv4Addr::UNSPECIFIED));
         let r = |port, mark| MarkRule { proto: IPPROTO_TCP, addr: a, port, mark };
         let m = classify(&[r(80, 1), r(0, 2), r(443, 3)]);
         assert_eq!(m.into_iter().collect::<Vec<_>>(), vec![((IPPROTO_TCP, a, 0), 2), ((IPPROTO_TCP, a, 443), 3)]);
+    }
+
+    /// `ip6tables-save -t mangle` as ip6tables 1.8 prints `ip6tables -t mangle -A PREROUTING
+    /// -d 2001:db8::1 -p tcp --dport 80 -j MARK --set-mark 100` (and a UDP rule, an
+    /// all-ports rule and rules the classifier cannot express).
+    const V6_SAVE: &str = "*mangle\n:PREROUTING ACCEPT [0:0]\n\
+        -A PREROUTING -d 2001:db8::1/128 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x64/0xffffffff\n\
+        -A PREROUTING -d 2001:db8::1/128 -p udp -m udp --dport 53 -j MARK --set-xmark 0x65/0xffffffff\n\
+        -A PREROUTING -d fd00::5/128 -p tcp -j MARK --set-xmark 0x7/0xffffffff\n\
+        -A PREROUTING -d 2001:db8::/64 -p tcp -j MARK --set-xmark 0x8/0xffffffff\n\
+        -A PREROUTING -d 192.168.0.1/32 -p tcp -j MARK --set-xmark 0x9/0xffffffff\nCOMMIT\n";
+
+    #[test]
+    fn ip6tables_rules() {
+        let (rules, skipped) = parse_save_family(V6_SAVE, Family::V6);
+        let a = |s: &str| IpAddr::V6(s.parse().unwrap_or(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(
+            rules,
+            vec![
+                MarkRule { proto: IPPROTO_TCP, addr: a("2001:db8::1"), port: 80, mark: 100 },
+                MarkRule { proto: lb_common::IPPROTO_UDP, addr: a("2001:db8::1"), port: 53, mark: 101 },
+                MarkRule { proto: IPPROTO_TCP, addr: a("fd00::5"), port: 0, mark: 7 },
+            ]
+        );
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].contains("2001:db8::/64 is not one IPv6 address"), "{skipped:?}");
+        assert!(skipped[1].contains("192.168.0.1/32 is not one IPv6 address"), "{skipped:?}");
+        // The classifier's keys: AF_INET6, the address as the service keys hold it.
+        let k = map_key(IPPROTO_TCP, a("2001:db8::1"), 80);
+        assert_eq!((k.af, k.port, k.proto), (lb_common::AF_INET6, 80u16.to_be(), IPPROTO_TCP));
+        let svc = crate::store::map_key(&crate::model::SvcKey::Inet {
+            proto: crate::model::Proto::Tcp,
+            addr: a("2001:db8::1"),
+            port: 80,
+        });
+        assert_eq!(k, svc);
+        // An IPv4 rule read as IPv4 is not taken as IPv6, and the other way round.
+        let (r4, _) = parse_save(V6_SAVE);
+        assert_eq!(r4.len(), 1);
+        assert!(r4[0].addr.is_ipv4());
     }
 }

@@ -11,6 +11,7 @@ pub mod fwmark;
 pub mod health;
 pub mod ipvsadm;
 pub mod journal;
+pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod sched_tables;

@@ -173,6 +173,10 @@ pub struct Dest {
     pub seq: u64,
     /// IPVS's OVERLOAD flag.
     pub overloaded: bool,
+    /// Its address is local to the director: the data plane hands its packets to the
+    /// director's own stack (`FWD_LOCAL`), whatever `fwd` says (which is what is listed).
+    #[serde(default)]
+    pub local: bool,
     pub active_conns: u32,
     pub inact_conns: u32,
     pub persist_conns: u32,

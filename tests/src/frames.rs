@@ -295,3 +295,185 @@ pub fn quote_of(frame: &[u8]) -> Vec<u8> {
     let ihl = (frame[14] & 0x0f) as usize * 4;
     frame[14..(14 + ihl + 8).min(frame.len())].to_vec()
 }
+
+/// An IPv6 frame: Ethernet II + IPv6 (+ extension headers) + TCP/UDP, its lengths and transport
+/// checksum computed here from RFC 8200's pseudo-header (independently of the data plane's
+/// incremental updates).
+#[derive(Clone, Debug)]
+pub struct Frame6 {
+    pub eth: Ethernet2Header,
+    pub src: std::net::Ipv6Addr,
+    pub dst: std::net::Ipv6Addr,
+    pub hop_limit: u8,
+    /// Traffic class and flow label (the header's first word past the version).
+    pub tc: u8,
+    pub flow: u32,
+    /// Extension headers in order: (header type, its bytes from the third on; padded to a
+    /// multiple of 8 with the two first bytes).
+    pub ext: Vec<(u8, Vec<u8>)>,
+    pub l4: L4,
+    pub payload: Vec<u8>,
+}
+
+pub const NEXTHDR_HOP: u8 = 0;
+pub const NEXTHDR_ROUTING: u8 = 43;
+pub const NEXTHDR_FRAGMENT: u8 = 44;
+pub const NEXTHDR_DEST: u8 = 60;
+
+impl Frame6 {
+    pub fn tcp(src: std::net::SocketAddrV6, dst: std::net::SocketAddrV6, flags: u8) -> Frame6 {
+        Frame6::new(src, dst, L4::Tcp(tcp_header(src.port(), dst.port(), flags)))
+    }
+
+    pub fn udp(src: std::net::SocketAddrV6, dst: std::net::SocketAddrV6) -> Frame6 {
+        Frame6::new(src, dst, L4::Udp(UdpHeader { source_port: src.port(), destination_port: dst.port(), length: 0, checksum: 0 }))
+    }
+
+    fn new(src: std::net::SocketAddrV6, dst: std::net::SocketAddrV6, l4: L4) -> Frame6 {
+        Frame6 {
+            eth: Ethernet2Header { source: CLIENT_MAC, destination: DIRECTOR_MAC, ether_type: EtherType::IPV6 },
+            src: *src.ip(),
+            dst: *dst.ip(),
+            hop_limit: 64,
+            tc: 0,
+            flow: 0,
+            ext: Vec::new(),
+            l4,
+            payload: Vec::new(),
+        }
+    }
+
+    pub fn src(mut self, a: std::net::SocketAddrV6) -> Frame6 {
+        self.src = *a.ip();
+        match &mut self.l4 {
+            L4::Tcp(t) => t.source_port = a.port(),
+            L4::Udp(u) => u.source_port = a.port(),
+        }
+        self
+    }
+
+    pub fn dst(mut self, a: std::net::SocketAddrV6) -> Frame6 {
+        self.dst = *a.ip();
+        match &mut self.l4 {
+            L4::Tcp(t) => t.destination_port = a.port(),
+            L4::Udp(u) => u.destination_port = a.port(),
+        }
+        self
+    }
+
+    pub fn hop_limit(mut self, h: u8) -> Frame6 {
+        self.hop_limit = h;
+        self
+    }
+
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Frame6 {
+        self.eth.source = src;
+        self.eth.destination = dst;
+        self
+    }
+
+    pub fn payload(mut self, p: &[u8]) -> Frame6 {
+        self.payload = p.to_vec();
+        self
+    }
+
+    pub fn traffic(mut self, tc: u8, flow: u32) -> Frame6 {
+        self.tc = tc;
+        self.flow = flow & 0xf_ffff;
+        self
+    }
+
+    /// Appends an extension header of type `kind` whose bytes after the first two are `rest`
+    /// (zero-padded to a multiple of 8 in all).
+    pub fn ext(mut self, kind: u8, rest: &[u8]) -> Frame6 {
+        self.ext.push((kind, rest.to_vec()));
+        self
+    }
+
+    fn proto(&self) -> u8 {
+        match self.l4 {
+            L4::Tcp(_) => 6,
+            L4::Udp(_) => 17,
+        }
+    }
+
+    /// The transport segment with its checksum over the IPv6 pseudo-header.
+    fn l4_bytes(&self) -> Vec<u8> {
+        let mut seg = Vec::new();
+        match &self.l4 {
+            L4::Tcp(t) => {
+                let mut t = t.clone();
+                t.checksum = 0;
+                let _ = t.write(&mut seg);
+            }
+            L4::Udp(u) => {
+                let len = (8 + self.payload.len()) as u16;
+                let u = UdpHeader { length: len, checksum: 0, ..u.clone() };
+                let _ = u.write(&mut seg);
+            }
+        }
+        seg.extend_from_slice(&self.payload);
+        let mut s: u64 = 0;
+        let mut add = |b: &[u8]| {
+            for c in b.chunks(2) {
+                s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64;
+            }
+        };
+        add(&self.src.octets());
+        add(&self.dst.octets());
+        add(&(seg.len() as u32).to_be_bytes());
+        add(&[0, 0, 0, self.proto()]);
+        add(&seg);
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        let mut c = !(s as u16);
+        if c == 0 && self.proto() == 17 {
+            c = 0xffff;
+        }
+        let at = if self.proto() == 6 { 16 } else { 6 };
+        seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        seg
+    }
+
+    /// The extension headers' bytes, chained to the transport header.
+    fn ext_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, (_, rest)) in self.ext.iter().enumerate() {
+            let next = self.ext.get(i + 1).map_or(self.proto(), |e| e.0);
+            let len = (2 + rest.len()).div_ceil(8) * 8;
+            let mut h = vec![0u8; len];
+            h[0] = next;
+            h[1] = (len / 8 - 1) as u8;
+            h[2..2 + rest.len()].copy_from_slice(rest);
+            out.extend_from_slice(&h);
+        }
+        out
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let ext = self.ext_bytes();
+        let l4 = self.l4_bytes();
+        let mut out = Vec::new();
+        let _ = self.eth.write(&mut out);
+        let first = (0x6000_0000u32 | (self.tc as u32) << 20 | self.flow).to_be_bytes();
+        out.extend_from_slice(&first);
+        out.extend_from_slice(&((ext.len() + l4.len()) as u16).to_be_bytes());
+        out.push(self.ext.first().map_or(self.proto(), |e| e.0));
+        out.push(self.hop_limit);
+        out.extend_from_slice(&self.src.octets());
+        out.extend_from_slice(&self.dst.octets());
+        out.extend_from_slice(&ext);
+        out.extend_from_slice(&l4);
+        out
+    }
+
+    /// Bytes of the IP packet (what IPVS counts).
+    pub fn ip_len(&self) -> u64 {
+        (self.bytes().len() - Ethernet2Header::LEN) as u64
+    }
+}
+
+pub fn sa6(ip: &str, port: u16) -> std::net::SocketAddrV6 {
+    std::net::SocketAddrV6::new(ip.parse().expect("an IPv6 address"), port, 0, 0)
+}

@@ -154,8 +154,79 @@ fn ipv4_hdr_ok(ip: &[u8]) -> Option<(usize, usize)> {
     Some((ihl, tot))
 }
 
+/// Where an IPv6 frame's transport header is, by RFC 8200's rules as the data plane applies
+/// them (lb-ebpf parse6.rs: hop-by-hop first only, routing without segments left, destination
+/// options, at most three; anything else goes to the kernel): `Ok((next header, its offset in
+/// the frame, end of the datagram))`, or the class the frame has before its transport header.
+fn ipv6_walk(f: &[u8]) -> Result<(u8, usize, usize), Class> {
+    if f.len() < 14 + 8 || f[14] >> 4 != 6 {
+        return Err(Class::Malformed);
+    }
+    let end = 54 + u16::from_be_bytes([f[18], f[19]]) as usize;
+    if end > f.len() {
+        return Err(Class::Malformed);
+    }
+    let (mut next, mut off) = (f[20], 54);
+    for i in 0..3 {
+        let walked = (next == 0 && i == 0) || next == 43 || next == 60;
+        if !walked {
+            break;
+        }
+        if off + 8 > end {
+            return Err(Class::Malformed);
+        }
+        if next == 43 && f[off + 3] != 0 {
+            return Err(Class::Other);
+        }
+        let len = (f[off + 1] as usize + 1) * 8;
+        next = f[off];
+        off += len;
+        if off > end {
+            return Err(Class::Malformed);
+        }
+    }
+    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+        return Err(Class::Other);
+    }
+    Ok((next, off, end))
+}
+
+/// [`classify`] for an IPv6 frame (no header checksum; UDP's is mandatory).
+fn classify6(f: &[u8]) -> Input {
+    let mut r = Input { class: Class::Malformed, ip_csum_ok: true, l4_csum_ok: false, udp_len_ok: true, proto: 0 };
+    let (next, off, end) = match ipv6_walk(f) {
+        Ok(w) => w,
+        Err(c) => {
+            r.class = c;
+            return r;
+        }
+    };
+    r.proto = next;
+    let l4 = &f[off..end];
+    if next == IPPROTO_TCP {
+        if l4.len() < 20 || ((l4[12] >> 4) as usize * 4) < 20 || (l4[12] >> 4) as usize * 4 > l4.len() {
+            return r;
+        }
+    } else {
+        if l4.len() < 8 {
+            return r;
+        }
+        let ulen = u16::from_be_bytes([l4[4], l4[5]]) as usize;
+        r.udp_len_ok = ulen == l4.len();
+        if ulen < 8 || ulen > l4.len() || (l4[6] == 0 && l4[7] == 0) {
+            return r;
+        }
+    }
+    r.l4_csum_ok = csum_ok(l4, sum16(&f[22..54], 0) + next as u64 + l4.len() as u64);
+    r.class = Class::Ok;
+    r
+}
+
 pub fn classify(f: &[u8]) -> Input {
     let mut r = Input { class: Class::Other, ip_csum_ok: false, l4_csum_ok: false, udp_len_ok: true, proto: 0 };
+    if f.len() >= 14 && u16::from_be_bytes([f[12], f[13]]) == 0x86dd {
+        return classify6(f);
+    }
     if f.len() < 14 || u16::from_be_bytes([f[12], f[13]]) != 0x0800 {
         return r;
     }
@@ -246,7 +317,7 @@ impl RefGate {
     pub fn of(t: &lb_user::model::Table) -> RefGate {
         let v4 = |a: std::net::IpAddr| match a {
             std::net::IpAddr::V4(a) => Some(lb_common::gate_slot(u32::from_ne_bytes(a.octets()))),
-            std::net::IpAddr::V6(_) => None,
+            std::net::IpAddr::V6(a) => Some(gate_slot6(&a.octets())),
         };
         let mut g = RefGate::default();
         for s in &t.services {
@@ -263,6 +334,12 @@ impl RefGate {
     /// Whether the gate sends frame `f` to the kernel unparsed (TCP/UDP whose addresses it
     /// reads, to no service and from no NAT real server).
     pub fn gated_out(&self, f: &[u8]) -> bool {
+        if f.len() >= 14 && u16::from_be_bytes([f[12], f[13]]) == 0x86dd {
+            // Asked once the extension headers are walked, before the transport header.
+            return ipv6_walk(f).is_ok()
+                && !self.to_service.contains(&gate_slot6(&f[38..54]))
+                && !self.from_nat.contains(&gate_slot6(&f[22..38]));
+        }
         if f.len() < 14 || u16::from_be_bytes([f[12], f[13]]) != 0x0800 {
             return false;
         }
@@ -274,6 +351,12 @@ impl RefGate {
         let word = |o: usize| u32::from_ne_bytes([ip[o], ip[o + 1], ip[o + 2], ip[o + 3]]);
         !self.to_service.contains(&lb_common::gate_slot(word(16))) && !self.from_nat.contains(&lb_common::gate_slot(word(12)))
     }
+}
+
+/// The gate slot of the IPv6 address in `o` (16 bytes, network order).
+fn gate_slot6(o: &[u8]) -> u32 {
+    let w: [u32; 4] = std::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]));
+    lb_common::gate_slot6(&w)
 }
 
 // ------------------------------------------------------------------------------------------

@@ -51,3 +51,21 @@ pub fn tcp_conn_dest(pin_dir: &std::path::Path, client: [u8; 4], cport: u16, vip
     };
     conns.get(&key, 0).ok().map(|c| c.dest_id)
 }
+
+/// [`tcp_conn_dest`] for an IPv6 connection (`XLB_CONNS6`).
+pub fn tcp_conn6_dest(pin_dir: &std::path::Path, client: std::net::Ipv6Addr, cport: u16, vip: std::net::Ipv6Addr, vport: u16) -> Option<u32> {
+    use aya::maps::{HashMap, Map, MapData};
+    let data = MapData::from_pin(pin_dir.join(lb_common::names::CONNS6)).ok()?;
+    let conns: HashMap<MapData, lb_common::ConnKey6, lb_common::Conn6> = HashMap::try_from(Map::HashMap(data)).ok()?;
+    let addr = |a: std::net::Ipv6Addr| lb_user::store::to_addr(&std::net::IpAddr::V6(a));
+    let key = lb_common::ConnKey6 {
+        caddr: addr(client),
+        vaddr: addr(vip),
+        cport: cport.to_be(),
+        vport: vport.to_be(),
+        proto: lb_common::IPPROTO_TCP,
+        kind: lb_common::CONN_KIND_IN,
+        _pad: 0,
+    };
+    conns.get(&key, 0).ok().map(|c| c.c.dest_id)
+}

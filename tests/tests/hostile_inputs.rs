@@ -4,9 +4,7 @@
 //!   tests/corpus/gen_malformed.py: every failing step of the real ipvsadm's recordings, plus
 //!   generated mutations following the recorded rules) run against the built binary as
 //!   `ipvsadm` on a real pinned table: exact stderr, stdout and exit status, and `-Sn` before ==
-//!   after for every input that must change nothing. The steps lbadm answers differently on
-//!   purpose because IPv6 and GUE/GRE are refused (the golden replays' skip list,
-//!   `lb_user::ipvsadm::golden_skip`) are run but not compared.
+//!   after for every input that must change nothing, IPv6 and GUE/GRE inputs included.
 //! - proptest targets on `lb_user::ipvsadm::run` with an in-memory backend: random argv and
 //!   random `-R` input never panic nor hang; a failing command changes nothing; a restore
 //!   applies a prefix of its lines, as ipvsadm does.
@@ -17,12 +15,12 @@ use std::{
 };
 
 use lb_user::{
-    ipvsadm::{self, Backend, golden_skip::UNBUILT},
+    ipvsadm::{self, Backend},
     model::{ConnEntry, Table},
 };
 use proptest::prelude::*;
 use serde::Deserialize;
-use xlb_tests::golden::{CaseSkips, Lbadm};
+use xlb_tests::golden::Lbadm;
 
 // ------------------------------------------------------------------------------------------
 // The corpus, on the binary.
@@ -96,7 +94,6 @@ fn malformed_corpus_on_the_binary() {
     let mut lb = Lbadm::new("corpus").expect("lbadm");
     let mut failures = Vec::new();
     let mut checked = 0usize;
-    let mut skipped: Vec<String> = Vec::new();
     // A table that must survive every input that fails (also under the recorded cases' steps).
     let preamble = ["-A -t 10.255.0.1:8080 -s rr", "-a -t 10.255.0.1:8080 -r 10.255.0.2:8080 -m -w 3"];
     for stem in ["errors", "commands", "restore"] {
@@ -113,16 +110,8 @@ fn malformed_corpus_on_the_binary() {
                     lb.ok(p).expect("preamble");
                 }
             }
-            let mut skips = CaseSkips::new(stem, &case.case);
             for (i, s) in case.steps.iter().enumerate() {
                 let what = format!("{stem}/{} step {i}", case.case);
-                // Only the refusals' skips: the corpus checks what the sync daemon steps do as before.
-                let reason = skips.step(&s.argv, s.stdin.as_deref(), s.status, &s.stdout).filter(|r| *r == UNBUILT);
-                if let Some(reason) = reason {
-                    lb.run(&s.argv, s.stdin.as_deref().map(str::as_bytes)).expect("run");
-                    skipped.push(format!("{what} ipvsadm {:?}: {reason}", s.argv));
-                    continue;
-                }
                 if s.malformed {
                     checked += 1;
                     if let Some(f) = check_one(&lb, &what, &s.argv, s.stdin.as_deref(), (&s.stdout, &s.stderr, s.status), s.unchanged) {
@@ -146,27 +135,12 @@ fn malformed_corpus_on_the_binary() {
     }
     for (i, e) in g.entries.iter().enumerate() {
         let what = format!("generated #{i} ({})", e.rule);
-        let reason =
-            CaseSkips::new("generated", &e.rule).step(&e.argv, e.stdin.as_deref(), e.status, &e.stdout).filter(|r| *r == UNBUILT);
-        if let Some(reason) = reason {
-            lb.run(&e.argv, e.stdin.as_deref().map(str::as_bytes)).expect("run");
-            skipped.push(format!("{what} ipvsadm {:?}: {reason}", e.argv));
-            continue;
-        }
         checked += 1;
         if let Some(f) = check_one(&lb, &what, &e.argv, e.stdin.as_deref(), (&e.stdout, &e.stderr, e.status), true) {
             failures.push(f);
         }
     }
-    eprintln!(
-        "{checked} malformed inputs checked ({} generated), {} failures, {} steps not compared:",
-        g.entries.len(),
-        failures.len(),
-        skipped.len()
-    );
-    for s in &skipped {
-        eprintln!("  {s}");
-    }
+    eprintln!("{checked} malformed inputs checked ({} generated), {} failures", g.entries.len(), failures.len());
     for f in failures.iter().take(30) {
         eprintln!("\n{f}");
     }
@@ -236,6 +210,9 @@ fn build_base() -> Mem {
         "-A -u 10.0.0.2:53 -s rr -o",
         "-a -u 10.0.0.2:53 -r 192.168.1.3 -i -w 0",
         "-A -f 7 -s rr -p 60",
+        "-A -t [2001:db8::1]:443 -s rr",
+        "-a -t [2001:db8::1]:443 -r [2001:db8::10]:443 -m",
+        "-a -t [2001:db8::1]:443 -r 192.168.1.4 -i --tun-type gue --tun-port 6080",
         "--set 100 20 30",
     ] {
         let args = cmd.split_whitespace().map(OsString::from).collect();

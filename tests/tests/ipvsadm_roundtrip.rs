@@ -2,11 +2,10 @@
 //! services (TCP/UDP/SCTP/fwmark, persistence, masks, engines, one-packet, scheduler flags;
 //! several real servers each with mixed methods, weights, thresholds and tunnels) saved with
 //! `-Sn` and restored into an empty table gives the same `-Sn` and `-Ln`, byte for byte. The
-//! same through lbadm invoked as Debian's `ipvsadm-save` / `ipvsadm-restore`.
-//!
-//! IPv6 services and real servers and `--tun-type gue|gre` are refused until the data plane
-//! carries them (issue 15): the round trip uses IPv4 and ipip only ([`UNBUILT`]), and a
-//! restore of a table with them is checked to refuse exactly those lines and keep the rest.
+//! same through lbadm invoked as Debian's `ipvsadm-save` / `ipvsadm-restore`. The table has
+//! IPv6 services (addresses and fwmarks, `-M` prefix lengths), IPv6 real servers of every
+//! method, IPv4 real servers tunnelled from IPv6 services, and ipip/GUE/GRE tunnels with their
+//! checksum options.
 use xlb_tests::golden::Lbadm;
 
 /// splitmix64: deterministic, no crate needed.
@@ -44,22 +43,13 @@ fn v4(rng: &mut Rng, first: u64) -> String {
     format!("{first}.{}.{}.{}", rng.below(256), rng.below(256), 1 + rng.below(254))
 }
 
-/// Whether the round trip's table has IPv6 services and real servers and GUE/GRE tunnels:
-/// not until the data plane carries them (issue 15); lbadm refuses them until then.
-const UNBUILT: bool = false;
-
-/// The `ipvsadm` lines (for `-R`) of a random table with `n` services; with `unbuilt`, also
-/// IPv6 services and real servers and GUE/GRE tunnels.
-fn random_table(seed: u64, n: usize, unbuilt: bool) -> Vec<String> {
+/// The `ipvsadm` lines (for `-R`) of a random table with `n` services.
+fn random_table(seed: u64, n: usize) -> Vec<String> {
     let mut rng = Rng(seed);
     let mut lines = Vec::new();
     for i in 0..n {
         // Unique by construction: the index is part of every service's identity.
-        let kind = match rng.below(10) {
-            7 if !unbuilt => 0,
-            9 if !unbuilt => 8,
-            k => k,
-        };
+        let kind = rng.below(10);
         let (svc, v6, udp) = match kind {
             0..=3 => (format!("-t {}.{}.{}.{}:{}", 10 + i / 65536, (i / 256) % 256, i % 256, 1 + rng.below(254), 1 + rng.below(65535)), false, false),
             4..=5 => (format!("-u {}.{}.{}.{}:{}", 10 + i / 65536, (i / 256) % 256, i % 256, 1 + rng.below(254), 1 + rng.below(65535)), false, true),
@@ -117,7 +107,6 @@ fn random_table(seed: u64, n: usize, unbuilt: bool) -> Vec<String> {
             if method == "-i" && rng.chance(60) {
                 match rng.below(3) {
                     0 => d.push_str(" --tun-type ipip"),
-                    _ if !unbuilt => {}
                     1 => d.push_str(&format!(
                         " --tun-type gue --tun-port {} {}",
                         1 + rng.below(65535),
@@ -146,7 +135,7 @@ const EMPTY_LIST: &str = "IP Virtual Server version 1.2.1 (size=4096)\nProt Loca
 
 #[test]
 fn save_clear_restore_1000_services() {
-    let lines = random_table(0x5eed_1b5a_d300, 1000, UNBUILT);
+    let lines = random_table(0x5eed_1b5a_d300, 1000);
     let lb = Lbadm::new("roundtrip").expect("lbadm set-up");
     let t0 = std::time::Instant::now();
     restore(&lb, &(lines.join("\n") + "\n"));
@@ -156,16 +145,12 @@ fn save_clear_restore_1000_services() {
     let dests = saved.lines().filter(|l| l.starts_with("-a ")).count();
     assert_eq!(services, 1000);
     assert_eq!(dests, lines.len() - 1000);
-    let unbuilt_features: &[&str] =
-        if UNBUILT { &[" -6 -s ", "-A -t [", "--tun-type gue --tun-port ", "--tun-type gre "] } else { &[] };
     for feature in [
         "-A -t ", "-A -u ", "-A --sctp-service ", "-A -f ", " -p ", " -M 255.", " -M 0.0.0.0", " --pe sip", " -o",
         " -b sh-", " -b mh-", " -b flag-", " -m -w ", " -g -w ", " -i -w ", "--tun-type ipip", " -w 0\n", " -s mh",
-        " -s wlc",
-    ]
-    .iter()
-    .chain(unbuilt_features)
-    {
+        " -s wlc", " -6 -s ", "-A -t [", "]:", " -r [", "--tun-type gue --tun-port ", "--tun-type gre ", "--tun-csum",
+        "--tun-remcsum", "--tun-nocsum",
+    ] {
         assert!(saved.contains(feature), "the random table has no `{feature}`");
     }
     // -Sn without -n prints names; with names or not, everything must come back.
@@ -200,41 +185,6 @@ fn save_clear_restore_1000_services() {
         saved.len(),
         t0.elapsed()
     );
-}
-
-/// A restore of a table with IPv6 services and real servers and GUE/GRE tunnels: each of those
-/// lines is refused with its message (as ipvsadm -R reports a kernel error and goes on), the
-/// table is the one the other lines make, the status is the last line's.
-#[test]
-fn restore_refuses_ipv6_gue_gre_lines_and_keeps_the_rest() {
-    let lines = random_table(0x5eed_1b5a_d301, 300, true);
-    let v6 = |l: &str| l.contains('[') || l.contains(" -6");
-    let refused = |l: &str| v6(l) || l.contains("--tun-type gue") || l.contains("--tun-type gre");
-    let mut want_err = String::new();
-    for l in lines.iter().filter(|l| refused(l)) {
-        want_err.push_str(if v6(l) {
-            "Operation not supported with specified address family\n"
-        } else if l.contains("gue") {
-            "Operation not supported: xlb has no gue tunnels (ipip only)\n"
-        } else {
-            "Operation not supported: xlb has no gre tunnels (ipip only)\n"
-        });
-    }
-    let kept: Vec<&String> = lines.iter().filter(|l| !refused(l)).collect();
-    assert!(kept.len() > 300 && kept.len() + 150 < lines.len(), "{} of {} lines kept", kept.len(), lines.len());
-    let lb = Lbadm::new("refused").expect("lbadm set-up");
-    lb.ok("-A -t 10.255.255.1:80 -s rr").expect("-A");
-    let o = lb.run(&args("-R"), Some((lines.join("\n") + "\n").as_bytes())).expect("run -R");
-    let last_refused = lines.last().is_some_and(|l| refused(l));
-    assert_eq!(o.status, if last_refused { 255 } else { 0 });
-    assert!(String::from_utf8_lossy(&o.stderr) == want_err, "-R messages differ");
-    let got = lb.ok("-Sn").expect("-Sn");
-    lb.ok("-C").expect("-C");
-    lb.ok("-A -t 10.255.255.1:80 -s rr").expect("-A");
-    let kept_text: String = kept.iter().map(|l| format!("{l}\n")).collect();
-    restore(&lb, &kept_text);
-    assert!(lb.ok("-Sn").expect("-Sn") == got, "the refused lines changed the table");
-    assert!(!got.contains('[') && !got.contains(" -6") && !got.contains("gue") && !got.contains("gre"));
 }
 
 /// The wrappers on the binary, on the edge cases of their shell scripts.

@@ -209,30 +209,42 @@ impl Parser<'_> {
         }
     }
 
-    fn method(&mut self, n: &Node) -> Option<Fwd> {
+    /// `NAT|DR|TUN [type {ipip|gue port NUM|gre} [nocsum|csum|remcsum]]` (keepalived 2.2's
+    /// `lvs_method`), with IPVS's tunnel values.
+    fn method(&mut self, n: &Node) -> Option<(Fwd, Tunnel)> {
         let v = self.arg(n, 0)?;
-        match v.to_ascii_uppercase().as_str() {
-            "NAT" => Some(Fwd::Masq),
-            "DR" => Some(Fwd::Route),
-            "TUN" => {
-                if n.args.len() > 1 {
-                    self.err(n.line, "tunnel options (type gue/gre, csum) are not supported by lbd");
-                }
-                Some(Fwd::Tunnel)
-            }
+        let fwd = match v.to_ascii_uppercase().as_str() {
+            "NAT" => Fwd::Masq,
+            "DR" => Fwd::Route,
+            "TUN" => Fwd::Tunnel,
             _ => {
                 self.err(n.line, format!("unknown forwarding method `{v}` (NAT, DR or TUN)"));
+                return None;
+            }
+        };
+        let rest: Vec<&str> = n.args[1..].iter().map(String::as_str).collect();
+        if fwd != Fwd::Tunnel {
+            if !rest.is_empty() {
+                self.err(n.line, format!("unexpected `{}` after {v} (tunnel options go with TUN)", rest.join(" ")));
+            }
+            return Some((fwd, Tunnel::default()));
+        }
+        match parse_tunnel(&rest) {
+            Ok(t) => Some((fwd, t)),
+            Err(m) => {
+                self.err(n.line, m);
                 None
             }
         }
     }
 
     /// The services a `virtual_server` line names (several for a group).
-    fn keys(&mut self, n: &Node, groups: &[&Node], proto: Proto) -> Vec<(SvcKey, u16)> {
+    /// `fw_af`: the family of fwmark services (`ip_family`, else from the real servers).
+    fn keys(&mut self, n: &Node, groups: &[&Node], proto: Proto, fw_af: Af) -> Vec<(SvcKey, u16)> {
         let a: Vec<&str> = n.args.iter().map(String::as_str).collect();
         match a.as_slice() {
             ["fwmark", m] => match m.parse::<u32>() {
-                Ok(mark) if mark > 0 => vec![(SvcKey::Fwmark { mark, af: Af::Inet }, 0)],
+                Ok(mark) if mark > 0 => vec![(SvcKey::Fwmark { mark, af: fw_af }, 0)],
                 _ => {
                     self.err(n.line, format!("bad fwmark `{m}`"));
                     vec![]
@@ -247,7 +259,7 @@ impl Parser<'_> {
                 for m in g.children.iter().flatten() {
                     let mut words = vec![m.key.as_str()];
                     words.extend(m.args.iter().map(String::as_str));
-                    out.extend(self.group_member(m.line, &words, proto));
+                    out.extend(self.group_member(m.line, &words, proto, fw_af));
                 }
                 out
             }
@@ -256,10 +268,6 @@ impl Parser<'_> {
                     self.err(n.line, format!("bad virtual address `{addr}`"));
                     return vec![];
                 };
-                if ip.is_ipv6() {
-                    self.err(n.line, super::ipv6_refused(&format!("virtual_server `{}`", a.join(" "))));
-                    return vec![];
-                }
                 let port = match a.get(1) {
                     None => 0,
                     Some(p) => match port_by_name(p) {
@@ -280,10 +288,10 @@ impl Parser<'_> {
     }
 
     /// `IP [PORT]`, `IP-LAST [PORT]` (last byte range) or `fwmark N` in a group.
-    fn group_member(&mut self, line: usize, w: &[&str], proto: Proto) -> Vec<(SvcKey, u16)> {
+    fn group_member(&mut self, line: usize, w: &[&str], proto: Proto, fw_af: Af) -> Vec<(SvcKey, u16)> {
         if w.first() == Some(&"fwmark") {
             return match w.get(1).and_then(|m| m.parse::<u32>().ok()) {
-                Some(mark) if mark > 0 => vec![(SvcKey::Fwmark { mark, af: Af::Inet }, 0)],
+                Some(mark) if mark > 0 => vec![(SvcKey::Fwmark { mark, af: fw_af }, 0)],
                 _ => {
                     self.err(line, "bad fwmark in virtual_server_group");
                     vec![]
@@ -301,21 +309,29 @@ impl Parser<'_> {
             },
         };
         let first = w.first().copied().unwrap_or_default();
+        // A range's last part: the last byte of IPv4, the last 16-bit group (hex) of IPv6.
         let (base, last) = match first.rsplit_once('-') {
-            Some((b, l)) => (b, l.parse::<u8>().ok()),
+            Some((b, l)) => {
+                let last = match parse_ip(b) {
+                    Some(IpAddr::V6(_)) => u16::from_str_radix(l, 16).ok(),
+                    _ => l.parse::<u8>().ok().map(u16::from),
+                };
+                if last.is_none() {
+                    self.err(line, format!("bad range `{first}`"));
+                    return vec![];
+                }
+                (b, last)
+            }
             None => (first, None),
         };
         let Some(ip) = parse_ip(base) else {
             self.err(line, format!("bad address `{first}` in virtual_server_group"));
             return vec![];
         };
-        if ip.is_ipv6() {
-            self.err(line, super::ipv6_refused(&format!("virtual_server_group member `{}`", w.join(" "))));
-            return vec![];
-        }
         match (ip, last) {
             (IpAddr::V4(a), Some(last)) => {
                 let o = a.octets();
+                let last = last as u8;
                 if last < o[3] {
                     self.err(line, format!("bad range `{first}`"));
                     return vec![];
@@ -327,9 +343,20 @@ impl Parser<'_> {
                     })
                     .collect()
             }
-            (_, Some(_)) => {
-                self.err(line, "address ranges are IPv4 only");
-                vec![]
+            (IpAddr::V6(a), Some(last)) => {
+                let g = a.segments();
+                if last < g[7] {
+                    self.err(line, format!("bad range `{first}`"));
+                    return vec![];
+                }
+                (g[7]..=last)
+                    .map(|x| {
+                        let mut s = g;
+                        s[7] = x;
+                        let addr = IpAddr::V6(s.into());
+                        (SvcKey::Inet { proto, addr, port }, port)
+                    })
+                    .collect()
             }
             (addr, None) => vec![(SvcKey::Inet { proto, addr, port }, port)],
         }
@@ -343,6 +370,8 @@ impl Parser<'_> {
         let before = self.errors.len();
         let mut sched = "wlc".to_string();
         let mut fwd = Fwd::Masq;
+        let mut tunnel = Tunnel::default();
+        let mut family: Option<(usize, Af)> = None;
         let mut proto = Proto::Tcp;
         let mut flags = 0u32;
         let mut timeout = 0u32;
@@ -350,7 +379,7 @@ impl Parser<'_> {
         let mut pe_name = String::new();
         let mut inhibit = false;
         let mut sorry: Option<(usize, IpAddr, Option<u16>)> = None;
-        let mut sorry_fwd: Option<Fwd> = None;
+        let mut sorry_fwd: Option<(Fwd, Tunnel)> = None;
         let mut defaults = CheckDefaults {
             delay_loop: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
@@ -375,8 +404,9 @@ impl Parser<'_> {
                     }
                 }
                 "lb_kind" | "lvs_method" => {
-                    if let Some(f) = self.method(c) {
+                    if let Some((f, t)) = self.method(c) {
                         fwd = f;
+                        tunnel = t;
                     }
                 }
                 "protocol" => match self.arg(c, 0).map(str::to_ascii_uppercase).as_deref() {
@@ -403,9 +433,6 @@ impl Parser<'_> {
                     let ip = self.arg(c, 0).and_then(parse_ip);
                     let port = c.args.get(1).and_then(|p| port_by_name(p));
                     match ip {
-                        Some(ip) if ip.is_ipv6() => {
-                            self.err(c.line, super::ipv6_refused(&format!("sorry_server `{}`", c.args.join(" "))))
-                        }
                         Some(ip) if c.args.len() < 2 || port.is_some() => sorry = Some((c.line, ip, port)),
                         _ => self.err(c.line, "sorry_server needs `IP [PORT]`"),
                     }
@@ -436,13 +463,12 @@ impl Parser<'_> {
                 "flag-2" | "sh-port" | "mh-port" => flags |= lb_common::SVC_F_SCHED2,
                 "flag-3" => flags |= lb_common::SVC_F_SCHED3,
                 "ops" => flags |= lb_common::SVC_F_ONEPACKET,
-                "ip_family" => {
-                    match self.arg(c, 0) {
-                        Some("inet") => {}
-                        Some("inet6") => self.err(c.line, super::ipv6_refused("`ip_family inet6`")),
-                        _ => self.err(c.line, "lbd handles `ip_family inet` services only"),
-                    }
-                }
+                "ip_family" => match self.arg(c, 0) {
+                    Some("inet") => family = Some((c.line, Af::Inet)),
+                    Some("inet6") => family = Some((c.line, Af::Inet6)),
+                    Some(v) => self.err(c.line, format!("unknown address family `{v}` (inet or inet6)")),
+                    None => {}
+                },
                 "quorum" | "hysteresis" => {
                     let max = if c.key == "quorum" { 1 } else { 0 };
                     if self.num(c, u64::MAX).is_some_and(|q| q > max) {
@@ -460,19 +486,55 @@ impl Parser<'_> {
                 _ => self.unknown(c, "virtual_server"),
             }
         }
-        let keys = self.keys(n, groups, proto);
+        // The service's family: its address's (a conflicting `ip_family` is an error), else
+        // `ip_family`, else (fwmark) that of its
+        // non-tunnelled real or sorry servers, else of its tunnelled ones if they agree, else
+        // IPv4 (keepalived's vs_end_handler).
+        let addr_af = match n.args.first().map(String::as_str) {
+            Some("fwmark") | Some("group") | None => None,
+            Some(a) => parse_ip(a).map(|ip| Af::of(&ip)),
+        };
+        if let (Some((line, f)), Some(a)) = (family, addr_af)
+            && f != a
+        {
+            self.err(line, "ip_family conflicts with the virtual server's address family");
+        }
+        let server_af = |tunnelled: bool| -> Option<Af> {
+            let mut fams = real_nodes
+                .iter()
+                .filter(|r| {
+                    let own = r.children.iter().flatten().find(|c| c.key == "lvs_method" || c.key == "lb_kind");
+                    let f = own.and_then(|c| c.args.first()).map_or(fwd == Fwd::Tunnel, |m| m.eq_ignore_ascii_case("TUN"));
+                    f == tunnelled
+                })
+                .filter_map(|r| r.args.first().and_then(|a| parse_ip(a)))
+                .map(|ip| Af::of(&ip))
+                .chain(sorry.filter(|_| sorry_fwd.map_or(fwd, |(f, _)| f) == Fwd::Tunnel || !tunnelled).map(|(_, ip, _)| Af::of(&ip)));
+            let first = fams.next()?;
+            if tunnelled && fams.any(|f| f != first) {
+                return None;
+            }
+            Some(first)
+        };
+        let svc_af = addr_af.or(family.map(|(_, f)| f)).or_else(|| server_af(false)).or_else(|| server_af(true)).unwrap_or(Af::Inet);
+        let keys = self.keys(n, groups, proto, svc_af);
         if keys.iter().any(|(k, _)| matches!(k, SvcKey::Inet { port: 0, .. })) && flags & lb_common::SVC_F_PERSISTENT == 0 {
             self.err(n.line, "a virtual_server without a port must be persistent (persistence_timeout)");
         }
+        let full = if svc_af == Af::Inet6 { 128 } else { 0xffff_ffff };
         let netmask = match netmask {
-            None => 0xffff_ffff,
-            Some((line, v)) => match parse_v4_mask(&v) {
-                Some(m) => m,
-                None => {
-                    self.err(line, format!("bad persistence_granularity `{v}`"));
-                    0xffff_ffff
+            None => full,
+            Some((line, v)) => {
+                // IPv6: a prefix length 1..128 (keepalived's pgr_handler).
+                let m = if svc_af == Af::Inet6 { v.parse::<u32>().ok().filter(|n| (1..=128).contains(n)) } else { parse_v4_mask(&v) };
+                match m {
+                    Some(m) => m,
+                    None => {
+                        self.err(line, format!("bad persistence_granularity `{v}`"));
+                        full
+                    }
                 }
-            },
+            }
         };
         let fwmark = keys.first().is_some_and(|(k, _)| matches!(k, SvcKey::Fwmark { .. }));
         let mut out = Vec::new();
@@ -480,14 +542,18 @@ impl Parser<'_> {
             let spec = ServiceSpec { key, sched: sched.clone(), flags, timeout, netmask, pe_name: pe_name.clone() };
             let mut reals = Vec::new();
             for r in &real_nodes {
-                if let Some(real) = self.real_server(r, vport, fwmark, fwd, inhibit, &defaults, proto) {
+                if let Some(real) = self.real_server(r, vport, fwmark, (fwd, tunnel, svc_af), inhibit, &defaults, proto) {
                     reals.push(real);
                 }
             }
-            let fallback = sorry.map(|(_, addr, port)| {
-                let f = sorry_fwd.unwrap_or(fwd);
+            let fallback = sorry.and_then(|(line, addr, port)| {
+                let (f, t) = sorry_fwd.unwrap_or((fwd, tunnel));
+                if Af::of(&addr) != svc_af && f != Fwd::Tunnel {
+                    self.err(line, mixed_family_msg("sorry_server", &addr));
+                    return None;
+                }
                 let port = if f == Fwd::Masq || fwmark { port.unwrap_or(vport) } else { vport };
-                DestSpec { addr, port, fwd: f, weight: 1, u_threshold: 0, l_threshold: 0, tunnel: Tunnel::default() }
+                Some(DestSpec { addr, port, fwd: f, weight: 1, u_threshold: 0, l_threshold: 0, tunnel: t })
             });
             out.push(VirtualService { line: n.line, spec, reals, fallback });
         }
@@ -500,16 +566,12 @@ impl Parser<'_> {
         n: &Node,
         vport: u16,
         fwmark: bool,
-        vs_fwd: Fwd,
+        (vs_fwd, vs_tunnel, svc_af): (Fwd, Tunnel, Af),
         vs_inhibit: bool,
         defaults: &CheckDefaults,
         proto: Proto,
     ) -> Option<RealServer> {
         let addr = match n.args.first().map(|a| (a, parse_ip(a))) {
-            Some((_, Some(ip))) if ip.is_ipv6() => {
-                self.err(n.line, super::ipv6_refused(&format!("real_server `{}`", n.args.join(" "))));
-                return None;
-            }
             Some((_, Some(ip))) => ip,
             Some((a, None)) => {
                 self.err(n.line, format!("bad real server address `{a}`"));
@@ -537,7 +599,7 @@ impl Parser<'_> {
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
-            tunnel: Tunnel::default(),
+            tunnel: vs_tunnel,
         };
         let mut quiescent = vs_inhibit;
         let mut check_nodes = Vec::new();
@@ -550,8 +612,9 @@ impl Parser<'_> {
                 }
                 "inhibit_on_failure" => quiescent = true,
                 "lvs_method" | "lb_kind" => {
-                    if let Some(f) = self.method(c) {
+                    if let Some((f, t)) = self.method(c) {
                         dest.fwd = f;
+                        dest.tunnel = t;
                     }
                 }
                 "uthreshold" => dest.u_threshold = self.num(c, u32::MAX as u64).unwrap_or(0) as u32,
@@ -563,6 +626,11 @@ impl Parser<'_> {
                 "notify_up" | "notify_down" => self.err(c.line, format!("`{}`: lbd runs no notify scripts", c.key)),
                 _ => self.unknown(c, "real_server"),
             }
+        }
+        if Af::of(&addr) != svc_af && dest.fwd != Fwd::Tunnel {
+            // keepalived skips such a real server with a log line; lbd refuses the file.
+            self.err(n.line, mixed_family_msg("real_server", &addr));
+            return None;
         }
         dest.port = if fwmark || dest.fwd == Fwd::Masq { given_port.unwrap_or(vport) } else { vport };
         if !check_nodes.is_empty() && proto == Proto::Udp {
@@ -670,4 +738,51 @@ impl Parser<'_> {
         }
         Some(out)
     }
+}
+
+/// What a real or sorry server of the other address family than its service's is told: IPVS
+/// takes one only for tunnel forwarding.
+fn mixed_family_msg(what: &str, addr: &IpAddr) -> String {
+    format!("{what} {addr}: address family differs from the virtual server's (only TUN real servers may differ)")
+}
+
+/// The tunnel options after `TUN`: `[type {ipip|gue port NUM|gre} [nocsum|csum|remcsum]]`.
+fn parse_tunnel(w: &[&str]) -> Result<Tunnel, String> {
+    const IPIP: u8 = 0;
+    const GUE: u8 = 1;
+    const GRE: u8 = 2;
+    let mut t = Tunnel::default();
+    let mut it = w.iter().copied();
+    match it.next() {
+        None => return Ok(t),
+        Some("type") => {}
+        Some(x) => return Err(format!("unexpected `{x}` after TUN (type ipip|gue|gre)")),
+    }
+    match it.next() {
+        Some("ipip") => t.kind = IPIP,
+        Some("gue") => {
+            t.kind = GUE;
+            match (it.next(), it.next()) {
+                (Some("port"), Some(p)) => match p.parse::<u16>() {
+                    Ok(p) if p > 0 => t.port = p,
+                    _ => return Err(format!("bad gue port `{p}`")),
+                },
+                _ => return Err("TUN type gue needs `port NUM`".into()),
+            }
+        }
+        Some("gre") => t.kind = GRE,
+        x => return Err(format!("unknown tunnel type `{}` (ipip, gue or gre)", x.unwrap_or(""))),
+    }
+    match it.next() {
+        None => {}
+        Some(c) if t.kind == IPIP => return Err(format!("`{c}`: ipip tunnels take no checksum option")),
+        Some("nocsum") => t.flags = 0,
+        Some("csum") => t.flags = 1,
+        Some("remcsum") if t.kind == GUE => t.flags = 2,
+        Some(c) => return Err(format!("bad tunnel checksum option `{c}` (nocsum, csum{})", if t.kind == GUE { " or remcsum" } else { "" })),
+    }
+    if let Some(x) = it.next() {
+        return Err(format!("unexpected `{x}` after the tunnel options"));
+    }
+    Ok(t)
 }

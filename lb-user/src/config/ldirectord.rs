@@ -20,6 +20,7 @@ use crate::model::{Af, Fwd, Proto, SvcKey, Tunnel};
 /// Directives that only exist inside a virtual section.
 const VIRTUAL_ONLY: &[&str] = &[
     "real",
+    "real6",
     "service",
     "checkport",
     "request",
@@ -49,6 +50,7 @@ const SHARED: &[&str] = &[
     "failurecount",
     "quiescent",
     "fallback",
+    "fallback6",
     "cleanstop",
 ];
 
@@ -157,15 +159,7 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
             if indented {
                 errors.push(Diag { line, msg: "`virtual` must not be indented".into() });
             }
-            if key == "virtual6" {
-                // Its lines are still taken in (and not checked further): the section is refused.
-                errors.push(Diag { line, msg: super::ipv6_refused(&format!("`virtual6 = {}`", e.value)) });
-            }
             sections.push(Section { line, v6: key == "virtual6", value: unquote(&e.value), entries: Vec::new() });
-            continue;
-        }
-        if key == "real6" || key == "fallback6" {
-            errors.push(Diag { line, msg: super::ipv6_refused(&format!("`{key} = {}`", e.value)) });
             continue;
         }
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == key) {
@@ -222,7 +216,7 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
             warnings.push(Diag { line: e.line, msg: format!("logfile `{v}`: syslog facilities are not used, lbd logs to stderr") });
         }
     }
-    for s in sections.iter().filter(|s| !s.v6) {
+    for s in &sections {
         match section(s, &g) {
             Ok(v) => cfg.services.push(v),
             Err(mut d) => errors.append(&mut d),
@@ -358,8 +352,13 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
                     return Err(vec![Diag { line: e.line, msg: "protocol fwm needs a numeric (fwmark) virtual".into() }]);
                 }
             };
-            if addr.is_ipv6() {
-                return Err(err(super::ipv6_refused(&format!("virtual `{}`", s.value))));
+            if addr.is_ipv6() != s.v6 {
+                // ldirectord: an IPv6 address needs `virtual6`, and `virtual6` resolves IPv6 only.
+                return Err(err(if s.v6 {
+                    format!("virtual6: `{h}` is not an IPv6 address")
+                } else {
+                    "cannot specify an IPv6 address here. please use \"virtual6\" instead.".into()
+                }));
             }
             (SvcKey::Inet { proto, addr, port }, port)
         }
@@ -517,16 +516,20 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
         Ok(vec![check(kind, SocketAddr::new(addr, port), interval, timeout, fail_after)])
     };
 
-    // Real servers.
+    // Real servers: `real` in a `virtual` section, `real6` in a `virtual6` one (and the same
+    // for `fallback`/`fallback6`), as ldirectord requires.
+    let (real_key, fallback_key) = if s.v6 { ("real6", "fallback6") } else { ("real", "fallback") };
+    for e in s.entries.iter().filter(|e| ["real", "real6", "fallback", "fallback6"].contains(&e.key.as_str())) {
+        if e.key != real_key && e.key != fallback_key {
+            let want = if e.key.starts_with("real") { real_key } else { fallback_key };
+            errors.push(Diag { line: e.line, msg: format!("cannot specify \"{}\" here.  please use \"{want}\" instead", e.key) });
+        }
+    }
     let mut reals = Vec::new();
-    for e in s.entries.iter().filter(|e| e.key == "real") {
+    for e in s.entries.iter().filter(|e| e.key == real_key) {
         match real(e, vport, fwmark.is_some(), s.v6) {
             Ok(list) => {
                 for (dest, req, rec) in list {
-                    if dest.addr.is_ipv6() {
-                        errors.push(Diag { line: e.line, msg: super::ipv6_refused(&format!("real `{}`", e.value)) });
-                        continue;
-                    }
                     let req = req.as_deref().or(request.as_deref());
                     let rec = rec.as_deref().or(receive.as_deref());
                     match make_check(dest.addr, dest.port, req, rec, e.line) {
@@ -538,13 +541,9 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
             Err(msg) => errors.push(Diag { line: e.line, msg }),
         }
     }
-    let fallback = match sc.get("fallback") {
+    let fallback = match sc.get(fallback_key) {
         None => None,
         Some(e) => match real(e, vport, fwmark.is_some(), s.v6) {
-            Ok(list) if list.len() == 1 && list[0].0.addr.is_ipv6() => {
-                errors.push(Diag { line: e.line, msg: super::ipv6_refused(&format!("fallback `{}`", e.value)) });
-                None
-            }
             Ok(mut list) if list.len() == 1 => list.pop().map(|(d, _, _)| d),
             Ok(_) => {
                 errors.push(Diag { line: e.line, msg: "fallback must be one server".into() });
@@ -580,7 +579,9 @@ fn real(e: &Entry, vport: u16, fwmark: bool, v6: bool) -> Result<Vec<RealLine>, 
             let (b, port) = host_port(b, v6)?;
             let a = parse_ip(a).ok_or_else(|| format!("bad address `{a}` in range"))?;
             let b = parse_ip(&b).ok_or_else(|| format!("bad address `{b}` in range"))?;
-            let (IpAddr::V4(a), IpAddr::V4(b)) = (a, b) else { return Err("address ranges are IPv4 only".into()) };
+            let (IpAddr::V4(a), IpAddr::V4(b)) = (a, b) else {
+                return Err("Address range for IPv6 is not supported yet".into());
+            };
             let (a, b) = (u32::from(a), u32::from(b));
             if b < a || b - a > 255 {
                 return Err("bad address range (at most 256 addresses, low->high)".into());
@@ -589,7 +590,13 @@ fn real(e: &Entry, vport: u16, fwmark: bool, v6: bool) -> Result<Vec<RealLine>, 
         }
         None => {
             let (h, port) = host_port(first, v6)?;
-            (vec![resolve(&h, v6).ok_or_else(|| format!("cannot resolve `{h}`"))?], port)
+            let ip = resolve(&h, v6).ok_or_else(|| format!("cannot resolve `{h}`"))?;
+            // ldirectord resolves a real server in the section's family only (no mixed families).
+            if ip.is_ipv6() != v6 {
+                let fam = if v6 { "IPv6" } else { "IPv4" };
+                return Err(format!("`{h}` is not an {fam} address (use {})", if v6 { "real/virtual" } else { "real6/virtual6" }));
+            }
+            (vec![ip], port)
         }
     };
     let mut fwd = Fwd::Route;

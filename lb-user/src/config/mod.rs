@@ -190,12 +190,6 @@ fn check_unique(cfg: &DesiredConfig) -> Result<(), Vec<Diag>> {
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-/// What a line naming an IPv6 service or real server is told: the data plane forwards IPv4
-/// only until IPv6 is built (issue 15), and a configuration lbd accepts is one it carries out.
-pub(crate) fn ipv6_refused(what: &str) -> String {
-    format!("{what}: IPv6 is refused until xlb's data plane carries it (it forwards IPv4 only)")
-}
-
 /// `a.b.c.d` or an IPv6 address, optionally in brackets.
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
     s.trim_start_matches('[').trim_end_matches(']').parse().ok()

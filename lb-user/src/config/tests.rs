@@ -140,58 +140,155 @@ fn ldirectord_globals_apply_and_virtual_overrides() {
     assert_eq!(b.reals[0].checks[0].target.port(), 80);
 }
 
-/// IPv6 services and real servers are refused by line (the data plane forwards IPv4 only), in
-/// both grammars, never skipped in silence; the IPv4 parts of the file load once they go.
+/// ldirectord.cf's IPv6 forms as ldirectord 4.12 reads them: `virtual6 = [addr]:port` (or a
+/// fwmark) with `real6` / `fallback6` (section or global) in brackets; `-M`-style netmask as a
+/// prefix length; the IPv4 forms in a `virtual6` section and the IPv6 ones in a `virtual`
+/// section are errors by line, with ldirectord's words.
 #[test]
-fn ipv6_lines_are_refused_with_their_line_numbers() {
-    let v6 = "IPv6 is refused until xlb's data plane carries it";
+fn ldirectord_ipv6_forms_load() {
     let text = "checktimeout=3\n\
+                fallback6=[2001:db8::99]:80\n\
+                virtual6=[2001:db8::1]:80\n\
+                \treal6=[2001:db8::10]:80 gate 3\n\
+                \treal6=[2001:db8::11]:8080 masq\n\
+                \treal6=[2001:db8::12] ipip\n\
+                \tchecktype=connect\n\
+                \tpersistent=60\n\
+                \tnetmask=64\n\
+                virtual6=7\n\
+                \treal6=[2001:db8::20]:0 gate\n\
+                \tfallback6=[::1]:80 gate\n\
+                \tchecktype=on\n\
                 virtual=192.168.88.15:80\n\
                 \treal=192.168.88.100:80 gate\n\
-                \treal=[2001:db8::10]:80 gate\n\
-                \tfallback=[2001:db8::99]:80 gate\n\
-                \tchecktype=connect\n\
-                virtual6=[2001:db8::1]:80\n\
-                \treal6=[2001:db8::11]:80 gate\n\
-                \tfallback6=[2001:db8::98]:80\n\
-                \tchecktype=connect\n\
-                virtual=[2001:db8::2]:443\n\
-                \treal=192.168.88.101:443 gate\n\
                 \tchecktype=connect\n";
-    let errs = parse(text, Format::Ldirectord).expect_err("refused");
-    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [4, 5, 7, 8, 9, 11], "{errs:?}");
-    assert!(errs.iter().all(|d| d.msg.contains(v6)), "{errs:?}");
-    assert!(errs[0].msg.starts_with("real `[2001:db8::10]:80 gate`"), "{errs:?}");
-    assert!(errs[2].msg.starts_with("`virtual6 = [2001:db8::1]:80`"), "{errs:?}");
-    assert!(errs[3].msg.starts_with("`real6 = [2001:db8::11]:80 gate`"), "{errs:?}");
-    // The file as lbd reports it: every line, named by file and number.
-    let e = ConfigError { file: "/etc/ha.d/ldirectord.cf".into(), errors: errs };
-    assert!(e.to_string().contains("\n  /etc/ha.d/ldirectord.cf:7: `virtual6 = [2001:db8::1]:80`: IPv6 is refused"), "{e}");
-    let ok4: String = text.lines().take(3).chain(["\tchecktype=connect"]).map(|l| format!("{l}\n")).collect();
-    assert_eq!(parse(&ok4, Format::Ldirectord).expect("IPv4 part loads").services.len(), 1);
+    let cfg = parse(text, Format::Ldirectord).expect("IPv6 forms load");
+    assert_eq!(cfg.services.len(), 3);
+    let v = &cfg.services[0];
+    assert_eq!(v.spec.key, SvcKey::Inet { proto: Proto::Tcp, addr: ip("2001:db8::1"), port: 80 });
+    assert_eq!((v.spec.flags, v.spec.timeout, v.spec.netmask), (lb_common::SVC_F_PERSISTENT, 60, 64));
+    let reals: Vec<_> = v.reals.iter().map(|r| (r.dest.addr, r.dest.port, r.dest.fwd, r.dest.weight)).collect();
+    assert_eq!(
+        reals,
+        [
+            (ip("2001:db8::10"), 80, Fwd::Route, 3),
+            (ip("2001:db8::11"), 8080, Fwd::Masq, 1),
+            (ip("2001:db8::12"), 80, Fwd::Tunnel, 1),
+        ]
+    );
+    assert_eq!(v.reals[0].checks[0].target, "[2001:db8::10]:80".parse().expect("addr"));
+    // The global fallback6 serves IPv6 sections (gate, the virtual's port).
+    assert_eq!(v.fallback.as_ref().map(|f| (f.addr, f.port, f.fwd)), Some((ip("2001:db8::99"), 80, Fwd::Route)));
+    let f = &cfg.services[1];
+    assert_eq!(f.spec.key, SvcKey::Fwmark { mark: 7, af: crate::model::Af::Inet6 });
+    assert_eq!(f.spec.netmask, 128);
+    assert_eq!(f.fallback.as_ref().map(|f| (f.addr, f.port)), Some((ip("::1"), 80)));
+    // An IPv4 section does not take the IPv6 fallback.
+    assert!(cfg.services[2].fallback.is_none());
 
+    let bad = "virtual=[2001:db8::1]:80\n\
+               \treal=192.168.1.1:80 gate\n\
+               virtual6=[2001:db8::2]:80\n\
+               \treal=192.168.1.1:80 gate\n\
+               \tfallback=127.0.0.1:80\n\
+               \treal6=[2001:db8::5]->[2001:db8::9]:80 gate\n\
+               \tnetmask=255.255.255.0\n\
+               virtual=10.0.0.1:80\n\
+               \treal6=[2001:db8::5]:80 gate\n\
+               \treal=[2001:db8::6]:80 gate\n\
+               virtual6=10.0.0.2:80\n\
+               \treal6=[2001:db8::7]:80 gate\n";
+    let errs = parse(bad, Format::Ldirectord).expect_err("refused");
+    let got: Vec<(usize, &str)> = errs.iter().map(|d| (d.line, d.msg.as_str())).collect();
+    let want: Vec<(usize, &str)> = vec![
+        (1, "cannot specify an IPv6 address here. please use \"virtual6\" instead."),
+        (4, "cannot specify \"real\" here.  please use \"real6\" instead"),
+        (5, "cannot specify \"fallback\" here.  please use \"fallback6\" instead"),
+        (6, "Address range for IPv6 is not supported yet"),
+        (7, "bad netmask `255.255.255.0`"),
+        (9, "cannot specify \"real6\" here.  please use \"real\" instead"),
+        (10, "`2001:db8::6` is not an IPv4 address (use real6/virtual6)"),
+        (11, "virtual6: `10.0.0.2` is not an IPv6 address"),
+    ];
+    assert_eq!(got, want, "{errs:?}");
+}
+
+/// keepalived.conf's IPv6 forms (keepalived 2.2): IPv6 virtual_server / real_server /
+/// sorry_server / group members, `ip_family inet6` for a fwmark service (or the family taken
+/// from its real servers), IPv6 persistence_granularity as a prefix length, IPv4 real servers
+/// of an IPv6 service only when tunnelled, and `lvs_method TUN type gue port N csum` /
+/// `type gre` tunnel options with IPVS's values.
+#[test]
+fn keepalived_ipv6_and_tunnel_forms_load() {
+    use crate::model::{Af, Tunnel};
     let text = "virtual_server 2001:db8::1 80 {\n\
                 \x20 lb_kind DR\n\
+                \x20 persistence_timeout 60\n\
+                \x20 persistence_granularity 64\n\
+                \x20 sorry_server ::1 80\n\
                 \x20 real_server 2001:db8::10 80 {\n  }\n\
-                }\n\
-                virtual_server 10.0.0.1 80 {\n\
-                \x20 lb_kind DR\n\
-                \x20 sorry_server 2001:db8::99 80\n\
-                \x20 real_server 10.0.0.2 80 {\n  }\n\
-                \x20 real_server [2001:db8::11] 80 {\n  }\n\
-                }\n\
-                virtual_server_group g6 {\n\
-                \x20 2001:db8::5 80\n\
-                }\n\
-                virtual_server group g6 {\n\
-                \x20 lb_kind DR\n\
+                \x20 real_server 10.1.1.2 80 {\n    lvs_method TUN type gue port 6080 csum\n  }\n\
+                \x20 real_server 10.1.1.3 80 {\n    lvs_method TUN type gre nocsum\n  }\n\
                 }\n\
                 virtual_server fwmark 3 {\n\
                 \x20 ip_family inet6\n\
+                \x20 lvs_method TUN type gue port 7000 remcsum\n\
+                \x20 persistence_timeout 30\n\
+                \x20 real_server 10.1.1.4 0 {\n  }\n\
+                }\n\
+                virtual_server fwmark 4 {\n\
+                \x20 lb_kind NAT\n\
+                \x20 persistence_timeout 30\n\
+                \x20 real_server fd00::4 8080 {\n  }\n\
+                }\n\
+                virtual_server_group g6 {\n\
+                \x20 2001:db8::5-6 443\n\
+                }\n\
+                virtual_server group g6 {\n\
+                \x20 lb_kind DR\n\
+                \x20 real_server 2001:db8::30 443 {\n  }\n\
                 }\n";
-    let errs = parse(text, Format::Keepalived).expect_err("refused");
-    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [1, 8, 11, 15, 21], "{errs:?}");
-    assert!(errs.iter().all(|d| d.msg.contains(v6)), "{errs:?}");
-    assert!(errs[0].msg.starts_with("virtual_server `2001:db8::1 80`"), "{errs:?}");
-    assert!(errs[2].msg.starts_with("real_server `[2001:db8::11] 80`"), "{errs:?}");
+    let cfg = parse(text, Format::Keepalived).expect("IPv6 forms load");
+    assert_eq!(cfg.services.len(), 5);
+    let v = &cfg.services[0];
+    assert_eq!(v.spec.key, SvcKey::Inet { proto: Proto::Tcp, addr: ip("2001:db8::1"), port: 80 });
+    assert_eq!(v.spec.netmask, 64);
+    let reals: Vec<_> = v.reals.iter().map(|r| (r.dest.addr, r.dest.fwd, r.dest.tunnel)).collect();
+    assert_eq!(
+        reals,
+        [
+            (ip("2001:db8::10"), Fwd::Route, Tunnel::default()),
+            (ip("10.1.1.2"), Fwd::Tunnel, Tunnel { kind: 1, port: 6080, flags: 1 }),
+            (ip("10.1.1.3"), Fwd::Tunnel, Tunnel { kind: 2, port: 0, flags: 0 }),
+        ]
+    );
+    assert_eq!(v.fallback.as_ref().map(|f| (f.addr, f.fwd)), Some((ip("::1"), Fwd::Route)));
+    let f3 = &cfg.services[1];
+    assert_eq!(f3.spec.key, SvcKey::Fwmark { mark: 3, af: Af::Inet6 });
+    assert_eq!(f3.spec.netmask, 128);
+    assert_eq!(f3.reals[0].dest.tunnel, Tunnel { kind: 1, port: 7000, flags: 2 });
+    // No ip_family: the family of its (non-tunnelled) real servers.
+    assert_eq!(cfg.services[2].spec.key, SvcKey::Fwmark { mark: 4, af: Af::Inet6 });
+    let g: Vec<_> = cfg.services[3..].iter().map(|s| s.spec.key).collect();
+    assert_eq!(
+        g,
+        [
+            SvcKey::Inet { proto: Proto::Tcp, addr: ip("2001:db8::5"), port: 443 },
+            SvcKey::Inet { proto: Proto::Tcp, addr: ip("2001:db8::6"), port: 443 },
+        ]
+    );
+
+    let bad = "virtual_server 2001:db8::1 80 {\n\
+               \x20 lb_kind DR\n\
+               \x20 ip_family inet\n\
+               \x20 real_server 10.0.0.2 80 {\n  }\n\
+               \x20 real_server 2001:db8::2 80 {\n    lvs_method TUN type gue\n  }\n\
+               \x20 real_server 2001:db8::3 80 {\n    lvs_method TUN type gre remcsum\n  }\n\
+               \x20 real_server 2001:db8::4 80 {\n    lvs_method DR type gre\n  }\n\
+               \x20 persistence_granularity 255.255.255.0\n\
+               }\n";
+    let errs = parse(bad, Format::Keepalived).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [3, 4, 7, 10, 13, 15], "{errs:?}");
+    assert!(errs[1].msg.contains("only TUN real servers may differ"), "{errs:?}");
+    assert!(errs[2].msg.contains("needs `port NUM`"), "{errs:?}");
 }

@@ -619,3 +619,89 @@ mod tests {
         assert!(wrap_diff(b, a) > 0);
     }
 }
+
+/// `-Lnc` / `-Lc` of real IPv6 (and IPv4) connections, against the oracle: the kernel's raw
+/// `/proc/net/ip_vs_conn` lines (read just before and just after) give each connection, and
+/// ipvsadm's listing of the same moment is what [`list_conn`] must print, byte for byte.
+/// Recorded by `tests/oracle/record-traffic.py` (`tests/golden/traffic/oracle.json`).
+#[cfg(test)]
+mod conn_oracle {
+    use super::*;
+    use crate::model::ConnEntry;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    fn block(doc: &serde_json::Value, name: &str) -> String {
+        doc["blocks"][name]["text"].as_str().map(str::to_string).unwrap_or_default()
+    }
+
+    /// One `/proc/net/ip_vs_conn` address: 8 hex digits (IPv4) or the full IPv6 form.
+    fn proc_addr(s: &str) -> Option<IpAddr> {
+        if s.contains(':') {
+            s.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        } else {
+            u32::from_str_radix(s, 16).ok().map(|v| IpAddr::V4(Ipv4Addr::from(v)))
+        }
+    }
+
+    /// A proc line: the connection, and its expiry in seconds.
+    fn proc_conn(line: &str) -> Option<ConnEntry> {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let port = |s: &str| u16::from_str_radix(s, 16).ok();
+        let proto: &'static str = match *w.first()? {
+            "TCP" => "TCP",
+            "UDP" => "UDP",
+            _ => return None,
+        };
+        let state: &'static str = match *w.get(7)? {
+            "TIME_WAIT" => "TIME_WAIT",
+            "UDP" => "UDP",
+            "ESTABLISHED" => "ESTABLISHED",
+            "FIN_WAIT" => "FIN_WAIT",
+            _ => return None,
+        };
+        Some(ConnEntry {
+            proto,
+            expires: w.get(8)?.parse().ok()?,
+            state,
+            caddr: proc_addr(w.get(1)?)?,
+            cport: port(w.get(2)?)?,
+            vaddr: proc_addr(w.get(3)?)?,
+            vport: port(w.get(4)?)?,
+            daddr: proc_addr(w.get(5)?)?,
+            dport: port(w.get(6)?)?,
+        })
+    }
+
+    fn check(doc: &serde_json::Value, listing: &str, format: u32) {
+        let before: Vec<ConnEntry> = block(doc, "p1").lines().skip(1).filter_map(proc_conn).collect();
+        let after: Vec<ConnEntry> = block(doc, "p4").lines().skip(1).filter_map(proc_conn).collect();
+        let want = block(doc, listing);
+        assert!(before.len() >= 8 && before.len() == after.len(), "{before:?}");
+        assert!(before.iter().filter(|c| c.caddr.is_ipv6()).count() >= 5);
+        let mut want_lines = want.lines();
+        let empty = String::from_utf8(list_conn(&[], format)).unwrap_or_default();
+        for h in empty.lines() {
+            assert_eq!(want_lines.next(), Some(h), "{listing} header");
+        }
+        for (c, later) in before.iter().zip(&after) {
+            let line = want_lines.next().unwrap_or_default();
+            // The listing was read between the two proc reads: its expiry is one of theirs.
+            let ok = (later.expires..=c.expires).any(|e| {
+                let one = ConnEntry { expires: e, ..c.clone() };
+                let text = String::from_utf8(list_conn(&[one], format)).unwrap_or_default();
+                text.lines().nth(2) == Some(line)
+            });
+            assert!(ok, "{listing}: {c:?} is not printed as `{line}`");
+        }
+        assert_eq!(want_lines.next(), None);
+    }
+
+    #[test]
+    fn ipv6_connections_listed_as_ipvsadm_does() {
+        let path = super::super::recording::golden_dir().join("../traffic/oracle.json");
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
+        assert!(doc["kernel"].is_string(), "{} unreadable", path.display());
+        check(&doc, "p2", FMT_NUMERIC);
+        check(&doc, "p3", 0);
+    }
+}

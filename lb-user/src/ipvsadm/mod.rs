@@ -59,19 +59,6 @@ impl Backend for crate::store::Store {
 /// What `--start-daemon` reports: xlb has no connection synchronisation daemon.
 pub const NO_SYNC_DAEMON: &str = "Operation not supported: xlb has no connection sync daemon";
 
-/// What `-a`/`-e` with `--tun-type gue|gre` report (`ctl::E_TUN_TYPE`): the data plane
-/// encapsulates IPIP only. No kernel refuses a tunnel type (one without it ignores the
-/// attribute, or falls back to IPIP), and ipvsadm's text for EOPNOTSUPP ("Operation not
-/// supported with IPv6") would be wrong here, so this is worded like [`NO_SYNC_DAEMON`].
-pub fn no_tunnel_type(kind: u8) -> String {
-    let name = match kind {
-        1 => "gue",
-        2 => "gre",
-        _ => "such",
-    };
-    format!("Operation not supported: xlb has no {name} tunnels (ipip only)")
-}
-
 fn init_failure(err: &mut dyn Write, what: &str) -> i32 {
     let _ = writeln!(
         err,
@@ -445,13 +432,7 @@ fn process_options(
     match res {
         Ok(()) => Ok(0),
         Err(errno) => {
-            let msg = if e.cmd == Cmd::StopDaemon {
-                "No daemon is running".to_string()
-            } else if errno == crate::ctl::E_TUN_TYPE && matches!(call, Call::AddDest | Call::UpdateDest) {
-                no_tunnel_type(e.dest.tun_type)
-            } else {
-                ipvs_strerror(call, errno)
-            };
+            let msg = if e.cmd == Cmd::StopDaemon { "No daemon is running".to_string() } else { ipvs_strerror(call, errno) };
             let _ = writeln!(io.err, "{msg}");
             Ok(-1)
         }
@@ -473,12 +454,7 @@ fn list(e: &Entry, key: Option<SvcKey>, sess: &mut Session, io: &mut Io) -> Resu
         match key.and_then(|k| t.find_service(&k)) {
             Some(s) => format::list_service(s, e.format),
             None => {
-                // A kernel without IPv6 IPVS refuses an IPv6 service's lookup (EAFNOSUPPORT).
-                let errno = match key {
-                    Some(k) if !crate::ctl::af_supported(k.af()) => crate::ctl::E_AF,
-                    _ => libc::ESRCH,
-                };
-                let _ = writeln!(io.err, "{}", ipvs_strerror(Call::GetService, errno));
+                let _ = writeln!(io.err, "{}", ipvs_strerror(Call::GetService, libc::ESRCH));
                 return Err(Flow::Exit(1));
             }
         }

@@ -138,10 +138,15 @@ fn proto_name(proto: u8) -> Option<&'static CStr> {
     }
 }
 
+/// getservbyname/getservbyport answer in one static buffer: one caller at a time (lbd's and the
+/// tests' threads list concurrently).
+static SERVENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `getservbyname(name, proto)` (ipvsadm's `service_to_port`).
 pub fn service_to_port(name: &[u8], proto: u8) -> Option<u16> {
     let p = proto_name(proto)?;
     let cname = CString::new(name).ok()?;
+    let _one = SERVENT.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: getservbyname returns a pointer into static storage or NULL; read at once.
     unsafe {
         let se = libc::getservbyname(cname.as_ptr(), p.as_ptr());
@@ -155,6 +160,7 @@ pub fn service_to_port(name: &[u8], proto: u8) -> Option<u16> {
 /// `getservbyport(port, proto)` (ipvsadm's `port_to_service`).
 pub fn port_to_service(port: u16, proto: u8) -> Option<String> {
     let p = proto_name(proto)?;
+    let _one = SERVENT.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: getservbyport returns a pointer into static storage or NULL; copied at once.
     unsafe {
         let se = libc::getservbyport(i32::from(port.to_be()), p.as_ptr());

@@ -388,129 +388,63 @@ fn restore_wrapper_clears_then_restores() {
     assert_eq!(sh(&mut b, "-Sn").stdout, "");
 }
 
-/// What a kernel without IPv6 IPVS answers (`ipvs_strerror(EAFNOSUPPORT)`).
-const AF_REFUSED: &str = "Operation not supported with specified address family\n";
-
-/// A table with one service and one real server, for the refusal tests.
-fn refusal_table() -> MemBackend {
+#[test]
+fn ipv6_services_and_real_servers_listed_and_saved() {
     let mut b = MemBackend::default();
-    ok(&mut b, "-A -t 10.0.0.1:80 -s rr");
-    ok(&mut b, "-a -t 10.0.0.1:80 -r 192.168.1.1 -i");
-    ok(&mut b, "-A -f 7 -s rr");
-    b.commits = 0;
-    b
-}
-
-#[test]
-fn ipv6_is_refused_with_the_table_unchanged() {
-    let mut b = refusal_table();
-    let before = b.table.clone();
-    for (cmd, status, stderr) in [
-        // What would put an IPv6 service or real server into the table: EAFNOSUPPORT, 255.
-        ("-A -t [2001:db8::1]:80 -s rr", 255, AF_REFUSED),
-        ("-A -u [fd00::1]:53 -s sh", 255, AF_REFUSED),
-        ("-A -t [2001:db8::ff]:80 -p 60 -M 48", 255, AF_REFUSED),
-        ("-A -t [::ffff:10.0.0.9]:80", 255, AF_REFUSED),
-        ("-A -f 5 -6", 255, AF_REFUSED),
-        ("-A -f 5 -6 -p -M 96", 255, AF_REFUSED),
-        ("-E -t [2001:db8::1]:80 -s wlc", 255, AF_REFUSED),
-        ("-E -f 7 -6 -s wlc", 255, AF_REFUSED),
-        ("-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -m", 255, AF_REFUSED),
-        ("-a -t [2001:db8::1]:80 -r 10.1.1.2 -i", 255, AF_REFUSED),
-        ("-a -f 5 -6 -r [fd00::6]:8080 -m", 255, AF_REFUSED),
-        ("-a -t 10.0.0.1:80 -r [2001:db8::1]:8080 -i", 255, AF_REFUSED),
-        ("-e -t 10.0.0.1:80 -r [2001:db8::1]:8080 -i", 255, AF_REFUSED),
-        ("-e -t [2001:db8::1]:80 -r [2001:db8::10]:80 -m", 255, AF_REFUSED),
-        // The kernel looks the IPv4 service up before it reads the real server.
-        ("-a -t 10.0.0.9:80 -r [2001:db8::1]:8080 -i", 255, "Service not defined\n"),
-        // Reads and deletes of IPv6 entries (which cannot exist): the kernel's answer too.
-        ("-D -t [2001:db8::1]:80", 255, AF_REFUSED),
-        ("-D -f 5 -6", 255, AF_REFUSED),
-        ("-d -t [2001:db8::1]:80 -r [2001:db8::10]:80", 255, AF_REFUSED),
-        ("-d -t 10.0.0.1:80 -r [2001:db8::10]:80", 255, AF_REFUSED),
-        ("-Z -t [2001:db8::1]:80", 255, AF_REFUSED),
-        ("-L -n -t [2001:db8::1]:80", 1, AF_REFUSED),
-        ("-L -n -f 5 -6", 1, AF_REFUSED),
-        // ipvsadm's own checks come first, as before.
-        ("-a -t 10.0.0.1:80 -r [2001:db8::1] -m", 2, "illegal real server address[:port] specified\n"),
-        ("-A -t [2001:db8::3]:80 -6", 2, "-6 used before -f\n\n"),
+    for cmd in [
+        "-A -t [2001:db8::1]:80 -s rr",
+        "-a -t [2001:db8::1]:80 -r [2001:db8::10]:8080 -m -w 2",
+        "-a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -g",
+        "-a -t [2001:db8::1]:80 -r 10.1.1.2 -i",
+        "-A -f 5 -6 -s sh -p 60 -M 64",
+        "-a -f 5 -6 -r [fd00::6]:0 -i --tun-type gue --tun-port 6080 --tun-csum",
     ] {
-        let o = sh(&mut b, cmd);
-        assert_eq!((o.status, o.stderr.as_str(), o.stdout.as_str()), (status, stderr, ""), "{cmd}");
-        assert_eq!(b.table, before, "{cmd}");
+        ok(&mut b, cmd);
     }
-    assert_eq!(b.commits, 0);
-    // Listing still works, and shows no IPv6 entry.
-    let o = sh(&mut b, "-Sn");
-    assert_eq!(o.stdout, "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.168.1.1:80 -i -w 1 --tun-type ipip\n-A -f 7 -s rr\n");
-}
-
-#[test]
-fn gue_and_gre_are_refused_ipip_works() {
-    let mut b = refusal_table();
-    let before = b.table.clone();
-    let gue = "Operation not supported: xlb has no gue tunnels (ipip only)\n";
-    let gre = "Operation not supported: xlb has no gre tunnels (ipip only)\n";
-    for (cmd, status, stderr) in [
-        ("-a -t 10.0.0.1:80 -r 192.168.1.2 -i --tun-type gue --tun-port 6080", 255, gue),
-        ("-a -t 10.0.0.1:80 -r 192.168.1.3 -i --tun-type gue --tun-port 6081 --tun-nocsum", 255, gue),
-        ("-a -t 10.0.0.1:80 -r 192.168.1.4 -i --tun-type gue --tun-port 6082 --tun-csum", 255, gue),
-        ("-a -t 10.0.0.1:80 -r 192.168.1.5 -i --tun-type=gue --tun-port=7000 --tun-remcsum", 255, gue),
-        ("-a -f 7 -r 10.1.0.6 -i --tun-type gue --tun-port 6080 --tun-remcsum", 255, gue),
-        ("-a -t 10.0.0.1:80 -r 192.168.1.6 -i --tun-type gre", 255, gre),
-        ("-a -t 10.0.0.1:80 -r 192.168.1.7 -i --tun-type gre --tun-csum", 255, gre),
-        ("-a -t 10.0.0.1:80 -r 192.168.1.8 -i --tun-type gre --tun-nocsum", 255, gre),
-        ("-e -t 10.0.0.1:80 -r 192.168.1.1 -i --tun-type gre", 255, gre),
-        ("-e -t 10.0.0.1:80 -r 192.168.1.1 -i --tun-type gue --tun-port 6080", 255, gue),
-        // The service and the real server are looked up first.
-        ("-a -t 10.0.0.9:80 -r 192.168.1.2 -i --tun-type gue --tun-port 6080", 255, "Service not defined\n"),
-        // ipvsadm's own checks first.
-        ("-a -t 10.0.0.1:80 -r 192.168.1.3 -i --tun-type gue", 2, "You need to supply the 'tun-port' option for the 'gue' tunnel type\n"),
-        ("-a -t 10.0.0.1:80 -r 192.168.1.9 -i --tun-type gre --tun-remcsum", 2, "Illegal 'tun-remcsum' option with the 'gre' tunnel type\n"),
-    ] {
-        let o = sh(&mut b, cmd);
-        assert_eq!((o.status, o.stderr.as_str(), o.stdout.as_str()), (status, stderr, ""), "{cmd}");
-        assert_eq!(b.table, before, "{cmd}");
-    }
-    assert_eq!(b.commits, 0);
-    ok(&mut b, "-a -t 10.0.0.1:80 -r 192.168.1.2 -i --tun-type ipip");
-    ok(&mut b, "-e -t 10.0.0.1:80 -r 192.168.1.1 -i --tun-type ipip -w 4");
     assert_eq!(
         sh(&mut b, "-Sn").stdout,
-        "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.168.1.1:80 -i -w 4 --tun-type ipip\n-a -t 10.0.0.1:80 -r 192.168.1.2:80 -i -w 1 --tun-type ipip\n-A -f 7 -s rr\n"
+        "-A -t [2001:db8::1]:80 -s rr\n\
+         -a -t [2001:db8::1]:80 -r 10.1.1.2:80 -i -w 1 --tun-type ipip\n\
+         -a -t [2001:db8::1]:80 -r [2001:db8::10]:8080 -m -w 2\n\
+         -a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -g -w 1\n\
+         -A -f 5 -6 -s sh -p 60 -M 64\n\
+         -a -f 5 -6 -r [fd00::6]:0 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum\n"
     );
+    // Another family than the service's: tunnel only (ipvsadm's own check; the table's
+    // EINVAL behind it is ctl's test).
+    let before = b.table.clone();
+    for cmd in ["-a -t [2001:db8::1]:80 -r 10.1.1.3 -m", "-a -t [2001:db8::1]:80 -r 10.1.1.3 -g"] {
+        let o = sh(&mut b, cmd);
+        assert_eq!((o.status, o.stderr.as_str()), (2, "Different address family is allowed only for tunneling servers\n"), "{cmd}");
+    }
+    assert_eq!(b.table, before);
 }
 
 #[test]
-fn restore_with_a_refused_line() {
-    // As ipvsadm -R on a kernel error: the line's message, the line changes nothing, the other
-    // lines are applied, the status is the last line's; one commit of the result.
-    let input3 = "-A -t 10.0.0.2:80 -s rr\n-a -t 10.0.0.2:80 -r 192.168.2.1 -m\n-A -t [2001:db8::1]:80 -s rr\n";
-    let mut b = refusal_table();
-    let mut want = refusal_table();
-    ok(&mut want, "-A -t 10.0.0.2:80 -s rr");
-    ok(&mut want, "-a -t 10.0.0.2:80 -r 192.168.2.1 -m");
-    let o = run_args(&mut b, &["-R"], Some(input3));
-    assert_eq!((o.status, o.stderr.as_str(), o.stdout.as_str()), (255, AF_REFUSED, ""));
-    assert_eq!(b.table, want.table);
-    assert_eq!(b.commits, 1);
-    // Lines after the refused one still run; the status is theirs.
-    let mut b = refusal_table();
-    let input = format!("{input3}-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -m\n-a -t 10.0.0.1:80 -r 192.168.1.5 -i --tun-type gre\n-a -t 10.0.0.2:80 -r 192.168.2.2 -m\n");
-    ok(&mut want, "-a -t 10.0.0.2:80 -r 192.168.2.2 -m");
-    let o = run_args(&mut b, &["-R"], Some(&input));
-    let stderr = format!("{AF_REFUSED}{AF_REFUSED}Operation not supported: xlb has no gre tunnels (ipip only)\n");
-    assert_eq!((o.status, o.stderr.as_str()), (0, stderr.as_str()));
-    assert_eq!(b.table, want.table);
-    // Only refused lines: the table is as it was, nothing committed.
-    let mut b = refusal_table();
-    let before = b.table.clone();
-    let o = run_args(&mut b, &["-R"], Some("-A -f 5 -6\n-a -f 7 -r 10.1.0.6 -i --tun-type gue --tun-port 6080\n"));
-    assert_eq!(o.status, 255);
-    assert_eq!((b.table == before, b.commits), (true, 0));
-    // ipvsadm-restore (flush, then -R): the refused line is reported, the rest restored.
-    let mut b = refusal_table();
-    let o = restore(&mut b, input3);
-    assert_eq!((o.status, o.stderr.as_str()), (255, AF_REFUSED));
-    assert_eq!(sh(&mut b, "-Sn").stdout, "-A -t 10.0.0.2:80 -s rr\n-a -t 10.0.0.2:80 -r 192.168.2.1:80 -m -w 1\n");
+fn gue_and_gre_options_stored_as_ipvs_does() {
+    let mut b = MemBackend::default();
+    ok(&mut b, "-A -t 10.0.0.1:80 -s rr");
+    for cmd in [
+        "-a -t 10.0.0.1:80 -r 192.168.1.2 -i --tun-type gue --tun-port 6080",
+        "-a -t 10.0.0.1:80 -r 192.168.1.3 -i --tun-type gue --tun-port 6081 --tun-nocsum",
+        "-a -t 10.0.0.1:80 -r 192.168.1.4 -i --tun-type gue --tun-port 6082 --tun-csum",
+        "-a -t 10.0.0.1:80 -r 192.168.1.5 -i --tun-type=gue --tun-port=7000 --tun-remcsum",
+        "-a -t 10.0.0.1:80 -r 192.168.1.6 -i --tun-type gre",
+        "-a -t 10.0.0.1:80 -r 192.168.1.7 -i --tun-type gre --tun-csum",
+    ] {
+        ok(&mut b, cmd);
+    }
+    let tun: Vec<_> = b.table.services[0].dests.iter().map(|d| (d.addr.to_string(), d.tunnel.kind, d.tunnel.port, d.tunnel.flags)).collect();
+    let want = [("192.168.1.7", 2, 0, 1), ("192.168.1.6", 2, 0, 0), ("192.168.1.5", 1, 7000, 2), ("192.168.1.4", 1, 6082, 1), ("192.168.1.3", 1, 6081, 0), ("192.168.1.2", 1, 6080, 0)];
+    assert_eq!(tun, want.map(|(a, k, p, f)| (a.to_string(), k, p, f)));
+    ok(&mut b, "-e -t 10.0.0.1:80 -r 192.168.1.7 -i --tun-type gue --tun-port 9 -w 3");
+    assert_eq!(b.table.services[0].dests[0].tunnel, crate::model::Tunnel { kind: 1, port: 9, flags: 0 });
+    // ipvsadm's own checks come first.
+    for (cmd, stderr) in [
+        ("-a -t 10.0.0.1:80 -r 192.168.1.8 -i --tun-type gue", "You need to supply the 'tun-port' option for the 'gue' tunnel type\n"),
+        ("-a -t 10.0.0.1:80 -r 192.168.1.9 -i --tun-type gre --tun-remcsum", "Illegal 'tun-remcsum' option with the 'gre' tunnel type\n"),
+    ] {
+        let o = sh(&mut b, cmd);
+        assert_eq!((o.status, o.stderr.as_str()), (2, stderr), "{cmd}");
+    }
 }

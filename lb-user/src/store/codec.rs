@@ -119,7 +119,10 @@ pub(super) fn dest_from_map(id: u32, d: &c::Dest, n: &DestConns, stats: Counters
         id,
         addr: to_ip(d.af, &d.addr),
         port: u16::from_be(d.port),
-        fwd: Fwd::from_code(d.fwd).unwrap_or(Fwd::Route),
+        // A local dest's given method is kept beside FWD_LOCAL (tables written before
+        // `listed_fwd` have no FWD_LOCAL dests).
+        fwd: Fwd::from_code(if d.fwd == c::FWD_LOCAL { d.listed_fwd } else { d.fwd }).unwrap_or(Fwd::Route),
+        local: d.fwd == c::FWD_LOCAL,
         weight: d.weight,
         last_weight: d.last_weight,
         u_threshold: d.u_threshold,
@@ -139,7 +142,8 @@ pub(super) fn dest_to_map(svc_id: u32, d: &Dest) -> c::Dest {
     c::Dest {
         addr: to_addr(&d.addr),
         port: d.port.to_be(),
-        fwd: d.fwd.code(),
+        // A real server local to the director is served by its own stack (XDP_PASS).
+        fwd: if d.local { c::FWD_LOCAL } else { d.fwd.code() },
         // Never written from the model: the store sets and clears flag bits one by one
         // (`Store::write_dest`), and OVERLOAD as read at load time would be stale by now.
         flags: 0,
@@ -149,7 +153,7 @@ pub(super) fn dest_to_map(svc_id: u32, d: &Dest) -> c::Dest {
         l_threshold: d.l_threshold,
         tun_type: d.tunnel.kind,
         af: af_code(Af::of(&d.addr)),
-        _pad0: 0,
+        listed_fwd: d.fwd.code(),
         tun_port: d.tunnel.port,
         tun_flags: d.tunnel.flags,
         _pad1: 0,
@@ -166,6 +170,7 @@ pub(super) fn same_config(a: &Dest, b: &Dest) -> bool {
     a.addr == b.addr
         && a.port == b.port
         && a.fwd == b.fwd
+        && a.local == b.local
         && a.weight == b.weight
         && a.last_weight == b.last_weight
         && a.u_threshold == b.u_threshold
@@ -178,4 +183,48 @@ pub(super) fn dest_views(dests: &[Dest]) -> Vec<sched::DestView> {
     // OVERLOAD comes and goes with connections in the data plane, which checks it at pick time:
     // the tables hold every dest with weight.
     dests.iter().map(|d| sched::DestView { id: d.id, weight: d.weight, overloaded: false }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::DestSpec;
+
+    fn dest(addr: &str, fwd: Fwd) -> Dest {
+        let spec = DestSpec {
+            addr: addr.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: 80,
+            fwd,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            tunnel: Tunnel::default(),
+        };
+        Dest::new(3, 7, &spec)
+    }
+
+    /// A real server local to the director reaches the data plane as FWD_LOCAL (its own
+    /// stack serves it) and comes back with the method it was given, as IPVS lists it.
+    #[test]
+    fn local_dests_are_fwd_local_in_the_map_and_listed_as_given() {
+        for (addr, fwd) in [("127.0.0.1", Fwd::Route), ("::1", Fwd::Masq), ("127.0.0.2", Fwd::Tunnel)] {
+            let d = dest(addr, fwd);
+            assert!(d.local, "{addr}");
+            let m = dest_to_map(1, &d);
+            assert_eq!((m.fwd, m.listed_fwd), (c::FWD_LOCAL, fwd.code()), "{addr}");
+            let back = dest_from_map(3, &m, &DestConns::default(), Counters::default());
+            assert_eq!((back.fwd, back.local), (fwd, true), "{addr}");
+            assert!(same_config(&back, &d));
+        }
+        let d = dest("192.0.2.10", Fwd::Masq);
+        assert!(!d.local);
+        let m = dest_to_map(1, &d);
+        assert_eq!(m.fwd, c::FWD_MASQ);
+        let back = dest_from_map(3, &m, &DestConns::default(), Counters::default());
+        assert_eq!((back.fwd, back.local), (Fwd::Masq, false));
+        // The same real server turning local is a change the store writes.
+        let mut l = d.clone();
+        l.local = true;
+        assert!(!same_config(&l, &d));
+    }
 }

@@ -52,7 +52,52 @@ impl Store {
                 dport,
             });
         }
+        self.connections6(now, &mut out)?;
         Ok(out)
+    }
+
+    /// The IPv6 table's entries for `-Lc` (after the IPv4 ones, as IPVS's hash walk has no
+    /// family order either).
+    fn connections6(&self, now: u64, out: &mut Vec<ConnEntry>) -> anyhow::Result<()> {
+        for item in self.conns6.iter() {
+            let (k, v6) = item?;
+            let v = v6.c;
+            let template = k.kind == c::CONN_KIND_TEMPLATE;
+            let end = if template && v.last_seen > now { v.last_seen } else { v.last_seen + v.timeout as u64 * 1_000_000_000 };
+            if end <= now || k.kind == c::CONN_KIND_OUT {
+                continue;
+            }
+            let Some(d) = self.dests.get(v.dest_id) else { continue };
+            let fwmark_template = template && k.proto == c::IPPROTO_IP;
+            let proto = match (fwmark_template, Proto::from_number(k.proto)) {
+                (true, _) => "IP",
+                (_, Some(Proto::Tcp)) => "TCP",
+                (_, Some(Proto::Udp)) => "UDP",
+                (_, Some(Proto::Sctp)) => "SCTP",
+                _ => "IP",
+            };
+            let state = if template {
+                "NONE"
+            } else {
+                tcp_state::STATE_NAMES.get(v.state as usize).copied().unwrap_or("ERR!")
+            };
+            let dport = if template && k.vport == 0 { 0 } else { u16::from_be(d.port) };
+            // A fwmark template's "virtual address" is the mark in the first word, as the IPv4
+            // table keeps it.
+            let vaddr = to_ip(c::AF_INET6, &k.vaddr);
+            out.push(ConnEntry {
+                proto,
+                expires: ((end - now) / 1_000_000_000) as u32,
+                state,
+                caddr: to_ip(c::AF_INET6, &k.caddr),
+                cport: u16::from_be(k.cport),
+                vaddr,
+                vport: u16::from_be(k.vport),
+                daddr: to_ip(d.af, &d.addr),
+                dport,
+            });
+        }
+        Ok(())
     }
 
 
@@ -149,7 +194,8 @@ impl Store {
                 self.release_count(&k, &cur);
             }
         }
-        self.close_idle_vips(live_vips)?;
+        let live6 = self.expire_connections6(now, ahead, &mut n)?;
+        self.close_idle_vips(live_vips, live6)?;
         self.refresh_trees()?;
         self.free_idle_trash()?;
         Ok(n)
@@ -157,16 +203,100 @@ impl Store {
 
     /// Closes the gate (see [`super::Gate`]) for addresses that are no longer a service's and
     /// that no connection (`live`: the VIPs of the live ones) points to.
-    fn close_idle_vips(&mut self, live: Vec<u32>) -> anyhow::Result<()> {
+    fn close_idle_vips(&mut self, live: Vec<u32>, live6: Vec<Addr>) -> anyhow::Result<()> {
         let services: Vec<c::ServiceKey> = self.services.keys().collect::<Result<_, _>>()?;
         let open = services
             .iter()
-            .filter(|k| k.proto != c::IPPROTO_IP && k.af == c::AF_INET)
-            .map(|k| k.addr.w[0])
-            .chain(live)
-            .map(|a| std::net::IpAddr::V4(std::net::Ipv4Addr::from(a.to_ne_bytes())));
+            .filter(|k| k.proto != c::IPPROTO_IP)
+            .map(|k| to_ip(k.af, &k.addr))
+            .chain(live.into_iter().map(|a| std::net::IpAddr::V4(std::net::Ipv4Addr::from(a.to_ne_bytes()))))
+            .chain(live6.iter().map(|a| to_ip(c::AF_INET6, a)));
         self.gate.set(c::GATE_VIP, open);
         Ok(())
+    }
+
+    /// [`Store::expire_connections_racing`]'s pass over the IPv6 table (the same rules: templates
+    /// re-armed while they control a live connection, reply sides removed with their client
+    /// side, counts given back). Adds the entries removed to `n`; returns the live VIPs.
+    fn expire_connections6(&mut self, now: u64, ahead: u64, n: &mut usize) -> anyhow::Result<Vec<Addr>> {
+        const S: u64 = 1_000_000_000;
+        let end = |v: &c::Conn| v.last_seen + v.timeout as u64 * S;
+        let expired = |v: &c::Conn| end(v) < now;
+        let mut entries: Vec<(c::ConnKey6, c::Conn6)> = self.conns6.iter().collect::<Result<_, _>>()?;
+        let mut controlling: StdHashMap<c::ConnKey6, u64> = StdHashMap::new();
+        for (k, v) in &entries {
+            if k.kind == c::CONN_KIND_IN && v.c.flags & c::CONN_F_CONTROLLED != 0 && !expired(&v.c)
+                && let Some(t) = self.template_of6(k, &v.c)
+            {
+                let e = controlling.entry(t).or_insert(0);
+                *e = (*e).max(end(&v.c));
+            }
+        }
+        let rearm = c::TEMPLATE_REARM_S as u64 * S;
+        for (k, v) in entries.iter_mut() {
+            if k.kind != c::CONN_KIND_TEMPLATE || v.c.last_seen > now || end(&v.c) > now + ahead {
+                continue;
+            }
+            let Some(&conn_end) = controlling.get(k) else { continue };
+            if conn_end <= end(&v.c) && !expired(&v.c) {
+                continue;
+            }
+            let at = end(&v.c) + now.saturating_sub(end(&v.c)) / rearm * rearm;
+            let rearmed = c::Conn6 { c: c::Conn { last_seen: at, timeout: c::TEMPLATE_REARM_S, ..v.c }, ..*v };
+            if self.conns6.get(k, 0).is_ok_and(|cur| cur == *v) {
+                self.conns6.insert(*k, rearmed, 0)?;
+                *v = rearmed;
+            }
+        }
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (k, v) in entries {
+            let gone = if k.kind == c::CONN_KIND_OUT {
+                let in_key = c::ConnKey6 { vaddr: v.vip, vport: v.c.port, kind: c::CONN_KIND_IN, ..k };
+                self.conns6.get(&in_key, 0).map_or(true, |i| expired(&i.c) || i.c.dest_id != v.c.dest_id)
+            } else {
+                expired(&v.c)
+            };
+            if gone {
+                dead.push((k, v));
+            } else if k.kind == c::CONN_KIND_IN {
+                live.push(k.vaddr);
+            }
+        }
+        for (k, v) in dead {
+            match self.conns6.get(&k, 0) {
+                Ok(cur) if cur == v => {}
+                _ => continue,
+            }
+            let Some(cur) = take_entry(&self.conns6, &k)? else { continue };
+            if cur == v {
+                *n += 1;
+                self.release_count6(&k, &v.c);
+            } else if self.conns6.insert(k, cur, BPF_NOEXIST).is_err() {
+                self.release_count6(&k, &cur.c);
+            }
+        }
+        Ok(live)
+    }
+
+    /// [`Store::template_of`] for the IPv6 table.
+    fn template_of6(&self, k: &c::ConnKey6, v: &c::Conn) -> Option<c::ConnKey6> {
+        let sk = self.svc_keys.get(&v.svc_id, 0).ok()?;
+        let svc = self.services.get(&sk, 0).ok()?;
+        let fwmark = if sk.proto == c::IPPROTO_IP { sk.addr.w[0] } else { 0 };
+        Some(c::template_key6(&k.caddr, &svc.netmask, &k.vaddr, k.proto, sk.port, fwmark))
+    }
+
+    /// [`Store::release_count`] for the IPv6 table.
+    fn release_count6(&mut self, k: &c::ConnKey6, v: &c::Conn) {
+        if k.kind == c::CONN_KIND_OUT {
+            return;
+        }
+        let (Some(d), Some(n)) = (self.dests.ptr_field(v.dest_id), self.dest_conns.ptr_field(v.dest_id)) else {
+            return;
+        };
+        // SAFETY: as in `release_count`.
+        unsafe { c::conn_end::<c::HostAtomics, _>(d, n, c::Held::of(k.kind, v.flags), &mut self.trees()) };
     }
 
     /// The persistence template a controlled connection was made through.
@@ -201,6 +331,11 @@ const BPF_NOEXIST: u64 = 1;
 /// (`BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a hash map, Linux 5.14; aya exposes it only for queues
 /// and stacks). `None` when there is no such entry.
 fn take_conn(conns: &HashMap<MapData, ConnKey, c::Conn>, k: &ConnKey) -> anyhow::Result<Option<c::Conn>> {
+    take_entry(conns, k)
+}
+
+/// [`take_conn`] for either table.
+fn take_entry<K: aya::Pod, V: aya::Pod + Default>(conns: &HashMap<MapData, K, V>, k: &K) -> anyhow::Result<Option<V>> {
     const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
     /// The kernel's `bpf_attr` for element commands.
     #[repr(C)]
@@ -211,16 +346,16 @@ fn take_conn(conns: &HashMap<MapData, ConnKey, c::Conn>, k: &ConnKey) -> anyhow:
         value: u64,
         flags: u64,
     }
-    let mut value = c::Conn::default();
+    let mut value = V::default();
     let attr = ElemAttr {
         map_fd: conns.map().fd().as_fd().as_raw_fd() as u32,
         _pad: 0,
-        key: k as *const ConnKey as u64,
-        value: &mut value as *mut c::Conn as u64,
+        key: k as *const K as u64,
+        value: &mut value as *mut V as u64,
         flags: 0,
     };
     // SAFETY: `attr` is a valid bpf_attr prefix of the size given; the kernel reads the key and
-    // writes one value of the map's value size (`Conn`) through the pointers, both live here.
+    // writes one value of the map's value size (`V`) through the pointers, both live here.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,

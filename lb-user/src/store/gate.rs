@@ -39,16 +39,13 @@ impl Gate {
         Some(unsafe { AtomicU64::from_ptr(p) })
     }
 
-    /// Makes `bit` set in exactly the slots of `addrs` (IPv4; other families have no gate yet
-    /// and are ignored). Bits are set before others are cleared, so an address that stays
+    /// Makes `bit` set in exactly the slots of `addrs` (IPv4 and IPv6 share the slots). Bits are set before others are cleared, so an address that stays
     /// configured is never gated out meanwhile.
     pub fn set(&self, bit: u64, addrs: impl IntoIterator<Item = IpAddr>) {
         let mut want = vec![0u64; c::GATE_WORDS as usize];
         for a in addrs {
-            if let IpAddr::V4(v4) = a {
-                let (w, shift) = pos(v4);
-                want[w as usize] |= bit << shift;
-            }
+            let (w, shift) = pos(a);
+            want[w as usize] |= bit << shift;
         }
         let every = bit * 0x1111_1111_1111_1111;
         for (i, w) in want.iter().enumerate() {
@@ -61,26 +58,33 @@ impl Gate {
         }
     }
 
-    /// Sets `bit` in the slots of `addrs` (IPv4), clearing none.
+    /// Sets `bit` in the slots of `addrs`, clearing none.
     pub fn add(&self, bit: u64, addrs: impl IntoIterator<Item = IpAddr>) {
         for a in addrs {
-            if let IpAddr::V4(v4) = a {
-                let (w, shift) = pos(v4);
-                if let Some(word) = self.word(w) {
-                    word.fetch_or(bit << shift, SeqCst);
-                }
+            let (w, shift) = pos(a);
+            if let Some(word) = self.word(w) {
+                word.fetch_or(bit << shift, SeqCst);
             }
         }
     }
 
     /// Whether IPv4 address `a` has `bit` (tests).
     pub fn has(&self, bit: u64, a: std::net::Ipv4Addr) -> bool {
+        self.has_ip(bit, IpAddr::V4(a))
+    }
+
+    /// Whether address `a` (either family) has `bit` (tests).
+    pub fn has_ip(&self, bit: u64, a: IpAddr) -> bool {
         let (w, shift) = pos(a);
         self.word(w).is_some_and(|x| x.load(SeqCst) >> shift & bit != 0)
     }
 }
 
-/// Where IPv4 address `a`'s bits are: (word, shift), as the data plane computes them.
-fn pos(a: std::net::Ipv4Addr) -> (u32, u32) {
-    c::gate_pos(c::gate_slot(u32::from_ne_bytes(a.octets())))
+/// Where address `a`'s bits are: (word, shift), as the data plane computes them
+/// (`lb_common::gate_slot`, `gate_slot6`).
+fn pos(a: IpAddr) -> (u32, u32) {
+    match a {
+        IpAddr::V4(v4) => c::gate_pos(c::gate_slot(u32::from_ne_bytes(v4.octets()))),
+        IpAddr::V6(_) => c::gate_pos(c::gate_slot6(&super::to_addr(&a).w)),
+    }
 }

@@ -73,7 +73,10 @@ pub fn load_object(dir: &Path, opts: CreateOptions) -> anyhow::Result<Ebpf> {
     }
     ensure_pin_dir(dir)?;
     let mut loader = EbpfLoader::new();
-    loader.default_map_pin_directory(dir).map_max_entries(names::CONNS, opts.max_conns);
+    loader
+        .default_map_pin_directory(dir)
+        .map_max_entries(names::CONNS, opts.max_conns)
+        .map_max_entries(names::CONNS6, opts.max_conns);
     loader.load(obj).with_context(|| format!("cannot create or open the maps in {}", dir.display()))
 }
 
@@ -95,7 +98,7 @@ pub(super) enum MapSource {
 }
 
 /// Every map the store uses.
-const STORE_MAPS: [&str; 16] = [
+const STORE_MAPS: [&str; 17] = [
     names::SERVICES,
     names::SVC_KEYS,
     names::SVC_STATE,
@@ -107,6 +110,7 @@ const STORE_MAPS: [&str; 16] = [
     names::SCHED_SLOTS,
     names::SCHED_TREE,
     names::CONNS,
+    names::CONNS6,
     names::GLOBAL_STATS,
     names::CONFIG,
     names::META,

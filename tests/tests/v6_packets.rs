@@ -1,0 +1,389 @@
+//! IPv6 packet fixtures (the IPv4 suite's way, fixtures.rs): one table of IPv6 services (DR,
+//! NAT66 with port mapping, a persistent all-ports service with a /64 `-M` prefix), the real XDP
+//! object (`xlb_xdp`, tail-calling `xlb_xdp6` and its programs), frames built independently
+//! (tests/src/frames.rs's `Frame6`: full checksums over the IPv6 pseudo-header, where the data
+//! plane updates them incrementally) and compared byte for byte.
+//!
+//! The program runs in a namespace made to look like an IPv6 director: eth0 (clients, VIPs, DR
+//! real servers: 2001:db8:88::/64), eth1 (NAT real servers: 2001:db8:99::/64), forwarding on,
+//! permanent neighbours: next hops come from the kernel's FIB (`bpf_fib_lookup` AF_INET6).
+use std::net::{IpAddr, Ipv6Addr};
+
+use lb_common::GlobalStats;
+use lb_user::{
+    model::{Fwd, Proto, Service, Table},
+    store::Store,
+};
+use xlb_tests::{
+    director::mac_str,
+    frames::{ACK, CLIENT_MAC, DIRECTOR_MAC, Frame6, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING, PSH, RST, SYN, sa6},
+    netns::{Netns, unique_prefix},
+    pins::TempPins,
+    table::{service, table},
+    xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest, verdict_name},
+};
+
+const CLIENT: &str = "2001:db8:88::10";
+/// In the client's /64: the same persistence template as CLIENT under `-M 64`.
+const CLIENT_SAME64: &str = "2001:db8:88::11";
+/// Another /64, routed via the router.
+const CLIENT_OTHER: &str = "2001:db8:77::10";
+const ROUTER: &str = "2001:db8:88::1";
+const VIP_DR: &str = "2001:db8:88::15";
+const VIP_NAT: &str = "2001:db8:88::17";
+const VIP_ALL: &str = "2001:db8:88::18";
+const WEB1: &str = "2001:db8:88::100";
+const WEB2: &str = "2001:db8:88::200";
+const NAT1: &str = "2001:db8:99::100";
+const NAT2: &str = "2001:db8:99::200";
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const WEB1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x64];
+const WEB2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc8];
+const NAT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x64];
+const NAT2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0xc8];
+
+fn ip6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().expect("IPv6 address"))
+}
+
+fn svc(id: u32, proto: Proto, vip: &str, port: u16, sched: &str, dests: &[(&str, u16, Fwd, i32)]) -> Service {
+    let d: Vec<_> = dests.iter().map(|&(a, p, f, w)| (ip6(a), p, f, w)).collect();
+    service(id, proto, ip6(vip), port, sched, &d)
+}
+
+/// DR (TCP, UDP), NAT66 with port mapping (TCP, UDP), and an all-ports DR service, persistent
+/// per /64 (`-p 360 -M 64`); dest ids svc * 1024 + order, rr's first pick the last added.
+fn v6_table() -> Table {
+    let mut all = svc(4, Proto::Tcp, VIP_ALL, 0, "rr", &[(WEB1, 0, Fwd::Route, 1), (WEB2, 0, Fwd::Route, 1)]);
+    all.flags = lb_common::SVC_F_PERSISTENT;
+    all.timeout = 360;
+    all.netmask = 64;
+    table(vec![
+        svc(0, Proto::Tcp, VIP_DR, 80, "rr", &[(WEB1, 80, Fwd::Route, 1), (WEB2, 80, Fwd::Route, 2)]),
+        svc(1, Proto::Udp, VIP_DR, 53, "rr", &[(WEB1, 53, Fwd::Route, 1), (WEB2, 53, Fwd::Route, 1)]),
+        svc(2, Proto::Tcp, VIP_NAT, 80, "rr", &[(NAT1, 8080, Fwd::Masq, 1), (NAT2, 8080, Fwd::Masq, 1)]),
+        svc(3, Proto::Udp, VIP_NAT, 53, "rr", &[(NAT1, 5353, Fwd::Masq, 1), (NAT2, 53, Fwd::Masq, 1)]),
+        all,
+    ])
+}
+
+/// The IPv6 director namespace (see the module doc).
+struct Director6 {
+    ns: Netns,
+    eth0: u32,
+    eth1: u32,
+    eth0_mac: [u8; 6],
+    eth1_mac: [u8; 6],
+}
+
+impl Director6 {
+    fn new(tag: &str) -> anyhow::Result<Director6> {
+        let ns = Netns::new(&unique_prefix(tag))?;
+        // Some hosts disable IPv6 by default (inherited by a new namespace).
+        for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+            ns.sysctl(key, "0")?;
+        }
+        for (a, b) in [("eth0", "peer0"), ("eth1", "peer1")] {
+            ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+            ns.ip(&["link", "set", a, "up"])?;
+            ns.ip(&["link", "set", b, "up"])?;
+        }
+        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        ns.ip(&["-6", "addr", "add", "2001:db8:88::5/64", "dev", "eth0", "nodad"])?;
+        ns.ip(&["-6", "addr", "add", "2001:db8:99::5/64", "dev", "eth1", "nodad"])?;
+        for vip in [VIP_DR, VIP_NAT, VIP_ALL] {
+            ns.ip(&["-6", "addr", "add", &format!("{vip}/128"), "dev", "eth0", "nodad"])?;
+        }
+        ns.ip(&["-6", "route", "add", "2001:db8:77::/64", "via", ROUTER, "dev", "eth0"])?;
+        for (addr, mac, dev) in [
+            (CLIENT, CLIENT_MAC, "eth0"),
+            (CLIENT_SAME64, CLIENT_MAC, "eth0"),
+            (ROUTER, ROUTER_MAC, "eth0"),
+            (WEB1, WEB1_MAC, "eth0"),
+            (WEB2, WEB2_MAC, "eth0"),
+            (NAT1, NAT1_MAC, "eth1"),
+            (NAT2, NAT2_MAC, "eth1"),
+        ] {
+            ns.ip(&["-6", "neigh", "replace", addr, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"])?;
+        }
+        let read_mac = |dev: &str| -> anyhow::Result<[u8; 6]> {
+            let txt = ns.exec("cat", &[&format!("/sys/class/net/{dev}/address")])?;
+            let v: Vec<u8> = txt.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+            anyhow::ensure!(v.len() == 6, "bad MAC {txt}");
+            Ok([v[0], v[1], v[2], v[3], v[4], v[5]])
+        };
+        let ifindex = |dev: &str| -> anyhow::Result<u32> {
+            Ok(ns.exec("cat", &[&format!("/sys/class/net/{dev}/ifindex")])?.trim().parse()?)
+        };
+        Ok(Director6 { eth0: ifindex("eth0")?, eth1: ifindex("eth1")?, eth0_mac: read_mac("eth0")?, eth1_mac: read_mac("eth1")?, ns })
+    }
+
+    /// DR: the same packet to the real server's MAC from the director's, hop limit - 1.
+    fn dr(&self, f: &Frame6, rs_mac: [u8; 6]) -> Vec<u8> {
+        f.clone().macs(self.eth0_mac, rs_mac).hop_limit(f.hop_limit - 1).bytes()
+    }
+
+    /// NAT66 request: destination rewritten to the real server, out eth1.
+    fn nat(&self, f: &Frame6, rs: &str, rport: u16, rs_mac: [u8; 6]) -> Vec<u8> {
+        f.clone().dst(sa6(rs, rport)).macs(self.eth1_mac, rs_mac).hop_limit(f.hop_limit - 1).bytes()
+    }
+
+    /// NAT66 reply: source rewritten to the VIP, out eth0 to the client.
+    fn nat_reply(&self, f: &Frame6, vip: &str, vport: u16) -> Vec<u8> {
+        f.clone().src(sa6(vip, vport)).macs(self.eth0_mac, CLIENT_MAC).hop_limit(f.hop_limit - 1).bytes()
+    }
+}
+
+struct Fixture {
+    name: String,
+    input: Vec<u8>,
+    /// Ingress: false = eth0 (client side), true = eth1 (NAT real servers).
+    from_servers: bool,
+    verdict: u32,
+    /// Expected frame (ignored for XDP_DROP).
+    output: Vec<u8>,
+    /// Counted as malformed (`parse_fail`).
+    malformed: bool,
+}
+
+fn fixtures(d: &Director6) -> Vec<Fixture> {
+    let mut v = Vec::new();
+    let mut add = |name: &str, input: Vec<u8>, from_servers: bool, verdict: u32, output: Vec<u8>, malformed: bool| {
+        v.push(Fixture { name: name.to_string(), input, from_servers, verdict, output, malformed });
+    };
+
+    // ---- DR6 (web2 was added last: first in IPVS's list, rr's first pick)
+    let dr1 = Frame6::tcp(sa6(CLIENT, 40001), sa6(VIP_DR, 80), SYN).traffic(0x28, 0x12345);
+    add("dr6 tcp: new connection (SYN) -> web2, MACs rewritten, hop limit - 1", dr1.bytes(), false, XDP_TX, d.dr(&dr1, WEB2_MAC), false);
+    let dr2 = Frame6::tcp(sa6(CLIENT, 40002), sa6(VIP_DR, 80), SYN);
+    add("dr6 tcp: next new connection -> web1 (rr)", dr2.bytes(), false, XDP_TX, d.dr(&dr2, WEB1_MAC), false);
+    let dr1d = Frame6::tcp(sa6(CLIENT, 40001), sa6(VIP_DR, 80), ACK | PSH).payload(b"GET / HTTP/1.0\r\n\r\n");
+    add("dr6 tcp: established flow keeps web2", dr1d.bytes(), false, XDP_TX, d.dr(&dr1d, WEB2_MAC), false);
+    let dru = Frame6::udp(sa6(CLIENT, 5000), sa6(VIP_DR, 53)).payload(b"dns-query");
+    add("dr6 udp: new flow -> web2", dru.bytes(), false, XDP_TX, d.dr(&dru, WEB2_MAC), false);
+    add("dr6 udp: same flow again -> web2", dru.bytes(), false, XDP_TX, d.dr(&dru, WEB2_MAC), false);
+    let ext = Frame6::tcp(sa6(CLIENT, 40003), sa6(VIP_DR, 80), SYN)
+        .ext(NEXTHDR_HOP, &[1, 4, 0, 0, 0, 0])
+        .ext(NEXTHDR_ROUTING, &[0, 0, 0, 0, 0, 0])
+        .ext(NEXTHDR_DEST, &[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    add(
+        "dr6 tcp: hop-by-hop, routing (no segment left), destination options walked, forwarded intact -> web2",
+        ext.bytes(),
+        false,
+        XDP_TX,
+        d.dr(&ext, WEB2_MAC),
+        false,
+    );
+    let hop1 = Frame6::tcp(sa6(CLIENT, 40001), sa6(VIP_DR, 80), ACK).hop_limit(1);
+    add("dr6 tcp: hop limit 1 -> not forwarded (ICMPv6 time exceeded once icmp6.rs lands)", hop1.bytes(), false, XDP_DROP, vec![], false);
+    for (what, flags) in [("ACK", ACK), ("RST", RST), ("SYN+RST", SYN | RST)] {
+        let f = Frame6::tcp(sa6(CLIENT, 40100), sa6(VIP_DR, 80), flags).bytes();
+        add(&format!("dr6 tcp: {what} without a connection -> kernel, untouched"), f.clone(), false, XDP_PASS, f, false);
+    }
+
+    // ---- what goes to the kernel untouched
+    let untouched = |f: Vec<u8>| (f.clone(), f);
+    let frag = Frame6::tcp(sa6(CLIENT, 40004), sa6(VIP_DR, 80), SYN).ext(NEXTHDR_FRAGMENT, &[0, 1, 0, 0, 0, 7]).bytes();
+    let (i, o) = untouched(frag);
+    add("v6: fragment header -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let routed = Frame6::tcp(sa6(CLIENT, 40005), sa6(VIP_DR, 80), SYN).ext(NEXTHDR_ROUTING, &[0, 1, 0, 0, 0, 0]).bytes();
+    let (i, o) = untouched(routed);
+    add("v6: routing header with a segment left -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let unknown = Frame6::tcp(sa6(CLIENT, 40006), sa6(VIP_DR, 80), SYN).ext(135, &[0, 0, 0, 0, 0, 0]).bytes();
+    let (i, o) = untouched(unknown);
+    add("v6: unknown extension header (mobility) -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let four = Frame6::tcp(sa6(CLIENT, 40007), sa6(VIP_DR, 80), SYN)
+        .ext(NEXTHDR_HOP, &[0; 6])
+        .ext(NEXTHDR_DEST, &[0; 6])
+        .ext(NEXTHDR_ROUTING, &[0; 6])
+        .ext(NEXTHDR_DEST, &[0; 6])
+        .bytes();
+    let (i, o) = untouched(four);
+    add("v6: four extension headers (more than walked) -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let late_hop = Frame6::tcp(sa6(CLIENT, 40008), sa6(VIP_DR, 80), SYN).ext(NEXTHDR_DEST, &[0; 6]).ext(NEXTHDR_HOP, &[0; 6]).bytes();
+    let (i, o) = untouched(late_hop);
+    add("v6: hop-by-hop after another header (invalid) -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let (i, o) = untouched(icmp6(CLIENT, VIP_DR, 135, &[0; 20]));
+    add("v6: neighbour solicitation for a VIP -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let (i, o) = untouched(icmp6(CLIENT, VIP_DR, 128, &[0, 1, 0, 1]));
+    add("v6: echo request to a VIP -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let other = Frame6::tcp(sa6(CLIENT, 40009), sa6("2001:db8:88::5", 22), SYN).bytes();
+    let (i, o) = untouched(other);
+    add("v6: TCP to the director's own address (no service) -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let noport = Frame6::udp(sa6(CLIENT, 5001), sa6(VIP_DR, 54)).payload(b"x").bytes();
+    let (i, o) = untouched(noport);
+    add("v6: UDP to a VIP's port without a service -> kernel, untouched", i, false, XDP_PASS, o, false);
+
+    // ---- malformed: passed, counted, never forwarded
+    let good = Frame6::tcp(sa6(CLIENT, 40010), sa6(VIP_DR, 80), SYN).bytes();
+    let mut longer = good.clone();
+    longer[18..20].copy_from_slice(&((good.len() - 54 + 1) as u16).to_be_bytes());
+    add("v6 malformed: payload length past the frame", longer.clone(), false, XDP_PASS, longer, true);
+    let mut short = good.clone();
+    short[18..20].copy_from_slice(&10u16.to_be_bytes());
+    add("v6 malformed: payload length shorter than the TCP header", short.clone(), false, XDP_PASS, short, true);
+    let mut version = good.clone();
+    version[14] = 0x40;
+    add("v6 malformed: version 4 under ethertype 0x86DD", version.clone(), false, XDP_PASS, version, true);
+    let cut = good[..14 + 30].to_vec();
+    add("v6 malformed: truncated IPv6 header", cut.clone(), false, XDP_PASS, cut, true);
+    let mut doff = good.clone();
+    doff[54 + 12] = 0x40;
+    add("v6 malformed: TCP data offset 4", doff.clone(), false, XDP_PASS, doff, true);
+    let mut zero = Frame6::udp(sa6(CLIENT, 5002), sa6(VIP_DR, 53)).payload(b"q").bytes();
+    zero[54 + 6] = 0;
+    zero[54 + 7] = 0;
+    add("v6 malformed: UDP without checksum (invalid in IPv6)", zero.clone(), false, XDP_PASS, zero, true);
+    let mut ulen = Frame6::udp(sa6(CLIENT, 5003), sa6(VIP_DR, 53)).payload(b"q").bytes();
+    ulen[54 + 4..54 + 6].copy_from_slice(&100u16.to_be_bytes());
+    add("v6 malformed: UDP length past the payload", ulen.clone(), false, XDP_PASS, ulen, true);
+    let mut ext_long = Frame6::tcp(sa6(CLIENT, 40011), sa6(VIP_DR, 80), SYN).ext(NEXTHDR_DEST, &[0; 6]).bytes();
+    ext_long[54 + 1] = 200;
+    add("v6 malformed: extension header longer than the payload", ext_long.clone(), false, XDP_PASS, ext_long, true);
+
+    // ---- NAT66 (port mapping 80 -> 8080)
+    let n1 = Frame6::tcp(sa6(CLIENT, 42001), sa6(VIP_NAT, 80), SYN);
+    add("nat66 tcp: new connection -> nat2:8080 out eth1", n1.bytes(), false, XDP_REDIRECT, d.nat(&n1, NAT2, 8080, NAT2_MAC), false);
+    let n2 = Frame6::tcp(sa6(CLIENT, 42002), sa6(VIP_NAT, 80), SYN);
+    add("nat66 tcp: next -> nat1:8080", n2.bytes(), false, XDP_REDIRECT, d.nat(&n2, NAT1, 8080, NAT1_MAC), false);
+    let r1 = Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), SYN | ACK).macs(NAT2_MAC, d.eth1_mac);
+    add("nat66 tcp: reply SYN-ACK from nat2:8080 -> VIP:80 to the client", r1.bytes(), true, XDP_REDIRECT, d.nat_reply(&r1, VIP_NAT, 80), false);
+    let n1d = Frame6::tcp(sa6(CLIENT, 42001), sa6(VIP_NAT, 80), ACK | PSH).payload(b"GET / HTTP/1.0\r\n\r\n");
+    add("nat66 tcp: established request -> nat2:8080", n1d.bytes(), false, XDP_REDIRECT, d.nat(&n1d, NAT2, 8080, NAT2_MAC), false);
+    let r1d = Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), ACK | PSH).payload(b"HTTP/1.0 200 OK\r\n\r\nhi");
+    add("nat66 tcp: reply data rewritten back to VIP:80", r1d.bytes(), true, XDP_REDIRECT, d.nat_reply(&r1d, VIP_NAT, 80), false);
+    let nu = Frame6::udp(sa6(CLIENT, 5002), sa6(VIP_NAT, 53)).payload(b"query-1");
+    add("nat66 udp: new flow -> nat2:53", nu.bytes(), false, XDP_REDIRECT, d.nat(&nu, NAT2, 53, NAT2_MAC), false);
+    let nu2 = Frame6::udp(sa6(CLIENT, 5003), sa6(VIP_NAT, 53)).payload(b"query-2!");
+    add("nat66 udp: next -> nat1:5353 (port mapped)", nu2.bytes(), false, XDP_REDIRECT, d.nat(&nu2, NAT1, 5353, NAT1_MAC), false);
+    let ru = Frame6::udp(sa6(NAT1, 5353), sa6(CLIENT, 5003)).payload(b"answer");
+    add("nat66 udp: reply from nat1:5353 -> VIP:53", ru.bytes(), true, XDP_REDIRECT, d.nat_reply(&ru, VIP_NAT, 53), false);
+    let stray = Frame6::tcp(sa6(NAT1, 8080), sa6(CLIENT, 49999), ACK).bytes();
+    add("nat66 tcp: server packet of no connection -> kernel, untouched", stray.clone(), true, XDP_PASS, stray, false);
+
+    // ---- persistence by /64 (-M 64) on an all-ports service
+    let p1 = Frame6::tcp(sa6(CLIENT, 43001), sa6(VIP_ALL, 22), SYN);
+    add("persistent /64: first connection (port 22) -> web2", p1.bytes(), false, XDP_TX, d.dr(&p1, WEB2_MAC), false);
+    let p2 = Frame6::tcp(sa6(CLIENT_SAME64, 43002), sa6(VIP_ALL, 443), SYN);
+    add("persistent /64: another host of the same /64, port 443 -> web2 (template)", p2.bytes(), false, XDP_TX, d.dr(&p2, WEB2_MAC), false);
+    let p3 = Frame6::tcp(sa6(CLIENT_OTHER, 43003), sa6(VIP_ALL, 443), SYN).macs(ROUTER_MAC, DIRECTOR_MAC);
+    add("persistent /64: a client of another /64 -> rr picks web1", p3.bytes(), false, XDP_TX, d.dr(&p3, WEB1_MAC), false);
+    v
+}
+
+/// An ICMPv6 message of type `ty` (checksum computed over the pseudo-header).
+fn icmp6(src: &str, dst: &str, ty: u8, body: &[u8]) -> Vec<u8> {
+    let (s, d): (Ipv6Addr, Ipv6Addr) = (src.parse().expect("src"), dst.parse().expect("dst"));
+    let mut m = vec![ty, 0, 0, 0];
+    m.extend_from_slice(body);
+    let mut sum: u64 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64;
+        }
+    };
+    add(&s.octets());
+    add(&d.octets());
+    add(&(m.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, 58]);
+    add(&m);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    m[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&DIRECTOR_MAC);
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&d.octets());
+    f.extend_from_slice(&m);
+    f
+}
+
+fn global(pins: &TempPins) -> GlobalStats {
+    Store::open_at(pins.path(), Default::default()).and_then(|s| s.global_stats()).expect("stats")
+}
+
+#[test]
+fn v6_packet_fixtures() {
+    let pins = TempPins::new("fix6").expect("pins");
+    {
+        let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
+        let before = store.load().expect("load");
+        store.commit(&before, &v6_table()).expect("commit");
+    }
+    let dir = Director6::new("fix6").expect("director namespace");
+    let list = fixtures(&dir);
+    let (if0, if1) = (dir.eth0, dir.eth1);
+    let name = dir.ns.name.clone();
+    let path = pins.path().to_path_buf();
+    // BPF_PROG_TEST_RUN resolves the ingress ifindex in the caller's namespace.
+    let results = std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("netns file");
+        use std::os::fd::AsRawFd as _;
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
+        let mut xdp = XdpUnderTest::load(&path, "xlb_xdp").expect("load");
+        list.into_iter()
+            .map(|fx| {
+                let r = xdp.run_on(&fx.input, if fx.from_servers { if1 } else { if0 }).expect("run");
+                (fx, r)
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("fixture thread");
+    let mut failures = Vec::new();
+    for (i, (fx, r)) in results.iter().enumerate() {
+        let ok = r.verdict == fx.verdict && (fx.verdict == XDP_DROP || r.frame == fx.output);
+        println!("{:>2} {:<13} {}", i + 1, verdict_name(fx.verdict), fx.name);
+        if !ok {
+            failures.push(format!(
+                "#{} {}: got {} {:02x?}\n   want {} {:02x?}",
+                i + 1,
+                fx.name,
+                verdict_name(r.verdict),
+                r.frame,
+                verdict_name(fx.verdict),
+                fx.output
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), results.len(), failures.join("\n"));
+    // The IPv4 counters, field for field.
+    let g = global(&pins);
+    let n = |v: u32| results.iter().filter(|(fx, _)| fx.verdict == v).count() as u64;
+    assert_eq!(g.rx, results.len() as u64);
+    assert_eq!((g.tx, g.redirect, g.pass, g.drop), (n(XDP_TX), n(XDP_REDIRECT), n(XDP_PASS), n(XDP_DROP)), "{g:?}");
+    assert_eq!(g.parse_fail, results.iter().filter(|(fx, _)| fx.malformed).count() as u64, "{g:?}");
+    assert_eq!(g.nat_reply, 3, "{g:?}");
+    let store = Store::open_at(pins.path(), Default::default()).expect("store");
+    let t = store.load().expect("table");
+    let conns: Vec<u64> = t.services.iter().map(|s| s.stats.conns).collect();
+    // New connections per service: DR tcp 3, DR udp 1, NAT tcp 2, NAT udp 2, all-ports 3.
+    assert_eq!(conns, vec![3, 1, 2, 2, 3], "{t:#?}");
+    let nat_tcp = &t.services[2].stats;
+    assert_eq!((nat_tcp.outpkts, nat_tcp.outbytes), (2, r1_bytes()), "NAT66 replies counted as OutPkts");
+    // -Lnc lists the IPv6 connections and the /64 template as IPVS does.
+    let listed = store.connections().expect("connections");
+    let find = |c: &str, cport: u16| listed.iter().find(|e| e.caddr == ip6(c) && e.cport == cport);
+    let dr = find(CLIENT, 40001).expect("the DR connection is listed");
+    assert_eq!((dr.proto, dr.state, dr.vaddr, dr.vport, dr.daddr, dr.dport), ("TCP", "ESTABLISHED", ip6(VIP_DR), 80, ip6(WEB2), 80));
+    let nat = find(CLIENT, 42001).expect("the NAT connection is listed");
+    assert_eq!((nat.state, nat.daddr, nat.dport), ("ESTABLISHED", ip6(NAT2), 8080));
+    let tmpl = find("2001:db8:88::", 0).expect("the /64 template is listed");
+    assert_eq!((tmpl.proto, tmpl.state, tmpl.vaddr, tmpl.vport, tmpl.daddr), ("TCP", "NONE", ip6(VIP_ALL), 0, ip6(WEB2)));
+    assert!(listed.iter().all(|e| e.caddr.is_ipv6()), "{listed:?}");
+    let dests: Vec<(IpAddr, u32, u32)> = t.services[0].dests.iter().map(|d| (d.addr, d.active_conns, d.inact_conns)).collect();
+    // web2: 40001 (established), 40003 (SYN_RECV); web1: 40002 (SYN_RECV): active, as the
+    // IPv4 path counts them (dr_packets.rs).
+    assert_eq!(dests, vec![(ip6(WEB2), 2, 0), (ip6(WEB1), 1, 0)], "DR6 ActiveConn/InActConn");
+}
+
+/// The IP bytes of the two NAT66 TCP replies the fixtures send.
+fn r1_bytes() -> u64 {
+    Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), SYN | ACK).ip_len()
+        + Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), ACK | PSH).payload(b"HTTP/1.0 200 OK\r\n\r\nhi").ip_len()
+}
