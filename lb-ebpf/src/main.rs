@@ -30,8 +30,6 @@ mod encap;
 mod gate;
 mod handoff;
 mod icmp;
-// The IPv6 data plane's errors (issue 15): its programs call them.
-#[allow(dead_code)]
 mod icmp6;
 mod leave6;
 mod maps;

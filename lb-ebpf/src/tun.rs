@@ -7,6 +7,8 @@
 //! needed" with the MTU reduced by the tunnel's overhead (`lb_common::tunnel::overhead`).
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use lb_common::{
@@ -121,7 +123,7 @@ pub fn forward_other(ctx: &XdpContext, t: &Target) -> u32 {
 }
 
 /// What [`xlb_tun_encap4`] returns when the frame is ready to be sent (else an XDP verdict).
-const ENCAPSULATED: u32 = 0x100;
+pub const ENCAPSULATED: u32 = 0x100;
 
 /// What the route MTU allows a packet about to be tunnelled.
 pub enum Mtu {
@@ -166,16 +168,15 @@ pub fn check_mtu(route_mtu: u32, outer_af: u8, inner_af: u8, df: bool, len: u32,
 #[inline(never)]
 pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u32 {
     let ctx = &XdpContext::new(ctx);
-    let Some((tun_type, tun_port, tun_flags)) = XLB_DESTS.get(dest_id).map(|d| (d.tun_type, d.tun_port, d.tun_flags))
-    else {
+    let Some(d) = XLB_DESTS.get(dest_id) else {
         return xdp_action::XDP_DROP;
     };
+    let (tun_type, tun_port, tun_flags) = (d.tun_type, d.tun_port, d.tun_flags);
     // The route's source and MTU (0: unknown, the slow path's).
-    let Some((src, mtu)) = XLB_DEST_NEIGH.get(dest_id).map(|n| {
-        (n.src.w[0], if n.flags & NEIGH_F_RESOLVED != 0 { n.mtu } else { 0 })
-    }) else {
+    let Some(n) = XLB_DEST_NEIGH.get(dest_id) else {
         return xdp_action::XDP_DROP;
     };
+    let mtu = if n.flags & NEIGH_F_RESOLVED != 0 { n.mtu } else { 0 };
     // The packet as the caller parsed it: a whole IPv4 header, its total length in the frame.
     let Some(ip) = header::<Ipv4Hdr>(ctx.data(), ctx.data_end(), ETH_HLEN) else {
         return xdp_action::XDP_DROP;
@@ -184,7 +185,7 @@ pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u3
     // lives.
     let (ip_len, ttl, vip, frags) =
         unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).ttl, u32::from_ne_bytes((*ip).dst_addr), (*ip).frags) };
-    if ttl <= 1 || ETH_HLEN + ip_len as usize > ctx.data_end() - ctx.data() {
+    if ttl <= 1 || ETH_HLEN + ip_len as usize > ctx.data_end() - ctx.data() || d.addr.w[0] != rip {
         return xdp_action::XDP_DROP;
     }
     let df = u16::from_be_bytes(frags) & IP_DF != 0;
@@ -207,13 +208,33 @@ pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u3
     // As IPVS (`ip_select_ident` for a packet without socket): id 0 with DF, else (any id will
     // do, the kernel's is a keyed hash) the inner packet's.
     let id = if df { [0, 0] } else { id };
-    let src = if src != 0 { src } else { vip };
-    let outer = Outer { af: AF_INET, src: Addr::v4(src), dst: Addr::v4(rip), tun_type, tun_port, tun_flags };
+    // With no address known, the VIP the client addressed is the source.
+    let Some(src) = source_or(&n.src, Addr::v4(vip)) else {
+        return xdp_action::XDP_DROP;
+    };
+    let outer = Outer { af: AF_INET, src, dst: &d.addr, tun_type, tun_port, tun_flags };
     let inner = Inner { af: AF_INET, len: ip_len, hop: ttl - 1, tos, df, id, hash };
     if !encap::encap(ctx, &outer, &inner) {
         return xdp_action::XDP_DROP;
     }
     ENCAPSULATED
+}
+
+/// This CPU's spare address: an outer source the cache does not hold.
+#[map]
+static XLB_TUN_SRC: PerCpuArray<Addr> = PerCpuArray::with_max_entries(1, 0);
+
+/// `src` (a route's cached source) if known, else `fallback` (in this CPU's spare slot).
+#[inline(always)]
+pub fn source_or(src: &Addr, fallback: Addr) -> Option<&Addr> {
+    if *src != Addr::ZERO {
+        return Some(src);
+    }
+    let slot = XLB_TUN_SRC.get_ptr_mut(0)?;
+    // SAFETY: this CPU's value of a per-CPU array, valid for the run, used by no one else meanwhile.
+    let slot = unsafe { &mut *slot };
+    *slot = fallback;
+    Some(slot)
 }
 
 /// The flow hash of the IPv4 packet in the frame, sent to `vip`: its addresses, protocol and

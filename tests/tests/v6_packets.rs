@@ -175,7 +175,11 @@ fn fixtures(d: &Director6) -> Vec<Fixture> {
         false,
     );
     let hop1 = Frame6::tcp(sa6(CLIENT, 40001), sa6(VIP_DR, 80), ACK).hop_limit(1);
-    add("dr6 tcp: hop limit 1 -> not forwarded (ICMPv6 time exceeded once icmp6.rs lands)", hop1.bytes(), false, XDP_DROP, vec![], false);
+    let exceeded = xlb_tests::frames_tun::icmp6_error_reply(
+        &hop1.bytes(),
+        etherparse::Icmpv6Type::TimeExceeded(etherparse::icmpv6::TimeExceededCode::HopLimitExceeded),
+    );
+    add("dr6 tcp: hop limit 1 -> ICMPv6 time exceeded to the client from the VIP", hop1.bytes(), false, XDP_TX, exceeded, false);
     for (what, flags) in [("ACK", ACK), ("RST", RST), ("SYN+RST", SYN | RST)] {
         let f = Frame6::tcp(sa6(CLIENT, 40100), sa6(VIP_DR, 80), flags).bytes();
         add(&format!("dr6 tcp: {what} without a connection -> kernel, untouched"), f.clone(), false, XDP_PASS, f, false);
