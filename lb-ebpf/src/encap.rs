@@ -220,13 +220,16 @@ fn push<const V6: bool, const TUN: usize, const H: usize>(ctx: &XdpContext, o: &
         h[t + 3] = dport[1];
         h[t + 4] = ulen[0];
         h[t + 5] = ulen[1];
-        h[t + 6] = 0;
-        h[t + 7] = 0;
-        // GUE version 0, no control, no options; the inner protocol; no flags.
-        h[t + 8] = 0;
-        h[t + 9] = inner_proto(i.af);
-        h[t + 10] = 0;
-        h[t + 11] = 0;
+        // The checksum (0 for now); GUE version 0, no control, no options; the inner protocol;
+        // no flags. (16-bit stores at even offsets: byte runs of zeros become a memset call,
+        // whose frame the kernel adds to the callers'.)
+        let p = h.as_mut_ptr();
+        // SAFETY: the offsets lie in `h` (checked above), which is not moved while this lives.
+        unsafe {
+            core::ptr::write_volatile(p.add(t + 6) as *mut u16, 0);
+            core::ptr::write_volatile(p.add(t + 8) as *mut u16, u16::from_ne_bytes([0, inner_proto(i.af)]));
+            core::ptr::write_volatile(p.add(t + 10) as *mut u16, 0);
+        }
     } else if TUN != 0 {
         let flags = if TUN == 8 { GRE_F_CSUM } else { 0 }.to_be_bytes();
         let proto = if i.af == AF_INET6 { ETH_P_IPV6 } else { ETH_P_IP }.to_be_bytes();
@@ -235,10 +238,12 @@ fn push<const V6: bool, const TUN: usize, const H: usize>(ctx: &XdpContext, o: &
         h[t + 2] = proto[0];
         h[t + 3] = proto[1];
         if TUN == 8 {
-            h[t + 4] = 0;
-            h[t + 5] = 0;
-            h[t + 6] = 0;
-            h[t + 7] = 0;
+            let p = h.as_mut_ptr();
+            // SAFETY: as above.
+            unsafe {
+                core::ptr::write_volatile(p.add(t + 4) as *mut u16, 0);
+                core::ptr::write_volatile(p.add(t + 6) as *mut u16, 0);
+            }
         }
     }
     if !csum || TUN == 0 {

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     tunnel::{flow_hash_v4, overhead, IPV4_MIN_MTU, IPV6_MIN_MTU},
-    Addr, AF_INET, AF_INET6, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, NEIGH_F_RESOLVED,
+    Addr, AF_INET, AF_INET6, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, NEIGH_F_RESOLVED, NEIGH_F_ROUTED,
 };
 use network_types::ip::Ipv4Hdr;
 
@@ -105,13 +105,34 @@ pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> 
     xmit::send(ctx, &route, ingress)
 }
 
-/// Encapsulates the IPv4 packet (TTL > 1) in the tunnel of dest `t.dest_id`, of a type other
-/// than IPIP (GUE, GRE; the caller tells the types apart from the dest it has read, so IPIP
-/// costs nothing more). The next hop is looked up and the frame sent here, as for IPIP; the
-/// headers are written by [`xlb_tun_encap4`], which the verifier checks once, not once per path
-/// to here, and whose frame (the kernel adds it to its callers' in a 512-byte stack) stays small.
+/// [`tun_kind`]'s mark of a dest of the other family (an IPv6 real server of an IPv4 service).
+pub const TUN_OUTER6: u8 = 0x80;
+
+/// What the IPv4 paths read of a dest to pick the tunnel code: its tunnel type, with
+/// [`TUN_OUTER6`] for an IPv6 real server. `TUN_TYPE_IPIP` alone is [`forward`]'s.
 #[inline(always)]
-pub fn forward_other(ctx: &XdpContext, t: &Target) -> u32 {
+pub fn tun_kind(d: &lb_common::Dest) -> u8 {
+    d.tun_type | if d.af == AF_INET6 { TUN_OUTER6 } else { 0 }
+}
+
+/// Encapsulates the IPv4 packet (TTL > 1) in the tunnel of dest `t.dest_id` when it is not IPIP
+/// to an IPv4 real server ([`tun_kind`] `kind`: GUE, GRE, or any tunnel to an IPv6 real server;
+/// the caller tells them apart from the dest it has read, so IPIP costs nothing more). The
+/// headers are written by [`xlb_tun_encap4`], which the verifier checks once, not once per path
+/// to here, and whose frame (the kernel adds it to its callers' in a 512-byte stack) stays small;
+/// to an IPv4 real server the next hop is looked up and the frame sent here, as for IPIP; to an
+/// IPv6 one, by two more global functions.
+#[inline(always)]
+pub fn forward_other(ctx: &XdpContext, t: &Target, kind: u8) -> u32 {
+    if kind & TUN_OUTER6 != 0 {
+        if xlb_tun_route6(ctx.ctx, t.dest_id, t.ingress, t.now) == 0 {
+            return xdp_action::XDP_DROP;
+        }
+        return match xlb_tun_encap4(ctx.ctx, t.dest_id, t.rip) {
+            ENCAPSULATED => xlb_tun_send6(ctx.ctx, t.dest_id, t.ingress),
+            v => v,
+        };
+    }
     let route = nexthop::to_dest(ctx, t.dest_id, t.rip, t.ingress, true, t.now);
     if matches!(route, Route::None) {
         return xmit::send(ctx, &route, t.ingress);
@@ -120,6 +141,46 @@ pub fn forward_other(ctx: &XdpContext, t: &Target) -> u32 {
         ENCAPSULATED => xmit::send(ctx, &route, t.ingress),
         v => v,
     }
+}
+
+/// The next hop toward IPv6 real server `dest_id` looked up (cached for [`xlb_tun_encap4`] and
+/// [`xlb_tun_send6`]): 1 when there is a route, else 0 (counted as no route).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xlb_tun_route6(ctx: *mut xdp_md, dest_id: u32, ingress: u32, now: u64) -> u32 {
+    let ctx = &XdpContext::new(ctx);
+    let Some(d) = XLB_DESTS.get(dest_id) else {
+        return 0;
+    };
+    match nexthop::to_dest6(ctx, dest_id, &d.addr, ingress, true, now) {
+        Route::None => {
+            crate::stats::bump(|g| &mut g.no_route);
+            0
+        }
+        _ => 1,
+    }
+}
+
+/// Sends the frame [`xlb_tun_encap4`] wrapped for IPv6 real server `dest_id` by the next hop
+/// [`xlb_tun_route6`] cached (the slow path's next hop: the outer destination, the frame's).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xlb_tun_send6(ctx: *mut xdp_md, dest_id: u32, ingress: u32) -> u32 {
+    let ctx = &XdpContext::new(ctx);
+    let Some(n) = XLB_DEST_NEIGH.get_ptr(dest_id) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: a value of an array map (never freed), valid for the run.
+    let flags = unsafe { (*n).flags };
+    let route = if flags & NEIGH_F_RESOLVED != 0 {
+        Route::Direct(n)
+    } else if flags & NEIGH_F_ROUTED != 0 {
+        // SAFETY: as above.
+        Route::Slow { ifindex: unsafe { (*n).ifindex }, nh: Addr::ZERO, src: 0 }
+    } else {
+        Route::None
+    };
+    xmit::send6(ctx, &route, ingress, 0)
 }
 
 /// What [`xlb_tun_encap4`] returns when the frame is ready to be sent (else an XDP verdict).
@@ -185,11 +246,12 @@ pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u3
     // lives.
     let (ip_len, ttl, vip, frags) =
         unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).ttl, u32::from_ne_bytes((*ip).dst_addr), (*ip).frags) };
-    if ttl <= 1 || ETH_HLEN + ip_len as usize > ctx.data_end() - ctx.data() || d.addr.w[0] != rip {
+    let outer_af = if d.af == AF_INET6 { AF_INET6 } else { AF_INET };
+    if ttl <= 1 || ETH_HLEN + ip_len as usize > ctx.data_end() - ctx.data() || (outer_af == AF_INET && d.addr.w[0] != rip) {
         return xdp_action::XDP_DROP;
     }
     let df = u16::from_be_bytes(frags) & IP_DF != 0;
-    match check_mtu(mtu, AF_INET, AF_INET, df, ip_len as u32, tun_type, tun_flags) {
+    match check_mtu(mtu, outer_af, AF_INET, df, ip_len as u32, tun_type, tun_flags) {
         Mtu::Fits => {}
         Mtu::TooBig(m) => return icmp::frag_needed(ctx, m as u16),
         Mtu::Drop => return xdp_action::XDP_DROP,
@@ -208,11 +270,13 @@ pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u3
     // As IPVS (`ip_select_ident` for a packet without socket): id 0 with DF, else (any id will
     // do, the kernel's is a keyed hash) the inner packet's.
     let id = if df { [0, 0] } else { id };
-    // With no address known, the VIP the client addressed is the source.
-    let Some(src) = source_or(&n.src, Addr::v4(vip)) else {
+    // With no address known, the VIP the client addressed is the source (over IPv4; over IPv6
+    // there is none to take).
+    let fallback = if outer_af == AF_INET { Some([vip, 0, 0, 0]) } else { None };
+    let Some(src) = source_or(&n.src, fallback) else {
         return xdp_action::XDP_DROP;
     };
-    let outer = Outer { af: AF_INET, src, dst: &d.addr, tun_type, tun_port, tun_flags };
+    let outer = Outer { af: outer_af, src, dst: &d.addr, tun_type, tun_port, tun_flags };
     let inner = Inner { af: AF_INET, len: ip_len, hop: ttl - 1, tos, df, id, hash };
     if !encap::encap(ctx, &outer, &inner) {
         return xdp_action::XDP_DROP;
@@ -224,16 +288,18 @@ pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u3
 #[map]
 static XLB_TUN_SRC: PerCpuArray<Addr> = PerCpuArray::with_max_entries(1, 0);
 
-/// `src` (a route's cached source) if known, else `fallback` (in this CPU's spare slot).
+/// `src` (a route's cached source) if known, else `fallback` (copied into this CPU's spare
+/// slot), else `None`.
 #[inline(always)]
-pub fn source_or(src: &Addr, fallback: Addr) -> Option<&Addr> {
-    if *src != Addr::ZERO {
+pub fn source_or(src: &Addr, fallback: Option<[u32; 4]>) -> Option<&Addr> {
+    if src.w != [0; 4] {
         return Some(src);
     }
+    let fallback = fallback?;
     let slot = XLB_TUN_SRC.get_ptr_mut(0)?;
     // SAFETY: this CPU's value of a per-CPU array, valid for the run, used by no one else meanwhile.
     let slot = unsafe { &mut *slot };
-    *slot = fallback;
+    slot.w = fallback;
     Some(slot)
 }
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
     programs::XdpContext,
 };
-use lb_common::{tunnel::flow_hash, Addr, AF_INET, AF_INET6, NEIGH_F_RESOLVED};
+use lb_common::{tunnel::flow_hash, AF_INET, AF_INET6, NEIGH_F_RESOLVED};
 
 use crate::{
     dr6::decrease_hop_limit,
@@ -95,17 +95,9 @@ pub extern "C" fn xlb_tun_encap6(ctx: *mut xdp_md, dest_id: u32, hash: u32) -> u
     }
     // With no source address known, the VIP the client addressed, over IPv6 (none over IPv4:
     // `nexthop::to_dest` falls back to the interface's address).
-    let vip = if outer_af == AF_INET6 {
-        let Some(v) = crate::parse::read::<[u32; 4]>(ctx.data(), ctx.data_end(), ETH_HLEN + 24) else {
-            return xdp_action::XDP_DROP;
-        };
-        Addr::v6(v)
-    } else {
-        Addr::ZERO
-    };
-    let src = match source_or(&n.src, vip) {
-        Some(s) if *s != Addr::ZERO => s,
-        _ => return xdp_action::XDP_DROP,
+    let vip = if outer_af == AF_INET6 { crate::parse::read::<[u32; 4]>(ctx.data(), ctx.data_end(), ETH_HLEN + 24) } else { None };
+    let Some(src) = source_or(&n.src, vip) else {
+        return xdp_action::XDP_DROP;
     };
     if !decrease_hop_limit(ctx.data(), ctx.data_end()) {
         return xdp_action::XDP_DROP;
