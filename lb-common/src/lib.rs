@@ -12,6 +12,7 @@ mod global_stats;
 pub mod maps;
 pub mod sched;
 pub mod tcp_state;
+pub mod tunnel;
 pub mod verifier;
 
 pub use dest_mem::*;

@@ -399,6 +399,9 @@ pub struct IfaceInfo {
     /// A netlink tc filter's priority and handle (`IFACE_TC_NETLINK`): what lbd removes.
     pub tc_priority: u32,
     pub tc_handle: u32,
+    /// Its first global IPv6 address (zero: none): an IPv6 tunnel's outer source when the FIB
+    /// cannot give the route's source (as `addr` for IPv4).
+    pub addr6: Addr,
 }
 
 /// No tc program of xlb's.
@@ -883,7 +886,7 @@ mod tests {
         assert_eq!(size_of::<DestConns>(), 24);
         assert_eq!(size_of::<DestNeigh>(), 64);
         assert_eq!(size_of::<SlowPathMark>(), 12);
-        assert_eq!(size_of::<IfaceInfo>(), 20);
+        assert_eq!(size_of::<IfaceInfo>(), 36);
         assert_eq!(size_of::<ConnKey>(), 16);
         assert_eq!((size_of::<ConnKey6>(), size_of::<Conn6>()), (40, 40));
         assert_eq!(size_of::<Conn>(), 24);

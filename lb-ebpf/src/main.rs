@@ -26,9 +26,13 @@ mod conn6;
 mod decap;
 mod dr;
 mod dr6;
+mod encap;
 mod gate;
 mod handoff;
 mod icmp;
+// The IPv6 data plane's errors (issue 15): its programs call them.
+#[allow(dead_code)]
+mod icmp6;
 mod leave6;
 mod maps;
 mod nat;
@@ -54,6 +58,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     str_eq,
+    tunnel::TUN_TYPE_IPIP,
     tcp_state::{TCP_FLAG_RST, TCP_FLAG_SYN},
     TailProgram, AF_INET, CONN_F_CONTROLLED, CONN_F_NOOUTPUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, IPPROTO_TCP,
     SVC_F_PERSISTENT,
@@ -353,19 +358,20 @@ fn new_conn<const GROUP: u8>(ctx: &XdpContext) -> u32 {
 /// the real server was deleted (nothing counted).
 #[inline(always)]
 fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> Option<u32> {
-    let (rip, fwd) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd))?;
+    let (rip, fwd, tun) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd, d.tun_type))?;
     let t = xmit::Target { dest_id, rip, ingress: ingress(ctx), now };
-    let v = forward_to(ctx, p, &t, fwd, rport);
+    let v = forward_to(ctx, p, &t, fwd, tun, rport);
     Some(stats::count_forwarded(svc_id, dest_id, p.ip_len, new_conn, v))
 }
 
 #[inline(always)]
-fn forward_to(ctx: &XdpContext, p: &Pkt, t: &xmit::Target, fwd: u8, rport: u16) -> u32 {
+fn forward_to(ctx: &XdpContext, p: &Pkt, t: &xmit::Target, fwd: u8, tun_type: u8, rport: u16) -> u32 {
     if p.ttl <= 1 {
         return icmp::time_exceeded(ctx);
     }
     match fwd {
         FWD_DROUTE => dr::forward(ctx, t),
+        FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, t),
         FWD_TUNNEL => tun::forward(ctx, t, p.ip_len, p.ttl, p.daddr.w[0]),
         FWD_MASQ => nat::request(ctx, p, t, rport),
         // LOCAL: the director itself serves it.

@@ -11,7 +11,7 @@ use crate::{
     conn6, csum,
     dr6::decrease_hop_limit,
     maps::XLB_CONNS6,
-    nexthop::{self, Route},
+    nexthop,
     parse::{header, Pkt, ETH_HLEN},
     parse6::{IP6_DADDR, IP6_SADDR},
     schedule::usable_dest,
@@ -61,9 +61,9 @@ fn set_l4(data: usize, end: usize, p: &Pkt, port_field: usize, new_port: u16, ol
 #[inline(always)]
 pub fn request(ctx: &XdpContext, p: &Pkt, t: &Target6, rport: u16) -> u32 {
     let ingress = t.ingress;
-    let route = nexthop::to_dest6(ctx, t.dest_id, &t.rip, ingress, false, t.now);
-    if matches!(route, Route::None) {
-        return xmit::send6(ctx, &route, ingress, 0);
+    let n = nexthop::to_dest6(ctx, t.dest_id, &t.rip, ingress, false, t.now);
+    if !xmit::routable6(n) {
+        return xmit::send6(ctx, n, ingress, 0);
     }
     let (data, end) = (ctx.data(), ctx.data_end());
     let Some(old) = set_addr(data, end, IP6_DADDR, &t.rip) else {
@@ -72,7 +72,7 @@ pub fn request(ctx: &XdpContext, p: &Pkt, t: &Target6, rport: u16) -> u32 {
     if set_l4(data, end, p, 2, rport, &old, &t.rip).is_none() || !decrease_hop_limit(data, end) {
         return xdp_action::XDP_ABORTED;
     }
-    xmit::send6(ctx, &route, ingress, 0)
+    xmit::send6(ctx, n, ingress, 0)
 }
 
 /// A packet that matched no client-side connection may be a NAT real server's reply: its
@@ -99,9 +99,9 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
     if p.ttl <= 1 {
         return Some(xdp_action::XDP_DROP);
     }
-    let route = nexthop::to_addr6(ctx, &p.daddr, ingress, now);
-    if matches!(route, Route::None) {
-        return Some(xmit::send6(ctx, &route, ingress, 0));
+    let n = nexthop::to_addr6(ctx, &p.daddr, ingress, now);
+    if !xmit::routable6(n) {
+        return Some(xmit::send6(ctx, n, ingress, 0));
     }
     let (data, end) = (ctx.data(), ctx.data_end());
     let old = set_addr(data, end, IP6_SADDR, &vip)?;
@@ -110,7 +110,7 @@ pub fn reply(ctx: &XdpContext, p: &Pkt, ingress: u32, now: u64) -> Option<u32> {
         return Some(xdp_action::XDP_ABORTED);
     }
     bump(|g| &mut g.nat_reply);
-    Some(xmit::send6(ctx, &route, ingress, 0))
+    Some(xmit::send6(ctx, n, ingress, 0))
 }
 
 /// The reply-side entry of a new NAT connection: (client, RIP:rport) -> the virtual side.

@@ -69,7 +69,9 @@ pub fn parse6_gated(data: usize, data_end: usize, gate: impl FnOnce(&Addr, &Addr
     if h[0] >> 4 != 6 {
         return Parsed6::Malformed;
     }
-    let plen = u16::from_be_bytes([h[IP6_PLEN], h[IP6_PLEN + 1]]) as usize;
+    // Masked where the verifier sees it: 6.1's does not bound a byte swap's result, and the
+    // length is added to the packet pointer below.
+    let plen = lb_common::verifier::masked::<0xffff>(u16::from_be_bytes([h[IP6_PLEN], h[IP6_PLEN + 1]]) as usize);
     // The end of the datagram (the frame may carry padding after it, never less).
     let ip_end = L4_OFF_MIN + plen;
     if data + ip_end > data_end {

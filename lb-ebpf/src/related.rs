@@ -1,7 +1,7 @@
 //! ICMP errors about tracked connections, sent on to the party that needs them (IPVS
 //! `ip_vs_in_icmp` / `ip_vs_out_icmp`) by the connection's forwarding method.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::{ConnKey, CONN_KIND_IN, GATE_NAT_RS, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL};
+use lb_common::{tunnel::TUN_TYPE_IPIP, ConnKey, CONN_KIND_IN, GATE_NAT_RS, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL};
 
 use crate::{
     conn::expired,
@@ -50,7 +50,7 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         if !checksum_ok(ctx, e) {
             return Some(xdp_action::XDP_DROP);
         }
-        let (rip, fwd) = usable_dest(c.dest_id, c.svc_id, |d| (d.addr.w[0], d.fwd))?;
+        let (rip, fwd, tun_type) = usable_dest(c.dest_id, c.svc_id, |d| (d.addr.w[0], d.fwd, d.tun_type))?;
         if e.ttl <= 1 {
             return Some(xdp_action::XDP_DROP);
         }
@@ -58,6 +58,7 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         let t = Target { dest_id: c.dest_id, rip, ingress, now };
         return Some(match fwd {
             FWD_DROUTE => dr::forward(ctx, &t),
+            FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, &t),
             FWD_TUNNEL => tun::forward(ctx, &t, e.ip_len, e.ttl, e.daddr.w[0]),
             FWD_MASQ => nat::icmp_to_real_server(ctx, e, &t, c.port),
             _ => xdp_action::XDP_PASS,

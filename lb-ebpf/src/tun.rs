@@ -1,17 +1,26 @@
-//! IP tunnelling (`-i`, "Tunnel"): the packet is wrapped in an outer IPv4 header (protocol 4,
-//! IPIP) addressed to the real server, sourced from the director's address on the route there,
-//! and sent to the FIB's next hop. As IPVS: outer TTL = inner TTL after the decrement, outer TOS
-//! = inner DSCP with ECN encapsulated (CE becomes ECT(0)), DF copied from the inner header
+//! IP tunnelling (`-i`, "Tunnel"): the packet is wrapped in an outer IPv4 header addressed to
+//! the real server, sourced from the director's address on the route there, and sent to the
+//! FIB's next hop. The dest's tunnel type picks the wrapping: IPIP (protocol 4, written here, the
+//! hot path) or GUE / GRE (`encap`). As IPVS: outer TTL = inner TTL after the decrement, outer
+//! TOS = inner DSCP with ECN encapsulated (CE becomes ECT(0)), DF copied from the inner header
 //! (pmtu_disc=1), and a DF packet that no longer fits the route MTU gets ICMP "fragmentation
-//! needed" with the MTU reduced by the tunnel header.
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::IPPROTO_IPIP;
+//! needed" with the MTU reduced by the tunnel's overhead (`lb_common::tunnel::overhead`).
+use aya_ebpf::{
+    bindings::{xdp_action, xdp_md},
+    programs::XdpContext,
+};
+use lb_common::{
+    tunnel::{flow_hash_v4, overhead, IPV4_MIN_MTU, IPV6_MIN_MTU},
+    Addr, AF_INET, AF_INET6, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, NEIGH_F_RESOLVED,
+};
 use network_types::ip::Ipv4Hdr;
 
 use crate::{
     csum,
     dr::decrease_ttl,
+    encap::{self, Inner, Outer},
     icmp,
+    maps::{XLB_DESTS, XLB_DEST_NEIGH},
     nexthop::{self, Route},
     parse::{header, ETH_HLEN, IPV4_HLEN},
     xmit::{self, Target},
@@ -19,14 +28,10 @@ use crate::{
 
 const IP_DF: u16 = 0x4000;
 
-/// RFC 6040 / the kernel's INET_ECN_encapsulate: copy ECN, except CE which becomes ECT(0).
-#[inline(always)]
-fn encap_tos(inner: u8) -> u8 {
-    let ecn = inner & 3;
-    (inner & !3) | if ecn == 3 { 2 } else { ecn }
-}
+use encap::encap_tos;
 
-/// Encapsulates the IPv4 packet of `ip_len` bytes and TTL `ttl` (> 1) that was sent to `vip`.
+/// Encapsulates the IPv4 packet of `ip_len` bytes and TTL `ttl` (> 1) that was sent to `vip`
+/// in IPIP (the dest's `tun_type` is `lb_common::tunnel::TUN_TYPE_IPIP`; else [`forward_other`]).
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> u32 {
     let (rip, ingress) = (t.rip, t.ingress);
@@ -96,4 +101,139 @@ pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> 
     h[O + 10] = check[0];
     h[O + 11] = check[1];
     xmit::send(ctx, &route, ingress)
+}
+
+/// Encapsulates the IPv4 packet (TTL > 1) in the tunnel of dest `t.dest_id`, of a type other
+/// than IPIP (GUE, GRE; the caller tells the types apart from the dest it has read, so IPIP
+/// costs nothing more). The next hop is looked up and the frame sent here, as for IPIP; the
+/// headers are written by [`xlb_tun_encap4`], which the verifier checks once, not once per path
+/// to here, and whose frame (the kernel adds it to its callers' in a 512-byte stack) stays small.
+#[inline(always)]
+pub fn forward_other(ctx: &XdpContext, t: &Target) -> u32 {
+    let route = nexthop::to_dest(ctx, t.dest_id, t.rip, t.ingress, true, t.now);
+    if matches!(route, Route::None) {
+        return xmit::send(ctx, &route, t.ingress);
+    }
+    match xlb_tun_encap4(ctx.ctx, t.dest_id, t.rip) {
+        ENCAPSULATED => xmit::send(ctx, &route, t.ingress),
+        v => v,
+    }
+}
+
+/// What [`xlb_tun_encap4`] returns when the frame is ready to be sent (else an XDP verdict).
+const ENCAPSULATED: u32 = 0x100;
+
+/// What the route MTU allows a packet about to be tunnelled.
+pub enum Mtu {
+    Fits,
+    /// Answer "fragmentation needed" (IPv4) / "packet too big" (IPv6) with this MTU.
+    TooBig(u32),
+    /// The route cannot carry the tunnel at all (IPVS drops: MTU left below 68 for an IPv4
+    /// outer header, below 1280 for IPv6).
+    Drop,
+}
+
+/// IPVS's PMTU check for a tunnel (`__ip_vs_get_out_rt{,_v6}`, `ensure_mtu_is_adequate`): the
+/// route MTU (`0`: unknown, the slow path's kernel judges) less the tunnel's overhead must hold
+/// the inner packet of `len` bytes if it is IPv6 or an IPv4 one with DF. An IPv6 answer never
+/// names less than the minimum IPv6 MTU (the receiving stack would raise it to 1280 anyway).
+#[inline(always)]
+pub fn check_mtu(route_mtu: u32, outer_af: u8, inner_af: u8, df: bool, len: u32, tun_type: u8, tun_flags: u16) -> Mtu {
+    if route_mtu == 0 {
+        return Mtu::Fits;
+    }
+    let over = overhead(outer_af, tun_type, tun_flags);
+    let min = if outer_af == AF_INET6 { IPV6_MIN_MTU } else { IPV4_MIN_MTU };
+    if route_mtu < over + min {
+        return Mtu::Drop;
+    }
+    let mtu = route_mtu - over;
+    if inner_af == AF_INET6 {
+        if len > mtu { Mtu::TooBig(if mtu < IPV6_MIN_MTU { IPV6_MIN_MTU } else { mtu }) } else { Mtu::Fits }
+    } else if df && len > mtu {
+        Mtu::TooBig(mtu)
+    } else {
+        Mtu::Fits
+    }
+}
+
+/// GUE or GRE (as dest `dest_id` says) around the IPv4 packet in the frame (its TTL > 1 checked
+/// by the caller), to IPv4 real server `rip`, by the next hop the caller's `nexthop::to_dest` has
+/// just cached: [`ENCAPSULATED`], or the verdict for a packet that is not to be sent (an ICMP
+/// "fragmentation needed" answer, a drop). A global BPF function: checked once, with only its
+/// arguments known (the packet is parsed again here).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u32 {
+    let ctx = &XdpContext::new(ctx);
+    let Some((tun_type, tun_port, tun_flags)) = XLB_DESTS.get(dest_id).map(|d| (d.tun_type, d.tun_port, d.tun_flags))
+    else {
+        return xdp_action::XDP_DROP;
+    };
+    // The route's source and MTU (0: unknown, the slow path's).
+    let Some((src, mtu)) = XLB_DEST_NEIGH.get(dest_id).map(|n| {
+        (n.src.w[0], if n.flags & NEIGH_F_RESOLVED != 0 { n.mtu } else { 0 })
+    }) else {
+        return xdp_action::XDP_DROP;
+    };
+    // The packet as the caller parsed it: a whole IPv4 header, its total length in the frame.
+    let Some(ip) = header::<Ipv4Hdr>(ctx.data(), ctx.data_end(), ETH_HLEN) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: `header` checked that these bytes lie in the frame, which is not moved while this
+    // lives.
+    let (ip_len, ttl, vip, frags) =
+        unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).ttl, u32::from_ne_bytes((*ip).dst_addr), (*ip).frags) };
+    if ttl <= 1 || ETH_HLEN + ip_len as usize > ctx.data_end() - ctx.data() {
+        return xdp_action::XDP_DROP;
+    }
+    let df = u16::from_be_bytes(frags) & IP_DF != 0;
+    match check_mtu(mtu, AF_INET, AF_INET, df, ip_len as u32, tun_type, tun_flags) {
+        Mtu::Fits => {}
+        Mtu::TooBig(m) => return icmp::frag_needed(ctx, m as u16),
+        Mtu::Drop => return xdp_action::XDP_DROP,
+    }
+    let Some(hash) = flow_hash_of(ctx, vip) else {
+        return xdp_action::XDP_DROP;
+    };
+    if !decrease_ttl(ctx.data(), ctx.data_end(), ETH_HLEN) {
+        return xdp_action::XDP_DROP;
+    }
+    let Some(ip) = header::<Ipv4Hdr>(ctx.data(), ctx.data_end(), ETH_HLEN) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: as above.
+    let (tos, id) = unsafe { ((*ip).tos, (*ip).id) };
+    // As IPVS (`ip_select_ident` for a packet without socket): id 0 with DF, else (any id will
+    // do, the kernel's is a keyed hash) the inner packet's.
+    let id = if df { [0, 0] } else { id };
+    let src = if src != 0 { src } else { vip };
+    let outer = Outer { af: AF_INET, src: Addr::v4(src), dst: Addr::v4(rip), tun_type, tun_port, tun_flags };
+    let inner = Inner { af: AF_INET, len: ip_len, hop: ttl - 1, tos, df, id, hash };
+    if !encap::encap(ctx, &outer, &inner) {
+        return xdp_action::XDP_DROP;
+    }
+    ENCAPSULATED
+}
+
+/// The flow hash of the IPv4 packet in the frame, sent to `vip`: its addresses, protocol and
+/// (TCP, UDP) ports.
+#[inline(always)]
+fn flow_hash_of(ctx: &XdpContext, vip: u32) -> Option<u32> {
+    let ip = crate::parse::read::<[u8; 12]>(ctx.data(), ctx.data_end(), ETH_HLEN + 8)?;
+    let (proto, saddr) = (ip[1], u32::from_ne_bytes([ip[4], ip[5], ip[6], ip[7]]));
+    let vihl = crate::parse::read::<[u8; 2]>(ctx.data(), ctx.data_end(), ETH_HLEN)?[0];
+    let ports = if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
+        let ihl = ((vihl & 0x0f) as usize * 4) & 0x3c;
+        crate::parse::read::<[u8; 4]>(ctx.data(), ctx.data_end(), ETH_HLEN + ihl).unwrap_or([0; 4])
+    } else {
+        [0; 4]
+    };
+    Some(flow_hash_v4(
+        saddr,
+        vip,
+        u16::from_ne_bytes([ports[0], ports[1]]),
+        u16::from_ne_bytes([ports[2], ports[3]]),
+        proto,
+    ))
 }

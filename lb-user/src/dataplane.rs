@@ -111,14 +111,29 @@ pub enum Mode {
 /// feature refuses the attach), then also attaches the tc slow path and records both in
 /// `XLB_IFACES`. A failed first attach leaves nothing attached.
 pub fn attach(pin_dir: &Path, iface: &str, program: XdpProgram, mode: Mode) -> anyhow::Result<()> {
+    attach_with_gue_ports(pin_dir, iface, program, mode, &[])
+}
+
+/// [`attach`]; for the decap program, UDP datagrams to `gue_ports` are GUE (`lbd attach --program
+/// decap --gue-port N`). IPVS and the kernel's fou give GUE no default port: neither does this.
+pub fn attach_with_gue_ports(
+    pin_dir: &Path,
+    iface: &str,
+    program: XdpProgram,
+    mode: Mode,
+    gue_ports: &[u16],
+) -> anyhow::Result<()> {
     check_iface(iface)?;
+    if program != XdpProgram::Decap && !gue_ports.is_empty() {
+        bail!("GUE ports are for the decap program");
+    }
     let mut ebpf = match program {
         XdpProgram::Decap => load_decap_object(pin_dir)?,
         _ => store::load_object(pin_dir, CreateOptions::default())?,
     };
     std::fs::create_dir_all(links_dir(pin_dir))?;
     if program == XdpProgram::Decap {
-        fill_decap_addrs(&mut ebpf, iface)?;
+        fill_decap_addrs(&mut ebpf, iface, gue_ports)?;
     }
     if program != XdpProgram::Balancer {
         attach_xdp(&mut ebpf, pin_dir, iface, program, mode)?;
@@ -175,20 +190,52 @@ fn load_decap_object(dir: &Path) -> anyhow::Result<Ebpf> {
     loader.load(obj).with_context(|| format!("cannot create or open the maps in {}", dir.display()))
 }
 
-/// The IPv4 addresses of `iface` become the ones IPIP is stripped for.
-fn fill_decap_addrs(ebpf: &mut Ebpf, iface: &str) -> anyhow::Result<()> {
+/// The IPv4 and IPv6 addresses of `iface` become the ones tunnelled packets are stripped for;
+/// UDP datagrams to `gue_ports` (to one of those addresses) are GUE.
+fn fill_decap_addrs(ebpf: &mut Ebpf, iface: &str, gue_ports: &[u16]) -> anyhow::Result<()> {
+    let mut addrs: Vec<std::net::IpAddr> = interface_ipv4_addrs(iface)?.into_iter().map(Into::into).collect();
+    addrs.extend(interface_ipv6_addrs(iface)?.into_iter().map(std::net::IpAddr::from));
+    if addrs.is_empty() {
+        bail!("{iface} has no IPv4 or IPv6 address to decapsulate tunnelled packets for");
+    }
+    fill_decap_maps(ebpf, &addrs, gue_ports)
+}
+
+/// The decap program's maps of a loaded object: packets tunnelled to `addrs` are stripped, UDP
+/// to `gue_ports` is GUE.
+pub fn fill_decap_maps(ebpf: &mut Ebpf, addrs: &[std::net::IpAddr], gue_ports: &[u16]) -> anyhow::Result<()> {
     let map = ebpf
         .map_mut(lb_common::names::DECAP_ADDRS)
         .ok_or_else(|| anyhow!("no map {}", lb_common::names::DECAP_ADDRS))?;
-    let mut addrs: aya::maps::HashMap<_, lb_common::Addr, u8> = aya::maps::HashMap::try_from(map)?;
-    let found = interface_ipv4_addrs(iface)?;
-    if found.is_empty() {
-        bail!("{iface} has no IPv4 address to decapsulate IPIP for");
+    let mut map: aya::maps::HashMap<_, lb_common::Addr, u8> = aya::maps::HashMap::try_from(map)?;
+    for a in addrs {
+        let key = match a {
+            std::net::IpAddr::V4(a) => lb_common::Addr::v4(u32::from_ne_bytes(a.octets())),
+            std::net::IpAddr::V6(a) => addr_of_v6(*a),
+        };
+        map.insert(key, 1, 0)?;
     }
-    for a in found {
-        addrs.insert(lb_common::Addr::v4(u32::from_ne_bytes(a.octets())), 1, 0)?;
+    let max = lb_common::tunnel::DECAP_GUE_PORTS_MAX as usize;
+    if gue_ports.len() > max {
+        bail!("at most {max} GUE ports");
+    }
+    let name = lb_common::tunnel::DECAP_GUE_PORTS;
+    let map = ebpf.map_mut(name).ok_or_else(|| anyhow!("no map {name}"))?;
+    let mut ports: aya::maps::HashMap<_, u16, u8> = aya::maps::HashMap::try_from(map)?;
+    for p in gue_ports {
+        if *p == 0 {
+            bail!("GUE port 0 is no port");
+        }
+        ports.insert(p.to_be(), 1, 0)?;
     }
     Ok(())
+}
+
+/// An IPv6 address as `lb_common::Addr` (words in network order, as the packet has them).
+fn addr_of_v6(a: std::net::Ipv6Addr) -> lb_common::Addr {
+    let o = a.octets();
+    let w = |i: usize| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+    lb_common::Addr::v6([w(0), w(1), w(2), w(3)])
 }
 
 /// IPv4 addresses configured on `iface` (getifaddrs).
@@ -196,27 +243,51 @@ pub fn interface_ipv4_addrs(iface: &str) -> anyhow::Result<Vec<std::net::Ipv4Add
     Ok(ipv4_addrs_by_iface()?.remove(iface).unwrap_or_default())
 }
 
-/// Every interface's IPv4 addresses, in the kernel's order (the primary first), from one
-/// getifaddrs call.
-fn ipv4_addrs_by_iface() -> anyhow::Result<std::collections::HashMap<String, Vec<std::net::Ipv4Addr>>> {
+/// IPv6 addresses configured on `iface` (getifaddrs; link-local ones included: a tunnel may
+/// be addressed to one).
+pub fn interface_ipv6_addrs(iface: &str) -> anyhow::Result<Vec<std::net::Ipv6Addr>> {
+    let mut out = Vec::new();
+    for_each_ifaddr(|name, sa| {
+        // SAFETY: `sa` is a valid sockaddr of getifaddrs' list; an AF_INET6 one is a sockaddr_in6.
+        if name == iface && unsafe { (*sa).sa_family } as i32 == libc::AF_INET6 {
+            let sin6 = unsafe { &*(sa as *const libc::sockaddr_in6) };
+            out.push(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr));
+        }
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with every interface address's interface name and address (getifaddrs).
+fn for_each_ifaddr(mut f: impl FnMut(&str, *const libc::sockaddr)) -> anyhow::Result<()> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
         bail!("getifaddrs: {}", io::Error::last_os_error());
     }
-    let mut out: std::collections::HashMap<String, Vec<std::net::Ipv4Addr>> = Default::default();
     let mut cur = head;
     while !cur.is_null() {
         // SAFETY: getifaddrs returned a valid list; each node lives until freeifaddrs below.
         let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET {
-            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
-            // SAFETY: an AF_INET address is a sockaddr_in.
-            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-            out.entry(name).or_default().push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+        if !ifa.ifa_addr.is_null() {
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy();
+            f(&name, ifa.ifa_addr);
         }
         cur = ifa.ifa_next;
     }
     unsafe { libc::freeifaddrs(head) };
+    Ok(())
+}
+
+/// Every interface's IPv4 addresses, in the kernel's order (the primary first), from one
+/// getifaddrs call.
+fn ipv4_addrs_by_iface() -> anyhow::Result<std::collections::HashMap<String, Vec<std::net::Ipv4Addr>>> {
+    let mut out: std::collections::HashMap<String, Vec<std::net::Ipv4Addr>> = Default::default();
+    for_each_ifaddr(|name, sa| {
+        // SAFETY: `sa` is a valid sockaddr of getifaddrs' list; an AF_INET one is a sockaddr_in.
+        if unsafe { (*sa).sa_family } as i32 == libc::AF_INET {
+            let sin = unsafe { &*(sa as *const libc::sockaddr_in) };
+            out.entry(name.to_string()).or_default().push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+        }
+    })?;
     Ok(out)
 }
 
@@ -399,15 +470,52 @@ fn update_ifaces(pin_dir: &Path) -> anyhow::Result<bool> {
         changed |= map.remove(&k).is_ok();
     }
     let addrs = ipv4_addrs_by_iface()?;
+    let addrs6 = ipv6_addrs_by_iface()?;
     for (index, name) in now {
         let addr = addrs.get(&name).and_then(|a| a.first()).map_or(0, |a| u32::from_ne_bytes(a.octets()));
+        let addr6 = addrs6
+            .get(&name)
+            .and_then(|a| a.first())
+            .map_or(lb_common::Addr::ZERO, |a| store::to_addr(&std::net::IpAddr::V6(*a)));
         let old = map.get(&index, 0).ok();
-        if old.is_none_or(|o| o.addr != addr) {
-            map.insert(index, IfaceInfo { addr, ..old.unwrap_or_default() }, 0)?;
+        if old.is_none_or(|o| o.addr != addr || o.addr6 != addr6) {
+            map.insert(index, IfaceInfo { addr, addr6, ..old.unwrap_or_default() }, 0)?;
             changed = true;
         }
     }
     Ok(changed)
+}
+
+/// The global-scope IPv6 addresses of every interface (link-local ones cannot source a tunnel
+/// to another link), in getifaddrs order.
+fn ipv6_addrs_by_iface() -> anyhow::Result<std::collections::HashMap<String, Vec<std::net::Ipv6Addr>>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head it allocates; freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        bail!("getifaddrs: {}", io::Error::last_os_error());
+    }
+    let mut out: std::collections::HashMap<String, Vec<std::net::Ipv6Addr>> = Default::default();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: getifaddrs returned a valid list; each node lives until freeifaddrs below.
+        let ifa = unsafe { &*cur };
+        // SAFETY: a non-null ifa_addr points to a sockaddr of its family.
+        if !ifa.ifa_addr.is_null() && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET6 {
+            // SAFETY: ifa_name is a NUL-terminated string of the list; an AF_INET6 address is a
+            // sockaddr_in6.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+            let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+            let a = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+            if !link_local && !a.is_loopback() && !a.is_unspecified() {
+                out.entry(name).or_default().push(a);
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list getifaddrs returned, not used after.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 /// Records every interface of this namespace as if xlb were attached there in `xdp` mode
@@ -471,7 +579,7 @@ fn detach_unrecorded(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
     {
         found |= info.tc == IFACE_TC_NETLINK || info.xdp != IFACE_XDP_NONE;
         remove_tc_filter(iface, &info);
-        let _ = map.insert(index, IfaceInfo { addr: info.addr, ..IfaceInfo::default() }, 0);
+        let _ = map.insert(index, IfaceInfo { addr: info.addr, addr6: info.addr6, ..IfaceInfo::default() }, 0);
     }
     let pins = [XdpProgram::Balancer, XdpProgram::Pass, XdpProgram::Decap].map(|p| xdp_link_pin_of(pin_dir, iface, p));
     for pin in pins.into_iter().chain([tc_link_pin(pin_dir, iface)]) {

@@ -53,6 +53,17 @@ impl XdpUnderTest {
         Ok(XdpUnderTest { ebpf, program })
     }
 
+    /// The decap program (`xlb_decap`), its maps filled as `lbd attach --program decap` fills
+    /// them from an interface: tunnels to `addrs` are stripped, UDP to `gue_ports` is GUE.
+    pub fn load_decap(pin_dir: &Path, addrs: &[std::net::IpAddr], gue_ports: &[u16]) -> anyhow::Result<XdpUnderTest> {
+        let mut ebpf = store::load_object(pin_dir, CreateOptions::default())?;
+        lb_user::dataplane::fill_decap_maps(&mut ebpf, addrs, gue_ports)?;
+        let program = "xlb_decap";
+        let prog: &mut Xdp = ebpf.program_mut(program).ok_or_else(|| anyhow!("no program {program}"))?.try_into()?;
+        prog.load().with_context(|| format!("verifier refused {program}"))?;
+        Ok(XdpUnderTest { ebpf, program })
+    }
+
     /// Runs the program once on `frame` as if received on `ingress_ifindex` (0: loopback).
     pub fn run_on(&mut self, frame: &[u8], ingress_ifindex: u32) -> anyhow::Result<RunResult> {
         self.run_repeat(frame, ingress_ifindex, 1)

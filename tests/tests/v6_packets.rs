@@ -34,6 +34,17 @@ const VIP_NAT: &str = "2001:db8:88::17";
 const VIP_ALL: &str = "2001:db8:88::18";
 const WEB1: &str = "2001:db8:88::100";
 const WEB2: &str = "2001:db8:88::200";
+const VIP_TUN: &str = "2001:db8:88::16";
+const VIP_TUN4: &str = "2001:db8:88::19";
+/// TUN real servers behind the router (a route with MTU 1400).
+const TUN1: &str = "2001:db8:98::100";
+const TUN2: &str = "2001:db8:98::200";
+/// IPv4 TUN real servers of an IPv6 service (mixed families), behind the IPv4 router.
+const TUN4_1: [u8; 4] = [10, 99, 0, 100];
+const TUN4_2: [u8; 4] = [10, 99, 0, 200];
+const DIP: &str = "2001:db8:88::5";
+const DIP4: [u8; 4] = [192, 168, 88, 5];
+const TUN_MTU: usize = 1400;
 const NAT1: &str = "2001:db8:99::100";
 const NAT2: &str = "2001:db8:99::200";
 const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -64,6 +75,15 @@ fn v6_table() -> Table {
         svc(2, Proto::Tcp, VIP_NAT, 80, "rr", &[(NAT1, 8080, Fwd::Masq, 1), (NAT2, 8080, Fwd::Masq, 1)]),
         svc(3, Proto::Udp, VIP_NAT, 53, "rr", &[(NAT1, 5353, Fwd::Masq, 1), (NAT2, 53, Fwd::Masq, 1)]),
         all,
+        svc(5, Proto::Tcp, VIP_TUN, 80, "rr", &[(TUN1, 80, Fwd::Tunnel, 1), (TUN2, 80, Fwd::Tunnel, 1)]),
+        service(
+            6,
+            Proto::Tcp,
+            ip6(VIP_TUN4),
+            80,
+            "rr",
+            &[(IpAddr::from(TUN4_1), 80, Fwd::Tunnel, 1), (IpAddr::from(TUN4_2), 80, Fwd::Tunnel, 1)],
+        ),
     ])
 }
 
@@ -89,12 +109,21 @@ impl Director6 {
             ns.ip(&["link", "set", b, "up"])?;
         }
         ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        ns.ip(&["-6", "addr", "add", "2001:db8:88::5/64", "dev", "eth0", "nodad"])?;
+        ns.sysctl("net.ipv4.ip_forward", "1")?;
+        ns.ip(&["link", "set", "lo", "up"])?;
+        ns.ip(&["-6", "addr", "add", &format!("{DIP}/64"), "dev", "eth0", "nodad"])?;
         ns.ip(&["-6", "addr", "add", "2001:db8:99::5/64", "dev", "eth1", "nodad"])?;
-        for vip in [VIP_DR, VIP_NAT, VIP_ALL] {
-            ns.ip(&["-6", "addr", "add", &format!("{vip}/128"), "dev", "eth0", "nodad"])?;
+        ns.ip(&["addr", "add", "192.168.88.5/24", "dev", "eth0"])?;
+        // The VIPs on lo: eth0's one global address is the route's source toward the tunnels.
+        for vip in [VIP_DR, VIP_NAT, VIP_ALL, VIP_TUN, VIP_TUN4] {
+            ns.ip(&["-6", "addr", "add", &format!("{vip}/128"), "dev", "lo", "nodad"])?;
         }
         ns.ip(&["-6", "route", "add", "2001:db8:77::/64", "via", ROUTER, "dev", "eth0"])?;
+        // The FIB's forwarding view honours a route MTU only when locked.
+        let mtu = TUN_MTU.to_string();
+        ns.ip(&["-6", "route", "add", "2001:db8:98::/64", "via", ROUTER, "dev", "eth0", "mtu", "lock", &mtu])?;
+        ns.ip(&["route", "add", "10.99.0.0/24", "via", "192.168.88.1", "mtu", "lock", &mtu])?;
+        ns.ip(&["neigh", "replace", "192.168.88.1", "lladdr", &mac_str(ROUTER_MAC), "dev", "eth0", "nud", "permanent"])?;
         for (addr, mac, dev) in [
             (CLIENT, CLIENT_MAC, "eth0"),
             (CLIENT_SAME64, CLIENT_MAC, "eth0"),
@@ -121,6 +150,45 @@ impl Director6 {
     /// DR: the same packet to the real server's MAC from the director's, hop limit - 1.
     fn dr(&self, f: &Frame6, rs_mac: [u8; 6]) -> Vec<u8> {
         f.clone().macs(self.eth0_mac, rs_mac).hop_limit(f.hop_limit - 1).bytes()
+    }
+
+    /// TUN: IPv6-in-IPv6 to the real server via the router: outer hop limit = inner after the
+    /// decrement, traffic class with ECN encapsulated, flow label 0, source = the director's
+    /// address.
+    fn tun(&self, f: &Frame6, rs: &str) -> Vec<u8> {
+        let inner = f.clone().hop_limit(f.hop_limit - 1).bytes()[14..].to_vec();
+        let mut out = Vec::new();
+        out.extend_from_slice(&ROUTER_MAC);
+        out.extend_from_slice(&self.eth0_mac);
+        out.extend_from_slice(&[0x86, 0xdd]);
+        let tc = encap_ecn(f.tc);
+        out.extend_from_slice(&(0x6000_0000u32 | (tc as u32) << 20).to_be_bytes());
+        out.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+        out.extend_from_slice(&[41, f.hop_limit - 1]);
+        out.extend_from_slice(&DIP.parse::<Ipv6Addr>().expect("dip").octets());
+        out.extend_from_slice(&rs.parse::<Ipv6Addr>().expect("rs").octets());
+        out.extend_from_slice(&inner);
+        out
+    }
+
+    /// TUN to an IPv4 real server: IPv6-in-IPv4 (protocol 41), TTL = inner hop limit after the
+    /// decrement, TOS = traffic class with ECN encapsulated, DF, id 0.
+    fn tun4(&self, f: &Frame6, rs: [u8; 4]) -> Vec<u8> {
+        let inner = f.clone().hop_limit(f.hop_limit - 1).bytes()[14..].to_vec();
+        let tc = encap_ecn(f.tc);
+        let mut ip = etherparse::Ipv4Header::new(inner.len() as u16, f.hop_limit - 1, etherparse::IpNumber(41), DIP4, rs)
+            .expect("ipv4 header");
+        ip.dont_fragment = true;
+        ip.dscp = etherparse::IpDscp::try_new(tc >> 2).expect("dscp");
+        ip.ecn = etherparse::IpEcn::try_new(tc & 3).expect("ecn");
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut out = Vec::new();
+        out.extend_from_slice(&ROUTER_MAC);
+        out.extend_from_slice(&self.eth0_mac);
+        out.extend_from_slice(&[0x08, 0x00]);
+        ip.write(&mut out).expect("write");
+        out.extend_from_slice(&inner);
+        out
     }
 
     /// NAT66 request: destination rewritten to the real server, out eth1.
@@ -268,7 +336,28 @@ fn fixtures(d: &Director6) -> Vec<Fixture> {
     add("persistent /64: another host of the same /64, port 443 -> web2 (template)", p2.bytes(), false, XDP_TX, d.dr(&p2, WEB2_MAC), false);
     let p3 = Frame6::tcp(sa6(CLIENT_OTHER, 43003), sa6(VIP_ALL, 443), SYN).macs(ROUTER_MAC, DIRECTOR_MAC);
     add("persistent /64: a client of another /64 -> rr picks web1", p3.bytes(), false, XDP_TX, d.dr(&p3, WEB1_MAC), false);
+
+    // ---- TUN: IPv6-in-IPv6, and IPv6-in-IPv4 to IPv4 real servers
+    let t1 = Frame6::tcp(sa6(CLIENT, 41001), sa6(VIP_TUN, 80), SYN).traffic(0x2b, 0xabcde);
+    add("tun6 tcp: new connection -> ip6ip6 to tun2 via the router; CE encapsulated as ECT(0)", t1.bytes(), false, XDP_TX, d.tun(&t1, TUN2), false);
+    let t2 = Frame6::tcp(sa6(CLIENT, 41002), sa6(VIP_TUN, 80), SYN).traffic(0x12, 0);
+    add("tun6 tcp: next -> tun1", t2.bytes(), false, XDP_TX, d.tun(&t2, TUN1), false);
+    // Inner packet of MTU - 40 + 1 bytes: too big once wrapped.
+    let big = TUN_MTU - 40 + 1 - 40 - 20;
+    let tbig = Frame6::tcp(sa6(CLIENT, 41001), sa6(VIP_TUN, 80), ACK).payload(&vec![1u8; big]);
+    add("tun6 tcp: too big for the tunnel -> not sent (ICMPv6 packet too big once icmp6.rs lands)", tbig.bytes(), false, XDP_DROP, vec![], false);
+    let tfit = Frame6::tcp(sa6(CLIENT, 41001), sa6(VIP_TUN, 80), ACK).payload(&vec![2u8; big - 1]);
+    add("tun6 tcp: a packet that just fits is encapsulated", tfit.bytes(), false, XDP_TX, d.tun(&tfit, TUN2), false);
+    let m1 = Frame6::tcp(sa6(CLIENT, 41003), sa6(VIP_TUN4, 80), SYN).traffic(0x03, 0);
+    add("tun6 mixed: IPv6 service, IPv4 real server -> IPv6-in-IPv4 to 10.99.0.200", m1.bytes(), false, XDP_TX, d.tun4(&m1, TUN4_2), false);
+    let m1d = Frame6::tcp(sa6(CLIENT, 41003), sa6(VIP_TUN4, 80), ACK).payload(b"data");
+    add("tun6 mixed: established flow keeps 10.99.0.200", m1d.bytes(), false, XDP_TX, d.tun4(&m1d, TUN4_2), false);
     v
+}
+
+/// RFC 6040: ECN copied to the outer header, except CE which becomes ECT(0).
+fn encap_ecn(tc: u8) -> u8 {
+    if tc & 3 == 3 { (tc & !3) | 2 } else { tc }
 }
 
 /// An ICMPv6 message of type `ty` (checksum computed over the pseudo-header).
@@ -362,8 +451,9 @@ fn v6_packet_fixtures() {
     let store = Store::open_at(pins.path(), Default::default()).expect("store");
     let t = store.load().expect("table");
     let conns: Vec<u64> = t.services.iter().map(|s| s.stats.conns).collect();
-    // New connections per service: DR tcp 3, DR udp 1, NAT tcp 2, NAT udp 2, all-ports 3.
-    assert_eq!(conns, vec![3, 1, 2, 2, 3], "{t:#?}");
+    // New connections per service: DR tcp 3, DR udp 1, NAT tcp 2, NAT udp 2, all-ports 3, TUN
+    // 2, mixed TUN 1.
+    assert_eq!(conns, vec![3, 1, 2, 2, 3, 2, 1], "{t:#?}");
     let nat_tcp = &t.services[2].stats;
     assert_eq!((nat_tcp.outpkts, nat_tcp.outbytes), (2, r1_bytes()), "NAT66 replies counted as OutPkts");
     // -Lnc lists the IPv6 connections and the /64 template as IPVS does.

@@ -36,8 +36,8 @@ enum Program {
     Balancer,
     /// A do-nothing XDP_PASS program (for veth peers receiving XDP_TX frames in labs).
     Pass,
-    /// IPIP decapsulation, for TUN real servers without an ipip device (give the real server
-    /// its own --pin-dir).
+    /// Tunnel decapsulation (IPIP, IPv6-in-IP, GRE, GUE with --gue-port; outer IPv4 or IPv6), for
+    /// TUN real servers without tunnel devices (give the real server its own --pin-dir).
     Decap,
 }
 
@@ -67,6 +67,11 @@ enum Cmd {
         mode: Mode,
         #[arg(long, value_enum, default_value = "balancer")]
         program: Program,
+        /// With `--program decap`: UDP datagrams to this port (to one of the interface's
+        /// addresses) are GUE, as `--tun-port` on the director says (repeatable; no default, as
+        /// GUE has none).
+        #[arg(long = "gue-port", value_parser = clap::value_parser!(u16).range(1..))]
+        gue_ports: Vec<u16>,
     },
     /// Detach the data plane from an interface.
     Detach { iface: String },
@@ -116,7 +121,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.pin_dir.unwrap_or_else(store::pin_dir);
     match cli.cmd {
-        Cmd::Attach { iface, mode, program } => {
+        Cmd::Attach { iface, mode, program, gue_ports } => {
             let mode = match mode {
                 Mode::Auto => dataplane::Mode::Auto,
                 Mode::Native => dataplane::Mode::Native,
@@ -127,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Program::Pass => XdpProgram::Pass,
                 Program::Decap => XdpProgram::Decap,
             };
-            dataplane::attach(&dir, &iface, program, mode)?;
+            dataplane::attach_with_gue_ports(&dir, &iface, program, mode, &gue_ports)?;
             if program == XdpProgram::Balancer && !forwarding_enabled(&iface) {
                 eprintln!(
                     "lbd: warning: forwarding is disabled on {iface}: the kernel's FIB lookup refuses to \
