@@ -89,8 +89,8 @@ fn local_real_servers_are_served_by_the_directors_own_stack() {
     for _ in 0..3 {
         assert_eq!(lab.curl(VIP, 80).expect("curl :80"), "Welcome from the director", "{}", lab.diagnose());
         assert_eq!(lab.curl(VIP, 8080).expect("curl :8080"), "Welcome from the director", "{}", lab.diagnose());
-        assert_eq!(lab.curl("[fd00:88::15]", 80).expect("curl [v6]:80"), "Welcome from the director", "{}", lab.diagnose());
-        assert_eq!(lab.curl("[fd00:88::15]", 8080).expect("curl [v6]:8080"), "Welcome from the director", "{}", lab.diagnose());
+        assert_eq!(lab.curl("fd00:88::15", 80).expect("curl [v6]:80"), "Welcome from the director", "{}", lab.diagnose());
+        assert_eq!(lab.curl("fd00:88::15", 8080).expect("curl [v6]:8080"), "Welcome from the director", "{}", lab.diagnose());
     }
     // The connections went through xlb's table (the director's stack only received them).
     let conns = ipvsadm_on_director(&lab, &["-Lnc"]);
@@ -111,7 +111,7 @@ fn local_real_servers_are_served_by_the_directors_own_stack() {
     let synced = lab.lbd_in(&lab.lvs1.ns, &["sync-marks"]).expect("sync-marks");
     assert_eq!(String::from_utf8_lossy(&synced.stdout).trim(), "1 fwmark classifier entries");
     for _ in 0..2 {
-        assert_eq!(lab.curl("[fd00:88::16]", 8080).expect("curl fwmark6"), "Welcome from the director", "{}", lab.diagnose());
+        assert_eq!(lab.curl("fd00:88::16", 8080).expect("curl fwmark6"), "Welcome from the director", "{}", lab.diagnose());
     }
     let conns = ipvsadm_on_director(&lab, &["-Lnc"]);
     let fw = conns.lines().filter(|l| l.contains("[fd00:88::10]:") && l.contains(" [fd00:88::16]:8080 ")).count();
