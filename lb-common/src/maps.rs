@@ -105,8 +105,10 @@ pub enum TailProgram {
     Reply6 = 12,
     /// `xlb_icmp6`: ICMPv6 errors about connections.
     Icmp6 = 13,
-    /// `xlb_tun46`: an IPv4 service's packets to an IPv6 tunnel real server (IPv4 in IPv6).
-    Tun46 = 14,
+    /// `xlb_icmp6_tun`: an ICMPv6 error about a tunnelled connection, which `xlb_icmp6` found;
+    /// apart from it because the tunnel's encapsulation function adds its frame to the caller's
+    /// in the 512-byte stack.
+    Icmp6Tun = 14,
 }
 
 impl TailProgram {
@@ -126,7 +128,7 @@ impl TailProgram {
         TailProgram::Fwd6,
         TailProgram::Reply6,
         TailProgram::Icmp6,
-        TailProgram::Tun46,
+        TailProgram::Icmp6Tun,
     ];
 
     /// Its slot in `XLB_PROGS`.
@@ -152,7 +154,7 @@ impl TailProgram {
             TailProgram::Fwd6 => "xlb_fwd6",
             TailProgram::Reply6 => "xlb_reply6",
             TailProgram::Icmp6 => "xlb_icmp6",
-            TailProgram::Tun46 => "xlb_tun46",
+            TailProgram::Icmp6Tun => "xlb_icmp6_tun",
         }
     }
 }

@@ -29,9 +29,6 @@ pub struct Handoff {
     /// port.
     pub dest_id: u32,
     pub rport: u16,
-    /// For `xlb_tun46` (with `svc.id`, `dest_id`, `now`): the packet is a new connection's
-    /// first (else an established one's, whose reception it counts).
-    pub new_conn: bool,
 }
 
 /// This CPU's hand-off entry.

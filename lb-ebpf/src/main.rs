@@ -30,8 +30,6 @@ mod encap;
 mod gate;
 mod handoff;
 mod icmp;
-// The IPv6 data plane's errors (issue 15): its programs call them.
-#[allow(dead_code)]
 mod icmp6;
 mod leave6;
 mod maps;
@@ -45,13 +43,12 @@ mod schedule;
 mod stats;
 mod tc_neigh;
 mod tun;
-mod tun46;
 mod tun6;
 mod xdp6;
 mod xmit;
 
 use lb_ebpf::{csum, parse, parse6};
-use xdp6::{xlb_fwd6, xlb_icmp6, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
+use xdp6::{xlb_fwd6, xlb_icmp6, xlb_icmp6_tun, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -117,7 +114,7 @@ tail_programs! {
     Fwd6 => xlb_fwd6,
     Reply6 => xlb_reply6,
     Icmp6 => xlb_icmp6,
-    Tun46 => xlb_tun46,
+    Icmp6Tun => xlb_icmp6_tun,
 }
 
 /// The entry point. Parses the packet once, asks the gate whether it could be for a service
@@ -362,11 +359,7 @@ fn new_conn<const GROUP: u8>(ctx: &XdpContext) -> u32 {
 /// the real server was deleted (nothing counted).
 #[inline(always)]
 fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> Option<u32> {
-    let (rip, fwd, tun, af) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd, d.tun_type, d.af))?;
-    // An IPv6 tunnel real server (mixed families): `xlb_tun46` wraps and counts it.
-    if fwd == FWD_TUNNEL && tun46::v6_dest(af) && p.ttl > 1 {
-        return Some(hand_to_tun46(ctx, svc_id, dest_id, p.ip_len, new_conn, now));
-    }
+    let (rip, fwd, tun) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd, tun::tun_kind(d)))?;
     let t = xmit::Target { dest_id, rip, ingress: ingress(ctx), now };
     let v = forward_to(ctx, p, &t, fwd, tun, rport);
     Some(stats::count_forwarded(svc_id, dest_id, p.ip_len, new_conn, v))
@@ -379,42 +372,12 @@ fn forward_to(ctx: &XdpContext, p: &Pkt, t: &xmit::Target, fwd: u8, tun_type: u8
     }
     match fwd {
         FWD_DROUTE => dr::forward(ctx, t),
-        FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, t),
+        FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, t, tun_type),
         FWD_TUNNEL => tun::forward(ctx, t, p.ip_len, p.ttl, p.daddr.w[0]),
         FWD_MASQ => nat::request(ctx, p, t, rport),
         // LOCAL: the director itself serves it.
         _ => xdp_action::XDP_PASS,
     }
-}
-
-/// Hands an IPv4 packet for an IPv6 tunnel real server to `xlb_tun46` (which counts it); when
-/// that program is not installed, the packet is dropped and counted here.
-#[inline(always)]
-fn hand_to_tun46(ctx: &XdpContext, svc_id: u32, dest_id: u32, ip_len: u16, new_conn: bool, now: u64) -> u32 {
-    if let Some(h) = handoff::get() {
-        h.svc.id = svc_id;
-        h.dest_id = dest_id;
-        h.new_conn = new_conn;
-        h.now = now;
-        tail_call(ctx, TailProgram::Tun46);
-    }
-    stats::count_forwarded(svc_id, dest_id, ip_len, new_conn, xdp_action::XDP_DROP)
-}
-
-/// An IPv4 service's packet to an IPv6 tunnel real server (see tun46.rs), handed over by
-/// `xlb_xdp` or `xlb_fwd` with its connection's service, real server and kind in the hand-off
-/// entry; counted as `forward` counts.
-#[xdp]
-pub fn xlb_tun46(ctx: XdpContext) -> u32 {
-    let Some(h) = handoff::get() else {
-        return verdict(xdp_action::XDP_DROP);
-    };
-    let (svc_id, dest_id, new_conn, now) = (h.svc.id, h.dest_id, h.new_conn, h.now);
-    let (v, ip_len) = match parse(ctx.data(), ctx.data_end()) {
-        Parsed::Ok(p) if p.ttl > 1 => (tun46::forward(&ctx, &p, dest_id, ingress(&ctx), now), p.ip_len),
-        _ => (xdp_action::XDP_DROP, 0),
-    };
-    stats::count_forwarded(svc_id, dest_id, ip_len, new_conn, v)
 }
 
 #[classifier]
