@@ -34,6 +34,8 @@ pub mod names {
     pub const CLIENT_NEIGH: &str = "XLB_CLIENT_NEIGH";
     pub const CONNS6: &str = "XLB_CONNS6";
     pub const CLIENT_NEIGH6: &str = "XLB_CLIENT_NEIGH6";
+    pub const HALF_OPEN6: &str = "XLB_HALF_OPEN6";
+    pub const HALF_OPEN6_CURSOR: &str = "XLB_HALF_OPEN6_CURSOR";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -67,6 +69,8 @@ pub mod names {
         CLIENT_NEIGH,
         CONNS6,
         CLIENT_NEIGH6,
+        HALF_OPEN6,
+        HALF_OPEN6_CURSOR,
     ];
 
 }

@@ -1,17 +1,23 @@
 //! The IPv6 connection table (`XLB_CONNS6`): conn.rs's rules (states, timeouts, counts) on keys
 //! with IPv6 addresses. The state machine and the count changes are conn.rs's own functions;
-//! only the table differs. (No half-open eviction ring for IPv6 yet: a full IPv6 table refuses
-//! new connections, counted as `conn_insert_fail`.)
+//! only the table differs, and so does its ring of recently opened TCP connections
+//! (`XLB_HALF_OPEN6`): a full IPv6 table makes room by evicting the oldest one still half-open,
+//! as the IPv4 table does (`conn::evict_half_open`).
 use lb_common::{
-    tcp_state::{NEW_CONN_TIMEOUT, STATE_NONE, STATE_UDP},
-    Addr, Conn, Conn6, ConnKey6, Held, CONN_F_INACTIVE, CONN_KIND_IN, FWD_MASQ, IPPROTO_TCP,
+    tcp_state::{NEW_CONN_TIMEOUT, STATE_NONE, STATE_SYN_RECV, STATE_UDP},
+    Addr, Conn, Conn6, ConnKey6, HalfOpenCursor, Held, CONN_F_INACTIVE, CONN_KIND_IN, FWD_MASQ, HALF_OPEN_SLOTS, IPPROTO_TCP,
 };
 
 use crate::{
+    atomic,
     conn::{bind, input_dir, transition, uncount, with_config},
-    maps::{XLB_CONNS6, XLB_DESTS},
+    maps::{XLB_CONNS6, XLB_DESTS, XLB_HALF_OPEN6, XLB_HALF_OPEN6_CURSOR},
     parse::Pkt,
+    stats::bump,
 };
+
+/// How many of the oldest remembered connections one full-table insert looks at.
+const EVICT_TRIES: u32 = 4;
 
 #[inline(always)]
 pub fn key_in6(p: &Pkt) -> ConnKey6 {
@@ -24,9 +30,84 @@ pub fn get6(key: &ConnKey6) -> Option<*mut Conn> {
     XLB_CONNS6.get_ptr_mut(key).map(|c| c as *mut Conn)
 }
 
+/// Inserts a new entry; a full table first makes room by evicting a half-open connection
+/// ([`evict_half_open6`]).
 #[inline(always)]
 fn insert6(key: &ConnKey6, c: &Conn, vip: Addr) -> Result<(), ()> {
-    XLB_CONNS6.insert(key, &Conn6 { c: *c, vip }, 0).map_err(|_| ())
+    let v = Conn6 { c: *c, vip };
+    if XLB_CONNS6.insert(key, &v, 0).is_ok() || (evict_half_open6() && XLB_CONNS6.insert(key, &v, 0).is_ok()) {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+#[inline(always)]
+fn ring_slot(n: u64) -> u32 {
+    (n as u32) & (HALF_OPEN_SLOTS - 1)
+}
+
+#[inline(always)]
+fn cursor6() -> Option<*mut HalfOpenCursor> {
+    XLB_HALF_OPEN6_CURSOR.get_ptr_mut(0)
+}
+
+/// `conn::note_half_open` for the IPv6 table.
+#[inline(always)]
+fn note_half_open6(key: &ConnKey6) {
+    let Some(cur) = cursor6() else { return };
+    // SAFETY: the cursor's value (an array: valid for the run); addr_of_mut! only computes the
+    // field's address.
+    let n = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).head) }, 1);
+    if let Some(slot) = XLB_HALF_OPEN6.get_ptr_mut(ring_slot(n)) {
+        // SAFETY: a value of XLB_HALF_OPEN6 from a successful lookup, valid for the run; a key
+        // torn by a concurrent write matches no connection. (Copied as bytes that do not
+        // overlap: an assignment between two pointers is a memmove call.)
+        unsafe { core::ptr::copy_nonoverlapping(key, slot, 1) };
+    }
+}
+
+/// `conn::evict_half_open` for the IPv6 table: removes the oldest remembered connection still
+/// half-open (SYN_RECV), with its NAT reply side, giving back its count. True when a slot was
+/// freed.
+#[inline(always)]
+fn evict_half_open6() -> bool {
+    let Some(cur) = cursor6() else { return false };
+    for _ in 0..EVICT_TRIES {
+        // SAFETY: as in `conn::evict_half_open`: plain reads racing other CPUs' atomic adds.
+        let (head, tail) = unsafe { ((*cur).head, (*cur).tail) };
+        if tail >= head {
+            return false;
+        }
+        if head - tail > HALF_OPEN_SLOTS as u64 {
+            // SAFETY: as above.
+            unsafe { (*cur).tail = head - HALF_OPEN_SLOTS as u64 };
+            continue;
+        }
+        // SAFETY: as above; addr_of_mut! only computes the field's address.
+        let t = atomic::fetch_add(unsafe { core::ptr::addr_of_mut!((*cur).tail) }, 1);
+        let Some(slot) = XLB_HALF_OPEN6.get_ptr(ring_slot(t)) else {
+            return false;
+        };
+        // Copied out: another CPU may write the slot meanwhile, and the key looked up must be the
+        // key removed.
+        let mut k = ConnKey6::default();
+        // SAFETY: a value of XLB_HALF_OPEN6 (an array: valid for the run) and a local, distinct.
+        unsafe { core::ptr::copy_nonoverlapping(slot, &mut k, 1) };
+        let key = &k;
+        let Some(c) = get6(key) else { continue };
+        // SAFETY: a value of XLB_CONNS6 from a successful lookup, valid for the run; copied.
+        let c = unsafe { *c };
+        if key.kind != CONN_KIND_IN || c.state != STATE_SYN_RECV {
+            continue;
+        }
+        if !expire_now6(key, &c) {
+            continue;
+        }
+        bump(|g| &mut g.conn_evicted);
+        return true;
+    }
+    false
 }
 
 /// A NAT connection's reply-side entry (see `conn::create_reply_entry`); the VIP goes in
@@ -61,6 +142,9 @@ pub fn create6(key: &ConnKey6, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, fl
     if insert6(key, &c, Addr::ZERO).is_err() {
         uncount(&c);
         return Err(());
+    }
+    if p.proto == IPPROTO_TCP {
+        note_half_open6(key);
     }
     Ok(())
 }

@@ -95,6 +95,10 @@ pinned_maps! {
     /// The IPv6 connection table (see conn6.rs): its own, so the IPv4 key stays 16 bytes. Sized
     /// as `XLB_CONNS` (userspace sets both from the same option).
     XLB_CONNS6: HashMap<ConnKey6, Conn6> = HashMap::pinned(DEFAULT_MAX_CONNS, 0);
+    /// The IPv6 table's ring of recently opened TCP connections and its cursor (see
+    /// `XLB_HALF_OPEN`, conn6.rs).
+    XLB_HALF_OPEN6: Array<ConnKey6> = Array::pinned(HALF_OPEN_SLOTS, 0);
+    XLB_HALF_OPEN6_CURSOR: Array<HalfOpenCursor> = Array::pinned(1, 0);
     /// `XLB_CLIENT_NEIGH` for IPv6 clients.
     XLB_CLIENT_NEIGH6: LruHashMap<ClientKey6, DestNeigh> = LruHashMap::pinned(CLIENT_NEIGH_MAX, 0);
 }

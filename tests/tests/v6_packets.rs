@@ -703,3 +703,40 @@ fn v6_expiry_rearm_and_gate() {
     assert!(gate.has_ip(lb_common::GATE_VIP, ip6(VIP_DR)), "a service's IPv6 VIP stays open");
     assert!(!gate.has_ip(lb_common::GATE_VIP, ip6(VIP_NAT)), "a deleted service's IPv6 VIP is closed");
 }
+
+/// A SYN flood over IPv6 fills the IPv6 connection table; each new connection then evicts the
+/// oldest remembered one still half-open (`conn6::evict_half_open6`), so new clients keep
+/// being scheduled, and an established connection keeps its real server.
+#[test]
+fn v6_syn_flood_evicts_half_open_keeps_established() {
+    use lb_user::store::CreateOptions;
+    use xlb_tests::xdp::{LOOPBACK_IFINDEX, set_next_hop};
+    let pins = TempPins::new("flood6").expect("pins");
+    let opts = CreateOptions { max_conns: 64 };
+    {
+        let mut store = Store::open_at(pins.path(), opts).expect("store");
+        let before = store.load().expect("load");
+        let t = table(vec![svc(0, Proto::Tcp, VIP_DR, 80, "rr", &[(WEB1, 80, Fwd::Route, 1), (WEB2, 80, Fwd::Route, 1)])]);
+        store.commit(&before, &t).expect("commit");
+    }
+    for (id, mac) in [(0, WEB1_MAC), (1, WEB2_MAC)] {
+        set_next_hop(pins.path(), id, mac, DIRECTOR_MAC, LOOPBACK_IFINDEX).expect("next hop");
+    }
+    let mut xdp = XdpUnderTest::load_with(pins.path(), opts, "xlb_xdp").expect("load");
+    let est = Frame6::tcp(sa6(CLIENT, 50000), sa6(VIP_DR, 80), SYN);
+    assert_eq!(xdp.run(&est.bytes()).expect("run").verdict, XDP_TX);
+    let ack = Frame6::tcp(sa6(CLIENT, 50000), sa6(VIP_DR, 80), ACK);
+    let first = xdp.run(&ack.bytes()).expect("run");
+    assert_eq!(first.verdict, XDP_TX);
+    let mut refused = 0;
+    for i in 0..300u32 {
+        let c = format!("2001:db8:66::{:x}", i + 1);
+        let r = xdp.run(&Frame6::tcp(sa6(&c, 1000), sa6(VIP_DR, 80), SYN).bytes()).expect("run");
+        refused += (r.verdict != XDP_TX) as u32;
+    }
+    let g = global(&pins);
+    assert_eq!((refused, g.conn_insert_fail), (0, 0), "every flood SYN was scheduled: {g:?}");
+    assert!(g.conn_evicted >= 300 - 64, "half-open connections made room: {g:?}");
+    let again = xdp.run(&ack.bytes()).expect("run");
+    assert_eq!((again.verdict, &again.frame[..6]), (XDP_TX, &first.frame[..6]), "the established connection keeps its real server");
+}
