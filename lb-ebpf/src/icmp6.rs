@@ -203,10 +203,11 @@ fn sum_to_end(p: usize, end: usize, odd: bool) -> u64 {
     }
     // The odd last byte, read as the second of the two before the end (a one-byte bounds check
     // is one the verifier does not credit).
-    if odd && off > 0 {
-        if let Some(w) = read::<[u8; 2]>(p, end, off - 1) {
-            s += u16::from_ne_bytes([w[1], 0]) as u64;
-        }
+    if odd
+        && off > 0
+        && let Some(w) = read::<[u8; 2]>(p, end, off - 1)
+    {
+        s += u16::from_ne_bytes([w[1], 0]) as u64;
     }
     s
 }
