@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 
 /// Test binaries (tests/tests/*.rs) the kernel matrix runs in every guest: the packet fixtures,
 /// the verifier's budget, and the DR, TUN and NAT labs.
-pub const MATRIX: &[&str] = &["fixtures", "dr_packets", "hostile_packets", "verifier_budget", "lab_dr", "lab_methods", "lbd_attach"];
+pub const MATRIX: &[&str] = &["fixtures", "tunnel_packets", "dr_packets", "hostile_packets", "verifier_budget", "lab_dr", "lab_methods", "lbd_attach"];
 
 /// Tests the matrix leaves out unless XLB_VM_FUZZ=1: the fuzzer's million frames take 6 minutes
 /// per kernel under TCG (the host suite runs it; fewer frames would not fill the connection table
@@ -14,7 +14,7 @@ pub const MATRIX: &[&str] = &["fixtures", "dr_packets", "hostile_packets", "veri
 pub const MATRIX_SKIP: &[(&str, &str)] = &[("hostile_packets", "fuzz_frames_never_forward_malformed_input")];
 
 /// Run once more on the host with every optional kernel feature forced off (XLB_FEATURES_OFF=all).
-pub const FEATURES_OFF: &[&str] = &["fixtures", "dr_packets", "lab_dr", "lab_fwmark", "lab_methods"];
+pub const FEATURES_OFF: &[&str] = &["fixtures", "tunnel_packets", "dr_packets", "lab_dr", "lab_fwmark", "lab_methods"];
 
 pub struct TestBinary {
     pub name: String,
