@@ -103,11 +103,17 @@ pub enum TailProgram {
     /// `xlb_reply6`: IPv6 packets from a NAT real server's address without a client-side
     /// connection (replies); apart from `xlb_xdp6` to keep each within the 512-byte stack.
     Reply6 = 12,
+    /// `xlb_icmp6`: ICMPv6 errors about connections.
+    Icmp6 = 13,
+    /// `xlb_icmp6_tun`: an ICMPv6 error about a tunnelled connection, which `xlb_icmp6` found;
+    /// apart from it because the tunnel's encapsulation function adds its frame to the caller's
+    /// in the 512-byte stack.
+    Icmp6Tun = 14,
 }
 
 impl TailProgram {
     /// Every tail-called program, in slot order (`ALL[p.index()] == p`).
-    pub const ALL: [TailProgram; 13] = [
+    pub const ALL: [TailProgram; 15] = [
         TailProgram::New,
         TailProgram::Icmp,
         TailProgram::Fwd,
@@ -121,6 +127,8 @@ impl TailProgram {
         TailProgram::NewTwos6,
         TailProgram::Fwd6,
         TailProgram::Reply6,
+        TailProgram::Icmp6,
+        TailProgram::Icmp6Tun,
     ];
 
     /// Its slot in `XLB_PROGS`.
@@ -145,6 +153,8 @@ impl TailProgram {
             TailProgram::NewTwos6 => "xlb_new_twos6",
             TailProgram::Fwd6 => "xlb_fwd6",
             TailProgram::Reply6 => "xlb_reply6",
+            TailProgram::Icmp6 => "xlb_icmp6",
+            TailProgram::Icmp6Tun => "xlb_icmp6_tun",
         }
     }
 }
@@ -399,6 +409,9 @@ pub struct IfaceInfo {
     /// A netlink tc filter's priority and handle (`IFACE_TC_NETLINK`): what lbd removes.
     pub tc_priority: u32,
     pub tc_handle: u32,
+    /// Its first global IPv6 address (zero: none): an IPv6 tunnel's outer source when the FIB
+    /// cannot give the route's source (as `addr` for IPv4).
+    pub addr6: Addr,
 }
 
 /// No tc program of xlb's.
@@ -883,7 +896,7 @@ mod tests {
         assert_eq!(size_of::<DestConns>(), 24);
         assert_eq!(size_of::<DestNeigh>(), 64);
         assert_eq!(size_of::<SlowPathMark>(), 12);
-        assert_eq!(size_of::<IfaceInfo>(), 20);
+        assert_eq!(size_of::<IfaceInfo>(), 36);
         assert_eq!(size_of::<ConnKey>(), 16);
         assert_eq!((size_of::<ConnKey6>(), size_of::<Conn6>()), (40, 40));
         assert_eq!(size_of::<Conn>(), 24);

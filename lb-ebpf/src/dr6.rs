@@ -24,10 +24,10 @@ pub fn decrease_hop_limit(data: usize, data_end: usize) -> bool {
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, t: &Target6) -> u32 {
     let ingress = t.ingress;
-    let route = nexthop::to_dest6(ctx, t.dest_id, &t.rip, ingress, false, t.now);
-    if !matches!(route, nexthop::Route::None) && !decrease_hop_limit(ctx.data(), ctx.data_end()) {
+    let n = nexthop::to_dest6(ctx, t.dest_id, &t.rip, ingress, false, t.now);
+    if xmit::routable6(n) && !decrease_hop_limit(ctx.data(), ctx.data_end()) {
         return xdp_action::XDP_ABORTED;
     }
     // The destination is the VIP: the slow path is told the real server's next hop by its id.
-    xmit::send6(ctx, &route, ingress, t.dest_id + 1)
+    xmit::send6(ctx, n, ingress, t.dest_id + 1)
 }

@@ -38,6 +38,7 @@ mod nat6;
 mod nexthop;
 mod probe;
 mod related;
+mod related6;
 mod schedule;
 mod stats;
 mod tc_neigh;
@@ -47,7 +48,7 @@ mod xdp6;
 mod xmit;
 
 use lb_ebpf::{csum, parse, parse6};
-use xdp6::{xlb_fwd6, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
+use xdp6::{xlb_fwd6, xlb_icmp6, xlb_icmp6_tun, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -112,6 +113,8 @@ tail_programs! {
     NewTwos6 => xlb_new_twos6,
     Fwd6 => xlb_fwd6,
     Reply6 => xlb_reply6,
+    Icmp6 => xlb_icmp6,
+    Icmp6Tun => xlb_icmp6_tun,
 }
 
 /// The entry point. Parses the packet once, asks the gate whether it could be for a service

@@ -245,25 +245,29 @@ fn answer6(rc: i64, f: &bpf_fib_lookup, dst: &Addr, ingress: u32, now: u64) -> D
 }
 
 /// [`to_dest`] for an IPv6 real server `dst` (the same per-dest cache: dest ids are unique
-/// across families).
+/// across families): the cached answer itself (`xmit::send6` reads it), `None` without a cache
+/// entry. (Not a [`Route`]: copies of an enum whose variants leave fields unset made LLVM
+/// spill registers the verifier considers unset.)
 #[inline(always)]
-pub fn to_dest6(ctx: &XdpContext, dest_id: u32, dst: &Addr, ingress: u32, want_src: bool, now: u64) -> Route {
-    let Some(cache) = XLB_DEST_NEIGH.get_ptr_mut(dest_id) else {
-        return Route::None;
-    };
+pub fn to_dest6(ctx: &XdpContext, dest_id: u32, dst: &Addr, ingress: u32, want_src: bool, now: u64) -> Option<*const DestNeigh> {
+    let cache = XLB_DEST_NEIGH.get_ptr_mut(dest_id)?;
     // SAFETY: as in `to_dest`.
     let cached = unsafe { &mut *cache };
     if cached.expires > now {
-        return route_of(cached);
+        return Some(cached);
     }
-    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
-        return Route::None;
-    };
+    let s = XLB_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: as in `to_dest`.
     let s = unsafe { &mut *s };
     let rc = fib6(ctx.as_ptr(), &mut s.fib, dst, ingress, want_src);
     *cached = answer6(rc, &s.fib, dst, ingress, now);
-    route_of(cached)
+    // No source from the FIB (before 6.7): the egress interface's first global IPv6 address,
+    // as `to_dest` takes its IPv4 one.
+    if want_src && cached.src.w == [0; 4] && cached.ifindex != 0 {
+        // SAFETY: a hash map value stays valid until the program returns (RCU); read at once.
+        cached.src = unsafe { XLB_IFACES.get(&cached.ifindex) }.map_or(Addr::ZERO, |f| f.addr6);
+    }
+    Some(cached)
 }
 
 /// Key of [`XLB_CLIENT_NEIGH6`]: [`ClientKey`] with an IPv6 client.
@@ -274,24 +278,22 @@ pub struct ClientKey6 {
     pub ingress: u32,
 }
 
-/// [`to_addr`] for IPv6 client `dst`.
+/// [`to_addr`] for IPv6 client `dst`: the answer (cached, or this CPU's scratch entry), as
+/// [`to_dest6`].
 #[inline(always)]
-pub fn to_addr6(ctx: &XdpContext, dst: &Addr, ingress: u32, now: u64) -> Route {
+pub fn to_addr6(ctx: &XdpContext, dst: &Addr, ingress: u32, now: u64) -> Option<*const DestNeigh> {
     let key = ClientKey6 { addr: *dst, ingress };
     if let Some(n) = XLB_CLIENT_NEIGH6.get_ptr(&key) {
         // SAFETY: as in `to_addr`.
-        let n = unsafe { &*n };
-        if n.expires > now {
-            return route_of(n);
+        if unsafe { (*n).expires } > now {
+            return Some(n);
         }
     }
-    let Some(s) = XLB_SCRATCH.get_ptr_mut(0) else {
-        return Route::None;
-    };
+    let s = XLB_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: as in `to_dest`.
     let s = unsafe { &mut *s };
     let rc = fib6(ctx.as_ptr(), &mut s.fib, dst, ingress, false);
     s.neigh = answer6(rc, &s.fib, dst, ingress, now);
     let _ = XLB_CLIENT_NEIGH6.insert(&key, &s.neigh, 0);
-    route_of(&s.neigh)
+    Some(&s.neigh)
 }

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     tunnel::{flow_hash_v4, overhead, IPV4_MIN_MTU, IPV6_MIN_MTU},
-    Addr, AF_INET, AF_INET6, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, NEIGH_F_RESOLVED, NEIGH_F_ROUTED,
+    Addr, AF_INET, AF_INET6, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, NEIGH_F_RESOLVED,
 };
 use network_types::ip::Ipv4Hdr;
 
@@ -152,12 +152,11 @@ pub extern "C" fn xlb_tun_route6(ctx: *mut xdp_md, dest_id: u32, ingress: u32, n
     let Some(d) = XLB_DESTS.get(dest_id) else {
         return 0;
     };
-    match nexthop::to_dest6(ctx, dest_id, &d.addr, ingress, true, now) {
-        Route::None => {
-            crate::stats::bump(|g| &mut g.no_route);
-            0
-        }
-        _ => 1,
+    if xmit::routable6(nexthop::to_dest6(ctx, dest_id, &d.addr, ingress, true, now)) {
+        1
+    } else {
+        crate::stats::bump(|g| &mut g.no_route);
+        0
     }
 }
 
@@ -170,17 +169,8 @@ pub extern "C" fn xlb_tun_send6(ctx: *mut xdp_md, dest_id: u32, ingress: u32) ->
     let Some(n) = XLB_DEST_NEIGH.get_ptr(dest_id) else {
         return xdp_action::XDP_DROP;
     };
-    // SAFETY: a value of an array map (never freed), valid for the run.
-    let flags = unsafe { (*n).flags };
-    let route = if flags & NEIGH_F_RESOLVED != 0 {
-        Route::Direct(n)
-    } else if flags & NEIGH_F_ROUTED != 0 {
-        // SAFETY: as above.
-        Route::Slow { ifindex: unsafe { (*n).ifindex }, nh: Addr::ZERO, src: 0 }
-    } else {
-        Route::None
-    };
-    xmit::send6(ctx, &route, ingress, 0)
+    // (The slow path's next hop: the one cached for the real server, dest id + 1.)
+    xmit::send6(ctx, Some(n), ingress, dest_id + 1)
 }
 
 /// What [`xlb_tun_encap4`] returns when the frame is ready to be sent (else an XDP verdict).

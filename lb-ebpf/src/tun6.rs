@@ -25,15 +25,29 @@ use crate::{
 /// family is `dest_af`.
 #[inline(always)]
 pub fn forward(ctx: &XdpContext, p: &Pkt, t: &Target6, dest_af: u8) -> u32 {
+    forward_with(ctx, p, t, dest_af, answer)
+}
+
+/// [`forward`] for an ICMPv6 error about a connection: one that no longer fits the tunnel is
+/// dropped, not answered (IPVS's `ensure_mtu_is_adequate` sends no Packet Too Big about ICMP).
+/// (Also what keeps `xlb_icmp6`'s stack within the limit: the error builder is not called.)
+#[inline(always)]
+pub fn forward_related(ctx: &XdpContext, p: &Pkt, t: &Target6, dest_af: u8) -> u32 {
+    forward_with(ctx, p, t, dest_af, |_, v| if v & TOO_BIG != 0 { xdp_action::XDP_DROP } else { v })
+}
+
+#[inline(always)]
+fn forward_with(ctx: &XdpContext, p: &Pkt, t: &Target6, dest_af: u8, answer: impl Fn(&XdpContext, u32) -> u32) -> u32 {
     let hash = flow_hash(&p.saddr.w, &p.daddr.w, p.sport, p.dport, p.proto);
     if dest_af == AF_INET6 {
-        let route = nexthop::to_dest6(ctx, t.dest_id, &t.rip, t.ingress, true, t.now);
-        if matches!(route, Route::None) {
-            return xmit::send6(ctx, &route, t.ingress, 0);
+        // The answer is cached in XLB_DEST_NEIGH, where xlb_tun_encap6 reads its source and MTU.
+        let n = nexthop::to_dest6(ctx, t.dest_id, &t.rip, t.ingress, true, t.now);
+        if !xmit::routable6(n) {
+            return xmit::send6(ctx, n, t.ingress, 0);
         }
-        // (The slow path's next hop: the outer destination, the real server, is the frame's.)
+        // (The slow path's next hop: the one cached for the real server, dest id + 1.)
         match xlb_tun_encap6(ctx.ctx, t.dest_id, hash) {
-            ENCAPSULATED => xmit::send6(ctx, &route, t.ingress, 0),
+            ENCAPSULATED => xmit::send6(ctx, n, t.ingress, t.dest_id + 1),
             v => answer(ctx, v),
         }
     } else {

@@ -4,7 +4,8 @@ use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use network_types::eth::EthHdr;
 
 use lb_common::{
-    neigh_xdp_egress, DestNeigh, IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB, NEIGH_F_XDP_EGRESS,
+    neigh_xdp_egress, DestNeigh, IFACE_XDP_NATIVE, IFACE_XDP_NONE, IFACE_XDP_SKB, NEIGH_F_RESOLVED, NEIGH_F_ROUTED,
+    NEIGH_F_XDP_EGRESS,
 };
 
 use crate::{
@@ -57,12 +58,36 @@ pub struct Target6 {
     pub now: u64,
 }
 
-/// [`send`] for an IPv6 frame: its slow-path mark cannot hold an IPv6 next hop, so it names it
-/// by `slow_nh` (`lb_common::SlowPathMark::nh`: dest id + 1, whose cached next hop the tc
-/// program reads, or 0 for the packet's own destination).
+/// Whether a next-hop answer of `nexthop::to_dest6`/`to_addr6` can be sent to (directly or by
+/// the slow path).
 #[inline(always)]
-pub fn send6(ctx: &XdpContext, route: &Route, ingress: u32, slow_nh: u32) -> u32 {
-    send_with(ctx, route, ingress, |ifindex, _| slow_path(ctx, ifindex, lb_common::Addr::v4(slow_nh)))
+pub fn routable6(n: Option<*const DestNeigh>) -> bool {
+    // SAFETY: the answer points into a map value (a cache entry or this CPU's scratch), valid
+    // for the run.
+    n.is_some_and(|n| unsafe { (*n).flags } & (NEIGH_F_RESOLVED | NEIGH_F_ROUTED) != 0)
+}
+
+/// [`send`] for an IPv6 frame, by the next-hop answer `n` (see `nexthop::to_dest6`). Its
+/// slow-path mark cannot hold an IPv6 next hop, so it names it by `slow_nh`
+/// (`lb_common::SlowPathMark::nh`: dest id + 1, whose cached next hop the tc program reads, or
+/// 0 for the packet's own destination).
+#[inline(always)]
+pub fn send6(ctx: &XdpContext, n: Option<*const DestNeigh>, ingress: u32, slow_nh: u32) -> u32 {
+    let slow = |ifindex: u32| slow_path(ctx, ifindex, lb_common::Addr::v4(slow_nh));
+    let Some(n) = n else {
+        bump(|g| &mut g.no_route);
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: as in `routable6`.
+    let (flags, ifindex) = unsafe { ((*n).flags, (*n).ifindex) };
+    if flags & NEIGH_F_RESOLVED != 0 {
+        send_with(ctx, &Route::Direct(n), ingress, |ifindex, _| slow(ifindex))
+    } else if flags & NEIGH_F_ROUTED != 0 {
+        slow(ifindex)
+    } else {
+        bump(|g| &mut g.no_route);
+        xdp_action::XDP_DROP
+    }
 }
 
 /// [`send`], handing a frame for the tc slow path to `slow` (egress, next hop).

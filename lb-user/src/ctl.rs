@@ -470,22 +470,23 @@ fn find_dest(svc: &Service, addr: &IpAddr, port: u16) -> Option<usize> {
     svc.dests.iter().position(|d| d.addr == *addr && d.port == port)
 }
 
-/// `ip_vs_new_dest`: IPv4 dests must be unicast or local (`inet_addr_type`), IPv6 dests unicast
-/// and not link-local (local addresses are not known here).
+/// `ip_vs_new_dest`: an IPv4 dest must be unicast or local (`inet_addr_type`: not zeronet,
+/// multicast, the limited broadcast, or a broadcast address of the director's own networks);
+/// an IPv6 dest unicast and not link-local, unless it is local to the director
+/// (`__ip_vs_addr_is_local_v6`): v4-mapped, multicast, unspecified and link-local addresses
+/// are refused otherwise.
 fn dest_addr_usable(addr: &IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => {
             let o = a.octets();
-            !(o[0] == 0 || a.is_broadcast() || a.is_multicast())
+            !(o[0] == 0 || a.is_broadcast() || a.is_multicast() || crate::local::is_local_broadcast(a))
         }
         IpAddr::V6(a) => {
             let s = a.segments();
-            let first = s[0];
-            if a.is_unspecified() || a.is_multicast() || (first & 0xffc0) == 0xfe80 {
-                return a.is_loopback();
-            }
-            // IPv4-mapped addresses are not unicast for ipv6_addr_type().
-            !(s[..5].iter().all(|&w| w == 0) && s[5] == 0xffff)
+            let mapped = s[..5].iter().all(|&w| w == 0) && s[5] == 0xffff;
+            let unicast = !(a.is_unspecified() || a.is_multicast() || mapped);
+            let link_local = (s[0] & 0xffc0) == 0xfe80;
+            (unicast && !link_local) || crate::local::is_local(addr)
         }
     }
 }

@@ -470,15 +470,52 @@ fn update_ifaces(pin_dir: &Path) -> anyhow::Result<bool> {
         changed |= map.remove(&k).is_ok();
     }
     let addrs = ipv4_addrs_by_iface()?;
+    let addrs6 = ipv6_addrs_by_iface()?;
     for (index, name) in now {
         let addr = addrs.get(&name).and_then(|a| a.first()).map_or(0, |a| u32::from_ne_bytes(a.octets()));
+        let addr6 = addrs6
+            .get(&name)
+            .and_then(|a| a.first())
+            .map_or(lb_common::Addr::ZERO, |a| store::to_addr(&std::net::IpAddr::V6(*a)));
         let old = map.get(&index, 0).ok();
-        if old.is_none_or(|o| o.addr != addr) {
-            map.insert(index, IfaceInfo { addr, ..old.unwrap_or_default() }, 0)?;
+        if old.is_none_or(|o| o.addr != addr || o.addr6 != addr6) {
+            map.insert(index, IfaceInfo { addr, addr6, ..old.unwrap_or_default() }, 0)?;
             changed = true;
         }
     }
     Ok(changed)
+}
+
+/// The global-scope IPv6 addresses of every interface (link-local ones cannot source a tunnel
+/// to another link), in getifaddrs order.
+fn ipv6_addrs_by_iface() -> anyhow::Result<std::collections::HashMap<String, Vec<std::net::Ipv6Addr>>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head it allocates; freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        bail!("getifaddrs: {}", io::Error::last_os_error());
+    }
+    let mut out: std::collections::HashMap<String, Vec<std::net::Ipv6Addr>> = Default::default();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: getifaddrs returned a valid list; each node lives until freeifaddrs below.
+        let ifa = unsafe { &*cur };
+        // SAFETY: a non-null ifa_addr points to a sockaddr of its family.
+        if !ifa.ifa_addr.is_null() && unsafe { (*ifa.ifa_addr).sa_family } as i32 == libc::AF_INET6 {
+            // SAFETY: ifa_name is a NUL-terminated string of the list; an AF_INET6 address is a
+            // sockaddr_in6.
+            let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+            let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+            let a = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+            if !link_local && !a.is_loopback() && !a.is_unspecified() {
+                out.entry(name).or_default().push(a);
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list getifaddrs returned, not used after.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 /// Records every interface of this namespace as if xlb were attached there in `xdp` mode
@@ -542,7 +579,7 @@ fn detach_unrecorded(pin_dir: &Path, iface: &str) -> anyhow::Result<bool> {
     {
         found |= info.tc == IFACE_TC_NETLINK || info.xdp != IFACE_XDP_NONE;
         remove_tc_filter(iface, &info);
-        let _ = map.insert(index, IfaceInfo { addr: info.addr, ..IfaceInfo::default() }, 0);
+        let _ = map.insert(index, IfaceInfo { addr: info.addr, addr6: info.addr6, ..IfaceInfo::default() }, 0);
     }
     let pins = [XdpProgram::Balancer, XdpProgram::Pass, XdpProgram::Decap].map(|p| xdp_link_pin_of(pin_dir, iface, p));
     for pin in pins.into_iter().chain([tc_link_pin(pin_dir, iface)]) {

@@ -9,7 +9,7 @@
 //!
 //! Local: the loopback networks (the kernel's `local 127.0.0.0/8 dev lo` route, `::1`) and every
 //! address of an interface of this network namespace (getifaddrs).
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,19 +17,31 @@ use std::time::{Duration, Instant};
 /// them once).
 const FRESH: Duration = Duration::from_secs(1);
 
-static CACHE: Mutex<Option<(Instant, Vec<IpAddr>)>> = Mutex::new(None);
+/// One reading: (when, interface addresses, their IPv4 broadcast addresses).
+type Reading = (Instant, Vec<IpAddr>, Vec<Ipv4Addr>);
+
+static CACHE: Mutex<Option<Reading>> = Mutex::new(None);
+
+fn with_reading<T>(f: impl FnOnce(&Reading) -> T) -> Option<T> {
+    let mut g = CACHE.lock().ok()?;
+    let fresh = g.as_ref().is_some_and(|(t, _, _)| t.elapsed() < FRESH);
+    if !fresh {
+        let (addrs, bcast) = read_interfaces();
+        *g = Some((Instant::now(), addrs, bcast));
+    }
+    g.as_ref().map(f)
+}
 
 /// Whether `addr` is local to the director (this network namespace).
 pub fn is_local(addr: &IpAddr) -> bool {
-    if addr.is_loopback() {
-        return true;
-    }
-    let Ok(mut g) = CACHE.lock() else { return false };
-    let fresh = g.as_ref().is_some_and(|(t, _)| t.elapsed() < FRESH);
-    if !fresh {
-        *g = Some((Instant::now(), interface_addrs()));
-    }
-    g.as_ref().is_some_and(|(_, v)| v.contains(addr))
+    addr.is_loopback() || with_reading(|(_, v, _)| v.contains(addr)).unwrap_or(false)
+}
+
+/// Whether `addr` is the broadcast address of one of the director's IPv4 networks (the
+/// kernel's `broadcast` routes in its local table, `inet_addr_type` RTN_BROADCAST; an explicit
+/// `brd` other than the network's is not seen).
+pub fn is_local_broadcast(addr: &Ipv4Addr) -> bool {
+    with_reading(|(_, _, b)| b.contains(addr)).unwrap_or(false)
 }
 
 /// Drops the cached reading: the next [`is_local`] reads the addresses again.
@@ -42,13 +54,19 @@ pub fn forget() {
 /// The addresses of this namespace's interfaces, sorted (a change of the set is a change of
 /// the sorted list), read now.
 pub fn interface_addrs() -> Vec<IpAddr> {
+    read_interfaces().0
+}
+
+/// The interfaces' addresses and IPv4 broadcast addresses, each sorted.
+fn read_interfaces() -> (Vec<IpAddr>, Vec<Ipv4Addr>) {
     let mut out = Vec::new();
+    let mut bcast = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list freed below by freeifaddrs; every node and
     // its sockaddr are read only while the list lives, by the family the sockaddr says.
     unsafe {
         if libc::getifaddrs(&mut head) != 0 {
-            return out;
+            return (out, bcast);
         }
         let mut p = head;
         while !p.is_null() {
@@ -58,6 +76,16 @@ pub fn interface_addrs() -> Vec<IpAddr> {
                     libc::AF_INET => {
                         let s = &*(sa as *const libc::sockaddr_in);
                         out.push(IpAddr::from(s.sin_addr.s_addr.to_ne_bytes()));
+                        // The kernel adds `broadcast prefix|~mask` for every address with a
+                        // prefix shorter than /31 (fib_add_ifaddr), whatever `brd` says.
+                        let m = (*p).ifa_netmask;
+                        if !m.is_null() && i32::from((*m).sa_family) == libc::AF_INET {
+                            let mask = u32::from_be((*(m as *const libc::sockaddr_in)).sin_addr.s_addr);
+                            let a = u32::from_be(s.sin_addr.s_addr);
+                            if mask.count_ones() < 31 && mask.leading_ones() == mask.count_ones() {
+                                bcast.push(Ipv4Addr::from(a | !mask));
+                            }
+                        }
                     }
                     libc::AF_INET6 => {
                         let s = &*(sa as *const libc::sockaddr_in6);
@@ -72,7 +100,9 @@ pub fn interface_addrs() -> Vec<IpAddr> {
     }
     out.sort();
     out.dedup();
-    out
+    bcast.sort();
+    bcast.dedup();
+    (out, bcast)
 }
 
 #[cfg(test)]

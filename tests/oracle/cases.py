@@ -501,5 +501,62 @@ twos_612 = [case("sched-twos", "-A with -s twos, listed and saved (6.12: the mod
                  "-A -t 10.0.0.1:80 -s twos", "-a -t 10.0.0.1:80 -r 192.168.1.1 -w 2", LS, SV,
                  "-E -t 10.0.0.1:80 -s twos -b flag-1", LS, "-E -t 10.0.0.1:80 -s rr", "-E -t 10.0.0.1:80 -s twos", SV)]
 
-FILES = {"commands": commands, "errors": errors, "listing": listing, "restore": restore, "seeds": seeds,
+
+# --------------------------------------------------------------------------------------------
+# IPv6, mixed families and GUE/GRE beyond the cases above (issue 15).
+ipv6 = []
+V6 = ipv6.append
+V6(case("v6-address-forms", "IPv6 VIP/RIP spellings: compressed, full, mapped, upper case, zone ids, bad forms",
+        "-A -t [2001:0db8:0000:0000:0000:0000:0000:0001]:80 -s rr", "-A -t [2001:DB8::2]:80 -s rr",
+        "-A -t [::ffff:192.168.1.1]:80", "-A -t [::]:80", "-A -t [fe80::1%eth0]:80", "-A -t [zz::1]:80",
+        "-A -t [2001:db8::5:80", "-A -t 2001:db8::5]:80", "-A -t [2001:db8::5]:65536", "-A -t [2001:db8::5]:0",
+        "-A -t [2001:db8::5]:http", "-A -u [2001:db8::6]:domain", "-A -t [2001:db8::7]:80:80",
+        "-A --sctp-service [2001:db8::8]:3868 -s rr", "-A -t []:80", "-A -t [1.2.3.4]:80", LS, SV))
+V6(case("v6-dests", "IPv6 real servers: every method, ports, weights, thresholds, forms refused by the kernel",
+        "-A -t [2001:db8::1]:80 -s wlc", "-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -g -w 5",
+        "-a -t [2001:db8::1]:80 -r [2001:db8::11]:8080 -m -x 100 -y 50", "-a -t [2001:db8::1]:80 -r [2001:db8::12] -i",
+        "-a -t [2001:db8::1]:80 -r [2001:db8::12]:80 -i", "-a -t [2001:db8::1]:80 -r [2001:db8::13]:81 -g",
+        "-a -t [2001:db8::1]:80 -r [fe80::1]:80 -m", "-a -t [2001:db8::1]:80 -r [ff02::1]:80 -m",
+        "-a -t [2001:db8::1]:80 -r [::]:80 -m", "-a -t [2001:db8::1]:80 -r [::ffff:10.1.1.1]:80 -m",
+        "-a -t [2001:db8::1]:80 -r [::1]:80 -g", "-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -g",
+        "-a -t [2001:db8::9]:80 -r [2001:db8::10]:80 -g",
+        LS, SV, "-Ln --thresholds", "-Ln --stats", "-Ln --rate", "-Ln --exact --stats", "-L",
+        "-e -t [2001:db8::1]:80 -r [2001:db8::10]:80 -m -w 0", "-e -t [2001:db8::1]:80 -r [2001:db8::99]:80 -m",
+        "-d -t [2001:db8::1]:80 -r [2001:db8::11]:8080", "-d -t [2001:db8::1]:80 -r [2001:db8::11]:8080",
+        "-d -t [2001:db8::1]:80 -r [2001:db8::12]", LS, "-Z -t [2001:db8::1]:80", "-Z -t [2001:db8::9]:80",
+        "-D -t [2001:db8::1]:80", "-D -t [2001:db8::1]:80", LS))
+V6(case("v6-mixed-families", "other-family real servers: tunnels only, both ways, -e and -d",
+        "-A -t [2001:db8::1]:80 -s rr", "-A -t 10.0.0.1:80 -s rr", "-A -f 9 -6 -s rr", "-A -f 9 -s rr",
+        "-a -t [2001:db8::1]:80 -r 10.1.1.1 -i", "-a -t [2001:db8::1]:80 -r 10.1.1.2:8080 -i --tun-type gue --tun-port 6080",
+        "-a -t [2001:db8::1]:80 -r 10.1.1.3 -i --tun-type gre --tun-csum", "-a -t [2001:db8::1]:80 -r 10.1.1.4 -g",
+        "-a -t [2001:db8::1]:80 -r 10.1.1.5 -m", "-a -t 10.0.0.1:80 -r [2001:db8::20]:80 -i",
+        "-a -f 9 -6 -r 10.1.1.6 -i", "-a -f 9 -6 -r 10.1.1.7:0 -i", "-a -f 9 -r [2001:db8::21]:0 -i",
+        "-a -f 9 -6 -r 10.1.1.8:0 -m",
+        LS, SV, "-Ln --tun-info", "-e -t [2001:db8::1]:80 -r 10.1.1.1 -g", "-e -t [2001:db8::1]:80 -r 10.1.1.1 -i -w 7",
+        "-e -t [2001:db8::1]:80 -r 10.1.1.2:8080 -i --tun-type ipip", "-d -t [2001:db8::1]:80 -r 10.1.1.3",
+        "-d -t [2001:db8::1]:80 -r 10.1.1.9", LS, SV))
+V6(case("v6-tunnels", "gue/gre options on IPv6 real servers, -e between tunnel types, --tun-info listings",
+        "-A -u [fd00::1]:53 -s sh -o", "-a -u [fd00::1]:53 -r [fd00::10]:53 -i --tun-type gue --tun-port 6080",
+        "-a -u [fd00::1]:53 -r [fd00::11]:53 -i --tun-type gue --tun-port 6081 --tun-csum",
+        "-a -u [fd00::1]:53 -r [fd00::12]:53 -i --tun-type gue --tun-port 65535 --tun-remcsum",
+        "-a -u [fd00::1]:53 -r [fd00::13]:53 -i --tun-type gre", "-a -u [fd00::1]:53 -r [fd00::14]:53 -i --tun-type gre --tun-csum",
+        "-a -u [fd00::1]:53 -r [fd00::15]:53 -i --tun-type ipip",
+        LS, SV, "-Ln --tun-info", "-L --tun-info", "-Ln --tun-info --exact",
+        "-e -u [fd00::1]:53 -r [fd00::10]:53 -i --tun-type gre --tun-csum", "-e -u [fd00::1]:53 -r [fd00::13]:53 -i --tun-type gue --tun-port 1",
+        "-e -u [fd00::1]:53 -r [fd00::15]:53 -m", "-e -u [fd00::1]:53 -r [fd00::14]:53 -i",
+        "-Ln --tun-info", SV, "-L -n -u [fd00::1]:53 --tun-info"))
+V6(case("v6-fwmark-netmask", "-f N -6 services: -M prefixes, -E, persistence engines, one-packet, flags, listing one",
+        "-A -f 1 -6 -s rr -p 60 -M 48", "-A -f 2 -6 -s mh -b mh-port,mh-fallback -p", "-A -f 3 -6 -s sh -b sh-port -o",
+        "-A -f 4 -6 --pe sip -s rr", "-A -f 5 -6 -M 128", "-A -f 6 -6 -p -M 1", "-A -f 7 -6 -p -M 64.0",
+        "-A -f 8 -6 -p -M -1", "-E -f 1 -6 -s wrr -p 120 -M 56", "-E -f 1 -s wrr", "-E -f 99 -6 -s rr",
+        "-a -f 1 -6 -r [2001:db8::1]:0 -m", "-a -f 1 -6 -r [2001:db8::2]:8080 -g",
+        LS, SV, "-L -n -f 1 -6", "-L -n -f 99 -6", "-L -n -f 1 -6 --stats", "-D -f 1", "-D -f 1 -6", LS))
+V6(case("v6-restore", "-R with IPv6 lines, mixed tunnels and gue/gre, then -Sn; a kernel error mid-input",
+        S("-R", "-A -t [2001:db8::1]:80 -s rr\n-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -m\n"
+                "-a -t [2001:db8::1]:80 -r 10.1.1.1 -i --tun-type gue --tun-port 6080 --tun-remcsum\n"
+                "-a -t [2001:db8::9]:80 -r [2001:db8::10]:80 -m\n-A -f 5 -6 -s wlc -p -M 64\n"
+                "-a -f 5 -6 -r [fd00::5]:0 -i --tun-type gre --tun-csum\n"),
+        SV, LS, "-C", S("-R", "-A -t [2001:db8::1]:80 -s rr\n-a -t [2001:db8::1]:80 -r 10.1.1.1 -m\n-A -t [2001:db8::2]:80\n"), SV))
+
+FILES = {"ipv6": ipv6, "commands": commands, "errors": errors, "listing": listing, "restore": restore, "seeds": seeds,
          "twos-6.12": twos_612}

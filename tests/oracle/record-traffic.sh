@@ -78,6 +78,14 @@ L ipvsadm -a -t [fd00::101]:8080 -r [fd00:2::1]:8080 -m
 ip -n lb -6 addr add fd00::101/128 dev lo
 answers answers-ifaddr6 TCP6 [fd00::101]:8080
 L ipvsadm -C
+# A local masquerading real server at another port than the service's: is it DNATed?
+L socat TCP-LISTEN:8081,fork,reuseaddr SYSTEM:"echo director8081" >/dev/null 2>&1 &
+sleep 1
+L ipvsadm -A -t 10.0.0.3:80 -s rr
+L ipvsadm -a -t 10.0.0.3:80 -r 10.0.2.1:8081 -m
+ip -n lb addr add 10.0.0.3/32 dev lo
+answers answers-local-masq-port TCP 10.0.0.3:80
+L ipvsadm -C
 # 3. IPv6 connections through NAT66.
 L ipvsadm -A -t [fd00::100]:8080 -s rr
 L ipvsadm -a -t [fd00::100]:8080 -r [fd00:2::11]:8080 -m

@@ -38,6 +38,27 @@ pub const NAT2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0xc8];
 /// MTU of the route to the TUN real servers' subnet.
 pub const TUN_MTU: usize = 1400;
 
+/// The IPv6 side of the director (the same links): clients, VIPs (on lo), DR real servers in
+/// 2001:db8:88::/64 on eth0, TUN real servers behind the router in 2001:db8:98::/64 (route MTU
+/// `TUN_MTU`), NAT real servers in 2001:db8:99::/64 on eth1.
+pub const CLIENT6: &str = "2001:db8:88::10";
+pub const CLIENT6_2: &str = "2001:db8:88::11";
+pub const ROUTER6: &str = "2001:db8:88::1";
+pub const DIP6: &str = "2001:db8:88::5";
+pub const VIP6_DR: &str = "2001:db8:88::15";
+pub const VIP6_TUN: &str = "2001:db8:88::16";
+pub const VIP6_NAT: &str = "2001:db8:88::17";
+pub const WEB1_6: &str = "2001:db8:88::100";
+pub const WEB2_6: &str = "2001:db8:88::200";
+pub const TUN1_6: &str = "2001:db8:98::100";
+pub const TUN2_6: &str = "2001:db8:98::200";
+pub const NAT1_6: &str = "2001:db8:99::100";
+pub const NAT2_6: &str = "2001:db8:99::200";
+
+pub fn ip6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<std::net::Ipv6Addr>().expect("an IPv6 address"))
+}
+
 pub fn ip4(o: [u8; 4]) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(o))
 }
@@ -63,16 +84,68 @@ pub fn director_services() -> Vec<Service> {
     ]
 }
 
-/// [`director_services`] and a local service (`-g` to the director's own address).
+/// IPv6 services of every method: DR (TCP, UDP), TUN (TCP; and on port 8080 to the IPv4 TUN
+/// real servers: mixed families), NAT66 (TCP 80 -> 8080, UDP 53 -> 5353 / 53); ids from `first`.
+pub fn director_services6(first: u32) -> Vec<Service> {
+    let s = |i: u32, proto: Proto, vip: &str, port: u16, dests: &[(IpAddr, u16, Fwd, i32)]| {
+        service(first + i, proto, ip6(vip), port, "rr", dests)
+    };
+    vec![
+        s(0, Proto::Tcp, VIP6_DR, 80, &[(ip6(WEB1_6), 80, Fwd::Route, 1), (ip6(WEB2_6), 80, Fwd::Route, 2)]),
+        s(1, Proto::Udp, VIP6_DR, 53, &[(ip6(WEB1_6), 53, Fwd::Route, 1), (ip6(WEB2_6), 53, Fwd::Route, 1)]),
+        s(2, Proto::Tcp, VIP6_TUN, 80, &[(ip6(TUN1_6), 80, Fwd::Tunnel, 1), (ip6(TUN2_6), 80, Fwd::Tunnel, 1)]),
+        s(3, Proto::Tcp, VIP6_TUN, 8080, &[(ip4(TUN1), 8080, Fwd::Tunnel, 1), (ip4(TUN2), 8080, Fwd::Tunnel, 1)]),
+        s(4, Proto::Tcp, VIP6_NAT, 80, &[(ip6(NAT1_6), 8080, Fwd::Masq, 1), (ip6(NAT2_6), 8080, Fwd::Masq, 1)]),
+        s(5, Proto::Udp, VIP6_NAT, 53, &[(ip6(NAT1_6), 5353, Fwd::Masq, 1), (ip6(NAT2_6), 53, Fwd::Masq, 1)]),
+    ]
+}
+
+/// [`director_services`], a local service (`-g` to the director's own address) and the IPv6
+/// services ([`director_services6`]).
 pub fn director_table() -> Table {
     let mut v = director_services();
     v.push(svc(7, Proto::Tcp, VIP_LOCAL, 80, &[(DIP, 80, Fwd::Local, 1)]));
+    v.extend(director_services6(8));
     table(v)
 }
 
 fn svc(id: u32, proto: Proto, vip: [u8; 4], port: u16, dests: &[([u8; 4], u16, Fwd, i32)]) -> Service {
     let d: Vec<_> = dests.iter().map(|&(a, p, f, w)| (ip4(a), p, f, w)).collect();
     service(id, proto, ip4(vip), port, "rr", &d)
+}
+
+/// The IPv6 side of the director namespace (see [`CLIENT6`]): addresses without duplicate
+/// address detection, the VIPs on lo (eth0's one global address sources the tunnels),
+/// forwarding on, permanent neighbours.
+fn add_ipv6(ns: &Netns) -> anyhow::Result<()> {
+    // Some hosts disable IPv6 by default (inherited by a new namespace).
+    for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+        ns.sysctl(key, "0")?;
+    }
+    for dev in ["eth0", "eth1", "lo"] {
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6"), "0")?;
+    }
+    ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    ns.ip(&["-6", "addr", "add", &format!("{DIP6}/64"), "dev", "eth0", "nodad"])?;
+    ns.ip(&["-6", "addr", "add", "2001:db8:99::5/64", "dev", "eth1", "nodad"])?;
+    for vip in [VIP6_DR, VIP6_TUN, VIP6_NAT] {
+        ns.ip(&["-6", "addr", "add", &format!("{vip}/128"), "dev", "lo", "nodad"])?;
+    }
+    let mtu = TUN_MTU.to_string();
+    ns.ip(&["-6", "route", "add", "2001:db8:98::/64", "via", ROUTER6, "dev", "eth0", "mtu", "lock", &mtu])?;
+    for (addr, mac, dev) in [
+        (CLIENT6, CLIENT_MAC, "eth0"),
+        (CLIENT6_2, CLIENT_MAC, "eth0"),
+        (ROUTER6, ROUTER_MAC, "eth0"),
+        (WEB1_6, WEB1_MAC, "eth0"),
+        (WEB2_6, WEB2_MAC, "eth0"),
+        (NAT1_6, NAT1_MAC, "eth1"),
+        (NAT2_6, NAT2_MAC, "eth1"),
+    ] {
+        ns.ip(&["-6", "neigh", "replace", addr, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"])?;
+    }
+    Ok(())
 }
 
 /// The director namespace: eth0 (clients, `vips`, DR real servers, the router toward the TUN
@@ -115,6 +188,7 @@ impl DirectorNs {
             ns.ip(&["neigh", "replace", &a, "lladdr", &mac_str(mac), "dev", dev, "nud", "permanent"])?;
         }
         ns.sysctl("net.ipv4.ip_forward", "1")?;
+        add_ipv6(&ns)?;
         let read_mac = |dev: &str| -> anyhow::Result<[u8; 6]> {
             let out = ns.ip(&["-br", "link", "show", dev])?;
             let txt = out.split_whitespace().nth(2).context("no MAC")?.to_string();

@@ -8,14 +8,14 @@ use etherparse::{
     Icmpv4Type, IcmpEchoHeader,
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
-use lb_common::{GlobalStats, IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{GlobalStats, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP};
 use lb_user::{
     model::Table,
     store::{CreateOptions, Store},
 };
 
 use crate::{
-    frames::{self, ACK, FIN, Frame, PSH, RST, SYN, arp_request, icmp, quote_of, sa},
+    frames::{self, ACK, FIN, Frame, Frame6, PSH, RST, SYN, arp_request, icmp, quote_of, sa, sa6},
     pins::TempPins,
     xdp::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest},
 };
@@ -185,10 +185,34 @@ fn ipv6_walk(f: &[u8]) -> Result<(u8, usize, usize), Class> {
             return Err(Class::Malformed);
         }
     }
-    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+    if next != IPPROTO_TCP && next != IPPROTO_UDP && next != IPPROTO_ICMPV6 {
         return Err(Class::Other);
     }
     Ok((next, off, end))
+}
+
+/// [`classify6`] for ICMPv6 at `off`: an error (destination unreachable, packet too big, time
+/// exceeded) quoting at least an IPv6 header and 8 bytes is `Ok` when the quote is TCP/UDP
+/// (`l4_csum_ok`: the ICMPv6 checksum), `Other` otherwise; a shorter quote is malformed;
+/// anything else ICMPv6 is the kernel's.
+fn classify_icmp6(f: &[u8], off: usize, end: usize, r: &mut Input) {
+    if off + 2 > f.len() {
+        return;
+    }
+    if !matches!(f[off], 1..=3) {
+        r.class = Class::Other;
+        return;
+    }
+    let q = off + 8;
+    if q + 48 > end || f[q] >> 4 != 6 {
+        return;
+    }
+    if !matches!(f[q + 6], IPPROTO_TCP | IPPROTO_UDP) {
+        r.class = Class::Other;
+        return;
+    }
+    r.l4_csum_ok = csum_ok(&f[off..end], sum16(&f[22..54], 0) + IPPROTO_ICMPV6 as u64 + (end - off) as u64);
+    r.class = Class::Ok;
 }
 
 /// [`classify`] for an IPv6 frame (no header checksum; UDP's is mandatory).
@@ -202,6 +226,10 @@ fn classify6(f: &[u8]) -> Input {
         }
     };
     r.proto = next;
+    if next == IPPROTO_ICMPV6 {
+        classify_icmp6(f, off, end, &mut r);
+        return r;
+    }
     let l4 = &f[off..end];
     if next == IPPROTO_TCP {
         if l4.len() < 20 || ((l4[12] >> 4) as usize * 4) < 20 || (l4[12] >> 4) as usize * 4 > l4.len() {
@@ -335,8 +363,9 @@ impl RefGate {
     /// reads, to no service and from no NAT real server).
     pub fn gated_out(&self, f: &[u8]) -> bool {
         if f.len() >= 14 && u16::from_be_bytes([f[12], f[13]]) == 0x86dd {
-            // Asked once the extension headers are walked, before the transport header.
-            return ipv6_walk(f).is_ok()
+            // Asked once the extension headers are walked, before the transport header (not
+            // of ICMPv6).
+            return ipv6_walk(f).is_ok_and(|(next, _, _)| next != IPPROTO_ICMPV6)
                 && !self.to_service.contains(&gate_slot6(&f[38..54]))
                 && !self.from_nat.contains(&gate_slot6(&f[22..38]));
         }
@@ -351,6 +380,27 @@ impl RefGate {
         let word = |o: usize| u32::from_ne_bytes([ip[o], ip[o + 1], ip[o + 2], ip[o + 3]]);
         !self.to_service.contains(&lb_common::gate_slot(word(16))) && !self.from_nat.contains(&lb_common::gate_slot(word(12)))
     }
+}
+
+/// An ICMPv6 error of type `ty` (code 0) from `src` to `dst` quoting `quote`, its checksum
+/// computed here (or `corrupt`).
+fn icmp6_error(macs: ([u8; 6], [u8; 6]), src: &str, dst: &str, hop: u8, ty: u8, quote: &[u8], corrupt: bool) -> Vec<u8> {
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (src.parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST), dst.parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST));
+    let mut m = vec![ty, 0, 0, 0, 0, 0, 5, 0];
+    m.extend_from_slice(quote);
+    let sum = sum16(&m, sum16(&s.octets(), 0) + sum16(&d.octets(), 0) + IPPROTO_ICMPV6 as u64 + m.len() as u64);
+    let c = !fold(sum) ^ if corrupt { 0x1234 } else { 0 };
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, hop]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&d.octets());
+    f.extend_from_slice(&m);
+    f
 }
 
 /// The gate slot of the IPv6 address in `o` (16 bytes, network order).
@@ -402,7 +452,65 @@ fn check_ip_packet(pkt: &[u8], inp: &Input, depth: u32) -> Result<&'static str, 
             Ok("icmp")
         }
         IPPROTO_IPIP if depth == 0 => check_ip_packet(l4, inp, 1).map(|k| if k == "tcp" { "ipip(tcp)" } else { "ipip" }),
+        IPPROTO_IPV6 if depth == 0 => check_ip6_packet(l4, inp, 1).map(|_| "ip6 in ipv4"),
         p => Err(format!("unexpected protocol {p}")),
+    }
+}
+
+/// Checks an IPv6 packet: its header and the extension headers the data plane walks, then its
+/// transport (checksum over the pseudo-header valid wherever the received one was) or, once, an
+/// IPv6-in-IPv6 inner packet.
+fn check_ip6_packet(pkt: &[u8], inp: &Input, depth: u32) -> Result<&'static str, String> {
+    if pkt.len() < 40 || pkt[0] >> 4 != 6 {
+        return Err("not an IPv6 header".into());
+    }
+    let end = 40 + u16::from_be_bytes([pkt[4], pkt[5]]) as usize;
+    if end > pkt.len() {
+        return Err("IPv6 payload length past the frame".into());
+    }
+    let (mut next, mut off) = (pkt[6], 40);
+    while matches!(next, 0 | 43 | 60) {
+        if off + 8 > end {
+            return Err("extension header cut".into());
+        }
+        let len = (pkt[off + 1] as usize + 1) * 8;
+        next = pkt[off];
+        off += len;
+        if off > end {
+            return Err("extension header past the payload".into());
+        }
+    }
+    let l4 = &pkt[off..end];
+    let pseudo6 = |proto: u8| sum16(&pkt[8..40], 0) + proto as u64 + l4.len() as u64;
+    match next {
+        IPPROTO_TCP => {
+            etherparse::TcpSlice::from_slice(l4).map_err(|e| format!("etherparse TCP: {e}"))?;
+            if !csum_ok(l4, pseudo6(IPPROTO_TCP)) && inp.l4_csum_ok {
+                return Err("bad TCP checksum (IPv6)".into());
+            }
+            Ok("tcp6")
+        }
+        IPPROTO_UDP => {
+            if !inp.udp_len_ok {
+                return if l4.len() >= 8 { Ok("udp6 (bad length field, as received)") } else { Err("UDP header cut".into()) };
+            }
+            etherparse::UdpSlice::from_slice(l4).map_err(|e| format!("etherparse UDP: {e}"))?;
+            if l4[6] == 0 && l4[7] == 0 {
+                return Err("UDP without checksum in IPv6".into());
+            }
+            if !csum_ok(l4, pseudo6(IPPROTO_UDP)) && inp.l4_csum_ok {
+                return Err("bad UDP checksum (IPv6)".into());
+            }
+            Ok("udp6")
+        }
+        IPPROTO_ICMPV6 => {
+            if !csum_ok(l4, pseudo6(IPPROTO_ICMPV6)) {
+                return Err("bad ICMPv6 checksum".into());
+            }
+            Ok("icmp6")
+        }
+        IPPROTO_IPV6 if depth == 0 => check_ip6_packet(l4, inp, 1).map(|k| if k == "icmp6" { "ip6ip6(icmp6)" } else { "ip6ip6" }),
+        p => Err(format!("unexpected next header {p}")),
     }
 }
 
@@ -411,8 +519,11 @@ fn check_ip_packet(pkt: &[u8], inp: &Input, depth: u32) -> Result<&'static str, 
 /// received frame's were. Returns what it was.
 pub fn check_forwarded(out: &[u8], inp: &Input) -> Result<&'static str, String> {
     let eth = etherparse::Ethernet2Slice::from_slice_without_fcs(out).map_err(|e| format!("etherparse Ethernet: {e}"))?;
+    if eth.ether_type() == etherparse::EtherType::IPV6 {
+        return check_ip6_packet(eth.payload_slice(), inp, 0);
+    }
     if eth.ether_type() != etherparse::EtherType::IPV4 {
-        return Err("not an IPv4 frame".into());
+        return Err("not an IP frame".into());
     }
     check_ip_packet(eth.payload_slice(), inp, 0)
 }
@@ -500,6 +611,13 @@ const KINDS: &[&str] = &[
     "icmp-about-conn", "icmp-from-server", "other", "big", "options",
 ];
 
+/// The IPv6 paths, a fifth of the valid frames (the IPv4 share still fills its connection
+/// table).
+const KINDS6: &[&str] = &[
+    "dr6-tcp", "dr6-udp", "tun6-tcp", "tun6-mixed", "nat6-tcp", "nat6-udp", "nat6-reply-tcp", "nat6-reply-udp", "ext6", "other6",
+    "icmp6-about-conn", "icmp6-from-server",
+];
+
 impl Gen {
     pub fn new(seed: u64, lab: &Lab) -> Gen {
         Gen { rng: Rng::new(seed), eth0_mac: lab.director.eth0_mac, eth1_mac: lab.director.eth1_mac }
@@ -577,9 +695,51 @@ impl Gen {
         }
     }
 
+    fn client6(&mut self) -> String {
+        match self.rng.below(10) {
+            0..=4 => CLIENT6.to_string(),
+            5..=6 => CLIENT6_2.to_string(),
+            // Anywhere: many flows, routes that do not exist.
+            _ => format!("2001:db8:{:x}::{:x}", self.rng.u16(), self.rng.u16().max(1)),
+        }
+    }
+
+    fn decorate6(&mut self, f: Frame6) -> Frame6 {
+        let mut f = f.payload(&self.payload()).macs(frames::CLIENT_MAC, self.eth0_mac);
+        if self.rng.chance(10) {
+            f = f.hop_limit(self.rng.pick(&[0, 1, 2, 255]));
+        }
+        if self.rng.chance(10) {
+            f = f.traffic(self.rng.u8(), self.rng.u16() as u32);
+        }
+        if self.rng.chance(10) {
+            // Extension headers the data plane walks (or one it does not).
+            for _ in 0..1 + self.rng.below(4) {
+                let kind = self.rng.pick(&[0, 43, 60, 60, 44, 135]);
+                let n = if self.rng.chance(70) { 6 } else { 6 + 8 * self.rng.below(4) };
+                let mut rest = self.rng.bytes(n);
+                if kind == 43 && self.rng.chance(70) {
+                    rest[1] = 0;
+                }
+                f = f.ext(kind, &rest);
+            }
+        }
+        f
+    }
+
+    fn tcp6(&mut self, vip: &str, port: u16) -> Frame6 {
+        let (c, p, fl) = (self.client6(), self.cport(), self.tcp_flags());
+        self.decorate6(Frame6::tcp(sa6(&c, p), sa6(vip, port), fl))
+    }
+
+    fn udp6(&mut self, vip: &str, port: u16) -> Frame6 {
+        let (c, p) = (self.client6(), self.cport());
+        self.decorate6(Frame6::udp(sa6(&c, p), sa6(vip, port)))
+    }
+
     /// A valid frame of one of the paths.
     pub fn valid(&mut self) -> (Vec<u8>, bool, &'static str) {
-        let kind = self.rng.pick(KINDS);
+        let kind = if self.rng.chance(20) { self.rng.pick(KINDS6) } else { self.rng.pick(KINDS) };
         let e0 = self.eth0_mac;
         let e1 = self.eth1_mac;
         let bytes = match kind {
@@ -606,6 +766,59 @@ impl Gen {
                 self.tcp(VIP_ALL, port).bytes()
             }
             "local" => self.tcp(VIP_LOCAL, 80).bytes(),
+            "dr6-tcp" => self.tcp6(VIP6_DR, 80).bytes(),
+            "dr6-udp" => self.udp6(VIP6_DR, 53).bytes(),
+            "tun6-tcp" => self.tcp6(VIP6_TUN, 80).bytes(),
+            "tun6-mixed" => self.tcp6(VIP6_TUN, 8080).bytes(),
+            "nat6-tcp" => self.tcp6(VIP6_NAT, 80).bytes(),
+            "nat6-udp" => self.udp6(VIP6_NAT, 53).bytes(),
+            "nat6-reply-tcp" => {
+                let (c, p, fl) = (self.client6(), self.cport(), self.tcp_flags());
+                let rs = self.rng.pick(&[NAT1_6, NAT2_6]);
+                let f = self.decorate6(Frame6::tcp(sa6(rs, 8080), sa6(&c, p), fl));
+                f.macs(NAT1_MAC, e1).bytes()
+            }
+            "nat6-reply-udp" => {
+                let (c, p) = (self.client6(), self.cport());
+                let (rs, port) = self.rng.pick(&[(NAT1_6, 5353), (NAT2_6, 53)]);
+                let f = self.decorate6(Frame6::udp(sa6(rs, port), sa6(&c, p)));
+                f.macs(NAT2_MAC, e1).bytes()
+            }
+            "ext6" => {
+                let vip = self.rng.pick(&[VIP6_DR, VIP6_TUN, VIP6_NAT]);
+                let mut f = self.tcp6(vip, 80);
+                for _ in 0..1 + self.rng.below(3) {
+                    let kind = self.rng.pick(&[0, 43, 60]);
+                    f = f.ext(kind, &[0; 6]);
+                }
+                f.bytes()
+            }
+            "icmp6-about-conn" => {
+                // About a reply of some flow (VIP:port -> client): a router tells the VIP.
+                let (vip, vport, udp) = self.rng.pick(&[(VIP6_DR, 80, false), (VIP6_DR, 53, true), (VIP6_TUN, 80, false), (VIP6_TUN, 8080, false), (VIP6_NAT, 80, false), (VIP6_NAT, 53, true)]);
+                let (c, p) = (self.client6(), self.cport());
+                let reply = if udp { Frame6::udp(sa6(vip, vport), sa6(&c, p)) } else { Frame6::tcp(sa6(vip, vport), sa6(&c, p), ACK) };
+                let reply = reply.payload(&self.payload());
+                let quote = reply.bytes()[14..].to_vec();
+                let n = quote.len().min(self.rng.pick(&[48, 60, 200, 1184]));
+                icmp6_error((ROUTER_MAC, e0), ROUTER6, vip, self.rng.pick(&[64, 64, 1]), self.rng.pick(&[1, 2, 3]), &quote[..n], self.rng.chance(5))
+            }
+            "icmp6-from-server" => {
+                // A NAT real server about what the client sent it.
+                let (c, p) = (self.client6(), self.cport());
+                let (rs, port) = self.rng.pick(&[(NAT1_6, 5353), (NAT2_6, 53), (NAT1_6, 8080)]);
+                let sent = if port == 8080 { Frame6::tcp(sa6(&c, p), sa6(rs, port), ACK) } else { Frame6::udp(sa6(&c, p), sa6(rs, port)) };
+                let quote = sent.payload(&self.payload()).bytes()[14..].to_vec();
+                icmp6_error((NAT2_MAC, e1), rs, &c, 64, 1, &quote, false)
+            }
+            "other6" => {
+                let mut f = self.tcp6(DIP6, 22).bytes();
+                if self.rng.chance(50) && f.len() > 20 {
+                    // ICMPv6 (neighbour discovery, echo) or a protocol the balancer leaves alone.
+                    f[20] = self.rng.pick(&[58, 50, 59, 132]);
+                }
+                f
+            }
             "icmp-about-conn" => {
                 // About a reply of some flow (VIP:port -> client): a router tells the VIP.
                 let (vip, vport, udp) =
@@ -671,12 +884,59 @@ impl Gen {
                 f.ip_options(&opts).bytes()
             }
         };
-        let from_servers = matches!(kind, "nat-reply-tcp" | "nat-reply-udp" | "icmp-from-server");
+        let from_servers = matches!(
+            kind,
+            "nat-reply-tcp" | "nat-reply-udp" | "icmp-from-server" | "nat6-reply-tcp" | "nat6-reply-udp" | "icmp6-from-server"
+        );
         (bytes, from_servers, kind)
+    }
+
+    /// One mutation of IPv6 frame `f` in place: its length and next-header fields, hop limit,
+    /// an extension header's length, the transport header (or any of [`Gen::mutate`]'s).
+    fn mutate6(&mut self, f: &mut [u8]) {
+        if f.len() < 54 {
+            return;
+        }
+        match self.rng.below(6) {
+            0 => {
+                let cur = u16::from_be_bytes([f[18], f[19]]);
+                let v = match self.rng.below(3) {
+                    0 => self.rng.u16(),
+                    1 => cur.wrapping_add(1 + self.rng.below(8) as u16),
+                    _ => cur.wrapping_sub(1 + self.rng.below(8) as u16),
+                };
+                f[18..20].copy_from_slice(&v.to_be_bytes());
+            }
+            1 => f[20] = self.rng.pick_or(&[0, 6, 17, 43, 44, 58, 59, 60, 135], Rng::u8),
+            2 => f[21] = self.rng.pick(&[0, 1, 2, 255]),
+            3 => {
+                // The first extension header's length, or the TCP data offset, or the UDP length.
+                if f.len() > 56 {
+                    f[55] = self.rng.u8();
+                }
+            }
+            4 => {
+                if f.len() > 66 {
+                    f[54 + 12] = self.rng.u8();
+                    f[54 + 4] = self.rng.u8();
+                }
+            }
+            _ => {
+                if f.len() > 61 {
+                    f[60] = 0;
+                    f[61] = 0;
+                }
+            }
+        }
     }
 
     /// One mutation of `f` in place.
     pub fn mutate(&mut self, f: &mut Vec<u8>) {
+        let v6 = f.len() > 14 && f[12..14] == [0x86, 0xdd];
+        if v6 && self.rng.chance(50) {
+            self.mutate6(f);
+            return;
+        }
         let fix = self.rng.chance(60);
         let ihl = if f.len() > 14 { (f[14] & 0x0f) as usize * 4 } else { 20 };
         let l4 = 14 + ihl.max(20);
@@ -798,7 +1058,7 @@ impl Gen {
                 }
             }
         }
-        if fix && f.len() >= 34 {
+        if fix && !v6 && f.len() >= 34 {
             fix_ip_csum(&mut f[14..]);
         }
     }
@@ -832,6 +1092,25 @@ impl Gen {
                     }
                 }
                 Case { frame, from_servers: self.rng.chance(20), kind: "random-ipv4", mutated: true }
+            }
+            45..=49 => {
+                // An Ethernet IPv6 frame with random contents, often with a plausible version,
+                // payload length and next header, and a VIP as destination.
+                let n = 14 + self.rng.below(140);
+                let mut frame = self.rng.bytes(n);
+                frame[0..6].copy_from_slice(&self.eth0_mac);
+                frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+                if n > 54 && self.rng.chance(80) {
+                    frame[14] = 0x60 | (frame[14] & 0x0f);
+                    let plen = (n - 54) as u16;
+                    frame[18..20].copy_from_slice(&plen.to_be_bytes());
+                    frame[20] = self.rng.pick(&[0, 6, 17, 43, 44, 58, 60]);
+                    if self.rng.chance(70) {
+                        let vip = self.rng.pick(&[VIP6_DR, VIP6_TUN, VIP6_NAT]);
+                        frame[38..54].copy_from_slice(&vip.parse::<std::net::Ipv6Addr>().map(|a| a.octets()).unwrap_or([0; 16]));
+                    }
+                }
+                Case { frame, from_servers: self.rng.chance(20), kind: "random-ipv6", mutated: true }
             }
             12..=44 => {
                 let (frame, from_servers, kind) = self.valid();

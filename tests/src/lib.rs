@@ -8,6 +8,7 @@ pub mod frames_tun;
 pub mod fuzz;
 pub mod golden;
 pub mod lab;
+pub mod lab_checks;
 pub mod lab_health;
 pub mod netns;
 pub mod pins;

@@ -96,7 +96,7 @@ fn malformed_corpus_on_the_binary() {
     let mut checked = 0usize;
     // A table that must survive every input that fails (also under the recorded cases' steps).
     let preamble = ["-A -t 10.255.0.1:8080 -s rr", "-a -t 10.255.0.1:8080 -r 10.255.0.2:8080 -m -w 3"];
-    for stem in ["errors", "commands", "restore"] {
+    for stem in ["errors", "commands", "restore", "ipv6"] {
         let path = corpus_dir().join(format!("golden-{stem}.json"));
         let f: GoldenFile = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("parse");
         for case in &f.cases {

@@ -147,4 +147,9 @@ fn sync_marks_reads_ip6tables() {
         port: 80,
     });
     assert_eq!(map.get(&k6, 0).expect("AF_INET6 key"), 100);
+    // The sync opened the gate for the marked IPv6 VIP too (XDP sees marked traffic only
+    // through it).
+    let gate = lb_user::store::Gate::open(pins.path()).expect("gate");
+    assert!(gate.has_ip(lb_common::GATE_FWMARK, "2001:db8::1".parse().expect("vip6")), "IPv6 fwmark VIP gated out");
+    assert!(gate.has_ip(lb_common::GATE_FWMARK, "192.168.0.105".parse().expect("vip")), "IPv4 fwmark VIP gated out");
 }

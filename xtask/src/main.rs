@@ -6,8 +6,10 @@
 //! - `test`: build, then every test (unit, packet-level, lab) on the host, the fixtures and labs
 //!   again with every optional kernel feature forced off, then the kernel matrix: the packet
 //!   fixtures, verifier tests and labs inside Debian's 6.1 and 6.12 cloud kernels under QEMU
-//!   (`vm.rs`). `--host-only` skips the matrix; `--kernel V` runs only the matrix, for V.
-//! - `demo`: build, then the DR demo lab.
+//!   (`vm.rs`). `--host-only` skips the matrix; `--kernel V` runs only the matrix, for V;
+//!   `--only NAME` (repeatable) narrows every run to those test binaries, e.g.
+//!   `cargo xtask test --kernel 6.12 --only lab_v6`.
+//! - `demo`: build, then the DR demo lab (`--mode` picks another method, `dr6` etc. over IPv6).
 //! - `bench [--quick]`: release build, then the benchmark (`xlb-bench`): report in
 //!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`.
 mod bootstrap;
@@ -51,6 +53,11 @@ enum Cmd {
         /// version (e.g. 6.12.118+deb12-cloud-amd64). Repeatable.
         #[arg(long, value_name = "VERSION")]
         kernel: Vec<String>,
+        /// Only these test binaries (tests/tests/NAME.rs; repeatable): the host suite runs
+        /// `cargo test -p xlb-tests --test NAME`, the forced-fallback run and the kernel matrix
+        /// run them instead of their own lists (the fallback run: those of its list named here).
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
         /// Extra arguments for the host's `cargo test` (e.g. a test name filter); with --kernel,
         /// libtest arguments for each test binary in the guest.
         #[arg(trailing_var_arg = true)]
@@ -58,8 +65,9 @@ enum Cmd {
     },
     /// The demo lab: the seed's setup, six requests through the VIP, the listing. Needs root.
     Demo {
-        /// Forwarding method of the lab: dr (the seed's DR example), tun or nat.
-        #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat", "bridge"])]
+        /// Forwarding method of the lab: dr (the seed's DR example), tun, nat, bridge; dr6, tun6
+        /// and nat6 balance an IPv6 service in the dual-stack lab.
+        #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat", "bridge", "dr6", "tun6", "nat6"])]
         mode: String,
     },
     /// Benchmarks against their baselines in one run: per-packet cost, scheduling cost, forwarding
@@ -88,7 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bootstrap::run()?;
             build(release)
         }
-        Cmd::Test { host_only, kernel, args } => test(host_only, kernel, args),
+        Cmd::Test { host_only, kernel, only, args } => test(host_only, kernel, &only, args),
         Cmd::Demo { mode } => {
             need_root("the demo loads BPF programs and builds network namespaces")?;
             bootstrap::run()?;
@@ -106,7 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The host suite, the forced-fallback run, the kernel matrix; all of them run (a failure in one
 /// does not skip the next), then one summary.
-fn test(host_only: bool, kernels: Vec<String>, args: Vec<String>) -> anyhow::Result<()> {
+fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String>) -> anyhow::Result<()> {
     need_root("the tests load BPF programs and build network namespaces")?;
     let t0 = Instant::now();
     bootstrap::run()?;
@@ -121,11 +129,17 @@ fn test(host_only: bool, kernels: Vec<String>, args: Vec<String>) -> anyhow::Res
         failed |= r.is_err();
         summary.push(format!("clippy --workspace --all-targets: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
         let t = Instant::now();
-        let r = cargo_test_counted(&args, &mut total);
+        let mut host_args = Vec::new();
+        if !only.is_empty() {
+            host_args.extend(["-p".to_string(), "xlb-tests".to_string()]);
+            host_args.extend(only.iter().flat_map(|n| ["--test".to_string(), n.clone()]));
+        }
+        host_args.extend(args.iter().cloned());
+        let r = cargo_test_counted(&host_args, &mut total);
         failed |= r.is_err();
         summary.push(format!("host suite: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
         let t = Instant::now();
-        let r = features_off(&mut total);
+        let r = features_off(only, &mut total);
         failed |= r.is_err();
         summary.push(format!("host, XLB_FEATURES_OFF=all: {} ({:.0} s)", verdict(&r), t.elapsed().as_secs_f64()));
     }
@@ -138,7 +152,7 @@ fn test(host_only: bool, kernels: Vec<String>, args: Vec<String>) -> anyhow::Res
         if !guest_args.iter().any(|a| a.starts_with("--test-threads")) {
             guest_args.push("--test-threads=2".to_string());
         }
-        let prepared = vm::ensure_host_packages().and_then(|()| testbins::matrix()).and_then(|t| Ok((t, target_dir()?)));
+        let prepared = vm::ensure_host_packages().and_then(|()| testbins::matrix(only)).and_then(|t| Ok((t, target_dir()?)));
         let target = match prepared {
             Ok((tests, target)) => {
                 matrix_tests = tests;
@@ -190,8 +204,13 @@ fn verdict(r: &anyhow::Result<()>) -> String {
 
 /// The fixtures and labs once more on the host, with every optional kernel feature forced off
 /// (as if probed absent): the fallbacks that older kernels take run on every CI run.
-fn features_off(total: &mut tally::Tally) -> anyhow::Result<()> {
-    let tests = testbins::build(testbins::FEATURES_OFF)?;
+fn features_off(only: &[String], total: &mut tally::Tally) -> anyhow::Result<()> {
+    let names: Vec<&str> =
+        testbins::FEATURES_OFF.iter().copied().filter(|n| only.is_empty() || only.iter().any(|o| o == n)).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let tests = testbins::build(&names)?;
     let mut failed = Vec::new();
     for t in &tests {
         eprintln!("xtask: {} with XLB_FEATURES_OFF=all", t.name);

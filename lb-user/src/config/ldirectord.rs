@@ -6,6 +6,12 @@
 //! `scheduler`, ...) as part of the service above it, with a warning (configurations copied
 //! from web pages often lost their indentation). Globals apply to every service that does not
 //! set its own value, wherever in the file they stand.
+//!
+//! IPv6 as ldirectord 4.12 reads it: `virtual6 = [addr]:port` (or a host name, or a fwmark) with
+//! `real6 = [addr][:port] ...` and `fallback6` (in the section or global); `real`/`fallback` in a
+//! `virtual6` section, `real6`/`fallback6` in a `virtual` one, and an IPv6 address after
+//! `virtual =` are errors in ldirectord's words; IPv6 ranges are refused as ldirectord does;
+//! `netmask` of an IPv6 section is a prefix length.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

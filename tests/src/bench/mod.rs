@@ -11,6 +11,7 @@ pub mod ctl;
 pub mod e2e;
 pub mod mem;
 pub mod packet;
+pub mod packet6;
 pub mod progs;
 pub mod report;
 

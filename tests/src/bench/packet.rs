@@ -241,7 +241,7 @@ pub fn new_measured() -> Measured {
     Measured { net: Vec::new(), raw: Vec::new(), empty: Vec::new(), proof: Ok(String::new()), calls: 0 }
 }
 
-fn finish_proof(m: &mut Measured, spec: &PathSpec) {
+pub fn finish_proof(m: &mut Measured, spec: &PathSpec) {
     if m.proof.is_ok() {
         let mut what = vec![format!("verdict {} ×{}", verdict_name(spec.verdict), m.calls)];
         what.extend(std::iter::once("rx").chain(spec.equal.iter().copied()).map(|c| format!("{c}=+{}", m.calls)));

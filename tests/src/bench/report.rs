@@ -186,6 +186,7 @@ pub fn markdown(res: &Results, facts: &[(String, String)], quick: bool, wall_s: 
     s.push_str(&summary(res));
     let sections = [
         ("per-packet", "1. Per-packet cost (BPF_PROG_TEST_RUN, net of the empty program)"),
+        ("per-packet IPv6", "1b. Per-packet cost over IPv6 (the same paths; IPv4 figure of this run beside each)"),
         ("scheduling", "2. New-connection cost against the number of real servers"),
         ("factors", "2b. What a new connection's cost depends on (why sections 1 and 2 used to disagree)"),
         ("e2e", "3. Forwarding rate end to end, one core"),
