@@ -103,11 +103,13 @@ pub enum TailProgram {
     /// `xlb_reply6`: IPv6 packets from a NAT real server's address without a client-side
     /// connection (replies); apart from `xlb_xdp6` to keep each within the 512-byte stack.
     Reply6 = 12,
+    /// `xlb_icmp6`: ICMPv6 errors about connections.
+    Icmp6 = 13,
 }
 
 impl TailProgram {
     /// Every tail-called program, in slot order (`ALL[p.index()] == p`).
-    pub const ALL: [TailProgram; 13] = [
+    pub const ALL: [TailProgram; 14] = [
         TailProgram::New,
         TailProgram::Icmp,
         TailProgram::Fwd,
@@ -121,6 +123,7 @@ impl TailProgram {
         TailProgram::NewTwos6,
         TailProgram::Fwd6,
         TailProgram::Reply6,
+        TailProgram::Icmp6,
     ];
 
     /// Its slot in `XLB_PROGS`.
@@ -145,6 +148,7 @@ impl TailProgram {
             TailProgram::NewTwos6 => "xlb_new_twos6",
             TailProgram::Fwd6 => "xlb_fwd6",
             TailProgram::Reply6 => "xlb_reply6",
+            TailProgram::Icmp6 => "xlb_icmp6",
         }
     }
 }

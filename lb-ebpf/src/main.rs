@@ -40,6 +40,7 @@ mod nat6;
 mod nexthop;
 mod probe;
 mod related;
+mod related6;
 mod schedule;
 mod stats;
 mod tc_neigh;
@@ -49,7 +50,7 @@ mod xdp6;
 mod xmit;
 
 use lb_ebpf::{csum, parse, parse6};
-use xdp6::{xlb_fwd6, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
+use xdp6::{xlb_fwd6, xlb_icmp6, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -114,6 +115,7 @@ tail_programs! {
     NewTwos6 => xlb_new_twos6,
     Fwd6 => xlb_fwd6,
     Reply6 => xlb_reply6,
+    Icmp6 => xlb_icmp6,
 }
 
 /// The entry point. Parses the packet once, asks the gate whether it could be for a service

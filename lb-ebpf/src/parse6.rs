@@ -7,11 +7,13 @@
 //! 8200 places it), routing with no segment left (the packet is at its final destination), and
 //! destination options. A fragment header, a routing header with segments left, ESP/AH, "no
 //! next header", any unknown header, or more headers than the walk takes: [`Parsed6::Other`],
-//! to the kernel untouched (never forwarded half-parsed). ICMPv6 (neighbour discovery, echo,
-//! errors) goes to the kernel too.
+//! to the kernel untouched (never forwarded half-parsed). ICMPv6 goes to the kernel too
+//! (neighbour discovery, echo, ...), but for the errors that concern a connection
+//! (destination unreachable, packet too big, time exceeded, quoting an IPv6 TCP/UDP packet
+//! right after its header: [`Parsed6::Icmp`]).
 use core::mem::size_of;
 
-use lb_common::{Addr, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{Addr, AF_INET6, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use network_types::{tcp::TcpHdr, udp::UdpHdr};
 
 use crate::parse::{header, read, Pkt, ETH_HLEN, ETH_P_IPV6};
@@ -40,11 +42,45 @@ pub const IP6_DADDR: usize = 24;
 pub enum Parsed6 {
     /// Not ours: not IPv6 TCP/UDP at its final destination, or gated out (see module doc).
     Other,
+    /// An ICMPv6 error (destination unreachable, packet too big, time exceeded) quoting a
+    /// TCP/UDP packet: for `xlb_icmp6`.
+    Icmp(IcmpErr6),
     /// Claims to be IPv6 but does not parse (truncated, bad version, lengths that do not fit,
     /// a UDP datagram without checksum): never forwarded.
     Malformed,
     Ok(Pkt),
 }
+
+/// ICMPv6 error types that concern a connection (IPVS's `ip_vs_in_icmp_v6` handles these).
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+pub const ICMPV6_PKT_TOOBIG: u8 = 2;
+pub const ICMPV6_TIME_EXCEED: u8 = 3;
+
+/// An ICMPv6 error about a TCP/UDP packet (see `parse::IcmpErr`), by offsets: the addresses
+/// are read from the frame where needed (copies of a structure holding them were moved byte by
+/// byte over spilled registers, which the verifier refuses).
+#[derive(Clone, Copy)]
+pub struct IcmpErr6 {
+    /// Offset of the ICMPv6 header from the frame start; the message runs to the datagram's
+    /// end (`icmp_len` bytes).
+    pub icmp_off: usize,
+    pub icmp_len: usize,
+    /// Offsets of the quoted IPv6 header and of its transport header.
+    pub ip_off: usize,
+    pub l4_off: usize,
+    /// What IPVS counts (header included).
+    pub ip_len: u16,
+    /// The quoted packet's ports (network order).
+    pub sport: u16,
+    pub dport: u16,
+    pub hop: u8,
+    /// The quoted packet's protocol.
+    pub proto: u8,
+}
+
+/// Where an ICMPv6 error's quoted IPv6 header can be (right after the outer headers and the
+/// 8-byte ICMPv6 header).
+pub const QUOTE_OFF_MAX: usize = L4_OFF_MAX + 8;
 
 /// The four words (network order) of the address at `data + off`.
 #[inline(always)]
@@ -104,7 +140,10 @@ pub fn parse6_gated(data: usize, data_end: usize, gate: impl FnOnce(&Addr, &Addr
         }
         next = e[0];
     }
-    // Fragments, unknown or unwalked headers, ICMPv6: the kernel's.
+    if next == IPPROTO_ICMPV6 {
+        return icmp6(data, data_end, off, ip_end, h[IP6_HOP]);
+    }
+    // Fragments, unknown or unwalked headers: the kernel's.
     if next != IPPROTO_TCP && next != IPPROTO_UDP {
         return Parsed6::Other;
     }
@@ -162,4 +201,54 @@ pub fn parse6_gated(data: usize, data_end: usize, gate: impl FnOnce(&Addr, &Addr
         l4_off: off,
         gate: gated,
     })
+}
+
+/// An ICMPv6 message at `off` (the datagram ends at `ip_end`): an error quoting a TCP/UDP
+/// packet whose IPv6 header and first 8 transport bytes are inside the datagram is
+/// [`Parsed6::Icmp`]; a quote cut shorter is malformed; anything else ICMPv6 (neighbour
+/// discovery, echo, errors quoting other protocols or behind extension headers) is the
+/// kernel's.
+#[inline(always)]
+fn icmp6(data: usize, data_end: usize, off: usize, ip_end: usize, hop: u8) -> Parsed6 {
+    let Some(t) = read::<[u8; 2]>(data, data_end, off) else {
+        return Parsed6::Malformed;
+    };
+    if t[0] != ICMPV6_DEST_UNREACH && t[0] != ICMPV6_PKT_TOOBIG && t[0] != ICMPV6_TIME_EXCEED {
+        return Parsed6::Other;
+    }
+    let ip_off = off + 8;
+    if ip_off + IPV6_HLEN + 8 > ip_end {
+        return Parsed6::Malformed;
+    }
+    let Some(q) = read::<[u8; 8]>(data, data_end, ip_off) else {
+        return Parsed6::Malformed;
+    };
+    if q[0] >> 4 != 6 {
+        return Parsed6::Malformed;
+    }
+    let proto = q[IP6_NEXT];
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return Parsed6::Other;
+    }
+    let l4_off = ip_off + IPV6_HLEN;
+    let Some(ports) = read::<[u16; 2]>(data, data_end, l4_off) else {
+        return Parsed6::Malformed;
+    };
+    Parsed6::Icmp(IcmpErr6 {
+        icmp_off: off,
+        icmp_len: ip_end - off,
+        ip_off,
+        l4_off,
+        ip_len: (ip_end - ETH_HLEN).min(u16::MAX as usize) as u16,
+        sport: ports[0],
+        dport: ports[1],
+        hop,
+        proto,
+    })
+}
+
+/// The IPv6 address at `data + off` (an error's outer or quoted address), if in the frame.
+#[inline(always)]
+pub fn addr_at(data: usize, data_end: usize, off: usize) -> Option<Addr> {
+    addr(data, data_end, off)
 }

@@ -12,7 +12,7 @@ use lb_common::{
 use lb_ebpf::parse6::{parse6_gated, Parsed6};
 
 use crate::{
-    conn, conn6, dr6, gate, handoff, ingress, leave6, nat6,
+    conn, conn6, dr6, gate, handoff, ingress, leave6, nat6, related6,
     parse::Pkt,
     received, schedule,
     stats::{self, bump},
@@ -24,6 +24,10 @@ use crate::{
 pub fn xlb_xdp6(ctx: XdpContext) -> u32 {
     let p = match parse6_gated(ctx.data(), ctx.data_end(), gate::ask6) {
         Parsed6::Ok(p) => p,
+        Parsed6::Icmp(_) => {
+            bump(|g| &mut g.rx);
+            return tail(&ctx, TailProgram::Icmp6);
+        }
         Parsed6::Other => return stats::received_passed(),
         Parsed6::Malformed => return stats::received_malformed(),
     };
@@ -76,7 +80,8 @@ pub fn xlb_xdp6(ctx: XdpContext) -> u32 {
 pub fn xlb_reply6(ctx: XdpContext) -> u32 {
     let p = match parse6_gated(ctx.data(), ctx.data_end(), gate::ask6) {
         Parsed6::Ok(p) => p,
-        Parsed6::Other => return stats::received_passed(),
+        // (`xlb_xdp6` sends ICMPv6 errors to `xlb_icmp6`, not here.)
+        Parsed6::Icmp(_) | Parsed6::Other => return stats::received_passed(),
         Parsed6::Malformed => return stats::received_malformed(),
     };
     let now = conn::now();
@@ -88,6 +93,16 @@ pub fn xlb_reply6(ctx: XdpContext) -> u32 {
     }
     bump(|g| &mut g.rx);
     new_flow6(&ctx, &p, false, now)
+}
+
+/// ICMPv6 errors about connections (`xlb_icmp`'s twin).
+#[xdp]
+pub fn xlb_icmp6(ctx: XdpContext) -> u32 {
+    let v = match parse6_gated(ctx.data(), ctx.data_end(), |_, _| u8::MAX) {
+        Parsed6::Icmp(e) => related6::forward(&ctx, &e, ingress(&ctx), conn::now()).unwrap_or(xdp_action::XDP_PASS),
+        _ => xdp_action::XDP_PASS,
+    };
+    verdict(v)
 }
 
 /// `new_flow` for IPv6: the service, then the scheduling program of its group.

@@ -8,7 +8,7 @@ use etherparse::{
     Icmpv4Type, IcmpEchoHeader,
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
-use lb_common::{GlobalStats, IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{GlobalStats, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP};
 use lb_user::{
     model::Table,
     store::{CreateOptions, Store},
@@ -185,10 +185,34 @@ fn ipv6_walk(f: &[u8]) -> Result<(u8, usize, usize), Class> {
             return Err(Class::Malformed);
         }
     }
-    if next != IPPROTO_TCP && next != IPPROTO_UDP {
+    if next != IPPROTO_TCP && next != IPPROTO_UDP && next != IPPROTO_ICMPV6 {
         return Err(Class::Other);
     }
     Ok((next, off, end))
+}
+
+/// [`classify6`] for ICMPv6 at `off`: an error (destination unreachable, packet too big, time
+/// exceeded) quoting at least an IPv6 header and 8 bytes is `Ok` when the quote is TCP/UDP
+/// (`l4_csum_ok`: the ICMPv6 checksum), `Other` otherwise; a shorter quote is malformed;
+/// anything else ICMPv6 is the kernel's.
+fn classify_icmp6(f: &[u8], off: usize, end: usize, r: &mut Input) {
+    if off + 2 > f.len() {
+        return;
+    }
+    if !matches!(f[off], 1..=3) {
+        r.class = Class::Other;
+        return;
+    }
+    let q = off + 8;
+    if q + 48 > end || f[q] >> 4 != 6 {
+        return;
+    }
+    if !matches!(f[q + 6], IPPROTO_TCP | IPPROTO_UDP) {
+        r.class = Class::Other;
+        return;
+    }
+    r.l4_csum_ok = csum_ok(&f[off..end], sum16(&f[22..54], 0) + IPPROTO_ICMPV6 as u64 + (end - off) as u64);
+    r.class = Class::Ok;
 }
 
 /// [`classify`] for an IPv6 frame (no header checksum; UDP's is mandatory).
@@ -202,6 +226,10 @@ fn classify6(f: &[u8]) -> Input {
         }
     };
     r.proto = next;
+    if next == IPPROTO_ICMPV6 {
+        classify_icmp6(f, off, end, &mut r);
+        return r;
+    }
     let l4 = &f[off..end];
     if next == IPPROTO_TCP {
         if l4.len() < 20 || ((l4[12] >> 4) as usize * 4) < 20 || (l4[12] >> 4) as usize * 4 > l4.len() {
@@ -335,8 +363,9 @@ impl RefGate {
     /// reads, to no service and from no NAT real server).
     pub fn gated_out(&self, f: &[u8]) -> bool {
         if f.len() >= 14 && u16::from_be_bytes([f[12], f[13]]) == 0x86dd {
-            // Asked once the extension headers are walked, before the transport header.
-            return ipv6_walk(f).is_ok()
+            // Asked once the extension headers are walked, before the transport header (not
+            // of ICMPv6).
+            return ipv6_walk(f).is_ok_and(|(next, _, _)| next != IPPROTO_ICMPV6)
                 && !self.to_service.contains(&gate_slot6(&f[38..54]))
                 && !self.from_nat.contains(&gate_slot6(&f[22..38]));
         }
@@ -351,6 +380,27 @@ impl RefGate {
         let word = |o: usize| u32::from_ne_bytes([ip[o], ip[o + 1], ip[o + 2], ip[o + 3]]);
         !self.to_service.contains(&lb_common::gate_slot(word(16))) && !self.from_nat.contains(&lb_common::gate_slot(word(12)))
     }
+}
+
+/// An ICMPv6 error of type `ty` (code 0) from `src` to `dst` quoting `quote`, its checksum
+/// computed here (or `corrupt`).
+fn icmp6_error(macs: ([u8; 6], [u8; 6]), src: &str, dst: &str, hop: u8, ty: u8, quote: &[u8], corrupt: bool) -> Vec<u8> {
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (src.parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST), dst.parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST));
+    let mut m = vec![ty, 0, 0, 0, 0, 0, 5, 0];
+    m.extend_from_slice(quote);
+    let sum = sum16(&m, sum16(&s.octets(), 0) + sum16(&d.octets(), 0) + IPPROTO_ICMPV6 as u64 + m.len() as u64);
+    let c = !fold(sum) ^ if corrupt { 0x1234 } else { 0 };
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, hop]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&d.octets());
+    f.extend_from_slice(&m);
+    f
 }
 
 /// The gate slot of the IPv6 address in `o` (16 bytes, network order).
@@ -453,7 +503,13 @@ fn check_ip6_packet(pkt: &[u8], inp: &Input, depth: u32) -> Result<&'static str,
             }
             Ok("udp6")
         }
-        IPPROTO_IPV6 if depth == 0 => check_ip6_packet(l4, inp, 1).map(|_| "ip6ip6"),
+        IPPROTO_ICMPV6 => {
+            if !csum_ok(l4, pseudo6(IPPROTO_ICMPV6)) {
+                return Err("bad ICMPv6 checksum".into());
+            }
+            Ok("icmp6")
+        }
+        IPPROTO_IPV6 if depth == 0 => check_ip6_packet(l4, inp, 1).map(|k| if k == "icmp6" { "ip6ip6(icmp6)" } else { "ip6ip6" }),
         p => Err(format!("unexpected next header {p}")),
     }
 }
@@ -559,6 +615,7 @@ const KINDS: &[&str] = &[
 /// table).
 const KINDS6: &[&str] = &[
     "dr6-tcp", "dr6-udp", "tun6-tcp", "tun6-mixed", "nat6-tcp", "nat6-udp", "nat6-reply-tcp", "nat6-reply-udp", "ext6", "other6",
+    "icmp6-about-conn", "icmp6-from-server",
 ];
 
 impl Gen {
@@ -736,6 +793,24 @@ impl Gen {
                 }
                 f.bytes()
             }
+            "icmp6-about-conn" => {
+                // About a reply of some flow (VIP:port -> client): a router tells the VIP.
+                let (vip, vport, udp) = self.rng.pick(&[(VIP6_DR, 80, false), (VIP6_DR, 53, true), (VIP6_TUN, 80, false), (VIP6_TUN, 8080, false), (VIP6_NAT, 80, false), (VIP6_NAT, 53, true)]);
+                let (c, p) = (self.client6(), self.cport());
+                let reply = if udp { Frame6::udp(sa6(vip, vport), sa6(&c, p)) } else { Frame6::tcp(sa6(vip, vport), sa6(&c, p), ACK) };
+                let reply = reply.payload(&self.payload());
+                let quote = reply.bytes()[14..].to_vec();
+                let n = quote.len().min(self.rng.pick(&[48, 60, 200, 1184]));
+                icmp6_error((ROUTER_MAC, e0), ROUTER6, vip, self.rng.pick(&[64, 64, 1]), self.rng.pick(&[1, 2, 3]), &quote[..n], self.rng.chance(5))
+            }
+            "icmp6-from-server" => {
+                // A NAT real server about what the client sent it.
+                let (c, p) = (self.client6(), self.cport());
+                let (rs, port) = self.rng.pick(&[(NAT1_6, 5353), (NAT2_6, 53), (NAT1_6, 8080)]);
+                let sent = if port == 8080 { Frame6::tcp(sa6(&c, p), sa6(rs, port), ACK) } else { Frame6::udp(sa6(&c, p), sa6(rs, port)) };
+                let quote = sent.payload(&self.payload()).bytes()[14..].to_vec();
+                icmp6_error((NAT2_MAC, e1), rs, &c, 64, 1, &quote, false)
+            }
             "other6" => {
                 let mut f = self.tcp6(DIP6, 22).bytes();
                 if self.rng.chance(50) && f.len() > 20 {
@@ -809,13 +884,16 @@ impl Gen {
                 f.ip_options(&opts).bytes()
             }
         };
-        let from_servers = matches!(kind, "nat-reply-tcp" | "nat-reply-udp" | "icmp-from-server" | "nat6-reply-tcp" | "nat6-reply-udp");
+        let from_servers = matches!(
+            kind,
+            "nat-reply-tcp" | "nat-reply-udp" | "icmp-from-server" | "nat6-reply-tcp" | "nat6-reply-udp" | "icmp6-from-server"
+        );
         (bytes, from_servers, kind)
     }
 
     /// One mutation of IPv6 frame `f` in place: its length and next-header fields, hop limit,
     /// an extension header's length, the transport header (or any of [`Gen::mutate`]'s).
-    fn mutate6(&mut self, f: &mut Vec<u8>) {
+    fn mutate6(&mut self, f: &mut [u8]) {
         if f.len() < 54 {
             return;
         }

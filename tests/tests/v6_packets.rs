@@ -171,6 +171,21 @@ impl Director6 {
         out
     }
 
+    /// [`Director6::tun`] of an already built IPv6 packet (`ip`: its bytes, hop limit already
+    /// decremented, traffic class 0).
+    fn tun_raw(&self, ip: &[u8], rs: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&ROUTER_MAC);
+        out.extend_from_slice(&self.eth0_mac);
+        out.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        out.extend_from_slice(&(ip.len() as u16).to_be_bytes());
+        out.extend_from_slice(&[41, ip[7]]);
+        out.extend_from_slice(&DIP.parse::<Ipv6Addr>().expect("dip").octets());
+        out.extend_from_slice(&rs.parse::<Ipv6Addr>().expect("rs").octets());
+        out.extend_from_slice(ip);
+        out
+    }
+
     /// TUN to an IPv4 real server: IPv6-in-IPv4 (protocol 41), TTL = inner hop limit after the
     /// decrement, TOS = traffic class with ECN encapsulated, DF, id 0.
     fn tun4(&self, f: &Frame6, rs: [u8; 4]) -> Vec<u8> {
@@ -352,6 +367,62 @@ fn fixtures(d: &Director6) -> Vec<Fixture> {
     add("tun6 mixed: IPv6 service, IPv4 real server -> IPv6-in-IPv4 to 10.99.0.200", m1.bytes(), false, XDP_TX, d.tun4(&m1, TUN4_2), false);
     let m1d = Frame6::tcp(sa6(CLIENT, 41003), sa6(VIP_TUN4, 80), ACK).payload(b"data");
     add("tun6 mixed: established flow keeps 10.99.0.200", m1d.bytes(), false, XDP_TX, d.tun4(&m1d, TUN4_2), false);
+
+    // ---- ICMPv6 errors about connections
+    let dr_reply = Frame6::tcp(sa6(VIP_DR, 80), sa6(CLIENT, 40001), ACK).payload(&[5u8; 1400]);
+    let ptb = icmp6_msg((ROUTER_MAC, d.eth0_mac), ROUTER, VIP_DR, 64, 2, 0, &error_body(1300, &dr_reply, 1184));
+    let mut ptb_out = ptb.clone();
+    ptb_out[0..6].copy_from_slice(&WEB2_MAC);
+    ptb_out[6..12].copy_from_slice(&d.eth0_mac);
+    ptb_out[21] -= 1;
+    add("icmp6: packet too big about a DR reply -> to its real server (web2), hop limit - 1", ptb, false, XDP_TX, ptb_out, false);
+    let mut bad = icmp6_msg((ROUTER_MAC, d.eth0_mac), ROUTER, VIP_DR, 64, 2, 0, &error_body(1300, &dr_reply, 200));
+    bad[56] ^= 0x55;
+    add("icmp6: about a DR connection with a bad checksum -> dropped", bad, false, XDP_DROP, vec![], false);
+    let tun_reply = Frame6::tcp(sa6(VIP_TUN, 80), sa6(CLIENT, 41001), ACK);
+    let unr = icmp6_msg((ROUTER_MAC, d.eth0_mac), ROUTER, VIP_TUN, 64, 1, 3, &error_body(0, &tun_reply, 1000));
+    let mut inner = unr[14..].to_vec();
+    inner[7] -= 1;
+    add("icmp6: address unreachable about a TUN reply -> ip6ip6 to tun2", unr, false, XDP_TX, d.tun_raw(&inner, TUN2), false);
+    // About a NAT reply (VIP:80 -> client): to the real server, quoting it as the server sent it
+    // (source and port rewritten; the quoted TCP checksum left as it was, as IPVS leaves it).
+    let nat_reply = Frame6::tcp(sa6(VIP_NAT, 80), sa6(CLIENT, 42001), ACK);
+    let mut as_sent = nat_reply.bytes()[14..].to_vec();
+    as_sent[8..24].copy_from_slice(&NAT2.parse::<Ipv6Addr>().expect("nat2").octets());
+    as_sent[40..42].copy_from_slice(&8080u16.to_be_bytes());
+    let mut sent_body = vec![0u8; 4];
+    sent_body.extend_from_slice(&as_sent);
+    add(
+        "icmp6: time exceeded about a NAT reply -> to nat2, outer destination and quote rewritten",
+        icmp6_msg((ROUTER_MAC, d.eth0_mac), ROUTER, VIP_NAT, 64, 3, 0, &error_body(0, &nat_reply, 1000)),
+        false,
+        XDP_REDIRECT,
+        icmp6_msg((d.eth1_mac, NAT2_MAC), ROUTER, NAT2, 63, 3, 0, &sent_body),
+        false,
+    );
+    // From a NAT real server about what the client sent it: to the client from the VIP,
+    // quoting what the client sent (to VIP:53). (The quoted UDP checksum is left as it was.)
+    let to_rs = Frame6::udp(sa6(CLIENT, 5003), sa6(NAT1, 5353)).payload(b"query-2!");
+    let mut as_client_sent = to_rs.bytes()[14..].to_vec();
+    as_client_sent[24..40].copy_from_slice(&VIP_NAT.parse::<Ipv6Addr>().expect("vip").octets());
+    as_client_sent[42..44].copy_from_slice(&53u16.to_be_bytes());
+    let mut body = vec![0u8; 4];
+    body.extend_from_slice(&as_client_sent);
+    let mut body_in = vec![0u8; 4];
+    body_in.extend_from_slice(&to_rs.bytes()[14..]);
+    add(
+        "icmp6: port unreachable from nat1 about the client's datagram -> to the client from the VIP",
+        icmp6_msg((NAT1_MAC, d.eth1_mac), NAT1, CLIENT, 64, 1, 4, &body_in),
+        true,
+        XDP_REDIRECT,
+        icmp6_msg((d.eth0_mac, CLIENT_MAC), VIP_NAT, CLIENT, 63, 1, 4, &body),
+        false,
+    );
+    let stranger = Frame6::tcp(sa6(VIP_DR, 80), sa6(CLIENT, 49999), ACK);
+    let (i, o) = untouched(icmp6_msg((ROUTER_MAC, d.eth0_mac), ROUTER, VIP_DR, 64, 1, 0, &error_body(0, &stranger, 100)));
+    add("icmp6: about no connection -> kernel, untouched", i, false, XDP_PASS, o, false);
+    let cut = icmp6_msg((ROUTER_MAC, d.eth0_mac), ROUTER, VIP_DR, 64, 1, 0, &error_body(0, &dr_reply, 44));
+    add("icmp6 malformed: quote shorter than the IPv6 header and 8 bytes", cut.clone(), false, XDP_PASS, cut, true);
     v
 }
 
@@ -360,10 +431,16 @@ fn encap_ecn(tc: u8) -> u8 {
     if tc & 3 == 3 { (tc & !3) | 2 } else { tc }
 }
 
-/// An ICMPv6 message of type `ty` (checksum computed over the pseudo-header).
+/// An ICMPv6 message of type `ty` to a VIP from the client (checksum computed over the
+/// pseudo-header).
 fn icmp6(src: &str, dst: &str, ty: u8, body: &[u8]) -> Vec<u8> {
+    icmp6_msg((CLIENT_MAC, DIRECTOR_MAC), src, dst, 255, ty, 0, body)
+}
+
+/// An ICMPv6 message (`body`: what follows type, code and checksum) in an Ethernet frame.
+fn icmp6_msg(macs: ([u8; 6], [u8; 6]), src: &str, dst: &str, hop: u8, ty: u8, code: u8, body: &[u8]) -> Vec<u8> {
     let (s, d): (Ipv6Addr, Ipv6Addr) = (src.parse().expect("src"), dst.parse().expect("dst"));
-    let mut m = vec![ty, 0, 0, 0];
+    let mut m = vec![ty, code, 0, 0];
     m.extend_from_slice(body);
     let mut sum: u64 = 0;
     let mut add = |b: &[u8]| {
@@ -381,15 +458,24 @@ fn icmp6(src: &str, dst: &str, ty: u8, body: &[u8]) -> Vec<u8> {
     }
     m[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
     let mut f = Vec::new();
-    f.extend_from_slice(&DIRECTOR_MAC);
-    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
     f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
     f.extend_from_slice(&(m.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&[58, hop]);
     f.extend_from_slice(&s.octets());
     f.extend_from_slice(&d.octets());
     f.extend_from_slice(&m);
     f
+}
+
+/// An ICMPv6 error body: the 4 bytes after the checksum (`word`: the MTU of Packet Too Big),
+/// then the quoted packet (at most `max` bytes of it).
+fn error_body(word: u32, quoted: &Frame6, max: usize) -> Vec<u8> {
+    let ip = &quoted.bytes()[14..];
+    let mut b = word.to_be_bytes().to_vec();
+    b.extend_from_slice(&ip[..ip.len().min(max)]);
+    b
 }
 
 fn global(pins: &TempPins) -> GlobalStats {
@@ -448,6 +534,7 @@ fn v6_packet_fixtures() {
     assert_eq!((g.tx, g.redirect, g.pass, g.drop), (n(XDP_TX), n(XDP_REDIRECT), n(XDP_PASS), n(XDP_DROP)), "{g:?}");
     assert_eq!(g.parse_fail, results.iter().filter(|(fx, _)| fx.malformed).count() as u64, "{g:?}");
     assert_eq!(g.nat_reply, 3, "{g:?}");
+    assert_eq!(g.icmp_related, 4, "{g:?}");
     let store = Store::open_at(pins.path(), Default::default()).expect("store");
     let t = store.load().expect("table");
     let conns: Vec<u64> = t.services.iter().map(|s| s.stats.conns).collect();
@@ -476,4 +563,82 @@ fn v6_packet_fixtures() {
 fn r1_bytes() -> u64 {
     Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), SYN | ACK).ip_len()
         + Frame6::tcp(sa6(NAT2, 8080), sa6(CLIENT, 42001), ACK | PSH).payload(b"HTTP/1.0 200 OK\r\n\r\nhi").ip_len()
+}
+
+/// lbd's expiry pass over the IPv6 table, as over the IPv4 one: an expired NAT66 connection
+/// goes with its reply side and gives its count back, a persistence template that expires
+/// while it controls a live connection is re-armed for 60 s, and a deleted service's VIP is
+/// closed in the gate once no connection points to it.
+#[test]
+fn v6_expiry_rearm_and_gate() {
+    use xlb_tests::xdp::{LOOPBACK_IFINDEX, set_next_hop};
+    let pins = TempPins::new("exp6").expect("pins");
+    let mut dr = svc(0, Proto::Tcp, VIP_DR, 80, "rr", &[(WEB1, 80, Fwd::Route, 1), (WEB2, 80, Fwd::Route, 1)]);
+    dr.flags = lb_common::SVC_F_PERSISTENT;
+    dr.timeout = 2;
+    let nat = svc(1, Proto::Tcp, VIP_NAT, 80, "rr", &[(NAT1, 8080, Fwd::Masq, 1)]);
+    let both = table(vec![dr.clone(), nat]);
+    {
+        let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
+        let before = store.load().expect("load");
+        store.commit(&before, &both).expect("commit");
+        // Half-open connections live 1 s here (established ones keep their 900 s).
+        store
+            .update_config(|c| {
+                c.timeouts[lb_common::tcp_state::STATE_SYN_RECV as usize] = 1;
+                Ok(())
+            })
+            .expect("timeouts");
+    }
+    for (id, mac) in [(0, WEB1_MAC), (1, WEB2_MAC), (1024, NAT1_MAC)] {
+        set_next_hop(pins.path(), id, mac, DIRECTOR_MAC, LOOPBACK_IFINDEX).expect("next hop");
+    }
+    let mut xdp = XdpUnderTest::load(pins.path(), "xlb_xdp").expect("load");
+    let run = |xdp: &mut XdpUnderTest, f: Frame6| xdp.run(&f.bytes()).expect("run").verdict;
+    assert_eq!(run(&mut xdp, Frame6::tcp(sa6(CLIENT, 50000), sa6(VIP_DR, 80), SYN)), XDP_TX);
+    assert_eq!(run(&mut xdp, Frame6::tcp(sa6(CLIENT, 50000), sa6(VIP_DR, 80), ACK)), XDP_TX);
+    assert_eq!(run(&mut xdp, Frame6::tcp(sa6(CLIENT, 50001), sa6(VIP_NAT, 80), SYN)), XDP_TX);
+    let listed = |pins: &TempPins| {
+        let store = Store::open_at(pins.path(), Default::default()).expect("store");
+        let mut v: Vec<(u16, String, u32)> =
+            store.connections().expect("conns").into_iter().map(|c| (c.cport, c.state.to_string(), c.expires)).collect();
+        v.sort();
+        v
+    };
+    let before: Vec<(u16, String)> = listed(&pins).into_iter().map(|(p, s, _)| (p, s)).collect();
+    assert_eq!(before, [(0, "NONE".into()), (50000, "ESTABLISHED".into()), (50001, "SYN_RECV".into())]);
+    let entries = |pins: &TempPins| {
+        use aya::maps::{HashMap, Map, MapData};
+        let data = MapData::from_pin(pins.path().join(lb_common::names::CONNS6)).expect("pin");
+        let m: HashMap<MapData, lb_common::ConnKey6, lb_common::Conn6> = HashMap::try_from(Map::HashMap(data)).expect("map");
+        let mut kinds: Vec<u8> = m.keys().map(|k| k.expect("key").kind).collect();
+        kinds.sort();
+        kinds
+    };
+    assert_eq!(entries(&pins), [lb_common::CONN_KIND_IN, lb_common::CONN_KIND_IN, lb_common::CONN_KIND_OUT, lb_common::CONN_KIND_TEMPLATE]);
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    let removed =
+        Store::open_at(pins.path(), Default::default()).and_then(|mut s| s.expire_connections(Default::default())).expect("expiry");
+    assert_eq!(removed, 2, "the NAT66 connection and its reply side");
+    let after = listed(&pins);
+    assert_eq!(after.iter().map(|(p, s, _)| (*p, s.as_str())).collect::<Vec<_>>(), [(0, "NONE"), (50000, "ESTABLISHED")]);
+    assert!((57..=60).contains(&after[0].2), "the template controlling a live connection is re-armed for 60 s: {after:?}");
+    assert_eq!(entries(&pins), [lb_common::CONN_KIND_IN, lb_common::CONN_KIND_TEMPLATE]);
+    let t = Store::open_at(pins.path(), Default::default()).and_then(|s| s.load()).expect("table");
+    let counts: Vec<(IpAddr, u32, u32)> =
+        t.services.iter().flat_map(|s| s.dests.iter()).map(|d| (d.addr, d.active_conns, d.inact_conns)).collect();
+    assert!(counts.contains(&(ip6(NAT1), 0, 0)), "the expired connection's count is given back: {counts:?}");
+    // The NAT service deleted: its VIP closes at the next pass (no connection left to it); the
+    // DR VIP, still a service's, stays open.
+    {
+        let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
+        let before = store.load().expect("load");
+        let mut after = before.clone();
+        after.services.retain(|s| s.dests.iter().all(|d| d.fwd != Fwd::Masq));
+        store.commit(&before, &after).expect("commit");
+        store.expire_connections(Default::default()).expect("expiry");
+    }
+    let gate = lb_user::store::Gate::open(pins.path()).expect("gate");
+    assert!(gate.has_ip(lb_common::GATE_VIP, ip6(VIP_DR)), "a service's IPv6 VIP stays open");
+    assert!(!gate.has_ip(lb_common::GATE_VIP, ip6(VIP_NAT)), "a deleted service's IPv6 VIP is closed");
 }

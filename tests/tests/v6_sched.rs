@@ -89,7 +89,6 @@ fn v6_hashing_schedulers_fold_as_the_kernel() {
     for i in 0..DH {
         picks6.push(("dh", v6(500 + i, "2001:db8:c::1"), 20_000, vip6(i), pick4(Ipv4Addr::new(10, 9, 0, 1 + i as u8), fold(vip6(i)), 20_000)));
     }
-    drop(pick4);
     for (what, c6, port, vip, want) in picks6 {
         let f = Frame6::tcp(sa6(&c6.to_string(), port), sa6(&vip.to_string(), 80), SYN);
         xdp.run(&f.bytes()).expect("run");
