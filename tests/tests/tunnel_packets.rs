@@ -565,6 +565,9 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
             svc.dests[0].tunnel = *t;
             svcs.push(svc);
         }
+        // A service whose only real server is quiesced (weight 0): no one to schedule.
+        let n = svcs.len() as u32;
+        svcs.push(service(n, Proto::Tcp, IpAddr::V6(v6(VIP6_S)), 2099, "rr", &[(IpAddr::V6(v6("2001:db8:99::99")), 2099, Fwd::Tunnel, 0)]));
         let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
         let before = store.load().expect("load");
         store.commit(&before, &table(svcs)).expect("commit");
@@ -598,6 +601,8 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
     }
     let first4 = bytes.len();
     bytes.extend(inputs4.iter().map(|f| f.bytes()));
+    let no_dest = frames::Frame6::tcp(frames::sa6(CLIENT6_S, 44000), frames::sa6(VIP6_S, 2099), SYN).bytes();
+    bytes.push(no_dest.clone());
     let results = run_in(&ns.name, pins.path(), eth0, bytes.clone());
     // The outer IPv6 source: the route's as the kernel selects it (`ip -6 route get`: what IPVS
     // uses) when the FIB lookup gives it (BPF_FIB_LOOKUP_SRC), else the VIP.
@@ -657,6 +662,15 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
             cases.push(Case { name, input, verdict, output });
         }
     }
+    cases.push(Case {
+        name: "new connection to a service with no usable real server -> ICMPv6 port unreachable".into(),
+        input: no_dest.clone(),
+        verdict: XDP_TX,
+        output: frames_tun::icmp6_error_reply(
+            &no_dest,
+            etherparse::Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port),
+        ),
+    });
     check(&cases, &results);
     // The mixed-family packets' outer IPv4 checksums and the tunnel checksums, summed again.
     for (c, r) in cases.iter().zip(&results) {
