@@ -8,9 +8,12 @@
 //!   also checked by summing the output;
 //! - PMTU: a DF packet that no longer fits the route MTU less the tunnel's overhead gets ICMP
 //!   "fragmentation needed" with that MTU, one that just fits is sent;
+//! - IPv6 services through every tunnel to IPv6 real servers and (mixed families) IPv4 ones, and
+//!   IPv4 services to IPv6 real servers: the same cases, Packet Too Big for IPv6 packets, hop
+//!   limit 1 (Time Exceeded) and a service without usable real server (port unreachable);
 //! - the decap program: every tunnel type around IPv4 and IPv6 packets in IPv4 and IPv6, and
 //!   what it must leave to the kernel untouched (lying checksums, truncated or unknown headers,
-//!   another port or address).
+//!   another port or address); GUE remote checksum offload on a packet kernel IPVS sent.
 //!
 //! The director namespace is the fixtures' (tests/src/director.rs): route to 10.99.0.0/24 via
 //! the router with MTU 1400.
