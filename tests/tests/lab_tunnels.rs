@@ -36,7 +36,6 @@ fn gue(csum: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs GUE in lbadm (H3) and GUE encap/decap (H2)"]
 fn gue4_with_checksum() {
     // UDP to 6080 with a checksum, GUE version 0 with no options (first byte 0), IPv4 inside.
     let wire = "ip and udp dst port 6080 and udp[6:2] != 0 and udp[8] == 0 and udp[9] == 4";
@@ -44,7 +43,7 @@ fn gue4_with_checksum() {
 }
 
 #[test]
-#[ignore = "needs IPv6 and GUE in lbadm (H3), the IPv6 data plane (H1), GUE encap/decap (H2)"]
+#[ignore = "needs GUE for IPv6 services (tunnels branch f94b202, not yet on main)"]
 fn gue6_without_checksum() {
     // After the 40-byte IPv6 header: UDP to 6080 with a zero checksum, GUE 0, IPv6 inside.
     let wire = "ip6 and ip6[6] == 17 and ip6[42:2] == 6080 and ip6[46:2] == 0 and ip6[48] == 0 and ip6[49] == 41";
@@ -52,7 +51,6 @@ fn gue6_without_checksum() {
 }
 
 #[test]
-#[ignore = "needs GRE in lbadm (H3) and GRE encap/decap (H2)"]
 fn gre4_without_checksum() {
     // GRE after a 20-byte IPv4 header: no flags (no checksum), protocol IPv4.
     let wire = "ip proto 47 and ip[20] == 0 and ip[22:2] == 0x0800";
@@ -60,7 +58,7 @@ fn gre4_without_checksum() {
 }
 
 #[test]
-#[ignore = "needs IPv6 and GRE in lbadm (H3), the IPv6 data plane (H1), GRE encap/decap (H2)"]
+#[ignore = "needs GRE for IPv6 services (tunnels branch f94b202, not yet on main)"]
 fn gre6_with_checksum() {
     // GRE after the IPv6 header: the checksum bit, protocol IPv6.
     let wire = "ip6 proto 47 and ip6[40] == 0x80 and ip6[42:2] == 0x86dd";
@@ -69,14 +67,13 @@ fn gre6_with_checksum() {
 
 /// An IPv6 service over IPv4 real servers: IPv6 in IPv4 (IPIP's outer header, protocol 41).
 #[test]
-#[ignore = "needs mixed-family tunnels in lbadm (H3) and the data plane (H1/H2)"]
 fn ipv6_service_over_ipv4_real_servers() {
     tunnel("mix64", true, VIP6, [RS1, RS2], "-i", "ip proto 41", "ipip");
 }
 
 /// An IPv4 service over IPv6 real servers: IPv4 in IPv6 (next header 4).
 #[test]
-#[ignore = "needs mixed-family tunnels in lbadm (H3) and the data plane (H1/H2)"]
+#[ignore = "IPv4 services to IPv6 real servers (tunnels 9832546, not on main): every packet dropped while the director has no neighbour entry for the IPv6 next hop; passes once it has one"]
 fn ipv4_service_over_ipv6_real_servers() {
     tunnel("mix46", true, VIP, [RS1_6, RS2_6], "-i", "ip6 proto 4", "ipip");
 }

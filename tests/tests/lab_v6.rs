@@ -64,7 +64,6 @@ fn nat66_port_mapping_tcp_udp_and_replies() {
 /// TUN over IPv6: the director encapsulates IPv6 in IPv6 toward real servers behind a router;
 /// they decapsulate with xlb's decap program and answer the client straight through the router.
 #[test]
-#[ignore = "needs IPv6-in-IPv6 encapsulation and IPv6 decap (H2)"]
 fn tun6_ip6ip6_tcp_udp_direct_replies() {
     let lab = lab("tun6", Mode::Tun);
     // IPv6 in IPv6: next header 41 right after the outer header.

@@ -44,6 +44,8 @@ const TUN4_1: [u8; 4] = [10, 99, 0, 100];
 const TUN4_2: [u8; 4] = [10, 99, 0, 200];
 const DIP: &str = "2001:db8:88::5";
 const DIP4: [u8; 4] = [192, 168, 88, 5];
+const CLIENT4: [u8; 4] = [192, 168, 88, 10];
+const VIP4_TUN46: [u8; 4] = [192, 168, 88, 20];
 const TUN_MTU: usize = 1400;
 const NAT1: &str = "2001:db8:99::100";
 const NAT2: &str = "2001:db8:99::200";
@@ -84,6 +86,8 @@ fn v6_table() -> Table {
             "rr",
             &[(IpAddr::from(TUN4_1), 80, Fwd::Tunnel, 1), (IpAddr::from(TUN4_2), 80, Fwd::Tunnel, 1)],
         ),
+        // An IPv4 service with IPv6 tunnel real servers (mixed families the other way).
+        service(7, Proto::Tcp, IpAddr::from(VIP4_TUN46), 80, "rr", &[(ip6(TUN1), 80, Fwd::Tunnel, 1), (ip6(TUN2), 80, Fwd::Tunnel, 1)]),
     ])
 }
 
@@ -183,6 +187,25 @@ impl Director6 {
         out.extend_from_slice(&DIP.parse::<Ipv6Addr>().expect("dip").octets());
         out.extend_from_slice(&rs.parse::<Ipv6Addr>().expect("rs").octets());
         out.extend_from_slice(ip);
+        out
+    }
+
+    /// An IPv4 packet to an IPv6 tunnel real server: IPv4-in-IPv6 (next header 4), outer hop
+    /// limit = inner TTL after the decrement, traffic class = TOS with ECN encapsulated.
+    fn tun46(&self, f: &xlb_tests::frames::Frame, rs: &str) -> Vec<u8> {
+        let inner = f.clone().ttl(f.ip.time_to_live - 1).ip_bytes();
+        let tos = (f.ip.dscp.value() << 2) | f.ip.ecn.value();
+        let tc = encap_ecn(tos);
+        let mut out = Vec::new();
+        out.extend_from_slice(&ROUTER_MAC);
+        out.extend_from_slice(&self.eth0_mac);
+        out.extend_from_slice(&[0x86, 0xdd]);
+        out.extend_from_slice(&(0x6000_0000u32 | (tc as u32) << 20).to_be_bytes());
+        out.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+        out.extend_from_slice(&[4, f.ip.time_to_live - 1]);
+        out.extend_from_slice(&DIP.parse::<Ipv6Addr>().expect("dip").octets());
+        out.extend_from_slice(&rs.parse::<Ipv6Addr>().expect("rs").octets());
+        out.extend_from_slice(&inner);
         out
     }
 
@@ -397,6 +420,15 @@ fn fixtures(d: &Director6) -> Vec<Fixture> {
     let m1d = Frame6::tcp(sa6(CLIENT, 41003), sa6(VIP_TUN4, 80), ACK).payload(b"data");
     add("tun6 mixed: established flow keeps 10.99.0.200", m1d.bytes(), false, XDP_TX, d.tun4(&m1d, TUN4_2), false);
 
+    // ---- an IPv4 service, IPv6 tunnel real servers: IPv4-in-IPv6
+    use xlb_tests::frames::{Frame, sa};
+    let f46 = Frame::tcp(sa(CLIENT4, 45001), sa(VIP4_TUN46, 80), SYN).tos(0x03);
+    add("tun46: IPv4 service, IPv6 real server -> IPv4-in-IPv6 to tun2; CE as ECT(0)", f46.bytes(), false, XDP_TX, d.tun46(&f46, TUN2), false);
+    let f46d = Frame::tcp(sa(CLIENT4, 45001), sa(VIP4_TUN46, 80), ACK).payload(b"more");
+    add("tun46: established flow keeps tun2", f46d.bytes(), false, XDP_TX, d.tun46(&f46d, TUN2), false);
+    let f46b = Frame::tcp(sa(CLIENT4, 45002), sa(VIP4_TUN46, 80), SYN);
+    add("tun46: next connection -> tun1", f46b.bytes(), false, XDP_TX, d.tun46(&f46b, TUN1), false);
+
     // ---- ICMPv6 errors about connections
     let dr_reply = Frame6::tcp(sa6(VIP_DR, 80), sa6(CLIENT, 40001), ACK).payload(&[5u8; 1400]);
     let ptb = icmp6_msg((ROUTER_MAC, d.eth0_mac), ROUTER, VIP_DR, 64, 2, 0, &error_body(1300, &dr_reply, 1184));
@@ -568,8 +600,8 @@ fn v6_packet_fixtures() {
     let t = store.load().expect("table");
     let conns: Vec<u64> = t.services.iter().map(|s| s.stats.conns).collect();
     // New connections per service: DR tcp 3, DR udp 1, NAT tcp 2, NAT udp 2, all-ports 3, TUN
-    // 2, mixed TUN 1.
-    assert_eq!(conns, vec![3, 1, 2, 2, 3, 2, 1], "{t:#?}");
+    // 2, mixed TUN 1, IPv4 service with IPv6 tunnels 2.
+    assert_eq!(conns, vec![3, 1, 2, 2, 3, 2, 1, 2], "{t:#?}");
     let nat_tcp = &t.services[2].stats;
     assert_eq!((nat_tcp.outpkts, nat_tcp.outbytes), (2, r1_bytes()), "NAT66 replies counted as OutPkts");
     // -Lnc lists the IPv6 connections and the /64 template as IPVS does.
@@ -581,7 +613,7 @@ fn v6_packet_fixtures() {
     assert_eq!((nat.state, nat.daddr, nat.dport), ("ESTABLISHED", ip6(NAT2), 8080));
     let tmpl = find("2001:db8:88::", 0).expect("the /64 template is listed");
     assert_eq!((tmpl.proto, tmpl.state, tmpl.vaddr, tmpl.vport, tmpl.daddr), ("TCP", "NONE", ip6(VIP_ALL), 0, ip6(WEB2)));
-    assert!(listed.iter().all(|e| e.caddr.is_ipv6()), "{listed:?}");
+    assert!(listed.iter().all(|e| e.caddr.is_ipv6() || e.caddr == IpAddr::from(CLIENT4)), "{listed:?}");
     let dests: Vec<(IpAddr, u32, u32)> = t.services[0].dests.iter().map(|d| (d.addr, d.active_conns, d.inact_conns)).collect();
     // web2: 40001 (established), 40003 (SYN_RECV); web1: 40002 (SYN_RECV): active, as the
     // IPv4 path counts them (dr_packets.rs).
