@@ -240,7 +240,11 @@ fn answer6(rc: i64, f: &bpf_fib_lookup, dst: &Addr, ingress: u32, now: u64) -> D
     // (routed to the ingress link), the destination itself.
     let on_ingress_link = n.flags & NEIGH_F_ROUTED != 0 && rc != BPF_FIB_LKUP_RET_NO_NEIGH as i64;
     n.nh = if on_ingress_link { *dst } else { nh };
-    n.src = if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 { src } else { Addr::ZERO };
+    // (The kernel fills the source in before it looks for the neighbour: a route without a
+    // neighbour entry yet has its source too, which an IPv4 service's tunnel to an IPv6 real
+    // server, with no VIP of that family to fall back on, needs from the first packet.)
+    let has_src = rc == BPF_FIB_LKUP_RET_SUCCESS as i64 || rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64;
+    n.src = if has_src { src } else { Addr::ZERO };
     n
 }
 

@@ -8,9 +8,12 @@
 //!   also checked by summing the output;
 //! - PMTU: a DF packet that no longer fits the route MTU less the tunnel's overhead gets ICMP
 //!   "fragmentation needed" with that MTU, one that just fits is sent;
+//! - IPv6 services through every tunnel to IPv6 real servers and (mixed families) IPv4 ones, and
+//!   IPv4 services to IPv6 real servers: the same cases, Packet Too Big for IPv6 packets, hop
+//!   limit 1 (Time Exceeded) and a service without usable real server (port unreachable);
 //! - the decap program: every tunnel type around IPv4 and IPv6 packets in IPv4 and IPv6, and
 //!   what it must leave to the kernel untouched (lying checksums, truncated or unknown headers,
-//!   another port or address).
+//!   another port or address); GUE remote checksum offload on a packet kernel IPVS sent.
 //!
 //! The director namespace is the fixtures' (tests/src/director.rs): route to 10.99.0.0/24 via
 //! the router with MTU 1400.
@@ -565,6 +568,9 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
             svc.dests[0].tunnel = *t;
             svcs.push(svc);
         }
+        // A service whose only real server is quiesced (weight 0): no one to schedule.
+        let n = svcs.len() as u32;
+        svcs.push(service(n, Proto::Tcp, IpAddr::V6(v6(VIP6_S)), 2099, "rr", &[(IpAddr::V6(v6("2001:db8:99::99")), 2099, Fwd::Tunnel, 0)]));
         let mut store = Store::open_at(pins.path(), Default::default()).expect("store");
         let before = store.load().expect("load");
         store.commit(&before, &table(svcs)).expect("commit");
@@ -598,15 +604,22 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
     }
     let first4 = bytes.len();
     bytes.extend(inputs4.iter().map(|f| f.bytes()));
+    let no_dest = frames::Frame6::tcp(frames::sa6(CLIENT6_S, 44000), frames::sa6(VIP6_S, 2099), SYN).bytes();
+    bytes.push(no_dest.clone());
     let results = run_in(&ns.name, pins.path(), eth0, bytes.clone());
     // The outer IPv6 source: the route's as the kernel selects it (`ip -6 route get`: what IPVS
-    // uses) when the FIB lookup gives it (BPF_FIB_LOOKUP_SRC), else the VIP.
+    // uses) when the FIB lookup gives it (BPF_FIB_LOOKUP_SRC).
     let fib_src = Store::open_at(pins.path(), Default::default()).expect("store").config().expect("config").flags
         & lb_common::CFG_F_FIB_SRC
         != 0;
     let route = ns.ip(&["-6", "route", "get", "2001:db8:99::11"]).expect("route get");
     let kernel_src = route.split_whitespace().skip_while(|w| *w != "src").nth(1).expect("a source address").to_string();
-    let src6 = v6(if fib_src { &kernel_src } else { VIP6_S });
+    // Without it: the egress interface's first global IPv6 address (what lbd records in
+    // XLB_IFACES, from the interface's address list as `ip` lists it).
+    let listed = ns.ip(&["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]).expect("addresses");
+    let first_global = listed.split_whitespace().skip_while(|w| *w != "inet6").nth(1).expect("an address");
+    let first_global = first_global.split('/').next().expect("address").to_string();
+    let src6 = v6(if fib_src { &kernel_src } else { &first_global });
     let mut cases = Vec::new();
     for (i, (name, _, rs, t)) in services6().iter().enumerate() {
         let room = TUN_MTU - (if rs.is_ipv6() { 40 } else { 20 } + overhead(t) - 20);
@@ -637,10 +650,6 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
             let (verdict, output) = if k == 3 {
                 let ty = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: room as u16 });
                 (XDP_TX, icmp_error_reply(&input, ty))
-            } else if !fib_src {
-                // Without the kernel's source address an IPv4 service has none to send from over
-                // IPv6 (no IPv6 VIP, no interface address known to the data plane): dropped.
-                (xlb_tests::xdp::XDP_DROP, Vec::new())
             } else {
                 let inner = f.clone().ttl(f.ip.time_to_live - 1).bytes()[14..].to_vec();
                 let tos = (f.ip.dscp.value() << 2) | f.ip.ecn.value();
@@ -649,7 +658,7 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
                     frames::L4::Tcp(t) => (t.source_port, t.destination_port),
                     frames::L4::Udp(u) => (u.source_port, u.destination_port),
                 };
-                let outer = Outer::V6 { src: v6(&kernel_src).octets(), dst: rs.octets(), hop: f.ip.time_to_live - 1, tclass: tc };
+                let outer = Outer::V6 { src: src6.octets(), dst: rs.octets(), hop: f.ip.time_to_live - 1, tclass: tc };
                 let route6 = |t: &Tunnel| tun_of(t, f.ip.source, f.ip.destination, (sp, dp), 6);
                 (XDP_TX, tunnel((eth0_mac, ROUTER_MAC), outer, route6(t), &inner))
             };
@@ -657,6 +666,15 @@ fn ipv6_services_through_every_tunnel_with_pmtu() {
             cases.push(Case { name, input, verdict, output });
         }
     }
+    cases.push(Case {
+        name: "new connection to a service with no usable real server -> ICMPv6 port unreachable".into(),
+        input: no_dest.clone(),
+        verdict: XDP_TX,
+        output: frames_tun::icmp6_error_reply(
+            &no_dest,
+            etherparse::Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port),
+        ),
+    });
     check(&cases, &results);
     // The mixed-family packets' outer IPv4 checksums and the tunnel checksums, summed again.
     for (c, r) in cases.iter().zip(&results) {
