@@ -105,11 +105,15 @@ pub enum TailProgram {
     Reply6 = 12,
     /// `xlb_icmp6`: ICMPv6 errors about connections.
     Icmp6 = 13,
+    /// `xlb_icmp6_tun`: an ICMPv6 error about a tunnelled connection, which `xlb_icmp6` found;
+    /// apart from it because the tunnel's encapsulation function adds its frame to the caller's
+    /// in the 512-byte stack.
+    Icmp6Tun = 14,
 }
 
 impl TailProgram {
     /// Every tail-called program, in slot order (`ALL[p.index()] == p`).
-    pub const ALL: [TailProgram; 14] = [
+    pub const ALL: [TailProgram; 15] = [
         TailProgram::New,
         TailProgram::Icmp,
         TailProgram::Fwd,
@@ -124,6 +128,7 @@ impl TailProgram {
         TailProgram::Fwd6,
         TailProgram::Reply6,
         TailProgram::Icmp6,
+        TailProgram::Icmp6Tun,
     ];
 
     /// Its slot in `XLB_PROGS`.
@@ -149,6 +154,7 @@ impl TailProgram {
             TailProgram::Fwd6 => "xlb_fwd6",
             TailProgram::Reply6 => "xlb_reply6",
             TailProgram::Icmp6 => "xlb_icmp6",
+            TailProgram::Icmp6Tun => "xlb_icmp6_tun",
         }
     }
 }

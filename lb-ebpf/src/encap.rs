@@ -34,10 +34,12 @@ use crate::{
 
 /// The outer side: the real server's family and address, the director's source address on the
 /// route there, and the dest's tunnel (`Dest::tun_type`, `tun_port` in host order, `tun_flags`).
-pub struct Outer {
+/// The addresses are references (into map values): read word by word as they are written, they
+/// are never all held on the stack, which the callers' deep frames leave little of.
+pub struct Outer<'a> {
     pub af: u8,
-    pub src: Addr,
-    pub dst: Addr,
+    pub src: &'a Addr,
+    pub dst: &'a Addr,
     pub tun_type: u8,
     pub tun_port: u16,
     pub tun_flags: u16,
@@ -159,8 +161,7 @@ fn push<const V6: bool, const TUN: usize, const H: usize>(ctx: &XdpContext, o: &
     h[12] = et[0];
     h[13] = et[1];
     const O: usize = ETH_HLEN;
-    let s = o.src.w;
-    let d = o.dst.w;
+    let (s, d) = (&o.src.w, &o.dst.w);
     if V6 {
         h[O] = 0x60 | (tos >> 4);
         h[O + 1] = tos << 4;
@@ -171,12 +172,17 @@ fn push<const V6: bool, const TUN: usize, const H: usize>(ctx: &XdpContext, o: &
         h[O + 5] = plen[1];
         h[O + 6] = tun_proto;
         h[O + 7] = i.hop;
+        // Word by word (even offsets), each stored as soon as it is had (volatile: not all
+        // first, held on the stack).
+        let p = h.as_mut_ptr();
         for w in 0..4 {
-            let sw = s[w].to_ne_bytes();
-            let dw = d[w].to_ne_bytes();
-            for b in 0..4 {
-                h[O + 8 + 4 * w + b] = sw[b];
-                h[O + 24 + 4 * w + b] = dw[b];
+            // SAFETY: the offsets lie in `h` (checked above), which is not moved while this lives.
+            unsafe {
+                let (sw, dw) = (s[w].to_ne_bytes(), d[w].to_ne_bytes());
+                core::ptr::write_volatile(p.add(O + 8 + 4 * w) as *mut u16, u16::from_ne_bytes([sw[0], sw[1]]));
+                core::ptr::write_volatile(p.add(O + 10 + 4 * w) as *mut u16, u16::from_ne_bytes([sw[2], sw[3]]));
+                core::ptr::write_volatile(p.add(O + 24 + 4 * w) as *mut u16, u16::from_ne_bytes([dw[0], dw[1]]));
+                core::ptr::write_volatile(p.add(O + 26 + 4 * w) as *mut u16, u16::from_ne_bytes([dw[2], dw[3]]));
             }
         }
     } else {
@@ -214,13 +220,16 @@ fn push<const V6: bool, const TUN: usize, const H: usize>(ctx: &XdpContext, o: &
         h[t + 3] = dport[1];
         h[t + 4] = ulen[0];
         h[t + 5] = ulen[1];
-        h[t + 6] = 0;
-        h[t + 7] = 0;
-        // GUE version 0, no control, no options; the inner protocol; no flags.
-        h[t + 8] = 0;
-        h[t + 9] = inner_proto(i.af);
-        h[t + 10] = 0;
-        h[t + 11] = 0;
+        // The checksum (0 for now); GUE version 0, no control, no options; the inner protocol;
+        // no flags. (16-bit stores at even offsets: byte runs of zeros become a memset call,
+        // whose frame the kernel adds to the callers'.)
+        let p = h.as_mut_ptr();
+        // SAFETY: the offsets lie in `h` (checked above), which is not moved while this lives.
+        unsafe {
+            core::ptr::write_volatile(p.add(t + 6) as *mut u16, 0);
+            core::ptr::write_volatile(p.add(t + 8) as *mut u16, u16::from_ne_bytes([0, inner_proto(i.af)]));
+            core::ptr::write_volatile(p.add(t + 10) as *mut u16, 0);
+        }
     } else if TUN != 0 {
         let flags = if TUN == 8 { GRE_F_CSUM } else { 0 }.to_be_bytes();
         let proto = if i.af == AF_INET6 { ETH_P_IPV6 } else { ETH_P_IP }.to_be_bytes();
@@ -229,10 +238,12 @@ fn push<const V6: bool, const TUN: usize, const H: usize>(ctx: &XdpContext, o: &
         h[t + 2] = proto[0];
         h[t + 3] = proto[1];
         if TUN == 8 {
-            h[t + 4] = 0;
-            h[t + 5] = 0;
-            h[t + 6] = 0;
-            h[t + 7] = 0;
+            let p = h.as_mut_ptr();
+            // SAFETY: as above.
+            unsafe {
+                core::ptr::write_volatile(p.add(t + 4) as *mut u16, 0);
+                core::ptr::write_volatile(p.add(t + 6) as *mut u16, 0);
+            }
         }
     }
     if !csum || TUN == 0 {
@@ -243,7 +254,12 @@ fn push<const V6: bool, const TUN: usize, const H: usize>(ctx: &XdpContext, o: &
     let mut sum = sum_words(h, t, TUN);
     if TUN == 12 {
         if V6 {
-            sum += sum_words(h, O + 8, 32);
+            // (Volatile reads of the addresses just written: summed as read, not all held.)
+            let p = h.as_ptr();
+            for k in 0..16 {
+                // SAFETY: the offset lies in `h` (checked above), which is not moved meanwhile.
+                sum += unsafe { core::ptr::read_volatile(p.add(O + 8 + 2 * k) as *const u16) } as u64;
+            }
         } else {
             sum += sum_words(h, O + 12, 8);
         }

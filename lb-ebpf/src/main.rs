@@ -30,8 +30,6 @@ mod encap;
 mod gate;
 mod handoff;
 mod icmp;
-// The IPv6 data plane's errors (issue 15): its programs call them.
-#[allow(dead_code)]
 mod icmp6;
 mod leave6;
 mod maps;
@@ -50,7 +48,7 @@ mod xdp6;
 mod xmit;
 
 use lb_ebpf::{csum, parse, parse6};
-use xdp6::{xlb_fwd6, xlb_icmp6, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
+use xdp6::{xlb_fwd6, xlb_icmp6, xlb_icmp6_tun, xlb_new6, xlb_new_scan6, xlb_new_set6, xlb_new_twos6, xlb_reply6, xlb_xdp6};
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -116,6 +114,7 @@ tail_programs! {
     Fwd6 => xlb_fwd6,
     Reply6 => xlb_reply6,
     Icmp6 => xlb_icmp6,
+    Icmp6Tun => xlb_icmp6_tun,
 }
 
 /// The entry point. Parses the packet once, asks the gate whether it could be for a service
@@ -360,7 +359,7 @@ fn new_conn<const GROUP: u8>(ctx: &XdpContext) -> u32 {
 /// the real server was deleted (nothing counted).
 #[inline(always)]
 fn forward(ctx: &XdpContext, p: &Pkt, svc_id: u32, dest_id: u32, rport: u16, new_conn: bool, now: u64) -> Option<u32> {
-    let (rip, fwd, tun) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd, d.tun_type))?;
+    let (rip, fwd, tun) = schedule::usable_dest(dest_id, svc_id, |d| (d.addr.w[0], d.fwd, tun::tun_kind(d)))?;
     let t = xmit::Target { dest_id, rip, ingress: ingress(ctx), now };
     let v = forward_to(ctx, p, &t, fwd, tun, rport);
     Some(stats::count_forwarded(svc_id, dest_id, p.ip_len, new_conn, v))
@@ -373,7 +372,7 @@ fn forward_to(ctx: &XdpContext, p: &Pkt, t: &xmit::Target, fwd: u8, tun_type: u8
     }
     match fwd {
         FWD_DROUTE => dr::forward(ctx, t),
-        FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, t),
+        FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, t, tun_type),
         FWD_TUNNEL => tun::forward(ctx, t, p.ip_len, p.ttl, p.daddr.w[0]),
         FWD_MASQ => nat::request(ctx, p, t, rport),
         // LOCAL: the director itself serves it.

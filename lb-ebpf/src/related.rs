@@ -50,7 +50,7 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         if !checksum_ok(ctx, e) {
             return Some(xdp_action::XDP_DROP);
         }
-        let (rip, fwd, tun_type) = usable_dest(c.dest_id, c.svc_id, |d| (d.addr.w[0], d.fwd, d.tun_type))?;
+        let (rip, fwd, tun_type) = usable_dest(c.dest_id, c.svc_id, |d| (d.addr.w[0], d.fwd, tun::tun_kind(d)))?;
         if e.ttl <= 1 {
             return Some(xdp_action::XDP_DROP);
         }
@@ -58,7 +58,7 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr, ingress: u32, now: u64) -> Option<
         let t = Target { dest_id: c.dest_id, rip, ingress, now };
         return Some(match fwd {
             FWD_DROUTE => dr::forward(ctx, &t),
-            FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, &t),
+            FWD_TUNNEL if tun_type != TUN_TYPE_IPIP => tun::forward_other(ctx, &t, tun_type),
             FWD_TUNNEL => tun::forward(ctx, &t, e.ip_len, e.ttl, e.daddr.w[0]),
             FWD_MASQ => nat::icmp_to_real_server(ctx, e, &t, c.port),
             _ => xdp_action::XDP_PASS,

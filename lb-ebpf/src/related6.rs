@@ -4,7 +4,7 @@
 //! destination and the quote's source rewritten); an error a NAT real server sent about a packet
 //! of the client goes to the client from the VIP, quoting what the client sent.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use lb_common::{Addr, ConnKey6, AF_INET6, CONN_KIND_IN, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, GATE_NAT_RS, IPPROTO_ICMPV6};
+use lb_common::{Addr, ConnKey6, TailProgram, AF_INET6, CONN_KIND_IN, CONN_KIND_OUT, FWD_DROUTE, FWD_MASQ, FWD_TUNNEL, GATE_NAT_RS, IPPROTO_ICMPV6};
 
 use crate::{
     conn::expired,
@@ -15,7 +15,7 @@ use crate::{
     parse6::{addr_at, IcmpErr6, IP6_DADDR, IP6_SADDR},
     schedule::usable_dest,
     stats::bump,
-    tun6,
+    tail, tun6,
     xmit::Target6,
 };
 
@@ -53,7 +53,7 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr6, ingress: u32, now: u64) -> Option
         if !checksum_ok(ctx, e) {
             return Some(xdp_action::XDP_DROP);
         }
-        let (rip, fwd, af) = usable_dest(c.dest_id, c.svc_id, |d| (d.addr, d.fwd, d.af))?;
+        let (rip, fwd) = usable_dest(c.dest_id, c.svc_id, |d| (d.addr, d.fwd))?;
         if e.hop <= 1 {
             return Some(xdp_action::XDP_DROP);
         }
@@ -61,7 +61,9 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr6, ingress: u32, now: u64) -> Option
         let t = Target6 { dest_id: c.dest_id, rip, ingress, now };
         return Some(match fwd {
             FWD_DROUTE => dr6::forward(ctx, &t),
-            FWD_TUNNEL => tun6::forward(ctx, &as_pkt(e, &qs), &t, af),
+            // In a program of its own (`forward_tunnel`): the tunnel's frame does not fit beside
+            // this one's.
+            FWD_TUNNEL => tail(ctx, TailProgram::Icmp6Tun),
             FWD_MASQ => nat6::icmp_to_real_server(ctx, e, &t, c.port),
             _ => xdp_action::XDP_PASS,
         });
@@ -78,6 +80,21 @@ pub fn forward(ctx: &XdpContext, e: &IcmpErr6, ingress: u32, now: u64) -> Option
     }
     bump(|g| &mut g.icmp_related);
     Some(nat6::icmp_to_client(ctx, e, &vip, vport, ingress, now))
+}
+
+/// `xlb_icmp6_tun`: error `e` about a tunnelled connection, which [`forward`] found, checked and
+/// counted, into its real server's tunnel.
+#[inline(always)]
+pub fn forward_tunnel(ctx: &XdpContext, e: &IcmpErr6, ingress: u32, now: u64) -> Option<u32> {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    let (qs, qd) = (addr_at(data, end, e.ip_off + IP6_SADDR)?, addr_at(data, end, e.ip_off + IP6_DADDR)?);
+    let in_key = ConnKey6 { caddr: qd, vaddr: qs, cport: e.dport, vport: e.sport, proto: e.proto, kind: CONN_KIND_IN, _pad: 0 };
+    let c = conn6::get6(&in_key)?;
+    // SAFETY: a value of XLB_CONNS6 from a successful lookup, valid for the run; read at once.
+    let (dest_id, svc_id) = unsafe { ((*c).dest_id, (*c).svc_id) };
+    let (rip, af) = usable_dest(dest_id, svc_id, |d| (d.addr, d.af))?;
+    let t = Target6 { dest_id, rip, ingress, now };
+    Some(tun6::forward_related(ctx, &as_pkt(e, &qs), &t, af))
 }
 
 /// The error as the tunnel sees a packet: its length, hop limit and destination (the VIP, the

@@ -7,6 +7,8 @@
 //! needed" with the MTU reduced by the tunnel's overhead (`lb_common::tunnel::overhead`).
 use aya_ebpf::{
     bindings::{xdp_action, xdp_md},
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use lb_common::{
@@ -103,13 +105,34 @@ pub fn forward(ctx: &XdpContext, t: &Target, ip_len: u16, ttl: u8, vip: u32) -> 
     xmit::send(ctx, &route, ingress)
 }
 
-/// Encapsulates the IPv4 packet (TTL > 1) in the tunnel of dest `t.dest_id`, of a type other
-/// than IPIP (GUE, GRE; the caller tells the types apart from the dest it has read, so IPIP
-/// costs nothing more). The next hop is looked up and the frame sent here, as for IPIP; the
-/// headers are written by [`xlb_tun_encap4`], which the verifier checks once, not once per path
-/// to here, and whose frame (the kernel adds it to its callers' in a 512-byte stack) stays small.
+/// [`tun_kind`]'s mark of a dest of the other family (an IPv6 real server of an IPv4 service).
+pub const TUN_OUTER6: u8 = 0x80;
+
+/// What the IPv4 paths read of a dest to pick the tunnel code: its tunnel type, with
+/// [`TUN_OUTER6`] for an IPv6 real server. `TUN_TYPE_IPIP` alone is [`forward`]'s.
 #[inline(always)]
-pub fn forward_other(ctx: &XdpContext, t: &Target) -> u32 {
+pub fn tun_kind(d: &lb_common::Dest) -> u8 {
+    d.tun_type | if d.af == AF_INET6 { TUN_OUTER6 } else { 0 }
+}
+
+/// Encapsulates the IPv4 packet (TTL > 1) in the tunnel of dest `t.dest_id` when it is not IPIP
+/// to an IPv4 real server ([`tun_kind`] `kind`: GUE, GRE, or any tunnel to an IPv6 real server;
+/// the caller tells them apart from the dest it has read, so IPIP costs nothing more). The
+/// headers are written by [`xlb_tun_encap4`], which the verifier checks once, not once per path
+/// to here, and whose frame (the kernel adds it to its callers' in a 512-byte stack) stays small;
+/// to an IPv4 real server the next hop is looked up and the frame sent here, as for IPIP; to an
+/// IPv6 one, by two more global functions.
+#[inline(always)]
+pub fn forward_other(ctx: &XdpContext, t: &Target, kind: u8) -> u32 {
+    if kind & TUN_OUTER6 != 0 {
+        if xlb_tun_route6(ctx.ctx, t.dest_id, t.ingress, t.now) == 0 {
+            return xdp_action::XDP_DROP;
+        }
+        return match xlb_tun_encap4(ctx.ctx, t.dest_id, t.rip) {
+            ENCAPSULATED => xlb_tun_send6(ctx.ctx, t.dest_id, t.ingress),
+            v => v,
+        };
+    }
     let route = nexthop::to_dest(ctx, t.dest_id, t.rip, t.ingress, true, t.now);
     if matches!(route, Route::None) {
         return xmit::send(ctx, &route, t.ingress);
@@ -120,8 +143,38 @@ pub fn forward_other(ctx: &XdpContext, t: &Target) -> u32 {
     }
 }
 
+/// The next hop toward IPv6 real server `dest_id` looked up (cached for [`xlb_tun_encap4`] and
+/// [`xlb_tun_send6`]): 1 when there is a route, else 0 (counted as no route).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xlb_tun_route6(ctx: *mut xdp_md, dest_id: u32, ingress: u32, now: u64) -> u32 {
+    let ctx = &XdpContext::new(ctx);
+    let Some(d) = XLB_DESTS.get(dest_id) else {
+        return 0;
+    };
+    if xmit::routable6(nexthop::to_dest6(ctx, dest_id, &d.addr, ingress, true, now)) {
+        1
+    } else {
+        crate::stats::bump(|g| &mut g.no_route);
+        0
+    }
+}
+
+/// Sends the frame [`xlb_tun_encap4`] wrapped for IPv6 real server `dest_id` by the next hop
+/// [`xlb_tun_route6`] cached (the slow path's next hop: the outer destination, the frame's).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn xlb_tun_send6(ctx: *mut xdp_md, dest_id: u32, ingress: u32) -> u32 {
+    let ctx = &XdpContext::new(ctx);
+    let Some(n) = XLB_DEST_NEIGH.get_ptr(dest_id) else {
+        return xdp_action::XDP_DROP;
+    };
+    // (The slow path's next hop: the one cached for the real server, dest id + 1.)
+    xmit::send6(ctx, Some(n), ingress, dest_id + 1)
+}
+
 /// What [`xlb_tun_encap4`] returns when the frame is ready to be sent (else an XDP verdict).
-const ENCAPSULATED: u32 = 0x100;
+pub const ENCAPSULATED: u32 = 0x100;
 
 /// What the route MTU allows a packet about to be tunnelled.
 pub enum Mtu {
@@ -166,16 +219,15 @@ pub fn check_mtu(route_mtu: u32, outer_af: u8, inner_af: u8, df: bool, len: u32,
 #[inline(never)]
 pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u32 {
     let ctx = &XdpContext::new(ctx);
-    let Some((tun_type, tun_port, tun_flags)) = XLB_DESTS.get(dest_id).map(|d| (d.tun_type, d.tun_port, d.tun_flags))
-    else {
+    let Some(d) = XLB_DESTS.get(dest_id) else {
         return xdp_action::XDP_DROP;
     };
+    let (tun_type, tun_port, tun_flags) = (d.tun_type, d.tun_port, d.tun_flags);
     // The route's source and MTU (0: unknown, the slow path's).
-    let Some((src, mtu)) = XLB_DEST_NEIGH.get(dest_id).map(|n| {
-        (n.src.w[0], if n.flags & NEIGH_F_RESOLVED != 0 { n.mtu } else { 0 })
-    }) else {
+    let Some(n) = XLB_DEST_NEIGH.get(dest_id) else {
         return xdp_action::XDP_DROP;
     };
+    let mtu = if n.flags & NEIGH_F_RESOLVED != 0 { n.mtu } else { 0 };
     // The packet as the caller parsed it: a whole IPv4 header, its total length in the frame.
     let Some(ip) = header::<Ipv4Hdr>(ctx.data(), ctx.data_end(), ETH_HLEN) else {
         return xdp_action::XDP_DROP;
@@ -184,11 +236,12 @@ pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u3
     // lives.
     let (ip_len, ttl, vip, frags) =
         unsafe { (u16::from_be_bytes((*ip).tot_len), (*ip).ttl, u32::from_ne_bytes((*ip).dst_addr), (*ip).frags) };
-    if ttl <= 1 || ETH_HLEN + ip_len as usize > ctx.data_end() - ctx.data() {
+    let outer_af = if d.af == AF_INET6 { AF_INET6 } else { AF_INET };
+    if ttl <= 1 || ETH_HLEN + ip_len as usize > ctx.data_end() - ctx.data() || (outer_af == AF_INET && d.addr.w[0] != rip) {
         return xdp_action::XDP_DROP;
     }
     let df = u16::from_be_bytes(frags) & IP_DF != 0;
-    match check_mtu(mtu, AF_INET, AF_INET, df, ip_len as u32, tun_type, tun_flags) {
+    match check_mtu(mtu, outer_af, AF_INET, df, ip_len as u32, tun_type, tun_flags) {
         Mtu::Fits => {}
         Mtu::TooBig(m) => return icmp::frag_needed(ctx, m as u16),
         Mtu::Drop => return xdp_action::XDP_DROP,
@@ -207,13 +260,37 @@ pub extern "C" fn xlb_tun_encap4(ctx: *mut xdp_md, dest_id: u32, rip: u32) -> u3
     // As IPVS (`ip_select_ident` for a packet without socket): id 0 with DF, else (any id will
     // do, the kernel's is a keyed hash) the inner packet's.
     let id = if df { [0, 0] } else { id };
-    let src = if src != 0 { src } else { vip };
-    let outer = Outer { af: AF_INET, src: Addr::v4(src), dst: Addr::v4(rip), tun_type, tun_port, tun_flags };
+    // With no address known, the VIP the client addressed is the source (over IPv4; over IPv6
+    // there is none to take).
+    let fallback = if outer_af == AF_INET { Some([vip, 0, 0, 0]) } else { None };
+    let Some(src) = source_or(&n.src, fallback) else {
+        return xdp_action::XDP_DROP;
+    };
+    let outer = Outer { af: outer_af, src, dst: &d.addr, tun_type, tun_port, tun_flags };
     let inner = Inner { af: AF_INET, len: ip_len, hop: ttl - 1, tos, df, id, hash };
     if !encap::encap(ctx, &outer, &inner) {
         return xdp_action::XDP_DROP;
     }
     ENCAPSULATED
+}
+
+/// This CPU's spare address: an outer source the cache does not hold.
+#[map]
+static XLB_TUN_SRC: PerCpuArray<Addr> = PerCpuArray::with_max_entries(1, 0);
+
+/// `src` (a route's cached source) if known, else `fallback` (copied into this CPU's spare
+/// slot), else `None`.
+#[inline(always)]
+pub fn source_or(src: &Addr, fallback: Option<[u32; 4]>) -> Option<&Addr> {
+    if src.w != [0; 4] {
+        return Some(src);
+    }
+    let fallback = fallback?;
+    let slot = XLB_TUN_SRC.get_ptr_mut(0)?;
+    // SAFETY: this CPU's value of a per-CPU array, valid for the run, used by no one else meanwhile.
+    let slot = unsafe { &mut *slot };
+    slot.w = fallback;
+    Some(slot)
 }
 
 /// The flow hash of the IPv4 packet in the frame, sent to `vip`: its addresses, protocol and

@@ -105,6 +105,16 @@ pub fn xlb_icmp6(ctx: XdpContext) -> u32 {
     verdict(v)
 }
 
+/// ICMPv6 errors about tunnelled connections, which `xlb_icmp6` found and counted.
+#[xdp]
+pub fn xlb_icmp6_tun(ctx: XdpContext) -> u32 {
+    let v = match parse6_gated(ctx.data(), ctx.data_end(), |_, _| u8::MAX) {
+        Parsed6::Icmp(e) => related6::forward_tunnel(&ctx, &e, ingress(&ctx), conn::now()).unwrap_or(xdp_action::XDP_DROP),
+        _ => xdp_action::XDP_DROP,
+    };
+    verdict(v)
+}
+
 /// `new_flow` for IPv6: the service, then the scheduling program of its group.
 #[inline(always)]
 fn new_flow6(ctx: &XdpContext, p: &Pkt, stale: bool, now: u64) -> u32 {

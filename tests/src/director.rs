@@ -54,6 +54,8 @@ pub const TUN1_6: &str = "2001:db8:98::100";
 pub const TUN2_6: &str = "2001:db8:98::200";
 pub const NAT1_6: &str = "2001:db8:99::100";
 pub const NAT2_6: &str = "2001:db8:99::200";
+/// An IPv4 VIP whose real servers are the IPv6 TUN ones (IPv4-in-IPv6).
+pub const VIP_TUN46: [u8; 4] = [192, 168, 88, 21];
 
 pub fn ip6(s: &str) -> IpAddr {
     IpAddr::V6(s.parse::<std::net::Ipv6Addr>().expect("an IPv6 address"))
@@ -85,7 +87,8 @@ pub fn director_services() -> Vec<Service> {
 }
 
 /// IPv6 services of every method: DR (TCP, UDP), TUN (TCP; and on port 8080 to the IPv4 TUN
-/// real servers: mixed families), NAT66 (TCP 80 -> 8080, UDP 53 -> 5353 / 53); ids from `first`.
+/// real servers: mixed families), NAT66 (TCP 80 -> 8080, UDP 53 -> 5353 / 53), and an IPv4
+/// service with the IPv6 TUN real servers (mixed the other way); ids from `first`.
 pub fn director_services6(first: u32) -> Vec<Service> {
     let s = |i: u32, proto: Proto, vip: &str, port: u16, dests: &[(IpAddr, u16, Fwd, i32)]| {
         service(first + i, proto, ip6(vip), port, "rr", dests)
@@ -97,6 +100,7 @@ pub fn director_services6(first: u32) -> Vec<Service> {
         s(3, Proto::Tcp, VIP6_TUN, 8080, &[(ip4(TUN1), 8080, Fwd::Tunnel, 1), (ip4(TUN2), 8080, Fwd::Tunnel, 1)]),
         s(4, Proto::Tcp, VIP6_NAT, 80, &[(ip6(NAT1_6), 8080, Fwd::Masq, 1), (ip6(NAT2_6), 8080, Fwd::Masq, 1)]),
         s(5, Proto::Udp, VIP6_NAT, 53, &[(ip6(NAT1_6), 5353, Fwd::Masq, 1), (ip6(NAT2_6), 53, Fwd::Masq, 1)]),
+        service(first + 6, Proto::Tcp, ip4(VIP_TUN46), 80, "rr", &[(ip6(TUN1_6), 80, Fwd::Tunnel, 1), (ip6(TUN2_6), 80, Fwd::Tunnel, 1)]),
     ]
 }
 

@@ -191,3 +191,36 @@ pub fn udp4_checksum_ok(ip: &[u8]) -> bool {
     pseudo.extend_from_slice(&(len as u16).to_be_bytes());
     ones_sum(&udp[..len], ones_sum(&pseudo, 0)) == 0xffff
 }
+
+/// The ICMPv6 error the director sends back about `orig` (an Ethernet + IPv6 frame it received),
+/// built independently of the data plane (etherparse's ICMPv6 checksum): to the sender's MAC
+/// from its own, from the address `orig` was sent to, hop limit 64, traffic class and flow label
+/// 0, quoting as much of the packet as fits in 1280 bytes.
+pub fn icmp6_error_reply(orig: &[u8], ty: etherparse::Icmpv6Type) -> Vec<u8> {
+    let plen = u16::from_be_bytes([orig[18], orig[19]]) as usize;
+    let quote = &orig[14..(14 + 40 + plen).min(orig.len()).min(14 + 1280 - 48)];
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&orig[14 + 24..14 + 40]);
+    dst.copy_from_slice(&orig[14 + 8..14 + 24]);
+    let icmp = etherparse::Icmpv6Header::with_checksum(ty, src, dst, quote).expect("icmpv6");
+    let ip = Ipv6Header {
+        traffic_class: 0,
+        flow_label: Default::default(),
+        payload_length: (icmp.header_len() + quote.len()) as u16,
+        next_header: IpNumber::IPV6_ICMP,
+        hop_limit: 64,
+        source: src,
+        destination: dst,
+    };
+    let mut eth_src = [0u8; 6];
+    let mut eth_dst = [0u8; 6];
+    eth_src.copy_from_slice(&orig[0..6]);
+    eth_dst.copy_from_slice(&orig[6..12]);
+    let mut out = Vec::new();
+    let _ = Ethernet2Header { source: eth_src, destination: eth_dst, ether_type: EtherType::IPV6 }.write(&mut out);
+    let _ = ip.write(&mut out);
+    let _ = icmp.write(&mut out);
+    out.extend_from_slice(quote);
+    out
+}

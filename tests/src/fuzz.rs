@@ -510,6 +510,7 @@ fn check_ip6_packet(pkt: &[u8], inp: &Input, depth: u32) -> Result<&'static str,
             Ok("icmp6")
         }
         IPPROTO_IPV6 if depth == 0 => check_ip6_packet(l4, inp, 1).map(|k| if k == "icmp6" { "ip6ip6(icmp6)" } else { "ip6ip6" }),
+        IPPROTO_IPIP if depth == 0 => check_ip_packet(l4, inp, 1).map(|_| "ipv4 in ip6"),
         p => Err(format!("unexpected next header {p}")),
     }
 }
@@ -615,7 +616,7 @@ const KINDS: &[&str] = &[
 /// table).
 const KINDS6: &[&str] = &[
     "dr6-tcp", "dr6-udp", "tun6-tcp", "tun6-mixed", "nat6-tcp", "nat6-udp", "nat6-reply-tcp", "nat6-reply-udp", "ext6", "other6",
-    "icmp6-about-conn", "icmp6-from-server",
+    "icmp6-about-conn", "icmp6-from-server", "tun46",
 ];
 
 impl Gen {
@@ -793,6 +794,7 @@ impl Gen {
                 }
                 f.bytes()
             }
+            "tun46" => self.tcp(VIP_TUN46, 80).bytes(),
             "icmp6-about-conn" => {
                 // About a reply of some flow (VIP:port -> client): a router tells the VIP.
                 let (vip, vport, udp) = self.rng.pick(&[(VIP6_DR, 80, false), (VIP6_DR, 53, true), (VIP6_TUN, 80, false), (VIP6_TUN, 8080, false), (VIP6_NAT, 80, false), (VIP6_NAT, 53, true)]);

@@ -10,12 +10,17 @@
 //! as kernel IPVS does (recorded in the oracle: tests/golden/traffic/oracle.json, `answers-*`:
 //! the director's stack answers). The listing shows the method given (`Route`), as IPVS lists
 //! it (tests/golden/ipvsadm/local.json). lbadm runs in the director's network namespace, where
-//! it learns which addresses are local (as on a real director).
-use std::{process::Command, time::Duration};
+//! it learns which addresses are local (as on a real director); an address the director gets
+//! later is learnt by `lbd run` there.
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use xlb_tests::{
     lab::{Lab, Mode, DIP, VIP},
-    netns::run,
+    netns::{Proc, run},
+    workspace_bin,
 };
 
 /// `ipvsadm ARGS` in the director's network namespace, on the lab's table.
@@ -89,8 +94,8 @@ fn local_real_servers_are_served_by_the_directors_own_stack() {
     for _ in 0..3 {
         assert_eq!(lab.curl(VIP, 80).expect("curl :80"), "Welcome from the director", "{}", lab.diagnose());
         assert_eq!(lab.curl(VIP, 8080).expect("curl :8080"), "Welcome from the director", "{}", lab.diagnose());
-        assert_eq!(lab.curl("[fd00:88::15]", 80).expect("curl [v6]:80"), "Welcome from the director", "{}", lab.diagnose());
-        assert_eq!(lab.curl("[fd00:88::15]", 8080).expect("curl [v6]:8080"), "Welcome from the director", "{}", lab.diagnose());
+        assert_eq!(lab.curl("fd00:88::15", 80).expect("curl [v6]:80"), "Welcome from the director", "{}", lab.diagnose());
+        assert_eq!(lab.curl("fd00:88::15", 8080).expect("curl [v6]:8080"), "Welcome from the director", "{}", lab.diagnose());
     }
     // The connections went through xlb's table (the director's stack only received them).
     let conns = ipvsadm_on_director(&lab, &["-Lnc"]);
@@ -111,11 +116,42 @@ fn local_real_servers_are_served_by_the_directors_own_stack() {
     let synced = lab.lbd_in(&lab.lvs1.ns, &["sync-marks"]).expect("sync-marks");
     assert_eq!(String::from_utf8_lossy(&synced.stdout).trim(), "1 fwmark classifier entries");
     for _ in 0..2 {
-        assert_eq!(lab.curl("[fd00:88::16]", 8080).expect("curl fwmark6"), "Welcome from the director", "{}", lab.diagnose());
+        assert_eq!(lab.curl("fd00:88::16", 8080).expect("curl fwmark6"), "Welcome from the director", "{}", lab.diagnose());
     }
     let conns = ipvsadm_on_director(&lab, &["-Lnc"]);
     let fw = conns.lines().filter(|l| l.contains("[fd00:88::10]:") && l.contains(" [fd00:88::16]:8080 ")).count();
     assert_eq!(fw, 2, "{conns}");
+    // An address that becomes the director's after its real server was added: `lbd run`
+    // (in the director's namespace) sees the addresses change and marks the real server local.
+    let _lbd = Proc::from_child(
+        lab.lvs1
+            .ns
+            .cmd_net_only(workspace_bin("lbd"))
+            .arg("--pin-dir")
+            .arg(lab.pin_dir())
+            .args(["run", "--interval", "0.2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lbd run"),
+    );
+    let vip16 = "192.168.88.16:8080";
+    lab.lvs1.ns.ip(&["addr", "add", "192.168.88.16/24", "dev", "eth0"]).expect("vip16");
+    ipvsadm_on_director(&lab, &["-A", "-t", vip16, "-s", "rr"]);
+    ipvsadm_on_director(&lab, &["-a", "-t", vip16, "-r", "192.168.88.6:8080", "-g"]);
+    let local_of = |addr: &str| -> bool {
+        let t = lb_user::store::Store::open_at(lab.pin_dir(), Default::default()).and_then(|s| s.load()).expect("table");
+        t.services.iter().flat_map(|s| &s.dests).any(|d| d.addr.to_string() == addr && d.local)
+    };
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(!local_of("192.168.88.6"), "192.168.88.6 is nobody's yet");
+    lab.lvs1.ns.ip(&["addr", "add", "192.168.88.6/24", "dev", "eth0"]).expect("new address");
+    let t0 = Instant::now();
+    while !local_of("192.168.88.6") && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(local_of("192.168.88.6"), "lbd did not mark the real server local");
+    assert_eq!(lab.curl("192.168.88.16", 8080).expect("curl"), "Welcome from the director", "{}", lab.diagnose());
     // A real server elsewhere still gets the VIP's traffic: the local path is per real server.
     ipvsadm_on_director(&lab, &["-d", "-t", &vip80, "-r", "127.0.0.1:80"]);
     ipvsadm_on_director(&lab, &["-a", "-t", &vip80, "-r", "192.168.88.100", "-g"]);

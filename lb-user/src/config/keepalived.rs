@@ -492,30 +492,33 @@ impl Parser<'_> {
                 _ => self.unknown(c, "virtual_server"),
             }
         }
-        // The service's family: its address's (a conflicting `ip_family` is an error), else
-        // `ip_family`, else (fwmark) that of its
+        // The service's family: its address's (a group's: its first address member's; a
+        // conflicting `ip_family` is an error), else `ip_family`, else (fwmark) that of its
         // non-tunnelled real or sorry servers, else of its tunnelled ones if they agree, else
         // IPv4 (keepalived's vs_end_handler).
-        let addr_af = match n.args.first().map(String::as_str) {
-            Some("fwmark") | Some("group") | None => None,
-            Some(a) => parse_ip(a).map(|ip| Af::of(&ip)),
+        let addr_af = match n.args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["fwmark", ..] | [] => None,
+            ["group", name] => groups
+                .iter()
+                .find(|g| g.args.first().map(String::as_str) == Some(*name))
+                .and_then(|g| g.children.iter().flatten().find_map(|m| parse_ip(m.key.split('-').next().unwrap_or_default())))
+                .map(|ip| Af::of(&ip)),
+            [a, ..] => parse_ip(a).map(|ip| Af::of(&ip)),
         };
         if let (Some((line, f)), Some(a)) = (family, addr_af)
             && f != a
         {
             self.err(line, "ip_family conflicts with the virtual server's address family");
         }
+        let is_tun = |own: Option<&Node>, default: Fwd| own.and_then(|c| c.args.first()).map_or(default == Fwd::Tunnel, |m| m.eq_ignore_ascii_case("TUN"));
+        let sorry_tun = sorry_fwd.map_or(fwd, |(f, _)| f) == Fwd::Tunnel;
         let server_af = |tunnelled: bool| -> Option<Af> {
             let mut fams = real_nodes
                 .iter()
-                .filter(|r| {
-                    let own = r.children.iter().flatten().find(|c| c.key == "lvs_method" || c.key == "lb_kind");
-                    let f = own.and_then(|c| c.args.first()).map_or(fwd == Fwd::Tunnel, |m| m.eq_ignore_ascii_case("TUN"));
-                    f == tunnelled
-                })
+                .filter(|r| is_tun(r.children.iter().flatten().find(|c| c.key == "lvs_method" || c.key == "lb_kind"), fwd) == tunnelled)
                 .filter_map(|r| r.args.first().and_then(|a| parse_ip(a)))
-                .map(|ip| Af::of(&ip))
-                .chain(sorry.filter(|_| sorry_fwd.map_or(fwd, |(f, _)| f) == Fwd::Tunnel || !tunnelled).map(|(_, ip, _)| Af::of(&ip)));
+                .chain(sorry.filter(|_| sorry_tun == tunnelled).map(|(_, ip, _)| ip))
+                .map(|ip| Af::of(&ip));
             let first = fams.next()?;
             if tunnelled && fams.any(|f| f != first) {
                 return None;

@@ -291,4 +291,17 @@ fn keepalived_ipv6_and_tunnel_forms_load() {
     assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [3, 4, 7, 10, 13, 15], "{errs:?}");
     assert!(errs[1].msg.contains("only TUN real servers may differ"), "{errs:?}");
     assert!(errs[2].msg.contains("needs `port NUM`"), "{errs:?}");
+
+    // A fwmark service's family from its non-tunnelled sorry server (its real server is
+    // tunnelled from the other family); a group's from its members.
+    let text = "virtual_server fwmark 8 {\n  lb_kind TUN\n  persistence_timeout 30\n  sorry_server fd00::99 0\n  sorry_server_lvs_method DR\n\
+                \x20 real_server 10.1.1.9 0 {\n  }\n}\n\
+                virtual_server_group g6 {\n  2001:db8::7 80\n}\n\
+                virtual_server group g6 {\n  lb_kind DR\n  real_server 10.1.1.10 80 {\n  }\n}\n";
+    let errs = parse(text, Format::Keepalived).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [14], "{errs:?}");
+    let ok = text.lines().take(8).map(|l| format!("{l}\n")).collect::<String>();
+    let cfg = parse(&ok, Format::Keepalived).expect("loads");
+    assert_eq!(cfg.services[0].spec.key, SvcKey::Fwmark { mark: 8, af: Af::Inet6 });
+    assert_eq!(cfg.services[0].reals[0].dest.fwd, Fwd::Tunnel);
 }
