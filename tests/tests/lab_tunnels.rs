@@ -43,7 +43,6 @@ fn gue4_with_checksum() {
 }
 
 #[test]
-#[ignore = "needs GUE for IPv6 services (tunnels branch f94b202, not yet on main)"]
 fn gue6_without_checksum() {
     // After the 40-byte IPv6 header: UDP to 6080 with a zero checksum, GUE 0, IPv6 inside.
     let wire = "ip6 and ip6[6] == 17 and ip6[42:2] == 6080 and ip6[46:2] == 0 and ip6[48] == 0 and ip6[49] == 41";
@@ -58,7 +57,6 @@ fn gre4_without_checksum() {
 }
 
 #[test]
-#[ignore = "needs GRE for IPv6 services (tunnels branch f94b202, not yet on main)"]
 fn gre6_with_checksum() {
     // GRE after the IPv6 header: the checksum bit, protocol IPv6.
     let wire = "ip6 proto 47 and ip6[40] == 0x80 and ip6[42:2] == 0x86dd";
@@ -73,7 +71,6 @@ fn ipv6_service_over_ipv4_real_servers() {
 
 /// An IPv4 service over IPv6 real servers: IPv4 in IPv6 (next header 4).
 #[test]
-#[ignore = "IPv4 services to IPv6 real servers (tunnels 9832546, not on main): every packet dropped while the director has no neighbour entry for the IPv6 next hop; passes once it has one"]
 fn ipv4_service_over_ipv6_real_servers() {
     tunnel("mix46", true, VIP, [RS1_6, RS2_6], "-i", "ip6 proto 4", "ipip");
 }
