@@ -4,12 +4,12 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
 
-/// Test binaries (tests/tests/*.rs) the kernel matrix runs in every guest: the packet fixtures,
-/// the verifier's budget, the tunnel packets, and the DR, TUN and NAT labs, IPv4 and IPv6, with
-/// every tunnel type.
+/// Test binaries (tests/tests/*.rs) the kernel matrix runs in every guest: the packet fixtures
+/// (IPv4, IPv6, tunnels), the verifier's budget, and the DR, TUN, NAT and local-real-server labs,
+/// IPv4 and IPv6, with every tunnel type.
 pub const MATRIX: &[&str] = &[
-    "fixtures", "tunnel_packets", "dr_packets", "hostile_packets", "verifier_budget", "lab_dr", "lab_methods", "lbd_attach",
-    "lab_v6", "lab_tunnels",
+    "fixtures", "v6_packets", "tunnel_packets", "dr_packets", "hostile_packets", "verifier_budget", "lab_dr", "lab_methods",
+    "lbd_attach", "lab_v6", "lab_tunnels", "lab_local",
 ];
 
 /// Tests the matrix leaves out unless XLB_VM_FUZZ=1: the fuzzer's million frames take 6 minutes
@@ -18,8 +18,10 @@ pub const MATRIX: &[&str] = &[
 pub const MATRIX_SKIP: &[(&str, &str)] = &[("hostile_packets", "fuzz_frames_never_forward_malformed_input")];
 
 /// Run once more on the host with every optional kernel feature forced off (XLB_FEATURES_OFF=all).
-pub const FEATURES_OFF: &[&str] =
-    &["fixtures", "tunnel_packets", "dr_packets", "lab_dr", "lab_fwmark", "lab_methods", "lab_v6", "lab_tunnels"];
+pub const FEATURES_OFF: &[&str] = &[
+    "fixtures", "v6_packets", "tunnel_packets", "dr_packets", "lab_dr", "lab_fwmark", "lab_methods", "lab_v6", "lab_tunnels",
+    "lab_local",
+];
 
 pub struct TestBinary {
     pub name: String,
