@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod director;
+pub mod fixture;
 pub mod frames;
 pub mod frames_tun;
 pub mod fuzz;

@@ -16,24 +16,16 @@ use lb_common::GlobalStats;
 use lb_user::store::Store;
 use xlb_tests::{
     director::*,
+    fixture::{self, Fixture},
     frames::{self, ACK, Frame, PSH, RST, SYN, arp_request, icmp, icmp_error_reply, ipip, quote_of, sa},
     pins::TempPins,
     table::table,
-    xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest, verdict_name},
+    xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
 
 const CLIENT_MAC: [u8; 6] = frames::CLIENT_MAC;
 
 
-
-struct Fixture {
-    name: String,
-    input: Vec<u8>,
-    /// Ingress interface: false = eth0 (client side), true = eth1 (server side).
-    from_servers: bool,
-    verdict: u32,
-    output: Vec<u8>,
-}
 
 /// The director's interfaces as the fixtures see them.
 struct Director {
@@ -79,7 +71,7 @@ impl Director {
 fn fixtures(d: &Director) -> Vec<Fixture> {
     let mut v = Vec::new();
     let mut add = |name: &str, input: Vec<u8>, from_servers: bool, verdict: u32, output: Vec<u8>| {
-        v.push(Fixture { name: name.to_string(), input, from_servers, verdict, output });
+        v.push(Fixture { name: name.to_string(), input, from_servers, verdict, output, malformed: false });
     };
     let pass = |f: &Vec<u8>| f.clone();
 
@@ -344,40 +336,8 @@ fn packet_fixtures() {
     let ns = dir.ns;
     let list = fixtures(&d);
     assert!(list.len() >= 40, "{} fixtures", list.len());
-    let name = ns.name.clone();
-    let path = pins.path().to_path_buf();
-    // BPF_PROG_TEST_RUN resolves the ingress ifindex in the caller's namespace.
-    let results = std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("netns file");
-        use std::os::fd::AsRawFd as _;
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
-        let mut xdp = XdpUnderTest::load(&path, "xlb_xdp").expect("load");
-        list.into_iter()
-            .map(|fx| {
-                let r = xdp.run_on(&fx.input, if fx.from_servers { if1 } else { if0 }).expect("run");
-                (fx, r)
-            })
-            .collect::<Vec<_>>()
-    })
-    .join()
-    .expect("fixture thread");
-    let mut failures = Vec::new();
-    for (i, (fx, r)) in results.iter().enumerate() {
-        let ok = r.verdict == fx.verdict && (fx.verdict == XDP_DROP || r.frame == fx.output);
-        println!("{:>2} {:<13} {}", i + 1, verdict_name(fx.verdict), fx.name);
-        if !ok {
-            failures.push(format!(
-                "#{} {}: got {} {:02x?}\n   want {} {:02x?}",
-                i + 1,
-                fx.name,
-                verdict_name(r.verdict),
-                r.frame,
-                verdict_name(fx.verdict),
-                fx.output
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), results.len(), failures.join("\n"));
+    let results = fixture::run_in(&ns.name, pins.path(), list, if0, if1);
+    fixture::assert_all(&results, |fx, _| fx.output.clone());
     // Counters agree with the verdicts.
     let g = global(&pins);
     let n = |v: u32| results.iter().filter(|(fx, _)| fx.verdict == v).count() as u64;

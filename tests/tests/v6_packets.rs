@@ -15,12 +15,13 @@ use lb_user::{
     store::Store,
 };
 use xlb_tests::{
+    fixture::{self, Fixture},
     director::mac_str,
     frames::{ACK, CLIENT_MAC, DIRECTOR_MAC, Frame6, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING, PSH, RST, SYN, sa6},
     netns::{Netns, unique_prefix},
     pins::TempPins,
     table::{service, table},
-    xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest, verdict_name},
+    xdp::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, XdpUnderTest},
 };
 
 const CLIENT: &str = "2001:db8:88::10";
@@ -261,18 +262,6 @@ fn with_outer_id_of(want: &[u8], got: &[u8]) -> Vec<u8> {
         w[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
     }
     w
-}
-
-struct Fixture {
-    name: String,
-    input: Vec<u8>,
-    /// Ingress: false = eth0 (client side), true = eth1 (NAT real servers).
-    from_servers: bool,
-    verdict: u32,
-    /// Expected frame (ignored for XDP_DROP).
-    output: Vec<u8>,
-    /// Counted as malformed (`parse_fail`).
-    malformed: bool,
 }
 
 fn fixtures(d: &Director6) -> Vec<Fixture> {
@@ -554,40 +543,8 @@ fn v6_packet_fixtures() {
     let dir = Director6::new("fix6").expect("director namespace");
     let list = fixtures(&dir);
     let (if0, if1) = (dir.eth0, dir.eth1);
-    let name = dir.ns.name.clone();
-    let path = pins.path().to_path_buf();
-    // BPF_PROG_TEST_RUN resolves the ingress ifindex in the caller's namespace.
-    let results = std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{name}")).expect("netns file");
-        use std::os::fd::AsRawFd as _;
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
-        let mut xdp = XdpUnderTest::load(&path, "xlb_xdp").expect("load");
-        list.into_iter()
-            .map(|fx| {
-                let r = xdp.run_on(&fx.input, if fx.from_servers { if1 } else { if0 }).expect("run");
-                (fx, r)
-            })
-            .collect::<Vec<_>>()
-    })
-    .join()
-    .expect("fixture thread");
-    let mut failures = Vec::new();
-    for (i, (fx, r)) in results.iter().enumerate() {
-        let ok = r.verdict == fx.verdict && (fx.verdict == XDP_DROP || r.frame == with_outer_id_of(&fx.output, &r.frame));
-        println!("{:>2} {:<13} {}", i + 1, verdict_name(fx.verdict), fx.name);
-        if !ok {
-            failures.push(format!(
-                "#{} {}: got {} {:02x?}\n   want {} {:02x?}",
-                i + 1,
-                fx.name,
-                verdict_name(r.verdict),
-                r.frame,
-                verdict_name(fx.verdict),
-                fx.output
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), results.len(), failures.join("\n"));
+    let results = fixture::run_in(&dir.ns.name, pins.path(), list, if0, if1);
+    fixture::assert_all(&results, |fx, got| with_outer_id_of(&fx.output, got));
     // The IPv4 counters, field for field.
     let g = global(&pins);
     let n = |v: u32| results.iter().filter(|(fx, _)| fx.verdict == v).count() as u64;
