@@ -237,6 +237,22 @@ impl Measure<'_> {
     }
 }
 
+/// Section 1's two figures of an established path (`label`: "DR", "NAT reply", ...): one flow
+/// (`hot`) and many (`spread`), each packet forwarded with `verdict` (a NAT reply proven by
+/// `nat_reply`, the others by `conn_hit`), none making a connection.
+pub fn established_specs(label: &str, hot: Vec<u8>, spread: Vec<Vec<u8>>, ingress: u32, verdict: u32) -> [PathSpec; 2] {
+    let equal: &'static [&'static str] = match (label == "NAT reply", verdict == XDP_TX) {
+        (true, _) => &["nat_reply", "redirect"],
+        (false, true) => &["conn_hit", "tx"],
+        (false, false) => &["conn_hit", "redirect"],
+    };
+    let zero: &'static [&'static str] = &["conn_new", "neigh_miss", "drop"];
+    [
+        PathSpec { name: format!("{label} established, hot (1 flow)"), frames: vec![hot], ingress, verdict, equal, zero },
+        PathSpec { name: format!("{label} established, spread over {} flows", spread.len()), frames: spread, ingress, verdict, equal, zero },
+    ]
+}
+
 pub fn new_measured() -> Measured {
     Measured { net: Vec::new(), raw: Vec::new(), empty: Vec::new(), proof: Ok(String::new()), calls: 0 }
 }
@@ -453,50 +469,13 @@ pub fn per_packet(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             let mac = if rs == NAT1 { NAT1_MAC } else { NAT2_MAC };
             Ok(Frame::tcp(sa(rs, c.dport), sa(CLIENT, port), ACK).payload(b"xlbxlb").macs(mac, eth1_mac).bytes())
         };
-        let no_new: &'static [&'static str] = &["conn_new", "neigh_miss", "drop"];
         let mut specs: Vec<PathSpec> = Vec::new();
-        for (label, vip, verdict, fwd) in [
-            ("DR", VIP_DR, XDP_TX, "tx"),
-            ("TUN", VIP_TUN, XDP_TX, "tx"),
-            ("NAT request", VIP_NAT, XDP_REDIRECT, "redirect"),
-        ] {
-            let equal: &'static [&'static str] = match fwd {
-                "tx" => &["conn_hit", "tx"],
-                _ => &["conn_hit", "redirect"],
-            };
-            specs.push(PathSpec {
-                name: format!("{label} established, hot (1 flow)"),
-                frames: vec![data_frame(CLIENT, hot_port, vip)],
-                ingress: if0,
-                verdict,
-                equal,
-                zero: no_new,
-            });
-            specs.push(PathSpec {
-                name: format!("{label} established, spread over {} flows", size.spread_flows),
-                frames: spread.iter().map(|&p| data_frame(CLIENT, p, vip)).collect(),
-                ingress: if0,
-                verdict,
-                equal,
-                zero: no_new,
-            });
+        for (label, vip, verdict) in [("DR", VIP_DR, XDP_TX), ("TUN", VIP_TUN, XDP_TX), ("NAT request", VIP_NAT, XDP_REDIRECT)] {
+            let spread = spread.iter().map(|&p| data_frame(CLIENT, p, vip)).collect();
+            specs.extend(established_specs(label, data_frame(CLIENT, hot_port, vip), spread, if0, verdict));
         }
-        specs.push(PathSpec {
-            name: "NAT reply established, hot (1 flow)".to_string(),
-            frames: vec![nat_rs(hot_port)?],
-            ingress: if1,
-            verdict: XDP_REDIRECT,
-            equal: &["nat_reply", "redirect"],
-            zero: no_new,
-        });
-        specs.push(PathSpec {
-            name: format!("NAT reply established, spread over {} flows", size.spread_flows),
-            frames: spread.iter().map(|&p| nat_rs(p)).collect::<anyhow::Result<_>>()?,
-            ingress: if1,
-            verdict: XDP_REDIRECT,
-            equal: &["nat_reply", "redirect"],
-            zero: no_new,
-        });
+        let replies = spread.iter().map(|&p| nat_rs(p)).collect::<anyhow::Result<_>>()?;
+        specs.extend(established_specs("NAT reply", nat_rs(hot_port)?, replies, if1, XDP_REDIRECT));
         specs.push(PathSpec {
             name: "non-VIP packet → kernel (NAT and fwmark services configured)".to_string(),
             frames: vec![syn_frame(CLIENT, 1234, NON_VIP)],

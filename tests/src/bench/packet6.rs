@@ -10,7 +10,7 @@ use lb_user::store::{CreateOptions, Store};
 
 use super::{
     Figure, Results, Size, bench_cpu, in_netns,
-    packet::{GlobalReader, Measure, Measured, PathSpec, Runner, commit, finish_proof, new_measured},
+    packet::{GlobalReader, Measure, Measured, PathSpec, Runner, commit, established_specs, finish_proof, new_measured},
 };
 use crate::{
     director::*,
@@ -99,43 +99,13 @@ pub fn per_packet6(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             let mac = if rs == v6(NAT1_6) { NAT1_MAC } else { NAT2_MAC };
             Ok(Frame6::tcp(sa6(rs, c.dport), sa6(client, port), ACK).payload(b"xlbxlb").macs(mac, eth1_mac).bytes())
         };
-        let no_new: &'static [&'static str] = &["conn_new", "neigh_miss", "drop"];
         let mut specs: Vec<PathSpec> = Vec::new();
         for (label, vip, verdict) in [("DR", VIP6_DR, XDP_TX), ("TUN", VIP6_TUN, XDP_TX), ("NAT request", VIP6_NAT, XDP_REDIRECT)] {
-            let equal: &'static [&'static str] = if verdict == XDP_TX { &["conn_hit", "tx"] } else { &["conn_hit", "redirect"] };
-            specs.push(PathSpec {
-                name: format!("{label} established, hot (1 flow)"),
-                frames: vec![data6(client, hot_port, vip)],
-                ingress: if0,
-                verdict,
-                equal,
-                zero: no_new,
-            });
-            specs.push(PathSpec {
-                name: format!("{label} established, spread over {} flows", size.spread_flows),
-                frames: spread.iter().map(|&p| data6(client, p, vip)).collect(),
-                ingress: if0,
-                verdict,
-                equal,
-                zero: no_new,
-            });
+            let spread = spread.iter().map(|&p| data6(client, p, vip)).collect();
+            specs.extend(established_specs(label, data6(client, hot_port, vip), spread, if0, verdict));
         }
-        specs.push(PathSpec {
-            name: "NAT reply established, hot (1 flow)".to_string(),
-            frames: vec![nat_rs(hot_port)?],
-            ingress: if1,
-            verdict: XDP_REDIRECT,
-            equal: &["nat_reply", "redirect"],
-            zero: no_new,
-        });
-        specs.push(PathSpec {
-            name: format!("NAT reply established, spread over {} flows", size.spread_flows),
-            frames: spread.iter().map(|&p| nat_rs(p)).collect::<anyhow::Result<_>>()?,
-            ingress: if1,
-            verdict: XDP_REDIRECT,
-            equal: &["nat_reply", "redirect"],
-            zero: no_new,
-        });
+        let replies = spread.iter().map(|&p| nat_rs(p)).collect::<anyhow::Result<_>>()?;
+        specs.extend(established_specs("NAT reply", nat_rs(hot_port)?, replies, if1, XDP_REDIRECT));
         specs.push(PathSpec {
             name: NON_VIP6.to_string(),
             frames: vec![syn6(client, 1234, "2001:db8:88::99")],
