@@ -11,9 +11,27 @@ use lb_user::store::{self, CreateOptions};
 use super::{Results, Size};
 use crate::pins::TempPins;
 
-/// The programs the issue names, in its order.
-pub const PROGRAMS: [&str; 9] =
-    ["xlb_xdp", "xlb_new", "xlb_fwd", "xlb_icmp", "xlb_new_set", "xlb_new_scan", "xlb_new_twos", "xlb_tc_neigh", "xlb_decap"];
+/// The programs issue 14 names, in its order, then the IPv6 ones (issue 15).
+pub const PROGRAMS: [&str; 18] = [
+    "xlb_xdp",
+    "xlb_new",
+    "xlb_fwd",
+    "xlb_icmp",
+    "xlb_new_set",
+    "xlb_new_scan",
+    "xlb_new_twos",
+    "xlb_tc_neigh",
+    "xlb_decap",
+    "xlb_xdp6",
+    "xlb_new6",
+    "xlb_new_set6",
+    "xlb_new_scan6",
+    "xlb_new_twos6",
+    "xlb_fwd6",
+    "xlb_reply6",
+    "xlb_icmp6",
+    "xlb_icmp6_tun",
+];
 
 /// The issue's limit on verifier-processed instructions, per program and kernel.
 pub const VERIFIER_TARGET: u32 = 300_000;
