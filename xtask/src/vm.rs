@@ -27,12 +27,13 @@ const SERIES: &[(&str, &str)] = &[("6.1", "linux-image-cloud-amd64"), ("6.12", "
 const LOAD_MODULES: &[&str] = &[
     "veth", "bridge", "sch_ingress", "cls_bpf", "act_bpf", "nf_tables", "nft_ct", "nft_nat", "nft_chain_nat",
     "nf_conntrack", "nf_nat", "ip_tables", "iptable_mangle", "iptable_nat", "iptable_filter", "xt_mark",
-    "xt_tcpudp", "ipip", "tun", "dummy",
+    "xt_tcpudp", "ipip", "tun", "dummy", "ip_vs",
 ];
 
 /// Host packages the guest needs: QEMU (with its virtiofsd), busybox for the initramfs, kmod for
-/// depmod and the guest's modprobe, xz to unpack overlay.ko.
-const HOST_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "kmod", "xz-utils"];
+/// depmod and the guest's modprobe, xz to unpack overlay.ko, ipvsadm to drive the guest kernel's
+/// IPVS beside xlb (bench --vm, compare-ipvs).
+const HOST_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "ipvsadm"];
 
 const GUEST_MEMORY_MIB: u32 = 4096;
 const GUEST_CPUS: u32 = 2;
@@ -351,12 +352,14 @@ pub struct KernelReport {
     pub error: Option<String>,
     pub notes: Vec<String>,
     pub log: PathBuf,
+    /// Everything the guest's binaries printed (its second serial port), markers included.
+    pub output: String,
 }
 
 impl KernelReport {
     /// A report with nothing run yet; the guest's full output goes to `log`.
     fn new(kernel: Kernel, log: PathBuf) -> KernelReport {
-        KernelReport { kernel, boot_secs: None, total_secs: 0.0, binaries: BTreeMap::new(), error: None, notes: Vec::new(), log }
+        KernelReport { kernel, boot_secs: None, total_secs: 0.0, binaries: BTreeMap::new(), error: None, notes: Vec::new(), log, output: String::new() }
     }
 
     /// The counts of every test binary run in this guest.
@@ -543,6 +546,7 @@ pub fn run_kernel(kernel: Kernel, tests: &[TestBinary], test_args: &[String], ta
     let qemu_text = fs::read_to_string(run_dir.join("qemu.log")).unwrap_or_default();
     let mut log = fs::File::create(&report.log).with_context(|| format!("cannot write {}", report.log.display()))?;
     write!(log, "{output}\n==== console (ttyS0) ====\n{console_text}\n==== qemu ====\n{qemu_text}")?;
+    report.output = output;
     drop(guard);
     Ok(report)
 }
