@@ -607,6 +607,13 @@ pub const CONN_F_NOOUTPUT: u8 = 0x02;
 /// Created through a persistence template (IPVS: `cp->control` set): never rescheduled by
 /// conn_reuse_mode.
 pub const CONN_F_CONTROLLED: u8 = 0x04;
+/// Would have assured its persistence template (IPVS `ip_vs_control_assure_ct`): a TCP
+/// connection that entered ESTABLISHED, a UDP one a reply passed. lbd's expiry carries it over
+/// to the template (`TEMPLATE_S_ASSURED`) when the connection ends.
+pub const CONN_F_ASSURED: u8 = 0x08;
+
+/// A template's `state` (IPVS `IP_VS_CTPL_S_*`; `-Lc` shows NONE or ASSURED).
+pub const TEMPLATE_S_ASSURED: u8 = 0x01;
 
 /// Value of `XLB_CONNS`.
 #[repr(C)]

@@ -2,10 +2,10 @@
 //! per-dest ActiveConn/InActConn counts.
 use lb_common::{
     tcp_state::{
-        self, DIR_INPUT, DIR_INPUT_ONLY, NEW_CONN_TIMEOUT, STATE_FIN_WAIT, STATE_NONE, STATE_SYN_RECV, STATE_TIME_WAIT,
-        STATE_UDP,
+        self, DIR_INPUT, DIR_INPUT_ONLY, DIR_OUTPUT, NEW_CONN_TIMEOUT, STATE_CLOSE, STATE_ESTABLISHED, STATE_FIN_WAIT, STATE_NONE,
+        STATE_SYN_RECV, STATE_TIME_WAIT, STATE_UDP,
     },
-    Config, Conn, ConnKey, HalfOpenCursor, Held, CONN_F_CONTROLLED, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, FWD_MASQ,
+    Config, Conn, ConnKey, HalfOpenCursor, Held, CONN_F_ASSURED, CONN_F_CONTROLLED, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_KIND_IN, FWD_MASQ,
     HALF_OPEN_SLOTS, IPPROTO_TCP,
 };
 
@@ -182,11 +182,18 @@ pub fn on_packet_dir(c: &mut Conn, p: &Pkt, now: u64, dir: usize) {
 pub(crate) fn transition(c: &mut Conn, p: &Pkt, now: u64, dir: usize) -> Option<(Held, Held)> {
     c.last_seen = now;
     if p.proto != IPPROTO_TCP {
+        // IPVS assures a UDP connection's template when a reply passes.
+        if dir == DIR_OUTPUT {
+            c.flags |= CONN_F_ASSURED;
+        }
         return None;
     }
     let new = tcp_state::next_tcp_state(c.state, dir, p.tcp_flags);
     if new == c.state {
         return None;
+    }
+    if new == STATE_ESTABLISHED {
+        c.flags |= CONN_F_ASSURED;
     }
     let was_inactive = c.flags & CONN_F_INACTIVE != 0;
     let now_active = tcp_state::is_active(new);
@@ -326,5 +333,6 @@ pub fn reschedule_on_syn(c: &Conn) -> bool {
     }
     c.flags & CONN_F_CONTROLLED == 0
         && (c.state == STATE_TIME_WAIT
+            || c.state == STATE_CLOSE
             || (reuse_mode & 2 != 0 && c.state == STATE_FIN_WAIT && c.flags & CONN_F_NOOUTPUT != 0))
 }

@@ -168,8 +168,12 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
         bump(|g| &mut g.rx);
         return new_flow(&ctx, &p, false, now);
     }
-    conn::on_packet(c, &p, now);
     let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
+    // IPVS drops a deleted real server's packet before it touches the connection (one array
+    // lookup, the kernel inlines it; a callback into `forward` took xlb_xdp6 past the stack).
+    if schedule::usable_dest(dest_id, svc_id, |_| ()).is_some() {
+        conn::on_packet(c, &p, now);
+    }
     // Counted there with its reception and the connection hit.
     if let Some(v) = forward(&ctx, &p, svc_id, dest_id, rport, false, now) {
         return v;

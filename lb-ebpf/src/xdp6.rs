@@ -56,8 +56,12 @@ pub fn xlb_xdp6(ctx: XdpContext) -> u32 {
         bump(|g| &mut g.rx);
         return new_flow6(&ctx, &p, false, now);
     }
-    conn::on_packet(c, &p, now);
     let (svc_id, dest_id, rport) = (c.svc_id, c.dest_id, c.port);
+    // IPVS drops a deleted real server's packet before it touches the connection (one array
+    // lookup, the kernel inlines it; a callback into `forward6` took xlb_xdp6 past the stack).
+    if schedule::usable_dest(dest_id, svc_id, |_| ()).is_some() {
+        conn::on_packet(c, &p, now);
+    }
     if let Some(v) = forward6(&ctx, &p, svc_id, dest_id, rport, false, now) {
         return v;
     }

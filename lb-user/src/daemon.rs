@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 use tokio::sync::mpsc;
@@ -62,10 +62,11 @@ fn set_logfile(p: Option<PathBuf>) {
     }
 }
 
-/// The periodic work of `lbd run`, once: expiry, the fwmark classifier, the estimator. The one
-/// place where periodic data-plane work goes. `interval`: the time to the next run (templates
-/// that expire before it are re-armed now if IPVS would re-arm them).
-pub fn periodic(dir: &Path, last_rate_tick: &mut Instant, interval: Duration) -> anyhow::Result<usize> {
+/// The periodic work of `lbd run`, once: expiry, the interfaces, the fwmark classifier, the
+/// local real servers. The one place where periodic data-plane work goes, but for the
+/// estimator ([`estimate`]), which keeps its own clock. `interval`: the time to the next run
+/// (templates that expire before it are re-armed now if IPVS would re-arm them).
+pub fn periodic(dir: &Path, interval: Duration) -> anyhow::Result<usize> {
     // Twice the interval: a late tick must not open a gap either.
     let expired = Store::open_at(dir, Default::default())?.expire_connections(interval * 2)?;
     // Interface addresses and indexes, as they are now (IPIP's source without fib_src).
@@ -82,12 +83,14 @@ pub fn periodic(dir: &Path, last_rate_tick: &mut Instant, interval: Duration) ->
     if let Err(e) = refresh_local(dir) {
         log(&format!("local real servers not updated: {e:#}"));
     }
-    // IPVS's estimator runs every 2 s (`ipvsadm --rate`).
-    if last_rate_tick.elapsed() >= Duration::from_secs(crate::estimator::TICK_SECS) {
-        *last_rate_tick = Instant::now();
-        Store::open_at(dir, Default::default())?.tick_rates()?;
-    }
     Ok(expired)
+}
+
+/// One tick of IPVS's estimator (`ipvsadm --rate`). It assumes exactly
+/// `estimator::TICK_SECS` since the last tick, so it runs on a timer of its own: checked from
+/// the housekeeping interval, a 2 s tick came every 3 s at `--interval 1`.
+pub fn estimate(dir: &Path) -> anyhow::Result<()> {
+    Store::open_at(dir, Default::default())?.tick_rates()
 }
 
 /// Re-marks the real servers local to the director when this namespace's addresses differ from
@@ -400,13 +403,20 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_rate_tick = Instant::now();
+    let mut rate_tick = tokio::time::interval(Duration::from_secs(crate::estimator::TICK_SECS));
+    rate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_carried: Option<bool> = None;
     // A reconcile that failed (store busy, ...) is retried on the next tick.
     let mut dirty = false;
     loop {
         let mut reload = false;
         tokio::select! {
+            _ = rate_tick.tick() => {
+                let d = dir.clone();
+                if let Err(e) = blocking(move || estimate(&d)).await {
+                    log(&format!("estimator tick failed: {e:#}"));
+                }
+            }
             _ = tick.tick() => {
                 let attached = crate::dataplane::attached(&dir);
                 let carried = !attached.is_empty();
@@ -420,11 +430,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 }
                 // Periodic data-plane work: the one place for it.
                 let d = dir.clone();
-                let mut lt = last_rate_tick;
                 let every = opts.interval;
-                match blocking(move || periodic(&d, &mut lt, every).map(|n| (n, lt))).await {
-                    Ok((_, lt)) => last_rate_tick = lt,
-                    Err(e) => log(&format!("housekeeping failed: {e:#}")),
+                if let Err(e) = blocking(move || periodic(&d, every)).await {
+                    log(&format!("housekeeping failed: {e:#}"));
                 }
                 if let Some(r) = &running
                     && r.cfg.autoreload

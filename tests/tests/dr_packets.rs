@@ -363,6 +363,20 @@ fn sysctl_conn_reuse_mode() {
     }
     sysctl(&s, "conn_reuse_mode=3");
     expect(&mut s, &syn(49001).bytes(), XDP_TX, &dr_out(&syn(49001), WEB1_MAC), "SYN on FIN_WAIT, mode 3");
+    // CLOSE (a RST ended it) is rescheduled too (`is_new_conn_expected`), in mode 1.
+    sysctl(&s, "conn_reuse_mode=1");
+    let rst = Frame::tcp(sa(CLIENT, 49002), sa(VIP, 80), RST);
+    let state_of = |s: &Setup, port: u16| conns_of(s).into_iter().find(|c| c.0 == port).map(|c| c.1);
+    for f in [syn(49002), rst] {
+        let r = s.xdp.run(&f.bytes()).expect("run");
+        assert_eq!(verdict_name(r.verdict), "XDP_TX");
+    }
+    assert_eq!(state_of(&s, 49002).as_deref(), Some("CLOSE"));
+    let conns = load(&s).services[0].stats.conns;
+    let r = s.xdp.run(&syn(49002).bytes()).expect("run");
+    assert_eq!(verdict_name(r.verdict), "XDP_TX");
+    assert_eq!(load(&s).services[0].stats.conns, conns + 1, "a SYN on CLOSE is a new connection");
+    assert_eq!(state_of(&s, 49002).as_deref(), Some("SYN_RECV"));
 }
 
 /// expire_nodest_conn: a deleted real server's connection drops its packets (0, the default) or
@@ -533,4 +547,69 @@ fn template_expiring_before_the_next_pass_is_rearmed_ahead() {
     expect(&mut s, &a2.bytes(), XDP_TX, &dr_out(&a2, WEB2_MAC), "established");
     std::thread::sleep(std::time::Duration::from_millis(1300));
     expect(&mut s, &b.bytes(), XDP_TX, &dr_out(&b, WEB1_MAC), "no pass: template lapsed, rescheduled");
+}
+
+/// `-Lnc` lists a persistence template ASSURED once a connection through it entered
+/// ESTABLISHED (IPVS `ip_vs_control_assure_ct`; the oracle shows it on 6.1 and 6.12), NONE
+/// while none did, and keeps it ASSURED after that connection has gone (lbd's expiry marks the
+/// template as the connection leaves).
+#[test]
+fn template_assured_by_an_established_connection() {
+    let mut s = setup("assured");
+    edit_table(&s, |t| {
+        t.services[0].flags |= lb_common::SVC_F_PERSISTENT;
+        t.services[0].timeout = 300;
+    });
+    const CLIENT2: [u8; 4] = [192, 168, 88, 11];
+    let templates = |s: &Setup| -> Vec<(String, String)> {
+        let store = Store::open_at(s.pins.path(), Default::default()).expect("store");
+        let mut v: Vec<_> = store
+            .connections()
+            .expect("conns")
+            .into_iter()
+            .filter(|c| c.cport == 0)
+            .map(|c| (c.caddr.to_string(), c.state.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let syn = Frame::tcp(sa(CLIENT, 50200), sa(VIP, 80), SYN);
+    expect(&mut s, &syn.bytes(), XDP_TX, &dr_out(&syn, WEB2_MAC), "client 1 -> web2");
+    let syn2 = Frame::tcp(sa(CLIENT2, 50201), sa(VIP, 80), SYN);
+    expect(&mut s, &syn2.bytes(), XDP_TX, &dr_out(&syn2, WEB1_MAC), "client 2 -> web1");
+    assert_eq!(templates(&s), [("192.168.88.10".into(), "NONE".into()), ("192.168.88.11".into(), "NONE".into())]);
+    let ack = Frame::tcp(sa(CLIENT, 50200), sa(VIP, 80), ACK);
+    expect(&mut s, &ack.bytes(), XDP_TX, &dr_out(&ack, WEB2_MAC), "client 1 established");
+    // Client 2's connection never gets there: SYN_RECV, then FIN (input-only: TIME_WAIT).
+    let fin2 = Frame::tcp(sa(CLIENT2, 50201), sa(VIP, 80), FIN | ACK);
+    expect(&mut s, &fin2.bytes(), XDP_TX, &dr_out(&fin2, WEB1_MAC), "client 2 closes unestablished");
+    assert_eq!(templates(&s), [("192.168.88.10".into(), "ASSURED".into()), ("192.168.88.11".into(), "NONE".into())]);
+    // Client 1's connection expires (ESTABLISHED timeout 1 s) and leaves the table: its
+    // template stays ASSURED.
+    let mut store = Store::open_at(s.pins.path(), Default::default()).expect("store");
+    store
+        .update_config(|c| {
+            c.timeouts[lb_common::tcp_state::STATE_ESTABLISHED as usize] = 1;
+            Ok(())
+        })
+        .expect("timeouts");
+    let ack = Frame::tcp(sa(CLIENT, 50200), sa(VIP, 80), ACK);
+    expect(&mut s, &ack.bytes(), XDP_TX, &dr_out(&ack, WEB2_MAC), "takes the 1 s timeout");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    expire_pass(&s, std::time::Duration::ZERO);
+    assert!(!conns_of(&s).iter().any(|(port, _, _)| *port == 50200), "client 1's connection expired: {:?}", conns_of(&s));
+    assert_eq!(templates(&s), [("192.168.88.10".into(), "ASSURED".into()), ("192.168.88.11".into(), "NONE".into())]);
+    // A new template of the same client (after this one is gone) starts NONE again.
+    let data = aya::maps::MapData::from_pin(s.pins.path().join(lb_common::names::CONNS)).expect("pin");
+    let mut conns: aya::maps::HashMap<_, lb_common::ConnKey, lb_common::Conn> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).expect("hash");
+    let t = conns
+        .keys()
+        .filter_map(|k| k.ok())
+        .find(|k| k.kind == lb_common::CONN_KIND_TEMPLATE && k.caddr == u32::from_ne_bytes(CLIENT))
+        .expect("client 1's template");
+    conns.remove(&t).expect("remove");
+    let syn = Frame::tcp(sa(CLIENT, 50202), sa(VIP, 80), SYN);
+    expect(&mut s, &syn.bytes(), XDP_TX, &dr_out(&syn, WEB1_MAC), "client 1 scheduled anew");
+    assert_eq!(templates(&s), [("192.168.88.10".into(), "NONE".into()), ("192.168.88.11".into(), "NONE".into())]);
 }

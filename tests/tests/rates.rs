@@ -24,18 +24,20 @@ fn rates_follow_the_kernel_estimator_and_zero() {
     };
     send(10);
     let tick = || Store::open_at(lb.pin_dir(), Default::default()).and_then(|mut s| s.tick_rates()).expect("tick");
-    tick(); // estimators start from the current counters
-    send(40);
+    // A new service's estimator starts from zero counters (IPVS's `ip_vs_zero_estimator` at
+    // creation): the first tick counts the 10 connections made before it.
     tick();
     send(40);
     tick();
-    // The same two ticks by the estimator's own rules: 40 connections per 2 s each time.
-    let mut c = Counters { conns: 10, inpkts: 10, inbytes: 10 * 40, ..Default::default() };
+    send(40);
+    tick();
+    // The same three ticks by the estimator's own rules: 10, then 40 connections per 2 s twice.
+    let mut c = Counters::default();
     let mut e = estimator::start(&c);
-    for _ in 0..2 {
-        c.conns += 40;
-        c.inpkts += 40;
-        c.inbytes += 40 * 40;
+    for n in [10, 40, 40] {
+        c.conns += n;
+        c.inpkts += n;
+        c.inbytes += n * 40;
         estimator::tick(&mut e, &c);
     }
     let want = estimator::read(&e);
@@ -49,4 +51,14 @@ fn rates_follow_the_kernel_estimator_and_zero() {
     let out = lb.ok("-Ln --rate").expect("--rate");
     let svc_line = out.lines().find(|l| l.starts_with("TCP  10.1.0.1:80")).expect("service line");
     assert!(svc_line.split_whitespace().skip(2).all(|v| v == "0"), "{out}");
+    // ... and the estimator starts again from zero: 20 connections, one tick.
+    send(20);
+    tick();
+    let mut e = estimator::start(&Counters::default());
+    estimator::tick(&mut e, &Counters { conns: 20, inpkts: 20, inbytes: 20 * 40, ..Default::default() });
+    let want = estimator::read(&e);
+    let out = lb.ok("-Ln --rate").expect("--rate");
+    let svc_line = out.lines().find(|l| l.starts_with("TCP  10.1.0.1:80")).expect("service line");
+    let cols: Vec<u64> = svc_line.split_whitespace().skip(2).map(|v| v.parse().expect("number")).collect();
+    assert_eq!(cols, vec![want.cps, want.inpps, want.outpps, want.inbps, want.outbps], "after -Z: {out}");
 }

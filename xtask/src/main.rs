@@ -77,6 +77,17 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Runs one command inside a kernel of the matrix (as root, the host's files read-only, a
+    /// fresh /tmp) and prints what it printed: for looking at another kernel by hand, e.g.
+    /// `cargo xtask vm-run --kernel 6.1 -- ipvsadm -Ln`.
+    VmRun {
+        /// 6.1, 6.12 or an exact Debian cloud kernel version.
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+        /// The command and its arguments (an absolute path, or a name on the guest's PATH).
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,7 +120,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Bench { quick } => bench(quick),
+        Cmd::VmRun { kernel, cmd } => vm_run(&kernel, &cmd),
     }
+}
+
+fn vm_run(kernel: &str, cmd: &[String]) -> anyhow::Result<()> {
+    need_root("the guest's virtiofsd shares the host's root filesystem")?;
+    vm::ensure_host_packages()?;
+    let (prog, args) = cmd.split_first().context("no command")?;
+    let path = which(prog)?;
+    let t = testbins::TestBinary { name: "vm-run".into(), path, cwd: std::env::current_dir()?, args: args.to_vec() };
+    let report = vm::run_kernel(vm::resolve(kernel)?, &[t], &[], &target_dir()?)?;
+    for line in report.output.lines().filter(|l| !l.starts_with("@@xlb ")) {
+        println!("{line}");
+    }
+    let rc = report.binaries.get("vm-run").and_then(|b| b.exit);
+    eprintln!("vm-run: kernel {} exit {rc:?}; log {}", report.kernel.version, report.log.display());
+    if let Some(e) = report.error {
+        bail!("{e}");
+    }
+    if rc != Some(0) {
+        bail!("the command exited with {rc:?}");
+    }
+    Ok(())
+}
+
+/// `prog` as given when it has a slash, else found on PATH.
+fn which(prog: &str) -> anyhow::Result<PathBuf> {
+    if prog.contains('/') {
+        return Ok(std::fs::canonicalize(prog).with_context(|| format!("no {prog}"))?);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{prog} is not on PATH"))
 }
 
 /// The host suite, the forced-fallback run, the kernel matrix; all of them run (a failure in one

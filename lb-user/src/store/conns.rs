@@ -2,7 +2,7 @@
 //! listing, expiry with IPVS's template re-arm policy, and giving back an ended connection's
 //! count.
 use std::{
-    collections::HashMap as StdHashMap,
+    collections::{HashMap as StdHashMap, HashSet},
     os::fd::{AsFd as _, AsRawFd as _},
 };
 
@@ -12,94 +12,102 @@ use lb_common::{self as c, Addr, ConnKey, tcp_state};
 use super::{Store, codec::to_ip};
 use crate::model::{ConnEntry, Proto};
 
+/// One entry of either table as `-Lc` lists it: the key's fields with the family to read its
+/// addresses in.
+struct ListedKey {
+    af: u8,
+    caddr: Addr,
+    cport: u16,
+    vaddr: Addr,
+    vport: u16,
+    proto: u8,
+    kind: u8,
+}
+
+impl ListedKey {
+    fn v4(k: &ConnKey) -> ListedKey {
+        ListedKey {
+            af: c::AF_INET,
+            caddr: Addr::v4(k.caddr),
+            cport: k.cport,
+            vaddr: Addr::v4(k.vaddr),
+            vport: k.vport,
+            proto: k.proto,
+            kind: k.kind,
+        }
+    }
+
+    fn v6(k: &c::ConnKey6) -> ListedKey {
+        ListedKey { af: c::AF_INET6, caddr: k.caddr, cport: k.cport, vaddr: k.vaddr, vport: k.vport, proto: k.proto, kind: k.kind }
+    }
+}
+
+/// Whether entry `v` of kind `kind` assured the template it was made through.
+fn assures_template(kind: u8, v: &c::Conn) -> bool {
+    kind == c::CONN_KIND_IN && v.flags & (c::CONN_F_CONTROLLED | c::CONN_F_ASSURED) == c::CONN_F_CONTROLLED | c::CONN_F_ASSURED
+}
+
 impl Store {
-    /// Live connection entries and templates for `-Lc`.
+    /// Live connection entries and templates for `-Lc`, the IPv4 table's then the IPv6 one's
+    /// (IPVS's hash walk has no family order either).
     pub fn connections(&self) -> anyhow::Result<Vec<ConnEntry>> {
         let now = monotonic_coarse_ns();
-        let mut out = Vec::new();
-        for item in self.conns.iter() {
-            let (k, v) = item?;
-            let template = k.kind == c::CONN_KIND_TEMPLATE;
-            // A template re-armed ahead of its expiry (`expire_connections`) still shows the
-            // time to that expiry, as the kernel's timer does.
-            let end = if template && v.last_seen > now { v.last_seen } else { v.last_seen + v.timeout as u64 * 1_000_000_000 };
-            if end <= now || k.kind == c::CONN_KIND_OUT {
-                continue;
-            }
-            let Some(d) = self.dests.get(v.dest_id) else { continue };
-            let proto = match (template && k.proto == c::IPPROTO_IP, Proto::from_number(k.proto)) {
-                (true, _) => "IP",
-                (_, Some(Proto::Tcp)) => "TCP",
-                (_, Some(Proto::Udp)) => "UDP",
-                (_, Some(Proto::Sctp)) => "SCTP",
-                _ => "IP",
-            };
-            let state = if template {
-                "NONE"
-            } else {
-                tcp_state::STATE_NAMES.get(v.state as usize).copied().unwrap_or("ERR!")
-            };
-            let dport = if template && k.vport == 0 { 0 } else { u16::from_be(d.port) };
-            out.push(ConnEntry {
-                proto,
-                expires: ((end - now) / 1_000_000_000) as u32,
-                state,
-                caddr: to_ip(c::AF_INET, &Addr::v4(k.caddr)),
-                cport: u16::from_be(k.cport),
-                vaddr: to_ip(c::AF_INET, &Addr::v4(k.vaddr)),
-                vport: u16::from_be(k.vport),
-                daddr: to_ip(d.af, &d.addr),
-                dport,
-            });
-        }
-        self.connections6(now, &mut out)?;
-        Ok(out)
+        let v4: Vec<(ConnKey, c::Conn)> = self.conns.iter().collect::<Result<_, _>>()?;
+        let v6: Vec<(c::ConnKey6, c::Conn6)> = self.conns6.iter().collect::<Result<_, _>>()?;
+        // Templates a connection assured that is still in the table (lbd's expiry marks the
+        // template itself when the connection goes).
+        let assured4: HashSet<ConnKey> =
+            v4.iter().filter(|(k, v)| assures_template(k.kind, v)).filter_map(|(k, v)| self.template_of(k, v)).collect();
+        let assured6: HashSet<c::ConnKey6> =
+            v6.iter().filter(|(k, v)| assures_template(k.kind, &v.c)).filter_map(|(k, v)| self.template_of6(k, &v.c)).collect();
+        let rows4 = v4.iter().filter_map(|(k, v)| self.listed(now, ListedKey::v4(k), v, assured4.contains(k)));
+        let rows6 = v6.iter().filter_map(|(k, v)| self.listed(now, ListedKey::v6(k), &v.c, assured6.contains(k)));
+        Ok(rows4.chain(rows6).collect())
     }
 
-    /// The IPv6 table's entries for `-Lc` (after the IPv4 ones, as IPVS's hash walk has no
-    /// family order either).
-    fn connections6(&self, now: u64, out: &mut Vec<ConnEntry>) -> anyhow::Result<()> {
-        for item in self.conns6.iter() {
-            let (k, v6) = item?;
-            let v = v6.c;
-            let template = k.kind == c::CONN_KIND_TEMPLATE;
-            let end = if template && v.last_seen > now { v.last_seen } else { v.last_seen + v.timeout as u64 * 1_000_000_000 };
-            if end <= now || k.kind == c::CONN_KIND_OUT {
-                continue;
-            }
-            let Some(d) = self.dests.get(v.dest_id) else { continue };
-            let fwmark_template = template && k.proto == c::IPPROTO_IP;
-            let proto = match (fwmark_template, Proto::from_number(k.proto)) {
-                (true, _) => "IP",
-                (_, Some(Proto::Tcp)) => "TCP",
-                (_, Some(Proto::Udp)) => "UDP",
-                (_, Some(Proto::Sctp)) => "SCTP",
-                _ => "IP",
-            };
-            let state = if template {
-                "NONE"
-            } else {
-                tcp_state::STATE_NAMES.get(v.state as usize).copied().unwrap_or("ERR!")
-            };
-            let dport = if template && k.vport == 0 { 0 } else { u16::from_be(d.port) };
-            // A fwmark template's "virtual address" is the mark in the first word, as the IPv4
-            // table keeps it.
-            let vaddr = to_ip(c::AF_INET6, &k.vaddr);
-            out.push(ConnEntry {
-                proto,
-                expires: ((end - now) / 1_000_000_000) as u32,
-                state,
-                caddr: to_ip(c::AF_INET6, &k.caddr),
-                cport: u16::from_be(k.cport),
-                vaddr,
-                vport: u16::from_be(k.vport),
-                daddr: to_ip(d.af, &d.addr),
-                dport,
-            });
+    /// The `-Lc` row of one entry, or `None` for a NAT reply side, an expired entry or one of a
+    /// real server no longer in the table. `assured`: a live connection assured this template.
+    fn listed(&self, now: u64, k: ListedKey, v: &c::Conn, assured: bool) -> Option<ConnEntry> {
+        let template = k.kind == c::CONN_KIND_TEMPLATE;
+        // A template re-armed ahead of its expiry (`expire_connections`) still shows the time
+        // to that expiry, as the kernel's timer does.
+        let end = if template && v.last_seen > now { v.last_seen } else { v.last_seen + v.timeout as u64 * 1_000_000_000 };
+        if end <= now || k.kind == c::CONN_KIND_OUT {
+            return None;
         }
-        Ok(())
+        let d = self.dests.get(v.dest_id)?;
+        // A fwmark template's protocol is IPPROTO_IP; its "virtual address" is the mark.
+        let proto = match (template && k.proto == c::IPPROTO_IP, Proto::from_number(k.proto)) {
+            (true, _) => "IP",
+            (_, Some(Proto::Tcp)) => "TCP",
+            (_, Some(Proto::Udp)) => "UDP",
+            (_, Some(Proto::Sctp)) => "SCTP",
+            _ => "IP",
+        };
+        let state = match template {
+            true if assured || v.state & c::TEMPLATE_S_ASSURED != 0 => "ASSURED",
+            true => "NONE",
+            false => tcp_state::STATE_NAMES.get(v.state as usize).copied().unwrap_or("ERR!"),
+        };
+        // A connection shows the port it goes to (an "all ports" service's to a port-0 real
+        // server: the client's), a template its real server's.
+        let dport = match template {
+            false => u16::from_be(v.port),
+            true if k.vport == 0 => 0,
+            true => u16::from_be(d.port),
+        };
+        Some(ConnEntry {
+            proto,
+            expires: ((end - now) / 1_000_000_000) as u32,
+            state,
+            caddr: to_ip(k.af, &k.caddr),
+            cport: u16::from_be(k.cport),
+            vaddr: to_ip(k.af, &k.vaddr),
+            vport: u16::from_be(k.vport),
+            daddr: to_ip(d.af, &d.addr),
+            dport,
+        })
     }
-
 
     /// ActiveConn/InActConn/PersistConn counts. Returns how many were removed.
     ///
@@ -188,6 +196,11 @@ impl Store {
             if cur == v {
                 n += 1;
                 self.release_count(&k, &v);
+                if assures_template(k.kind, &v)
+                    && let Some(t) = self.template_of(&k, &v)
+                {
+                    mark_assured(&mut self.conns, &t, |e| &mut e.state);
+                }
             } else if self.conns.insert(k, cur, BPF_NOEXIST).is_err() {
                 // The data plane replaced or refreshed it since the check: it goes back, unless a
                 // packet re-created the key meanwhile; then `cur` is gone for good.
@@ -272,6 +285,11 @@ impl Store {
             if cur == v {
                 *n += 1;
                 self.release_count6(&k, &v.c);
+                if assures_template(k.kind, &v.c)
+                    && let Some(t) = self.template_of6(&k, &v.c)
+                {
+                    mark_assured(&mut self.conns6, &t, |e| &mut e.c.state);
+                }
             } else if self.conns6.insert(k, cur, BPF_NOEXIST).is_err() {
                 self.release_count6(&k, &cur.c);
             }
@@ -326,6 +344,20 @@ impl Store {
 
 /// `BPF_NOEXIST`: insert only where the key is absent.
 const BPF_NOEXIST: u64 = 1;
+/// `BPF_EXIST`: update only an entry still there.
+const BPF_EXIST: u64 = 2;
+
+/// Marks template `t` assured (`c::TEMPLATE_S_ASSURED`, IPVS keeps it so for the template's
+/// life) when a connection that assured it leaves the table; gone already, it stays gone.
+fn mark_assured<K: aya::Pod, V: aya::Pod>(conns: &mut HashMap<MapData, K, V>, t: &K, state: impl Fn(&mut V) -> &mut u8) {
+    let Ok(mut cur) = conns.get(t, 0) else { return };
+    if *state(&mut cur) & c::TEMPLATE_S_ASSURED == 0 {
+        *state(&mut cur) |= c::TEMPLATE_S_ASSURED;
+        // The data plane only moves a template's timer: a packet refreshing it in between
+        // loses that refresh, and the next connection through it refreshes it again.
+        let _ = conns.insert(t, cur, BPF_EXIST);
+    }
+}
 
 /// Removes entry `k` of the connection table and returns its value, in one step
 /// (`BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a hash map, Linux 5.14; aya exposes it only for queues

@@ -290,13 +290,13 @@ impl Store {
         if is_new {
             self.svc_stats.set(s.id, zero_percpu::<Stats>()?, 0)?;
             self.svc_state.set(s.id, SvcState::default(), 0)?;
-            self.forget_rate(c::rate_key_service(s.id));
+            self.reset_rate(c::rate_key_service(s.id));
         } else if let Some(p) = prev
             && s.stats == Counters::default()
             && p.stats != Counters::default()
         {
             self.svc_stats.set(s.id, zero_percpu::<Stats>()?, 0)?;
-            self.forget_rate(c::rate_key_service(s.id));
+            self.reset_rate(c::rate_key_service(s.id));
         }
         self.svc_keys.set(s.id, key, 0)?;
 
@@ -318,14 +318,14 @@ impl Store {
                 None => {
                     // A fresh id: whatever an earlier occupant left is gone.
                     self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
-                    self.forget_rate(c::rate_key_dest(d.id));
+                    self.reset_rate(c::rate_key_dest(d.id));
                     self.dest_neigh.set(d.id, c::DestNeigh::default(), 0)?;
                     self.write_dest(d.id, &dest_to_map(s.id, d), true)?;
                 }
                 Some(p) => {
                     if d.stats == Counters::default() && p.stats != Counters::default() {
                         self.dest_stats.set(d.id, zero_percpu::<Stats>()?, 0)?;
-                        self.forget_rate(c::rate_key_dest(d.id));
+                        self.reset_rate(c::rate_key_dest(d.id));
                     }
                     if !same_config(p, d) {
                         let lift = c::update_lifts_overload(p.u_threshold, d.u_threshold);

@@ -11,8 +11,12 @@ impl Store {
         self.rates.get(&key, 0).map(|e| crate::estimator::read(&e)).unwrap_or_default()
     }
 
-    pub(super) fn forget_rate(&mut self, key: u32) {
-        let _ = self.rates.remove(&key);
+    /// A new or zeroed service or real server: its estimator starts from zero counters, as
+    /// IPVS's (`ip_vs_zero_estimator`), so what it counts before lbd's next tick is in that
+    /// tick's rate. Without an estimator (lbd never ticked this table), the next tick starts one
+    /// from the counters as they are.
+    pub(super) fn reset_rate(&mut self, key: u32) {
+        let _ = self.rates.insert(key, c::RateEst::default(), 0);
     }
 
     /// One tick of IPVS's rate estimator over every service, dest and the totals (lbd runs it
