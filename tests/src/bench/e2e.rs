@@ -533,108 +533,118 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
     }
     let ct_before = conntrack_count(&lab.lvs).unwrap_or(0);
     let (_ct_guard, ct_max) = ConntrackMax::at_least(ct_before + new_total + 2 * flows as u64 + 10_000)?;
-    // Warm-up: every established flow exists (xlb connections, conntrack entries, IPVS
-    // connections) before anything is timed; the new-connection paths run once too.
-    let warm = (flows * 8).max(20_000);
-    for &r in &runs {
-        let lane = prepare(r.path, &mut attach)?;
-        let (f, n) = if r.new_flows {
-            let f = Flows::New { first: next_flow };
-            next_flow += new_warm;
-            (f, new_warm)
-        } else {
-            (Flows::Cycle(flows), warm)
-        };
-        in_netns(&lab.cli.name, Some(cpu), || generate(&mut generator, lane, r.path.vip(), f, n))?;
-    }
-    std::thread::sleep(std::time::Duration::from_millis(100));
     let mut outs: Vec<Vec<RunOut>> = runs.iter().map(|_| Vec::new()).collect();
-    for _round in 0..size.e2e_rounds {
-        for (ri, &r) in runs.iter().enumerate() {
-            let p = r.path;
-            let lane = prepare(p, &mut attach)?;
+    // Established flows first, then new connections: the connections the new-connection runs
+    // leave behind (IPVS's and conntrack's tables keep them) must not lengthen the hash chains
+    // the established runs look up. Within each phase, the paths alternate round by round.
+    for new_phase in [false, true] {
+        // Warm-up: every established flow exists (xlb connections, conntrack entries, IPVS
+        // connections) before anything is timed; each new-connection path runs once too.
+        let warm = (flows * 8).max(20_000);
+        for &r in runs.iter().filter(|r| r.new_flows == new_phase) {
+            let lane = prepare(r.path, &mut attach)?;
             let (f, n) = if r.new_flows {
                 let f = Flows::New { first: next_flow };
-                next_flow += size.e2e_new_frames;
-                (f, size.e2e_new_frames)
+                next_flow += new_warm;
+                (f, new_warm)
             } else {
-                (Flows::Cycle(flows), size.e2e_frames)
+                (Flows::Cycle(flows), warm)
             };
-            let g0 = stats.global_stats()?;
-            let s0 = sink_read(&sink)?;
-            let c0 = read_counters(&lab, p.engine())?;
-            let ns = in_netns(&lab.cli.name, Some(cpu), || generate(&mut generator, lane, p.vip(), f, n))?;
-            std::thread::sleep(std::time::Duration::from_millis(30));
-            let g1 = stats.global_stats()?;
-            let s = zip(&sink_read(&sink)?, &s0, |x, y| x - y);
-            let c1 = read_counters(&lab, p.engine())?;
-            let arrived = p.arrived(&s);
-            let n64 = n as u64;
-            let mut bad = Vec::new();
-            if arrived != s.ipv4 {
-                bad.push(format!(
-                    "{} of {} frames at the sink were not of this path ({s:?})",
-                    s.ipv4 - arrived,
-                    s.ipv4
-                ));
-            }
-            if arrived == 0 {
-                bad.push("nothing arrived".to_string());
-            }
-            let (rx, hit, red, new) =
-                (g1.rx - g0.rx, g1.conn_hit - g0.conn_hit, g1.redirect - g0.redirect, g1.conn_new - g0.conn_new);
-            if p.engine() != Engine::Xlb && rx != 0 {
-                bad.push(format!("xlb saw {rx} frames during a run of {}", p.label()));
-            }
-            let detail = match (p.engine(), r.new_flows) {
-                (Engine::Nft, _) => {
-                    let (fwd, ct_new) = (c1.nft.0 - c0.nft.0, c1.nft.1 - c0.nft.1);
-                    if fwd < arrived {
-                        bad.push(format!("nft forward counter +{fwd} < {arrived} arrived"));
-                    }
-                    if r.new_flows && ct_new != n64 {
-                        bad.push(format!("conntrack set up {ct_new} connections for {n} new flows"));
-                    }
-                    format!("sent {n}, nft forwarded {fwd}, conntrack entries created {ct_new}, sink {arrived} of kind")
+            in_netns(&lab.cli.name, Some(cpu), || generate(&mut generator, lane, r.path.vip(), f, n))?;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for _round in 0..size.e2e_rounds {
+            for (ri, &r) in runs.iter().enumerate().filter(|(_, r)| r.new_flows == new_phase) {
+                let p = r.path;
+                let lane = prepare(p, &mut attach)?;
+                let (f, n) = if r.new_flows {
+                    let f = Flows::New { first: next_flow };
+                    next_flow += size.e2e_new_frames;
+                    (f, size.e2e_new_frames)
+                } else {
+                    (Flows::Cycle(flows), size.e2e_frames)
+                };
+                let g0 = stats.global_stats()?;
+                let s0 = sink_read(&sink)?;
+                let c0 = read_counters(&lab, p.engine())?;
+                let ns = in_netns(&lab.cli.name, Some(cpu), || generate(&mut generator, lane, p.vip(), f, n))?;
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                let g1 = stats.global_stats()?;
+                let s = zip(&sink_read(&sink)?, &s0, |x, y| x - y);
+                let c1 = read_counters(&lab, p.engine())?;
+                let arrived = p.arrived(&s);
+                let n64 = n as u64;
+                let mut bad = Vec::new();
+                if arrived != s.ipv4 {
+                    bad.push(format!(
+                        "{} of {} frames at the sink were not of this path ({s:?})",
+                        s.ipv4 - arrived,
+                        s.ipv4
+                    ));
                 }
-                (Engine::Ipvs, _) => {
-                    let (conns, inpkts) = (c1.ipvs.0 - c0.ipvs.0, c1.ipvs.1 - c0.ipvs.1);
-                    let want_conns = if r.new_flows { n64 } else { 0 };
-                    if inpkts != n64 || conns != want_conns {
-                        bad.push(format!("IPVS InPkts +{inpkts}, Conns +{conns} (want {n}, {want_conns})"));
-                    }
-                    if arrived > inpkts {
-                        bad.push(format!("sink {arrived} > IPVS InPkts {inpkts}"));
-                    }
-                    format!("sent {n}, IPVS InPkts {inpkts}, Conns +{conns}, xlb rx 0, sink {arrived} of kind")
+                if arrived == 0 {
+                    bad.push("nothing arrived".to_string());
                 }
-                (Engine::Xlb, false) => {
-                    if !(rx == hit && hit == red && new == 0) {
-                        bad.push(format!(
+                let (rx, hit, red, new) =
+                    (g1.rx - g0.rx, g1.conn_hit - g0.conn_hit, g1.redirect - g0.redirect, g1.conn_new - g0.conn_new);
+                if p.engine() != Engine::Xlb && rx != 0 {
+                    bad.push(format!("xlb saw {rx} frames during a run of {}", p.label()));
+                }
+                let detail = match (p.engine(), r.new_flows) {
+                    (Engine::Nft, _) => {
+                        let (fwd, ct_new) = (c1.nft.0 - c0.nft.0, c1.nft.1 - c0.nft.1);
+                        if fwd < arrived {
+                            bad.push(format!("nft forward counter +{fwd} < {arrived} arrived"));
+                        }
+                        if r.new_flows && ct_new != n64 {
+                            bad.push(format!("conntrack set up {ct_new} connections for {n} new flows"));
+                        }
+                        format!(
+                            "sent {n}, nft forwarded {fwd}, conntrack entries created {ct_new}, sink {arrived} of kind"
+                        )
+                    }
+                    (Engine::Ipvs, _) => {
+                        let (conns, inpkts) = (c1.ipvs.0 - c0.ipvs.0, c1.ipvs.1 - c0.ipvs.1);
+                        let want_conns = if r.new_flows { n64 } else { 0 };
+                        if inpkts != n64 || conns != want_conns {
+                            bad.push(format!("IPVS InPkts +{inpkts}, Conns +{conns} (want {n}, {want_conns})"));
+                        }
+                        if arrived > inpkts {
+                            bad.push(format!("sink {arrived} > IPVS InPkts {inpkts}"));
+                        }
+                        format!("sent {n}, IPVS InPkts {inpkts}, Conns +{conns}, xlb rx 0, sink {arrived} of kind")
+                    }
+                    (Engine::Xlb, false) => {
+                        if !(rx == hit && hit == red && new == 0) {
+                            bad.push(format!(
                             "xlb rx +{rx}, conn_hit +{hit}, redirect +{red}, conn_new +{new}: not all established+forwarded"
                         ));
+                        }
+                        if arrived > red {
+                            bad.push(format!("sink {arrived} > xlb redirect {red}"));
+                        }
+                        format!("sent {n}, xlb rx=conn_hit=redirect={red}, conn_new=0, sink {arrived} of kind")
                     }
-                    if arrived > red {
-                        bad.push(format!("sink {arrived} > xlb redirect {red}"));
+                    (Engine::Xlb, true) => {
+                        if !(rx == n64 && new == n64 && red == n64 && hit == 0) {
+                            bad.push(format!(
+                                "xlb rx +{rx}, conn_new +{new}, redirect +{red}, conn_hit +{hit}: not all new+forwarded"
+                            ));
+                        }
+                        if arrived > red {
+                            bad.push(format!("sink {arrived} > xlb redirect {red}"));
+                        }
+                        format!("sent {n}, xlb rx=conn_new=redirect={red}, conn_hit=0, sink {arrived} of kind")
                     }
-                    format!("sent {n}, xlb rx=conn_hit=redirect={red}, conn_new=0, sink {arrived} of kind")
-                }
-                (Engine::Xlb, true) => {
-                    if !(rx == n64 && new == n64 && red == n64 && hit == 0) {
-                        bad.push(format!(
-                            "xlb rx +{rx}, conn_new +{new}, redirect +{red}, conn_hit +{hit}: not all new+forwarded"
-                        ));
-                    }
-                    if arrived > red {
-                        bad.push(format!("sink {arrived} > xlb redirect {red}"));
-                    }
-                    format!("sent {n}, xlb rx=conn_new=redirect={red}, conn_hit=0, sink {arrived} of kind")
-                }
-            };
-            let loss = 1.0 - arrived as f64 / n as f64;
-            let proof =
-                if bad.is_empty() { Ok(format!("{detail} (loss {:.2}%)", loss * 100.0)) } else { Err(bad.join("; ")) };
-            outs[ri].push(RunOut { rate: arrived as f64 / ns * 1e3, proof });
+                };
+                let loss = 1.0 - arrived as f64 / n as f64;
+                let proof = if bad.is_empty() {
+                    Ok(format!("{detail} (loss {:.2}%)", loss * 100.0))
+                } else {
+                    Err(bad.join("; "))
+                };
+                outs[ri].push(RunOut { rate: arrived as f64 / ns * 1e3, proof });
+            }
         }
     }
     // The IPVS director never tracked a connection in conntrack (IPVS's own table only).
@@ -708,7 +718,9 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
          when each batch is flushed, so generator + forwarding + sink share one core and the syscall's wall time covers \
          them (BPF_F_TEST_RUN_ON_CPU does not apply to live frames). Rate = frames counted by `xlb_bench_sink` on the real \
          servers' veth ÷ that wall time; the generator's own cost is in every path, baseline included. {} rounds of {} \
-         frames per path (new connections: {} frames), all paths alternated in each round; lvs/eth0 runs xlb for DR/TUN/NAT \
+         frames per path (new connections: {} frames), the established-flow rounds first, then the new-connection \
+         rounds (so that the connections those leave in IPVS's and conntrack's tables do not lengthen the chains the \
+         established runs look up), the paths alternated in each round; lvs/eth0 runs xlb for DR/TUN/NAT \
          and `xlb_pass` for nftables (veth drops redirected frames without an XDP program on the peer).",
         size.e2e_rounds, size.e2e_frames, size.e2e_new_frames
     ));

@@ -85,7 +85,7 @@ impl Size {
     /// Inside a QEMU TCG guest (`cargo xtask bench --vm`): the quick size, with the end-to-end
     /// section sized to what the guest's emulated CPU gets through in its time limit.
     pub fn emulated() -> Size {
-        Size { e2e_rounds: 3, e2e_frames: 50_000, e2e_new_frames: 20_000, ..Size::quick() }
+        Size { e2e_rounds: 5, e2e_frames: 50_000, e2e_new_frames: 20_000, ..Size::quick() }
     }
 }
 
