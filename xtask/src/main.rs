@@ -242,6 +242,12 @@ fn bench(quick: bool, vm: bool, kernels: Vec<String>) -> anyhow::Result<()> {
     build(true)?;
     let bin = target_dir()?.join("release/xlb-bench");
     if !vm {
+        // A kernel with IPVS (built in, or the module loads): its column needs Debian's ipvsadm.
+        let has_ipvs = std::path::Path::new("/proc/net/ip_vs").exists()
+            || Command::new("modprobe").args(["-q", "ip_vs"]).status().is_ok_and(|s| s.success());
+        if has_ipvs {
+            bootstrap::ensure_debian_packages(&["ipvsadm"])?;
+        }
         let mut cmd = Command::new(&bin);
         if quick {
             cmd.arg("--quick");

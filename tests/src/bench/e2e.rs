@@ -704,7 +704,7 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         } else {
             ("", "Mpps", "established flows")
         };
-        let name = format!("{what}{} ÷ {} — {kind}", x.label(), k.label());
+        let name = format!("{what}{} vs {} — {kind}", x.label(), k.label());
         let mut f = Figure::new("e2e", name, unit, &rates(xi), both(xi, ki));
         if let Some(b) = proven_median(Some(ki)) {
             let r = f.median / b;
