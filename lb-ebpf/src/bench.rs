@@ -7,7 +7,9 @@
 //!   frames are recycled without being re-initialised, so whatever a forwarder wrote into a page
 //!   comes back), gives each frame one of `nflows` source ports (UDP checksum updated
 //!   incrementally) and XDP_REDIRECTs it into a veth, whose peer is the director's interface.
+//!   With `new_flows`, every frame is a flow never sent before (source address and port both vary).
 //! - `xlb_bench_sink`: counts what reaches the receiving side, by kind, and drops it.
+//! - `xlb_bench_pass`: XDP_PASS, on a kernel director's receiving interface.
 //!
 //! Their maps are private to each loaded object (not pinned).
 #![no_std]
@@ -21,7 +23,7 @@ use aya_ebpf::{
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 
-use lb_common::bench::{GenCfg, SinkCfg, SinkCounts, GEN_HDR_LEN};
+use lb_common::bench::{GenCfg, SinkCfg, SinkCounts, GEN_HDR_LEN, NEW_FLOW_PORTS};
 use lb_ebpf::{
     csum,
     parse::{header, ETH_HLEN, ETH_P_IP, IPV4_HLEN},
@@ -60,23 +62,42 @@ pub fn xlb_bench_gen(ctx: XdpContext) -> u32 {
     let n = unsafe { *seq };
     // SAFETY: as above.
     unsafe { *seq = n + 1 };
-    let nflows = if cfg.nflows == 0 { 1 } else { cfg.nflows as u64 };
-    let port = cfg.base_port.wrapping_add((n % nflows) as u16);
+    let (port, src_add) = if cfg.new_flows != 0 {
+        let f = (cfg.first_flow as u64).wrapping_add(n);
+        (cfg.base_port.wrapping_add((f % NEW_FLOW_PORTS as u64) as u16), (f / NEW_FLOW_PORTS as u64) as u32)
+    } else {
+        let nflows = if cfg.nflows == 0 { 1 } else { cfg.nflows as u64 };
+        (cfg.base_port.wrapping_add((n % nflows) as u16), 0)
+    };
+    let Some(ip) = header::<Ipv4Hdr>(data, end, ETH_HLEN) else {
+        return xdp_action::XDP_ABORTED;
+    };
     let Some(udp) = header::<UdpHdr>(data, end, ETH_HLEN + IPV4_HLEN) else {
         return xdp_action::XDP_ABORTED;
     };
-    // SAFETY: `header` checked that the UDP header lies inside the frame.
+    // SAFETY: `header` checked that the IPv4 and UDP headers lie inside the frame.
     unsafe {
         let old = cfg.base_port.to_be_bytes();
         let new = port.to_be_bytes();
         (*udp).src = new;
-        let check = u16::from_ne_bytes((*udp).check);
-        if check != 0 {
-            let mut c = csum::update16(check, u16::from_ne_bytes(old), u16::from_ne_bytes(new));
-            if c == 0 {
-                c = 0xffff;
+        let mut check = u16::from_ne_bytes((*udp).check);
+        // 0: the datagram carries no checksum.
+        let has_check = check != 0;
+        if has_check {
+            check = csum::update16(check, u16::from_ne_bytes(old), u16::from_ne_bytes(new));
+        }
+        if src_add != 0 {
+            let old_src = u32::from_ne_bytes((*ip).src_addr);
+            let new_src = u32::from_be(old_src).wrapping_add(src_add).to_be();
+            (*ip).src_addr = new_src.to_ne_bytes();
+            (*ip).check = csum::update32(u16::from_ne_bytes((*ip).check), old_src, new_src).to_ne_bytes();
+            if has_check {
+                check = csum::update32(check, old_src, new_src);
             }
-            (*udp).check = c.to_ne_bytes();
+        }
+        if has_check {
+            // A UDP checksum that sums to 0 is sent as 0xffff (0 means none).
+            (*udp).check = (if check == 0 { 0xffff } else { check }).to_ne_bytes();
         }
     }
     // SAFETY: bpf_redirect takes plain integers and touches no memory of ours.
@@ -128,4 +149,10 @@ pub fn xlb_bench_sink(ctx: XdpContext) -> u32 {
         c.other += 1;
     }
     xdp_action::XDP_DROP
+}
+
+/// XDP_PASS: frames go on into the kernel's stack.
+#[xdp]
+pub fn xlb_bench_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }

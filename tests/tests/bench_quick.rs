@@ -54,6 +54,8 @@ fn quick_bench_reports_every_figure_with_its_path_proof() {
         "xlb TUN",
         "xlb NAT",
         "nftables DNAT",
+        "new connections: xlb DR",
+        "new connections: kernel forwarding + nftables DNAT",
         "lbadm -R",
         "lbadm -Ln of",
         "lbadm -Ln --stats",

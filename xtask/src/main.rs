@@ -11,7 +11,9 @@
 //!   `cargo xtask test --kernel 6.12 --only lab_v6`.
 //! - `demo`: build, then the DR demo lab (`--mode` picks another method, `dr6` etc. over IPv6).
 //! - `bench [--quick]`: release build, then the benchmark (`xlb-bench`): report in
-//!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`.
+//!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`. `bench --vm [--kernel V]`:
+//!   its end-to-end section (xlb, kernel IPVS, nftables) inside a Debian kernel guest under QEMU
+//!   TCG (default 6.12): report in `target/bench/vm-<kernel>/report.md`.
 mod bootstrap;
 mod tally;
 mod testbins;
@@ -74,8 +76,17 @@ enum Cmd {
     /// rate, control plane, memory. Writes target/bench/report.md and sched_cost.svg. Needs root.
     Bench {
         /// A small version (under 2 minutes).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "vm")]
         quick: bool,
+        /// Only the end-to-end section (xlb, kernel IPVS, nftables), inside a Debian cloud kernel
+        /// under QEMU TCG, for kernels without IPVS: emulated, so ratios are rough and absolute
+        /// figures meaningless. Report in target/bench/vm-<kernel>/report.md.
+        #[arg(long)]
+        vm: bool,
+        /// With --vm: the guest's kernel, 6.1, 6.12 (the default) or an exact Debian cloud kernel
+        /// version. Repeatable.
+        #[arg(long, value_name = "VERSION", requires = "vm")]
+        kernel: Vec<String>,
     },
     /// Runs one command inside a kernel of the matrix (as root, the host's files read-only, a
     /// fresh /tmp) and prints what it printed: for looking at another kernel by hand, e.g.
@@ -119,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Bench { quick } => bench(quick),
+        Cmd::Bench { quick, vm, kernel } => bench(quick, vm, kernel),
         Cmd::VmRun { kernel, cmd } => vm_run(&kernel, &cmd),
     }
 }
@@ -271,18 +282,79 @@ fn features_off(only: &[String], total: &mut tally::Tally) -> anyhow::Result<()>
     Ok(())
 }
 
-fn bench(quick: bool) -> anyhow::Result<()> {
+fn bench(quick: bool, vm: bool, kernels: Vec<String>) -> anyhow::Result<()> {
     need_root("the benchmark loads BPF programs and builds network namespaces")?;
     bootstrap::run()?;
     build(true)?;
     let bin = target_dir()?.join("release/xlb-bench");
-    let mut cmd = Command::new(&bin);
-    if quick {
-        cmd.arg("--quick");
+    if !vm {
+        // A kernel with IPVS (built in, or the module loads): its column needs Debian's ipvsadm.
+        let has_ipvs = std::path::Path::new("/proc/net/ip_vs").exists()
+            || Command::new("modprobe").args(["-q", "ip_vs"]).status().is_ok_and(|s| s.success());
+        if has_ipvs {
+            bootstrap::ensure_debian_packages(&["ipvsadm"])?;
+        }
+        let mut cmd = Command::new(&bin);
+        if quick {
+            cmd.arg("--quick");
+        }
+        let status = cmd.status().with_context(|| format!("cannot run {}", bin.display()))?;
+        if !status.success() {
+            bail!("the benchmark failed ({status}): see the report for figures that failed their path proof");
+        }
+        return Ok(());
     }
-    let status = cmd.status().with_context(|| format!("cannot run {}", bin.display()))?;
-    if !status.success() {
-        bail!("the benchmark failed ({status}): see the report for figures that failed their path proof");
+    // The guest's filesystem is the host's, read-only with a tmpfs on /tmp: the report comes back
+    // on the guest's output (xlb-bench prints it), the files it writes stay in the guest.
+    vm::ensure_host_packages()?;
+    for (var, secs) in [("XLB_VM_TEST_TIMEOUT", "840"), ("XLB_VM_TIMEOUT", "900")] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: xtask has started no thread yet.
+            unsafe { std::env::set_var(var, secs) };
+        }
+    }
+    let guest_bench = testbins::TestBinary {
+        name: "xlb-bench".to_string(),
+        path: bin,
+        cwd: workspace_root()?,
+        args: ["--emulated", "--only", "e2e", "--out", "/tmp/xlb-bench"].map(str::to_string).to_vec(),
+    };
+    let target = target_dir()?;
+    let kernels = if kernels.is_empty() { vec!["6.12".to_string()] } else { kernels };
+    let mut failed = Vec::new();
+    for k in &kernels {
+        let report = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, std::slice::from_ref(&guest_bench), &[], &target))?;
+        // The report: from its title to the first line the benchmark wrote to stderr after it.
+        let lines: Vec<&str> = report.output.lines().filter(|l| !l.starts_with("@@xlb")).collect();
+        let md = match lines.iter().position(|l| l.starts_with("# xlb benchmark")) {
+            Some(i) => {
+                let end = lines[i..].iter().position(|l| l.starts_with("report: ") || l.starts_with("xlb-bench: ")).map_or(lines.len(), |e| i + e);
+                lines[i..end].join("\n")
+            }
+            None => String::new(),
+        };
+        let exit = report.binaries.get(&guest_bench.name).and_then(|b| b.exit);
+        let out = target.join("bench").join(format!("vm-{k}"));
+        if md.is_empty() {
+            failed.push(format!("{k}: no report ({}; see {})", report.error.as_deref().unwrap_or("the benchmark printed none"), report.log.display()));
+            continue;
+        }
+        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::write(out.join("report.md"), format!("{md}\n")).with_context(|| format!("cannot write {}/report.md", out.display()))?;
+        println!("{md}\n");
+        eprintln!(
+            "xtask bench --vm: kernel {} (QEMU TCG): report {}, guest log {} ({:.0} s in all)",
+            report.kernel.version,
+            out.join("report.md").display(),
+            report.log.display(),
+            report.total_secs
+        );
+        if exit != Some(0) || report.error.is_some() {
+            failed.push(format!("{k}: xlb-bench exit {exit:?}{}", report.error.map(|e| format!(", {e}")).unwrap_or_default()));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("the benchmark failed in the guest: {}", failed.join("; "));
     }
     Ok(())
 }

@@ -19,6 +19,10 @@ use std::{os::fd::AsRawFd as _, path::PathBuf};
 
 use anyhow::Context as _;
 
+/// What the report says of a run inside the QEMU TCG guest (`xlb-bench --emulated`).
+pub const EMULATED: &str = "emulated (TCG): ratios rough, absolute figures meaningless — a Debian kernel under QEMU \
+     TCG (`cargo xtask bench --vm`), every column on that guest's kernel";
+
 /// How big a run is.
 #[derive(Clone, Copy, Debug)]
 pub struct Size {
@@ -33,6 +37,8 @@ pub struct Size {
     pub e2e_rounds: usize,
     pub e2e_frames: u32,
     pub e2e_flows: u32,
+    /// Frames per measured new-connection run (every frame a new flow).
+    pub e2e_new_frames: u32,
     /// Control plane: services x real servers, runs.
     pub ctl_services: usize,
     pub ctl_dests: usize,
@@ -51,6 +57,7 @@ impl Size {
             e2e_rounds: 5,
             e2e_frames: 1_000_000,
             e2e_flows: 1_000,
+            e2e_new_frames: 100_000,
             ctl_services: 10_000,
             ctl_dests: 10,
             ctl_runs: 3,
@@ -67,11 +74,18 @@ impl Size {
             e2e_rounds: 2,
             e2e_frames: 100_000,
             e2e_flows: 256,
+            e2e_new_frames: 20_000,
             ctl_services: 500,
             ctl_dests: 10,
             ctl_runs: 3,
             mem_fill: 50_000,
         }
+    }
+
+    /// Inside a QEMU TCG guest (`cargo xtask bench --vm`): the quick size, with the end-to-end
+    /// section sized to what the guest's emulated CPU gets through in its time limit.
+    pub fn emulated() -> Size {
+        Size { e2e_rounds: 5, e2e_frames: 50_000, e2e_new_frames: 20_000, ..Size::quick() }
     }
 }
 
@@ -297,28 +311,32 @@ pub fn machine_facts() -> Vec<(String, String)> {
     ]
 }
 
-/// How the figures were obtained, under the table.
-pub fn add_method_notes(res: &mut Results, size: &Size) {
+/// How the figures were obtained, under the table: the notes of the sections that ran (`ran`:
+/// xlb-bench's section keys).
+pub fn add_method_notes(res: &mut Results, size: &Size, ran: &[String]) {
+    let ran = |keys: &[&str]| keys.iter().any(|k| ran.iter().any(|r| r == k));
     let n = &mut res.notes;
-    n.insert(
-        0,
-        format!(
-            "Per-packet: {} rounds × {} interleaved (path, empty) BPF_PROG_TEST_RUN calls with repeat = 1; \
-             a round's figure = median(path) − median(empty, `xlb_pass`), kernel-reported durations; median = median over \
-             rounds, min – max over rounds; baseline = the empty program's median (raw); ratio = raw path median ÷ empty \
-             median. Thread pinned to CPU {} (sched_setaffinity).",
-            size.rounds,
-            size.pairs,
-            bench_cpu()
-        ),
-    );
-    n.insert(
-        1,
-        "Path proof: every path call's verdict checked, and per round the GlobalStats deltas (rx and the path's \
-         counters: tx / redirect / pass / conn_hit / conn_new / nat_reply) equal the number of path calls while \
-         the others named stay at 0; a figure that fails is printed as NOT REPORTED."
-            .to_string(),
-    );
+    if ran(&["packet", "sched", "packet6", "factors"]) {
+        n.insert(
+            0,
+            format!(
+                "Per-packet: {} rounds × {} interleaved (path, empty) BPF_PROG_TEST_RUN calls with repeat = 1; \
+                 a round's figure = median(path) − median(empty, `xlb_pass`), kernel-reported durations; median = median \
+                 over rounds, min – max over rounds; baseline = the empty program's median (raw); ratio = raw path median \
+                 ÷ empty median. Thread pinned to CPU {} (sched_setaffinity).",
+                size.rounds,
+                size.pairs,
+                bench_cpu()
+            ),
+        );
+        n.insert(
+            1,
+            "Path proof: every path call's verdict checked, and per round the GlobalStats deltas (rx and the path's \
+             counters: tx / redirect / pass / conn_hit / conn_new / nat_reply) equal the number of path calls while \
+             the others named stay at 0; a figure that fails is printed as NOT REPORTED."
+                .to_string(),
+        );
+    }
     n.push(
         "Targets: issue 14's goals; a per-packet target is on the net median (path − empty program); ratio targets \
          compare net medians of the same run (a scheduler at 256/1024 servers ÷ its own 2-server figure; a NAT reply ÷ the \
@@ -326,6 +344,9 @@ pub fn add_method_notes(res: &mut Results, size: &Size) {
          its limit (relative), or the closest to it when all are met; a figure that failed its proof counts as not met."
             .to_string(),
     );
+    if !ran(&["progs"]) {
+        return;
+    }
     n.push(format!(
         "Program size: section 6 loads a fresh copy of the object as the benchmark does (maps of a temporary pin \
          directory) and loads every program the issue names; instructions (xlated) = bpf_prog_info.xlated_prog_len / 8, \

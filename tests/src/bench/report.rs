@@ -151,7 +151,7 @@ fn num(v: f64, unit: &str) -> String {
     }
     let s = match unit {
         "ns" | "B" => format!("{v:.1}"),
-        "Mpps" => format!("{v:.3}"),
+        "Mpps" | "Mconn/s" => format!("{v:.3}"),
         "ms" => format!("{v:.1}"),
         _ => format!("{v:.2}"),
     };

@@ -1,7 +1,8 @@
-//! `xlb-bench [--quick] [--out DIR] [--only SECTION,...]`: the benchmark `cargo xtask bench`
-//! runs (see `xlb_tests::bench`). Needs root. Writes `report.md`, `report.json` and
+//! `xlb-bench [--quick | --emulated] [--out DIR] [--only SECTION,...]`: the benchmark `cargo xtask
+//! bench` runs (see `xlb_tests::bench`). Needs root. Writes `report.md`, `report.json` and
 //! `sched_cost.svg` to DIR (default `<target>/bench`). Exits non-zero when a figure failed its
-//! path proof or a section could not run.
+//! path proof or a section could not run. `--emulated`: inside the QEMU TCG guest of `cargo
+//! xtask bench --vm` (a smaller size, and the report says the figures are emulated).
 use std::time::Instant;
 
 use xlb_tests::bench::{self, Results, Size, report};
@@ -10,16 +11,18 @@ const SECTIONS: [&str; 8] = ["packet", "sched", "packet6", "factors", "progs", "
 
 fn main() {
     let mut quick = false;
+    let mut emulated = false;
     let mut out = bench::target_dir().join("bench");
     let mut only: Vec<String> = SECTIONS.iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--emulated" => emulated = true,
             "--out" => out = args.next().unwrap_or_default().into(),
             "--only" => only = args.next().unwrap_or_default().split(',').map(str::to_string).collect(),
             _ => {
-                eprintln!("usage: xlb-bench [--quick] [--out DIR] [--only {}]", SECTIONS.join(","));
+                eprintln!("usage: xlb-bench [--quick | --emulated] [--out DIR] [--only {}]", SECTIONS.join(","));
                 std::process::exit(2);
             }
         }
@@ -28,9 +31,18 @@ fn main() {
         eprintln!("xlb-bench: run as root (BPF programs, network namespaces)");
         std::process::exit(2);
     }
-    let size = if quick { Size::quick() } else { Size::full() };
+    let size = if emulated {
+        Size::emulated()
+    } else if quick {
+        Size::quick()
+    } else {
+        Size::full()
+    };
     let start = Instant::now();
-    let facts = bench::machine_facts();
+    let mut facts = bench::machine_facts();
+    if emulated {
+        facts.push(("Mode".to_string(), bench::EMULATED.to_string()));
+    }
     for (k, v) in &facts {
         eprintln!("{k}: {v}");
     }
@@ -60,7 +72,7 @@ fn main() {
             eprintln!("== {key}: {:.1} s", t.elapsed().as_secs_f64());
         }
     }
-    bench::add_method_notes(&mut res, &size);
+    bench::add_method_notes(&mut res, &size, &only);
     let wall = start.elapsed().as_secs_f64();
     let md = report::markdown(&res, &facts, quick, wall);
     let json = report::json(&res, quick);
