@@ -10,6 +10,9 @@
 //!   `--only NAME` (repeatable) narrows every run to those test binaries, e.g.
 //!   `cargo xtask test --kernel 6.12 --only lab_v6`.
 //! - `demo`: build, then the DR demo lab (`--mode` picks another method, `dr6` etc. over IPv6).
+//! - `compare-ipvs [--kernel V]... [SCENARIO...]`: the scenarios of tests/compare/scenarios run
+//!   through kernel IPVS and through xlb in the same kernel (`xlb-compare-ipvs`), every difference
+//!   reported: natively when this kernel has IPVS, else in the matrix's guests (6.1 and 6.12).
 //! - `bench [--quick]`: release build, then the benchmark (`xlb-bench`): report in
 //!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`.
 mod bootstrap;
@@ -70,6 +73,17 @@ enum Cmd {
         #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat", "bridge", "dr6", "tun6", "nat6"])]
         mode: String,
     },
+    /// Compare xlb with kernel IPVS: the scenarios (tests/compare/scenarios/*.scn) run through both
+    /// in the same kernel, natively when this kernel has IPVS, else in the kernel matrix's guests.
+    /// Needs root.
+    CompareIpvs {
+        /// Run in the guest of this kernel (6.1, 6.12 or an exact version; repeatable), even when
+        /// this kernel has IPVS. Default without IPVS here: 6.1 and 6.12.
+        #[arg(long, value_name = "VERSION")]
+        kernel: Vec<String>,
+        /// Scenario names (file stems); default all.
+        scenarios: Vec<String>,
+    },
     /// Benchmarks against their baselines in one run: per-packet cost, scheduling cost, forwarding
     /// rate, control plane, memory. Writes target/bench/report.md and sched_cost.svg. Needs root.
     Bench {
@@ -109,7 +123,66 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Bench { quick } => bench(quick),
+        Cmd::CompareIpvs { kernel, scenarios } => compare_ipvs(kernel, scenarios),
     }
+}
+
+/// `cargo xtask compare-ipvs`: the runner natively when this kernel has IPVS (and no kernel was
+/// asked for), else in each guest, its output printed.
+fn compare_ipvs(kernels: Vec<String>, scenarios: Vec<String>) -> anyhow::Result<()> {
+    need_root("the comparison builds network namespaces and loads BPF programs")?;
+    bootstrap::run()?;
+    build(false)?;
+    let runner = testbins::compare_runner(&target_dir()?, &scenarios)?;
+    if kernels.is_empty() && testbins::host_has_ipvs() {
+        bootstrap::ensure_debian_packages(&["ipvsadm"])?;
+        let status = Command::new(&runner.path)
+            .args(&runner.args)
+            .current_dir(&runner.cwd)
+            .status()
+            .with_context(|| format!("cannot run {}", runner.path.display()))?;
+        if !status.success() {
+            bail!("xlb and IPVS differ ({status}): see the differences above");
+        }
+        return Ok(());
+    }
+    let kernels = if kernels.is_empty() {
+        eprintln!("xtask: this kernel has no IPVS: comparing in the guests");
+        vm::default_series()
+    } else {
+        kernels
+    };
+    vm::ensure_host_packages()?;
+    let target = target_dir()?;
+    let tests = [runner];
+    let mut failed = Vec::new();
+    let mut reports = Vec::new();
+    for k in &kernels {
+        match vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &tests, &[], &target)) {
+            Ok(report) => {
+                println!("==== {k}: what the runner printed ====");
+                for line in report.output.lines().filter(|l| !l.starts_with("@@xlb ")) {
+                    println!("{line}");
+                }
+                if !report.ok() {
+                    failed.push(k.clone());
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("xtask: kernel {k}: could not run: {e:#}");
+                failed.push(k.clone());
+            }
+        }
+    }
+    println!("\n==== xtask compare-ipvs: summary ====");
+    for r in &reports {
+        r.print(&tests);
+    }
+    if !failed.is_empty() {
+        bail!("xlb and IPVS differ, or the comparison did not run, on {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 /// The host suite, the forced-fallback run, the kernel matrix; all of them run (a failure in one

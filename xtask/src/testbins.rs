@@ -111,3 +111,22 @@ pub fn build(names: &[&str]) -> anyhow::Result<Vec<TestBinary>> {
         })
         .collect()
 }
+
+/// The binary of `xlb-compare-ipvs` as `cargo build --bins` left it (run with `args`), as a
+/// test binary the guests can run: it prints libtest-style lines, one per scenario.
+pub fn compare_runner(target: &std::path::Path, args: &[String]) -> anyhow::Result<TestBinary> {
+    let path = target.join("debug/xlb-compare-ipvs");
+    if !path.is_file() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(TestBinary { name: COMPARE_IPVS.to_string(), path, cwd: crate::workspace_root()?.join("tests"), args: args.to_vec() })
+}
+
+/// The comparison's name in the matrix (for `--only`) and in its reports.
+pub const COMPARE_IPVS: &str = "compare_ipvs";
+
+/// Whether this kernel has IPVS (`modprobe ip_vs`, then /proc/net/ip_vs).
+pub fn host_has_ipvs() -> bool {
+    let _ = Command::new("modprobe").args(["-q", "ip_vs"]).stderr(std::process::Stdio::null()).status();
+    std::path::Path::new("/proc/net/ip_vs").exists()
+}
