@@ -4,7 +4,9 @@
 //! - `-Lnc`: rows matched as a multiset on (protocol, state, source, virtual, destination); the
 //!   expire timers of matched rows within [`EXPIRE_SLACK`] seconds plus the time the slower
 //!   listing took (the sides run each step at the same time, each in a thread of its own; the
-//!   listings print whole seconds, and each side read its table at some moment of its listing).
+//!   listings print whole seconds, and each side read its table at some moment of its listing);
+//!   a row that one side lists with a timer within that slack of its end may be missing from the
+//!   other side (expired there a moment earlier).
 //! - `--rate`: the address columns exactly, each figure within [`rate_tolerance`].
 
 /// Seconds two matched `-Lnc` rows' timers may differ by, besides the listings' run time.
@@ -100,7 +102,11 @@ pub fn connections(ipvs: &str, xlb: &str, slack: i64) -> Option<String> {
             _ => only_a.push(r),
         }
     }
-    let only_b: Vec<&ConnRow> = b_left.into_iter().flatten().collect();
+    let mut only_b: Vec<&ConnRow> = b_left.into_iter().flatten().collect();
+    // A row within `slack` of its end may be gone from one side's listing and not yet from the
+    // other's.
+    only_a.retain(|r| r.expire > slack);
+    only_b.retain(|r| r.expire > slack);
     if only_a.is_empty() && only_b.is_empty() {
         return None;
     }
@@ -186,6 +192,10 @@ mod tests {
         assert!(connections(&a, &other, EXPIRE_SLACK).is_some());
         let missing = format!("{HEAD}TCP 00:59  ESTABLISHED 10.1.0.11:40000 10.1.0.100:80      10.2.0.11:80\n");
         assert!(connections(&a, &missing, EXPIRE_SLACK).is_some());
+        // About to expire: one side may have removed it already.
+        let ending = format!("{HEAD}UDP 00:01  UDP         10.1.0.13:40009 10.1.0.100:53      10.2.0.12:53\n");
+        assert_eq!(connections(&ending, HEAD, EXPIRE_SLACK), None);
+        assert!(connections(&ending.replace("00:01", "00:02"), HEAD, EXPIRE_SLACK).is_some());
     }
 
     #[test]
