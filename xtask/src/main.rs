@@ -127,6 +127,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The guest's limit for the comparison's run (`cargo xtask compare-ipvs`): the suite takes
+/// about 5 minutes under TCG.
+const COMPARE_TIMEOUT_SECS: u64 = 720;
+
 /// `cargo xtask compare-ipvs`: the runner natively when this kernel has IPVS (and no kernel was
 /// asked for), else in each guest, its output printed.
 fn compare_ipvs(kernels: Vec<String>, scenarios: Vec<String>) -> anyhow::Result<()> {
@@ -153,6 +157,11 @@ fn compare_ipvs(kernels: Vec<String>, scenarios: Vec<String>) -> anyhow::Result<
         kernels
     };
     vm::ensure_host_packages()?;
+    if std::env::var_os("XLB_VM_TEST_TIMEOUT").is_none() {
+        // The whole suite is one binary in the guest, longer than the matrix's per-binary limit.
+        // SAFETY: no other thread runs yet.
+        unsafe { std::env::set_var("XLB_VM_TEST_TIMEOUT", COMPARE_TIMEOUT_SECS.to_string()) };
+    }
     let target = target_dir()?;
     let tests = [runner];
     let mut failed = Vec::new();
@@ -226,23 +235,38 @@ fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String
             guest_args.push("--test-threads=2".to_string());
         }
         let prepared = vm::ensure_host_packages().and_then(|()| testbins::matrix(only)).and_then(|t| Ok((t, target_dir()?)));
-        let target = match prepared {
+        let (target, ready) = match prepared {
             Ok((tests, target)) => {
                 matrix_tests = tests;
-                target
+                (target, true)
             }
             Err(e) => {
                 failed = true;
                 summary.push(format!("kernel matrix: could not prepare: {e:#}"));
-                PathBuf::new()
+                (PathBuf::new(), false)
             }
         };
-        for k in kernels.iter().filter(|_| !matrix_tests.is_empty()) {
-            let r = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &matrix_tests, &guest_args, &target));
+        // The comparison with kernel IPVS (xlb-compare-ipvs, built with the bins) where it fits.
+        let compare = testbins::compare_runner(&target, &[]);
+        for k in kernels.iter().filter(|_| ready) {
+            let mut tests = matrix_tests.clone();
+            if testbins::compare_in_matrix(k, only) {
+                match &compare {
+                    Ok(c) => tests.push(c.clone()),
+                    Err(e) => {
+                        failed = true;
+                        summary.push(format!("kernel {k}: no comparison with IPVS: {e:#}"));
+                    }
+                }
+            }
+            if tests.is_empty() {
+                continue;
+            }
+            let r = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &tests, &guest_args, &target));
             match r {
                 Ok(report) => {
                     failed |= !report.ok();
-                    reports.push(report);
+                    reports.push((report, tests));
                 }
                 Err(e) => {
                     failed = true;
@@ -255,8 +279,8 @@ fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String
     for line in &summary {
         println!("{line}");
     }
-    for r in &reports {
-        r.print(&matrix_tests);
+    for (r, tests) in &reports {
+        r.print(tests);
         total.add(r.tally());
     }
     println!("total {:.0} s", t0.elapsed().as_secs_f64());

@@ -23,6 +23,7 @@ pub const FEATURES_OFF: &[&str] = &[
     "lab_local",
 ];
 
+#[derive(Clone)]
 pub struct TestBinary {
     pub name: String,
     pub path: PathBuf,
@@ -51,8 +52,13 @@ pub const MATRIX_HOST_ONLY: &[(&str, &str)] = &[
 /// The matrix's test binaries (`only` when not empty: `--only`), with MATRIX_HOST_ONLY and
 /// MATRIX_SKIP applied.
 pub fn matrix(only: &[String]) -> anyhow::Result<Vec<TestBinary>> {
-    let names: Vec<&str> = if only.is_empty() { MATRIX.to_vec() } else { only.iter().map(String::as_str).collect() };
-    let mut tests = build(&names)?;
+    // The comparison with IPVS is a bin target, added per kernel by the caller.
+    let names: Vec<&str> = if only.is_empty() {
+        MATRIX.to_vec()
+    } else {
+        only.iter().map(String::as_str).filter(|n| *n != COMPARE_IPVS).collect()
+    };
+    let mut tests = if names.is_empty() { Vec::new() } else { build(&names)? };
     // The verifier's counts per program are the matrix's report: shown, not captured.
     for t in tests.iter_mut().filter(|t| t.name == "verifier_budget") {
         t.args.push("--nocapture".to_string());
@@ -124,6 +130,18 @@ pub fn compare_runner(target: &std::path::Path, args: &[String]) -> anyhow::Resu
 
 /// The comparison's name in the matrix (for `--only`) and in its reports.
 pub const COMPARE_IPVS: &str = "compare_ipvs";
+
+/// Kernel series whose guest in the matrix (`cargo xtask test`) runs the comparison with IPVS
+/// too: it takes about 5 minutes under TCG, so one kernel of the two (`cargo xtask compare-ipvs`
+/// runs it on both).
+pub const COMPARE_IPVS_KERNELS: &[&str] = &["6.12"];
+
+/// Whether the matrix's guest of kernel `label` (a series or an exact version) runs the
+/// comparison, given `--only`.
+pub fn compare_in_matrix(label: &str, only: &[String]) -> bool {
+    (only.is_empty() || only.iter().any(|o| o == COMPARE_IPVS))
+        && COMPARE_IPVS_KERNELS.iter().any(|k| label == *k || label.starts_with(&format!("{k}.")))
+}
 
 /// Whether this kernel has IPVS (`modprobe ip_vs`, then /proc/net/ip_vs).
 pub fn host_has_ipvs() -> bool {

@@ -1,6 +1,9 @@
 //! What `compare` checks between the two sides' listings, and with which tolerances.
 //!
-//! - `-Ln` and `-Ln --stats`: byte for byte (both sides carried the same packets).
+//! - `-Ln`: byte for byte. `-Ln --stats`: byte for byte when both sides' clients sent and
+//!   received the same packets with the VIPs in the scenario (counted by nftables in the
+//!   client); when TCP's timers made them differ (a retransmission or an extra ACK under TCG's
+//!   load), Conns still exactly and each packet and byte figure within that measured difference.
 //! - `-Lnc`: rows matched as a multiset on (protocol, state, source, virtual, destination); the
 //!   expire timers of matched rows within [`EXPIRE_SLACK`] seconds plus the time the slower
 //!   listing took (the sides run each step at the same time, each in a thread of its own; the
@@ -44,6 +47,52 @@ pub fn exact(what: &str, ipvs: &str, xlb: &str) -> Option<String> {
         s += "  (the texts differ only in line endings or a final newline)\n";
     }
     Some(s)
+}
+
+/// How far `--stats` figures may differ: by what the two sides' clients measurably sent
+/// (InPkts, InBytes) and received (OutPkts, OutBytes) differently.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSlack {
+    pub in_pkts: u64,
+    pub in_bytes: u64,
+    pub out_pkts: u64,
+    pub out_bytes: u64,
+}
+
+impl StatsSlack {
+    pub fn between(a: super::side::Traffic, b: super::side::Traffic) -> StatsSlack {
+        StatsSlack {
+            in_pkts: a.sent.0.abs_diff(b.sent.0),
+            in_bytes: a.sent.1.abs_diff(b.sent.1),
+            out_pkts: a.received.0.abs_diff(b.received.0),
+            out_bytes: a.received.1.abs_diff(b.received.1),
+        }
+    }
+}
+
+/// `-Ln --stats` of both sides: see the module's description.
+pub fn stats(ipvs: &str, xlb: &str, slack: &StatsSlack) -> Option<String> {
+    let d = exact("ipvsadm -Ln --stats", ipvs, xlb)?;
+    if *slack == StatsSlack::default() {
+        return Some(d);
+    }
+    let (a, b): (Vec<&str>, Vec<&str>) = (ipvs.lines().collect(), xlb.lines().collect());
+    let mut within = a.len() == b.len();
+    for (x, y) in a.iter().zip(&b) {
+        let (wx, wy): (Vec<&str>, Vec<&str>) = (x.split_whitespace().collect(), y.split_whitespace().collect());
+        // A counters row: "TCP ADDR:PORT" or "-> ADDR:PORT", then Conns InPkts OutPkts InBytes OutBytes.
+        let counters = wx.len() == 7 && (wx[0] == "->" || wx[2].bytes().all(|c| c.is_ascii_digit()));
+        if !counters || wx.len() != wy.len() || wx[..3] != wy[..3] {
+            within &= x == y;
+            continue;
+        }
+        let limits = [slack.in_pkts, slack.out_pkts, slack.in_bytes, slack.out_bytes];
+        for (i, limit) in limits.iter().enumerate() {
+            let (p, q) = (figure(wx[3 + i]), figure(wy[3 + i]));
+            within &= matches!((p, q), (Some(p), Some(q)) if p.abs_diff(q) <= *limit);
+        }
+    }
+    (!within).then(|| format!("{d}  (beyond what the clients' traffic differed by: {slack:?})\n"))
 }
 
 /// One `-Lnc` row: the matched fields and the timer in seconds.
@@ -208,6 +257,21 @@ mod tests {
         assert!(rates(&a, &a.replace("10.1.0.100:80", "10.1.0.101:80")).is_some());
         assert_eq!(figure("12K"), Some(12_000));
         assert_eq!(figure("10.1.0.100:80"), None);
+    }
+
+    #[test]
+    fn stats_within_the_measured_traffic_difference() {
+        let head = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n  -> RemoteAddress:Port\n";
+        let a = format!("{head}TCP  10.1.0.100:80                       8       32        0     1736        0\n  -> 10.2.0.12:80                        4       16        0      868        0\n");
+        let b = a.replace("32        0     1736", "33        0     1788").replace("16        0      868", "17        0      920");
+        assert_eq!(stats(&a, &a, &StatsSlack::default()), None);
+        // The same traffic: exact.
+        assert!(stats(&a, &b, &StatsSlack::default()).is_some());
+        // One 52-byte packet more from one side's client: allowed; not two, nor another Conns.
+        let one = StatsSlack { in_pkts: 1, in_bytes: 52, ..Default::default() };
+        assert_eq!(stats(&a, &b, &one), None);
+        assert!(stats(&a, &b.replace("33 ", "34 "), &one).is_some());
+        assert!(stats(&a, &b.replace("  8  ", "  9  "), &one).is_some());
     }
 
     #[test]

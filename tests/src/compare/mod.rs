@@ -70,7 +70,7 @@ fn both<T: Send>(
 /// (and a half for TCG's slowness) compares the same traffic on both.
 const STATS_SETTLE: std::time::Duration = std::time::Duration::from_millis(2500);
 
-/// The listings a `compare` step reads; the connections first, as their timers run.
+/// The listings a `compare` step reads.
 const LISTINGS: &[&[&str]] = &[&["-Lnc"], &["-Ln"], &["-Ln", "--stats"], &["-Ln", "--rate"]];
 
 /// The two labs, built once for a run (building one takes a minute or more under TCG, most
@@ -126,6 +126,8 @@ pub fn run(labs: &mut Labs, ports: &mut Ports, sc: &Scenario) -> Outcome {
 fn run_steps(labs: &mut Labs, ports: &mut Ports, sc: &Scenario, out: &mut Outcome) -> anyhow::Result<()> {
     let (ipvs, xlb) = (&mut labs.ipvs, &mut labs.xlb);
     let mut last_traffic = Instant::now();
+    // The clients' traffic so far: each compare measures the scenario's from here.
+    let traffic0 = both(ipvs, xlb, |s| s.client_traffic())?;
     let vips: Vec<String> = sc.vips.iter().map(|v| v.to_string()).collect();
     for line in &sc.lines {
         let at = format!("line {} `{}`", line.no, line.text);
@@ -177,20 +179,15 @@ fn run_steps(labs: &mut Labs, ports: &mut Ports, sc: &Scenario, out: &mut Outcom
             Step::Wait(secs) => std::thread::sleep(std::time::Duration::from_secs_f64(*secs)),
             Step::Compare => {
                 std::thread::sleep(STATS_SETTLE.saturating_sub(last_traffic.elapsed()));
-                let (a, b) = both(ipvs, xlb, |s| {
-                    LISTINGS
-                        .iter()
-                        .map(|args| {
-                            let t = Instant::now();
-                            s.ipvsadm(args).map(|o| (o, t.elapsed()))
-                        })
-                        .collect::<anyhow::Result<Vec<(CmdOut, std::time::Duration)>>>()
-                })?;
+                let (a, b) = both(ipvs, xlb, |s| s.ipvsadm_many(LISTINGS))?;
+                let (ta_, tb_) = both(ipvs, xlb, |s| s.client_traffic())?;
+                let slack = diff::StatsSlack::between(ta_.since(traffic0.0), tb_.since(traffic0.1));
                 for ((args, (a, ta)), (b, tb)) in LISTINGS.iter().zip(&a).zip(&b) {
                     out.checks += 1;
                     let what = format!("{at}: ipvsadm {}", args.join(" "));
                     let d = match args {
                         [_, "--rate"] if a.code == b.code => diff::rates(&a.stdout, &b.stdout),
+                        [_, "--stats"] if a.code == b.code && a.stderr == b.stderr => diff::stats(&a.stdout, &b.stdout, &slack),
                         ["-Lnc"] if a.code == b.code => {
                             // Each side read its table at some moment while its listing ran.
                             let slack = diff::EXPIRE_SLACK + ta.max(tb).as_secs_f64().ceil() as i64;

@@ -82,6 +82,22 @@ impl Kind {
     }
 }
 
+/// A client's traffic with the VIPs: (packets, bytes) sent and received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: (u64, u64),
+    pub received: (u64, u64),
+}
+
+impl Traffic {
+    pub fn since(self, before: Traffic) -> Traffic {
+        Traffic {
+            sent: (self.sent.0 - before.sent.0, self.sent.1 - before.sent.1),
+            received: (self.received.0 - before.received.0, self.received.1 - before.received.1),
+        }
+    }
+}
+
 /// The output of a command run on a side.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CmdOut {
@@ -143,6 +159,17 @@ impl Side {
         let mut cl: Vec<String> = CLIENTS.iter().map(|c| format!("addr add {c}/24 dev eth0")).collect();
         cl.push("link set eth0 up".into());
         ip_batch(&client, &cl)?;
+        let vip_range = format!("{}-{}", VIP_BASE, vips().last().unwrap_or(VIP_BASE));
+        let nft = format!(
+            "table ip xlbcmp {{\n chain out {{ type filter hook output priority 0; ip daddr {vip_range} counter; }}\n \
+             chain in {{ type filter hook input priority 0; ip saddr {vip_range} counter; }}\n}}\n"
+        );
+        let mut c = client.cmd_net_only("nft").args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        c.stdin.take().context("no stdin")?.write_all(nft.as_bytes())?;
+        let o = c.wait_with_output()?;
+        if !o.status.success() {
+            bail!("nft -f failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
         let mut d = vec![format!("addr add {DIRECTOR}/24 dev eth0"), format!("addr add {DIRECTOR_SERVERS}/24 dev eth1")];
         d.extend(vips().map(|v| format!("addr add {v}/32 dev eth0")));
         d.extend(["link set eth0 up".into(), "link set eth1 up".into()]);
@@ -246,23 +273,51 @@ impl Side {
 
     /// `ipvsadm ARGS` in the director: the kernel's tool, or lbadm under that name.
     pub fn ipvsadm(&self, args: &[&str]) -> anyhow::Result<CmdOut> {
-        let out = match self.kind {
-            Kind::Ipvs => self.director.cmd("/usr/sbin/ipvsadm").args(args).output(),
-            Kind::Xlb => self
-                .director
-                .cmd_net_only(self.dir.join("ipvsadm"))
-                .args(args)
-                .env("XLB_PIN_DIR", self.pin_dir()?)
-                .output(),
+        Ok(self.ipvsadm_many(&[args])?.remove(0).0)
+    }
+
+    /// Several `ipvsadm` commands started at once in the director (processes start slowly under
+    /// TCG); each output with the time from the start to its end. They are started from a
+    /// thread inside the director's network namespace, which they inherit: IPVS's table is the
+    /// namespace's, and xlb's pins are in the host's bpffs.
+    pub fn ipvsadm_many(&self, commands: &[&[&str]]) -> anyhow::Result<Vec<(CmdOut, Duration)>> {
+        let mut cmds = Vec::new();
+        for args in commands {
+            let mut c = match self.kind {
+                Kind::Ipvs => Command::new("/usr/sbin/ipvsadm"),
+                Kind::Xlb => {
+                    let mut c = Command::new(self.dir.join("ipvsadm"));
+                    c.env("XLB_PIN_DIR", self.pin_dir()?);
+                    c
+                }
+            };
+            c.args(*args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmds.push(c);
         }
-        .context("cannot run ipvsadm")?;
-        Ok(out.into())
+        in_netns(&self.director.name, move || {
+            let t = std::time::Instant::now();
+            let children = cmds.iter_mut().map(|c| c.spawn().context("cannot run ipvsadm")).collect::<anyhow::Result<Vec<_>>>()?;
+            children.into_iter().map(|c| Ok((c.wait_with_output()?.into(), t.elapsed()))).collect()
+        })
+    }
+
+    /// What the clients sent to the VIPs and received from them so far (packets, bytes): the
+    /// measure of how far the two sides' traffic differed (TCP's timers may add a packet).
+    pub fn client_traffic(&self) -> anyhow::Result<Traffic> {
+        let out = run(self.client.cmd_net_only("nft").args(["list", "table", "ip", "xlbcmp"]))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let w: Vec<&str> = text.split_whitespace().collect();
+        let mut n = w.iter().enumerate().filter(|(_, x)| **x == "packets" || **x == "bytes").map(|(i, _)| {
+            w.get(i + 1).and_then(|v| v.parse::<u64>().ok()).context("unreadable nft counter")
+        });
+        let mut next = || n.next().context("nft counter missing")?;
+        Ok(Traffic { sent: (next()?, next()?), received: (next()?, next()?) })
     }
 
     /// `iptables ARGS` in the director; xlb's side then reads the MARK rules at once (`lbd run`
     /// would within a second).
     pub fn iptables(&self, args: &[&str]) -> anyhow::Result<CmdOut> {
-        let out: CmdOut = self.director.cmd("iptables").args(args).output().context("cannot run iptables")?.into();
+        let out: CmdOut = self.director.cmd_net_only("iptables").args(args).output().context("cannot run iptables")?.into();
         if self.kind == Kind::Xlb && out.code == Some(0) {
             self.lbd_out(&self.director, &["sync-marks"])?;
         }
