@@ -250,13 +250,16 @@ fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String
         let compare = testbins::compare_runner(&target, &[]);
         for k in kernels.iter().filter(|_| ready) {
             let mut tests = matrix_tests.clone();
-            if testbins::compare_in_matrix(k, only) {
-                match &compare {
-                    Ok(c) => tests.push(c.clone()),
-                    Err(e) => {
-                        failed = true;
-                        summary.push(format!("kernel {k}: no comparison with IPVS: {e:#}"));
-                    }
+            match (testbins::compare_in_matrix(k, only), compare.as_ref()) {
+                (Ok(None), _) => {}
+                (Ok(Some(scenarios)), Ok(c)) => tests.push(testbins::TestBinary { args: scenarios, ..c.clone() }),
+                (Err(e), _) => {
+                    failed = true;
+                    summary.push(format!("kernel {k}: no comparison with IPVS: {e:#}"));
+                }
+                (_, Err(e)) => {
+                    failed = true;
+                    summary.push(format!("kernel {k}: no comparison with IPVS: {e:#}"));
                 }
             }
             if tests.is_empty() {
