@@ -402,9 +402,6 @@ impl Side {
         Ok(())
     }
 
-    pub fn lbd_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("lbd.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for Side {
