@@ -150,6 +150,10 @@ impl Index {
         for id in &t.reserved_dest_ids {
             dest_ids.insert(*id);
         }
+        // A service id stays taken while a dest of it is in the trash (see TrashedDest::svc_id).
+        for d in &t.trash {
+            svc_ids.insert(d.svc_id);
+        }
         Index { pos: positions(t), svc_ids, dest_ids }
     }
 }
@@ -256,11 +260,12 @@ impl Table {
     pub fn del_service_in(&mut self, ix: &mut Index, key: &SvcKey) -> Result<(), Errno> {
         let i = self.service_index(ix, key)?;
         let svc = self.services.remove(i);
-        ix.svc_ids.remove(svc.id);
-        // Its dests' ids stay taken: connections may still point at them.
+        // Its dests' ids stay taken: connections may still point at them; and so does its own
+        // id while they are in the trash.
         for d in &svc.dests {
-            self.trash_dest(&svc.key, d);
+            self.trash_dest(&svc.key, svc.id, d);
         }
+        self.release_svc_id(ix, svc.id);
         // The services after it moved up by one.
         ix.pos.remove(key);
         if i < self.services.len() {
@@ -279,8 +284,20 @@ impl Table {
     }
 
     pub fn flush_in(&mut self, ix: &mut Index) {
-        self.services.clear();
+        // As `ip_vs_flush` deletes each service: the dests go to the trash.
+        for svc in std::mem::take(&mut self.services) {
+            for d in &svc.dests {
+                self.trash_dest(&svc.key, svc.id, d);
+            }
+        }
         *ix = Index::new(self);
+    }
+
+    /// Frees service id `id` in `ix` unless a service or a trashed dest still holds it.
+    fn release_svc_id(&self, ix: &mut Index, id: u32) {
+        if !self.services.iter().any(|s| s.id == id) && !self.trash.iter().any(|t| t.svc_id == id) {
+            ix.svc_ids.remove(id);
+        }
     }
 
     /// `ip_vs_zero_service` for `Some(key)`, `ip_vs_zero_all` (all services, all dests and the
@@ -334,6 +351,7 @@ impl Table {
             Some(pos) => {
                 let t = self.trash.remove(pos);
                 self.reserved_dest_ids.retain(|r| *r != t.id);
+                self.release_svc_id(ix, t.svc_id);
                 t.id
             }
             None => {
@@ -401,13 +419,14 @@ impl Table {
         let j = find_dest(svc, addr, port).ok_or(libc::ENOENT)?;
         let d = svc.dests.remove(j);
         // The id stays taken: connections may still point at the deleted dest.
-        self.trash_dest(key, &d);
+        let svc_id = self.services[i].id;
+        self.trash_dest(key, svc_id, &d);
         Ok(())
     }
 
-    fn trash_dest(&mut self, svc: &SvcKey, d: &Dest) {
+    fn trash_dest(&mut self, svc: &SvcKey, svc_id: u32, d: &Dest) {
         self.reserved_dest_ids.push(d.id);
-        self.trash.push(crate::model::TrashedDest { svc: *svc, addr: d.addr, port: d.port, id: d.id });
+        self.trash.push(crate::model::TrashedDest { svc: *svc, svc_id, addr: d.addr, port: d.port, id: d.id });
     }
 
     /// `ip_vs_set_timeout` (`--set tcp tcpfin udp`): 0 keeps the current value.
@@ -681,6 +700,33 @@ mod tests {
         // Deleting the service drops its dests (their ids reserved too).
         t.del_service(&k1).ok();
         assert_eq!(t.add_dest(&k2, &dest("192.168.1.4", 80)), Ok(4));
+    }
+
+    /// `ipvsadm -C`, then a service on another address with the same real server (what
+    /// `xlb-compare-ipvs` found): the new service must not get the deleted one's id while that
+    /// one's dests are in the trash, else the trash, which names its service through the id,
+    /// would hand the new service the old dest with its counters and connections.
+    #[test]
+    fn a_trashed_dests_service_id_is_not_reused() {
+        let mut t = Table::default();
+        let (k1, k2) = (key("10.0.0.1", 80), key("10.0.0.2", 80));
+        assert_eq!(t.add_service(&svc("10.0.0.1", 80, "rr")), Ok(0));
+        assert_eq!(t.add_dest(&k1, &dest("192.168.1.1", 80)), Ok(0));
+        t.del_service(&k1).ok();
+        assert_eq!(t.trash.iter().map(|d| (d.svc_id, d.id)).collect::<Vec<_>>(), [(0, 0)]);
+        // Another service: a fresh id, and the real server is a fresh dest.
+        assert_eq!(t.add_service(&svc("10.0.0.2", 80, "rr")), Ok(1));
+        assert_eq!(t.add_dest(&k2, &dest("192.168.1.1", 80)), Ok(1));
+        assert_eq!(t.trash.len(), 1);
+        // The same service again revives its dest (ip_vs_trash_get_dest), under a new id.
+        assert_eq!(t.add_service(&svc("10.0.0.1", 80, "rr")), Ok(2));
+        assert_eq!(t.add_dest(&k1, &dest("192.168.1.1", 80)), Ok(0));
+        assert!(t.trash.is_empty());
+        // A service without dests leaves nothing in the trash: its id is free at once.
+        let mut t = Table::default();
+        t.add_service(&svc("10.0.0.1", 80, "rr")).ok();
+        t.del_service(&k1).ok();
+        assert_eq!(t.add_service(&svc("10.0.0.2", 80, "rr")), Ok(0));
     }
 
     #[test]

@@ -263,6 +263,11 @@ pub struct Table {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrashedDest {
     pub svc: SvcKey,
+    /// The id of the service it belonged to: not handed to a new service while the dest is in
+    /// the trash (the dest's connections still count on that service, and the trash names its
+    /// service through the id).
+    #[serde(default)]
+    pub svc_id: u32,
     pub addr: IpAddr,
     pub port: u16,
     pub id: u32,

@@ -2,6 +2,7 @@
 //! BPF_PROG_TEST_RUN, and network-namespace labs. Tests need root (CAP_BPF, CAP_NET_ADMIN).
 
 pub mod bench;
+pub mod compare;
 pub mod director;
 pub mod fixture;
 pub mod frames;

@@ -10,6 +10,9 @@
 //!   `--only NAME` (repeatable) narrows every run to those test binaries, e.g.
 //!   `cargo xtask test --kernel 6.12 --only lab_v6`.
 //! - `demo`: build, then the DR demo lab (`--mode` picks another method, `dr6` etc. over IPv6).
+//! - `compare-ipvs [--kernel V]... [SCENARIO...]`: the scenarios of tests/compare/scenarios run
+//!   through kernel IPVS and through xlb in the same kernel (`xlb-compare-ipvs`), every difference
+//!   reported: natively when this kernel has IPVS, else in the matrix's guests (6.1 and 6.12).
 //! - `bench [--quick]`: release build, then the benchmark (`xlb-bench`): report in
 //!   `target/bench/report.md`, plot in `target/bench/sched_cost.svg`. `bench --vm [--kernel V]`:
 //!   its end-to-end section (xlb, kernel IPVS, nftables) inside a Debian kernel guest under QEMU
@@ -72,6 +75,17 @@ enum Cmd {
         #[arg(long, default_value = "dr", value_parser = ["dr", "tun", "nat", "bridge", "dr6", "tun6", "nat6"])]
         mode: String,
     },
+    /// Compare xlb with kernel IPVS: the scenarios (tests/compare/scenarios/*.scn) run through both
+    /// in the same kernel, natively when this kernel has IPVS, else in the kernel matrix's guests.
+    /// Needs root.
+    CompareIpvs {
+        /// Run in the guest of this kernel (6.1, 6.12 or an exact version; repeatable), even when
+        /// this kernel has IPVS. Default without IPVS here: 6.1 and 6.12.
+        #[arg(long, value_name = "VERSION")]
+        kernel: Vec<String>,
+        /// Scenario names (file stems); default all.
+        scenarios: Vec<String>,
+    },
     /// Benchmarks against their baselines in one run: per-packet cost, scheduling cost, forwarding
     /// rate, control plane, memory. Writes target/bench/report.md and sched_cost.svg. Needs root.
     Bench {
@@ -132,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Bench { quick, vm, kernel } => bench(quick, vm, kernel),
         Cmd::VmRun { kernel, cmd } => vm_run(&kernel, &cmd),
+        Cmd::CompareIpvs { kernel, scenarios } => compare_ipvs(kernel, scenarios),
     }
 }
 
@@ -152,6 +167,73 @@ fn vm_run(kernel: &str, cmd: &[String]) -> anyhow::Result<()> {
     }
     if rc != Some(0) {
         bail!("the command exited with {rc:?}");
+    }
+    Ok(())
+}
+
+/// The guest's limit for the comparison's run (`cargo xtask compare-ipvs`): the suite takes
+/// about 5 minutes under TCG.
+const COMPARE_TIMEOUT_SECS: u64 = 720;
+
+/// `cargo xtask compare-ipvs`: the runner natively when this kernel has IPVS (and no kernel was
+/// asked for), else in each guest, its output printed.
+fn compare_ipvs(kernels: Vec<String>, scenarios: Vec<String>) -> anyhow::Result<()> {
+    need_root("the comparison builds network namespaces and loads BPF programs")?;
+    bootstrap::run()?;
+    build(false)?;
+    let runner = testbins::compare_runner(&target_dir()?, &scenarios)?;
+    if kernels.is_empty() && testbins::host_has_ipvs() {
+        bootstrap::ensure_debian_packages(&["ipvsadm"])?;
+        let status = Command::new(&runner.path)
+            .args(&runner.args)
+            .current_dir(&runner.cwd)
+            .status()
+            .with_context(|| format!("cannot run {}", runner.path.display()))?;
+        if !status.success() {
+            bail!("xlb and IPVS differ ({status}): see the differences above");
+        }
+        return Ok(());
+    }
+    let kernels = if kernels.is_empty() {
+        eprintln!("xtask: this kernel has no IPVS: comparing in the guests");
+        vm::default_series()
+    } else {
+        kernels
+    };
+    vm::ensure_host_packages()?;
+    if std::env::var_os("XLB_VM_TEST_TIMEOUT").is_none() {
+        // The whole suite is one binary in the guest, longer than the matrix's per-binary limit.
+        // SAFETY: no other thread runs yet.
+        unsafe { std::env::set_var("XLB_VM_TEST_TIMEOUT", COMPARE_TIMEOUT_SECS.to_string()) };
+    }
+    let target = target_dir()?;
+    let tests = [runner];
+    let mut failed = Vec::new();
+    let mut reports = Vec::new();
+    for k in &kernels {
+        match vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &tests, &[], &target)) {
+            Ok(report) => {
+                println!("==== {k}: what the runner printed ====");
+                for line in report.output.lines().filter(|l| !l.starts_with("@@xlb ")) {
+                    println!("{line}");
+                }
+                if !report.ok() {
+                    failed.push(k.clone());
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("xtask: kernel {k}: could not run: {e:#}");
+                failed.push(k.clone());
+            }
+        }
+    }
+    println!("\n==== xtask compare-ipvs: summary ====");
+    for r in &reports {
+        r.print(&tests);
+    }
+    if !failed.is_empty() {
+        bail!("xlb and IPVS differ, or the comparison did not run, on {}", failed.join(", "));
     }
     Ok(())
 }
@@ -210,23 +292,41 @@ fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String
             guest_args.push("--test-threads=2".to_string());
         }
         let prepared = vm::ensure_host_packages().and_then(|()| testbins::matrix(only)).and_then(|t| Ok((t, target_dir()?)));
-        let target = match prepared {
+        let (target, ready) = match prepared {
             Ok((tests, target)) => {
                 matrix_tests = tests;
-                target
+                (target, true)
             }
             Err(e) => {
                 failed = true;
                 summary.push(format!("kernel matrix: could not prepare: {e:#}"));
-                PathBuf::new()
+                (PathBuf::new(), false)
             }
         };
-        for k in kernels.iter().filter(|_| !matrix_tests.is_empty()) {
-            let r = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &matrix_tests, &guest_args, &target));
+        // The comparison with kernel IPVS (xlb-compare-ipvs, built with the bins) where it fits.
+        let compare = testbins::compare_runner(&target, &[]);
+        for k in kernels.iter().filter(|_| ready) {
+            let mut tests = matrix_tests.clone();
+            match (testbins::compare_in_matrix(k, only), compare.as_ref()) {
+                (Ok(None), _) => {}
+                (Ok(Some(scenarios)), Ok(c)) => tests.push(testbins::TestBinary { args: scenarios, ..c.clone() }),
+                (Err(e), _) => {
+                    failed = true;
+                    summary.push(format!("kernel {k}: no comparison with IPVS: {e:#}"));
+                }
+                (_, Err(e)) => {
+                    failed = true;
+                    summary.push(format!("kernel {k}: no comparison with IPVS: {e:#}"));
+                }
+            }
+            if tests.is_empty() {
+                continue;
+            }
+            let r = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &tests, &guest_args, &target));
             match r {
                 Ok(report) => {
                     failed |= !report.ok();
-                    reports.push(report);
+                    reports.push((report, tests));
                 }
                 Err(e) => {
                     failed = true;
@@ -239,8 +339,8 @@ fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String
     for line in &summary {
         println!("{line}");
     }
-    for r in &reports {
-        r.print(&matrix_tests);
+    for (r, tests) in &reports {
+        r.print(tests);
         total.add(r.tally());
     }
     println!("total {:.0} s", t0.elapsed().as_secs_f64());

@@ -23,6 +23,7 @@ pub const FEATURES_OFF: &[&str] = &[
     "lab_local",
 ];
 
+#[derive(Clone)]
 pub struct TestBinary {
     pub name: String,
     pub path: PathBuf,
@@ -51,8 +52,13 @@ pub const MATRIX_HOST_ONLY: &[(&str, &str)] = &[
 /// The matrix's test binaries (`only` when not empty: `--only`), with MATRIX_HOST_ONLY and
 /// MATRIX_SKIP applied.
 pub fn matrix(only: &[String]) -> anyhow::Result<Vec<TestBinary>> {
-    let names: Vec<&str> = if only.is_empty() { MATRIX.to_vec() } else { only.iter().map(String::as_str).collect() };
-    let mut tests = build(&names)?;
+    // The comparison with IPVS is a bin target, added per kernel by the caller.
+    let names: Vec<&str> = if only.is_empty() {
+        MATRIX.to_vec()
+    } else {
+        only.iter().map(String::as_str).filter(|n| *n != COMPARE_IPVS).collect()
+    };
+    let mut tests = if names.is_empty() { Vec::new() } else { build(&names)? };
     // The verifier's counts per program are the matrix's report: shown, not captured.
     for t in tests.iter_mut().filter(|t| t.name == "verifier_budget") {
         t.args.push("--nocapture".to_string());
@@ -110,4 +116,49 @@ pub fn build(names: &[&str]) -> anyhow::Result<Vec<TestBinary>> {
             Ok(found.swap_remove(i))
         })
         .collect()
+}
+
+/// The binary of `xlb-compare-ipvs` as `cargo build --bins` left it (run with `args`), as a
+/// test binary the guests can run: it prints libtest-style lines, one per scenario.
+pub fn compare_runner(target: &std::path::Path, args: &[String]) -> anyhow::Result<TestBinary> {
+    let path = target.join("debug/xlb-compare-ipvs");
+    if !path.is_file() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(TestBinary { name: COMPARE_IPVS.to_string(), path, cwd: crate::workspace_root()?.join("tests"), args: args.to_vec() })
+}
+
+/// The comparison's name in the matrix (for `--only`) and in its reports.
+pub const COMPARE_IPVS: &str = "compare_ipvs";
+
+/// The scenarios the matrix's guest of kernel `label` (a series or an exact version) runs, given
+/// `--only`: the whole suite takes 5 to 7 minutes under TCG, longer than a guest's per-binary
+/// limit, so the 6.1 guest runs the first half of the scenarios and the 6.12 guest the second
+/// (`cargo xtask compare-ipvs` runs every scenario on both). None: no comparison there.
+pub fn compare_in_matrix(label: &str, only: &[String]) -> anyhow::Result<Option<Vec<String>>> {
+    if !(only.is_empty() || only.iter().any(|o| o == COMPARE_IPVS)) {
+        return Ok(None);
+    }
+    let of = |series: &str| label == series || label.starts_with(&format!("{series}."));
+    let dir = crate::workspace_root()?.join("tests/compare/scenarios");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".scn").map(str::to_string))
+        .collect();
+    names.sort();
+    let half = names.len().div_ceil(2);
+    Ok(if of("6.12") {
+        Some(names.split_off(half))
+    } else if of("6.1") {
+        names.truncate(half);
+        Some(names)
+    } else {
+        None
+    })
+}
+
+/// Whether this kernel has IPVS (`modprobe ip_vs`, then /proc/net/ip_vs).
+pub fn host_has_ipvs() -> bool {
+    let _ = Command::new("modprobe").args(["-q", "ip_vs"]).stderr(std::process::Stdio::null()).status();
+    std::path::Path::new("/proc/net/ip_vs").exists()
 }

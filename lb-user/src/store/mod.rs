@@ -467,6 +467,7 @@ impl Store {
                 let key = self.svc_keys.get(&d.svc_id, 0).ok()?;
                 Some(crate::model::TrashedDest {
                     svc: key_from_map(&key).ok()?,
+                    svc_id: d.svc_id,
                     addr: to_ip(d.af, &d.addr),
                     port: u16::from_be(d.port),
                     id,
