@@ -363,11 +363,12 @@ fn sysctl_conn_reuse_mode() {
     }
     sysctl(&s, "conn_reuse_mode=3");
     expect(&mut s, &syn(49001).bytes(), XDP_TX, &dr_out(&syn(49001), WEB1_MAC), "SYN on FIN_WAIT, mode 3");
-    // CLOSE (a RST ended it) is rescheduled too (`is_new_conn_expected`), in mode 1.
+    // CLOSE (a RST ended it once established; in SYN_RECV, input-only, a RST changes nothing)
+    // is rescheduled too (`is_new_conn_expected`), in mode 1.
     sysctl(&s, "conn_reuse_mode=1");
     let rst = Frame::tcp(sa(CLIENT, 49002), sa(VIP, 80), RST);
     let state_of = |s: &Setup, port: u16| conns_of(s).into_iter().find(|c| c.0 == port).map(|c| c.1);
-    for f in [syn(49002), rst] {
+    for f in [syn(49002), ack(49002), rst] {
         let r = s.xdp.run(&f.bytes()).expect("run");
         assert_eq!(verdict_name(r.verdict), "XDP_TX");
     }
@@ -560,6 +561,15 @@ fn template_assured_by_an_established_connection() {
         t.services[0].flags |= lb_common::SVC_F_PERSISTENT;
         t.services[0].timeout = 300;
     });
+    // ESTABLISHED lasts 3 s here (`--set 3 0 0`), so the connection leaves during the test.
+    Store::open_at(s.pins.path(), Default::default())
+        .and_then(|mut store| {
+            store.update_config(|c| {
+                c.timeouts[lb_common::tcp_state::STATE_ESTABLISHED as usize] = 3;
+                Ok(())
+            })
+        })
+        .expect("timeouts");
     const CLIENT2: [u8; 4] = [192, 168, 88, 11];
     let templates = |s: &Setup| -> Vec<(String, String)> {
         let store = Store::open_at(s.pins.path(), Default::default()).expect("store");
@@ -584,18 +594,9 @@ fn template_assured_by_an_established_connection() {
     let fin2 = Frame::tcp(sa(CLIENT2, 50201), sa(VIP, 80), FIN | ACK);
     expect(&mut s, &fin2.bytes(), XDP_TX, &dr_out(&fin2, WEB1_MAC), "client 2 closes unestablished");
     assert_eq!(templates(&s), [("192.168.88.10".into(), "ASSURED".into()), ("192.168.88.11".into(), "NONE".into())]);
-    // Client 1's connection expires (ESTABLISHED timeout 1 s) and leaves the table: its
+    // Client 1's connection expires (ESTABLISHED timeout 3 s) and leaves the table: its
     // template stays ASSURED.
-    let mut store = Store::open_at(s.pins.path(), Default::default()).expect("store");
-    store
-        .update_config(|c| {
-            c.timeouts[lb_common::tcp_state::STATE_ESTABLISHED as usize] = 1;
-            Ok(())
-        })
-        .expect("timeouts");
-    let ack = Frame::tcp(sa(CLIENT, 50200), sa(VIP, 80), ACK);
-    expect(&mut s, &ack.bytes(), XDP_TX, &dr_out(&ack, WEB2_MAC), "takes the 1 s timeout");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    std::thread::sleep(std::time::Duration::from_millis(3200));
     expire_pass(&s, std::time::Duration::ZERO);
     assert!(!conns_of(&s).iter().any(|(port, _, _)| *port == 50200), "client 1's connection expired: {:?}", conns_of(&s));
     assert_eq!(templates(&s), [("192.168.88.10".into(), "ASSURED".into()), ("192.168.88.11".into(), "NONE".into())]);
@@ -610,6 +611,6 @@ fn template_assured_by_an_established_connection() {
         .expect("client 1's template");
     conns.remove(&t).expect("remove");
     let syn = Frame::tcp(sa(CLIENT, 50202), sa(VIP, 80), SYN);
-    expect(&mut s, &syn.bytes(), XDP_TX, &dr_out(&syn, WEB1_MAC), "client 1 scheduled anew");
+    expect(&mut s, &syn.bytes(), XDP_TX, &dr_out(&syn, WEB2_MAC), "client 1 scheduled anew (rr: web2 again)");
     assert_eq!(templates(&s), [("192.168.88.10".into(), "NONE".into()), ("192.168.88.11".into(), "NONE".into())]);
 }
