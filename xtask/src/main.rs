@@ -241,7 +241,7 @@ fn compare_ipvs(kernels: Vec<String>, scenarios: Vec<String>) -> anyhow::Result<
 /// `prog` as given when it has a slash, else found on PATH.
 fn which(prog: &str) -> anyhow::Result<PathBuf> {
     if prog.contains('/') {
-        return Ok(std::fs::canonicalize(prog).with_context(|| format!("no {prog}"))?);
+        return std::fs::canonicalize(prog).with_context(|| format!("no {prog}"));
     }
     std::env::var_os("PATH")
         .iter()
