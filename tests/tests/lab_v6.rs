@@ -101,8 +101,12 @@ fn dr6_schedulers_and_persistence() {
     let sticky = answers(4);
     assert!(sticky.iter().all(|a| a == &sticky[0]), "-p: one server for the client: {sticky:?}");
     let conns = lab.ipvsadm_ok(&["-Lnc"]).expect("-Lnc");
-    // The persistence template (state NONE) of the client's address.
-    assert!(conns.lines().any(|l| l.contains("NONE") && l.contains(&lab.client.ip6)), "no template:\n{conns}");
+    // The persistence template of the client's address: ASSURED, its connections having been
+    // established (as IPVS lists it).
+    assert!(
+        conns.lines().any(|l| l.contains("ASSURED") && l.contains(&format!("[{}]:0", lab.client.ip6))),
+        "no template:\n{conns}"
+    );
     let listing = lab.ipvsadm_ok(&["-Ln"]).expect("listing");
     assert!(listing.contains("TCP  [2001:db8::10]:80 rr persistent 60"), "{listing}");
 }

@@ -624,7 +624,9 @@ fn v6_expiry_rearm_and_gate() {
         v
     };
     let before: Vec<(u16, String)> = listed(&pins).into_iter().map(|(p, s, _)| (p, s)).collect();
-    assert_eq!(before, [(0, "NONE".into()), (50000, "ESTABLISHED".into()), (50001, "SYN_RECV".into())]);
+    // The template is ASSURED: connection 50000 through it entered ESTABLISHED (IPVS's
+    // `ip_vs_control_assure_ct`).
+    assert_eq!(before, [(0, "ASSURED".into()), (50000, "ESTABLISHED".into()), (50001, "SYN_RECV".into())]);
     let entries = |pins: &TempPins| {
         use aya::maps::{HashMap, Map, MapData};
         let data = MapData::from_pin(pins.path().join(lb_common::names::CONNS6)).expect("pin");
@@ -639,7 +641,7 @@ fn v6_expiry_rearm_and_gate() {
         Store::open_at(pins.path(), Default::default()).and_then(|mut s| s.expire_connections(Default::default())).expect("expiry");
     assert_eq!(removed, 2, "the NAT66 connection and its reply side");
     let after = listed(&pins);
-    assert_eq!(after.iter().map(|(p, s, _)| (*p, s.as_str())).collect::<Vec<_>>(), [(0, "NONE"), (50000, "ESTABLISHED")]);
+    assert_eq!(after.iter().map(|(p, s, _)| (*p, s.as_str())).collect::<Vec<_>>(), [(0, "ASSURED"), (50000, "ESTABLISHED")]);
     assert!((57..=60).contains(&after[0].2), "the template controlling a live connection is re-armed for 60 s: {after:?}");
     assert_eq!(entries(&pins), [lb_common::CONN_KIND_IN, lb_common::CONN_KIND_TEMPLATE]);
     let t = Store::open_at(pins.path(), Default::default()).and_then(|s| s.load()).expect("table");
