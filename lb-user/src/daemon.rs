@@ -397,6 +397,8 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         tokio::spawn(crate::metrics::serve(listener, dir.clone(), shared.clone()));
     }
     publish(&shared, &running);
+    // The sync daemons (`--start-daemon`) follow XLB_SYNC_DAEMONS on a thread of their own.
+    crate::sync::spawn(dir.clone()).context("cannot start the sync thread")?;
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

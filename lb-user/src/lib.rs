@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod sched_tables;
 pub mod store;
+pub mod sync;
 pub mod sysctl;
 
 /// The XDP object built by build.rs (lb-ebpf for bpfel).
