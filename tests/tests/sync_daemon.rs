@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lb_user::sync::wire::{Builder, SyncConn, Version, flags};
-use xlb_tests::lab::{CLIENT, Lab, Mode, VIP, WEB1, WEB2, plug};
+use xlb_tests::lab::{CLIENT, Capture, DIP, Lab, Mode, VIP, WEB1, WEB2, plug};
 use xlb_tests::netns::{Netns, Proc};
 use xlb_tests::pins::TempPins;
 use xlb_tests::workspace_bin;
@@ -283,6 +283,12 @@ fn master_to_backup_real_connections() {
 
     for (round, version) in ["1", "0"].iter().enumerate() {
         master.lbd(&["sysctl", &format!("sync_version={version}")]);
+        // The master's datagrams as the kernel's: from its interface's address, TTL 1, to
+        // 224.0.0.81:8848; a version 1 header starts with 0 and has version 1 at byte 5, a
+        // version 0 one starts with its (non-zero) count.
+        let header = if *version == "1" { "udp[8] = 0 and udp[13] = 1" } else { "udp[8] != 0" };
+        let filter = format!("src host {DIP} and dst host 224.0.0.81 and udp dst port 8848 and ip[8] = 1 and {header}");
+        let capture = Capture::start(&lvs2, "eth0", &filter, lab.dir.join(format!("sync-v{version}.pcap"))).expect("capture");
         for port in [80, 8080, 80, 8080] {
             let body = lab.curl(VIP, port).expect("curl through the master");
             assert!(body.starts_with("Welcome"), "{body}");
@@ -305,8 +311,15 @@ fn master_to_backup_real_connections() {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        let templates = backup.conns(&[]).iter().filter(|r| r[1] == "ASSURED" || r[1] == "NONE").count();
-        println!("version {version}: backup lists the master's {} rows ({templates} templates) after {:?}", want.len(), t.elapsed());
+        let rows = backup.conns(&[]);
+        let templates = rows.iter().filter(|r| r[1] == "ASSURED" || r[1] == "NONE").count();
+        println!("version {version}: backup lists the master's {} rows ({templates} templates) after {:?}:", rows.len(), t.elapsed());
+        for r in &rows {
+            println!("  {}", r.join(" "));
+        }
         assert!(templates >= 1, "the persistent service's template reached the backup");
+        let sent = capture.lines().expect("capture");
+        assert!(!sent.is_empty(), "no version {version} datagram from {DIP} with TTL 1 seen");
+        println!("  {} version {version} datagrams", sent.len());
     }
 }
