@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lb_user::sync::wire::{Builder, SyncConn, Version, flags};
-use xlb_tests::lab::{CLIENT, Capture, DIP, Lab, Mode, VIP, WEB1, WEB2, plug};
+use xlb_tests::lab::{CLIENT, CLIENT6, Capture, DIP, Lab, Mode, VIP, VIP6, WEB1, WEB1_6, WEB2, plug};
 use xlb_tests::netns::{Netns, Proc};
 use xlb_tests::pins::TempPins;
 use xlb_tests::workspace_bin;
@@ -23,6 +23,12 @@ const SERVICES: &[&[&str]] = &[
     &["-a", "-t", "192.168.88.15:8080", "-r", "192.168.88.200:8080", "-g"],
     &["-A", "-u", "192.168.88.15:53", "-s", "rr"],
     &["-a", "-u", "192.168.88.15:53", "-r", "192.168.88.100:53", "-g"],
+];
+
+/// An IPv6 service for the dual-stack backup test.
+const SERVICES6: &[&[&str]] = &[
+    &["-A", "-t", "[2001:db8::10]:80", "-s", "rr"],
+    &["-a", "-t", "[2001:db8::10]:80", "-r", "[2001:db8::100]:80", "-g"],
 ];
 
 /// One director of the test: its namespace's `lbadm` and `lbd run` on its own pin directory.
@@ -124,6 +130,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn entry(proto: u8, f: u32, state: u16, (c, cport): (&str, u16), vport: u16, (d, dport): (&str, u16), timeout: u32) -> SyncConn {
+    let vaddr = if c.contains(':') { VIP6 } else { VIP };
     SyncConn {
         protocol: proto,
         flags: f,
@@ -134,12 +141,24 @@ fn entry(proto: u8, f: u32, state: u16, (c, cport): (&str, u16), vport: u16, (d,
         fwmark: 0,
         timeout,
         caddr: ip(c),
-        vaddr: ip(VIP),
+        vaddr: ip(vaddr),
         daddr: ip(d),
         seq: None,
         pe_data: None,
         pe_name: None,
     }
+}
+
+/// Sends `msg` from the client's segment to IPv6 group `group`, port 8848.
+fn send6_from_client(lab: &Lab, group: &str, msg: &[u8]) {
+    let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket\ni=socket.if_nametoindex('eth0')\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_IF,i)\n\
+         s.sendto(bytes.fromhex('{hex}'),('{group}',8848,0,i))\n"
+    );
+    let out = lab.client.ns.cmd("python3").args(["-c", &script]).output().expect("python3");
+    assert!(out.status.success(), "sending: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Sends `msg` from the client's segment to IPVS's group 224.0.0.81:8848.
@@ -190,9 +209,9 @@ fn counts(d: &Director, svc: &str, rs: &str) -> (u64, u64) {
 /// versions; entries it has no real server for are skipped; another syncid is ignored.
 #[test]
 fn backup_installs_messages_of_both_versions() {
-    let lab = Lab::new("syncb", Mode::Dr).expect("lab");
+    let lab = Lab::new6("syncb", Mode::Dr).expect("lab");
     let mut d = Director::new(&lab.lvs1.ns, lab.pin_dir(), lab.dir.join("lbd.log"));
-    for l in SERVICES {
+    for l in SERVICES.iter().chain(SERVICES6) {
         d.lbadm_ok(l);
     }
     d.start_lbd();
@@ -206,8 +225,9 @@ fn backup_installs_messages_of_both_versions() {
     let persistent = entry(6, dr, 1, (CLIENT, 40002), 8080, (WEB2, 8080), 900);
     let template = entry(0x06, flags::TEMPLATE | dr | flags::INACTIVE, 1, (CLIENT, 0), 8080, (WEB2, 8080), 300);
     let unknown = entry(6, dr, 1, (CLIENT, 40009), 80, ("192.168.88.99", 80), 900);
+    let v6 = entry(6, dr, 1, (CLIENT6, 40005), 80, (WEB1_6, 80), 900);
     let mut b = Builder::new(7, 1472);
-    for e in [&est, &persistent, &template, &unknown] {
+    for e in [&est, &persistent, &template, &unknown, &v6] {
         assert!(b.add(Version::V1, e).is_none());
     }
     send_from_client(&lab, &b.take().expect("message"));
@@ -226,6 +246,7 @@ fn backup_installs_messages_of_both_versions() {
         row("TCP", "ESTABLISHED", "192.168.88.10:40002", "192.168.88.15:8080", "192.168.88.200:8080"),
         row("TCP", "ASSURED", "192.168.88.10:0", "192.168.88.15:8080", "192.168.88.200:8080"),
         row("UDP", "UDP", "192.168.88.10:40003", "192.168.88.15:53", "192.168.88.100:53"),
+        row("TCP", "ESTABLISHED", "[2001:db8::2]:40005", "[2001:db8::10]:80", "[2001:db8::100]:80"),
     ];
     wait_conns(&d, &[], &want);
     // Timeouts: the message's (v1), the backup's UDP timeout (v0, 300 s).
@@ -247,7 +268,22 @@ fn backup_installs_messages_of_both_versions() {
 
     d.lbadm_ok(&["--stop-daemon", "backup"]);
     d.wait_log("stopping the backup thread");
-    println!("backup: {} rows installed from versions 1 and 0", want.len());
+
+    // An IPv6 group: the backup joins it on its interface.
+    d.lbadm_ok(&["--start-daemon", "backup", "--mcast-interface", "eth0", "--mcast-group", "ff02::1:81"]);
+    let t = Instant::now();
+    while d.log_text().matches("state = BACKUP").count() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(10), "backup not restarted:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = SyncConn { state: 5, flags: dr | flags::INACTIVE, timeout: 120, ..v6.clone() };
+    let mut b = Builder::new(0, 1472);
+    b.add(Version::V1, &closed);
+    send6_from_client(&lab, "ff02::1:81", &b.take().expect("message"));
+    want[4] = row("TCP", "TIME_WAIT", "[2001:db8::2]:40005", "[2001:db8::10]:80", "[2001:db8::100]:80");
+    wait_conns(&d, &[], &want);
+    println!("backup: {} rows installed from versions 1 and 0, IPv4 and IPv6 groups", want.len());
 }
 
 /// A second director on the client's segment (no VIP: it is the backup), with its own table.
@@ -322,4 +358,21 @@ fn master_to_backup_real_connections() {
         assert!(!sent.is_empty(), "no version {version} datagram from {DIP} with TTL 1 seen");
         println!("  {} version {version} datagrams", sent.len());
     }
+
+    // lbd restarts: what the data plane queued while the master's lbd was down is sent by the
+    // next one, which starts the daemon again from the pinned table.
+    if let Some(mut p) = master.lbd.take() {
+        p.kill();
+    }
+    for _ in 0..2 {
+        assert!(lab.curl(VIP, 80).expect("curl while lbd is down").starts_with("Welcome"));
+    }
+    let pending = master.conns(&[]);
+    master.start_lbd();
+    let t = Instant::now();
+    while backup.conns(&[]) != pending {
+        assert!(t.elapsed() < Duration::from_secs(8), "after the restart:\n{:?}\n{pending:?}\n{}", backup.conns(&[]), master.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("restart: the {} rows made while lbd was down reached the backup after {:?}", pending.len(), t.elapsed());
 }
