@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lb_user::sync::wire::{Builder, SyncConn, Version, flags};
-use xlb_tests::lab::{CLIENT, CLIENT6, Capture, DIP, Lab, Mode, VIP, VIP6, WEB1, WEB1_6, WEB2, plug};
+use xlb_tests::lab::{CLIENT, CLIENT6, Capture, DIP, Lab, Mode, RS1, VIP, VIP6, WEB1, WEB1_6, WEB2, plug};
 use xlb_tests::netns::{Netns, Proc};
 use xlb_tests::pins::TempPins;
 use xlb_tests::workspace_bin;
@@ -375,4 +375,54 @@ fn master_to_backup_real_connections() {
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("restart: the {} rows made while lbd was down reached the backup after {:?}", pending.len(), t.elapsed());
+}
+
+/// A NAT connection gets its reply-side entry too (the real server's replies are translated
+/// back by the backup once it carries them), pointing back to its client side; the dest counts
+/// one ActiveConn.
+#[test]
+fn backup_installs_nat_reply_side() {
+    use aya::maps::{HashMap, Map, MapData};
+    use lb_common::{CONN_KIND_OUT, Conn, ConnKey};
+
+    let lab = Lab::new("syncn", Mode::Nat).expect("lab");
+    let mut d = Director::new(&lab.lvs1.ns, lab.pin_dir(), lab.dir.join("lbd.log"));
+    for l in xlb_tests::lab::SEED_NAT_LINES {
+        d.lbadm_ok(l);
+    }
+    d.start_lbd();
+    d.lbadm_ok(&["--start-daemon", "backup", "--mcast-interface", "eth0"]);
+    d.wait_log("state = BACKUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut nat = entry(6, flags::MASQ, 1, (CLIENT, 40001), 80, (RS1, 80), 900);
+    nat.vaddr = ip(DIP);
+    let mut b = Builder::new(0, 1472);
+    b.add(Version::V1, &nat);
+    send_from_client(&lab, &b.take().expect("message"));
+    wait_conns(&d, &[], &[row("TCP", "ESTABLISHED", "192.168.88.10:40001", "192.168.88.5:80", "192.168.99.100:80")]);
+    assert_eq!(counts(&d, "192.168.88.5:80", "192.168.99.100:80"), (1, 0));
+
+    let path = lab.pin_dir().join(lb_common::names::CONNS);
+    let map = Map::from_map_data(MapData::from_pin(&path).expect("pinned XLB_CONNS")).expect("map");
+    let conns: HashMap<MapData, ConnKey, Conn> = HashMap::try_from(map).expect("hash map");
+    let entries: Vec<(ConnKey, Conn)> = conns.iter().map(|e| e.expect("entry")).collect();
+    let addr = |s: &str| u32::from_ne_bytes(s.parse::<std::net::Ipv4Addr>().expect("addr").octets());
+    let reply = entries.iter().find(|(k, _)| k.kind == CONN_KIND_OUT).expect("a reply-side entry");
+    let client = entries.iter().find(|(k, _)| k.kind == lb_common::CONN_KIND_IN).expect("the client side");
+    assert_eq!((reply.0.caddr, reply.0.cport, reply.0.vaddr, reply.0.vport), (addr(CLIENT), 40001u16.to_be(), addr(RS1), 80u16.to_be()));
+    // It points back: the VIP it replaces, the virtual port, the same real server.
+    assert_eq!((reply.1.timeout, reply.1.port, reply.1.dest_id), (addr(DIP), 80u16.to_be(), client.1.dest_id));
+    assert_eq!(entries.len(), 2, "{entries:?}");
+
+    // A 1 s timeout from the master: lbd's expiry removes both entries and gives the count
+    // back (the counts balance).
+    let mut b = Builder::new(0, 1472);
+    b.add(Version::V1, &SyncConn { timeout: 1, ..nat });
+    send_from_client(&lab, &b.take().expect("message"));
+    wait_conns(&d, &[], &[]);
+    let t = Instant::now();
+    while counts(&d, "192.168.88.5:80", "192.168.99.100:80") != (0, 0) || conns.iter().count() != 0 {
+        assert!(t.elapsed() < Duration::from_secs(8), "not expired: {:?}", counts(&d, "192.168.88.5:80", "192.168.99.100:80"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
