@@ -794,6 +794,43 @@ mod tests {
         assert_eq!((d.conns.len(), d.dropped), (1, Some(Drop::Bogus)));
     }
 
+    /// A datagram of kernel IPVS (Linux 6.12, `--start-daemon master --syncid 9`) for one HTTP
+    /// request through a persistent NAT service, captured in the oracle guest: the template
+    /// goes with every client packet (IPVS syncs `cp->control` on each one), the
+    /// connection when it reached ESTABLISHED and TIME_WAIT. Our decoder reads it as the kernel's
+    /// backup does; our encoder, given the same entries, writes the same bytes.
+    #[test]
+    fn kernel_master_datagram() {
+        let kernel_master: String = [
+            "0009012808010000", // reserved, syncid 9, size 296, 8 conns, version 1, spare
+            "00060024000011000000000000500050000000000000012c0a0900640a0900640a090002",
+            "00060024000011000001000000500050000000000000012c0a0900640a0900640a090002",
+            "000600240000000000019f300050005000000000000003840a0900640a0900640a090002",
+            "00060024000011000001000000500050000000000000012c0a0900640a0900640a090002",
+            "00060024000011000001000000500050000000000000012c0a0900640a0900640a090002",
+            "00060024000011000001000000500050000000000000012c0a0900640a0900640a090002",
+            "000600240000010000059f300050005000000000000000780a0900640a0900640a090002",
+            "00060024000011000001000000500050000000000000012c0a0900640a0900640a090002",
+        ]
+        .concat();
+        let m: Vec<u8> = (0..kernel_master.len()).step_by(2).map(|i| u8::from_str_radix(&kernel_master[i..i + 2], 16).unwrap()).collect();
+        let d = decode(&m, 9);
+        assert_eq!((d.version, d.dropped, d.skipped.len(), d.conns.len()), (Some(Version::V1), None, 0, 8));
+        let t = &d.conns[0];
+        assert_eq!((t.flags, t.state, t.cport, t.vport, t.dport, t.timeout), (flags::TEMPLATE | flags::INACTIVE | flags::SYNC, 0, 0, 80, 80, 300));
+        let c = &d.conns[2];
+        assert_eq!((c.flags, c.state, c.cport, c.timeout), (flags::MASQ | flags::SYNC, 1, 40752, 900));
+        assert_eq!((c.caddr, c.daddr), ("10.9.0.100".parse().unwrap(), "10.9.0.2".parse().unwrap()));
+        let tw = &d.conns[6];
+        assert_eq!((tw.flags, tw.state, tw.timeout), (flags::INACTIVE | flags::SYNC, 5, 120));
+        assert_eq!(decode(&m, 8).dropped, Some(Drop::OtherSyncid));
+        let mut b = Builder::new(9, 1472);
+        for e in &d.conns {
+            assert!(b.add(Version::V1, &SyncConn { flags: e.flags & !flags::SYNC, ..e.clone() }).is_none());
+        }
+        assert_eq!(b.take().unwrap(), m);
+    }
+
     /// Random bytes, and random corruptions of good messages, never panic.
     #[test]
     fn fuzz_never_panics() {
