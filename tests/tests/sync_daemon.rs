@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lb_user::sync::wire::{Builder, SyncConn, Version, flags};
-use xlb_tests::lab::{CLIENT, CLIENT6, Capture, DIP, Lab, Mode, RS1, VIP, VIP6, WEB1, WEB1_6, WEB2, plug};
+use xlb_tests::lab::{CLIENT, CLIENT6, Capture, DIP, Lab, Mode, RS1, VIP, VIP6, WEB1, WEB1_6, WEB2, enable_ipv6, plug};
 use xlb_tests::netns::{Netns, Proc};
 use xlb_tests::pins::TempPins;
 use xlb_tests::workspace_bin;
@@ -289,6 +289,7 @@ fn backup_installs_messages_of_both_versions() {
 /// A second director on the client's segment (no VIP: it is the backup), with its own table.
 fn second_director(lab: &Lab) -> Netns {
     let ns = Netns::new(&format!("{}-lvs2", lab.prefix)).expect("namespace");
+    enable_ipv6(&ns).expect("IPv6");
     plug(&ns, "eth0", &lab.sw, "sw-lvs2", "192.168.88.6/24").expect("plug");
     ns.sysctl("net.ipv4.ip_forward", "1").expect("forwarding");
     ns
@@ -299,7 +300,7 @@ fn second_director(lab: &Lab) -> Netns {
 /// version 1 and then version 0.
 #[test]
 fn master_to_backup_real_connections() {
-    let lab = Lab::new("syncm", Mode::Dr).expect("lab");
+    let lab = Lab::new6("syncm", Mode::Dr).expect("lab");
     lab.attach().expect("attach");
     let lvs2 = second_director(&lab);
     let pins2 = TempPins::new(&format!("{}-2", lab.prefix)).expect("pins");
@@ -374,7 +375,28 @@ fn master_to_backup_real_connections() {
         assert!(t.elapsed() < Duration::from_secs(8), "after the restart:\n{:?}\n{pending:?}\n{}", backup.conns(&[]), master.log_text());
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("restart: the {} rows made while lbd was down reached the backup after {:?}", pending.len(), t.elapsed());
+    println!("restart: the backup lists all {} rows (2 made while lbd was down) after {:?}", pending.len(), t.elapsed());
+
+    // An IPv6 group: both daemons started again on it.
+    for (d, role) in [(&backup, "backup"), (&master, "master")] {
+        d.lbadm_ok(&["--stop-daemon", role]);
+        d.lbadm_ok(&["--start-daemon", role, "--mcast-interface", "eth0", "--mcast-group", "ff02::1:81"]);
+    }
+    let t = Instant::now();
+    while backup.log_text().matches("group = ff02::1:81").count() < 1 || master.log_text().matches("group = ff02::1:81").count() < 1 {
+        assert!(t.elapsed() < Duration::from_secs(10), "daemons not restarted:\n{}\n{}", master.log_text(), backup.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for port in [80, 8080] {
+        assert!(lab.curl(VIP, port).expect("curl").starts_with("Welcome"));
+    }
+    let t = Instant::now();
+    while backup.conns(&[]) != master.conns(&[]) {
+        assert!(t.elapsed() < Duration::from_secs(8), "IPv6 group:\n{:?}\n{:?}\n{}", backup.conns(&[]), master.conns(&[]), master.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("IPv6 group: the backup lists the master's {} rows after {:?}", backup.conns(&[]).len(), t.elapsed());
 }
 
 /// A NAT connection gets its reply-side entry too (the real server's replies are translated
