@@ -378,7 +378,12 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
         match virtual_service(v, &globals, &mut warnings) {
             Ok(Some((svc, vip))) => {
                 cfg.services.push(svc);
-                vips.extend(vip);
+                // Several virtual servers on one VIP (ports) bring it up once.
+                if let Some(vip) = vip
+                    && !vips.iter().any(|v: &Vip| v.addr == vip.addr && v.dev == vip.dev)
+                {
+                    vips.push(vip);
+                }
             }
             Ok(None) => {}
             Err(mut d) => errors.append(&mut d),
