@@ -258,3 +258,21 @@ pub fn aggregate(states: &[Option<bool>]) -> Option<bool> {
 pub fn worst_detection(c: &Check) -> Duration {
     c.interval + c.retry_delay * c.fail_after.saturating_sub(1) + c.timeout
 }
+
+#[cfg(test)]
+mod tests {
+    use super::nanny_match;
+
+    /// nanny's comparisons: the answer's start, `*` for anything, a regular expression
+    /// anywhere; an empty answer never passes.
+    #[test]
+    fn nanny_answers() {
+        assert!(nanny_match(b"HTTP/1.0 200 OK\r\n", "HTTP", false).is_ok());
+        assert!(nanny_match(b"<html>HTTP", "HTTP", false).is_err(), "nanny compares the start, not anywhere");
+        assert!(nanny_match(b"HT", "HTTP", false).is_err());
+        assert!(nanny_match(b"x", "*", false).is_ok());
+        assert!(nanny_match(b"", "*", false).is_err());
+        assert!(nanny_match(b"xx HTTP/1.1 503", "HTTP/1\\.[01] 5", true).is_ok());
+        assert!(nanny_match(b"HTTP/1.1 200", "^HTTP/1\\.[01] 5", true).is_err());
+    }
+}
