@@ -105,10 +105,11 @@ fn reals_of(lab: &Lab, port: u16) -> Vec<String> {
     for l in ln.lines() {
         if l.starts_with("TCP") {
             inside = l.contains(&format!("{VIP}:{port} "));
-        } else if inside && let Some(rest) = l.trim_start().strip_prefix("-> ") {
-            if let Some(a) = rest.split_whitespace().next().filter(|a| a.contains(':')) {
-                out.push(a.to_string());
-            }
+        } else if inside
+            && let Some(rest) = l.trim_start().strip_prefix("-> ")
+            && let Some(a) = rest.split_whitespace().next().filter(|a| a.contains(':'))
+        {
+            out.push(a.to_string());
         }
     }
     out.sort();
@@ -147,10 +148,12 @@ fn send_expect_timeout_and_reentry() {
     let back = wait_for("web1 re-added", Duration::from_secs(8), || reals_of(&lab, 9000) == both)
         .unwrap_or_else(|e| panic!("{e}\n{}", lbd.log_text()));
     println!("send/expect: removed after {out:?}, re-added {back:?} after answering PONG again");
-    // timeout 1 s: checked every second, each check at most 1 s.
-    assert!(out <= Duration::from_millis(2500), "removal took {out:?}\n{}", lbd.log_text());
-    // reentry 3 s over timeout 1 s: 3 good checks a second apart, the first within a second.
-    assert!(back >= Duration::from_millis(1800) && back <= Duration::from_millis(4500), "re-added after {back:?}\n{}", lbd.log_text());
+    // timeout 1 s: checked every second, each check at most 1 s (2 s, and slack for a loaded
+    // host running two labs).
+    assert!(out <= Duration::from_secs(3), "removal took {out:?}\n{}", lbd.log_text());
+    // reentry 3 s over timeout 1 s: 3 good checks a second apart, the first within a second:
+    // 2 to 3 s; never at the first good answer.
+    assert!(back >= Duration::from_millis(1800) && back <= Duration::from_secs(6), "re-added after {back:?}\n{}", lbd.log_text());
     let logged = lbd.log_text();
     assert!(logged.contains("does not start with \\\"PONG\\\"") || logged.contains("does not start with \"PONG\""), "{logged}");
 }
@@ -228,7 +231,8 @@ fn heartbeat_moves_the_vip() {
     primary.kill();
     let took = wait_for("the backup takes the VIP", Duration::from_secs(10), || holds_vip(&lvs2.ns)).unwrap_or_else(|e| panic!("{e}\n{}", logs()));
     println!("backup took the VIP {took:?} after the primary's lbd was killed (deadtime 3 s, keepalive 1 s)");
-    assert!(took >= Duration::from_millis(1500) && took <= Duration::from_millis(4500), "{took:?}\n{}", logs());
+    // deadtime 3 s from the last heartbeat, sent up to keepalive (1 s) before the kill.
+    assert!(took >= Duration::from_millis(1500) && took <= Duration::from_secs(5), "{took:?}\n{}", logs());
     // The primary director is gone: its link down; the VIP answers through the backup.
     lab.lvs1.ns.ip(&["link", "set", "eth0", "down"]).expect("primary down");
     let body = lab.curl_vip().unwrap_or_else(|e| panic!("{e:#}\n{}", logs()));
