@@ -211,7 +211,15 @@ fn heartbeat_moves_the_vip() {
     lab.lvs1.ns.ip(&["addr", "del", &format!("{VIP}/24"), "dev", "eth0"]).expect("del VIP");
     let lvs2 = second_director(&lab).expect("lvs2");
     let cfg = lab.dir.join("lvs.cf");
-    let pair = "backup_active = 1\nbackup = 192.168.88.6\nheartbeat = 1\nheartbeat_port = 5399\nkeepalive = 1\ndeadtime = 3\n";
+    let pair = "backup_active = 1\nbackup = 192.168.88.6\nheartbeat = 1\nheartbeat_port = 5399\nkeepalive = 1\ndeadtime = 3\n\
+                syncdaemon = 1\nsyncd_iface = eth0\nsyncd_id = 7\n";
+    // `syncdaemon = 1`: the sync daemon follows the pair (what `ipvsadm -L --daemon` shows).
+    let daemons = |pins: &Path| {
+        let o = run(std::process::Command::new(workspace_bin("lbadm")).args(["-L", "--daemon"]).env("XLB_PIN_DIR", pins)).expect("lbadm");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let master = "master sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n";
+    let backup = "backup sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n";
     std::fs::write(&cfg, lab_lvs_cf(pair)).expect("config");
     let (log1, log2) = (lab.dir.join("lbd1.log"), lab.dir.join("lbd2.log"));
     let logs = || format!("primary:\n{}\nbackup:\n{}", std::fs::read_to_string(&log1).unwrap_or_default(), std::fs::read_to_string(&log2).unwrap_or_default());
@@ -222,6 +230,7 @@ fn heartbeat_moves_the_vip() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(!holds_vip(&lvs2.ns), "both hold the VIP\n{}", logs());
     assert!(holds_vip(&lab.lvs1.ns));
+    assert_eq!((daemons(lab.pin_dir()), daemons(lvs2.pins.path())), (master.to_string(), backup.to_string()), "{}", logs());
     // Both directors have the services (each its own table).
     let lbd2_ln = run(std::process::Command::new(workspace_bin("lbadm")).arg("-Ln").env("XLB_PIN_DIR", lvs2.pins.path())).expect("lbadm");
     assert!(String::from_utf8_lossy(&lbd2_ln.stdout).contains(&format!("TCP  {VIP}:80 rr")));
@@ -231,6 +240,7 @@ fn heartbeat_moves_the_vip() {
     primary.kill();
     let took = wait_for("the backup takes the VIP", Duration::from_secs(10), || holds_vip(&lvs2.ns)).unwrap_or_else(|e| panic!("{e}\n{}", logs()));
     println!("backup took the VIP {took:?} after the primary's lbd was killed (deadtime 3 s, keepalive 1 s)");
+    assert_eq!(daemons(lvs2.pins.path()), master, "the new active node's daemon is the master\n{}", logs());
     // deadtime 3 s from the last heartbeat, sent up to keepalive (1 s) before the kill.
     assert!(took >= Duration::from_millis(1500) && took <= Duration::from_secs(5), "{took:?}\n{}", logs());
     // The primary director is gone: its link down; the VIP answers through the backup.
