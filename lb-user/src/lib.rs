@@ -15,6 +15,7 @@ pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod netdev;
+pub mod pulse;
 pub mod sched_tables;
 pub mod store;
 pub mod sync;
