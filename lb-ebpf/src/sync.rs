@@ -20,9 +20,12 @@ pub fn count_input(c: &mut Conn, proto: u8, now: u64) -> bool {
 }
 
 /// Queues connection key `key` (a `ConnKey` or `ConnKey6`: the record's length tells them apart).
+/// Without waking the reader: a wakeup is an interrupt on this CPU (irq_work, about 16 µs in the
+/// bench's VM), where lbd's master reads the queue on its own clock every 20 ms as IPVS's
+/// master thread does.
 #[inline(always)]
 pub fn queue<K>(key: &K) {
-    if XLB_SYNC_EVENTS.output::<K>(key, 0).is_ok() {
+    if XLB_SYNC_EVENTS.output::<K>(key, aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64).is_ok() {
         bump(|g| &mut g.sync_queued);
     } else {
         bump(|g| &mut g.sync_dropped);

@@ -17,8 +17,10 @@ use crate::store::Store;
 
 /// A partly filled message waits at most this long (`IPVS_SYNC_FLUSH_TIME`, 2 s).
 pub const FLUSH_TIME: Duration = Duration::from_secs(2);
-/// How long one wait for ring buffer records lasts at most (the stop flag is looked at then).
-const WAIT: Duration = Duration::from_millis(200);
+/// How often the ring buffer is read (and the stop flag looked at). The data plane queues without
+/// waking the reader (a wakeup interrupts the packet's CPU), so this clock is the reader's; IPVS's
+/// master thread also sends what was queued within 20 ms.
+const WAIT: Duration = Duration::from_millis(20);
 
 /// One ring buffer record: a client-side key of either table, told apart by length.
 enum Event {
