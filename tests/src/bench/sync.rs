@@ -9,7 +9,10 @@
 //! packet counts (none without a master; all queued and read with the reader; all dropped when full).
 use std::{
     path::Path,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Barrier,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -22,7 +25,7 @@ use lb_user::{
 };
 
 use super::{
-    Figure, Results, Size, bench_cpu, in_netns, median_f,
+    Check, Figure, Results, Size, bench_cpu, in_netns, median_f,
     packet::{
         ConnMap, GlobalReader, Measure, Measured, PathSpec, Runner, WEIGHT, commit, conn_key_in, conn_map, counter, data_frame,
         established_specs, finish_proof, new_measured, syn_frame,
@@ -41,16 +44,22 @@ use crate::{
 const LIMIT: f64 = 1.10;
 
 /// The states, taken in turn within every round (the order rotated round by round).
-const STATES: [&str; 4] = [
+const STATES: [&str; 5] = [
     "no master",
+    "no master again (control: the pairing's noise)",
     "master, reader woken per record (poll)",
     "master, reader every 20 ms (as IPVS's master)",
     "master, queue full (nobody reading)",
 ];
 const NO_MASTER: usize = 0;
-const POLL: usize = 1;
-const TIMER: usize = 2;
-const FULL: usize = 3;
+const CONTROL: usize = 1;
+const POLL: usize = 2;
+const TIMER: usize = 3;
+const FULL: usize = 4;
+
+fn master(state: usize) -> bool {
+    !matches!(state, NO_MASTER | CONTROL)
+}
 
 /// How often the timer reader reads: IPVS's master thread is woken at most this long after a
 /// buffer is queued (`IPVS_SYNC_SEND_DELAY`, HZ/50), unless 8 buffers are waiting.
@@ -110,18 +119,24 @@ fn drain(ring: &mut RingBuf<MapData>) -> (u64, u64) {
 /// buffer's fd (the kernel wakes it for a record queued while it had read everything) and reads
 /// what is there; else reads every [`READ_EVERY`] without waiting on the fd. Returns (records
 /// read, odd-sized ones).
-fn reader(pins: &Path, cpu: Option<usize>, poll: bool, stop: &AtomicBool) -> anyhow::Result<(u64, u64)> {
+/// `ready` is passed once the ring buffer is mapped: mapping and unmapping it interrupt the
+/// other CPUs of the process (TLB shootdown), so neither may happen while packets are measured.
+fn reader(pins: &Path, cpu: Option<usize>, poll: bool, ready: &Barrier, stop: &AtomicBool) -> anyhow::Result<(u64, u64)> {
     use std::os::fd::AsRawFd as _;
-    if let Some(c) = cpu {
-        pin_to_cpu(c)?;
-    }
-    let mut ring = open_ring(pins)?;
+    let ring = (|| {
+        if let Some(c) = cpu {
+            pin_to_cpu(c)?;
+        }
+        open_ring(pins)
+    })();
+    ready.wait();
+    let mut ring = ring?;
     let (mut n, mut odd) = (0, 0);
     let mut next = Instant::now() + READ_EVERY;
     while !stop.load(Ordering::Acquire) {
         if !poll {
-            // Short sleeps, so that `stop` is seen soon.
-            std::thread::sleep(Duration::from_millis(1));
+            // Unparked by `stop`.
+            std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
             if Instant::now() < next {
                 continue;
             }
@@ -151,6 +166,17 @@ fn owed(from: u32, to: u32, t: u32, p: u32) -> u64 {
     (from.wrapping_add(1)..=to).filter(|k| k % p == t).count() as u64
 }
 
+/// IRQ work interrupts taken so far by `cpu` (/proc/interrupts, "IWI"; 0 when not listed): how
+/// the ring buffer wakes its reader.
+fn irq_work(cpu: usize) -> u64 {
+    let text = std::fs::read_to_string("/proc/interrupts").unwrap_or_default();
+    text.lines()
+        .find(|l| l.trim_start().starts_with("IWI:"))
+        .and_then(|l| l.split_whitespace().nth(1 + cpu))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `in_pkts` of every flow.
 fn in_pkts(conns: &ConnMap, keys: &[ConnKey]) -> anyhow::Result<Vec<u32>> {
     keys.iter().map(|k| Ok(conns.get(k, 0).context("an established flow left the table")?.in_pkts)).collect()
@@ -176,7 +202,7 @@ fn round(
     let after = m.store.global_stats()?;
     let after_pkts = in_pkts(conns, keys)?;
     let counted: u64 = before_pkts.iter().zip(&after_pkts).map(|(b, a)| a.wrapping_sub(*b) as u64).sum();
-    let due: u64 = if state == NO_MASTER {
+    let due: u64 = if !master(state) {
         0
     } else {
         before_pkts.iter().zip(&after_pkts).map(|(b, a)| owed(*b, *a, rule.0, rule.1)).sum()
@@ -184,7 +210,7 @@ fn round(
     let delta = |c: &str| counter(&after, c).wrapping_sub(counter(&before, c));
     let (queued, dropped) = (delta("sync_queued"), delta("sync_dropped"));
     let (want_q, want_d) = match state {
-        NO_MASTER => (0, 0),
+        NO_MASTER | CONTROL => (0, 0),
         FULL => (0, due),
         _ => (due, 0),
     };
@@ -281,12 +307,13 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         let mut measured: Vec<Vec<Measured>> = (0..2).map(|_| STATES.iter().map(|_| new_measured()).collect()).collect();
         let mut sent = [[0u64; STATES.len()]; 2];
         let (mut read, mut odd, mut filled) = ([0u64; STATES.len()], 0u64, 0u64);
+        let mut iwi = [0u64; STATES.len()];
         let mut ring = open_ring(&path)?;
         m.pairs = (size.pairs / SPLIT).max(1);
         for r in 0..size.rounds * SPLIT {
             for k in 0..STATES.len() {
                 let state = (r + k) % STATES.len();
-                set_master(&path, state != NO_MASTER)?;
+                set_master(&path, master(state))?;
                 match state {
                     // What a filling left: lbd reads it before the round.
                     POLL | TIMER => _ = drain(&mut ring),
@@ -294,9 +321,14 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
                     _ => {}
                 }
                 let stop = AtomicBool::new(false);
+                let ready = Barrier::new(2);
                 let start = r * m.pairs;
+                let iwi_before = irq_work(cpu);
                 let got = std::thread::scope(|s| -> anyhow::Result<Option<(u64, u64)>> {
-                    let h = matches!(state, POLL | TIMER).then(|| s.spawn(|| reader(&path, reader_cpu, state == POLL, &stop)));
+                    let h = matches!(state, POLL | TIMER).then(|| s.spawn(|| reader(&path, reader_cpu, state == POLL, &ready, &stop)));
+                    if h.is_some() {
+                        ready.wait();
+                    }
                     let mut out = Ok(());
                     for (j, spec) in specs.iter().enumerate() {
                         out = round(&mut m, &conns, spec, flow_keys[j], state, start, rule, &mut measured[j][state], &mut sent[j][state]);
@@ -305,12 +337,16 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
                         }
                     }
                     stop.store(true, Ordering::Release);
+                    if let Some(h) = &h {
+                        h.thread().unpark();
+                    }
                     let got = match h {
                         Some(h) => Some(h.join().map_err(|_| anyhow!("reader thread panicked"))??),
                         None => None,
                     };
                     out.map(|_| got)
                 })?;
+                iwi[state] += irq_work(cpu).saturating_sub(iwi_before);
                 if let Some((n, o)) = got {
                     read[state] += n;
                     odd += o;
@@ -319,9 +355,9 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         }
         set_master(&path, false)?;
         let mut figs = Vec::new();
-        let mut means = Vec::new();
         for (j, spec) in specs.iter().enumerate() {
             let mut mean_rows = Vec::new();
+            let (base_net, base_mean) = (measured[j][NO_MASTER].net.clone(), measured[j][NO_MASTER].mean_net.clone());
             for (state, label) in STATES.iter().enumerate() {
                 let mm = &mut measured[j][state];
                 finish_proof(mm, spec);
@@ -330,7 +366,7 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
                 if let Ok(p) = &mut mm.proof {
                     p.push_str(&format!(", in_pkts=+{}", mm.calls));
                     match state {
-                        NO_MASTER => p.push_str(", sync_queued=+0, sync_dropped=+0"),
+                        NO_MASTER | CONTROL => p.push_str(", sync_queued=+0, sync_dropped=+0"),
                         FULL => p.push_str(&format!(
                             ", sync_dropped=+{due} (the rule's count), sync_queued=+0; queue filled before each round ({filled} records in all, then one dropped)"
                         )),
@@ -339,39 +375,47 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
                         )),
                     }
                 }
-                if state != NO_MASTER && due == 0 && mm.proof.is_ok() {
+                if master(state) && due == 0 && mm.proof.is_ok() {
                     mm.proof = Err("the rule owed no send in this state: nothing was measured".to_string());
                 }
                 if matches!(state, POLL | TIMER) && mm.proof.is_ok() && (read[state] != queued || odd != 0) {
                     mm.proof = Err(format!("the reader read {} records ({odd} not a ConnKey), {queued} were queued", read[state]));
                 }
                 let mut f = mm.figure("sync", format!("{}: {label}", spec.name));
-                let mean = median_f(&mm.mean_net);
                 if state == NO_MASTER {
                     figs.push(f.target_text("baseline of the rows below"));
-                    means.push(mean);
                     continue;
                 }
-                let (base, base_mean) = (figs[figs.len() - state].median, means[j * STATES.len()]);
-                let r = f.median / base;
-                f = f.baseline("no master", base).ratio(r).target_ratio(base, "no master", LIMIT, false);
+                // Paired by round: the machine (shared, its speed changing by the second) is the same
+                // for the states of one round, not across rounds.
+                let paired_ratio = median_f(&mm.net.iter().zip(&base_net).map(|(a, b)| a / b).collect::<Vec<_>>());
+                let paired_diff = median_f(&mm.mean_net.iter().zip(&base_mean).map(|(a, b)| a - b).collect::<Vec<_>>());
+                f = f.baseline("no master", median_f(&base_net)).ratio(paired_ratio);
+                let mut mean_row = Figure::new("sync", format!("{}: {label}, mean", spec.name), "ns", &mm.mean_net, mm.proof.clone())
+                    .baseline("no master, mean", median_f(&base_mean))
+                    .ratio(median_f(&mm.mean_net.iter().zip(&base_mean).map(|(a, b)| a / b).collect::<Vec<_>>()));
+                if state == CONTROL {
+                    f = f.target_text(format!("none: the same state twice, {paired_ratio:.2}× is this run's noise"));
+                    mean_row = mean_row.target_text(format!("{paired_diff:+.1} ns per packet: this run's noise"));
+                } else {
+                    let check = Check { value: paired_ratio, limit: LIMIT, at_least: false, unit: "×".to_string() };
+                    f.target = Some(format!("≤ {LIMIT}× no master, same round ({paired_ratio:.2}×): {}", check.verdict()));
+                    f.check = Some(check);
+                    // The mean includes the calls that queue a record: what one send costs.
+                    let per_send = paired_diff * mm.calls as f64 / due.max(1) as f64;
+                    mean_row = mean_row
+                        .target_text(format!("{paired_diff:+.1} ns per packet over no master = {per_send:.0} ns per send ({due} sends)"));
+                }
                 figs.push(f);
-                means.push(mean);
-                // The mean includes the calls that queue a record: what one send costs.
-                let per_send = (mean - base_mean) * mm.calls as f64 / due.max(1) as f64;
-                mean_rows.push(
-                    Figure::new("sync", format!("{}: {label}, mean", spec.name), "ns", &mm.mean_net, mm.proof.clone())
-                        .baseline("no master, mean", base_mean)
-                        .ratio(mean / base_mean)
-                        .target_text(format!("mean − no master's: {:.0} ns per send ({} sends)", per_send, due)),
-                );
+                mean_rows.push(mean_row);
             }
             figs.extend(mean_rows);
         }
         let note = format!(
             "Sync (section 7): the DR service's established flows of section 1 (1 hot, {} spread, the spread \
              flows' packet counts offset so that 1 in 50 falls due in any run of consecutive flows), in {} states \
-             taken in turn in {} rounds of {} (path, empty) pairs each (order rotated round by round): no master; \
+             taken in turn in {} rounds of {} (path, empty) pairs each (order rotated round by round): no master, \
+             twice (the second a control: its ratio to the first is what noise alone gives in this run); \
              a master (`--start-daemon master`, committed as lbadm does) with a reader thread on CPU {} draining \
              XLB_SYNC_EVENTS, either woken by the kernel (poll on the ring buffer, read all) or reading every {} ms \
              without waiting on the fd (IPVS wakes its master thread {} ms after a buffer is queued, or at the \
@@ -383,9 +427,13 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
              column says what one send cost (the difference of the means × calls ÷ sends). A record queued while \
              the reader has read everything makes the kernel queue an irq_work to wake the reader (the ring \
              buffer's default, flags 0): a reader woken per record pays that on (nearly) every send, one reading \
-             on a timer once per read. Target ≤ {LIMIT}× the no-master median: the rule's test is a few \
-             instructions on a connection already in cache, and 10% is about the rounds' spread (min – max) \
-             of a figure on this shared machine.",
+             on a timer once per read: IRQ work interrupts taken by CPU {cpu} during the rounds (/proc/interrupts \
+             IWI) — no master {}, reader woken per record {}, reader every 20 ms {}, queue full {}, for {} sends \
+             in each master state. Ratios are paired by round (median over rounds of the round's figure ÷ \
+             the no-master figure of the same round): this shared machine's speed changes from one second to the \
+             next, and the figures of one round are measured within about a second. Target ≤ {LIMIT}× no master: \
+             the rule's test is a few instructions on a connection already in cache, and 10% is about the paired \
+             ratios' spread between runs of this section on this machine.",
             specs[1].frames.len(),
             STATES.len(),
             size.rounds * SPLIT,
@@ -393,6 +441,11 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             reader_cpu.map_or("(the same)".to_string(), |c| c.to_string()),
             READ_EVERY.as_millis(),
             READ_EVERY.as_millis(),
+            iwi[NO_MASTER] + iwi[CONTROL],
+            iwi[POLL],
+            iwi[TIMER],
+            iwi[FULL],
+            sent[0][POLL] + sent[1][POLL],
         );
         Ok((figs, note))
     })?;
