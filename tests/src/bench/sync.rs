@@ -1,12 +1,13 @@
 //! Section 7: what a running sync master costs the per-packet path (issue 17: "sending never
 //! slows the per-packet path, and a flood drops sync messages (counted) before it drops
 //! packets"). One DR service, its established flows (one hot, many spread) measured as section 1
-//! measures them, in three states taken in turn within every round: no master; a master with a
-//! reader draining `XLB_SYNC_EVENTS` on the other CPU as lbd's master does; a master whose queue
-//! nobody reads (filled first, so every record the round owes is dropped). Proof, per round: every
-//! verdict XDP_TX, conn_hit and tx equal to the calls, each flow's `in_pkts` moved by its calls,
-//! and `sync_queued` / `sync_dropped` moved by exactly the sends IPVS's rule owes for those
-//! packet counts (none without a master; all queued and read with the reader; all dropped when full).
+//! measures them, in five states taken in turn within every round: no master, twice (the second
+//! a control of the pairing's noise); a master with a reader draining `XLB_SYNC_EVENTS` on the
+//! other CPU, woken per record or reading every 20 ms; a master whose queue nobody reads (filled
+//! first, so every record the round owes is dropped). Proof, per round: every verdict XDP_TX,
+//! conn_hit and tx equal to the calls, the flows' `in_pkts` moved by the calls, and
+//! `sync_queued` / `sync_dropped` moved by exactly the sends IPVS's rule owes for those packet
+//! counts (none without a master; all queued, and all read, with a reader; all dropped when full).
 use std::{
     path::Path,
     sync::{
@@ -432,8 +433,10 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
              in each master state. Ratios are paired by round (median over rounds of the round's figure ÷ \
              the no-master figure of the same round): this shared machine's speed changes from one second to the \
              next, and the figures of one round are measured within about a second. Target ≤ {LIMIT}× no master: \
-             the rule's test is a few instructions on a connection already in cache, and 10% is about the paired \
-             ratios' spread between runs of this section on this machine.",
+             the rule's test is a few instructions on a connection already in cache; on the 2-CPU VM the section \
+             was written on, the kernel's durations came in steps of about 10 ns (151, 160, 170 ns), one step is \
+             6–7% of the hot figure, and the control's paired ratio ranged 0.92–1.04× from run to run; a send per \
+             packet (a reader woken per record costs about 16 µs per send there) would be far over.",
             specs[1].frames.len(),
             STATES.len(),
             size.rounds * SPLIT,
