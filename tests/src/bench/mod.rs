@@ -5,7 +5,8 @@
 //! number of real servers, and what a new connection's cost depends on, all new-connection
 //! figures by one function), [`progs`] (instruction counts and verifier work per program),
 //! [`e2e`] (forwarding rate on one core in a namespace lab, against nftables DNAT), [`ctl`]
-//! (lbadm on a 10,000-service table), [`mem`] (connection-table memory). [`report`] writes
+//! (lbadm on a 10,000-service table), [`mem`] (connection-table memory), [`sync`] (what a running
+//! sync master costs the per-packet path, and its full queue). [`report`] writes
 //! `report.md` (a summary of issue 14's goals first), `report.json` and `sched_cost.svg`.
 pub mod ctl;
 pub mod e2e;
@@ -14,6 +15,7 @@ pub mod packet;
 pub mod packet6;
 pub mod progs;
 pub mod report;
+pub mod sync;
 
 use std::{os::fd::AsRawFd as _, path::PathBuf};
 
@@ -316,7 +318,7 @@ pub fn machine_facts() -> Vec<(String, String)> {
 pub fn add_method_notes(res: &mut Results, size: &Size, ran: &[String]) {
     let ran = |keys: &[&str]| keys.iter().any(|k| ran.iter().any(|r| r == k));
     let n = &mut res.notes;
-    if ran(&["packet", "sched", "packet6", "factors"]) {
+    if ran(&["packet", "sched", "packet6", "factors", "sync"]) {
         n.insert(
             0,
             format!(

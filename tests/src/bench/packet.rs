@@ -35,7 +35,7 @@ use crate::{
 /// Weight of every real server of the new-connection figures: all equal, and high enough that
 /// ovf (which fills a server up to `weight` active connections) never runs out of servers while
 /// the benchmark opens up to 50,000 connections per server.
-const WEIGHT: i32 = 65_535;
+pub(super) const WEIGHT: i32 = 65_535;
 
 /// Server counts of the scheduling-cost section.
 pub const SCHED_SIZES: [u32; 4] = [2, 16, 256, 1024];
@@ -132,6 +132,8 @@ pub struct Measured {
     /// Per round: median(path), median(empty).
     pub raw: Vec<f64>,
     pub empty: Vec<f64>,
+    /// Per round: mean(path) - mean(empty), ns (what a cost paid by a few calls moves).
+    pub mean_net: Vec<f64>,
     pub proof: Proof,
     pub calls: u64,
 }
@@ -200,6 +202,8 @@ impl Measure<'_> {
                 bad.push(format!("{c} +{} != 0", delta(c)));
             }
         }
+        let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+        m.mean_net.push(mean(&path_ns) - mean(&empty_ns));
         let pm = median_u(&mut path_ns);
         let em = median_u(&mut empty_ns);
         m.net.push(pm - em);
@@ -254,7 +258,7 @@ pub fn established_specs(label: &str, hot: Vec<u8>, spread: Vec<Vec<u8>>, ingres
 }
 
 pub fn new_measured() -> Measured {
-    Measured { net: Vec::new(), raw: Vec::new(), empty: Vec::new(), proof: Ok(String::new()), calls: 0 }
+    Measured { net: Vec::new(), raw: Vec::new(), empty: Vec::new(), mean_net: Vec::new(), proof: Ok(String::new()), calls: 0 }
 }
 
 pub fn finish_proof(m: &mut Measured, spec: &PathSpec) {
@@ -327,11 +331,11 @@ pub fn commit(pins: &Path, services: Vec<Service>) -> anyhow::Result<()> {
 }
 
 /// A data packet of an established flow (60-byte frame).
-fn data_frame(client: [u8; 4], port: u16, vip: [u8; 4]) -> Vec<u8> {
+pub(super) fn data_frame(client: [u8; 4], port: u16, vip: [u8; 4]) -> Vec<u8> {
     Frame::tcp(sa(client, port), sa(vip, 80), ACK).payload(b"xlbxlb").bytes()
 }
 
-fn syn_frame(client: [u8; 4], port: u16, vip: [u8; 4]) -> Vec<u8> {
+pub(super) fn syn_frame(client: [u8; 4], port: u16, vip: [u8; 4]) -> Vec<u8> {
     Frame::tcp(sa(client, port), sa(vip, 80), SYN).payload(b"xlbxlb").bytes()
 }
 
@@ -341,7 +345,7 @@ fn new_client(k: u8, i: usize) -> ([u8; 4], u16) {
 }
 
 /// The client-side connection-table key of TCP `c`:`p` -> `vip`:80.
-fn conn_key_in(c: [u8; 4], p: u16, vip: [u8; 4]) -> lb_common::ConnKey {
+pub(super) fn conn_key_in(c: [u8; 4], p: u16, vip: [u8; 4]) -> lb_common::ConnKey {
     lb_common::ConnKey {
         caddr: u32::from_ne_bytes(c),
         vaddr: u32::from_ne_bytes(vip),

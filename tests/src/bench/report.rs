@@ -193,6 +193,7 @@ pub fn markdown(res: &Results, facts: &[(String, String)], quick: bool, wall_s: 
         ("control", "4. Control plane (release lbadm)"),
         ("memory", "5. Memory per tracked connection"),
         ("programs", ""),
+        ("sync", "7. What a running sync master costs the per-packet path (issue 17)"),
     ];
     for (key, title) in sections {
         if key == "programs" {

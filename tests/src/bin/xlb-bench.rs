@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use xlb_tests::bench::{self, Results, Size, report};
 
-const SECTIONS: [&str; 8] = ["packet", "sched", "packet6", "factors", "progs", "e2e", "ctl", "mem"];
+const SECTIONS: [&str; 9] = ["packet", "sched", "packet6", "factors", "sync", "progs", "e2e", "ctl", "mem"];
 
 fn main() {
     let mut quick = false;
@@ -48,12 +48,13 @@ fn main() {
     }
     let mut res = Results::default();
     type Section = fn(&Size, &mut Results) -> anyhow::Result<()>;
-    let table: [(&str, &str, Section); 8] = [
+    let table: [(&str, &str, Section); 9] = [
         ("packet", "per-packet", bench::packet::per_packet),
         ("sched", "scheduling", bench::packet::sched_cost),
         // After sections 1 and 2: its figures are printed beside their IPv4 twins.
         ("packet6", "per-packet IPv6", bench::packet6::per_packet6),
         ("factors", "factors", bench::packet::factors),
+        ("sync", "sync", bench::sync::run),
         ("progs", "programs", bench::progs::run),
         ("e2e", "e2e", bench::e2e::run),
         ("ctl", "control", bench::ctl::run),
