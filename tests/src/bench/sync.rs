@@ -3,7 +3,7 @@
 //! packets"). One DR service, its established flows (one hot, many spread) measured as section 1
 //! measures them, in five states taken in turn within every round: no master, twice (the second
 //! a control of the pairing's noise); a master with a reader draining `XLB_SYNC_EVENTS` on the
-//! other CPU, woken per record or reading every 20 ms; a master whose queue nobody reads (filled
+//! other CPU, polling every 5 ms or reading every 20 ms; a master whose queue nobody reads (filled
 //! first, so every record the round owes is dropped). Proof, per round: every verdict XDP_TX,
 //! conn_hit and tx equal to the calls, the flows' `in_pkts` moved by the calls, and
 //! `sync_queued` / `sync_dropped` moved by exactly the sends IPVS's rule owes for those packet
@@ -48,7 +48,7 @@ const LIMIT: f64 = 1.10;
 const STATES: [&str; 5] = [
     "no master",
     "no master again (control: the pairing's noise)",
-    "master, reader woken per record (poll)",
+    "master, reader polling every 5 ms",
     "master, reader every 20 ms (as IPVS's master)",
     "master, queue full (nobody reading)",
 ];
@@ -116,9 +116,9 @@ fn drain(ring: &mut RingBuf<MapData>) -> (u64, u64) {
     (n, odd)
 }
 
-/// lbd's master side of the queue until `stop`, then a last read: `poll`: waits on the ring
-/// buffer's fd (the kernel wakes it for a record queued while it had read everything) and reads
-/// what is there; else reads every [`READ_EVERY`] without waiting on the fd. Returns (records
+/// lbd's master side of the queue until `stop`, then a last read: `poll`: waits up to 5 ms on the
+/// ring buffer's fd (the data plane queues without waking it, so the wait ends at its timeout)
+/// and reads what is there; else reads every [`READ_EVERY`] without waiting on the fd. Returns (records
 /// read, odd-sized ones).
 /// `ready` is passed once the ring buffer is mapped: mapping and unmapping it interrupt the
 /// other CPUs of the process (TLB shootdown), so neither may happen while packets are measured.
@@ -418,25 +418,25 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
              taken in turn in {} rounds of {} (path, empty) pairs each (order rotated round by round): no master, \
              twice (the second a control: its ratio to the first is what noise alone gives in this run); \
              a master (`--start-daemon master`, committed as lbadm does) with a reader thread on CPU {} draining \
-             XLB_SYNC_EVENTS, either woken by the kernel (poll on the ring buffer, read all) or reading every {} ms \
+             XLB_SYNC_EVENTS, either polling it every 5 ms or reading every {} ms (as lbd's master does) \
              without waiting on the fd (IPVS wakes its master thread {} ms after a buffer is queued, or at the \
              8th buffer); a master whose queue nobody reads, filled before each of its rounds (sync_threshold \
              \"0 1\" on the hot flow until a record is dropped, then \"3 50\" again), so every send the round owes \
              is dropped. IPVS's rule (3 50) owes one send per 50 packets of a flow: the median packet sends \
              nothing, so the medians are the cost every packet pays (counting in_pkts, the rule's test); the mean \
              rows (per round mean(path) − mean(empty), median over rounds) include the sends, and their target \
-             column says what one send cost (the difference of the means × calls ÷ sends). A record queued while \
-             the reader has read everything makes the kernel queue an irq_work to wake the reader (the ring \
-             buffer's default, flags 0): a reader woken per record pays that on (nearly) every send, one reading \
-             on a timer once per read: IRQ work interrupts taken by CPU {cpu} during the rounds (/proc/interrupts \
-             IWI) — no master {}, reader woken per record {}, reader every 20 ms {}, queue full {}, for {} sends \
-             in each master state. Ratios are paired by round (median over rounds of the round's figure ÷ \
+             column says what one send cost (the difference of the means × calls ÷ sends). The data plane queues \
+             with BPF_RB_NO_WAKEUP: with the default flags a record queued while the reader had read everything \
+             made the kernel queue an irq_work on the packet's CPU to wake the reader, about 16 µs per send in \
+             the VM this section was written on (3,669 IRQ work interrupts for 4,000 sends); IRQ work interrupts \
+             taken by CPU {cpu} during the rounds now (/proc/interrupts IWI) — no master {}, reader polling every \
+             5 ms {}, reader every 20 ms {}, queue full {}, for {} sends in each master state. Ratios are paired by round (median over rounds of the round's figure ÷ \
              the no-master figure of the same round): this shared machine's speed changes from one second to the \
              next, and the figures of one round are measured within about a second. Target ≤ {LIMIT}× no master: \
              the rule's test is a few instructions on a connection already in cache; on the 2-CPU VM the section \
              was written on, the kernel's durations came in steps of about 10 ns (151, 160, 170 ns), one step is \
              6–7% of the hot figure, and the control's paired ratio ranged 0.92–1.04× from run to run; a send per \
-             packet (a reader woken per record costs about 16 µs per send there) would be far over.",
+             packet, or a wakeup per send, would be far over.",
             specs[1].frames.len(),
             STATES.len(),
             size.rounds * SPLIT,
