@@ -101,7 +101,9 @@ pub fn per_packet6(size: &Size, res: &mut Results) -> anyhow::Result<()> {
         };
         let mut specs: Vec<PathSpec> = Vec::new();
         for (label, vip, verdict) in [("DR", VIP6_DR, XDP_TX), ("TUN", VIP6_TUN, XDP_TX), ("NAT request", VIP6_NAT, XDP_REDIRECT)] {
-            let spread = spread.iter().map(|&p| data6(client, p, vip)).collect();
+            let spread: Vec<Vec<u8>> = spread.iter().map(|&p| data6(client, p, vip)).collect();
+            m.establish(&spread, if0, verdict)?;
+            m.establish(&[data6(client, hot_port, vip)], if0, verdict)?;
             specs.extend(established_specs(label, data6(client, hot_port, vip), spread, if0, verdict));
         }
         let replies = spread.iter().map(|&p| nat_rs(p)).collect::<anyhow::Result<_>>()?;
