@@ -98,6 +98,11 @@ global_stats! {
         nat_reply: event 11,
         /// Half-open connections evicted to make room in a full table (see `HALF_OPEN_SLOTS`).
         conn_evicted: event 6,
+        /// Connections queued for the sync master (`XLB_SYNC_EVENTS`).
+        sync_queued: event 12,
+        /// Connections the sync master could not be told of: its queue was full (lbd behind or
+        /// not running). The packet itself went on.
+        sync_dropped: event 13,
     }
 }
 
@@ -119,7 +124,7 @@ mod tests {
         let g = GlobalStats::default();
         let verdicts: [&str; 4] = g.verdicts().map(|(n, _)| n);
         assert_eq!(verdicts, ["pass", "tx", "redirect", "drop"]);
-        let events: [&str; 12] = g.events().map(|(n, _)| n);
+        let events: [&str; 14] = g.events().map(|(n, _)| n);
         assert_eq!(
             events,
             [
@@ -135,6 +140,8 @@ mod tests {
                 "icmp_sent",
                 "icmp_related",
                 "nat_reply",
+                "sync_queued",
+                "sync_dropped",
             ]
         );
     }

@@ -11,6 +11,7 @@ pub mod dest_mem;
 mod global_stats;
 pub mod maps;
 pub mod sched;
+pub mod sync;
 pub mod tcp_state;
 pub mod tunnel;
 pub mod verifier;
@@ -51,7 +52,7 @@ pub const IPVS_CONN_TAB_SIZE: u32 = 4096;
 
 /// Version of the map layouts below. Stored in the pinned `XLB_META` map; a binary refuses to
 /// use pinned maps of another layout instead of misreading them.
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 
 /// Helper: an `Addr` word built from IPv4 octets, in network byte order as the packet has it.
 #[inline(always)]
@@ -77,6 +78,7 @@ mod pod {
     unsafe impl aya::Pod for ConnKey6 {}
     unsafe impl aya::Pod for Conn6 {}
     unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for crate::sync::SyncDaemon {}
     unsafe impl aya::Pod for Meta {}
     unsafe impl aya::Pod for SlowPathMark {}
     unsafe impl aya::Pod for IfaceInfo {}

@@ -36,6 +36,8 @@ pub mod names {
     pub const CLIENT_NEIGH6: &str = "XLB_CLIENT_NEIGH6";
     pub const HALF_OPEN6: &str = "XLB_HALF_OPEN6";
     pub const HALF_OPEN6_CURSOR: &str = "XLB_HALF_OPEN6_CURSOR";
+    pub const SYNC_DAEMONS: &str = "XLB_SYNC_DAEMONS";
+    pub const SYNC_EVENTS: &str = "XLB_SYNC_EVENTS";
 
     /// Every map, for tools that pin, list or remove them all.
     pub const ALL: &[&str] = &[
@@ -71,6 +73,8 @@ pub mod names {
         CLIENT_NEIGH6,
         HALF_OPEN6,
         HALF_OPEN6_CURSOR,
+        SYNC_DAEMONS,
+        SYNC_EVENTS,
     ];
 
 }
@@ -635,6 +639,14 @@ pub struct Conn {
     /// Client-side entry: the real server's port for this connection (network order; NAT
     /// rewrites the destination port to it). Reply-side entry: the virtual port.
     pub port: u16,
+    /// Client packets seen (IPVS `in_pkts`): the sync daemon's packet rule counts them.
+    pub in_pkts: u32,
+    /// What the sync master last sent of it (see `sync::sync_needed`): the state in the low 4
+    /// bits, refresh retries in bits 4-5 (IPVS `old_state`, `sync_endtime & 3`).
+    pub sync_state: u8,
+    pub _pad: u8,
+    /// Its expected end time when last sent, seconds modulo 65536 (IPVS `sync_endtime`).
+    pub sync_end: u16,
 }
 
 /// `XLB_FWMARKS`: what the director's `iptables -t mangle ... -j MARK --set-mark N` rules mark,
@@ -700,6 +712,14 @@ pub struct Config {
     /// Bumped by lbd whenever an interface's attachment changes: cached next hops re-check
     /// their egress then (`DestNeigh::iface_gen`).
     pub iface_gen: u32,
+    /// IPVS's sync sysctls (`SYNC_SYSCTLS`): `sync_threshold` is the pair (threshold, period).
+    pub sync_threshold: u32,
+    pub sync_period: u32,
+    /// Seconds.
+    pub sync_refresh_period: u32,
+    pub sync_version: u8,
+    pub sync_retries: u8,
+    pub _pad: u16,
     pub _reserved: [u32; 3],
 }
 
@@ -786,6 +806,22 @@ impl Config {
 /// The kernel's `bpf_fib_lookup` takes BPF_FIB_LOOKUP_SRC (Linux 6.7): the route's source
 /// address comes with the answer. Set by lbd attach from its probe.
 pub const CFG_F_FIB_SRC: u32 = 0x2;
+/// A master sync daemon runs (`--start-daemon master`): the data plane queues the connections
+/// IPVS's rules say to send on `XLB_SYNC_EVENTS`.
+pub const CFG_F_SYNC_MASTER: u32 = 0x4;
+
+impl Config {
+    /// The sync sysctls the data plane applies.
+    #[inline(always)]
+    pub fn sync_rules(&self) -> crate::sync::SyncRules {
+        crate::sync::SyncRules {
+            threshold: self.sync_threshold,
+            period: self.sync_period,
+            refresh_period: self.sync_refresh_period,
+            retries: self.sync_retries as u32,
+        }
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -799,6 +835,12 @@ impl Default for Config {
             lblcr_expiration: LBLCR_EXPIRATION_S as u32,
             slow_path_tag: 0,
             iface_gen: 0,
+            sync_threshold: 3,
+            sync_period: 50,
+            sync_refresh_period: 0,
+            sync_version: 1,
+            sync_retries: 0,
+            _pad: 0,
             _reserved: [0; 3],
         }
     }
@@ -909,10 +951,11 @@ mod tests {
         assert_eq!(size_of::<SlowPathMark>(), 12);
         assert_eq!(size_of::<IfaceInfo>(), 36);
         assert_eq!(size_of::<ConnKey>(), 16);
-        assert_eq!((size_of::<ConnKey6>(), size_of::<Conn6>()), (40, 40));
-        assert_eq!(size_of::<Conn>(), 24);
+        assert_eq!((size_of::<ConnKey6>(), size_of::<Conn6>()), (40, 48));
+        assert_eq!(size_of::<Conn>(), 32);
+        assert_eq!(size_of::<crate::sync::SyncDaemon>(), 56);
         assert_eq!(size_of::<Stats>(), 40);
-        assert_eq!(size_of::<GlobalStats>(), 40 + 16 * 8);
+        assert_eq!(size_of::<GlobalStats>(), 40 + 18 * 8);
         assert_eq!(size_of::<HalfOpenCursor>(), 16);
         assert_eq!((size_of::<LblcKey>(), size_of::<LblcValue>()), (24, 16));
         assert_eq!(size_of::<LblcrSet>(), 24 + 4 * LBLCR_SET_MAX);

@@ -44,7 +44,7 @@ pub fn key_in(p: &Pkt) -> ConnKey {
 #[inline(always)]
 pub fn create_reply_entry(key: &ConnKey, svc_id: u32, dest_id: u32, vport: u16, vip: u32, now: u64) -> Result<(), ()> {
     // `timeout` carries the VIP in a reply-side entry (see lb_common::Conn).
-    let c = Conn { dest_id, svc_id, last_seen: now, timeout: vip, state: 0, flags: 0, port: vport };
+    let c = Conn { dest_id, svc_id, last_seen: now, timeout: vip, port: vport, ..Conn::default() };
     insert(key, &c)
 }
 
@@ -226,6 +226,7 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flag
         state: STATE_NONE,
         flags: CONN_F_INACTIVE | flags,
         port,
+        ..Conn::default()
     };
     if p.proto != IPPROTO_TCP {
         c.state = STATE_UDP;
@@ -238,10 +239,14 @@ pub fn create(key: &ConnKey, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, flag
     // with one atomic change and one scheduling-tree update instead of two).
     let dir = input_dir(&c);
     let _ = transition(&mut c, p, now, dir);
+    let send = crate::sync::count_input(&mut c, p.proto, now);
     bind(dest_id, Held::of(CONN_KIND_IN, c.flags));
     if insert(key, &c).is_err() {
         uncount(&c);
         return Err(());
+    }
+    if send {
+        crate::sync::queue(key);
     }
     if p.proto == IPPROTO_TCP {
         note_half_open(key);

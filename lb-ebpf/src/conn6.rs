@@ -114,7 +114,7 @@ fn evict_half_open6() -> bool {
 /// `Conn6::vip`.
 #[inline(always)]
 pub fn create_reply_entry6(key: &ConnKey6, svc_id: u32, dest_id: u32, vport: u16, vip: &Addr, now: u64) -> Result<(), ()> {
-    let c = Conn { dest_id, svc_id, last_seen: now, timeout: 0, state: 0, flags: 0, port: vport };
+    let c = Conn { dest_id, svc_id, last_seen: now, timeout: 0, port: vport, ..Conn::default() };
     insert6(key, &c, *vip)
 }
 
@@ -129,6 +129,7 @@ pub fn create6(key: &ConnKey6, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, fl
         state: STATE_NONE,
         flags: CONN_F_INACTIVE | flags,
         port,
+        ..Conn::default()
     };
     if p.proto != IPPROTO_TCP {
         c.state = STATE_UDP;
@@ -138,10 +139,14 @@ pub fn create6(key: &ConnKey6, p: &Pkt, svc_id: u32, dest_id: u32, port: u16, fl
     }
     let dir = input_dir(&c);
     let _ = transition(&mut c, p, now, dir);
+    let send = crate::sync::count_input(&mut c, p.proto, now);
     bind(dest_id, Held::of(CONN_KIND_IN, c.flags));
     if insert6(key, &c, Addr::ZERO).is_err() {
         uncount(&c);
         return Err(());
+    }
+    if send {
+        crate::sync::queue(key);
     }
     if p.proto == IPPROTO_TCP {
         note_half_open6(key);

@@ -41,6 +41,7 @@ mod related;
 mod related6;
 mod schedule;
 mod stats;
+mod sync;
 mod tc_neigh;
 mod tun;
 mod tun6;
@@ -173,6 +174,7 @@ pub fn xlb_xdp(ctx: XdpContext) -> u32 {
     // lookup, the kernel inlines it; a callback into `forward` took xlb_xdp6 past the stack).
     if schedule::usable_dest(dest_id, svc_id, |_| ()).is_some() {
         conn::on_packet(c, &p, now);
+        sync::after_input(&key, c, p.proto, now);
     }
     // Counted there with its reception and the connection hit.
     if let Some(v) = forward(&ctx, &p, svc_id, dest_id, rport, false, now) {

@@ -2,7 +2,7 @@
 //! lbadm, lbd and every attached program share one table.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use lb_common::*;
 
@@ -72,6 +72,10 @@ pinned_maps! {
     XLB_LBLCR_NEW: PerCpuArray<LblcrSet> = PerCpuArray::pinned(1, 0);
     XLB_GLOBAL_STATS: PerCpuArray<GlobalStats> = PerCpuArray::pinned(1, 0);
     XLB_CONFIG: Array<Config> = Array::pinned(1, 0);
+    /// The sync daemons' settings (`lb_common::sync`): written by lbadm, read by lbd.
+    XLB_SYNC_DAEMONS: Array<sync::SyncDaemon> = Array::pinned(2, 0);
+    /// Connections for the sync master to send (see sync.rs).
+    XLB_SYNC_EVENTS: RingBuf = RingBuf::pinned(sync::SYNC_EVENTS_BYTES, 0);
     /// This namespace's interfaces (by ifindex), written by lbd: whether XDP can transmit there and
     /// the address IPIP is sourced from when the FIB cannot say.
     XLB_IFACES: HashMap<u32, IfaceInfo> = HashMap::pinned(MAX_IFACES, 0);

@@ -719,7 +719,7 @@ pub fn choose_dest<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u3
     // One call site: the scheduler's branches are verified once.
     let dest_id = run_scheduler::<GROUP>(svc, p, now)?;
     if persistent {
-        let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
+        let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, ..Conn::default() };
         if XLB_CONNS.insert(&key, &t, 0).is_ok() {
             template_start(dest_id);
         }
@@ -755,7 +755,7 @@ pub fn choose_dest6<const GROUP: u8>(m: &Matched, p: &Pkt, now: u64) -> Option<u
     }
     let dest_id = run_scheduler::<GROUP>(svc, p, now)?;
     if persistent {
-        let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, state: 0, flags: 0, port: 0 };
+        let t = Conn { dest_id, svc_id: svc.id, last_seen: now, timeout: svc.timeout, ..Conn::default() };
         if XLB_CONNS6.insert(&key, &Conn6 { c: t, vip: Addr::ZERO }, 0).is_ok() {
             template_start(dest_id);
         }

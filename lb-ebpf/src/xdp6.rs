@@ -61,6 +61,7 @@ pub fn xlb_xdp6(ctx: XdpContext) -> u32 {
     // lookup, the kernel inlines it; a callback into `forward6` took xlb_xdp6 past the stack).
     if schedule::usable_dest(dest_id, svc_id, |_| ()).is_some() {
         conn::on_packet(c, &p, now);
+        crate::sync::after_input(&key, c, p.proto, now);
     }
     if let Some(v) = forward6(&ctx, &p, svc_id, dest_id, rport, false, now) {
         return v;

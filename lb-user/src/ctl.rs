@@ -429,6 +429,29 @@ impl Table {
         self.trash.push(crate::model::TrashedDest { svc: *svc, svc_id, addr: d.addr, port: d.port, id: d.id });
     }
 
+    /// `start_sync_thread`'s checks and bookkeeping: one daemon per role (EEXIST), none while a
+    /// service has real servers of the other address family (EINVAL, IPVS cannot sync those).
+    pub fn start_daemon(&mut self, master: bool, mut cfg: crate::model::SyncDaemonCfg) -> Result<(), Errno> {
+        if self.services.iter().any(|s| s.dests.iter().any(|d| Af::of(&d.addr) != s.key.af())) {
+            return Err(libc::EINVAL);
+        }
+        let d = &mut self.daemons;
+        let slot = if master { &mut d.master } else { &mut d.backup };
+        if slot.is_some() {
+            return Err(libc::EEXIST);
+        }
+        d.starts = d.starts.wrapping_add(1);
+        cfg.generation = d.starts;
+        *slot = Some(cfg);
+        Ok(())
+    }
+
+    /// `stop_sync_thread`: ESRCH when that daemon does not run.
+    pub fn stop_daemon(&mut self, master: bool) -> Result<(), Errno> {
+        let slot = if master { &mut self.daemons.master } else { &mut self.daemons.backup };
+        slot.take().map(|_| ()).ok_or(libc::ESRCH)
+    }
+
     /// `ip_vs_set_timeout` (`--set tcp tcpfin udp`): 0 keeps the current value.
     pub fn set_timeouts(&mut self, tcp: u32, tcp_fin: u32, udp: u32) -> Result<(), Errno> {
         // The kernel multiplies by HZ into an int.

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod local;
 pub mod metrics;
 pub mod model;
+pub mod netdev;
 pub mod sched_tables;
 pub mod store;
 pub mod sysctl;

@@ -257,6 +257,33 @@ pub struct Table {
     /// The trash itself: re-adding the same real server to the same service revives it (its
     /// id, connections and counters), as `ip_vs_trash_get_dest` does.
     pub trash: Vec<TrashedDest>,
+    /// The connection sync daemons started (`--start-daemon`), as `-L --daemon` lists them.
+    #[serde(default)]
+    pub daemons: SyncDaemons,
+}
+
+/// The sync daemons: at most one master and one backup, both at once if asked (IPVS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemons {
+    pub master: Option<SyncDaemonCfg>,
+    pub backup: Option<SyncDaemonCfg>,
+    /// Starts so far (the last start's generation).
+    #[serde(default)]
+    pub starts: u32,
+}
+
+/// One sync daemon's settings, completed as the kernel completes them at start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDaemonCfg {
+    pub ifname: String,
+    pub ifindex: u32,
+    pub syncid: u8,
+    pub maxlen: u32,
+    pub group: IpAddr,
+    pub port: u16,
+    pub ttl: u8,
+    /// Bumped at every start (lbd restarts a daemon whose generation changed).
+    pub generation: u32,
 }
 
 /// A deleted dest that connections may still use.

@@ -141,7 +141,9 @@ impl Lbadm {
             // Best effort: if the namespace cannot be made, the run sees the host's files.
             unsafe {
                 cmd.pre_exec(move || {
-                    if libc::unshare(libc::CLONE_NEWNS) == 0
+                    // Its own network namespace too: only `lo`, as in the recording guest
+                    // (`--start-daemon` looks its interface up).
+                    if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) == 0
                         && libc::mount(
                             std::ptr::null(),
                             c"/".as_ptr(),
@@ -189,11 +191,15 @@ impl Lbadm {
         Ok(o.stdout_str())
     }
 
-    /// What the recorder runs between cases (`-C`, `--set 900 120 300`, `-Z`; no sync daemon
-    /// can be running), or a fresh pin directory with `XLB_GOLDEN_FRESH=1`.
+    /// What the recorder runs between cases (`--stop-daemon master|backup`, `-C`,
+    /// `--set 900 120 300`, `-Z`), or a fresh pin directory with `XLB_GOLDEN_FRESH=1`.
     pub fn reset(&mut self) -> anyhow::Result<()> {
         if std::env::var_os("XLB_GOLDEN_FRESH").is_some() {
             return self.fresh_pins();
+        }
+        for role in ["master", "backup"] {
+            // "No daemon is running" when none was started: fine.
+            self.run_as("ipvsadm", &["--stop-daemon".to_string(), role.to_string()], None)?;
         }
         for c in ["-C", "--set 900 120 300", "-Z"] {
             self.ok(c)?;

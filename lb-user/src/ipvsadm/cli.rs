@@ -363,8 +363,7 @@ const FLAG_OPTIONS: [(Tag, usize, u32); 12] = [
 ];
 
 /// An option whose argument is a number in `min..=max` (ipvsadm's `string_to_number`): its
-/// bit, the range, the message it fails with, and where the number goes (`None`: checked only,
-/// as the sync daemon's are).
+/// bit, the range, the message it fails with, and where the number goes.
 type NumberOption = (Tag, usize, i64, i64, &'static str, Option<fn(&mut Entry, i64)>);
 
 const NUMBER_OPTIONS: [NumberOption; 8] = [
@@ -372,9 +371,9 @@ const NUMBER_OPTIONS: [NumberOption; 8] = [
     (Tag::UThreshold, OPTC_UTHRESHOLD, 0, i32::MAX as i64, "illegal u_threshold specified", Some(|e, n| e.dest.u_threshold = n as u32)),
     (Tag::LThreshold, OPTC_LTHRESHOLD, 0, i32::MAX as i64, "illegal l_threshold specified", Some(|e, n| e.dest.l_threshold = n as u32)),
     (Tag::SyncId, OPTC_SYNCID, 0, 255, "illegal syncid specified", Some(|e, n| e.daemon.syncid = n as u32)),
-    (Tag::McastPort, OPTC_MCAST_PORT, 1, 65535, "illegal mcast-port specified", None),
-    (Tag::McastTtl, OPTC_MCAST_TTL, 1, 255, "illegal mcast-ttl specified", None),
-    (Tag::SyncMaxlen, OPTC_SYNC_MAXLEN, 1, 65535 - 20 - 8, "illegal sync-maxlen specified", None),
+    (Tag::McastPort, OPTC_MCAST_PORT, 1, 65535, "illegal mcast-port specified", Some(|e, n| e.daemon.port = n as u16)),
+    (Tag::McastTtl, OPTC_MCAST_TTL, 1, 255, "illegal mcast-ttl specified", Some(|e, n| e.daemon.ttl = n as u8)),
+    (Tag::SyncMaxlen, OPTC_SYNC_MAXLEN, 1, 65535 - 20 - 8, "illegal sync-maxlen specified", Some(|e, n| e.daemon.maxlen = n as u32)),
     (Tag::TunPort, OPTC_TUN_PORT, 1, 65535, "illegal tunnel port specified", Some(|e, n| e.dest.tun_port = n as u16)),
 ];
 
@@ -468,13 +467,17 @@ fn apply_option(e: &mut Entry, io: &mut Io, popt: &Popt, tag: Tag, val: Option<&
         }
         Tag::McastGroup => {
             set_option(io, &mut e.options, OPTC_MCAST_GROUP)?;
-            if arg.contains(&b':') {
-                if !names::inet_pton6(arg).is_some_and(|a| a.is_multicast()) {
-                    return Err(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg))));
+            e.daemon.group = Some(if arg.contains(&b':') {
+                match names::inet_pton6(arg) {
+                    Some(a) if a.is_multicast() => IpAddr::V6(a),
+                    _ => return Err(io.fail(2, &format!("invalid IPv6 mcast-group `{}'", lossy(arg)))),
                 }
-            } else if !names::inet_pton4(arg).is_some_and(|a| a.is_multicast()) {
-                return Err(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg))));
-            }
+            } else {
+                match names::inet_pton4(arg) {
+                    Some(a) if a.is_multicast() => IpAddr::V4(a),
+                    _ => return Err(io.fail(2, &format!("invalid IPv4 mcast-group `{}'", lossy(arg)))),
+                }
+            });
         }
         Tag::Sort => {}
         _ => return Err(io.fail(2, &format!("invalid option `{}'", popt.bad_option()))),

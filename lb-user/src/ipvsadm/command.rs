@@ -133,12 +133,16 @@ pub struct DestArg {
     pub tun_flags: u16,
 }
 
-/// `--start-daemon` / `--stop-daemon` parameters (validated, never used: no sync daemon).
+/// `--start-daemon` / `--stop-daemon` parameters (0 / `None`: the kernel's default).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DaemonArg {
     pub master: bool,
     pub mcast_ifn: String,
     pub syncid: u32,
+    pub group: Option<IpAddr>,
+    pub port: u16,
+    pub ttl: u8,
+    pub maxlen: u32,
 }
 
 /// One parsed and checked ipvsadm invocation (`struct ipvs_command_entry` + options/format).

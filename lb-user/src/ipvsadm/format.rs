@@ -559,6 +559,20 @@ pub fn list_timeout(t: &Table) -> Vec<u8> {
     format!("Timeout (tcp tcpfin udp): {} {} {}\n", to.tcp as i32, to.tcp_fin as i32, to.udp as i32).into_bytes()
 }
 
+/// `list_daemon`: a line per running sync daemon, master first.
+pub fn list_daemons(d: &crate::model::SyncDaemons) -> Vec<u8> {
+    let mut s = String::new();
+    for (state, cfg) in [("master", &d.master), ("backup", &d.backup)] {
+        if let Some(c) = cfg {
+            s += &format!(
+                "{state} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
+                c.ifname, c.syncid, c.maxlen, c.group, c.port, c.ttl
+            );
+        }
+    }
+    s.into_bytes()
+}
+
 /// `list_conn`: the connection entries.
 pub fn list_conn(conns: &[ConnEntry], format: u32) -> Vec<u8> {
     let mut s = String::from("IPVS connection entries\n");

@@ -5,13 +5,11 @@
 //! comparison is left out.
 //!
 //! Deliberate differences:
-//! - no connection sync daemon (`--start-daemon` fails by design);
 //! - twos exists (as in kernels from 6.2 on), the 6.1 recording's kernel has none.
 //!
 //! IPv6 services and real servers, mixed families and `--tun-type gue|gre` are compared like
 //! everything else (issue 15 lifted issue 12's refusals).
 
-const NO_SYNC: &str = "no connection sync daemon in xlb (--start-daemon fails by design)";
 const TWOS: &str = "twos: the 6.1 recording's kernel has no ip_vs_twos (compared on 6.12 instead)";
 
 /// The skips of one recorded case, fed its steps in order ([`CaseSkips::step`]).
@@ -27,25 +25,10 @@ impl CaseSkips {
 
     /// Why the recorded step `ipvsadm ARGV` (without argv[0]) with `stdin`, which answered
     /// `status`/`stdout`, is not compared; `None`: compare it.
-    pub fn step(&mut self, argv: &[String], _stdin: Option<&str>, status: i32, stdout: &str) -> Option<&'static str> {
-        let has = |w: &str| argv.iter().any(|a| a == w);
+    pub fn step(&mut self, _argv: &[String], _stdin: Option<&str>, _status: i32, _stdout: &str) -> Option<&'static str> {
         if self.stem == "commands" && self.case == "sched-twos" {
             // xlb has twos, as kernels from 6.2 on do; twos-6.12.json is this case on 6.12.
             return Some(TWOS);
-        }
-        if self.stem == "commands" && self.case == "sync-daemon" {
-            // A daemon that starts, stops, or shows up in `-L --daemon`; argument errors still
-            // compare, and so do the listings and stops when no daemon runs.
-            let arg_error = status == 2;
-            if has("--start-daemon") && !arg_error {
-                return Some(NO_SYNC);
-            }
-            if has("--stop-daemon") && status == 0 {
-                return Some(NO_SYNC);
-            }
-            if has("--daemon") && !stdout.is_empty() {
-                return Some(NO_SYNC);
-            }
         }
         None
     }

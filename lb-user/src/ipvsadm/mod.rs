@@ -40,6 +40,11 @@ pub trait Backend {
     fn load(&mut self) -> anyhow::Result<Table>;
     fn commit(&mut self, before: &Table, after: &Table) -> anyhow::Result<()>;
     fn connections(&mut self) -> anyhow::Result<Vec<ConnEntry>>;
+    /// `--mcast-interface`'s facts (the host's by default; the replays emulate the recording
+    /// guest's).
+    fn interface(&mut self, name: &str) -> Option<crate::netdev::NetDev> {
+        crate::netdev::lookup(name)
+    }
 }
 
 impl Backend for crate::store::Store {
@@ -55,9 +60,6 @@ impl Backend for crate::store::Store {
         crate::store::Store::connections(self)
     }
 }
-
-/// What `--start-daemon` reports: xlb has no connection synchronisation daemon.
-pub const NO_SYNC_DAEMON: &str = "Operation not supported: xlb has no connection sync daemon";
 
 fn init_failure(err: &mut dyn Write, what: &str) -> i32 {
     let _ = writeln!(
@@ -266,6 +268,8 @@ enum Call {
     UpdateDest,
     DelDest,
     GetService,
+    StartDaemon,
+    StopDaemon,
     Other,
 }
 
@@ -286,6 +290,8 @@ fn ipvs_strerror(call: Call, errno: Errno) -> String {
         (DelDest, libc::ESRCH, "Service not defined"),
         (DelDest, libc::ENOENT, "No such destination"),
         (GetService, libc::ESRCH, "No such service"),
+        (StartDaemon, libc::EEXIST, "Daemon has already run"),
+        (StopDaemon, libc::ESRCH, "No daemon is running"),
     ];
     if let Some((_, _, m)) = specific.iter().find(|(c, e, _)| *c == call && *e == errno) {
         return (*m).to_string();
@@ -308,6 +314,31 @@ fn ipvs_strerror(call: Call, errno: Errno) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// A daemon's settings completed as the kernel's `start_sync_thread` completes them: the
+/// interface must exist (ENODEV); an IPv6 group needs a multicast interface to route through
+/// (ENETUNREACH, as the kernel's connect answers); the largest message is the interface's MTU
+/// (a master: 1500) less the IP and UDP headers unless given, clamped to what the role takes.
+fn daemon_cfg(d: &command::DaemonArg, dev: Option<crate::netdev::NetDev>) -> Result<crate::model::SyncDaemonCfg, Errno> {
+    let dev = dev.ok_or(libc::ENODEV)?;
+    let group = d.group.unwrap_or(IpAddr::from(lb_common::sync::SYNC_GROUP_V4));
+    if group.is_ipv6() && !dev.multicast {
+        return Err(libc::ENETUNREACH);
+    }
+    let hlen = if group.is_ipv6() { 40 + 8 } else { 20 + 8 };
+    let (mtu, min) = if d.master { (1500, 1) } else { (dev.mtu.clamp(1500, 65535), 1024) };
+    let maxlen = if d.maxlen != 0 { d.maxlen.clamp(min, 65535 - hlen) } else { mtu - hlen };
+    Ok(crate::model::SyncDaemonCfg {
+        ifname: d.mcast_ifn.clone(),
+        ifindex: dev.index,
+        syncid: d.syncid.min(255) as u8,
+        maxlen,
+        group,
+        port: if d.port != 0 { d.port } else { lb_common::sync::SYNC_PORT },
+        ttl: if d.ttl != 0 { d.ttl } else { lb_common::sync::SYNC_TTL },
+        generation: 0,
+    })
 }
 
 /// The service key a command names.
@@ -424,15 +455,19 @@ fn process_options(
             (Call::Other, sess.table(io)?.set_timeouts(tcp, fin, udp))
         }
         Cmd::StartDaemon => {
-            let _ = writeln!(io.err, "{NO_SYNC_DAEMON}");
-            return Ok(-1);
+            let dev = sess.backend.interface(&e.daemon.mcast_ifn);
+            let r = match daemon_cfg(&e.daemon, dev) {
+                Ok(cfg) => sess.table(io)?.start_daemon(e.daemon.master, cfg),
+                Err(errno) => Err(errno),
+            };
+            (Call::StartDaemon, r)
         }
-        Cmd::StopDaemon => (Call::Other, Err(libc::ESRCH)),
+        Cmd::StopDaemon => (Call::StopDaemon, sess.table(io)?.stop_daemon(e.daemon.master)),
     };
     match res {
         Ok(()) => Ok(0),
         Err(errno) => {
-            let msg = if e.cmd == Cmd::StopDaemon { "No daemon is running".to_string() } else { ipvs_strerror(call, errno) };
+            let msg = ipvs_strerror(call, errno);
             let _ = writeln!(io.err, "{msg}");
             Ok(-1)
         }
@@ -461,8 +496,7 @@ fn list(e: &Entry, key: Option<SvcKey>, sess: &mut Session, io: &mut Io) -> Resu
     } else if e.has(command::OPTC_TIMEOUT) {
         format::list_timeout(sess.table(io)?)
     } else if e.has(command::OPTC_DAEMON) {
-        // No sync daemon ever runs: nothing to print.
-        Vec::new()
+        format::list_daemons(&sess.table(io)?.daemons)
     } else {
         format::list_all(sess.table(io)?, e.format)
     };

@@ -3,6 +3,7 @@
 //! data plane sees every service either before or after the change, never a mix.
 mod codec;
 mod conns;
+pub mod daemons;
 mod gate;
 mod mmap;
 mod pins;
@@ -54,6 +55,7 @@ pub struct Store {
     global: PerCpuArray<MapData, GlobalStats>,
     config: Array<MapData, c::Config>,
     meta: Array<MapData, Meta>,
+    sync_daemons: Array<MapData, c::sync::SyncDaemon>,
     rates: HashMap<MapData, u32, c::RateEst>,
     gate: Gate,
     dir: PathBuf,
@@ -89,6 +91,7 @@ impl Store {
             global: PerCpuArray::try_from(src.take(names::GLOBAL_STATS)?)?,
             config: Array::try_from(src.take(names::CONFIG)?)?,
             meta: Array::try_from(src.take(names::META)?)?,
+            sync_daemons: Array::try_from(src.take(names::SYNC_DAEMONS)?)?,
             rates: HashMap::try_from(src.take(names::RATES)?)?,
             gate: Gate::new(src.take_data(names::GATE)?)?,
             dir: dir.to_path_buf(),
@@ -194,6 +197,7 @@ impl Store {
             next_seq: meta.next_seq.max(1),
             reserved_dest_ids: self.trash_ids(),
             trash: self.trash(),
+            daemons: self.sync_daemons()?,
         })
     }
 
@@ -258,6 +262,9 @@ impl Store {
             let mut meta = self.meta.get(&0, 0)?;
             meta.next_seq = after.next_seq;
             self.meta.set(0, meta, 0)?;
+        }
+        if before.daemons != after.daemons {
+            self.commit_daemons(&after.daemons)?;
         }
         self.sync_gate(after);
         self.free_idle_trash()?;

@@ -98,7 +98,7 @@ pub(super) enum MapSource {
 }
 
 /// Every map the store uses.
-const STORE_MAPS: [&str; 17] = [
+const STORE_MAPS: [&str; 18] = [
     names::SERVICES,
     names::SVC_KEYS,
     names::SVC_STATE,
@@ -116,6 +116,7 @@ const STORE_MAPS: [&str; 17] = [
     names::META,
     names::RATES,
     names::GATE,
+    names::SYNC_DAEMONS,
 ];
 
 impl MapSource {

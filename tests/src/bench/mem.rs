@@ -51,7 +51,7 @@ pub fn run(size: &Size, res: &mut Results) -> anyhow::Result<()> {
             kind: lb_common::CONN_KIND_IN,
             _pad: 0,
         };
-        conns.insert(key, Conn { dest_id: i % 2, svc_id: 0, last_seen: 0, timeout: 900, state: 3, flags: 0, port: 80u16.to_be() }, 0)?;
+        conns.insert(key, Conn { dest_id: i % 2, svc_id: 0, last_seen: 0, timeout: 900, state: 3, flags: 0, port: 80u16.to_be(), ..Default::default() }, 0)?;
     }
     let fill_s = t.elapsed().as_secs_f64();
     let counted = conns.keys().filter(|k| k.is_ok()).count() as u64;
