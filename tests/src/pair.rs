@@ -216,6 +216,10 @@ impl Pair {
             let ns = fast_ns(&format!("{prefix}-{name}"), &[("net.ipv4.ip_forward", "1")])?;
             let port = format!("sw-{name}");
             veth(&ns, "eth0", &sw, &port)?;
+            // A NIC drops unicast frames for another MAC, a veth does not (and XDP runs before
+            // that check): the bridge floods no unknown unicast to the directors, so a dead
+            // director's frames reach the other only once the client has learnt its MAC.
+            run(sw.cmd_net_only("bridge").args(["link", "set", "dev", &port, "flood", "off"]))?;
             ip_batch(&ns, &[format!("addr add {ip}/24 dev eth0"), "link set eth0 up".into()])?;
             sysctls(&ns.name, &no_rp)?;
             sysctls(&ns.name, &[("net.ipv4.conf.eth0.forwarding".into(), "1".into())])?;
