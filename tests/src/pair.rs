@@ -190,6 +190,8 @@ pub struct Pair {
     pub reals: Vec<Netns>,
     pub sw: Netns,
     pub dir: PathBuf,
+    /// How long the set-up's parts took (printed: the matrix's time is tight under TCG).
+    pub setup: String,
 }
 
 impl Pair {
@@ -197,6 +199,7 @@ impl Pair {
     /// attached to eth0 (and the pass program to its switch port) and `lbd run` running.
     /// `file`: what the real servers serve as `/file`.
     pub fn new(tag: &str, a: Kind, b: Kind, file: Arc<Vec<u8>>) -> anyhow::Result<Pair> {
+        let t0 = Instant::now();
         let prefix = unique_prefix(tag);
         let dir = std::env::temp_dir().join(&prefix);
         let _ = std::fs::remove_dir_all(&dir);
@@ -253,14 +256,35 @@ impl Pair {
         }
         let b = directors.pop().context("no director B")?;
         let a = directors.pop().context("no director A")?;
-        let mut pair = Pair { servers, kept: std::sync::Mutex::new(Vec::new()), a, b, client, reals, sw, dir };
+        let mut pair = Pair { servers, kept: std::sync::Mutex::new(Vec::new()), a, b, client, reals, sw, dir, setup: String::new() };
+        pair.setup = format!("namespaces and servers {:.1} s", t0.elapsed().as_secs_f64());
+        let t1 = Instant::now();
+        // Every attach at once: each loads and verifies the object, slow under TCG.
+        let mut attaches = Vec::new();
+        for d in [&pair.a, &pair.b].into_iter().filter(|d| d.kind == Kind::Xlb) {
+            let lbd = |ns: &Netns| {
+                let mut c = ns.cmd_net_only(workspace_bin("lbd"));
+                c.arg("--pin-dir").arg(d.pins.as_ref().map(TempPins::path).unwrap_or(Path::new("")));
+                c
+            };
+            let mut balancer = lbd(&d.ns);
+            balancer.args(["attach", "eth0", "--mode", "auto"]);
+            // veth drops XDP_TX frames unless the receiving end runs XDP too.
+            let mut pass = lbd(&pair.sw);
+            pass.args(["attach", &d.port, "--mode", "native", "--program", "pass"]);
+            for mut c in [balancer, pass] {
+                let child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot run lbd attach")?;
+                attaches.push((format!("{c:?}"), child));
+            }
+        }
+        for (what, child) in attaches {
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+            }
+        }
         for d in [&mut pair.a, &mut pair.b] {
             if d.kind == Kind::Xlb {
-                d.lbd(&["attach", "eth0", "--mode", "auto"])?;
-                // veth drops XDP_TX frames unless the receiving end runs XDP too.
-                run(pair.sw.cmd_net_only(workspace_bin("lbd")).arg("--pin-dir").arg(d.pin_dir()?).args([
-                    "attach", &d.port, "--mode", "native", "--program", "pass",
-                ]))?;
                 d.start_lbd_run()?;
             } else {
                 let out = d.ipvsadm(&["-Ln"])?;
@@ -269,6 +293,7 @@ impl Pair {
                 }
             }
         }
+        pair.setup += &format!(", xlb attached in {:.1} s", t1.elapsed().as_secs_f64());
         Ok(pair)
     }
 

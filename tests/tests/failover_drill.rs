@@ -219,7 +219,7 @@ fn drill(sync: bool) -> anyhow::Result<Figures> {
     if !ready {
         bail!("A did not become VRRP master alone within {waited:?}\n{}", logs());
     }
-    println!("A holds the VIP after {:.1} s", waited.as_secs_f64());
+    println!("lab: {}; A holds the VIP after {:.1} s", pair.setup, waited.as_secs_f64());
     let capture = DataCapture::start(&pair.client, pair.dir.join("download.pcap"))?;
 
     let (persistent_client, download_client) = (client_ip(1), client_ip(2));

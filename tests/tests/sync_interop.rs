@@ -117,7 +117,7 @@ fn backup_lists_the_masters_connections_both_ways() {
     for d in [&pair.a, &pair.b] {
         d.add_services().expect("services");
     }
-    println!("lab ready in {:.1} s", t0.elapsed().as_secs_f64());
+    println!("lab ready in {:.1} s ({})", t0.elapsed().as_secs_f64(), pair.setup);
     let clients = |from: u8| -> Vec<Ipv4Addr> { (from..from + 3).map(client_ip).collect() };
     let mut failures = Vec::new();
     for (master_is_a, from, version) in [(true, 0, 1), (false, 10, 1), (false, 20, 0)] {
