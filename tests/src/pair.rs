@@ -259,28 +259,28 @@ impl Pair {
         let mut pair = Pair { servers, kept: std::sync::Mutex::new(Vec::new()), a, b, client, reals, sw, dir, setup: String::new() };
         pair.setup = format!("namespaces and servers {:.1} s", t0.elapsed().as_secs_f64());
         let t1 = Instant::now();
-        // Every attach at once: each loads and verifies the object, slow under TCG.
-        let mut attaches = Vec::new();
-        for d in [&pair.a, &pair.b].into_iter().filter(|d| d.kind == Kind::Xlb) {
-            let lbd = |ns: &Netns| {
-                let mut c = ns.cmd_net_only(workspace_bin("lbd"));
-                c.arg("--pin-dir").arg(d.pins.as_ref().map(TempPins::path).unwrap_or(Path::new("")));
-                c
-            };
-            let mut balancer = lbd(&d.ns);
-            balancer.args(["attach", "eth0", "--mode", "auto"]);
-            // veth drops XDP_TX frames unless the receiving end runs XDP too.
-            let mut pass = lbd(&pair.sw);
-            pass.args(["attach", &d.port, "--mode", "native", "--program", "pass"]);
-            for mut c in [balancer, pass] {
+        // The balancers first (each creates its director's maps: two processes creating the same
+        // pins would collide), then the pass programs; the directors side by side (each attach
+        // verifies the object, slow under TCG).
+        for pass in [false, true] {
+            let mut attaches = Vec::new();
+            for d in [&pair.a, &pair.b].into_iter().filter(|d| d.kind == Kind::Xlb) {
+                let mut c = (if pass { &pair.sw } else { &d.ns }).cmd_net_only(workspace_bin("lbd"));
+                c.arg("--pin-dir").arg(d.pin_dir()?);
+                if pass {
+                    // veth drops XDP_TX frames unless the receiving end runs XDP too.
+                    c.args(["attach", &d.port, "--mode", "native", "--program", "pass"]);
+                } else {
+                    c.args(["attach", "eth0", "--mode", "auto"]);
+                }
                 let child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot run lbd attach")?;
                 attaches.push((format!("{c:?}"), child));
             }
-        }
-        for (what, child) in attaches {
-            let out = child.wait_with_output()?;
-            if !out.status.success() {
-                bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+            for (what, child) in attaches {
+                let out = child.wait_with_output()?;
+                if !out.status.success() {
+                    bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+                }
             }
         }
         for d in [&mut pair.a, &mut pair.b] {
