@@ -121,12 +121,26 @@ impl Director {
         format!("{} in {}", self.kind.name(), if self.ip == A_IP { "A" } else { "B" })
     }
 
-    /// The lab's services, configured as `service_lines` says.
+    /// The lab's services, configured as `service_lines` says: one `ipvsadm -R` (one process
+    /// matters under TCG).
     pub fn add_services(&self) -> anyhow::Result<()> {
-        for line in service_lines() {
-            let args: Vec<&str> = line.iter().map(String::as_str).collect();
-            self.ipvsadm_ok(&args)?;
+        let text: String = service_lines().iter().map(|l| l.join(" ") + "\n").collect();
+        let mut c = match self.kind {
+            Kind::Ipvs => self.ns.cmd_net_only(IPVSADM),
+            Kind::Xlb => {
+                let mut c = self.ns.cmd_net_only(workspace_bin("lbadm"));
+                c.env("XLB_PIN_DIR", self.pin_dir()?);
+                c
+            }
+        };
+        let mut child = c.arg("-R").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot run ipvsadm -R")?;
+        child.stdin.take().context("no stdin")?.write_all(text.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() || !out.stderr.is_empty() {
+            bail!("{} ipvsadm -R failed ({}): {}\n{text}", self.name(), out.status, String::from_utf8_lossy(&out.stderr));
         }
+        let listing = self.ipvsadm_ok(&["-Ln"])?;
+        anyhow::ensure!(listing.lines().filter(|l| l.contains(" Route ")).count() == 2 * 3, "{} has not the lab's services:\n{listing}", self.name());
         Ok(())
     }
 
