@@ -391,12 +391,19 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             checkers,
         });
     }
+    // lvs.cf's director pair (crate::pulse), for the life of this process.
+    let pulse = match running.as_ref().and_then(|r| r.cfg.pair.clone()) {
+        Some(pair) => crate::pulse::start(pair, dir.clone()).await?,
+        None => None,
+    };
     if let Some(addr) = opts.metrics {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics: cannot listen on {addr}"))?;
         log(&format!("metrics on http://{addr}/metrics"));
         tokio::spawn(crate::metrics::serve(listener, dir.clone(), shared.clone()));
     }
     publish(&shared, &running);
+    // The sync daemons (`--start-daemon`) follow XLB_SYNC_DAEMONS on a thread of their own.
+    crate::sync::spawn(dir.clone()).context("cannot start the sync thread")?;
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -524,6 +531,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             }
         }
         publish(&shared, &running);
+    }
+    if let Some(p) = pulse {
+        p.stop().await;
     }
     log("stopping; the table and the data plane stay as they are");
     Ok(())

@@ -1,7 +1,9 @@
 //! Health checks of real servers (ldirectord's connect/negotiate, keepalived's TCP_CHECK and
-//! HTTP_GET), one tokio task per check so that a slow server never delays another's verdict.
+//! HTTP_GET, piranha nanny's send/expect), one tokio task per check so that a slow server never
+//! delays another's verdict.
 //!
-//! A checker reports a verdict when its server's state changes: up after one good check, down
+//! A checker reports a verdict when its server's state changes: up after one good check (a
+//! server that was down: after `rise_after` good checks in a row, piranha's `reentry`), down
 //! after `fail_after` consecutive failures (retried every `retry_delay` meanwhile). Before the
 //! first verdict the state is unknown.
 
@@ -50,6 +52,9 @@ pub async fn check_once(c: &Check) -> Result<(), String> {
 }
 
 async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
+    if let CheckKind::SendExpect { send, expect, regex, udp: true } = kind {
+        return udp_send_expect(c, send.as_deref(), expect.as_deref(), *regex).await;
+    }
     let mut s = TcpStream::connect(c.target).await.map_err(|e| format!("connect to {}: {e}", c.target))?;
     match kind {
         CheckKind::Connect => Ok(()),
@@ -97,7 +102,63 @@ async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
                 got.extend_from_slice(&buf[..n]);
             }
         }
+        CheckKind::SendExpect { send, expect, regex, .. } => {
+            if let Some(req) = send {
+                s.write_all(req.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+            }
+            let Some(want) = expect else { return Ok(()) };
+            // nanny reads as many bytes as it expects (254 for a regular expression).
+            let need = if *regex { NANNY_READ } else { want.len().clamp(1, NANNY_READ) };
+            let mut got = Vec::new();
+            let mut buf = [0u8; NANNY_READ];
+            while got.len() < need {
+                let n = s.read(&mut buf[..need - got.len()]).await.map_err(|e| format!("receive: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if *regex || want == "*" {
+                    break;
+                }
+            }
+            nanny_match(&got, want, *regex)
+        }
         CheckKind::On | CheckKind::Off => Ok(()),
+    }
+}
+
+/// The most of an answer nanny reads (its buffer).
+const NANNY_READ: usize = 254;
+
+/// nanny's verdict on an answer: `*` takes any; a regular expression matches anywhere in it;
+/// else the answer starts with `want`.
+fn nanny_match(got: &[u8], want: &str, regex: bool) -> Result<(), String> {
+    let text = String::from_utf8_lossy(got);
+    if got.is_empty() {
+        return Err("no answer".into());
+    }
+    let ok = if want == "*" {
+        true
+    } else if regex {
+        regex_lite::Regex::new(want).map_err(|e| format!("expect: {e}"))?.is_match(&text)
+    } else {
+        got.starts_with(want.as_bytes())
+    };
+    if ok { Ok(()) } else { Err(format!("answer {:?} does not {} {want:?}", text, if regex { "match" } else { "start with" })) }
+}
+
+/// nanny's UDP check: the send string as one datagram, then one answer (of at least a byte).
+async fn udp_send_expect(c: &Check, send: Option<&str>, expect: Option<&str>, regex: bool) -> Result<(), String> {
+    let bind: std::net::SocketAddr = if c.target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let s = tokio::net::UdpSocket::bind(bind).await.map_err(|e| format!("socket: {e}"))?;
+    s.connect(c.target).await.map_err(|e| format!("connect to {}: {e}", c.target))?;
+    s.send(send.unwrap_or_default().as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+    let mut buf = [0u8; NANNY_READ];
+    let n = s.recv(&mut buf).await.map_err(|e| format!("receive: {e}"))?;
+    match expect {
+        Some(want) => nanny_match(&buf[..n], want, regex),
+        None if n > 0 => Ok(()),
+        None => Err("empty answer".into()),
     }
 }
 
@@ -121,6 +182,7 @@ async fn read_all(s: &mut TcpStream) -> Result<Vec<u8>, String> {
 pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut fails = 0u32;
+        let mut oks = 0u32;
         let mut state: Option<bool> = None;
         loop {
             let started = tokio::time::Instant::now();
@@ -128,9 +190,13 @@ pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHan
             let change = match r {
                 Ok(()) => {
                     fails = 0;
-                    (state != Some(true)).then(|| (true, "ok".to_string()))
+                    oks = oks.saturating_add(1);
+                    // Unknown: the first good check says up; down: `rise_after` in a row.
+                    let risen = state.is_none() || oks >= check.rise_after;
+                    (state != Some(true) && risen).then(|| (true, "ok".to_string()))
                 }
                 Err(why) => {
+                    oks = 0;
                     fails = fails.saturating_add(1);
                     (fails >= check.fail_after && state != Some(false)).then_some((false, why))
                 }
@@ -191,4 +257,22 @@ pub fn aggregate(states: &[Option<bool>]) -> Option<bool> {
 /// How long a check of `c` may take to turn a dead server down at worst.
 pub fn worst_detection(c: &Check) -> Duration {
     c.interval + c.retry_delay * c.fail_after.saturating_sub(1) + c.timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nanny_match;
+
+    /// nanny's comparisons: the answer's start, `*` for anything, a regular expression
+    /// anywhere; an empty answer never passes.
+    #[test]
+    fn nanny_answers() {
+        assert!(nanny_match(b"HTTP/1.0 200 OK\r\n", "HTTP", false).is_ok());
+        assert!(nanny_match(b"<html>HTTP", "HTTP", false).is_err(), "nanny compares the start, not anywhere");
+        assert!(nanny_match(b"HT", "HTTP", false).is_err());
+        assert!(nanny_match(b"x", "*", false).is_ok());
+        assert!(nanny_match(b"", "*", false).is_err());
+        assert!(nanny_match(b"xx HTTP/1.1 503", "HTTP/1\\.[01] 5", true).is_ok());
+        assert!(nanny_match(b"HTTP/1.1 200", "^HTTP/1\\.[01] 5", true).is_err());
+    }
 }

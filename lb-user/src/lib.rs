@@ -15,8 +15,10 @@ pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod netdev;
+pub mod pulse;
 pub mod sched_tables;
 pub mod store;
+pub mod sync;
 pub mod sysctl;
 
 /// The XDP object built by build.rs (lb-ebpf for bpfel).

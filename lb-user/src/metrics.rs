@@ -120,6 +120,10 @@ pub fn render(t: &Table, g: &GlobalStats, shared: Option<&Shared>, attached: &[c
     for (v, n) in g.events() {
         f.sample("xlb_dataplane_events_total", &[("event", v)], n);
     }
+    f.head("xlb_sync_total", "counter", "The sync daemon's work in this lbd (crate::sync::Counters).");
+    for (name, _, n) in crate::sync::COUNTERS.all() {
+        f.sample("xlb_sync_total", &[("counter", name.trim_start_matches("sync_"))], n);
+    }
     out
 }
 

@@ -157,7 +157,7 @@ fn vm_run(kernel: &str, cmd: &[String]) -> anyhow::Result<()> {
     let path = which(prog)?;
     let t = testbins::TestBinary { name: "vm-run".into(), path, cwd: std::env::current_dir()?, args: args.to_vec() };
     let report = vm::run_kernel(vm::resolve(kernel)?, &[t], &[], &target_dir()?)?;
-    for line in report.output.lines().filter(|l| !l.starts_with("@@xlb ")) {
+    for line in report.printed() {
         println!("{line}");
     }
     let rc = report.binaries.get("vm-run").and_then(|b| b.exit);
@@ -214,7 +214,7 @@ fn compare_ipvs(kernels: Vec<String>, scenarios: Vec<String>) -> anyhow::Result<
         match vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &tests, &[], &target)) {
             Ok(report) => {
                 println!("==== {k}: what the runner printed ====");
-                for line in report.output.lines().filter(|l| !l.starts_with("@@xlb ")) {
+                for line in report.printed() {
                     println!("{line}");
                 }
                 if !report.ok() {
@@ -425,7 +425,7 @@ fn bench(quick: bool, vm: bool, kernels: Vec<String>) -> anyhow::Result<()> {
     for k in &kernels {
         let report = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, std::slice::from_ref(&guest_bench), &[], &target))?;
         // The report: from its title to the first line the benchmark wrote to stderr after it.
-        let lines: Vec<&str> = report.output.lines().filter(|l| !l.starts_with("@@xlb")).collect();
+        let lines: Vec<&str> = report.printed().collect();
         let md = match lines.iter().position(|l| l.starts_with("# xlb benchmark")) {
             Some(i) => {
                 let end = lines[i..].iter().position(|l| l.starts_with("report: ") || l.starts_with("xlb-bench: ")).map_or(lines.len(), |e| i + e);

@@ -551,9 +551,19 @@ pub fn run_kernel(kernel: Kernel, tests: &[TestBinary], test_args: &[String], ta
     Ok(report)
 }
 
+/// The guest's marker lines (`@@xlb up|start|end|done`), which the report parses.
+const MARKER: &str = "@@xlb ";
+
+impl KernelReport {
+    /// What the guest's binaries printed, without the markers.
+    pub fn printed(&self) -> impl Iterator<Item = &str> {
+        self.output.lines().filter(|l| !l.starts_with(MARKER))
+    }
+}
+
 /// Applies one line of the guest's serial output to the report (markers and libtest lines).
 fn parse_line(line: &str, tag: &str, r: &mut KernelReport, current: &mut Option<String>, done: &mut bool, boot_start: Instant) {
-    if let Some(m) = line.strip_prefix("@@xlb ") {
+    if let Some(m) = line.strip_prefix(MARKER) {
         let mut w = m.split_whitespace();
         match w.next() {
             Some("up") => {

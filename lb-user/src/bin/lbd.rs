@@ -46,6 +46,8 @@ enum ConfigFormat {
     Auto,
     Ldirectord,
     Keepalived,
+    /// piranha's /etc/sysconfig/ha/lvs.cf.
+    Piranha,
 }
 
 impl From<ConfigFormat> for lb_user::config::Format {
@@ -54,6 +56,7 @@ impl From<ConfigFormat> for lb_user::config::Format {
             ConfigFormat::Auto => lb_user::config::Format::Auto,
             ConfigFormat::Ldirectord => lb_user::config::Format::Ldirectord,
             ConfigFormat::Keepalived => lb_user::config::Format::Keepalived,
+            ConfigFormat::Piranha => lb_user::config::Format::Piranha,
         }
     }
 }
@@ -82,7 +85,8 @@ enum Cmd {
     Run {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
-        /// ldirectord.cf or keepalived.conf (the virtual_server part is used).
+        /// ldirectord.cf, keepalived.conf (the virtual_server part is used) or piranha's lvs.cf
+        /// (its primary/backup heartbeat included).
         #[arg(long)]
         config: Option<PathBuf>,
         /// The configuration's grammar.

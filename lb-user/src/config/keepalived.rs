@@ -691,7 +691,7 @@ impl Parser<'_> {
             return None;
         }
         let target = SocketAddr::new(ip, port);
-        let mk = |kind| Check { kind, target, interval, timeout, fail_after: retry + 1, retry_delay: delay_before_retry };
+        let mk = |kind| Check { kind, target, interval, timeout, fail_after: retry + 1, retry_delay: delay_before_retry, rise_after: 1 };
         if n.key == "TCP_CHECK" {
             return Some(vec![mk(CheckKind::Connect)]);
         }

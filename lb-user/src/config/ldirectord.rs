@@ -569,7 +569,7 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
 }
 
 fn check(kind: CheckKind, target: SocketAddr, interval: Duration, timeout: Duration, fail_after: u32) -> Check {
-    Check { kind, target, interval, timeout, fail_after, retry_delay: interval }
+    Check { kind, target, interval, timeout, fail_after, retry_delay: interval, rise_after: 1 }
 }
 
 type RealLine = (DestSpec, Option<String>, Option<String>);

@@ -1,5 +1,5 @@
-//! Configuration files of the LVS managers lbd stands in for: ldirectord.cf and the
-//! virtual_server part of keepalived.conf. Both parse to one [`DesiredConfig`]: the services and
+//! Configuration files of the LVS managers lbd stands in for: ldirectord.cf, the
+//! virtual_server part of keepalived.conf and piranha's lvs.cf. All parse to one [`DesiredConfig`]: the services and
 //! real servers to program (as `ctl` specs) and how to check each real server.
 //!
 //! Anything a file asks for that lbd cannot honour is an error with its line number, and the
@@ -9,6 +9,7 @@
 
 pub mod keepalived;
 pub mod ldirectord;
+pub mod piranha;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +23,10 @@ use crate::ctl::{DestSpec, ServiceSpec};
 pub enum Format {
     Ldirectord,
     Keepalived,
-    /// keepalived when the file has a `virtual_server` block or braces, else ldirectord.
+    /// piranha's /etc/sysconfig/ha/lvs.cf.
+    Piranha,
+    /// piranha when the file has lvs.cf's global keywords or `virtual NAME {` blocks,
+    /// keepalived when it has a `virtual_server` block or braces, else ldirectord.
     Auto,
 }
 
@@ -68,6 +72,11 @@ pub enum CheckKind {
     Http { method: String, path: String, host: String, status: Vec<(u16, u16)>, expect: Option<String> },
     /// ldirectord `service = simpletcp`: send `request`, the answer contains `receive`.
     SimpleTcp { request: String, receive: String },
+    /// piranha's nanny: send `send` (escapes already converted) over TCP, or as one datagram
+    /// when `udp`; then the first bytes of the answer are `expect` (`*`: any answer), or with
+    /// `regex` the answer's first 254 bytes match it; no `expect`: the send is the check.
+    /// Its own kind: nanny compares the answer's start where ldirectord's simpletcp searches it.
+    SendExpect { send: Option<String>, expect: Option<String>, regex: bool, udp: bool },
     /// ldirectord `checktype = on`: always up.
     On,
     /// ldirectord `checktype = off`: always down.
@@ -90,6 +99,9 @@ pub struct Check {
     /// Time between the attempts of a failing server (ldirectord: the interval; keepalived
     /// `delay_before_retry`).
     pub retry_delay: Duration,
+    /// Consecutive good checks that bring a server that was down back (piranha's `reentry`
+    /// over its `timeout`); 1 for ldirectord and keepalived.
+    pub rise_after: u32,
 }
 
 /// One real server: what to program when it is up, and how to know.
@@ -124,6 +136,8 @@ pub struct DesiredConfig {
     pub logfile: Option<PathBuf>,
     /// Things accepted but worth saying (unknown keepalived keywords, lenient indentation).
     pub warnings: Vec<Diag>,
+    /// lvs.cf's director pair (primary/backup, heartbeat), for [`crate::pulse`].
+    pub pair: Option<piranha::Pair>,
 }
 
 /// Reads and parses `path`.
@@ -144,14 +158,34 @@ pub fn parse(text: &str, format: Format) -> Result<DesiredConfig, Vec<Diag>> {
     };
     let cfg = match format {
         Format::Keepalived => keepalived::parse(text)?,
+        Format::Piranha => piranha::parse(text)?,
         _ => ldirectord::parse(text)?,
     };
     check_unique(&cfg)?;
     Ok(cfg)
 }
 
+/// piranha when some line is one of lvs.cf's global settings (`serial_no =`, `primary =`,
+/// `backup_active =`, `heartbeat_port =`) or a `virtual NAME {` block holds a `server NAME {`;
 /// keepalived when some line starts with a keepalived block keyword or holds a brace.
 pub fn detect(text: &str) -> Format {
+    let first_words = |l: &str| {
+        let mut it = l.split(|c: char| c.is_whitespace() || c == '=').filter(|w| !w.is_empty());
+        (it.next().unwrap_or("").to_string(), l.contains('='), l.trim_end().ends_with('{'))
+    };
+    let mut virtual_block = false;
+    for l in text.lines() {
+        let (w, eq, brace) = first_words(l.trim_start());
+        if eq && matches!(w.as_str(), "serial_no" | "primary" | "backup_active" | "heartbeat_port") {
+            return Format::Piranha;
+        }
+        if brace && w == "virtual" {
+            virtual_block = true;
+        }
+        if brace && w == "server" && virtual_block {
+            return Format::Piranha;
+        }
+    }
     let keepalived = text.lines().any(|l| {
         let l = l.trim_start();
         let first = l.split_whitespace().next().unwrap_or("");

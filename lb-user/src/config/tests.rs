@@ -305,3 +305,174 @@ fn keepalived_ipv6_and_tunnel_forms_load() {
     assert_eq!(cfg.services[0].spec.key, SvcKey::Fwmark { mark: 8, af: Af::Inet6 });
     assert_eq!(cfg.services[0].reals[0].dest.fwd, Fwd::Tunnel);
 }
+
+/// Seed 000 (CSDN, "LVS之三"): piranha's lvs.cf exactly as the page shows it (trailing Chinese
+/// comments after no-break spaces, three comment lines wrapped by the page, the virtual
+/// server's name turned into a web link).
+#[test]
+fn seed000_lvs_cf_loads() {
+    use piranha::Vip;
+    let text = include_str!("testdata/seed000-lvs.cf");
+    assert_eq!(detect(text), Format::Piranha);
+    let cfg = parse(text, Format::Auto).expect("seed 000's lvs.cf loads");
+    assert_eq!(cfg.services.len(), 1);
+    let s = &cfg.services[0];
+    assert_eq!(s.line, 13);
+    assert_eq!(s.spec.key, SvcKey::Inet { proto: Proto::Tcp, addr: ip("192.168.60.200"), port: 80 });
+    assert_eq!((s.spec.sched.as_str(), s.spec.flags, s.spec.timeout), ("rr", 0, 0));
+    assert!(s.fallback.is_none());
+    let reals: Vec<_> = s.reals.iter().map(|r| (r.line, r.dest.addr, r.dest.port, r.dest.fwd, r.dest.weight, r.quiescent)).collect();
+    assert_eq!(
+        reals,
+        [(28, ip("192.168.60.132"), 80, Fwd::Route, 1, false), (33, ip("192.168.60.144"), 80, Fwd::Route, 1, false)]
+    );
+    for (r, a) in s.reals.iter().zip(["192.168.60.132:80", "192.168.60.144:80"]) {
+        let c = &r.checks[0];
+        assert_eq!(r.checks.len(), 1);
+        assert_eq!(
+            c.kind,
+            CheckKind::SendExpect {
+                send: Some("GET / HTTP/1.0\r\n\r\n".into()),
+                expect: Some("HTTP".into()),
+                regex: false,
+                udp: false
+            }
+        );
+        assert_eq!(c.target, a.parse().expect("addr"));
+        // nanny -t timeout -a reentry: checked every 6 s, out at the first failure, back after
+        // 15 / 6 = 2 good checks in a row.
+        assert_eq!((c.interval, c.timeout, c.fail_after, c.retry_delay, c.rise_after), (
+            Duration::from_secs(6),
+            Duration::from_secs(6),
+            1,
+            Duration::from_secs(6),
+            2
+        ));
+    }
+    let pair = cfg.pair.as_ref().expect("pair settings");
+    assert_eq!((pair.primary, pair.backup), (Some("192.168.60.56".parse().expect("ip")), Some(std::net::Ipv4Addr::UNSPECIFIED)));
+    assert_eq!((pair.backup_active, pair.heartbeat, pair.heartbeat_port), (false, false, 539));
+    assert_eq!((pair.keepalive, pair.deadtime), (Duration::from_secs(5), Duration::from_secs(10)));
+    assert!(!pair.syncdaemon);
+    assert_eq!(
+        pair.vips,
+        [Vip { line: 15, addr: "192.168.60.200".parse().expect("ip"), prefix: 32, dev: "eth0".into(), label: "eth0:0".into() }]
+    );
+    let warned: Vec<usize> = cfg.warnings.iter().map(|w| w.line).collect();
+    assert_eq!(warned, [10, 13, 26, 27], "{:?}", cfg.warnings);
+    assert!(cfg.warnings[0].msg.contains("comment of line 9"));
+    assert!(cfg.warnings[1].msg.contains("read as `www.gaojf.com`"));
+    assert!(cfg.warnings[3].msg.contains("comment of line 25"));
+}
+
+/// lvs.cf's other forms: NAT with a server port, persistence with pmask, fwmark, UDP with
+/// send/expect escapes, a sorry server, quiesce_server, use_regex, inactive blocks skipped.
+#[test]
+fn lvs_cf_forms_load() {
+    let text = "serial_no = 3\nprimary = 10.0.0.1\nbackup = 10.0.0.2\nbackup_active = 1\nheartbeat = 1\n\
+                heartbeat_port = 1539\nkeepalive = 1\ndeadtime = 3\nnetwork = nat\nnat_router = 10.1.0.254 eth1:1\n\
+                syncdaemon = 1\nsyncd_iface = eth1\nsyncd_id = 7\n\
+                virtual web {\n  active = 1\n  address = 192.168.1.10 eth0:1\n  vip_nmask = 255.255.255.0\n  port = http\n\
+                \x20 persistent = 300\n  pmask = 255.255.255.0\n  scheduler = wlc\n  expect = \"^HTTP/1\\.[01] 200\"\n  use_regex = 1\n\
+                \x20 quiesce_server = 1\n  sorry_server = 10.1.0.99\n  timeout = 2\n  reentry = 5\n\
+                \x20 server a {\n    address = 10.1.0.1\n    active = 1\n    weight = 3\n    port = 8080\n  }\n\
+                \x20 server b {\n    address = 10.1.0.2\n    active = 0\n  }\n}\n\
+                virtual dns {\n  active = 1\n  address = 192.168.1.11 eth0\n  port = 53\n  protocol = udp\n\
+                \x20 send = \"\\\\x\\tq\\r\\n\"\n  server d {\n    address = 10.1.0.3\n    active = 1\n  }\n}\n\
+                virtual marks {\n  active = 1\n  address = 192.168.1.12 eth0:2\n  fwmark = 5\n  port = 25\n\
+                \x20 server m {\n    address = 10.1.0.4\n    active = 1\n  }\n}\n\
+                virtual off {\n  address = 192.168.1.13 eth0:3\n  server x {\n    address = 10.1.0.5\n    active = 1\n  }\n}\n";
+    assert_eq!(detect(text), Format::Piranha);
+    let cfg = parse(text, Format::Auto).expect("loads");
+    assert_eq!(cfg.services.len(), 3, "the inactive virtual is skipped");
+    let web = &cfg.services[0];
+    assert_eq!(web.spec.key, SvcKey::Inet { proto: Proto::Tcp, addr: ip("192.168.1.10"), port: 80 });
+    assert_eq!((web.spec.flags, web.spec.timeout, web.spec.netmask), (lb_common::SVC_F_PERSISTENT, 300, 0xffff_ff00));
+    assert_eq!(web.reals.len(), 1, "server b is inactive");
+    let a = &web.reals[0];
+    assert_eq!((a.dest.addr, a.dest.port, a.dest.fwd, a.dest.weight, a.quiescent), (ip("10.1.0.1"), 8080, Fwd::Masq, 3, true));
+    assert_eq!(a.checks[0].kind, CheckKind::SendExpect {
+        send: None,
+        expect: Some("^HTTP/1\\.[01] 200".into()),
+        regex: true,
+        udp: false
+    });
+    assert_eq!((a.checks[0].interval, a.checks[0].rise_after), (Duration::from_secs(2), 2));
+    assert_eq!(web.fallback.as_ref().map(|f| (f.addr, f.port, f.fwd)), Some((ip("10.1.0.99"), 80, Fwd::Masq)));
+    let dns = &cfg.services[1];
+    assert_eq!(dns.spec.key, SvcKey::Inet { proto: Proto::Udp, addr: ip("192.168.1.11"), port: 53 });
+    assert_eq!(dns.reals[0].checks[0].kind, CheckKind::SendExpect {
+        send: Some("\\x\tq\r\n".into()),
+        expect: None,
+        regex: false,
+        udp: true
+    });
+    let marks = &cfg.services[2];
+    assert_eq!(marks.spec.key, SvcKey::Fwmark { mark: 5, af: crate::model::Af::Inet });
+    // No send/expect on a port other than 80: a TCP connection is the check.
+    assert_eq!(marks.reals[0].checks[0].kind, CheckKind::Connect);
+    let pair = cfg.pair.expect("pair");
+    assert_eq!((pair.backup_active, pair.heartbeat, pair.heartbeat_port), (true, true, 1539));
+    assert_eq!((pair.keepalive, pair.deadtime), (Duration::from_secs(1), Duration::from_secs(3)));
+    assert_eq!((pair.syncdaemon, pair.syncd_iface.as_str(), pair.syncd_id), (true, "eth1", 7));
+    let vips: Vec<_> = pair.vips.iter().map(|v| (v.addr.to_string(), v.prefix, v.dev.as_str(), v.label.as_str())).collect();
+    assert_eq!(
+        vips,
+        [
+            ("192.168.1.10".to_string(), 24, "eth0", "eth0:1"),
+            ("192.168.1.11".to_string(), 32, "eth0", ""),
+            ("192.168.1.12".to_string(), 32, "eth0", "eth0:2"),
+            ("10.1.0.254".to_string(), 32, "eth1", "eth1:1"),
+        ]
+    );
+}
+
+/// Mistakes in an lvs.cf are refused by line, the wrapped-comment leniency included: a line
+/// without `=` that follows no comment, or starts with a keyword, is an error.
+#[test]
+fn lvs_cf_errors_carry_line_numbers() {
+    let text = "serial_no = 1\n\
+                network = bridge\n\
+                primary = 10.0.0.300\n\
+                scheduler = rr  # not here\n\
+                server s {\n\
+                }\n\
+                virtual v {\n\
+                \x20 active = 1\n\
+                \x20 address = 10.0.0.10 eth0:0   # the VIP\n\
+                \x20 port 80\n\
+                \x20 scheduler = lblcx\n\
+                \x20 bogus = 1\n\
+                \x20 send_program = \"/bin/check %h\"\n\
+                \x20 use_regex = 1\n\
+                \x20 expect = \"(unclosed\"\n\
+                \x20 timeout = soon\n\
+                \x20 server a {\n\
+                \x20   address = 10.0.0.20\n\
+                \x20   weight = -2\n\
+                \x20   port = 8080\n\
+                \x20   active = yes\n\
+                \x20 }\n\
+                }\n\
+                }\n\
+                stray words here\n\
+                virtual w {\n\
+                \x20 active = 1\n";
+    let errs = parse(text, Format::Piranha).expect_err("refused");
+    let lines: Vec<usize> = errs.iter().map(|d| d.line).collect();
+    // (Line 20's port change passes: after line 2's error the method is piranha's default, NAT.)
+    assert_eq!(lines, [2, 3, 4, 5, 6, 10, 11, 12, 13, 15, 16, 19, 21, 24, 25, 26, 26], "{errs:#?}");
+    let msg = |l: usize| errs.iter().find(|d| d.line == l).map(|d| d.msg.clone()).unwrap_or_default();
+    assert!(msg(4).contains("put it before the first `virtual`") || msg(4).contains("unknown keyword `scheduler` in a global block"), "{}", msg(4));
+    assert!(msg(10).contains("expected `keyword = value`"), "{}", msg(10));
+    assert!(msg(26).contains("not closed"), "{}", msg(26));
+    assert_eq!(detect(text), Format::Piranha);
+    let dr = "network = direct\nvirtual v {\n active = 1\n address = 10.0.0.10 eth0:0\n server a {\n  address = 10.0.0.20\n  \
+              active = 1\n  port = 8080\n }\n}\n";
+    let errs = parse(dr, Format::Piranha).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [8], "{errs:?}");
+    assert!(errs[0].msg.contains("only NAT"), "{errs:?}");
+    // A wrapped comment may not swallow a directive that lost its `=`.
+    let errs = parse("network = direct   # DR\nport 80\n", Format::Piranha).expect_err("refused");
+    assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [2], "{errs:?}");
+}

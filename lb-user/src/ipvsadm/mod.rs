@@ -320,7 +320,7 @@ fn ipvs_strerror(call: Call, errno: Errno) -> String {
 /// interface must exist (ENODEV); an IPv6 group needs a multicast interface to route through
 /// (ENETUNREACH, as the kernel's connect answers); the largest message is the interface's MTU
 /// (a master: 1500) less the IP and UDP headers unless given, clamped to what the role takes.
-fn daemon_cfg(d: &command::DaemonArg, dev: Option<crate::netdev::NetDev>) -> Result<crate::model::SyncDaemonCfg, Errno> {
+pub fn daemon_cfg(d: &command::DaemonArg, dev: Option<crate::netdev::NetDev>) -> Result<crate::model::SyncDaemonCfg, Errno> {
     let dev = dev.ok_or(libc::ENODEV)?;
     let group = d.group.unwrap_or(IpAddr::from(lb_common::sync::SYNC_GROUP_V4));
     if group.is_ipv6() && !dev.multicast {

@@ -298,7 +298,7 @@ impl Store {
     }
 
     /// [`Store::template_of`] for the IPv6 table.
-    fn template_of6(&self, k: &c::ConnKey6, v: &c::Conn) -> Option<c::ConnKey6> {
+    pub(super) fn template_of6(&self, k: &c::ConnKey6, v: &c::Conn) -> Option<c::ConnKey6> {
         let sk = self.svc_keys.get(&v.svc_id, 0).ok()?;
         let svc = self.services.get(&sk, 0).ok()?;
         let fwmark = if sk.proto == c::IPPROTO_IP { sk.addr.w[0] } else { 0 };
@@ -318,7 +318,7 @@ impl Store {
     }
 
     /// The persistence template a controlled connection was made through.
-    fn template_of(&self, k: &ConnKey, v: &c::Conn) -> Option<ConnKey> {
+    pub(super) fn template_of(&self, k: &ConnKey, v: &c::Conn) -> Option<ConnKey> {
         let sk = self.svc_keys.get(&v.svc_id, 0).ok()?;
         let svc = self.services.get(&sk, 0).ok()?;
         let fwmark = if sk.proto == c::IPPROTO_IP { sk.addr.w[0] } else { 0 };
@@ -367,7 +367,7 @@ fn take_conn(conns: &HashMap<MapData, ConnKey, c::Conn>, k: &ConnKey) -> anyhow:
 }
 
 /// [`take_conn`] for either table.
-fn take_entry<K: aya::Pod, V: aya::Pod + Default>(conns: &HashMap<MapData, K, V>, k: &K) -> anyhow::Result<Option<V>> {
+pub(super) fn take_entry<K: aya::Pod, V: aya::Pod + Default>(conns: &HashMap<MapData, K, V>, k: &K) -> anyhow::Result<Option<V>> {
     const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
     /// The kernel's `bpf_attr` for element commands.
     #[repr(C)]

@@ -9,6 +9,7 @@ mod mmap;
 mod pins;
 mod rates;
 mod slots;
+mod sync_install;
 mod trees;
 
 use std::{
@@ -35,6 +36,7 @@ pub use codec::{map_key, to_addr, to_ip};
 pub use conns::monotonic_coarse_ns;
 pub use gate::Gate;
 pub use mmap::MmapArray;
+pub use sync_install::{DestCache, Installed};
 pub use pins::{CreateOptions, DEFAULT_PIN_DIR, ensure_pin_dir, load_object, pin_dir};
 
 /// Opened maps. Holds an exclusive lock on the pin directory so concurrent lbadm/lbd
