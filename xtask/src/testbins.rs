@@ -6,10 +6,10 @@ use anyhow::{Context as _, bail};
 
 /// Test binaries (tests/tests/*.rs) the kernel matrix runs in every guest: the packet fixtures
 /// (IPv4, IPv6, tunnels), the verifier's budget, and the DR, TUN, NAT and local-real-server labs,
-/// IPv4 and IPv6, with every tunnel type.
+/// IPv4 and IPv6, with every tunnel type; and the sync daemon against kernel IPVS's (both ways).
 pub const MATRIX: &[&str] = &[
     "fixtures", "v6_packets", "tunnel_packets", "dr_packets", "hostile_packets", "verifier_budget", "lab_dr", "lab_methods",
-    "lbd_attach", "lab_v6", "lab_tunnels", "lab_local",
+    "lbd_attach", "lab_v6", "lab_tunnels", "lab_local", "sync_interop",
 ];
 
 /// Tests the matrix leaves out unless XLB_VM_FUZZ=1: the fuzzer's million frames take 6 minutes
@@ -157,8 +157,12 @@ pub fn compare_in_matrix(label: &str, only: &[String]) -> anyhow::Result<Option<
     })
 }
 
+/// The tests' check for kernel IPVS, shared by source (xtask does not depend on xlb-tests).
+#[path = "../../tests/src/ipvs_host.rs"]
+#[allow(dead_code)]
+mod ipvs_host;
+
 /// Whether this kernel has IPVS (`modprobe ip_vs`, then /proc/net/ip_vs).
 pub fn host_has_ipvs() -> bool {
-    let _ = Command::new("modprobe").args(["-q", "ip_vs"]).stderr(std::process::Stdio::null()).status();
-    std::path::Path::new("/proc/net/ip_vs").exists()
+    ipvs_host::kernel_has_ipvs()
 }

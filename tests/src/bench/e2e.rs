@@ -56,8 +56,7 @@ const VIP_NFT: [u8; 4] = [10, 0, 1, 103];
 const RS: [[u8; 4]; 4] = [[10, 0, 2, 11], [10, 0, 2, 12], [10, 0, 2, 13], [10, 0, 2, 14]];
 const BASE_PORT: u16 = 20_000;
 const NAT_PORT: u16 = 8080;
-/// Debian's ipvsadm (`vm::ensure_host_packages` installs it).
-const IPVSADM: &str = "/usr/sbin/ipvsadm";
+use crate::ipvs_host::IPVSADM;
 
 /// Who forwards.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -302,16 +301,12 @@ fn ipvs_services(ns: &Netns) -> anyhow::Result<()> {
 
 /// Whether kernel IPVS can be driven here: Ok(ipvsadm's version) or why not.
 fn ipvs_available() -> Result<String, String> {
-    let proc_file = Path::new("/proc/net/ip_vs");
-    if !proc_file.exists() {
-        let _ = Command::new("modprobe").args(["-q", "ip_vs"]).status();
-    }
-    if !proc_file.exists() {
-        return Err("this kernel has no IPVS (no /proc/net/ip_vs, and `modprobe ip_vs` did not give one)".to_string());
+    if let Some(why) = crate::ipvs_host::ipvs_unavailable() {
+        return Err(why);
     }
     match Command::new(IPVSADM).arg("--version").output() {
         Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        _ => Err(format!("this kernel has IPVS, but {IPVSADM} cannot run (Debian package ipvsadm)")),
+        _ => Err(format!("{IPVSADM} --version failed")),
     }
 }
 

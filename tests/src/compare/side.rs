@@ -284,7 +284,7 @@ impl Side {
         let mut cmds = Vec::new();
         for args in commands {
             let mut c = match self.kind {
-                Kind::Ipvs => Command::new("/usr/sbin/ipvsadm"),
+                Kind::Ipvs => Command::new(crate::ipvs_host::IPVSADM),
                 Kind::Xlb => {
                     let mut c = Command::new(self.dir.join("ipvsadm"));
                     c.env("XLB_PIN_DIR", self.pin_dir()?);
@@ -414,7 +414,7 @@ impl Drop for Side {
 
 /// A namespace made with as few processes as possible (a guest under TCG starts them slowly):
 /// lo up, IPv6 off, `extra` sysctls, written from a thread inside it.
-fn fast_ns(name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Netns> {
+pub fn fast_ns(name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Netns> {
     let _ = Command::new("ip").args(["netns", "del", name]).stderr(Stdio::null()).status();
     run(Command::new("ip").args(["netns", "add", name]))?;
     let ns = Netns { name: name.to_string() };
@@ -430,7 +430,7 @@ fn fast_ns(name: &str, extra: &[(&str, &str)]) -> anyhow::Result<Netns> {
 }
 
 /// Writes sysctls of namespace `ns` through /proc/sys from a thread inside it.
-fn sysctls(ns: &str, kv: &[(String, String)]) -> anyhow::Result<()> {
+pub fn sysctls(ns: &str, kv: &[(String, String)]) -> anyhow::Result<()> {
     let kv = kv.to_vec();
     in_netns(ns, move || {
         for (k, v) in &kv {
@@ -442,7 +442,7 @@ fn sysctls(ns: &str, kv: &[(String, String)]) -> anyhow::Result<()> {
 }
 
 /// `ip -n NS -batch -`: many `ip` commands in one process.
-fn ip_batch(ns: &Netns, lines: &[String]) -> anyhow::Result<()> {
+pub fn ip_batch(ns: &Netns, lines: &[String]) -> anyhow::Result<()> {
     let mut child = Command::new("ip")
         .args(["-n", &ns.name, "-batch", "-"])
         .stdin(Stdio::piped())
@@ -459,7 +459,7 @@ fn ip_batch(ns: &Netns, lines: &[String]) -> anyhow::Result<()> {
 }
 
 /// A veth pair: `dev` in `ns`, `port` in switch `sw`'s bridge.
-fn veth(ns: &Netns, dev: &str, sw: &Netns, port: &str) -> anyhow::Result<()> {
+pub fn veth(ns: &Netns, dev: &str, sw: &Netns, port: &str) -> anyhow::Result<()> {
     run(Command::new("ip").args(["link", "add", dev, "netns", &ns.name, "type", "veth", "peer", "name", port, "netns", &sw.name]))?;
     sw.ip(&["link", "set", port, "master", "br0", "up"])?;
     Ok(())
@@ -569,11 +569,7 @@ fn answer_tcp(name: &str, conn: std::net::TcpStream) {
     }
 }
 
-/// Whether this kernel has IPVS: `/proc/net/ip_vs` exists, after `modprobe ip_vs` if need be.
-pub fn kernel_has_ipvs() -> bool {
-    let _ = Command::new("modprobe").args(["-q", "ip_vs"]).stderr(Stdio::null()).status();
-    std::path::Path::new("/proc/net/ip_vs").exists()
-}
+pub use crate::ipvs_host::kernel_has_ipvs;
 
 /// Whether kernel module `name` is there (loaded now if it was not).
 pub fn has_module(name: &str) -> bool {
