@@ -14,7 +14,6 @@ use lb_user::model::{SvcKey, Table};
 use crate::{
     lab::{Lab, VIP, plug},
     netns::{Netns, Proc},
-    workspace_bin,
 };
 
 /// The fallback server's address (on the lab's client-side segment).
@@ -29,23 +28,10 @@ pub struct Lbd {
 impl Lbd {
     /// `lbd --pin-dir PINS run --config CONFIG ARGS...`, output to `log`.
     pub fn start(lab: &Lab, config: &Path, args: &[&str], log: &Path) -> anyhow::Result<Lbd> {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        let err = out.try_clone()?;
-        let child = lab
-            .lvs1
-            .ns
-            .cmd_net_only(workspace_bin("lbd"))
-            .arg("--pin-dir")
-            .arg(lab.pin_dir())
-            .args(["run", "--config"])
-            .arg(config)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .context("cannot start lbd")?;
-        Ok(Lbd { proc: Proc::from_child(child), log: log.to_path_buf() })
+        let config = config.to_str().context("a config path that is not UTF-8")?;
+        let args: Vec<&str> = ["run", "--config", config].into_iter().chain(args.iter().copied()).collect();
+        let proc = lab.lvs1.ns.spawn_lbd(lab.pin_dir(), &args, log)?;
+        Ok(Lbd { proc, log: log.to_path_buf() })
     }
 
     pub fn log_text(&self) -> String {

@@ -16,6 +16,7 @@ pub mod lab_health;
 pub mod netns;
 pub mod pair;
 pub mod pins;
+pub mod real_server;
 pub mod table;
 pub mod xdp;
 

@@ -125,6 +125,26 @@ impl Drop for Netns {
     }
 }
 
+impl Netns {
+    /// `lbd --pin-dir PINS ARGS...` in this namespace (network only: the host's bpffs), in the
+    /// background, its stdout and stderr appended to `log`.
+    pub fn spawn_lbd(&self, pins: &std::path::Path, args: &[&str], log: &std::path::Path) -> anyhow::Result<Proc> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        let child = self
+            .cmd_net_only(crate::workspace_bin("lbd"))
+            .arg("--pin-dir")
+            .arg(pins)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start lbd {args:?} in {}: {e}", self.name))?;
+        Ok(Proc::from_child(child))
+    }
+}
+
 /// A background process, killed on drop.
 pub struct Proc {
     child: Option<Child>,

@@ -15,13 +15,9 @@
 use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
-    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     process::{Output, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -33,6 +29,7 @@ use crate::{
     ipvs_host::IPVSADM,
     netns::{Netns, Proc, run, unique_prefix},
     pins::TempPins,
+    real_server::{Answer, RealServer},
     workspace_bin,
 };
 
@@ -146,19 +143,8 @@ impl Director {
 
     /// Starts `lbd run` (xlb only), its output to the lab's directory.
     pub fn start_lbd_run(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.dir.join(format!("lbd-{}.log", self.ip)))?;
-        let child = self
-            .ns
-            .cmd_net_only(workspace_bin("lbd"))
-            .arg("--pin-dir")
-            .arg(self.pin_dir()?)
-            .args(["run", "--interval", "1"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start lbd run")?;
-        self.lbd = Some(Proc::from_child(child));
+        let log = self.dir.join(format!("lbd-{}.log", self.ip));
+        self.lbd = Some(self.ns.spawn_lbd(self.pin_dir()?, &["run", "--interval", "1"], &log)?);
         Ok(())
     }
 
@@ -196,7 +182,7 @@ impl Drop for Director {
 
 pub struct Pair {
     // Dropped first: the servers and kept sockets, then the directors, then the namespaces.
-    servers: Vec<Server>,
+    servers: Vec<RealServer>,
     kept: std::sync::Mutex<Vec<Socket>>,
     pub a: Director,
     pub b: Director,
@@ -266,7 +252,9 @@ impl Pair {
         }
         let mut servers = Vec::new();
         for (ns, (name, _)) in reals.iter().zip(REALS) {
-            servers.push(Server::start(&ns.name, name, file.clone())?);
+            let file = file.clone();
+            let answer: Answer = Arc::new(move |c| answer_http(name, c, &file));
+            servers.push(RealServer::start(&ns.name, name, &[PERSISTENT_PORT, PLAIN_PORT], UDP_PORT, answer)?);
         }
         let b = directors.pop().context("no director B")?;
         let a = directors.pop().context("no director A")?;
@@ -434,65 +422,6 @@ pub fn pattern(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// A real server's HTTP and UDP servers: one thread in its namespace, stopped on drop.
-struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(ns: &str, name: &'static str, file: Arc<Vec<u8>>) -> anyhow::Result<Server> {
-        let (tcp, udp) = in_netns(ns, || -> anyhow::Result<_> {
-            let mut tcp = Vec::new();
-            for port in [PERSISTENT_PORT, PLAIN_PORT] {
-                let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
-                l.set_nonblocking(true)?;
-                tcp.push(l);
-            }
-            let udp = std::net::UdpSocket::bind(("0.0.0.0", UDP_PORT))?;
-            udp.set_nonblocking(true)?;
-            Ok((tcp, udp))
-        })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || serve(name, &tcp, &udp, &flag, &file));
-        Ok(Server { stop, thread: Some(thread) })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(name: &'static str, tcp: &[std::net::TcpListener], udp: &std::net::UdpSocket, stop: &AtomicBool, file: &Arc<Vec<u8>>) {
-    let mut fds: Vec<libc::pollfd> = tcp
-        .iter()
-        .map(|l| l.as_raw_fd())
-        .chain([udp.as_raw_fd()])
-        .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
-        .collect();
-    while !stop.load(Ordering::Relaxed) {
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) } <= 0 {
-            continue;
-        }
-        for l in tcp {
-            while let Ok((conn, _)) = l.accept() {
-                let file = file.clone();
-                std::thread::spawn(move || answer_http(name, conn, &file));
-            }
-        }
-        let mut buf = [0u8; 2048];
-        while let Ok((_, from)) = udp.recv_from(&mut buf) {
-            let _ = udp.send_to(name.as_bytes(), from);
-        }
-    }
 }
 
 /// Reads one HTTP request (up to its blank line) and answers it, then closes: `/file` gives the

@@ -178,20 +178,7 @@ fn second_director(lab: &Lab) -> anyhow::Result<Director> {
 }
 
 fn start_lbd(ns: &Netns, pins: &Path, cfg: &Path, log: &Path) -> anyhow::Result<Proc> {
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-    let err = out.try_clone()?;
-    let child = ns
-        .cmd_net_only(workspace_bin("lbd"))
-        .arg("--pin-dir")
-        .arg(pins)
-        .args(["run", "--config"])
-        .arg(cfg)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .context("cannot start lbd")?;
-    Ok(Proc::from_child(child))
+    ns.spawn_lbd(pins, &["run", "--config", cfg.to_str().context("config path")?], log)
 }
 
 fn holds_vip(ns: &Netns) -> bool {

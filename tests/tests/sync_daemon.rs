@@ -4,7 +4,7 @@
 //! master` on a second xlb director sends the connections real TCP clients make through its
 //! XDP data plane, so the backup's `-Lnc` lists the master's connections and templates.
 use std::net::IpAddr;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use lb_user::sync::wire::{Builder, SyncConn, Version, flags};
@@ -66,20 +66,7 @@ impl<'a> Director<'a> {
     }
 
     fn start_lbd(&mut self) {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
-        let err = out.try_clone().expect("log");
-        let child = self
-            .ns
-            .cmd_net_only(workspace_bin("lbd"))
-            .arg("--pin-dir")
-            .arg(self.pins)
-            .args(["run", "--interval", "1"])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("lbd run starts");
-        self.lbd = Some(Proc::from_child(child));
+        self.lbd = Some(self.ns.spawn_lbd(self.pins, &["run", "--interval", "1"], &self.log).expect("lbd run starts"));
     }
 
     fn log_text(&self) -> String {

@@ -19,10 +19,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     os::fd::AsRawFd as _,
     process::{Command, Output, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
@@ -122,7 +119,7 @@ pub struct Side {
     pub setup: String,
     // Dropped first: the daemon and the servers, then the namespaces, then the pins and files.
     lbd: Option<Proc>,
-    servers: Vec<Server>,
+    servers: Vec<crate::real_server::RealServer>,
     /// TCP connections kept open (`keep`), closed by `close`.
     kept: Vec<Socket>,
     pub client: Netns,
@@ -228,7 +225,8 @@ impl Side {
         let mut side =
             Side { kind, setup: String::new(), lbd: None, servers: Vec::new(), kept: Vec::new(), client, director, reals, router, sw, sw2, pins, dir };
         for (ns, (name, _)) in side.reals.iter().zip(REALS) {
-            side.servers.push(Server::start(&ns.name, name)?);
+            let answer: crate::real_server::Answer = Arc::new(move |c| answer_tcp(name, c));
+            side.servers.push(crate::real_server::RealServer::start(&ns.name, name, &TCP_PORTS, UDP_PORT, answer)?);
         }
         side.setup = format!("namespaces {:.1} s", t0.elapsed().as_secs_f64());
         let t1 = std::time::Instant::now();
@@ -239,19 +237,8 @@ impl Side {
             // veth drops XDP_TX/REDIRECT frames unless the receiving end runs XDP too.
             side.lbd_out(&side.sw, &["attach", "sw-dir", "--mode", "native", "--program", "pass"])?;
             side.lbd_out(&side.sw2, &["attach", "sw2-dir", "--mode", "native", "--program", "pass"])?;
-            let log = std::fs::File::create(side.dir.join("lbd.log"))?;
-            let child = side
-                .director
-                .cmd_net_only(workspace_bin("lbd"))
-                .arg("--pin-dir")
-                .arg(side.pin_dir()?)
-                .args(["run", "--interval", "1"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .context("cannot start lbd run")?;
-            side.lbd = Some(Proc::from_child(child));
+            let log = side.dir.join("lbd.log");
+            side.lbd = Some(side.director.spawn_lbd(side.pin_dir()?, &["run", "--interval", "1"], &log)?);
             side.setup += &format!(", xlb attached in {:.1} s", t1.elapsed().as_secs_f64());
         } else {
             // A fresh namespace has an empty IPVS table; make sure the module is there at all.
@@ -483,64 +470,6 @@ fn enter_netns(path: &str) -> anyhow::Result<()> {
         bail!("setns {path}: {}", std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// A real server's TCP and UDP servers: one thread in its namespace, stopped on drop.
-struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(ns: &str, name: &'static str) -> anyhow::Result<Server> {
-        let (tcp, udp) = in_netns(ns, || -> anyhow::Result<_> {
-            let mut tcp = Vec::new();
-            for port in TCP_PORTS {
-                let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
-                l.set_nonblocking(true)?;
-                tcp.push(l);
-            }
-            let udp = std::net::UdpSocket::bind(("0.0.0.0", UDP_PORT))?;
-            udp.set_nonblocking(true)?;
-            Ok((tcp, udp))
-        })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || serve(name, &tcp, &udp, &flag));
-        Ok(Server { stop, thread: Some(thread) })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(name: &'static str, tcp: &[std::net::TcpListener], udp: &std::net::UdpSocket, stop: &AtomicBool) {
-    let mut fds: Vec<libc::pollfd> = tcp
-        .iter()
-        .map(|l| l.as_raw_fd())
-        .chain([udp.as_raw_fd()])
-        .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
-        .collect();
-    while !stop.load(Ordering::Relaxed) {
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) } <= 0 {
-            continue;
-        }
-        for l in tcp {
-            while let Ok((conn, _)) = l.accept() {
-                std::thread::spawn(move || answer_tcp(name, conn));
-            }
-        }
-        let mut buf = [0u8; 2048];
-        while let Ok((_, from)) = udp.recv_from(&mut buf) {
-            let _ = udp.send_to(name.as_bytes(), from);
-        }
-    }
 }
 
 /// Reads the client's one-byte request, sends the name; `q`: closes at once, with the FIN in the
