@@ -17,7 +17,7 @@ pub fn run(dir: &Path, cfg: &DaemonCfg, stop: &AtomicBool) -> anyhow::Result<()>
     let sock = socket::receive_socket(cfg)?;
     // The kernel reads into a buffer of maxlen: a longer datagram is cut there (and then
     // fails the size check).
-    let mut buf = vec![MaybeUninit::<u8>::uninit(); cfg.maxlen.max(1)];
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); cfg.maxlen.max(1) as usize];
     let mut batch: Vec<Vec<u8>> = Vec::new();
     while !stop.load(Relaxed) {
         match sock.recv(&mut buf) {

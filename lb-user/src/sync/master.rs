@@ -53,7 +53,7 @@ pub fn run(dir: &Path, cfg: &DaemonCfg, stop: &AtomicBool) -> anyhow::Result<()>
     let path = dir.join(c::names::SYNC_EVENTS);
     let data = MapData::from_pin(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     let mut ring = RingBuf::try_from(aya::maps::Map::from_map_data(data)?)?;
-    let mut builder = Builder::new(cfg.syncid, cfg.maxlen);
+    let mut builder = Builder::new(cfg.syncid, cfg.maxlen as usize);
     let send = |m: Vec<u8>| match sock.send(&m) {
         Ok(_) => {
             COUNTERS.sent_messages.fetch_add(1, Relaxed);

@@ -15,7 +15,6 @@ pub mod master;
 pub mod socket;
 pub mod wire;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -27,46 +26,8 @@ use lb_common::{self as c, sync::SyncDaemon};
 
 use crate::daemon::log;
 
-/// One daemon's settings, as `XLB_SYNC_DAEMONS` holds them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DaemonCfg {
-    pub syncid: u8,
-    /// The longest message sent / received (already clamped as the kernel does).
-    pub maxlen: usize,
-    pub port: u16,
-    pub ttl: u8,
-    pub group: IpAddr,
-    pub ifname: String,
-    pub ifindex: u32,
-}
-
-impl DaemonCfg {
-    /// The settings of a running daemon's entry; `None` when it is not running.
-    pub fn of(d: &SyncDaemon) -> Option<DaemonCfg> {
-        if d.running == 0 {
-            return None;
-        }
-        let group = if d.af == c::AF_INET6 {
-            let mut o = [0u8; 16];
-            for (i, w) in d.group.w.iter().enumerate() {
-                o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-            }
-            IpAddr::V6(Ipv6Addr::from(o))
-        } else {
-            IpAddr::V4(Ipv4Addr::from(d.group.w[0].to_ne_bytes()))
-        };
-        let len = d.ifname.iter().position(|b| *b == 0).unwrap_or(d.ifname.len());
-        Some(DaemonCfg {
-            syncid: d.syncid as u8,
-            maxlen: d.maxlen as usize,
-            port: d.port,
-            ttl: d.ttl,
-            group,
-            ifname: String::from_utf8_lossy(&d.ifname[..len]).into_owned(),
-            ifindex: d.ifindex,
-        })
-    }
-}
+/// One daemon's settings: the table's (`store::daemons::from_map` reads the map entry).
+pub use crate::model::SyncDaemonCfg as DaemonCfg;
 
 /// What the daemons did since this lbd started (metrics).
 #[derive(Default)]
@@ -183,7 +144,7 @@ fn supervise(dir: &Path) {
                         w.end();
                     }
                     let Some(entry) = entry else { continue };
-                    let Some(cfg) = DaemonCfg::of(&entry) else {
+                    let Some(cfg) = crate::store::daemons::from_map(&entry) else {
                         // Stopped: remember the entry so it is not looked at again.
                         *slot = Some(idle(entry));
                         continue;
@@ -242,6 +203,7 @@ fn start(dir: &Path, role: u32, entry: SyncDaemon, cfg: DaemonCfg) -> Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{IpAddr, Ipv6Addr};
 
     #[test]
     fn daemon_cfg_from_the_map_entry() {
@@ -259,14 +221,14 @@ mod tests {
             ifindex: 3,
             generation: 2,
         };
-        let cfg = DaemonCfg::of(&e).expect("running");
+        let cfg = crate::store::daemons::from_map(&e).expect("running");
         assert_eq!(cfg.group, "224.0.0.81".parse::<IpAddr>().unwrap());
         assert_eq!((cfg.ifname.as_str(), cfg.ifindex, cfg.syncid, cfg.maxlen, cfg.port), ("eth0", 3, 7, 1472, 8848));
         let g6: Ipv6Addr = "ff02::81".parse().unwrap();
         let o = g6.octets();
         let w = std::array::from_fn(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]));
         let e6 = SyncDaemon { af: c::AF_INET6, group: c::Addr::v6(w), ..e };
-        assert_eq!(DaemonCfg::of(&e6).map(|c| c.group), Some(IpAddr::V6(g6)));
-        assert_eq!(DaemonCfg::of(&SyncDaemon { running: 0, ..e }), None);
+        assert_eq!(crate::store::daemons::from_map(&e6).map(|c| c.group), Some(IpAddr::V6(g6)));
+        assert_eq!(crate::store::daemons::from_map(&SyncDaemon { running: 0, ..e }), None);
     }
 }
