@@ -295,8 +295,14 @@ fn ipv4_addrs_by_iface() -> anyhow::Result<std::collections::HashMap<String, Vec
 /// connection's first packet) and installs them in `XLB_PROGS`. Done before `xlb_xdp` is
 /// attached, so it never runs without them.
 pub fn install_new_flow_program(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    install_tail_programs(ebpf, &lb_common::TailProgram::ALL)
+}
+
+/// Loads `tails` and puts them in their `XLB_PROGS` slots; a slot left empty makes its tail
+/// call fall through (packet tests that need only a few programs verify only those).
+pub fn install_tail_programs(ebpf: &mut Ebpf, tails: &[lb_common::TailProgram]) -> anyhow::Result<()> {
     let mut fds = Vec::new();
-    for p in lb_common::TailProgram::ALL {
+    for &p in tails {
         let name = p.name();
         let prog: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
         prog.load().with_context(|| format!("the kernel refused program {name}"))?;

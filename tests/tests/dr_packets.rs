@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use etherparse::{Icmpv4Type, icmpv4::TimeExceededCode};
+use lb_common::TailProgram;
 
 use lb_user::{
     model::{Fwd, Proto, Table},
@@ -39,6 +40,9 @@ fn seed_table() -> Table {
     table(vec![service(0, Proto::Tcp, ip(VIP), 80, "rr", &dests), service(1, Proto::Udp, ip(VIP), 53, "rr", &udp)])
 }
 
+/// What the seed's services take: IPv4, rr (new connections), a first packet, ICMP errors.
+const DR_TAILS: [TailProgram; 3] = [TailProgram::New, TailProgram::Fwd, TailProgram::Icmp];
+
 /// Pins with the seed's DR table committed and the next hops cached as the loopback
 /// interface BPF_PROG_TEST_RUN reports as ingress.
 struct Setup {
@@ -56,7 +60,7 @@ fn setup(tag: &str) -> Setup {
     for (id, mac) in [(WEB1_ID, WEB1_MAC), (WEB2_ID, WEB2_MAC), (UDP_WEB1_ID, WEB1_MAC), (UDP_WEB2_ID, WEB2_MAC)] {
         set_next_hop(pins.path(), id, mac, DIRECTOR_MAC, LOOPBACK_IFINDEX).expect("next hop");
     }
-    let xdp = XdpUnderTest::load(pins.path(), "xlb_xdp").expect("load xlb_xdp");
+    let xdp = XdpUnderTest::load_tails(pins.path(), &DR_TAILS).expect("load xlb_xdp");
     Setup { xdp, pins }
 }
 
@@ -284,7 +288,7 @@ fn next_hop_comes_from_the_kernels_neighbour_table() {
         let f = std::fs::File::open(format!("/run/netns/{name}")).expect("netns file");
         use std::os::fd::AsRawFd as _;
         assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
-        let mut xdp = XdpUnderTest::load(&path, "xlb_xdp").expect("load");
+        let mut xdp = XdpUnderTest::load_tails(&path, &DR_TAILS).expect("load");
         let to_web2 = Frame::tcp(sa(CLIENT, 49000), sa(VIP, 80), SYN);
         let to_web1 = Frame::tcp(sa(CLIENT, 49001), sa(VIP, 80), SYN);
         let r2 = xdp.run_on(&to_web2.bytes(), ifindex).expect("run");
