@@ -1,6 +1,8 @@
 //! IPVS's rate estimator (`ip_vs_est.c`, the 2-second timer of kernels up to 6.1): every 2 s the
 //! counters' growth is folded into smoothed rates (weight 1/4), kept scaled as the kernel keeps
 //! them; `ipvsadm --rate` reads them rounded the kernel's way. `lbd run` ticks it; `lbadm` reads.
+//!
+//! Hand-written: the kernel's fixed-point arithmetic, on which `--rate`'s figures depend.
 use lb_common::{RateEst, Stats};
 
 use crate::model::{Counters, Rates};

@@ -9,6 +9,8 @@
 //! `--set-mark V`. A rule with any other match (source, interface, port ranges, ...) cannot be
 //! represented and is reported, not guessed. As in netfilter, when several rules mark the same
 //! packet the last one wins.
+//!
+//! Hand-written: no crate parses `iptables-save` output.
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},

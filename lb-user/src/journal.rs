@@ -12,6 +12,8 @@
 //! id: a journal left for a table that was torn down and created again is discarded, never
 //! applied to the new one. bpffs holds no regular files, so journals live under `/run/xlb`
 //! (`XLB_JOURNAL_DIR` overrides it), named after the pin directory.
+//!
+//! Hand-written: one JSON document (serde_json) written, synced and renamed; no database is needed for that.
 use std::{
     io::Write as _,
     os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},

@@ -1,5 +1,7 @@
 //! A network interface's facts as the kernel has them in this process's network namespace
 //! (ioctls on a socket, not /sys, which shows the namespace sysfs was mounted in).
+//!
+//! Hand-written: two ioctls (MTU, flags) through libc, beside std's if_nametoindex.
 use std::ffi::CString;
 
 /// What `--start-daemon` needs of `--mcast-interface`.

@@ -1,5 +1,7 @@
 //! Everything ipvsadm prints on stdout: usage, version, the listings (`-L` and its formats),
 //! `-S` rules, `--timeout`, `-c`.
+//!
+//! Hand-written: these are ipvsadm's printf layouts, which ldirectord and scripts parse byte for byte.
 
 use std::io::Write;
 use std::net::IpAddr;

@@ -1,5 +1,8 @@
 //! popt 1.19's tokenisation as ipvsadm uses it: its option table, bundled short options,
 //! `--opt=val`, optional arguments and leftovers.
+//!
+//! Hand-written: ipvsadm's error messages and their order come from popt's own tokeniser, which
+//! clap's parsing and messages do not reproduce byte for byte.
 
 /// Whether an option takes an argument (popt's `POPT_ARG_NONE`, `POPT_ARG_STRING`, and
 /// `POPT_ARGFLAG_OPTIONAL`).

@@ -1,5 +1,7 @@
 //! `-R`: ipvsadm's `config_stream_read` tokeniser (one line at a time, blank-separated, the word
 //! `ipvsadm` dropped anywhere, `#` not special).
+//!
+//! Hand-written: no shell-words crate drops the word `ipvsadm` anywhere and leaves `#` alone.
 
 use std::io::BufRead;
 

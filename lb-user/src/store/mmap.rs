@@ -1,4 +1,6 @@
 //! Arrays shared with the data plane through `mmap`.
+//!
+//! Hand-written: aya has no mmap of array maps; this is one `mmap` call through libc.
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     sync::atomic::{AtomicU32, Ordering::SeqCst},

@@ -11,6 +11,8 @@
 //! Version 0: a 4-byte header `nr_conns | syncid | size (be16)`, then 24-byte IPv4 entries
 //! `reserved | protocol | cport | vport | dport | caddr | vaddr | daddr | flags (be16) | state
 //! (be16)`, each followed by 24 bytes of sequence data when its flags carry SEQ_MASK.
+//!
+//! Hand-written: no crate speaks IPVS's sync protocol.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
