@@ -138,7 +138,7 @@ impl Snapshot {
     pub fn new(table: Table, global: GlobalStats, shared: Option<&Shared>, attached: Vec<Attachment>) -> Snapshot {
         let mut reals_up = Vec::new();
         let mut checks = Vec::new();
-        let records = current_records(shared.map(|s| s.generation));
+        let records = current_records(shared.filter(|s| s.cfg.is_some()).map(|s| s.generation));
         if let Some(sh) = shared
             && let Some(cfg) = &sh.cfg
         {
@@ -223,14 +223,12 @@ impl Format {
     }
 }
 
-/// The records of the checkers of `generation` (none without a configuration); older
-/// checkers' records are dropped (a reload restarts every checker).
+/// The records of the checkers of `generation` and later; older checkers' records are dropped
+/// (a reload restarts every checker). No configuration: no checkers, nothing to drop.
 fn current_records(generation: Option<u64>) -> HashMap<CheckId, CheckRecord> {
     let Ok(mut checks) = CHECKS.lock() else { return HashMap::new() };
-    match generation {
-        Some(g) => checks.retain(|id, _| id.generation >= g),
-        None => checks.clear(),
-    }
+    let Some(g) = generation else { return HashMap::new() };
+    checks.retain(|id, _| id.generation >= g);
     checks.clone()
 }
 
@@ -410,15 +408,70 @@ mod tests {
                        real=192.168.88.200:80 gate 2\n    checktype=connect\n    scheduler=rr\n";
 
     #[test]
-    fn dump() {
-        let cfg = config::parse(CFG, ConfigFormat::Auto).expect("config");
+    fn check_types_are_their_variants_in_snake_case() {
+        let names: Vec<String> = [
+            CheckKind::Connect,
+            CheckKind::SimpleTcp { request: String::new(), receive: String::new() },
+            CheckKind::SendExpect { send: None, expect: None, regex: false, udp: true },
+            CheckKind::On,
+            CheckKind::Off,
+        ]
+        .iter()
+        .map(check_type)
+        .collect();
+        assert_eq!(names, ["connect", "simple_tcp", "send_expect", "on", "off"]);
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked_for() {
+        assert_eq!(Format::from_accept(None), Format::Text);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Text);
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
+    }
+
+    /// Per-check series under their configuration's names; a twin check gets its own series;
+    /// records of replaced checkers are dropped; no verdict, no `up` series.
+    #[test]
+    fn checks_by_configuration() {
+        let mut cfg = config::parse(CFG, ConfigFormat::Auto).expect("config");
+        let twin = cfg.services[0].reals[0].checks[0].clone();
+        cfg.services[0].reals[0].checks.push(twin);
         let mut t = Table::default();
         crate::daemon::reconcile(&mut t, &cfg, &Health::unknown(&cfg), &[]).expect("table");
         let mut health = Health::unknown(&cfg);
-        health.states[0][0] = vec![Some(true)];
-        let shared = Shared { cfg: Some(Arc::new(cfg)), generation: 7, health };
-        observe_check(CheckId { generation: 7, service: 0, real: 0, check: 0 }, Duration::from_millis(3), true);
-        let s = Snapshot::new(t, GlobalStats::default(), Some(&shared), Vec::new());
-        println!("{}", s.text());
+        health.states[0][0] = vec![Some(true), Some(false)];
+        // Generations far above any other test's checkers (the records are process-wide).
+        let (old, now) = (1 << 40, (1 << 40) + 1);
+        let id = |generation, real, check| CheckId { generation, service: 0, real, check };
+        observe_check(id(old, 0, 0), Duration::from_millis(1), true);
+        observe_check(id(now, 0, 0), Duration::from_millis(3), true);
+        observe_check(id(now, 0, 1), Duration::from_secs(2), false);
+        observe_check(id(now, 0, 1), Duration::from_millis(700), false);
+        let shared = Shared { cfg: Some(Arc::new(cfg)), generation: now, health };
+        let text = Snapshot::new(t, GlobalStats::default(), Some(&shared), Vec::new()).text();
+        let first = r#"service="TCP 192.168.88.15:80",real="192.168.88.100:80",check_type="connect",check_target="192.168.88.100:80""#;
+        let second = r#"service="TCP 192.168.88.15:80",real="192.168.88.100:80",check_type="connect",check_target="192.168.88.100:80 #2""#;
+        for want in [
+            format!("xlb_check_up{{{first}}} 1\n"),
+            format!("xlb_check_up{{{second}}} 0\n"),
+            format!("xlb_check_failures_total{{{first}}} 0\n"),
+            format!("xlb_check_failures_total{{{second}}} 2\n"),
+            format!("xlb_check_duration_seconds_count{{{first}}} 1\n"),
+            format!("xlb_check_duration_seconds_sum{{{second}}} 2.7\n"),
+            format!("xlb_check_duration_seconds_bucket{{{first},le=\"0.005\"}} 1\n"),
+            format!("xlb_check_duration_seconds_bucket{{{second},le=\"1\"}} 1\n"),
+            format!("xlb_check_duration_seconds_bucket{{{second},le=\"2.5\"}} 2\n"),
+            "xlb_real_up{service=\"TCP 192.168.88.15:80\",real=\"192.168.88.100:80\"} 0\n".to_string(),
+            "xlb_real_weight{service=\"TCP 192.168.88.15:80\",real=\"192.168.88.200:80\"} 2\n".to_string(),
+            "xlb_service_in_bytes_total{service=\"TCP 192.168.88.15:80\"} 0\n".to_string(),
+            "# TYPE xlb_check_duration_seconds histogram\n".to_string(),
+        ] {
+            assert!(text.contains(&want), "{want}in\n{text}");
+        }
+        // web2's verdict is unknown yet: no `up` series for it.
+        assert!(!text.contains("xlb_real_up{service=\"TCP 192.168.88.15:80\",real=\"192.168.88.200:80\"}"), "{text}");
+        assert!(!CHECKS.lock().expect("records").contains_key(&id(old, 0, 0)), "the replaced checker's record stays");
     }
 }
