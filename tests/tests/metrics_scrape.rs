@@ -163,15 +163,19 @@ fn as_grafana_sends(expr: &str) -> String {
     expr.replace("$__rate_interval", RATE_WINDOW).replace("$instance", ".*").replace("$service", ".*")
 }
 
-/// A short account of a query's answer for the README's table: `labels=value; ...`.
-fn describe(samples: &[Sample]) -> String {
-    let skip = ["instance", "job"];
+/// A query's answer for the README's table: each series named by the panel's legend (its
+/// labels when it has none), `name = value; ...`.
+fn describe(samples: &[Sample], legend: &str) -> String {
     let mut parts: Vec<String> = samples
         .iter()
         .map(|s| {
-            let l: Vec<&str> = s.labels.iter().filter(|(k, _)| !skip.contains(&k.as_str())).map(|(_, v)| v.as_str()).collect();
+            let name = if legend.is_empty() {
+                s.labels.iter().filter(|(k, _)| !["instance", "job"].contains(&k.as_str())).map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" ")
+            } else {
+                s.labels.iter().fold(legend.to_string(), |l, (k, v)| l.replace(&format!("{{{{{k}}}}}"), v))
+            };
             let v = if s.value.fract() == 0.0 { format!("{}", s.value) } else { format!("{:.3}", s.value) };
-            if l.is_empty() { v } else { format!("{} = {v}", l.join(" ")) }
+            if name.is_empty() { v } else { format!("{name} = {v}") }
         })
         .collect();
     parts.sort();
@@ -243,14 +247,14 @@ fn prometheus_scrapes_lbd_and_every_dashboard_query_has_data() {
 
     // Every panel's every query, with the dashboard's variables on "All": data, and numbers.
     let queries = dashboard_queries().expect("dashboard");
-    println!("| Panel | Query (legend) | Lab value |\n|---|---|---|");
+    println!("| Panel | Query | Lab value |\n|---|---|---|");
     let mut empty = Vec::new();
     for (title, expr, legend) in &queries {
         let samples = query(ns, &as_grafana_sends(expr)).unwrap_or_else(|e| panic!("{title}: {e}"));
         if samples.is_empty() || samples.iter().any(|s| s.value.is_nan()) {
             empty.push(format!("{title}: {expr} -> {samples:?}"));
         }
-        println!("| {title} | `{legend}` | {} |", describe(&samples));
+        println!("| {title} | `{expr}` | {} |", describe(&samples, legend));
     }
     assert!(empty.is_empty(), "panel queries without data:\n{}\n{text}", empty.join("\n"));
     drop(prometheus);
