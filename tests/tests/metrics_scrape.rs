@@ -221,6 +221,16 @@ fn prometheus_scrapes_lbd_and_every_dashboard_query_has_data() {
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert!(om.contains("# UNIT xlb_check_duration_seconds seconds\n"), "{om}");
 
+    // The HTTP server: HEAD has the head alone, other methods and paths are refused.
+    let status = |args: &[&str]| {
+        let mut a = vec!["-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "--max-time", "5"];
+        a.extend_from_slice(args);
+        ns.exec("curl", &a).expect("curl")
+    };
+    assert_eq!(status(&["-I", &format!("http://{METRICS}/metrics")]), "200 0");
+    assert_eq!(status(&["-X", "POST", &format!("http://{METRICS}/metrics")]), "405 18");
+    assert_eq!(status(&[&format!("http://{METRICS}/nothing")]), "404 13");
+
     // Values the lab knows, as Prometheus read them.
     let q = |e: &str| value(ns, e).unwrap_or_else(|err| panic!("{err}\n{text}"));
     assert_eq!(q(&format!("xlb_service_connections_total{{{svc}}}")), 6.0);
@@ -243,7 +253,7 @@ fn prometheus_scrapes_lbd_and_every_dashboard_query_has_data() {
     assert_eq!(q("count(xlb_dataplane_attachment_info{interface=\"eth0\"})"), 1.0);
     // DR out of the interface it came in: every client packet to the VIP is an XDP_TX.
     assert!(q("xlb_dataplane_verdicts_total{verdict=\"tx\"}") >= pkts as f64);
-    assert_eq!(q("count(xlb_lbd_build_info{version=\"0.1.0\"})"), 1.0);
+    assert_eq!(q(&format!("count(xlb_lbd_build_info{{version=\"{}\"}})", env!("CARGO_PKG_VERSION"))), 1.0);
 
     // Every panel's every query, with the dashboard's variables on "All": data, and numbers.
     let queries = dashboard_queries().expect("dashboard");
