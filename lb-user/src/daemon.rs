@@ -542,6 +542,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
 fn publish(shared: &Arc<Mutex<Shared>>, running: &Option<Running>) {
     if let Ok(mut s) = shared.lock() {
         s.cfg = running.as_ref().map(|r| r.cfg.clone());
+        s.generation = running.as_ref().map_or(0, |r| r.generation);
         s.health = running.as_ref().map(|r| r.health.clone()).unwrap_or_default();
     }
 }
@@ -611,7 +612,7 @@ mod tests {
         let cfg = config::parse(CFG, Format::Auto).expect("config");
         let mut t = Table::default();
         reconcile(&mut t, &cfg, &Health::unknown(&cfg), &[]).expect("first");
-        let text = crate::metrics::render(&t, &lb_common::GlobalStats::default(), None, &[]);
+        let text = crate::metrics::render(&t, &lb_common::GlobalStats::default());
         assert!(text.contains("xlb_real_weight{service=\"TCP 192.168.88.15:80\",real=\"192.168.88.100:80\"} 1\n"), "{text}");
         assert!(text.contains("xlb_dataplane_verdicts_total{verdict=\"drop\"} 0\n"));
     }

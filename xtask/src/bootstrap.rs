@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "bpftool",    // inspecting loaded programs and maps
     "iptables",   // the seeds' mangle MARK rules for fwmark services
     "keepalived", // VRRP between the failover drill's directors (run by the test, never as a service)
+    "prometheus", // promtool's lint of /metrics and a Prometheus server scraping lbd (run by the test)
 ];
 
 pub fn run() -> anyhow::Result<()> {

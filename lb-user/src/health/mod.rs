@@ -187,6 +187,7 @@ pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHan
         loop {
             let started = tokio::time::Instant::now();
             let r = check_once(&check).await;
+            crate::metrics::observe_check(id, started.elapsed(), r.is_ok());
             let change = match r {
                 Ok(()) => {
                     fails = 0;
