@@ -116,6 +116,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    lb_user::logging::init();
     if let Err(e) = run(cli) {
         eprintln!("lbd: {e:#}");
         std::process::exit(1);
