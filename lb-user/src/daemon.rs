@@ -342,7 +342,8 @@ pub fn apply(dir: &Path, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) 
         for c in &changes {
             c.log();
         }
-        tracing::info!(changes = changes.len(), "{} changes committed", changes.len());
+        let n = changes.len();
+        tracing::info!(changes = n, "{n} change{} committed", if n == 1 { "" } else { "s" });
     }
     Ok(changes)
 }
@@ -476,9 +477,9 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
     // The watchdog is kept from this loop: a loop that hangs (a stuck store lock, a blocked
     // step) stops the keep-alives and systemd restarts lbd.
-    let mut watchdog_usec = 0u64;
-    let watchdog_on = sd_notify::watchdog_enabled(false, &mut watchdog_usec) && watchdog_usec > 0;
-    let mut watchdog = tokio::time::interval(if watchdog_on { Duration::from_micros(watchdog_usec / 2) } else { Duration::from_secs(3600) });
+    let watchdog_every = watchdog_period();
+    let watchdog_on = watchdog_every.is_some();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut term = signal(SignalKind::terminate())?;
@@ -508,7 +509,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                         let interfaces = attached.join(" ");
                         tracing::info!(%interfaces, "data plane attached to {interfaces}");
                     } else {
-                        tracing::warn!("data plane detached: {NOT_CARRIED}");
+                        tracing::warn!("{NOT_CARRIED}");
                     }
                     was_carried = Some(carried);
                 }
@@ -622,6 +623,19 @@ fn notify(states: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(false, states) {
         tracing::debug!("sd_notify failed: {e}");
     }
+}
+
+/// Half of WATCHDOG_USEC when systemd asks this process for keep-alives. Read here, not with
+/// `sd_notify::watchdog_enabled`: that one requires WATCHDOG_PID, which sd_watchdog_enabled(3)
+/// treats as optional (checked only when set).
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    Some(Duration::from_micros(usec / 2))
 }
 
 /// RELOADING=1 with the monotonic time systemd 253+ asks for with it.

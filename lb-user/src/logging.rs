@@ -42,7 +42,15 @@ pub fn init() {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Fields keep their names in the journal (no `F_` prefix): SERVICE, REAL, REASON.
     let journald = if stderr_is_journal() {
-        tracing_journald::layer().ok().map(|l| l.with_field_prefix(None).with_syslog_identifier("lbd".into()))
+        // INFO is journald's "informational" (6), as syslog has it, not the crate's "notice".
+        let priorities = tracing_journald::PriorityMappings {
+            info: tracing_journald::Priority::Informational,
+            debug: tracing_journald::Priority::Debug,
+            ..tracing_journald::PriorityMappings::new()
+        };
+        tracing_journald::layer()
+            .ok()
+            .map(|l| l.with_field_prefix(None).with_syslog_identifier("lbd".into()).with_priority_mappings(priorities))
     } else {
         None
     };
