@@ -85,7 +85,8 @@ impl Lab {
         let ns = Netns::new(&unique_prefix(tag))?;
         let pins = TempPins::new(tag)?;
         let dir = TempDir::new(tag)?;
-        std::fs::write(dir.0.join("lbd.cf"), CONFIG)?;
+        // ldirectord's logfile: lbd's events also go there (a file layer beside stderr/journal).
+        std::fs::write(dir.0.join("lbd.cf"), format!("logfile=\"{}\"\n{CONFIG}", dir.0.join("events.log").display()))?;
         // Accepts and closes: a connect check needs no more.
         let web = RealServer::start(&ns.name, "web", &[80], 9, Arc::new(|_conn| {}))?;
         Ok(Lab { ns, pins, dir, web: Some(web) })
@@ -215,7 +216,12 @@ fn sd_notify_ready_watchdog_reload_stop() {
     // JOURNAL_STREAM=1:2 is not lbd's stderr: the events stay there.
     let log = lab.log_text();
     assert!(log.contains(" WARN TCP 10.0.0.1:80: real server 127.0.0.1:80 is down (connect to 127.0.0.1:80: Connection refused"), "{log}");
-    assert!(log.contains(" INFO lbd.cf: reloaded") || log.contains("lbd.cf: reloaded"), "{log}");
+    assert!(log.contains("  INFO ") && log.contains("lbd.cf: reloaded\n"), "{log}");
+    // The logfile has the same lines as stderr (from the first event after the file was read).
+    let file = std::fs::read_to_string(lab.dir.0.join("events.log")).expect("logfile");
+    let from = log.find(" INFO TCP 10.0.0.1:80: added (scheduler rr)").expect("first event");
+    let lines = |t: &str| t.lines().map(|l| l.split_once(' ').map(|(_, rest)| rest.to_string()).unwrap_or_default()).collect::<Vec<_>>();
+    assert_eq!(lines(&file), lines(&log[log[..from].rfind('\n').map_or(0, |i| i + 1)..]), "logfile vs stderr");
 }
 
 /// A real systemd-journald in a private mount namespace (its sockets and runtime journal bound
