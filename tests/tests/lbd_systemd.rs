@@ -22,7 +22,7 @@ use xlb_tests::workspace_bin;
 
 const SERVICE: &str = "TCP 10.0.0.1:80";
 
-const CONFIG: &str = "checktimeout=1\ncheckinterval=1\nquiescent=no\n\nvirtual=10.0.0.1:80\n\treal=127.0.0.1:80 gate 1\n\t\
+const CONFIG: &str = "checktimeout=1\ncheckinterval=1\nquiescent=no\nfallback=127.0.0.3:80 gate\n\nvirtual=10.0.0.1:80\n\treal=127.0.0.1:80 gate 1\n\t\
                       real=127.0.0.2:80 gate 1\n\tchecktype=connect\n\tscheduler=rr\n\tprotocol=tcp\n";
 
 /// A scratch directory, removed when dropped.
@@ -208,6 +208,13 @@ fn sd_notify_ready_watchdog_reload_stop() {
     assert!(reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")), "{reloading}");
     let (ready_at, _) = notes.wait_for("READY=1", Duration::from_secs(5)).expect("READY=1 after the reload");
     assert!(ready_at > reloading_at);
+    // A broken file: refused (logged as an error), and lbd is ready again on the old one.
+    let good = std::fs::read_to_string(lab.config()).expect("config");
+    std::fs::write(lab.config(), good.replace("scheduler=rr", "scheduler=nosuch")).expect("write");
+    lbd.signal(libc::SIGHUP);
+    notes.wait_for("RELOADING=1", Duration::from_secs(5)).expect("RELOADING=1 (refused)");
+    notes.wait_for("READY=1", Duration::from_secs(5)).expect("READY=1 after the refusal");
+    std::fs::write(lab.config(), good).expect("write");
 
     lbd.signal(libc::SIGTERM);
     notes.wait_for("STOPPING=1", Duration::from_secs(5)).expect("STOPPING=1");
@@ -217,6 +224,7 @@ fn sd_notify_ready_watchdog_reload_stop() {
     let log = lab.log_text();
     assert!(log.contains(" WARN TCP 10.0.0.1:80: real server 127.0.0.1:80 is down (connect to 127.0.0.1:80: Connection refused"), "{log}");
     assert!(log.contains("  INFO ") && log.contains("lbd.cf: reloaded\n"), "{log}");
+    assert!(log.contains(" ERROR not reloaded, the running configuration stays: ") && log.contains("nosuch"), "{log}");
     // The logfile has the same lines as stderr (from the first event after the file was read).
     let file = std::fs::read_to_string(lab.dir.0.join("events.log")).expect("logfile");
     let from = log.find(" INFO TCP 10.0.0.1:80: added (scheduler rr)").expect("first event");
@@ -227,7 +235,8 @@ fn sd_notify_ready_watchdog_reload_stop() {
 /// A real systemd-journald in a private mount namespace (its sockets and runtime journal bound
 /// from the test's directory); lbd's stderr is announced as a journal stream, so its events go
 /// to the journal with their fields. A real server stops: `journalctl -o json` shows the event
-/// with SERVICE, REAL, REASON and priority warning, and the commit that followed.
+/// with SERVICE, REAL, REASON and priority warning, the commit that followed, and the fallback
+/// server coming in (both down) and going (one back) with its fields.
 #[test]
 fn journald_gets_events_with_fields() {
     let mut lab = Lab::new("sdj").expect("lab");
@@ -304,9 +313,19 @@ fn journald_gets_events_with_fields() {
     let at = |e: &serde_json::Value| field(e, "__REALTIME_TIMESTAMP").parse::<u64>().unwrap_or(0);
     let committed = wait("commit", &|e| at(e) >= at(&removed) && !field(e, "CHANGES").is_empty());
     let n = field(&committed, "CHANGES");
-    assert!(n == "1" || n == "2", "{committed:#}");
+    assert!(n == "1" || n == "2" || n == "3", "{committed:#}");
     let want = if n == "1" { "1 change committed".to_string() } else { format!("{n} changes committed") };
     assert_eq!(field(&committed, "MESSAGE"), want);
+    // Both down: the fallback server comes in; one back: it goes.
+    let fallback_in = wait("fallback in", &|e| field(e, "CHANGE") == "fallback in");
+    assert_eq!(field(&fallback_in, "SERVICE"), SERVICE);
+    assert_eq!(field(&fallback_in, "FALLBACK"), "127.0.0.3:80");
+    assert_eq!(field(&fallback_in, "PRIORITY"), "4");
+    assert_eq!(field(&fallback_in, "MESSAGE"), "TCP 10.0.0.1:80: fallback 127.0.0.3:80 in (every real server is down), weight 1");
+    lab.web = Some(RealServer::start(&lab.ns.name, "web", &[80], 9, Arc::new(|_conn| {})).expect("web again"));
+    let fallback_out = wait("fallback out", &|e| field(e, "CHANGE") == "fallback out");
+    assert_eq!(field(&fallback_out, "FALLBACK"), "127.0.0.3:80");
+    assert_eq!(field(&fallback_out, "MESSAGE"), "TCP 10.0.0.1:80: fallback 127.0.0.3:80 removed (a real server is up)");
 
     lbd.signal(libc::SIGTERM);
     let status = lbd.wait_exit(Duration::from_secs(5)).expect("lbd exits");
