@@ -40,6 +40,12 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
 }
 
+/// A plain INFO event, for callers written before lbd logged through `tracing` (new events
+/// use `tracing::info!/warn!` with their fields).
+pub fn log(msg: &str) {
+    tracing::info!("{msg}");
+}
+
 /// The periodic work of `lbd run`, once: expiry, the interfaces, the fwmark classifier, the
 /// local real servers. The one place where periodic data-plane work goes, but for the
 /// estimator ([`estimate`]), which keeps its own clock. `interval`: the time to the next run
@@ -572,7 +578,13 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                     let (d, c, h) = (dir.clone(), cfg.clone(), health.clone());
                     match blocking(move || apply(&d, &c, &h, &gone)).await {
                         Ok(_) => {
-                            tracing::info!(config = %old.path.display(), services = cfg.services.len(), "{}: reloaded", old.path.display());
+                            tracing::info!(
+                                config = %old.path.display(),
+                                services = cfg.services.len(),
+                                "{}: reloaded, {} virtual services",
+                                old.path.display(),
+                                cfg.services.len()
+                            );
                             let checkers = start_checkers(&cfg, generation, &tx);
                             let path = old.path.clone();
                             let format = old.format;

@@ -8,6 +8,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use tracing::field::{Field, Visit};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, format, time::FormatTime as _};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 /// The configuration's `logfile`, set (and changed by a reload) after the subscriber exists.
@@ -54,21 +57,14 @@ pub fn init() {
     } else {
         None
     };
-    // Text lines carry the message only: it already says what the fields say (they are for the
-    // journal's matching).
-    let message_only = || {
-        tracing_subscriber::fmt::format::debug_fn(|w, field, value| if field.name() == "message" { write!(w, "{value:?}") } else { Ok(()) })
-    };
     let stderr = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
-            .with_target(false)
-            .fmt_fields(message_only())
+            .event_format(TextLine)
             .with_writer(std::io::stderr)
             .with_filter(filter())
     });
     let file = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .fmt_fields(message_only())
+        .event_format(TextLine)
         .with_writer(|| LogFileWriter)
         .with_filter(filter());
     let _ = tracing_subscriber::registry()
@@ -76,6 +72,59 @@ pub fn init() {
         .with(stderr)
         .with(file)
         .try_init();
+}
+
+/// A text line (stderr, logfile): time, level, the message, then those fields whose value the
+/// message does not already say (lbd's messages are written whole for journalctl's short
+/// output; the fields are there for matching).
+struct TextLine;
+
+/// Fields for matching in the journal only: their message says the same in other words.
+const JOURNAL_ONLY: &[&str] = &["change"];
+
+impl<S, N> FormatEvent<S, N> for TextLine
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: format::Writer<'_>, event: &tracing::Event<'_>) -> std::fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut w)?;
+        write!(w, " {:>5} {}", event.metadata().level(), fields.message)?;
+        for (name, value) in &fields.others {
+            if !fields.message.contains(value.as_str()) && !JOURNAL_ONLY.contains(name) {
+                write!(w, " {name}={value}")?;
+            }
+        }
+        writeln!(w)
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    others: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record(field, format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn record(&mut self, field: &Field, value: String) {
+        if field.name() == "message" {
+            self.message = value;
+        } else {
+            self.others.push((field.name(), value));
+        }
+    }
 }
 
 /// Appends each formatted event (one `write` per event) to the current `logfile`, if any;

@@ -223,7 +223,7 @@ fn sd_notify_ready_watchdog_reload_stop() {
     // JOURNAL_STREAM=1:2 is not lbd's stderr: the events stay there.
     let log = lab.log_text();
     assert!(log.contains(" WARN TCP 10.0.0.1:80: real server 127.0.0.1:80 is down (connect to 127.0.0.1:80: Connection refused"), "{log}");
-    assert!(log.contains("  INFO ") && log.contains("lbd.cf: reloaded\n"), "{log}");
+    assert!(log.contains("  INFO ") && log.contains("lbd.cf: reloaded, 1 virtual services\n"), "{log}");
     assert!(log.contains(" ERROR not reloaded, the running configuration stays: ") && log.contains("nosuch"), "{log}");
     // The logfile has the same lines as stderr (from the first event after the file was read).
     let file = std::fs::read_to_string(lab.dir.0.join("events.log")).expect("logfile");
