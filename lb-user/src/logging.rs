@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, format, time::FormatTime as _};
@@ -15,6 +16,15 @@ use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt as _, util::Subs
 
 /// The configuration's `logfile`, set (and changed by a reload) after the subscriber exists.
 static LOGFILE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Whether events go to the journal (set by [`init`]).
+static TO_JOURNAL: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`init`] sent events to the journal: lbd's last word (a fatal error) is then an
+/// event too, with its priority, rather than an unprioritised stderr line.
+pub fn to_journal() -> bool {
+    TO_JOURNAL.load(Ordering::Relaxed)
+}
 
 /// Points the file copy of the log at `path` (None: no file).
 pub fn set_logfile(path: Option<PathBuf>) {
@@ -57,6 +67,7 @@ pub fn init() {
     } else {
         None
     };
+    TO_JOURNAL.store(journald.is_some(), Ordering::Relaxed);
     let stderr = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .event_format(TextLine)
