@@ -13,10 +13,9 @@
 //! InActConn counts of such flows stay until lbd sweeps them.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
@@ -41,25 +40,10 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
 }
 
-static LOGFILE: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-
-/// A line to stderr (journald) and to the configuration's `logfile`, if any.
+/// A plain INFO event, for callers written before lbd logged through `tracing` (new events
+/// use `tracing::info!/warn!` with their fields).
 pub fn log(msg: &str) {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let line = format!("[{}.{:03}] lbd: {msg}", now.as_secs(), now.subsec_millis());
-    eprintln!("{line}");
-    let file = LOGFILE.get().and_then(|m| m.lock().ok().and_then(|g| g.clone()));
-    if let Some(path) = file
-        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
-    {
-        let _ = writeln!(f, "{line}");
-    }
-}
-
-fn set_logfile(p: Option<PathBuf>) {
-    if let Ok(mut g) = LOGFILE.get_or_init(|| Mutex::new(None)).lock() {
-        *g = p;
-    }
+    tracing::info!("{msg}");
 }
 
 /// The periodic work of `lbd run`, once: expiry, the interfaces, the fwmark classifier, the
@@ -73,15 +57,15 @@ pub fn periodic(dir: &Path, interval: Duration) -> anyhow::Result<usize> {
     if !crate::dataplane::attached(dir).is_empty()
         && let Err(e) = crate::dataplane::sync_ifaces(dir)
     {
-        log(&format!("interface list not updated: {e:#}"));
+        tracing::warn!(error = %format!("{e:#}"), "interface list not updated: {e:#}");
     }
     // fwmark services: the mangle MARK rules, as they are now.
     if let Err(e) = crate::fwmark::sync(dir) {
-        log(&format!("fwmark classifier not updated: {e:#}"));
+        tracing::warn!(error = %format!("{e:#}"), "fwmark classifier not updated: {e:#}");
     }
     // Real servers local to the director (crate::local), when the addresses changed.
     if let Err(e) = refresh_local(dir) {
-        log(&format!("local real servers not updated: {e:#}"));
+        tracing::warn!(error = %format!("{e:#}"), "local real servers not updated: {e:#}");
     }
     Ok(expired)
 }
@@ -137,6 +121,86 @@ pub fn attachment_report(dir: &Path, store: &Store) -> Vec<String> {
 pub const NOT_CARRIED: &str =
     "no interface carries the data plane, so the table is not carried out (connections to its services are not balanced): run `lbd attach IFACE`";
 
+/// One change a reconcile step made to the table: what lbd logs of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub service: String,
+    /// The real server (or fallback server) concerned; None: the service itself.
+    pub real: Option<String>,
+    pub kind: ChangeKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    ServiceAdded { scheduler: String },
+    ServiceRemoved,
+    ServiceUpdated,
+    RealAdded { weight: i32 },
+    RealWeight { weight: i32 },
+    /// Down and not quiescent: out of the table until it is up again.
+    RealRemovedDown,
+    /// No longer in the configuration.
+    RealRemoved,
+    /// Every real server is down: the fallback server takes the traffic.
+    FallbackIn { weight: i32 },
+    /// Some real server is up again: the fallback server leaves.
+    FallbackOut,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, r) = (&self.service, self.real.as_deref().unwrap_or(""));
+        match &self.kind {
+            ChangeKind::ServiceAdded { scheduler } => write!(f, "{s}: added (scheduler {scheduler})"),
+            ChangeKind::ServiceRemoved => write!(f, "{s}: removed (no longer configured)"),
+            ChangeKind::ServiceUpdated => write!(f, "{s}: settings updated"),
+            ChangeKind::RealAdded { weight } => write!(f, "{s}: real server {r}: added with weight {weight}"),
+            ChangeKind::RealWeight { weight } => write!(f, "{s}: real server {r}: weight {weight}"),
+            ChangeKind::RealRemovedDown => write!(f, "{s}: real server {r} down: removed"),
+            ChangeKind::RealRemoved => write!(f, "{s}: real server {r} removed"),
+            ChangeKind::FallbackIn { weight } => write!(f, "{s}: fallback {r} in (every real server is down), weight {weight}"),
+            ChangeKind::FallbackOut => write!(f, "{s}: fallback {r} removed (a real server is up)"),
+        }
+    }
+}
+
+impl Change {
+    fn service(key: &SvcKey, kind: ChangeKind) -> Change {
+        Change { service: svc_name(key), real: None, kind }
+    }
+
+    fn real(key: &SvcKey, addr: &IpAddr, port: u16, kind: ChangeKind) -> Change {
+        Change { service: svc_name(key), real: Some(dest_name(addr, port)), kind }
+    }
+
+    /// The event: fallback changes are warnings (the service is out of real servers or comes back).
+    pub fn log(&self) {
+        let real = self.real.as_deref().unwrap_or("");
+        let change = match &self.kind {
+            ChangeKind::ServiceAdded { .. } => "service added",
+            ChangeKind::ServiceRemoved => "service removed",
+            ChangeKind::ServiceUpdated => "service updated",
+            ChangeKind::RealAdded { .. } => "real server added",
+            ChangeKind::RealWeight { .. } => "real server weight",
+            ChangeKind::RealRemovedDown => "real server removed (down)",
+            ChangeKind::RealRemoved => "real server removed",
+            ChangeKind::FallbackIn { .. } => "fallback in",
+            ChangeKind::FallbackOut => "fallback out",
+        };
+        match &self.kind {
+            ChangeKind::FallbackIn { weight } => {
+                tracing::warn!(service = %self.service, real = real, fallback = real, weight, change, "{self}")
+            }
+            ChangeKind::FallbackOut => tracing::warn!(service = %self.service, real = real, fallback = real, change, "{self}"),
+            ChangeKind::RealAdded { weight } | ChangeKind::RealWeight { weight } => {
+                tracing::info!(service = %self.service, real = real, weight, change, "{self}")
+            }
+            _ if self.real.is_some() => tracing::info!(service = %self.service, real = real, change, "{self}"),
+            _ => tracing::info!(service = %self.service, change, "{self}"),
+        }
+    }
+}
+
 fn errno_text(e: Errno) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
@@ -150,7 +214,7 @@ fn errno_text(e: Errno) -> String {
 /// its weight when missing. The fallback is present while every real server is down, left as
 /// it is while some are unknown and none up, absent otherwise. Other dests of a configured
 /// service are removed: the file is authoritative for its services.
-pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) -> Result<Vec<String>, Vec<String>> {
+pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) -> Result<Vec<Change>, Vec<String>> {
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     for key in gone {
@@ -158,7 +222,7 @@ pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: 
             continue;
         }
         match table.del_service(key) {
-            Ok(()) => changes.push(format!("{}: removed (no longer configured)", svc_name(key))),
+            Ok(()) => changes.push(Change::service(key, ChangeKind::ServiceRemoved)),
             Err(e) => errors.push(format!("{}: cannot remove: {}", svc_name(key), errno_text(e))),
         }
     }
@@ -167,7 +231,7 @@ pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: 
         let name = svc_name(&key);
         match table.find_service(&key) {
             None => match table.add_service(&vs.spec) {
-                Ok(_) => changes.push(format!("{name}: added (scheduler {})", vs.spec.sched)),
+                Ok(_) => changes.push(Change::service(&key, ChangeKind::ServiceAdded { scheduler: vs.spec.sched.to_string() })),
                 Err(e) => {
                     errors.push(format!("line {}: {name}: {}", vs.line, errno_text(e)));
                     continue;
@@ -181,13 +245,14 @@ pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: 
                     && s.pe_name == vs.spec.pe_name;
                 if !same {
                     match table.edit_service(&vs.spec) {
-                        Ok(()) => changes.push(format!("{name}: settings updated")),
+                        Ok(()) => changes.push(Change::service(&key, ChangeKind::ServiceUpdated)),
                         Err(e) => errors.push(format!("line {}: {name}: {}", vs.line, errno_text(e))),
                     }
                 }
             }
         }
-        let mut wanted: Vec<(DestSpec, Option<bool>, usize)> = Vec::new();
+        // (dest, health, line, is the fallback)
+        let mut wanted: Vec<(DestSpec, Option<bool>, usize, bool)> = Vec::new();
         let states: Vec<Option<bool>> = (0..vs.reals.len()).map(|ri| health.real(si, ri)).collect();
         for (ri, r) in vs.reals.iter().enumerate() {
             let spec = match states[ri] {
@@ -196,11 +261,11 @@ pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: 
                 Some(false) => None,
             };
             match spec {
-                Some(d) => wanted.push((d, states[ri], r.line)),
+                Some(d) => wanted.push((d, states[ri], r.line, false)),
                 None => {
                     if let Some(e) = del_if_present(table, &key, &r.dest.addr, r.dest.port) {
                         match e {
-                            Ok(()) => changes.push(format!("{name}: real server {} down: removed", dest_name(&r.dest.addr, r.dest.port))),
+                            Ok(()) => changes.push(Change::real(&key, &r.dest.addr, r.dest.port, ChangeKind::RealRemovedDown)),
                             Err(e) => errors.push(format!("line {}: {name}: {}", r.line, errno_text(e))),
                         }
                     }
@@ -213,32 +278,33 @@ pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: 
             let is_real = vs.reals.iter().any(|r| r.dest.addr == fb.addr && r.dest.port == fb.port);
             if !is_real {
                 if all_down {
-                    wanted.push((fb.clone(), Some(true), vs.line));
+                    wanted.push((fb.clone(), Some(true), vs.line, true));
                 } else if !any_up {
                     // Unknown: keep whatever the table has.
-                    wanted.push((fb.clone(), None, vs.line));
+                    wanted.push((fb.clone(), None, vs.line, true));
                 } else if let Some(e) = del_if_present(table, &key, &fb.addr, fb.port) {
                     match e {
-                        Ok(()) => changes.push(format!("{name}: fallback {} removed", dest_name(&fb.addr, fb.port))),
+                        Ok(()) => changes.push(Change::real(&key, &fb.addr, fb.port, ChangeKind::FallbackOut)),
                         Err(e) => errors.push(format!("line {}: {name}: {}", vs.line, errno_text(e))),
                     }
                 }
             }
         }
-        for (d, state, line) in &wanted {
+        for (d, state, line, is_fallback) in &wanted {
             let cur = table.find_service(&key).and_then(|s| s.dests.iter().find(|x| x.addr == d.addr && x.port == d.port));
             let r = match cur {
                 None if state.is_none() && vs.fallback.as_ref().is_some_and(|f| f.addr == d.addr && f.port == d.port) => continue,
-                None => table.add_dest(&key, d).map(|_| format!("added with weight {}", d.weight)),
+                None if *is_fallback => table.add_dest(&key, d).map(|_| ChangeKind::FallbackIn { weight: d.weight }),
+                None => table.add_dest(&key, d).map(|_| ChangeKind::RealAdded { weight: d.weight }),
                 // Unknown: as the table has it.
                 Some(_) if state.is_none() => continue,
                 Some(x) if x.weight == d.weight && x.fwd == d.fwd && x.u_threshold == d.u_threshold && x.l_threshold == d.l_threshold => {
                     continue;
                 }
-                Some(_) => table.edit_dest(&key, d).map(|_| format!("weight {}", d.weight)),
+                Some(_) => table.edit_dest(&key, d).map(|_| ChangeKind::RealWeight { weight: d.weight }),
             };
             match r {
-                Ok(what) => changes.push(format!("{name}: real server {}: {what}", dest_name(&d.addr, d.port))),
+                Ok(kind) => changes.push(Change::real(&key, &d.addr, d.port, kind)),
                 Err(e) => errors.push(format!("line {line}: {name}: real server {}: {}", dest_name(&d.addr, d.port), errno_text(e))),
             }
         }
@@ -248,14 +314,14 @@ pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: 
             .map(|s| {
                 s.dests
                     .iter()
-                    .filter(|d| !wanted.iter().any(|(w, _, _)| w.addr == d.addr && w.port == d.port))
+                    .filter(|d| !wanted.iter().any(|(w, ..)| w.addr == d.addr && w.port == d.port))
                     .map(|d| (d.addr, d.port))
                     .collect()
             })
             .unwrap_or_default();
         for (a, p) in extra {
             match table.del_dest(&key, &a, p) {
-                Ok(()) => changes.push(format!("{name}: real server {} removed", dest_name(&a, p))),
+                Ok(()) => changes.push(Change::real(&key, &a, p, ChangeKind::RealRemoved)),
                 Err(e) => errors.push(format!("{name}: {}", errno_text(e))),
             }
         }
@@ -269,7 +335,7 @@ fn del_if_present(table: &mut Table, key: &SvcKey, addr: &IpAddr, port: u16) -> 
 }
 
 /// One reconcile step on the pinned table: load, reconcile, commit when something changed.
-pub fn apply(dir: &Path, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) -> anyhow::Result<Vec<String>> {
+pub fn apply(dir: &Path, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) -> anyhow::Result<Vec<Change>> {
     let mut store = Store::open_at(dir, Default::default())?;
     let before = store.load()?;
     let mut after = before.clone();
@@ -279,6 +345,11 @@ pub fn apply(dir: &Path, cfg: &DesiredConfig, health: &Health, gone: &[SvcKey]) 
     };
     if after != before {
         store.commit(&before, &after)?;
+        for c in &changes {
+            c.log();
+        }
+        let n = changes.len();
+        tracing::info!(changes = n, "{n} change{} committed", if n == 1 { "" } else { "s" });
     }
     Ok(changes)
 }
@@ -309,7 +380,7 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 fn load_config(path: &Path, format: Format) -> anyhow::Result<DesiredConfig> {
     let cfg = config::load(path, format)?;
     for w in &cfg.warnings {
-        log(&format!("{}:{}: warning: {}", path.display(), w.line, w.msg));
+        tracing::warn!(config = %path.display(), line = w.line, "{}:{}: warning: {}", path.display(), w.line, w.msg);
     }
     Ok(cfg)
 }
@@ -372,14 +443,17 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     let mut running: Option<Running> = None;
     if let Some(path) = &opts.config {
         let cfg = Arc::new(load_config(path, opts.format)?);
-        set_logfile(cfg.logfile.clone());
+        crate::logging::set_logfile(cfg.logfile.clone());
         let health = Health::unknown(&cfg);
         let (d, c, h) = (dir.clone(), cfg.clone(), health.clone());
-        let changes = blocking(move || apply(&d, &c, &h, &[])).await?;
-        for c in changes {
-            log(&c);
-        }
-        log(&format!("{}: {} virtual services, health checks started", path.display(), cfg.services.len()));
+        blocking(move || apply(&d, &c, &h, &[])).await?;
+        tracing::info!(
+            config = %path.display(),
+            services = cfg.services.len(),
+            "{}: {} virtual services, health checks started",
+            path.display(),
+            cfg.services.len()
+        );
         let checkers = start_checkers(&cfg, generation, &tx);
         running = Some(Running {
             path: path.clone(),
@@ -398,12 +472,21 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     };
     if let Some(addr) = opts.metrics {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics: cannot listen on {addr}"))?;
-        log(&format!("metrics on http://{addr}/metrics"));
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
         tokio::spawn(crate::metrics::serve(listener, dir.clone(), shared.clone()));
     }
     publish(&shared, &running);
     // The sync daemons (`--start-daemon`) follow XLB_SYNC_DAEMONS on a thread of their own.
     crate::sync::spawn(dir.clone()).context("cannot start the sync thread")?;
+    // Ready for systemd (Type=notify): the configuration is loaded and its first commit is done.
+    let mut status = status_line(&running);
+    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    // The watchdog is kept from this loop: a loop that hangs (a stuck store lock, a blocked
+    // step) stops the keep-alives and systemd restarts lbd.
+    let watchdog_every = watchdog_period();
+    let watchdog_on = watchdog_every.is_some();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -421,7 +504,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
             _ = rate_tick.tick() => {
                 let d = dir.clone();
                 if let Err(e) = blocking(move || estimate(&d)).await {
-                    log(&format!("estimator tick failed: {e:#}"));
+                    tracing::warn!(error = %format!("{e:#}"), "estimator tick failed: {e:#}");
                 }
             }
             _ = tick.tick() => {
@@ -429,9 +512,10 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 let carried = !attached.is_empty();
                 if was_carried != Some(carried) {
                     if carried {
-                        log(&format!("data plane attached to {}", attached.join(" ")));
+                        let interfaces = attached.join(" ");
+                        tracing::info!(%interfaces, "data plane attached to {interfaces}");
                     } else {
-                        log(&format!("warning: {NOT_CARRIED}"));
+                        tracing::warn!("{NOT_CARRIED}");
                     }
                     was_carried = Some(carried);
                 }
@@ -439,7 +523,7 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 let d = dir.clone();
                 let every = opts.interval;
                 if let Err(e) = blocking(move || periodic(&d, every)).await {
-                    log(&format!("housekeeping failed: {e:#}"));
+                    tracing::warn!(error = %format!("{e:#}"), "housekeeping failed: {e:#}");
                 }
                 if let Some(r) = &running
                     && r.cfg.autoreload
@@ -459,29 +543,30 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                         if let Some(real) = r.cfg.services.get(v.id.service).and_then(|s| s.reals.get(v.id.real))
                             && let Some(s) = r.cfg.services.get(v.id.service)
                         {
-                            log(&format!(
-                                "{}: real server {} is {} ({})",
-                                svc_name(&s.spec.key),
-                                dest_name(&real.dest.addr, real.dest.port),
-                                if v.up { "up" } else { "down" },
-                                v.detail
-                            ));
+                            let (service, real, reason) = (svc_name(&s.spec.key), dest_name(&real.dest.addr, real.dest.port), &v.detail);
+                            if v.up {
+                                tracing::info!(%service, %real, %reason, "{service}: real server {real} is up ({reason})");
+                            } else {
+                                tracing::warn!(%service, %real, %reason, "{service}: real server {real} is down ({reason})");
+                            }
                         }
                     }
                     dirty = true;
                 }
             }
+            _ = watchdog.tick(), if watchdog_on => notify(&[sd_notify::NotifyState::Watchdog]),
             _ = hup.recv() => reload = running.is_some(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
         if reload && let Some(mut old) = running.take() {
+            reloading();
             generation += 1;
             let new_mtime = mtime(&old.path);
             match load_config(&old.path, old.format) {
                 Ok(cfg) => {
                     let cfg = Arc::new(cfg);
-                    set_logfile(cfg.logfile.clone());
+                    crate::logging::set_logfile(cfg.logfile.clone());
                     let health = carry_health(&old, &cfg);
                     let gone: Vec<SvcKey> = old
                         .cfg
@@ -492,11 +577,14 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                         .collect();
                     let (d, c, h) = (dir.clone(), cfg.clone(), health.clone());
                     match blocking(move || apply(&d, &c, &h, &gone)).await {
-                        Ok(changes) => {
-                            for c in changes {
-                                log(&c);
-                            }
-                            log(&format!("{}: reloaded", old.path.display()));
+                        Ok(_) => {
+                            tracing::info!(
+                                config = %old.path.display(),
+                                services = cfg.services.len(),
+                                "{}: reloaded, {} virtual services",
+                                old.path.display(),
+                                cfg.services.len()
+                            );
                             let checkers = start_checkers(&cfg, generation, &tx);
                             let path = old.path.clone();
                             let format = old.format;
@@ -504,14 +592,14 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                             running = Some(Running { path, format, cfg, mtime: new_mtime, generation, health, checkers });
                         }
                         Err(e) => {
-                            log(&format!("{}: not reloaded: {e:#}", old.path.display()));
+                            tracing::error!(config = %old.path.display(), error = %format!("{e:#}"), "{}: not reloaded: {e:#}", old.path.display());
                             old.mtime = new_mtime;
                             running = Some(old);
                         }
                     }
                 }
                 Err(e) => {
-                    log(&format!("not reloaded, the running configuration stays: {e:#}"));
+                    tracing::error!(config = %old.path.display(), error = %format!("{e:#}"), "not reloaded, the running configuration stays: {e:#}");
                     old.mtime = new_mtime;
                     running = Some(old);
                 }
@@ -521,22 +609,68 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
         if dirty && let Some(r) = &running {
             let (d, c, h) = (dir.clone(), r.cfg.clone(), r.health.clone());
             match blocking(move || apply(&d, &c, &h, &[])).await {
-                Ok(changes) => {
-                    for c in changes {
-                        log(&c);
-                    }
-                    dirty = false;
-                }
-                Err(e) => log(&format!("table not updated (retrying): {e:#}")),
+                Ok(_) => dirty = false,
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "table not updated (retrying): {e:#}"),
             }
         }
         publish(&shared, &running);
+        if reload {
+            status = status_line(&running);
+            notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+        } else if status_line(&running) != status {
+            status = status_line(&running);
+            notify(&[sd_notify::NotifyState::Status(&status)]);
+        }
     }
+    notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
     if let Some(p) = pulse {
         p.stop().await;
     }
-    log("stopping; the table and the data plane stay as they are");
+    tracing::info!("stopping; the table and the data plane stay as they are");
     Ok(())
+}
+
+/// A message to systemd's notification socket; nothing without one (not run by systemd).
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// Half of WATCHDOG_USEC when systemd asks this process for keep-alives. Read here, not with
+/// `sd_notify::watchdog_enabled`: that one requires WATCHDOG_PID, which sd_watchdog_enabled(3)
+/// treats as optional (checked only when set).
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    Some(Duration::from_micros(usec / 2))
+}
+
+/// RELOADING=1 with the monotonic time systemd 253+ asks for with it.
+fn reloading() {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+    }
+}
+
+/// systemd's STATUS= (`systemctl status lbd`): the services and how many real servers are up.
+fn status_line(running: &Option<Running>) -> String {
+    let Some(r) = running else { return "running (no configuration: housekeeping only)".into() };
+    let total: usize = r.cfg.services.iter().map(|s| s.reals.len()).sum();
+    let up = r
+        .cfg
+        .services
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| (0..s.reals.len()).map(move |ri| (si, ri)))
+        .filter(|&(si, ri)| r.health.real(si, ri) == Some(true))
+        .count();
+    format!("{} virtual services, {up} of {total} real servers up", r.cfg.services.len())
 }
 
 fn publish(shared: &Arc<Mutex<Shared>>, running: &Option<Running>) {
@@ -572,7 +706,7 @@ mod tests {
         reconcile(&mut t, &cfg, &h, &[]).expect("first");
         assert_eq!(weights(&t), w(&[("192.168.88.200", 2), ("192.168.88.100", 1)]));
         // Nothing to do a second time.
-        assert_eq!(reconcile(&mut t, &cfg, &h, &[]).expect("again"), Vec::<String>::new());
+        assert_eq!(reconcile(&mut t, &cfg, &h, &[]).expect("again"), Vec::<Change>::new());
         h.states[0][0] = vec![Some(false)];
         h.states[0][1] = vec![Some(true)];
         reconcile(&mut t, &cfg, &h, &[]).expect("web1 down");

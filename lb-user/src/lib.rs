@@ -12,6 +12,7 @@ pub mod health;
 pub mod ipvsadm;
 pub mod journal;
 pub mod local;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod netdev;

@@ -34,7 +34,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::piranha::{Pair, Vip};
-use crate::daemon::log;
 
 /// Which address of the pair this node owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,20 +138,24 @@ pub async fn start(pair: Pair, dir: PathBuf) -> anyhow::Result<Option<Pulse>> {
     }
     let local = crate::local::interface_addrs();
     let Some((role, peer)) = own_role(&pair, &local) else {
-        log(&format!(
+        tracing::warn!(
             "pair: this node owns neither primary {} nor backup {}: no heartbeat, the virtual addresses are not managed",
             fmt_opt(pair.primary),
             fmt_opt(pair.backup)
-        ));
+        );
         return Ok(None);
     };
     let sock = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], pair.heartbeat_port)))
         .await
         .with_context(|| format!("heartbeat: cannot listen on UDP port {}", pair.heartbeat_port))?;
-    log(&format!(
+    tracing::info!(
+        role = ?role,
+        %peer,
         "pair: {role:?} node, heartbeat with {peer} on UDP port {} every {:?}, dead after {:?}",
-        pair.heartbeat_port, pair.keepalive, pair.deadtime
-    ));
+        pair.heartbeat_port,
+        pair.keepalive,
+        pair.deadtime
+    );
     set_sync_role(false, &pair, &dir);
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(run(pair, dir, role, peer, sock, rx));
@@ -180,7 +183,7 @@ async fn run(pair: Pair, dir: PathBuf, role: Role, peer: Ipv4Addr, sock: UdpSock
                 continue;
             }
             _ = tokio::time::sleep_until(heard + pair.deadtime), if state == State::Passive => {
-                log(&format!("pair: nothing heard from {peer} for {:?}: taking over", pair.deadtime));
+                tracing::warn!(%peer, "pair: nothing heard from {peer} for {:?}: taking over", pair.deadtime);
                 heard = Instant::now();
                 State::Active
             }
@@ -188,7 +191,7 @@ async fn run(pair: Pair, dir: PathBuf, role: Role, peer: Ipv4Addr, sock: UdpSock
                 let (n, from) = match r {
                     Ok(x) => x,
                     Err(e) => {
-                        log(&format!("pair: heartbeat receive failed: {e}"));
+                        tracing::warn!(error = %e, "pair: heartbeat receive failed: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -199,14 +202,14 @@ async fn run(pair: Pair, dir: PathBuf, role: Role, peer: Ipv4Addr, sock: UdpSock
                         heard = Instant::now();
                         let next = on_heard(role, state, peer_state);
                         if next != state {
-                            log(&format!("pair: {peer} says {peer_state:?}"));
+                            tracing::info!(%peer, peer_state = ?peer_state, "pair: {peer} says {peer_state:?}");
                         }
                         next
                     }
                     _ => {
                         strangers = strangers.saturating_add(1);
                         if strangers.is_power_of_two() {
-                            log(&format!("pair: ignored {strangers} datagram(s) that are not {peer}'s heartbeat (last from {from})"));
+                            tracing::warn!(%from, "pair: ignored {strangers} datagram(s) that are not {peer}'s heartbeat (last from {from})");
                         }
                         continue;
                     }
@@ -228,7 +231,7 @@ async fn run(pair: Pair, dir: PathBuf, role: Role, peer: Ipv4Addr, sock: UdpSock
     }
     seq = seq.wrapping_add(1);
     let _ = sock.send_to(&encode(role, PeerState::Leaving, seq), to).await;
-    log("pair: left (heartbeat stopped)");
+    tracing::info!("pair: left (heartbeat stopped)");
 }
 
 async fn send(sock: &UdpSocket, to: SocketAddr, role: Role, state: State, seq: &mut u32) {
@@ -243,12 +246,12 @@ async fn send(sock: &UdpSocket, to: SocketAddr, role: Role, state: State, seq: &
 
 /// Adds the addresses and announces them.
 async fn activate(pair: &Pair) {
-    log("pair: active: bringing up the virtual addresses");
+    tracing::warn!(role = "active", "pair: active: bringing up the virtual addresses");
     let vips = pair.vips.clone();
     let r = tokio::task::spawn_blocking(move || {
         for v in &vips {
             if let Err(e) = add_vip(v) {
-                log(&format!("pair: {}: {e:#}", v.addr));
+                tracing::error!(address = %v.addr, "pair: {}: {e:#}", v.addr);
             }
         }
         vips
@@ -265,7 +268,7 @@ async fn activate(pair: &Pair) {
                     if let Err(e) = gratuitous_arp(&v.dev, v.addr)
                         && i == 0
                     {
-                        log(&format!("pair: gratuitous ARP for {} on {}: {e}", v.addr, v.dev));
+                        tracing::warn!(address = %v.addr, device = %v.dev, "pair: gratuitous ARP for {} on {}: {e}", v.addr, v.dev);
                     }
                 }
             }
@@ -275,13 +278,13 @@ async fn activate(pair: &Pair) {
 
 /// Deletes the addresses.
 async fn deactivate(pair: &Pair) {
-    log("pair: passive: giving the virtual addresses back");
+    tracing::warn!(role = "passive", "pair: passive: giving the virtual addresses back");
     let vips = pair.vips.clone();
     let _ = tokio::task::spawn_blocking(move || {
         for v in vips.iter().filter(|v| !v.dev.is_empty()) {
             let cidr = format!("{}/{}", v.addr, v.prefix);
             if let Err(e) = ip(&["addr", "del", &cidr, "dev", &v.dev]) {
-                log(&format!("pair: {}: {e:#}", v.addr));
+                tracing::error!(address = %v.addr, "pair: {}: {e:#}", v.addr);
             }
         }
     })
@@ -417,9 +420,16 @@ fn set_sync_role(active: bool, pair: &Pair, dir: &Path) {
         Ok(changed)
     })();
     match r {
-        Ok(true) => log(&format!("pair: sync daemon now {role} on {} (syncid {})", pair.syncd_iface, pair.syncd_id)),
+        Ok(true) => tracing::info!(
+            sync_role = %role,
+            interface = %pair.syncd_iface,
+            syncid = pair.syncd_id,
+            "pair: sync daemon now {role} on {} (syncid {})",
+            pair.syncd_iface,
+            pair.syncd_id
+        ),
         Ok(false) => {}
-        Err(e) => log(&format!("pair: cannot run the sync daemon as {role} on {}: {e:#}", pair.syncd_iface)),
+        Err(e) => tracing::error!(sync_role = %role, "pair: cannot run the sync daemon as {role} on {}: {e:#}", pair.syncd_iface),
     }
 }
 

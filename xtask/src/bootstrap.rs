@@ -18,7 +18,8 @@ const PACKAGES: &[&str] = &[
     "tcpdump",    // captures in labs
     "curl",       // HTTP client in labs
     "python3",    // HTTP and UDP servers in labs
-    "util-linux", // nsenter
+    "util-linux", // nsenter, unshare (lbd_systemd's private mount namespace for journald)
+    "systemd",    // systemd-journald, journalctl, systemd-analyze verify (lbd_systemd; none runs as PID 1)
     "procps",     // sysctl
     "bpftool",    // inspecting loaded programs and maps
     "iptables",   // the seeds' mangle MARK rules for fwmark services

@@ -116,8 +116,13 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    lb_user::logging::init();
     if let Err(e) = run(cli) {
-        eprintln!("lbd: {e:#}");
+        if lb_user::logging::to_journal() {
+            tracing::error!("lbd: {e:#}");
+        } else {
+            eprintln!("lbd: {e:#}");
+        }
         std::process::exit(1);
     }
 }

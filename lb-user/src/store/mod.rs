@@ -118,7 +118,13 @@ impl Store {
             return Ok(());
         };
         self.apply(&before, &after).context("cannot finish the interrupted commit")?;
-        journal.end()
+        journal.end()?;
+        tracing::warn!(
+            journal = %journal.path().display(),
+            "an interrupted table commit was finished from its journal {}",
+            journal.path().display()
+        );
+        Ok(())
     }
 
     pub fn pin_dir(&self) -> &Path {

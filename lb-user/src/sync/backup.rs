@@ -52,7 +52,7 @@ pub fn install(dir: &Path, syncid: u8, msgs: &[Vec<u8>]) {
     let mut store = match Store::open_at(dir, Default::default()) {
         Ok(s) => s,
         Err(e) => {
-            crate::daemon::log(&format!("sync backup: {} messages not installed: {e:#}", msgs.len()));
+            tracing::warn!("sync backup: {} messages not installed: {e:#}", msgs.len());
             return;
         }
     };
@@ -75,7 +75,7 @@ pub fn install(dir: &Path, syncid: u8, msgs: &[Vec<u8>]) {
                 Ok(Installed::NoDest) => &COUNTERS.skipped_no_dest,
                 Ok(Installed::Stale | Installed::NotCarried) => &COUNTERS.skipped_other,
                 Err(err) => {
-                    crate::daemon::log(&format!("sync backup: entry not installed: {err:#}"));
+                    tracing::warn!("sync backup: entry not installed: {err:#}");
                     &COUNTERS.skipped_other
                 }
             };

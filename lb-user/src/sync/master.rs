@@ -101,7 +101,7 @@ pub fn run(dir: &Path, cfg: &DaemonCfg, stop: &AtomicBool) -> anyhow::Result<()>
                         }
                     }
                 }
-                Err(e) => crate::daemon::log(&format!("sync master: {} events not sent: {e:#}", events.len())),
+                Err(e) => tracing::warn!("sync master: {} events not sent: {e:#}", events.len()),
             }
         }
         if builder.started().is_some_and(|t| t.elapsed() >= FLUSH_TIME)

@@ -24,7 +24,6 @@ use std::time::Duration;
 use aya::maps::{Array, MapData};
 use lb_common::{self as c, sync::SyncDaemon};
 
-use crate::daemon::log;
 
 /// One daemon's settings: the table's (`store::daemons::from_map` reads the map entry).
 pub use crate::model::SyncDaemonCfg as DaemonCfg;
@@ -140,7 +139,7 @@ fn supervise(dir: &Path) {
                         continue;
                     }
                     if let Some(w) = slot.take() {
-                        log(&format!("sync: stopping the {} thread", role_name(role)));
+                        tracing::info!(sync_role = role_name(role), "sync: stopping the {} thread", role_name(role));
                         w.end();
                     }
                     let Some(entry) = entry else { continue };
@@ -154,7 +153,7 @@ fn supervise(dir: &Path) {
             }
             Err(e) => {
                 if !complained {
-                    log(&format!("sync: no daemon table ({e:#}); retrying"));
+                    tracing::warn!("sync: no daemon table ({e:#}); retrying");
                     complained = true;
                 }
             }
@@ -175,7 +174,10 @@ fn idle(entry: SyncDaemon) -> Worker {
 fn start(dir: &Path, role: u32, entry: SyncDaemon, cfg: DaemonCfg) -> Worker {
     let stop = Arc::new(AtomicBool::new(false));
     let (d, s) = (dir.to_path_buf(), stop.clone());
-    log(&format!(
+    tracing::info!(
+        sync_role = role_name(role),
+        interface = %cfg.ifname,
+        syncid = cfg.syncid,
         "sync thread started: state = {}, mcast_ifn = {}, syncid = {}, group = {}:{}, maxlen = {}",
         role_name(role).to_uppercase(),
         cfg.ifname,
@@ -183,18 +185,18 @@ fn start(dir: &Path, role: u32, entry: SyncDaemon, cfg: DaemonCfg) -> Worker {
         cfg.group,
         cfg.port,
         cfg.maxlen
-    ));
+    );
     let name = format!("lbd-sync-{}", role_name(role));
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         let r = if role == c::sync::SYNC_MASTER { master::run(&d, &cfg, &s) } else { backup::run(&d, &cfg, &s) };
         if let Err(e) = r {
-            log(&format!("sync {} thread ended: {e:#}", role_name(role)));
+            tracing::error!(sync_role = role_name(role), "sync {} thread ended: {e:#}", role_name(role));
         }
     });
     match spawned {
         Ok(thread) => Worker { entry, stop, thread },
         Err(e) => {
-            log(&format!("sync: cannot start the {} thread: {e}", role_name(role)));
+            tracing::error!(sync_role = role_name(role), "sync: cannot start the {} thread: {e}", role_name(role));
             idle(entry)
         }
     }
