@@ -15,9 +15,10 @@ use xlb_tests::netns::{Netns, Proc, sh};
 const VHOST: &str = "www.example.test";
 
 /// The real servers' HTTP/HTTPS server: `DIR/status` and `DIR/body` are its answer (read per
-/// request; `/moved` redirects to `/health`), `DIR/seen` gets one line per request.
+/// request; `/moved` redirects to `/health`; status `sleep`: 200 after 3 s), `DIR/seen` gets
+/// one line per request.
 const SERVER: &str = r#"
-import http.server, os, socketserver, ssl, sys, threading
+import http.server, os, socketserver, ssl, sys, threading, time
 d, hport, sport, cert, key = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 lock = threading.Lock()
 class H(http.server.BaseHTTPRequestHandler):
@@ -32,7 +33,11 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send_header('Content-Length', '0')
             self.end_headers()
             return
-        status = int(open(os.path.join(d, 'status')).read())
+        status = open(os.path.join(d, 'status')).read()
+        if status.startswith('sleep'):
+            time.sleep(3)
+            status = '200'
+        status = int(status)
         body = open(os.path.join(d, 'body'), 'rb').read()
         self.send_response(status)
         self.send_header('Content-Length', str(len(body)))
@@ -94,6 +99,11 @@ impl Web {
     fn answer(&self, status: u16, body: &str) -> anyhow::Result<()> {
         std::fs::write(self.dir.join("body"), body)?;
         std::fs::write(self.dir.join("status"), status.to_string())?;
+        Ok(())
+    }
+
+    fn answer_after_3s(&self) -> anyhow::Result<()> {
+        std::fs::write(self.dir.join("status"), "sleep")?;
         Ok(())
     }
 
@@ -244,6 +254,10 @@ fn ldirectord_http_https() {
         .expect("reason");
     // HEAD reads no body: still up on port 81.
     assert_eq!(reals(&lab, 81), [w1(81, 1)]);
+    // web2 answers after 3 s: past negotiatetimeout (1 s), down.
+    web[1].answer_after_3s().expect("answer");
+    wait_reals(&lab, &lbd, 80, &[&w1(80, 0), &w2(80, 0)], Duration::from_secs(4));
+    wait_log(&lbd, &format!("real server {WEB2}:80 is down (no answer within 1s)"), Duration::from_secs(2)).expect("reason");
 }
 
 fn keepalived_conf(ssl: &str, web1_body_md5: &str) -> String {
@@ -310,6 +324,10 @@ fn keepalived_http_get_ssl_get() {
         .expect("reason");
     web[1].answer(202, "STATUS: UP\n").expect("answer");
     wait_reals(&lab, &lbd, 80, &[&w1(80, 0), &w2(80, 1)], Duration::from_secs(4));
+    // An answer after 3 s: past connect_timeout (1 s), down.
+    web[1].answer_after_3s().expect("answer");
+    wait_reals(&lab, &lbd, 80, &[&w1(80, 0), &w2(80, 0)], Duration::from_secs(4));
+    wait_log(&lbd, &format!("real server {WEB2}:80 is down (no answer within 1s)"), Duration::from_secs(2)).expect("reason");
 }
 
 /// keepalived SSL_GET with `SSL { ca FILE }`: lbd verifies the server's certificate against

@@ -69,8 +69,9 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 /// otherwise the URL holds the address itself.
 fn request_target(c: &Check, h: &HttpCheck) -> Result<(reqwest::Client, reqwest::Url), String> {
     let mut b = reqwest::Client::builder()
+        // The whole check's time limit is `check_once`'s (ldirectord's alarm, keepalived's
+        // connect_timeout); the connect gets no more.
         .connect_timeout(c.timeout)
-        .timeout(c.timeout)
         // Every check opens its own connection: a pooled one would not test the server's accept.
         .pool_max_idle_per_host(0)
         .no_proxy()
