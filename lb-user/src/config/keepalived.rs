@@ -3,8 +3,9 @@
 //! The file is read as keepalived reads it: words, `{ ... }` blocks, comments from a word that
 //! starts with `#` or `!` to the end of the line. Top-level blocks other than `virtual_server`
 //! and `virtual_server_group` (global_defs, vrrp_instance, ...) are not lbd's business and are
-//! skipped. Unknown keywords are ignored with a warning, as keepalived does; known keywords
-//! that need something lbd does not do (MISC_CHECK scripts, SSL, quorum, ...) are errors.
+//! skipped, but for `SSL`, whose `ca` SSL_GET verifies against. Unknown keywords are ignored
+//! with a warning, as keepalived does; known keywords that need something lbd does not do
+//! (MISC_CHECK scripts, SSL client certificates, quorum, ...) are errors.
 //!
 //! IPv6 as keepalived 2.2 reads it: IPv6 `virtual_server`/`real_server`/`sorry_server` addresses
 //! and group members (a range ends in the last 16-bit group, hex), a fwmark service's family from

@@ -155,6 +155,35 @@ mod tests {
 
     use crate::config::{CheckKind, Format, TlsCheck, parse};
 
+    /// The URL asked: the address itself (IPv6 in brackets), or with SNI the virtualhost
+    /// (resolved by the client to the real server's address).
+    #[test]
+    fn request_urls() {
+        let text = "virtual_server 2001:db8::1 80 {\n  real_server 2001:db8::2 80 {\n    HTTP_GET {\n      url {\n        path /x?y=1\n      }\n    }\n  }\n}\n\
+                    virtual_server 10.0.0.1 443 {\n  real_server 10.0.0.2 443 {\n    SSL_GET {\n      url {\n        path /h\n      }\n      \
+                    enable_sni\n      virtualhost www.example.test\n      connect_port 8443\n    }\n    SSL_GET {\n      url {\n        path /n\n      }\n    }\n  }\n}\n";
+        let cfg = parse(text, Format::Keepalived).unwrap_or_else(|e| panic!("{e:?}"));
+        let urls: Vec<(String, String)> = cfg
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter())
+            .flat_map(|r| r.checks.iter())
+            .map(|c| match &c.kind {
+                CheckKind::Http(h) => (request_target(c, h).expect("client").1.to_string(), h.host.clone()),
+                k => panic!("http check expected, got {k:?}"),
+            })
+            .collect();
+        assert_eq!(urls, [
+            ("http://[2001:db8::2]/x?y=1".to_string(), "[2001:db8::2]:80".to_string()),
+            ("https://www.example.test:8443/h".to_string(), "www.example.test".to_string()),
+            ("https://10.0.0.2/n".to_string(), "10.0.0.2:443".to_string()),
+        ]);
+        let ld = "virtual6=[2001:db8::1]:80\n    real6=[2001:db8::2]:80 gate\n    service=http\n";
+        let cfg = parse(ld, Format::Ldirectord).unwrap_or_else(|e| panic!("{e:?}"));
+        let CheckKind::Http(h) = &cfg.services[0].reals[0].checks[0].kind else { panic!("http check expected") };
+        assert_eq!(h.host, "[2001:db8::2]");
+    }
+
     fn http_checks(text: &str, format: Format) -> Vec<(std::net::SocketAddr, HttpCheck, std::time::Duration, u32)> {
         let cfg = parse(text, format).unwrap_or_else(|e| panic!("{e:?}"));
         cfg.services

@@ -1,6 +1,6 @@
-//! Health checks of real servers (ldirectord's connect/negotiate, keepalived's TCP_CHECK and
-//! HTTP_GET, piranha nanny's send/expect), one tokio task per check so that a slow server never
-//! delays another's verdict.
+//! Health checks of real servers (ldirectord's connect/negotiate, keepalived's TCP_CHECK,
+//! HTTP_GET and SSL_GET, piranha nanny's send/expect), one tokio task per check so that a slow
+//! server never delays another's verdict.
 //!
 //! A checker reports a verdict when its server's state changes: up after one good check (a
 //! server that was down: after `rise_after` good checks in a row, piranha's `reentry`), down
