@@ -19,14 +19,16 @@ const VHOST: &str = "www.example.test";
 /// one line per request.
 const SERVER: &str = r#"
 import http.server, os, socketserver, ssl, sys, threading, time
-d, hport, sport, cert, key = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+d, hport, sport, cert, key, ca = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 lock = threading.Lock()
 class H(http.server.BaseHTTPRequestHandler):
     def answer(self, with_body):
         scheme = 'https' if isinstance(self.connection, ssl.SSLSocket) else 'http'
         sni = getattr(self.connection, 'sni', None) or '-'
+        peer = self.connection.getpeercert() if scheme == 'https' else None
+        client = dict(x[0] for x in peer['subject'])['commonName'] if peer else '-'
         with lock, open(os.path.join(d, 'seen'), 'a') as f:
-            f.write('%s %s %s host=%s sni=%s\n' % (scheme, self.command, self.path, self.headers.get('Host'), sni))
+            f.write('%s %s %s host=%s sni=%s client=%s\n' % (scheme, self.command, self.path, self.headers.get('Host'), sni, client))
         if self.path == '/moved':
             self.send_response(302)
             self.send_header('Location', '/health')
@@ -57,6 +59,8 @@ plain = S(('0.0.0.0', hport), H)
 tls = S(('0.0.0.0', sport), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
+ctx.load_verify_locations(cafile=ca)
+ctx.verify_mode = ssl.CERT_OPTIONAL
 def record_sni(sock, name, c):
     sock.sni = name
 ctx.sni_callback = record_sni
@@ -82,6 +86,7 @@ impl Web {
             .args(["-c", SERVER, &dir.to_string_lossy(), "8088", "8443"])
             .arg(certs.join("server.pem"))
             .arg(certs.join("server.key"))
+            .arg(certs.join("ca.pem"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -127,7 +132,10 @@ fn make_certs(dir: &Path) -> anyhow::Result<()> {
          openssl req -x509 {ec} -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=xlb-other-ca 2>/dev/null\n\
          openssl req {ec} -keyout server.key -out server.csr -subj /CN={VHOST} 2>/dev/null\n\
          printf 'subjectAltName=DNS:{VHOST},IP:{WEB1},IP:{WEB2}\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext\n\
-         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null\n",
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null\n\
+         openssl req {ec} -keyout client.key -out client.csr -subj /CN=lbd-client 2>/dev/null\n\
+         printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > ext-client\n\
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile ext-client 2>/dev/null\n",
         d = dir.display()
     ))?;
     Ok(())
@@ -233,10 +241,10 @@ fn ldirectord_http_https() {
     seen.dedup();
     // Host: the virtualhost (ldirectord sends no port); the section without one: the address.
     assert_eq!(seen, [
-        format!("http GET /health host={VHOST} sni=-"),
-        format!("http HEAD /health host={WEB1} sni=-"),
-        format!("https GET /health host={VHOST} sni={VHOST}"),
-        format!("https GET /moved host={VHOST} sni={VHOST}"),
+        format!("http GET /health host={VHOST} sni=- client=-"),
+        format!("http HEAD /health host={WEB1} sni=- client=-"),
+        format!("https GET /health host={VHOST} sni={VHOST} client=-"),
+        format!("https GET /moved host={VHOST} sni={VHOST} client=-"),
     ]);
 
     // A bad status: web1 down (quiescent: weight 0; the https section, quiescent=no: removed).
@@ -298,12 +306,12 @@ fn keepalived_http_get_ssl_get() {
         v
     };
     assert_eq!(sorted(web[0].take_seen()), [
-        format!("http GET /health host={VHOST} sni=-"),
-        format!("https GET /health host={VHOST} sni={VHOST}"),
+        format!("http GET /health host={VHOST} sni=- client=-"),
+        format!("https GET /health host={VHOST} sni={VHOST} client=-"),
     ]);
     assert_eq!(sorted(web[1].take_seen()), [
-        format!("http GET /health host={WEB2}:8088 sni=-"),
-        format!("https GET /health host={WEB2}:8443 sni=-"),
+        format!("http GET /health host={WEB2}:8088 sni=- client=-"),
+        format!("https GET /health host={WEB2}:8443 sni=- client=-"),
     ]);
 
     // Another body: the digest differs (inhibit_on_failure: weight 0).
@@ -333,7 +341,8 @@ fn keepalived_http_get_ssl_get() {
 /// keepalived SSL_GET with `SSL { ca FILE }`: lbd verifies the server's certificate against
 /// that CA (keepalived 2.2.7 loads the file but does not verify: lbd's choice). A CA that did
 /// not sign the certificate: down with the TLS reason; the CA that did: up, by name (SNI
-/// www.example.test) and, without SNI, by the address in the certificate.
+/// www.example.test) and, without SNI, by the address in the certificate; `certificate` and
+/// `key` are presented to the server that asks.
 #[test]
 fn keepalived_ssl_get_verifies_with_ca() {
     let HttpLab { lab, web, certs } = http_lab("hkv");
@@ -357,12 +366,18 @@ fn keepalived_ssl_get_verifies_with_ca() {
         assert!(w.take_seen().iter().all(|l| l.starts_with("http ")), "a request got through an unverified TLS session");
     }
 
-    let right = format!("SSL {{\n  ca {}\n}}\n", certs.join("ca.pem").display());
+    // The right CA, and a client certificate the servers ask for (optionally) and record.
+    let right = format!(
+        "SSL {{\n  ca {}\n  certificate {}\n  key {}\n}}\n",
+        certs.join("ca.pem").display(),
+        certs.join("client.pem").display(),
+        certs.join("client.key").display()
+    );
     std::fs::write(&cfg, keepalived_conf(&right, &md5_up)).expect("config");
     let lbd = Lbd::start(&lab, &cfg, &[], &lab.dir.join("lbd-right.log")).expect("lbd");
     wait_reals(&lab, &lbd, 443, &[&w1(443, 1), &w2(443, 1)], Duration::from_secs(5));
     assert!(!lbd.log_text().contains("is down"), "{}", lbd.log_text());
     std::thread::sleep(Duration::from_millis(1200));
-    assert!(web[0].take_seen().contains(&format!("https GET /health host={VHOST} sni={VHOST}")));
-    assert!(web[1].take_seen().contains(&format!("https GET /health host={WEB2}:8443 sni=-")));
+    assert!(web[0].take_seen().contains(&format!("https GET /health host={VHOST} sni={VHOST} client=lbd-client")));
+    assert!(web[1].take_seen().contains(&format!("https GET /health host={WEB2}:8443 sni=- client=lbd-client")));
 }

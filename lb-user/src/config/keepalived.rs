@@ -5,7 +5,7 @@
 //! and `virtual_server_group` (global_defs, vrrp_instance, ...) are not lbd's business and are
 //! skipped, but for `SSL`, whose `ca` SSL_GET verifies against. Unknown keywords are ignored
 //! with a warning, as keepalived does; known keywords that need something lbd does not do
-//! (MISC_CHECK scripts, SSL client certificates, quorum, ...) are errors.
+//! (MISC_CHECK scripts, encrypted SSL keys, quorum, ...) are errors.
 //!
 //! IPv6 as keepalived 2.2 reads it: IPv6 `virtual_server`/`real_server`/`sorry_server` addresses
 //! and group members (a range ends in the last 16-bit group, hex), a fwmark service's family from
@@ -145,15 +145,15 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
     let nodes = parse_nodes(&toks, &mut pos, true, 0, &mut errors);
     let mut cfg = DesiredConfig::default();
     let groups: Vec<&Node> = nodes.iter().filter(|n| n.key == "virtual_server_group").collect();
-    let mut ssl_ca = None;
+    let mut ssl = SslSettings::default();
     for n in nodes.iter().filter(|n| n.key == "SSL") {
-        let mut p = Parser { errors: &mut errors, warnings: &mut warnings, ssl_ca: None };
-        ssl_ca = p.ssl_block(n);
+        let mut p = Parser { errors: &mut errors, warnings: &mut warnings, ssl: SslSettings::default() };
+        ssl = p.ssl_block(n);
     }
     for n in &nodes {
         match n.key.as_str() {
             "virtual_server" => {
-                let mut p = Parser { errors: &mut errors, warnings: &mut warnings, ssl_ca: ssl_ca.clone() };
+                let mut p = Parser { errors: &mut errors, warnings: &mut warnings, ssl: ssl.clone() };
                 if let Some(mut list) = p.virtual_server(n, &groups) {
                     cfg.services.append(&mut list);
                 }
@@ -179,37 +179,66 @@ struct CheckDefaults {
 struct Parser<'a> {
     errors: &'a mut Vec<Diag>,
     warnings: &'a mut Vec<Diag>,
-    /// The `SSL { ca FILE }` certificates SSL_GET verifies servers against.
-    ssl_ca: Option<Vec<u8>>,
+    /// The `SSL { ... }` block's settings for SSL_GET.
+    ssl: SslSettings,
+}
+
+/// keepalived's `SSL { ca certificate key }`, read.
+#[derive(Clone, Default)]
+struct SslSettings {
+    /// The CAs SSL_GET verifies servers against.
+    ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain and key.
+    client_pem: Option<Vec<u8>>,
 }
 
 const UNSUPPORTED_CHECKERS: &[&str] =
     &["MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK"];
 
 impl Parser<'_> {
-    /// The top-level `SSL { ... }` block: its `ca` file's certificates. keepalived 2.2.7 loads
-    /// that file but never asks OpenSSL to verify the peer; lbd takes a configured CA as the
-    /// wish it expresses and verifies SSL_GET servers against it (no `ca`: no verification,
-    /// as keepalived).
-    fn ssl_block(&mut self, n: &Node) -> Option<Vec<u8>> {
-        let mut ca = None;
+    /// The top-level `SSL { ... }` block: its `ca` file's certificates and its client
+    /// certificate with key. keepalived 2.2.7 loads the CA file but never asks OpenSSL to verify
+    /// the peer; lbd takes a configured CA as the wish it expresses and verifies SSL_GET servers
+    /// against it (no `ca`: no verification, as keepalived).
+    fn ssl_block(&mut self, n: &Node) -> SslSettings {
+        let mut out = SslSettings::default();
+        let (mut cert, mut key) = (None, None);
         for c in n.children.iter().flatten() {
             match c.key.as_str() {
-                "ca" => {
+                "ca" | "certificate" | "key" => {
                     let Some(path) = self.arg(c, 0) else { continue };
-                    match std::fs::read(path) {
-                        Ok(pem) if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|v| !v.is_empty()) => ca = Some(pem),
-                        Ok(_) => self.err(c.line, format!("ca {path}: no PEM certificate in it")),
-                        Err(e) => self.err(c.line, format!("ca {path}: {e}")),
+                    let pem = match std::fs::read(path) {
+                        Ok(pem) => pem,
+                        Err(e) => {
+                            self.err(c.line, format!("{} {path}: {e}", c.key));
+                            continue;
+                        }
+                    };
+                    match c.key.as_str() {
+                        "ca" if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|v| !v.is_empty()) => out.ca_pem = Some(pem),
+                        "ca" => self.err(c.line, format!("ca {path}: no PEM certificate in it")),
+                        "certificate" => cert = Some((c.line, pem)),
+                        _ => key = Some((c.line, pem)),
                     }
                 }
-                "certificate" | "key" | "password" => {
-                    self.err(c.line, format!("SSL `{}`: lbd presents no client certificate to real servers", c.key))
-                }
+                "password" => self.err(c.line, "SSL `password`: lbd reads no encrypted keys (give `key` unencrypted)"),
                 _ => self.unknown(c, "SSL"),
             }
         }
-        ca
+        match (cert, key) {
+            (None, None) => {}
+            (Some((_, mut cert)), Some((line, key))) => {
+                cert.push(b'\n');
+                cert.extend_from_slice(&key);
+                match reqwest::Identity::from_pem(&cert) {
+                    Ok(_) => out.client_pem = Some(cert),
+                    Err(e) => self.err(line, format!("SSL certificate and key: {e}")),
+                }
+            }
+            (Some((line, _)), None) => self.err(line, "SSL `certificate` needs its `key`"),
+            (None, Some((line, _))) => self.err(line, "SSL `key` needs its `certificate`"),
+        }
+        out
     }
 
     fn err(&mut self, line: usize, msg: impl Into<String>) {
@@ -833,7 +862,7 @@ impl Parser<'_> {
             (None, SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
             (None, a) => a.to_string(),
         };
-        let tls = ssl.then(|| TlsCheck { sni: uhost.filter(|_| enable_sni), ca_pem: self.ssl_ca.clone() });
+        let tls = ssl.then(|| TlsCheck { sni: uhost.filter(|_| enable_sni), ca_pem: self.ssl.ca_pem.clone(), client_pem: self.ssl.client_pem.clone() });
         Some(HttpCheck {
             method: "GET".into(),
             path,

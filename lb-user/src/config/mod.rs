@@ -116,6 +116,9 @@ pub struct TlsCheck {
     /// certificate is not verified (keepalived's SSL_GET without `SSL { ca }`, ldirectord's
     /// https, which sets `verify_hostname => 0`).
     pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificate chain and private key presented when the server asks for a client
+    /// certificate (keepalived's `SSL { certificate key }`).
+    pub client_pem: Option<Vec<u8>>,
 }
 
 /// One health check of one real server.

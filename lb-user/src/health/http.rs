@@ -89,6 +89,9 @@ fn request_target(c: &Check, h: &HttpCheck) -> Result<(reqwest::Client, reqwest:
         None => "http",
         Some(t) => {
             b = b.use_rustls_tls().tls_built_in_root_certs(false).tls_sni(t.sni.is_some());
+            if let Some(pem) = &t.client_pem {
+                b = b.identity(reqwest::Identity::from_pem(pem).map_err(|e| format!("client certificate: {e}"))?);
+            }
             match &t.ca_pem {
                 None => b = b.danger_accept_invalid_certs(true),
                 Some(pem) => {
@@ -232,10 +235,10 @@ mod tests {
         let (target, h, ..) = &checks[2];
         assert_eq!(target.to_string(), "10.0.0.2:443");
         assert_eq!((h.host.as_str(), h.path.as_str(), h.regex.as_deref()), ("10.0.0.2", "/", None), "Host: the address, no port");
-        assert_eq!(h.tls, Some(TlsCheck { sni: None, ca_pem: None }));
+        assert_eq!(h.tls, Some(TlsCheck { sni: None, ca_pem: None, client_pem: None }));
         // Port 443 without `service`: https, as ldirectord guesses it.
         let c = http_checks("virtual=10.0.0.1:443\n    real=10.0.0.2:443 gate\n    virtualhost=a.test\n", Format::Ldirectord);
-        assert_eq!(c[0].1.tls, Some(TlsCheck { sni: Some("a.test".into()), ca_pem: None }));
+        assert_eq!(c[0].1.tls, Some(TlsCheck { sni: Some("a.test".into()), ca_pem: None, client_pem: None }));
         // A receive that is no regular expression, a request that is a URL: refused by line.
         let e = errors("virtual=10.0.0.1:80\n    real=10.0.0.2:80 gate\n    service=http\n    receive=\"(open\"\n", Format::Ldirectord);
         assert_eq!(e.iter().map(|d| d.0).collect::<Vec<_>>(), [4], "{e:?}");
@@ -274,7 +277,7 @@ mod tests {
                 method: "GET".into(),
                 path: "/a?x=1".into(),
                 host: "rs.test".into(),
-                tls: Some(TlsCheck { sni: Some("rs.test".into()), ca_pem: pem.clone() }),
+                tls: Some(TlsCheck { sni: Some("rs.test".into()), ca_pem: pem.clone(), client_pem: None }),
                 status: vec![(200, 200), (301, 302)],
                 regex: None,
                 regex_no_match: false,
@@ -292,19 +295,27 @@ mod tests {
         let plain = "virtual_server 10.0.0.1 443 {\n  real_server 10.0.0.2 443 {\n    SSL_GET {\n      url {\n        path /\n      }\n    }\n  }\n}\n";
         let c = http_checks(plain, Format::Keepalived);
         assert_eq!((c[0].1.host.as_str(), c[0].1.status.as_slice()), ("10.0.0.2:443", &[(200, 299)][..]));
-        assert_eq!(c[0].1.tls, Some(TlsCheck { sni: None, ca_pem: None }), "no SSL block: not verified, as keepalived");
+        assert_eq!(c[0].1.tls, Some(TlsCheck { sni: None, ca_pem: None, client_pem: None }), "no SSL block: not verified, as keepalived");
     }
 
     /// What lbd does not honour in HTTP_GET/SSL_GET is refused with its line.
     #[test]
     fn keepalived_http_refusals() {
-        let text = "SSL {\n  certificate /x.pem\n  ca /nonexistent/ca.pem\n}\nvirtual_server 10.0.0.1 80 {\n  real_server 10.0.0.2 80 {\n    \
+        let text = "SSL {\n  certificate /nonexistent/x.pem\n  ca /nonexistent/ca.pem\n  password secret\n}\nvirtual_server 10.0.0.1 80 {\n  real_server 10.0.0.2 80 {\n    \
                     HTTP_GET {\n      url {\n        path /\n        digest 1234\n        status_code 700\n        regex \"(\"\n      }\n      \
                     url {\n        path /x\n        regex_min_offset 3\n        regex_options utf\n      }\n      url {\n        status_code 200\n      }\n      \
                     fast_recovery\n      http_protocol 2\n    }\n  }\n}\n";
         let e = errors(text, Format::Keepalived);
-        assert_eq!(e.iter().map(|d| d.0).collect::<Vec<_>>(), [2, 3, 10, 11, 12, 16, 17, 19, 22, 23], "{e:#?}");
-        assert!(e[2].1.contains("MD5"), "{e:?}");
-        assert!(e[7].1.contains("url needs a `path`"), "{e:?}");
+        assert_eq!(e.iter().map(|d| d.0).collect::<Vec<_>>(), [2, 3, 4, 11, 12, 13, 17, 18, 20, 23, 24], "{e:#?}");
+        assert!(e[2].1.contains("encrypted"), "{e:?}");
+        assert!(e[3].1.contains("MD5"), "{e:?}");
+        assert!(e[8].1.contains("url needs a `path`"), "{e:?}");
+        // A certificate without its key.
+        let dir = std::env::temp_dir().join(format!("lbd-http-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        std::fs::write(dir.join("c.pem"), "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n").expect("write");
+        let e = errors(&format!("SSL {{\n  certificate {}\n}}\n", dir.join("c.pem").display()), Format::Keepalived);
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(e, [(2, "SSL `certificate` needs its `key`".to_string())]);
     }
 }
