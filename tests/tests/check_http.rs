@@ -28,7 +28,8 @@ class H(http.server.BaseHTTPRequestHandler):
         peer = self.connection.getpeercert() if scheme == 'https' else None
         client = dict(x[0] for x in peer['subject'])['commonName'] if peer else '-'
         with lock, open(os.path.join(d, 'seen'), 'a') as f:
-            f.write('%s %s %s host=%s sni=%s client=%s\n' % (scheme, self.command, self.path, self.headers.get('Host'), sni, client))
+            f.write('%s %s %s %s host=%s sni=%s client=%s connection=%s\n' % (scheme, self.request_version, self.command, self.path,
+                    self.headers.get('Host'), sni, client, self.headers.get('Connection', '-')))
         if self.path == '/moved':
             self.send_response(302)
             self.send_header('Location', '/health')
@@ -241,10 +242,10 @@ fn ldirectord_http_https() {
     seen.dedup();
     // Host: the virtualhost (ldirectord sends no port); the section without one: the address.
     assert_eq!(seen, [
-        format!("http GET /health host={VHOST} sni=- client=-"),
-        format!("http HEAD /health host={WEB1} sni=- client=-"),
-        format!("https GET /health host={VHOST} sni={VHOST} client=-"),
-        format!("https GET /moved host={VHOST} sni={VHOST} client=-"),
+        format!("http HTTP/1.1 GET /health host={VHOST} sni=- client=- connection=-"),
+        format!("http HTTP/1.1 HEAD /health host={WEB1} sni=- client=- connection=-"),
+        format!("https HTTP/1.1 GET /health host={VHOST} sni={VHOST} client=- connection=-"),
+        format!("https HTTP/1.1 GET /moved host={VHOST} sni={VHOST} client=- connection=-"),
     ]);
 
     // A bad status: web1 down (quiescent: weight 0; the https section, quiescent=no: removed).
@@ -272,12 +273,12 @@ fn keepalived_conf(ssl: &str, web1_body_md5: &str) -> String {
     format!(
         "{ssl}virtual_server {VIP} 80 {{\n  delay_loop 1\n  lb_kind DR\n  inhibit_on_failure\n\
          \x20 real_server {WEB1} 80 {{\n    HTTP_GET {{\n      url {{\n        path /health\n        digest {web1_body_md5}\n        \
-         status_code 200\n      }}\n      connect_port 8088\n      connect_timeout 1\n      retry 0\n      virtualhost {VHOST}\n    }}\n  }}\n\
+         status_code 200\n      }}\n      connect_port 8088\n      connect_timeout 1\n      retry 0\n      virtualhost {VHOST}\n      http_protocol 1.0C\n    }}\n  }}\n\
          \x20 real_server {WEB2} 80 {{\n    HTTP_GET {{\n      url {{\n        path /health\n        regex \"^status: UP\"\n        \
          regex_options caseless\n        status_code 200-204\n      }}\n      connect_port 8088\n      connect_timeout 1\n      retry 0\n    }}\n  }}\n}}\n\
          virtual_server {VIP} 443 {{\n  delay_loop 1\n  lb_kind DR\n\
          \x20 real_server {WEB1} 443 {{\n    SSL_GET {{\n      url {{\n        path /health\n      }}\n      connect_port 8443\n      \
-         connect_timeout 1\n      retry 0\n      enable_sni\n      virtualhost {VHOST}\n    }}\n  }}\n\
+         connect_timeout 1\n      retry 0\n      enable_sni\n      virtualhost {VHOST}\n      http_protocol 1.1\n    }}\n  }}\n\
          \x20 real_server {WEB2} 443 {{\n    SSL_GET {{\n      url {{\n        path /health\n      }}\n      connect_port 8443\n      \
          connect_timeout 1\n      retry 0\n    }}\n  }}\n}}\n"
     )
@@ -306,12 +307,12 @@ fn keepalived_http_get_ssl_get() {
         v
     };
     assert_eq!(sorted(web[0].take_seen()), [
-        format!("http GET /health host={VHOST} sni=- client=-"),
-        format!("https GET /health host={VHOST} sni={VHOST} client=-"),
+        format!("http HTTP/1.0 GET /health host={VHOST} sni=- client=- connection=close"),
+        format!("https HTTP/1.1 GET /health host={VHOST} sni={VHOST} client=- connection=close"),
     ]);
     assert_eq!(sorted(web[1].take_seen()), [
-        format!("http GET /health host={WEB2}:8088 sni=- client=-"),
-        format!("https GET /health host={WEB2}:8443 sni=- client=-"),
+        format!("http HTTP/1.0 GET /health host={WEB2}:8088 sni=- client=- connection=-"),
+        format!("https HTTP/1.0 GET /health host={WEB2}:8443 sni=- client=- connection=-"),
     ]);
 
     // Another body: the digest differs (inhibit_on_failure: weight 0).
@@ -378,6 +379,6 @@ fn keepalived_ssl_get_verifies_with_ca() {
     wait_reals(&lab, &lbd, 443, &[&w1(443, 1), &w2(443, 1)], Duration::from_secs(5));
     assert!(!lbd.log_text().contains("is down"), "{}", lbd.log_text());
     std::thread::sleep(Duration::from_millis(1200));
-    assert!(web[0].take_seen().contains(&format!("https GET /health host={VHOST} sni={VHOST} client=lbd-client")));
-    assert!(web[1].take_seen().contains(&format!("https GET /health host={WEB2}:8443 sni=- client=lbd-client")));
+    assert!(web[0].take_seen().contains(&format!("https HTTP/1.1 GET /health host={VHOST} sni={VHOST} client=lbd-client connection=close")));
+    assert!(web[1].take_seen().contains(&format!("https HTTP/1.0 GET /health host={WEB2}:8443 sni=- client=lbd-client connection=-")));
 }

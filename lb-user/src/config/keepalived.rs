@@ -731,6 +731,8 @@ impl Parser<'_> {
         let mut delay_before_retry = d.delay_before_retry;
         let mut vhost = d.virtualhost.clone();
         let mut enable_sni = false;
+        // keepalived's default: HTTP/1.0 without a Connection header.
+        let mut protocol = (true, false);
         let mut urls = Vec::new();
         for c in n.children.iter().flatten() {
             match c.key.as_str() {
@@ -747,10 +749,12 @@ impl Parser<'_> {
                 "delay_before_retry" => delay_before_retry = self.secs(c).unwrap_or(delay_before_retry),
                 "delay_loop" => interval = self.secs(c).unwrap_or(interval),
                 "virtualhost" if http => vhost = self.arg(c, 0).map(str::to_string),
-                // lbd's client speaks HTTP/1.1 whatever keepalived would have sent.
                 "http_protocol" if http => match self.arg(c, 0) {
-                    Some("1.0" | "1.0C" | "1.0c" | "1.1") | None => {}
+                    Some("1.0") => protocol = (true, false),
+                    Some("1.0C" | "1.0c") => protocol = (true, true),
+                    Some("1.1") => protocol = (false, true),
                     Some(v) => self.err(c.line, format!("unknown http_protocol `{v}` (1.0, 1.0C or 1.1)")),
+                    None => {}
                 },
                 "enable_sni" if http => enable_sni = c.args.first().is_none_or(|a| !matches!(a.as_str(), "false" | "no" | "off" | "0")),
                 "url" if http => urls.push(c),
@@ -776,7 +780,7 @@ impl Parser<'_> {
         let mut out = Vec::new();
         for u in urls {
             if let Some(kind) = self.url(u, n.key == "SSL_GET", target, vhost.as_deref(), enable_sni) {
-                out.push(mk(CheckKind::Http(kind)));
+                out.push(mk(CheckKind::Http(HttpCheck { http10: protocol.0, connection_close: protocol.1, ..kind })));
             }
         }
         Some(out)
@@ -873,6 +877,8 @@ impl Parser<'_> {
             regex_no_match,
             digest,
             follow_redirects: false,
+            http10: true,
+            connection_close: false,
         })
     }
 }

@@ -507,6 +507,9 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
                         regex_no_match: false,
                         digest: None,
                         follow_redirects: true,
+                        // LWP asks with HTTP/1.1.
+                        http10: false,
+                        connection_close: false,
                     })
                 }
                 "simpletcp" => CheckKind::SimpleTcp {

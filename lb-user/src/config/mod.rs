@@ -104,6 +104,10 @@ pub struct HttpCheck {
     pub digest: Option<String>,
     /// Follow redirects (ldirectord's LWP does, up to 7; keepalived judges the first answer).
     pub follow_redirects: bool,
+    /// Ask with HTTP/1.0 (keepalived's default `http_protocol`), else HTTP/1.1.
+    pub http10: bool,
+    /// Send `Connection: close` (keepalived's `http_protocol 1.0C` and `1.1`).
+    pub connection_close: bool,
 }
 
 /// How an HTTPS check talks TLS.

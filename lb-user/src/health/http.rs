@@ -15,10 +15,15 @@ const MAX_BODY: usize = 1 << 20;
 pub async fn check(c: &Check, h: &HttpCheck) -> Result<(), String> {
     let (client, url) = request_target(c, h)?;
     let method = reqwest::Method::from_bytes(h.method.as_bytes()).map_err(|e| format!("method {}: {e}", h.method))?;
-    let mut resp = client
+    let mut req = client
         .request(method, url)
+        .version(if h.http10 { reqwest::Version::HTTP_10 } else { reqwest::Version::HTTP_11 })
         .header(reqwest::header::HOST, &h.host)
-        .header(reqwest::header::USER_AGENT, "lbd (xlb health check)")
+        .header(reqwest::header::USER_AGENT, "lbd (xlb health check)");
+    if h.connection_close {
+        req = req.header(reqwest::header::CONNECTION, "close");
+    }
+    let mut resp = req
         .send()
         .await
         .map_err(|e| format!("{} {}: {}", h.method, h.path, error_chain(&e)))?;
@@ -139,6 +144,8 @@ mod tests {
             regex_no_match: no_match,
             digest: digest.map(str::to_string),
             follow_redirects: false,
+            http10: false,
+            connection_close: false,
         }
     }
 
@@ -229,6 +236,8 @@ mod tests {
                 regex_no_match: false,
                 digest: None,
                 follow_redirects: true,
+                http10: false,
+                connection_close: false,
             }
         );
         assert_eq!((checks[1].1.path.as_str(), checks[1].1.regex.as_deref()), ("/own", Some("^own$")));
@@ -261,7 +270,7 @@ mod tests {
              virtualhost rs.test\n    SSL_GET {{\n      url {{\n        path /a?x=1\n        digest 0123456789ABCDEF0123456789abcdef\n        \
              status_code 200 301-302\n      }}\n      url {{\n        path /b\n        virtualhost url.test\n        regex \"^ok\"\n        \
              regex_no_match\n        regex_options caseless multiline\n      }}\n      connect_ip 10.0.0.9\n      connect_port 8443\n      \
-             connect_timeout 2\n      retry 2\n      enable_sni\n    }}\n    HTTP_GET {{\n      url {{\n        path /\n      }}\n      \
+             connect_timeout 2\n      retry 2\n      enable_sni\n      http_protocol 1.1\n    }}\n    HTTP_GET {{\n      url {{\n        path /\n      }}\n      \
              virtualhost chk.test\n    }}\n  }}\n  real_server 10.0.0.3 443 {{\n    HTTP_GET {{\n      url {{\n        path /\n      }}\n    }}\n  }}\n}}\n",
             ca.display()
         );
@@ -283,12 +292,15 @@ mod tests {
                 regex_no_match: false,
                 digest: Some("0123456789abcdef0123456789abcdef".into()),
                 follow_redirects: false,
+                http10: false,
+                connection_close: true,
             }
         );
         let b = &checks[1].1;
         assert_eq!((b.host.as_str(), b.regex.as_deref(), b.regex_no_match), ("url.test", Some("(?im)^ok"), true));
         assert_eq!(b.tls.as_ref().and_then(|t| t.sni.as_deref()), Some("url.test"));
         assert_eq!((checks[2].1.host.as_str(), checks[2].1.tls.is_none()), ("chk.test", true));
+        assert_eq!((checks[2].1.http10, checks[2].1.connection_close), (true, false), "keepalived's default: HTTP/1.0");
         // No virtualhost anywhere but the virtual server's.
         assert_eq!(checks[3].1.host, "vs.test");
         // Without a virtualhost: Host is address:port, as keepalived writes it.
