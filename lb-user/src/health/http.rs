@@ -34,19 +34,22 @@ pub async fn check(c: &Check, h: &HttpCheck) -> Result<(), String> {
     if h.regex.is_none() && h.digest.is_none() {
         return Ok(());
     }
+    // The digest covers the whole body (as keepalived's); the regex sees its first MiB.
     let mut body = Vec::new();
+    let mut md5 = Md5::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{}: reading the body: {}", h.path, error_chain(&e)))? {
-        body.extend_from_slice(&chunk);
-        if body.len() >= MAX_BODY {
-            body.truncate(MAX_BODY);
+        md5.update(&chunk);
+        let room = MAX_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_BODY && h.digest.is_none() {
             break;
         }
     }
-    judge_body(h, &body)
+    judge_body(h, &body, &hex(&md5.finalize()))
 }
 
-/// The regex and digest verdicts on a body.
-pub fn judge_body(h: &HttpCheck, body: &[u8]) -> Result<(), String> {
+/// The regex verdict on a body (its first MiB) and the digest verdict on its MD5.
+pub fn judge_body(h: &HttpCheck, body: &[u8], body_md5: &str) -> Result<(), String> {
     if let Some(re) = &h.regex {
         let compiled = regex_lite::Regex::new(re).map_err(|e| format!("regex {re:?}: {e}"))?;
         let matched = compiled.is_match(&String::from_utf8_lossy(body));
@@ -56,9 +59,8 @@ pub fn judge_body(h: &HttpCheck, body: &[u8]) -> Result<(), String> {
         }
     }
     if let Some(want) = &h.digest {
-        let got = md5_hex(body);
-        if !got.eq_ignore_ascii_case(want) {
-            return Err(format!("{}: body digest {got}, expected {want}", h.path));
+        if !body_md5.eq_ignore_ascii_case(want) {
+            return Err(format!("{}: body digest {body_md5}, expected {want}", h.path));
         }
     }
     Ok(())
@@ -66,7 +68,11 @@ pub fn judge_body(h: &HttpCheck, body: &[u8]) -> Result<(), String> {
 
 /// MD5 of `bytes` as lowercase hex (keepalived's `digest`, genhash's output).
 pub fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Md5::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The client for one attempt and the URL it asks. With a server name (SNI), the URL names
@@ -154,12 +160,12 @@ mod tests {
     fn body_verdicts() {
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
-        assert!(judge_body(&check(Some("st[a-z]+us: up"), false, None), b"<p>status: up</p>").is_ok());
-        assert!(judge_body(&check(Some("st[a-z]+us: up"), false, None), b"status: down").is_err());
-        assert!(judge_body(&check(Some("error"), true, None), b"all fine").is_ok());
-        assert!(judge_body(&check(Some("error"), true, None), b"an error").is_err());
-        assert!(judge_body(&check(None, false, Some("d41d8cd98f00b204e9800998ecf8427e")), b"").is_ok());
-        let e = judge_body(&check(None, false, Some("d41d8cd98f00b204e9800998ecf8427e")), b"x").expect_err("digest differs");
+        assert!(judge_body(&check(Some("st[a-z]+us: up"), false, None), b"<p>status: up</p>", &md5_hex(b"<p>status: up</p>")).is_ok());
+        assert!(judge_body(&check(Some("st[a-z]+us: up"), false, None), b"status: down", &md5_hex(b"status: down")).is_err());
+        assert!(judge_body(&check(Some("error"), true, None), b"all fine", &md5_hex(b"all fine")).is_ok());
+        assert!(judge_body(&check(Some("error"), true, None), b"an error", &md5_hex(b"an error")).is_err());
+        assert!(judge_body(&check(None, false, Some("d41d8cd98f00b204e9800998ecf8427e")), b"", &md5_hex(b"")).is_ok());
+        let e = judge_body(&check(None, false, Some("d41d8cd98f00b204e9800998ecf8427e")), b"x", &md5_hex(b"x")).expect_err("digest differs");
         assert!(e.contains(&md5_hex(b"x")), "{e}");
     }
 
