@@ -58,10 +58,10 @@ pub fn judge_body(h: &HttpCheck, body: &[u8], body_md5: &str) -> Result<(), Stri
             return Err(format!("{}: body {how} {re:?}", h.path));
         }
     }
-    if let Some(want) = &h.digest {
-        if !body_md5.eq_ignore_ascii_case(want) {
-            return Err(format!("{}: body digest {body_md5}, expected {want}", h.path));
-        }
+    if let Some(want) = &h.digest
+        && !body_md5.eq_ignore_ascii_case(want)
+    {
+        return Err(format!("{}: body digest {body_md5}, expected {want}", h.path));
     }
     Ok(())
 }
