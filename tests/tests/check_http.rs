@@ -284,7 +284,7 @@ fn keepalived_conf(ssl: &str, web1_body_md5: &str) -> String {
     )
 }
 
-/// keepalived HTTP_GET: `digest` (MD5 of the body) with `status_code`, `regex` with
+/// keepalived HTTP_GET: `digest` (MD5 of a 2 MiB body) with `status_code`, `regex` with
 /// `regex_options caseless` and a status range, `connect_port`, `connect_timeout`, `retry`,
 /// `virtualhost`; down with the reason on a changed body (digest), a status outside the list
 /// and a body the regex misses. SSL_GET without an `SSL` block does not verify (as keepalived):
@@ -292,7 +292,10 @@ fn keepalived_conf(ssl: &str, web1_body_md5: &str) -> String {
 #[test]
 fn keepalived_http_get_ssl_get() {
     let HttpLab { lab, web, .. } = http_lab("hka");
-    let md5_up = lb_user::health::http::md5_hex(b"status: up\n");
+    // web1's page is 2 MiB: the digest is the whole body's.
+    let page = format!("status: up\n{}", "x".repeat(2 << 20));
+    web[0].answer(200, &page).expect("answer");
+    let md5_up = lb_user::health::http::md5_hex(page.as_bytes());
     let cfg = lab.dir.join("keepalived.conf");
     std::fs::write(&cfg, keepalived_conf("", &md5_up)).expect("config");
     let lbd = Lbd::start(&lab, &cfg, &[], &lab.dir.join("lbd.log")).expect("lbd");
@@ -320,10 +323,10 @@ fn keepalived_http_get_ssl_get() {
     wait_reals(&lab, &lbd, 80, &[&w1(80, 0), &w2(80, 1)], Duration::from_secs(4));
     let md5_new = lb_user::health::http::md5_hex(b"status: up!\n");
     wait_log(&lbd, &format!("is down (/health: body digest {md5_new}, expected {md5_up})"), Duration::from_secs(2)).expect("reason");
-    web[0].answer(200, "status: up\n").expect("answer");
+    web[0].answer(200, &page).expect("answer");
     wait_reals(&lab, &lbd, 80, &[&w1(80, 1), &w2(80, 1)], Duration::from_secs(4));
     // The body is right, the status is not in status_code.
-    web[0].answer(201, "status: up\n").expect("answer");
+    web[0].answer(201, &page).expect("answer");
     wait_reals(&lab, &lbd, 80, &[&w1(80, 0), &w2(80, 1)], Duration::from_secs(4));
     wait_log(&lbd, &format!("real server {WEB1}:80 is down (HTTP status 201 for /health)"), Duration::from_secs(2)).expect("reason");
     // web2: 204 is in its range 200-204 and "STATUS: UP" matches caseless; "status: down" not.
