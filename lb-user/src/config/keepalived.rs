@@ -866,7 +866,7 @@ impl Parser<'_> {
             (None, SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
             (None, a) => a.to_string(),
         };
-        let tls = ssl.then(|| TlsCheck { sni: uhost.filter(|_| enable_sni), ca_pem: self.ssl.ca_pem.clone(), client_pem: self.ssl.client_pem.clone() });
+        let tls = ssl.then(|| TlsCheck { send_sni: enable_sni && uhost.is_some(), server_name: uhost, ca_pem: self.ssl.ca_pem.clone(), client_pem: self.ssl.client_pem.clone() });
         Some(HttpCheck {
             method: "GET".into(),
             path,

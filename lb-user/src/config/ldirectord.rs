@@ -496,7 +496,7 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
                     }
                     // https: LWP with `verify_hostname => 0`, so the certificate is not verified;
                     // lbd sends the virtualhost as SNI too.
-                    let tls = (service == "https").then(|| TlsCheck { sni: virtualhost.clone(), ca_pem: None, client_pem: None });
+                    let tls = (service == "https").then(|| TlsCheck { server_name: virtualhost.clone(), send_sni: virtualhost.is_some(), ca_pem: None, client_pem: None });
                     CheckKind::Http(HttpCheck {
                         method: httpmethod.clone(),
                         path,

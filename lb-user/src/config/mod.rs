@@ -113,9 +113,11 @@ pub struct HttpCheck {
 /// How an HTTPS check talks TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsCheck {
-    /// Server name sent as SNI and verified against the certificate (the virtualhost); none:
-    /// no SNI, and a verified certificate must name the server's IP address.
-    pub sni: Option<String>,
+    /// The name a verified certificate must carry (the virtualhost); none: the server's IP
+    /// address.
+    pub server_name: Option<String>,
+    /// Send `server_name` as SNI (keepalived's `enable_sni`; ldirectord: lbd's choice, yes).
+    pub send_sni: bool,
     /// PEM certificates of the CAs the server's certificate must chain to; none: the
     /// certificate is not verified (keepalived's SSL_GET without `SSL { ca }`, ldirectord's
     /// https, which sets `verify_hostname => 0`).

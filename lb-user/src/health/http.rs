@@ -75,9 +75,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The client for one attempt and the URL it asks. With a server name (SNI), the URL names
-/// it and the client resolves it to the real server, so TLS sends and verifies that name;
-/// otherwise the URL holds the address itself.
+/// The client for one attempt and the URL it asks. With a server name, the URL names it and
+/// the client resolves it to the real server, so TLS verifies that name (and sends it as SNI
+/// when asked); otherwise the URL holds the address itself.
 fn request_target(c: &Check, h: &HttpCheck) -> Result<(reqwest::Client, reqwest::Url), String> {
     let mut b = reqwest::Client::builder()
         // The whole check's time limit is `check_once`'s (ldirectord's alarm, keepalived's
@@ -88,8 +88,8 @@ fn request_target(c: &Check, h: &HttpCheck) -> Result<(reqwest::Client, reqwest:
         .no_proxy()
         .redirect(if h.follow_redirects { reqwest::redirect::Policy::limited(7) } else { reqwest::redirect::Policy::none() });
     let authority = match (&h.tls, c.target) {
-        (Some(t), target) if t.sni.is_some() => {
-            let name = t.sni.as_deref().unwrap_or_default();
+        (Some(t), target) if t.server_name.is_some() => {
+            let name = t.server_name.as_deref().unwrap_or_default();
             b = b.resolve(name, target);
             format!("{name}:{}", target.port())
         }
@@ -99,7 +99,7 @@ fn request_target(c: &Check, h: &HttpCheck) -> Result<(reqwest::Client, reqwest:
     let scheme = match &h.tls {
         None => "http",
         Some(t) => {
-            b = b.use_rustls_tls().tls_built_in_root_certs(false).tls_sni(t.sni.is_some());
+            b = b.use_rustls_tls().tls_built_in_root_certs(false).tls_sni(t.send_sni);
             if let Some(pem) = &t.client_pem {
                 b = b.identity(reqwest::Identity::from_pem(pem).map_err(|e| format!("client certificate: {e}"))?);
             }
@@ -177,7 +177,8 @@ mod tests {
     fn request_urls() {
         let text = "virtual_server 2001:db8::1 80 {\n  real_server 2001:db8::2 80 {\n    HTTP_GET {\n      url {\n        path /x?y=1\n      }\n    }\n  }\n}\n\
                     virtual_server 10.0.0.1 443 {\n  real_server 10.0.0.2 443 {\n    SSL_GET {\n      url {\n        path /h\n      }\n      \
-                    enable_sni\n      virtualhost www.example.test\n      connect_port 8443\n    }\n    SSL_GET {\n      url {\n        path /n\n      }\n    }\n  }\n}\n";
+                    enable_sni\n      virtualhost www.example.test\n      connect_port 8443\n    }\n    SSL_GET {\n      url {\n        path /n\n      }\n    }\n    \
+                    SSL_GET {\n      url {\n        path /v\n      }\n      virtualhost v.test\n    }\n  }\n}\n";
         let cfg = parse(text, Format::Keepalived).unwrap_or_else(|e| panic!("{e:?}"));
         let urls: Vec<(String, String)> = cfg
             .services
@@ -193,7 +194,10 @@ mod tests {
             ("http://[2001:db8::2]/x?y=1".to_string(), "[2001:db8::2]:80".to_string()),
             ("https://www.example.test:8443/h".to_string(), "www.example.test".to_string()),
             ("https://10.0.0.2/n".to_string(), "10.0.0.2:443".to_string()),
+            ("https://v.test/v".to_string(), "v.test".to_string()),
         ]);
+        let sni: Vec<bool> = cfg.services[1].reals[0].checks.iter().map(|c| matches!(&c.kind, CheckKind::Http(h) if h.tls.as_ref().is_some_and(|t| t.send_sni))).collect();
+        assert_eq!(sni, [true, false, false], "SNI only with enable_sni (and a name)");
         let ld = "virtual6=[2001:db8::1]:80\n    real6=[2001:db8::2]:80 gate\n    service=http\n";
         let cfg = parse(ld, Format::Ldirectord).unwrap_or_else(|e| panic!("{e:?}"));
         let CheckKind::Http(h) = &cfg.services[0].reals[0].checks[0].kind else { panic!("http check expected") };
@@ -250,10 +254,10 @@ mod tests {
         let (target, h, ..) = &checks[2];
         assert_eq!(target.to_string(), "10.0.0.2:443");
         assert_eq!((h.host.as_str(), h.path.as_str(), h.regex.as_deref()), ("10.0.0.2", "/", None), "Host: the address, no port");
-        assert_eq!(h.tls, Some(TlsCheck { sni: None, ca_pem: None, client_pem: None }));
+        assert_eq!(h.tls, Some(TlsCheck { server_name: None, send_sni: false, ca_pem: None, client_pem: None }));
         // Port 443 without `service`: https, as ldirectord guesses it.
         let c = http_checks("virtual=10.0.0.1:443\n    real=10.0.0.2:443 gate\n    virtualhost=a.test\n", Format::Ldirectord);
-        assert_eq!(c[0].1.tls, Some(TlsCheck { sni: Some("a.test".into()), ca_pem: None, client_pem: None }));
+        assert_eq!(c[0].1.tls, Some(TlsCheck { server_name: Some("a.test".into()), send_sni: true, ca_pem: None, client_pem: None }));
         // A receive that is no regular expression, a request that is a URL: refused by line.
         let e = errors("virtual=10.0.0.1:80\n    real=10.0.0.2:80 gate\n    service=http\n    receive=\"(open\"\n", Format::Ldirectord);
         assert_eq!(e.iter().map(|d| d.0).collect::<Vec<_>>(), [4], "{e:?}");
@@ -292,7 +296,7 @@ mod tests {
                 method: "GET".into(),
                 path: "/a?x=1".into(),
                 host: "rs.test".into(),
-                tls: Some(TlsCheck { sni: Some("rs.test".into()), ca_pem: pem.clone(), client_pem: None }),
+                tls: Some(TlsCheck { server_name: Some("rs.test".into()), send_sni: true, ca_pem: pem.clone(), client_pem: None }),
                 status: vec![(200, 200), (301, 302)],
                 regex: None,
                 regex_no_match: false,
@@ -304,7 +308,7 @@ mod tests {
         );
         let b = &checks[1].1;
         assert_eq!((b.host.as_str(), b.regex.as_deref(), b.regex_no_match), ("url.test", Some("(?im)^ok"), true));
-        assert_eq!(b.tls.as_ref().and_then(|t| t.sni.as_deref()), Some("url.test"));
+        assert_eq!(b.tls.as_ref().map(|t| (t.server_name.as_deref(), t.send_sni)), Some((Some("url.test"), true)));
         assert_eq!((checks[2].1.host.as_str(), checks[2].1.tls.is_none()), ("chk.test", true));
         assert_eq!((checks[2].1.http10, checks[2].1.connection_close), (true, false), "keepalived's default: HTTP/1.0");
         // No virtualhost anywhere but the virtual server's.
@@ -313,7 +317,7 @@ mod tests {
         let plain = "virtual_server 10.0.0.1 443 {\n  real_server 10.0.0.2 443 {\n    SSL_GET {\n      url {\n        path /\n      }\n    }\n  }\n}\n";
         let c = http_checks(plain, Format::Keepalived);
         assert_eq!((c[0].1.host.as_str(), c[0].1.status.as_slice()), ("10.0.0.2:443", &[(200, 299)][..]));
-        assert_eq!(c[0].1.tls, Some(TlsCheck { sni: None, ca_pem: None, client_pem: None }), "no SSL block: not verified, as keepalived");
+        assert_eq!(c[0].1.tls, Some(TlsCheck { server_name: None, send_sni: false, ca_pem: None, client_pem: None }), "no SSL block: not verified, as keepalived");
     }
 
     /// What lbd does not honour in HTTP_GET/SSL_GET is refused with its line.
