@@ -364,6 +364,9 @@ fn keepalived_ssl_get_verifies_with_ca() {
     wait_reals(&lab, &lbd, 443, &[], Duration::from_secs(2));
     let log = lbd.log_text();
     assert!(log.contains("invalid peer certificate: UnknownIssuer"), "{log}");
+    for l in log.lines().filter(|l| l.contains(":443 is down")) {
+        println!("{l}");
+    }
     lbd.proc.stop();
     // The servers saw the handshake fail: no request reached them over TLS.
     for w in &web {
