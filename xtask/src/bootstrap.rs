@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "procps",     // sysctl
     "bpftool",    // inspecting loaded programs and maps
     "iptables",   // the seeds' mangle MARK rules for fwmark services
+    "openssl",    // the HTTPS check lab's CA and server certificates
     "keepalived", // VRRP between the failover drill's directors (run by the test, never as a service)
     "prometheus", // promtool's lint of /metrics and a Prometheus server scraping lbd (run by the test)
 ];

@@ -3,8 +3,9 @@
 //! The file is read as keepalived reads it: words, `{ ... }` blocks, comments from a word that
 //! starts with `#` or `!` to the end of the line. Top-level blocks other than `virtual_server`
 //! and `virtual_server_group` (global_defs, vrrp_instance, ...) are not lbd's business and are
-//! skipped. Unknown keywords are ignored with a warning, as keepalived does; known keywords
-//! that need something lbd does not do (MISC_CHECK scripts, SSL, quorum, ...) are errors.
+//! skipped, but for `SSL`, whose `ca` SSL_GET verifies against. Unknown keywords are ignored
+//! with a warning, as keepalived does; known keywords that need something lbd does not do
+//! (MISC_CHECK scripts, encrypted SSL keys, quorum, ...) are errors.
 //!
 //! IPv6 as keepalived 2.2 reads it: IPv6 `virtual_server`/`real_server`/`sorry_server` addresses
 //! and group members (a range ends in the last 16-bit group, hex), a fwmark service's family from
@@ -15,7 +16,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{Check, CheckKind, DesiredConfig, Diag, RealServer, VirtualService};
+use super::{Check, CheckKind, DesiredConfig, Diag, HttpCheck, RealServer, TlsCheck, VirtualService};
 use super::{parse_ip, parse_secs, parse_v4_mask, port_by_name};
 use crate::ctl::{DestSpec, ServiceSpec};
 use crate::model::{Af, Fwd, Proto, SvcKey, Tunnel};
@@ -144,10 +145,15 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
     let nodes = parse_nodes(&toks, &mut pos, true, 0, &mut errors);
     let mut cfg = DesiredConfig::default();
     let groups: Vec<&Node> = nodes.iter().filter(|n| n.key == "virtual_server_group").collect();
+    let mut ssl = SslSettings::default();
+    for n in nodes.iter().filter(|n| n.key == "SSL") {
+        let mut p = Parser { errors: &mut errors, warnings: &mut warnings, ssl: SslSettings::default() };
+        ssl = p.ssl_block(n);
+    }
     for n in &nodes {
         match n.key.as_str() {
             "virtual_server" => {
-                let mut p = Parser { errors: &mut errors, warnings: &mut warnings };
+                let mut p = Parser { errors: &mut errors, warnings: &mut warnings, ssl: ssl.clone() };
                 if let Some(mut list) = p.virtual_server(n, &groups) {
                     cfg.services.append(&mut list);
                 }
@@ -173,12 +179,68 @@ struct CheckDefaults {
 struct Parser<'a> {
     errors: &'a mut Vec<Diag>,
     warnings: &'a mut Vec<Diag>,
+    /// The `SSL { ... }` block's settings for SSL_GET.
+    ssl: SslSettings,
+}
+
+/// keepalived's `SSL { ca certificate key }`, read.
+#[derive(Clone, Default)]
+struct SslSettings {
+    /// The CAs SSL_GET verifies servers against.
+    ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain and key.
+    client_pem: Option<Vec<u8>>,
 }
 
 const UNSUPPORTED_CHECKERS: &[&str] =
-    &["SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK"];
+    &["MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK"];
 
 impl Parser<'_> {
+    /// The top-level `SSL { ... }` block: its `ca` file's certificates and its client
+    /// certificate with key. keepalived 2.2.7 loads the CA file but never asks OpenSSL to verify
+    /// the peer; lbd takes a configured CA as the wish it expresses and verifies SSL_GET servers
+    /// against it (no `ca`: no verification, as keepalived).
+    fn ssl_block(&mut self, n: &Node) -> SslSettings {
+        let mut out = SslSettings::default();
+        let (mut cert, mut key) = (None, None);
+        for c in n.children.iter().flatten() {
+            match c.key.as_str() {
+                "ca" | "certificate" | "key" => {
+                    let Some(path) = self.arg(c, 0) else { continue };
+                    let pem = match std::fs::read(path) {
+                        Ok(pem) => pem,
+                        Err(e) => {
+                            self.err(c.line, format!("{} {path}: {e}", c.key));
+                            continue;
+                        }
+                    };
+                    match c.key.as_str() {
+                        "ca" if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|v| !v.is_empty()) => out.ca_pem = Some(pem),
+                        "ca" => self.err(c.line, format!("ca {path}: no PEM certificate in it")),
+                        "certificate" => cert = Some((c.line, pem)),
+                        _ => key = Some((c.line, pem)),
+                    }
+                }
+                "password" => self.err(c.line, "SSL `password`: lbd reads no encrypted keys (give `key` unencrypted)"),
+                _ => self.unknown(c, "SSL"),
+            }
+        }
+        match (cert, key) {
+            (None, None) => {}
+            (Some((_, mut cert)), Some((line, key))) => {
+                cert.push(b'\n');
+                cert.extend_from_slice(&key);
+                match reqwest::Identity::from_pem(&cert) {
+                    Ok(_) => out.client_pem = Some(cert),
+                    Err(e) => self.err(line, format!("SSL certificate and key: {e}")),
+                }
+            }
+            (Some((line, _)), None) => self.err(line, "SSL `certificate` needs its `key`"),
+            (None, Some((line, _))) => self.err(line, "SSL `key` needs its `certificate`"),
+        }
+        out
+    }
+
     fn err(&mut self, line: usize, msg: impl Into<String>) {
         self.errors.push(Diag { line, msg: msg.into() });
     }
@@ -612,6 +674,7 @@ impl Parser<'_> {
         };
         let mut quiescent = vs_inhibit;
         let mut check_nodes = Vec::new();
+        let mut rs_vhost = None;
         for c in n.children.iter().flatten() {
             match c.key.as_str() {
                 "weight" => {
@@ -628,9 +691,10 @@ impl Parser<'_> {
                 }
                 "uthreshold" => dest.u_threshold = self.num(c, u32::MAX as u64).unwrap_or(0) as u32,
                 "lthreshold" => dest.l_threshold = self.num(c, u32::MAX as u64).unwrap_or(0) as u32,
-                "TCP_CHECK" | "HTTP_GET" => check_nodes.push(c),
+                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" => check_nodes.push(c),
+                "virtualhost" => rs_vhost = self.arg(c, 0).map(str::to_string),
                 k if UNSUPPORTED_CHECKERS.contains(&k) => {
-                    self.err(c.line, format!("{k} is not supported by lbd (TCP_CHECK and HTTP_GET are)"))
+                    self.err(c.line, format!("{k} is not supported by lbd (TCP_CHECK, HTTP_GET and SSL_GET are)"))
                 }
                 "notify_up" | "notify_down" => self.err(c.line, format!("`{}`: lbd runs no notify scripts", c.key)),
                 _ => self.unknown(c, "real_server"),
@@ -643,11 +707,14 @@ impl Parser<'_> {
         }
         dest.port = if fwmark || dest.fwd == Fwd::Masq { given_port.unwrap_or(vport) } else { vport };
         if !check_nodes.is_empty() && proto == Proto::Udp {
-            self.err(check_nodes[0].line, "TCP_CHECK/HTTP_GET cannot check a UDP service");
+            self.err(check_nodes[0].line, "TCP_CHECK/HTTP_GET/SSL_GET cannot check a UDP service");
             return None;
         }
         let mut checks = Vec::new();
         let check_port = if dest.port != 0 { dest.port } else { given_port.unwrap_or(0) };
+        // keepalived: a url's virtualhost, else the checker's, else the real server's, else the
+        // virtual server's.
+        let defaults = &CheckDefaults { virtualhost: rs_vhost.or_else(|| defaults.virtualhost.clone()), ..defaults.clone() };
         for c in check_nodes {
             checks.extend(self.checker(c, addr, check_port, defaults)?);
         }
@@ -655,6 +722,7 @@ impl Parser<'_> {
     }
 
     fn checker(&mut self, n: &Node, addr: IpAddr, port: u16, d: &CheckDefaults) -> Option<Vec<Check>> {
+        let http = n.key != "TCP_CHECK";
         let mut ip = addr;
         let mut port = port;
         let mut interval = d.delay_loop;
@@ -662,6 +730,9 @@ impl Parser<'_> {
         let mut retry = d.retry;
         let mut delay_before_retry = d.delay_before_retry;
         let mut vhost = d.virtualhost.clone();
+        let mut enable_sni = false;
+        // keepalived's default: HTTP/1.0 without a Connection header.
+        let mut protocol = (true, false);
         let mut urls = Vec::new();
         for c in n.children.iter().flatten() {
             match c.key.as_str() {
@@ -677,10 +748,17 @@ impl Parser<'_> {
                 "retry" | "nb_get_retry" => retry = self.num(c, 1000).unwrap_or(retry as u64) as u32,
                 "delay_before_retry" => delay_before_retry = self.secs(c).unwrap_or(delay_before_retry),
                 "delay_loop" => interval = self.secs(c).unwrap_or(interval),
-                "virtualhost" => vhost = self.arg(c, 0).map(str::to_string),
-                "http_protocol" => {}
-                "url" if n.key == "HTTP_GET" => urls.push(c),
-                "bindto" | "bind_port" | "bind_if" | "fwmark" | "warmup" | "digest" => {
+                "virtualhost" if http => vhost = self.arg(c, 0).map(str::to_string),
+                "http_protocol" if http => match self.arg(c, 0) {
+                    Some("1.0") => protocol = (true, false),
+                    Some("1.0C" | "1.0c") => protocol = (true, true),
+                    Some("1.1") => protocol = (false, true),
+                    Some(v) => self.err(c.line, format!("unknown http_protocol `{v}` (1.0, 1.0C or 1.1)")),
+                    None => {}
+                },
+                "enable_sni" if http => enable_sni = c.args.first().is_none_or(|a| !matches!(a.as_str(), "false" | "no" | "off" | "0")),
+                "url" if http => urls.push(c),
+                "bindto" | "bind_port" | "bind_if" | "fwmark" | "warmup" | "fast_recovery" => {
                     self.err(c.line, format!("`{}` is not supported by lbd's {}", c.key, n.key))
                 }
                 _ => self.unknown(c, &n.key),
@@ -692,60 +770,116 @@ impl Parser<'_> {
         }
         let target = SocketAddr::new(ip, port);
         let mk = |kind| Check { kind, target, interval, timeout, fail_after: retry + 1, retry_delay: delay_before_retry, rise_after: 1 };
-        if n.key == "TCP_CHECK" {
+        if !http {
             return Some(vec![mk(CheckKind::Connect)]);
         }
         if urls.is_empty() {
-            self.err(n.line, "HTTP_GET needs at least one `url { path ... }`");
+            self.err(n.line, format!("{} needs at least one `url {{ path ... }}`", n.key));
             return None;
         }
-        let host_default = match ip {
-            IpAddr::V6(a) => format!("[{a}]"),
-            a => a.to_string(),
-        };
-        let host_default = if port == 80 { host_default } else { format!("{host_default}:{port}") };
         let mut out = Vec::new();
         for u in urls {
-            let mut path = None;
-            let mut status = Vec::new();
-            let mut uhost = vhost.clone();
-            for c in u.children.iter().flatten() {
-                match c.key.as_str() {
-                    "path" => path = self.arg(c, 0).map(str::to_string),
-                    "status_code" => {
-                        for a in &c.args {
-                            let r = match a.split_once('-') {
-                                Some((lo, hi)) => lo.parse().ok().zip(hi.parse().ok()),
-                                None => a.parse().ok().map(|s| (s, s)),
-                            };
-                            match r {
-                                Some(r) => status.push(r),
-                                None => self.err(c.line, format!("bad status_code `{a}`")),
-                            }
-                        }
-                    }
-                    "virtualhost" => uhost = self.arg(c, 0).map(str::to_string),
-                    "digest" | "regex" | "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
-                    | "regex_max_offset" => self.err(c.line, format!("`{}` is not supported by lbd's HTTP_GET", c.key)),
-                    _ => self.unknown(c, "url"),
-                }
+            if let Some(kind) = self.url(u, n.key == "SSL_GET", target, vhost.as_deref(), enable_sni) {
+                out.push(mk(CheckKind::Http(HttpCheck { http10: protocol.0, connection_close: protocol.1, ..kind })));
             }
-            let Some(path) = path else {
-                self.err(u.line, "url needs a `path`");
-                continue;
-            };
-            if status.is_empty() {
-                status.push((200, 299));
-            }
-            out.push(mk(CheckKind::Http {
-                method: "GET".into(),
-                path,
-                host: uhost.unwrap_or_else(|| host_default.clone()),
-                status,
-                expect: None,
-            }));
         }
         Some(out)
+    }
+
+    /// One `url { ... }` of HTTP_GET/SSL_GET.
+    fn url(&mut self, u: &Node, ssl: bool, target: SocketAddr, vhost: Option<&str>, enable_sni: bool) -> Option<HttpCheck> {
+        let mut path = None;
+        let mut status = Vec::new();
+        let mut uhost = vhost.map(str::to_string);
+        let mut digest = None;
+        let mut regex: Option<(usize, String)> = None;
+        let mut regex_no_match = false;
+        let mut flags = String::new();
+        for c in u.children.iter().flatten() {
+            match c.key.as_str() {
+                "path" => path = self.arg(c, 0).map(str::to_string),
+                "status_code" => {
+                    for a in &c.args {
+                        let r = match a.split_once('-') {
+                            Some((lo, hi)) => lo.parse().ok().zip(hi.parse().ok()),
+                            None => a.parse().ok().map(|s| (s, s)),
+                        };
+                        match r {
+                            Some((lo, hi)) if (100..=599).contains(&lo) && (lo..=599).contains(&hi) => status.push((lo, hi)),
+                            _ => self.err(c.line, format!("bad status_code `{a}` (100-599, or a range LOW-HIGH)")),
+                        }
+                    }
+                }
+                "virtualhost" => uhost = self.arg(c, 0).map(str::to_string),
+                "digest" => match self.arg(c, 0) {
+                    Some(d) if d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit()) => digest = Some(d.to_ascii_lowercase()),
+                    Some(d) => self.err(c.line, format!("digest `{d}` is not an MD5 (32 hex digits)")),
+                    None => {}
+                },
+                "regex" => regex = self.arg(c, 0).map(|r| (c.line, r.to_string())),
+                "regex_no_match" => regex_no_match = true,
+                // PCRE2 options with an equivalent inline flag; the others change matching
+                // in ways lbd's regex engine does not offer.
+                "regex_options" => {
+                    for o in &c.args {
+                        match o.as_str() {
+                            "caseless" => flags.push('i'),
+                            "multiline" => flags.push('m'),
+                            "dotall" => flags.push('s'),
+                            "extended" => flags.push('x'),
+                            "ungreedy" => flags.push('U'),
+                            _ => self.err(c.line, format!("regex_options `{o}` is not supported by lbd (caseless, multiline, dotall, extended, ungreedy are)")),
+                        }
+                    }
+                }
+                "regex_min_offset" | "regex_max_offset" | "regex_stack" => {
+                    self.err(c.line, format!("`{}` is not supported by lbd's {}", c.key, if ssl { "SSL_GET" } else { "HTTP_GET" }))
+                }
+                _ => self.unknown(c, "url"),
+            }
+        }
+        let Some(path) = path else {
+            self.err(u.line, "url needs a `path`");
+            return None;
+        };
+        if !path.starts_with('/') {
+            self.err(u.line, format!("url path `{path}` must start with `/`"));
+            return None;
+        }
+        let regex = match regex {
+            None => None,
+            Some((line, r)) => {
+                let r = if flags.is_empty() { r } else { format!("(?{flags}){r}") };
+                if let Err(e) = regex_lite::Regex::new(&r) {
+                    self.err(line, format!("regex {r:?} is not a regular expression lbd reads: {e}"));
+                    return None;
+                }
+                Some(r)
+            }
+        };
+        if status.is_empty() {
+            status.push((200, 299));
+        }
+        // keepalived's Host header: the virtualhost as is, else the address with the port.
+        let host = match (&uhost, target) {
+            (Some(h), _) => h.clone(),
+            (None, SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
+            (None, a) => a.to_string(),
+        };
+        let tls = ssl.then(|| TlsCheck { send_sni: enable_sni && uhost.is_some(), server_name: uhost, ca_pem: self.ssl.ca_pem.clone(), client_pem: self.ssl.client_pem.clone() });
+        Some(HttpCheck {
+            method: "GET".into(),
+            path,
+            host,
+            tls,
+            status,
+            regex,
+            regex_no_match,
+            digest,
+            follow_redirects: false,
+            http10: true,
+            connection_close: false,
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Check, CheckKind, DesiredConfig, Diag, RealServer, VirtualService};
+use super::{Check, CheckKind, DesiredConfig, Diag, HttpCheck, RealServer, TlsCheck, VirtualService};
 use super::{parse_ip, parse_secs, parse_v4_mask, port_by_name};
 use crate::ctl::{DestSpec, ServiceSpec};
 use crate::model::{Af, Fwd, Proto, SvcKey, Tunnel};
@@ -454,6 +454,7 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
         errors.push(Diag { line: l, msg: format!("httpmethod must be GET or HEAD, not `{httpmethod}`") });
     }
     let virtualhost = local.get("virtualhost").map(|e| unquote(&e.value));
+    let receive_line = local.get("receive").map(|e| e.line);
 
     // The check of one real server (its own request/receive override the section's).
     let make_check = |addr: IpAddr, port: u16, req: Option<&str>, rec: Option<&str>, l: usize| -> Result<Vec<Check>, Diag> {
@@ -471,21 +472,45 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
             "off" => return Ok(vec![check(CheckKind::Off, SocketAddr::new(addr, port), interval, connect_timeout, fail_after)]),
             "connect" => CheckKind::Connect,
             "negotiate" => match service.as_str() {
-                "http" => {
-                    let path = req.map(str::to_string).unwrap_or_else(|| "/".into());
-                    let path = if path.starts_with('/') { path } else { format!("/{path}") };
+                "http" | "https" => {
+                    let path = req.unwrap_or("/");
+                    if path.contains("://") {
+                        return Err(Diag {
+                            line: l,
+                            msg: format!("request `{path}` is a URL: lbd checks the real server itself, give its path"),
+                        });
+                    }
+                    let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+                    // ldirectord's Host header: the virtualhost, else the server's address (no port).
                     let host = virtualhost.clone().unwrap_or_else(|| match addr {
                         IpAddr::V6(a) => format!("[{a}]"),
                         a => a.to_string(),
                     });
-                    let host = if port == 80 { host } else { format!("{host}:{port}") };
-                    CheckKind::Http {
+                    // ldirectord matches `receive` as a Perl regular expression; an empty one
+                    // accepts any body.
+                    let regex = rec.filter(|r| !r.is_empty()).map(str::to_string);
+                    if let Some(re) = &regex
+                        && let Err(e) = regex_lite::Regex::new(re)
+                    {
+                        return Err(Diag { line: if rec == receive.as_deref() { receive_line.unwrap_or(l) } else { l }, msg: format!("receive {re:?} is not a regular expression lbd reads: {e}") });
+                    }
+                    // https: LWP with `verify_hostname => 0`, so the certificate is not verified;
+                    // lbd sends the virtualhost as SNI too.
+                    let tls = (service == "https").then(|| TlsCheck { server_name: virtualhost.clone(), send_sni: virtualhost.is_some(), ca_pem: None, client_pem: None });
+                    CheckKind::Http(HttpCheck {
                         method: httpmethod.clone(),
                         path,
                         host,
+                        tls,
                         status: vec![(200, 299)],
-                        expect: rec.filter(|r| !r.is_empty()).map(str::to_string),
-                    }
+                        regex,
+                        regex_no_match: false,
+                        digest: None,
+                        follow_redirects: true,
+                        // LWP asks with HTTP/1.1.
+                        http10: false,
+                        connection_close: false,
+                    })
                 }
                 "simpletcp" => CheckKind::SimpleTcp {
                     request: req.unwrap_or_default().to_string(),
@@ -496,8 +521,8 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
                     return Err(Diag {
                         line: service_e.map_or(checktype_line, |e| e.line),
                         msg: format!(
-                            "checktype negotiate for service `{other}` is not supported by lbd (http, simpletcp and none \
-                             are; use checktype = connect for a TCP check)"
+                            "checktype negotiate for service `{other}` is not supported by lbd (http, https, simpletcp \
+                             and none are; use checktype = connect for a TCP check)"
                         ),
                     });
                 }

@@ -67,9 +67,9 @@ impl std::error::Error for ConfigError {}
 pub enum CheckKind {
     /// A TCP connection is accepted.
     Connect,
-    /// `GET`/`HEAD` `path` answers with a status in one of `status` (inclusive ranges) and,
-    /// when `expect` is set, a body containing it.
-    Http { method: String, path: String, host: String, status: Vec<(u16, u16)>, expect: Option<String> },
+    /// An HTTP or HTTPS request to the real server (ldirectord `service = http|https`,
+    /// keepalived HTTP_GET/SSL_GET).
+    Http(HttpCheck),
     /// ldirectord `service = simpletcp`: send `request`, the answer contains `receive`.
     SimpleTcp { request: String, receive: String },
     /// piranha's nanny: send `send` (escapes already converted) over TCP, or as one datagram
@@ -81,6 +81,50 @@ pub enum CheckKind {
     On,
     /// ldirectord `checktype = off`: always down.
     Off,
+}
+
+/// What an HTTP(S) check asks and what it accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// `GET` or `HEAD`.
+    pub method: String,
+    /// Path (with its query), starting with `/`.
+    pub path: String,
+    /// The Host header's exact value (the virtualhost, else the server's address as the
+    /// original daemon writes it).
+    pub host: String,
+    /// HTTPS when set.
+    pub tls: Option<TlsCheck>,
+    /// Accepted status codes (inclusive ranges).
+    pub status: Vec<(u16, u16)>,
+    /// A regular expression the body must match (or, with `regex_no_match`, must not).
+    pub regex: Option<String>,
+    pub regex_no_match: bool,
+    /// keepalived `digest`: the body's MD5, lowercase hex.
+    pub digest: Option<String>,
+    /// Follow redirects (ldirectord's LWP does, up to 7; keepalived judges the first answer).
+    pub follow_redirects: bool,
+    /// Ask with HTTP/1.0 (keepalived's default `http_protocol`), else HTTP/1.1.
+    pub http10: bool,
+    /// Send `Connection: close` (keepalived's `http_protocol 1.0C` and `1.1`).
+    pub connection_close: bool,
+}
+
+/// How an HTTPS check talks TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsCheck {
+    /// The name a verified certificate must carry (the virtualhost); none: the server's IP
+    /// address.
+    pub server_name: Option<String>,
+    /// Send `server_name` as SNI (keepalived's `enable_sni`; ldirectord: lbd's choice, yes).
+    pub send_sni: bool,
+    /// PEM certificates of the CAs the server's certificate must chain to; none: the
+    /// certificate is not verified (keepalived's SSL_GET without `SSL { ca }`, ldirectord's
+    /// https, which sets `verify_hostname => 0`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificate chain and private key presented when the server asks for a client
+    /// certificate (keepalived's `SSL { certificate key }`).
+    pub client_pem: Option<Vec<u8>>,
 }
 
 /// One health check of one real server.

@@ -32,8 +32,8 @@ fn seed001_ldirectord_loads() {
     assert_eq!(c.target, "192.168.239.129:80".parse().expect("addr"));
     assert_eq!((c.interval, c.timeout, c.fail_after), (Duration::from_secs(1), Duration::from_secs(5), 1));
     match &c.kind {
-        CheckKind::Http { method, path, expect, .. } => {
-            assert_eq!((method.as_str(), path.as_str(), expect.as_deref()), ("GET", "/check.html", Some("This web is OK")));
+        CheckKind::Http(h) => {
+            assert_eq!((h.method.as_str(), h.path.as_str(), h.regex.as_deref()), ("GET", "/check.html", Some("This web is OK")));
         }
         k => panic!("negotiate/http expected, got {k:?}"),
     }
@@ -56,8 +56,8 @@ fn seed000_ldirectord_loads() {
     let c = &s.reals[0].checks[0];
     assert_eq!((c.interval, c.timeout), (Duration::from_secs(10), Duration::from_secs(20)));
     match &c.kind {
-        CheckKind::Http { path, host, expect, .. } => {
-            assert_eq!((path.as_str(), host.as_str(), expect.as_deref()), ("/index.html", "www.gaojf.com", Some("ok")))
+        CheckKind::Http(h) => {
+            assert_eq!((h.path.as_str(), h.host.as_str(), h.regex.as_deref()), ("/index.html", "www.gaojf.com", Some("ok")))
         }
         k => panic!("http expected, got {k:?}"),
     }
@@ -104,7 +104,7 @@ fn keepalived_http_get_sorry_server_and_inhibit() {
     assert!(r.quiescent);
     assert_eq!(r.dest.weight, 2);
     assert_eq!(r.checks[0].fail_after, 2);
-    assert!(matches!(&r.checks[0].kind, CheckKind::Http { path, status, .. } if path == "/health" && status == &[(200, 200)]));
+    assert!(matches!(&r.checks[0].kind, CheckKind::Http(h) if h.path == "/health" && h.status == [(200, 200)]));
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Health checks of real servers (ldirectord's connect/negotiate, keepalived's TCP_CHECK and
-//! HTTP_GET, piranha nanny's send/expect), one tokio task per check so that a slow server never
-//! delays another's verdict.
+//! Health checks of real servers (ldirectord's connect/negotiate, keepalived's TCP_CHECK,
+//! HTTP_GET and SSL_GET, piranha nanny's send/expect), one tokio task per check so that a slow
+//! server never delays another's verdict.
 //!
 //! A checker reports a verdict when its server's state changes: up after one good check (a
 //! server that was down: after `rise_after` good checks in a row, piranha's `reentry`), down
@@ -15,6 +15,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use crate::config::{Check, CheckKind};
+
+pub mod http;
 
 /// Most of an answer a check reads.
 const MAX_ANSWER: usize = 1 << 20;
@@ -55,35 +57,12 @@ async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
     if let CheckKind::SendExpect { send, expect, regex, udp: true } = kind {
         return udp_send_expect(c, send.as_deref(), expect.as_deref(), *regex).await;
     }
+    if let CheckKind::Http(h) = kind {
+        return http::check(c, h).await;
+    }
     let mut s = TcpStream::connect(c.target).await.map_err(|e| format!("connect to {}: {e}", c.target))?;
     match kind {
         CheckKind::Connect => Ok(()),
-        CheckKind::Http { method, path, host, status, expect } => {
-            let req = format!(
-                "{method} {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbd (xlb health check)\r\nAccept: */*\r\n\
-                 Connection: close\r\n\r\n"
-            );
-            s.write_all(req.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
-            let answer = read_all(&mut s).await?;
-            let text = String::from_utf8_lossy(&answer);
-            let code = text
-                .lines()
-                .next()
-                .filter(|l| l.starts_with("HTTP/"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| "not an HTTP answer".to_string())?;
-            if !status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code)) {
-                return Err(format!("HTTP status {code} for {path}"));
-            }
-            if let Some(want) = expect {
-                let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-                if !body.contains(want.as_str()) {
-                    return Err(format!("{path}: answer does not contain {want:?}"));
-                }
-            }
-            Ok(())
-        }
         CheckKind::SimpleTcp { request, receive } => {
             if !request.is_empty() {
                 let req = request.replace("\\r", "\r").replace("\\n", "\n");
@@ -123,7 +102,7 @@ async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
             }
             nanny_match(&got, want, *regex)
         }
-        CheckKind::On | CheckKind::Off => Ok(()),
+        CheckKind::On | CheckKind::Off | CheckKind::Http(_) => Ok(()),
     }
 }
 
@@ -159,21 +138,6 @@ async fn udp_send_expect(c: &Check, send: Option<&str>, expect: Option<&str>, re
         Some(want) => nanny_match(&buf[..n], want, regex),
         None if n > 0 => Ok(()),
         None => Err("empty answer".into()),
-    }
-}
-
-async fn read_all(s: &mut TcpStream) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = s.read(&mut buf).await.map_err(|e| format!("receive: {e}"))?;
-        if n == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&buf[..n]);
-        if out.len() > MAX_ANSWER {
-            return Ok(out);
-        }
     }
 }
 
