@@ -670,6 +670,7 @@ impl Parser<'_> {
         let mut own_retry = false;
         let mut own_delay_before_retry = false;
         let mut misc: Option<Vec<String>> = None;
+        let mut misc_given = false;
         let mut misc_timeout = None;
         let mut misc_dynamic = false;
         let mut helo = "smtpchecker.keepalived.org".to_string();
@@ -682,6 +683,7 @@ impl Parser<'_> {
         for c in n.children.iter().flatten() {
             match (kind, c.key.as_str()) {
                 ("MISC_CHECK", "misc_path") => {
+                    misc_given = true;
                     let line = c.args.join(" ");
                     match shlex::split(&line) {
                         Some(argv) if !argv.is_empty() => misc = Some(argv),
@@ -763,7 +765,9 @@ impl Parser<'_> {
         }
         if kind == "MISC_CHECK" {
             let Some(argv) = misc else {
-                self.err(n.line, "MISC_CHECK needs `misc_path`");
+                if !misc_given {
+                    self.err(n.line, "MISC_CHECK needs `misc_path`");
+                }
                 return None;
             };
             let timeout = misc_timeout.unwrap_or(interval);

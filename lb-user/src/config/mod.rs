@@ -302,3 +302,5 @@ pub(crate) fn parse_secs(s: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_protocols;
