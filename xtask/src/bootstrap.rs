@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "bpftool",    // inspecting loaded programs and maps
     "iptables",   // the seeds' mangle MARK rules for fwmark services
     "keepalived", // VRRP between the failover drill's directors (run by the test, never as a service)
+    "dnsmasq-base", // the DNS server the DNS checks query in check_protocols (run by the test, no service)
 ];
 
 pub fn run() -> anyhow::Result<()> {
