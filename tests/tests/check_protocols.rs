@@ -222,8 +222,8 @@ fn keepalived_misc_check_dynamic_weight() {
     assert!(b.log().contains("the table and the data plane stay as they are"), "{}", b.log());
 }
 
-/// dnsmasq in the server's namespace answering `www.example.org` with `addr`, UDP and TCP.
-fn dnsmasq(b: &Bench, addr: &str) -> Proc {
+/// dnsmasq in the server's namespace on `listen` answering `www.example.org` with `addr`, UDP and TCP.
+fn dnsmasq(b: &Bench, listen: &str, addr: &str) -> Proc {
     let p = b
         .server
         .spawn(
@@ -233,7 +233,7 @@ fn dnsmasq(b: &Bench, addr: &str) -> Proc {
                 "--no-resolv",
                 "--no-hosts",
                 "--bind-interfaces",
-                &format!("--listen-address={SERVER}"),
+                &format!("--listen-address={listen}"),
                 "--port=53",
                 "--pid-file=",
                 "--user=root",
@@ -241,9 +241,22 @@ fn dnsmasq(b: &Bench, addr: &str) -> Proc {
             ],
         )
         .expect("dnsmasq");
-    b.server.wait_listening("udp", 53, Duration::from_secs(5)).expect("dnsmasq listens");
-    b.server.wait_listening("tcp", 53, Duration::from_secs(5)).expect("dnsmasq listens");
+    wait_bound(b, "-lun", &format!("{listen}:53"));
+    wait_bound(b, "-ltn", &format!("{listen}:53"));
     p
+}
+
+/// Waits until `ss FLAG` in the server's namespace lists the local address `addr`.
+fn wait_bound(b: &Bench, flag: &str, addr: &str) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let ss = b.server.exec("ss", &[flag]).unwrap_or_default();
+        if ss.lines().any(|l| l.split_whitespace().nth(3) == Some(addr)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing on {addr} ({flag})");
 }
 
 /// ldirectord's `service = dns` (a UDP service on port 53 and the same over TCP): up while
@@ -252,34 +265,32 @@ fn dnsmasq(b: &Bench, addr: &str) -> Proc {
 #[test]
 fn ldirectord_dns_check() {
     let mut b = Bench::new("pdns");
-    let mut dns = dnsmasq(&b, "192.0.2.7");
+    let dns = dnsmasq(&b, SERVER, "192.0.2.7");
+    // The second real server's dnsmasq answers with another address.
+    let _wrong = dnsmasq(&b, SERVER2, "192.0.2.8");
     let cfg = format!(
-        "checkinterval=1\nnegotiatetimeout=1\nquiescent=yes\nvirtual={VIP}:53\n    real={SERVER}:53 gate\n    service=dns\n    \
-         request=\"www.example.org\"\n    receive=\"^192\\.0\\.2\\.7$\"\nvirtual={VIP}:53\n    protocol=tcp\n    \
-         real={SERVER}:53 gate\n    service=dns\n    request=\"www.example.org\"\n    receive=\"^192\\.0\\.2\\.7$\"\n"
+        "checkinterval=1\nnegotiatetimeout=1\nquiescent=yes\nvirtual={VIP}:53\n    real={SERVER}:53 gate\n    \
+         real={SERVER2}:53 gate\n    service=dns\n    request=\"www.example.org\"\n    receive=\"^192\\.0\\.2\\.7$\"\n\
+         virtual={VIP}:53\n    protocol=tcp\n    real={SERVER}:53 gate\n    real={SERVER2}:53 gate\n    service=dns\n    \
+         request=\"www.example.org\"\n    receive=\"^192\\.0\\.2\\.7$\"\n"
     );
     b.start_lbd("ldirectord.cf", &cfg);
-    let (udp, tcp, real) = (format!("-u {VIP}:53"), format!("-t {VIP}:53"), format!("{SERVER}:53"));
+    let (udp, tcp, real, real2) = (format!("-u {VIP}:53"), format!("-t {VIP}:53"), format!("{SERVER}:53"), format!("{SERVER2}:53"));
     let t = b.expect("up", &udp, &real, Some(1), &format!("UDP {VIP}:53: real server {real} is up (ok)"));
     b.expect("up over TCP", &tcp, &real, Some(1), &format!("TCP {VIP}:53: real server {real} is up (ok)"));
     println!("dns: up after {t:?}");
+    let wrong = "is down (DNS answer [\"192.0.2.8\"] does not match \"^192\\\\.0\\\\.2\\\\.7$\")";
+    b.expect("wrong answer", &udp, &real2, Some(0), &format!("UDP {VIP}:53: real server {real2} {wrong}"));
+    b.expect("wrong answer over TCP", &tcp, &real2, Some(0), &format!("TCP {VIP}:53: real server {real2} {wrong}"));
     b.mark();
-    dns.kill();
-    let wrong = dnsmasq(&b, "192.0.2.8");
-    b.expect("wrong answer", &udp, &real, Some(0), "DNS answer [\"192.0.2.8\"] does not match \"^192\\\\.0\\\\.2\\\\.7$\"");
-    b.expect("wrong answer over TCP", &tcp, &real, Some(0), &format!("TCP {VIP}:53: real server {real} is down (DNS answer"));
+    drop(dns);
+    b.expect("stopped", &udp, &real, Some(0), &format!("{real} is down (receive: Connection refused"));
+    b.expect("stopped (TCP)", &tcp, &real, Some(0), &format!("{real} is down (connect to {SERVER}:53: Connection refused"));
     b.mark();
-    drop(wrong);
-    let right = dnsmasq(&b, "192.0.2.7");
+    let _again = dnsmasq(&b, SERVER, "192.0.2.7");
     b.expect("back", &udp, &real, Some(1), &format!("UDP {VIP}:53: real server {real} is up (ok)"));
     b.expect("back over TCP", &tcp, &real, Some(1), &format!("TCP {VIP}:53: real server {real} is up (ok)"));
-    b.mark();
-    drop(right);
-    b.expect("stopped", &udp, &real, Some(0), "is down (receive: Connection refused");
-    b.expect("stopped (TCP)", &tcp, &real, Some(0), &format!("is down (connect to {SERVER}:53: Connection refused"));
-    b.mark();
-    let _again = dnsmasq(&b, "192.0.2.7");
-    b.expect("back", &udp, &real, Some(1), "is up (ok)");
+    assert_eq!(b.weight(&udp, &real2), Some(0));
 }
 
 /// keepalived's DNS_CHECK (`type A`, `name`): up on dnsmasq's NOERROR answer, down when it
@@ -287,7 +298,7 @@ fn ldirectord_dns_check() {
 #[test]
 fn keepalived_dns_check() {
     let mut b = Bench::new("pkdns");
-    let mut dns = dnsmasq(&b, "192.0.2.7");
+    let mut dns = dnsmasq(&b, SERVER, "192.0.2.7");
     let cfg = format!(
         "virtual_server {VIP} 53 {{\n  protocol UDP\n  delay_loop 1\n  lb_kind DR\n  real_server {SERVER} 53 {{\n    \
          inhibit_on_failure\n    DNS_CHECK {{\n      type A\n      name www.example.org\n      retry 0\n      \
@@ -300,14 +311,15 @@ fn keepalived_dns_check() {
     dns.kill();
     b.expect("stopped", &svc, &real, Some(0), "receive: Connection refused");
     b.mark();
-    let _back = dnsmasq(&b, "192.0.2.7");
+    let _back = dnsmasq(&b, SERVER, "192.0.2.7");
     b.expect("back", &svc, &real, Some(1), "is up (ok)");
 }
 
-/// A TCP server answering every connection with `greeting` and recording what it is sent.
+/// A TCP server answering every connection with the greeting read from a file (switched
+/// without a gap in which nothing listens), `250` to each line, and recording what it is sent.
 const FAKE_SMTP: &str = r#"
-import socket, sys
-addr, port, greeting, record = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+import os, socket, sys
+addr, port, greeting_file, record = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((addr, port))
@@ -317,7 +329,7 @@ while True:
     c.settimeout(2)
     got = b''
     try:
-        c.sendall(greeting.encode() + b'\r\n')
+        c.sendall(open(greeting_file).read().strip().encode() + b'\r\n')
         while not got.endswith(b'QUIT\r\n'):
             d = c.recv(512)
             if not d:
@@ -328,7 +340,8 @@ while True:
         c.sendall(b'221 bye\r\n')
     except Exception:
         pass
-    open(record, 'wb').write(got)
+    open(record + '.tmp', 'wb').write(got)
+    os.replace(record + '.tmp', record)
     c.close()
 "#;
 
@@ -340,37 +353,40 @@ fn smtp_checks() {
     let mut b = Bench::new("psmtp");
     let smtpd = |b: &Bench| {
         let p = b.server.spawn("python3", &["-m", "smtpd", "-n", "-c", "DebuggingServer", &format!("{SERVER}:25")]).expect("smtpd");
-        b.server.wait_listening("tcp", 25, Duration::from_secs(10)).expect("smtpd listens");
+        wait_bound(b, "-ltn", &format!("{SERVER}:25"));
         p
     };
     let mut server = smtpd(&b);
     let record = b.path("smtp.got");
     let record_s = record.to_string_lossy().into_owned();
-    let _recording = b.python(FAKE_SMTP, &[SERVER2, "25", "220 fake ESMTP", &record_s]);
-    b.server.wait_listening("tcp", 25, Duration::from_secs(5)).expect("fake listens");
+    let greeting = b.path("greeting");
+    std::fs::write(&greeting, "220 fake ESMTP").expect("greeting");
+    let _recording = b.python(FAKE_SMTP, &[SERVER2, "25", &greeting.to_string_lossy(), &record_s]);
+    wait_bound(&b, "-ltn", &format!("{SERVER2}:25"));
     let cfg = format!(
-        "checkinterval=1\nnegotiatetimeout=2\nquiescent=no\nvirtual={VIP}:25\n    real={SERVER}:25 gate\n"
+        "checkinterval=1\nnegotiatetimeout=2\nquiescent=no\nvirtual={VIP}:25\n    real={SERVER}:25 gate\n    real={SERVER2}:25 gate\n"
     );
     b.start_lbd("ldirectord.cf", &cfg);
-    let (svc, real) = (format!("-t {VIP}:25"), format!("{SERVER}:25"));
-    let t = b.expect("up", &svc, &real, Some(1), "is up (ok)");
+    let (svc, real, real2) = (format!("-t {VIP}:25"), format!("{SERVER}:25"), format!("{SERVER2}:25"));
+    let t = b.expect("up", &svc, &real, Some(1), &format!("{real} is up (ok)"));
     println!("smtp: up after {t:?}");
+    b.expect("up", &svc, &real2, Some(1), &format!("{real2} is up (ok)"));
+    // ldirectord's HELO (Net::SMTP's default name), byte for byte.
+    assert_eq!(recorded(&record), "HELO localhost.localdomain\r\nQUIT\r\n");
     b.mark();
     server.kill();
-    b.expect("stopped", &svc, &real, None, "is down (connect to 10.77.0.2:25: Connection refused");
+    b.expect("stopped", &svc, &real, None, &format!("{real} is down (connect to {real}: Connection refused"));
     b.mark();
-    let server = smtpd(&b);
-    b.expect("back", &svc, &real, Some(1), &format!("{real} is up (ok)"));
-    b.mark();
-    drop(server);
-    let bad = b.python(FAKE_SMTP, &[SERVER, "25", "554 no service here", "/dev/null"]);
-    b.server.wait_listening("tcp", 25, Duration::from_secs(5)).expect("554 server listens");
-    b.expect("a server that says 554", &svc, &real, None, "is down (SMTP greeting 554 no service here)");
-    b.mark();
-    drop(bad);
     let _server = smtpd(&b);
     b.expect("back", &svc, &real, Some(1), &format!("{real} is up (ok)"));
+    b.mark();
+    std::fs::write(&greeting, "554 no service here").expect("greeting");
+    b.expect("a server that says 554", &svc, &real2, None, &format!("{real2} is down (SMTP greeting 554 no service here)"));
+    b.mark();
+    std::fs::write(&greeting, "220 fake ESMTP").expect("greeting");
+    b.expect("back", &svc, &real2, Some(1), &format!("{real2} is up (ok)"));
     b.stop_lbd();
+    std::fs::write(&record, "").expect("record reset");
 
     // keepalived: its helo_name, against the recording server.
     let cfg = format!(
@@ -379,22 +395,29 @@ fn smtp_checks() {
     );
     b.start_lbd("keepalived.conf", &cfg);
     b.expect("keepalived up", &svc, &format!("{SERVER2}:25"), Some(1), "is up (ok)");
-    let t0 = Instant::now();
-    while std::fs::read(&record).unwrap_or_default().is_empty() && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(String::from_utf8_lossy(&std::fs::read(&record).expect("record")), "HELO lb.example.org\r\nQUIT\r\n");
+    assert_eq!(recorded(&record), "HELO lb.example.org\r\nQUIT\r\n");
 }
 
-/// A UDP server: `reply` mode answers `ok:` + the datagram, `wrong` answers `no`, `silent`
+/// What the recording SMTP server got on its last connection (waiting for it to be written).
+fn recorded(record: &Path) -> String {
+    let t0 = Instant::now();
+    while std::fs::read(record).unwrap_or_default().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    String::from_utf8_lossy(&std::fs::read(record).unwrap_or_default()).into_owned()
+}
+
+/// A UDP server whose mode is read from a file at each datagram (switched without a gap in
+/// which nothing listens): `reply` answers `ok:` + the datagram, `wrong` answers `no`, `silent`
 /// answers nothing; every datagram is recorded (hex) in `record`.
 const UDP_SERVER: &str = r#"
 import os, socket, sys
-addr, port, mode, record = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+addr, port, mode_file, record = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((addr, port))
 while True:
     d, peer = s.recvfrom(2048)
+    mode = open(mode_file).read().strip()
     open(record + '.tmp', 'w').write(d.hex())
     os.replace(record + '.tmp', record)
     if mode == 'reply':
@@ -411,7 +434,9 @@ fn keepalived_udp_check() {
     let mut b = Bench::new("pudp");
     let udp_server = |b: &Bench, addr: &str, mode: &str| {
         let rec = b.path(&format!("udp-{addr}.got")).to_string_lossy().into_owned();
-        let p = b.python(UDP_SERVER, &[addr, "5000", mode, &rec]);
+        let mode_file = b.path(&format!("udp-{addr}.mode"));
+        std::fs::write(&mode_file, mode).expect("mode");
+        let p = b.python(UDP_SERVER, &[addr, "5000", &mode_file.to_string_lossy(), &rec]);
         b.server.wait_listening("udp", 5000, Duration::from_secs(5)).expect("udp server");
         p
     };
@@ -434,7 +459,8 @@ fn keepalived_udp_check() {
     // What the servers got: lbd's payload, byte for byte ("hello"; lbd's default for r2).
     assert_eq!(std::fs::read_to_string(b.path(&format!("udp-{SERVER}.got"))).expect("record"), hex("hello"));
     assert_eq!(std::fs::read_to_string(b.path(&format!("udp-{SERVER2}.got"))).expect("record"), hex("lbd UDP_CHECK"));
-    b.expect("no reply", &svc, &r1, Some(0), &format!("{r1} is down ({SERVER}:5000: Connection refused"));
+    // Port unreachable, or no reply when the server died between the datagram and its answer.
+    b.expect("no reply", &svc, &r1, Some(0), &format!("{r1} is down ("));
     b.expect("port unreachable", &svc, &r2, Some(0), &format!("{r2} is down ({SERVER2}:5000: Connection refused"));
     b.mark();
     let replying = udp_server(&b, SERVER, "reply");
@@ -442,13 +468,12 @@ fn keepalived_udp_check() {
     b.expect("back", &svc, &r1, Some(1), &format!("{r1} is up (ok)"));
     b.expect("back", &svc, &r2, Some(1), &format!("{r2} is up (ok)"));
     b.mark();
-    drop(replying);
-    let wrong = udp_server(&b, SERVER, "wrong");
+    std::fs::write(b.path(&format!("udp-{SERVER}.mode")), "wrong").expect("mode");
     b.expect("wrong reply", &svc, &r1, Some(0), "reply of 2 bytes (expected 4..=255)");
     b.mark();
-    drop(wrong);
-    let _replying = udp_server(&b, SERVER, "reply");
+    std::fs::write(b.path(&format!("udp-{SERVER}.mode")), "reply").expect("mode");
     b.expect("back", &svc, &r1, Some(1), &format!("{r1} is up (ok)"));
+    drop(replying);
     assert_eq!(b.weight(&svc, &r2), Some(1));
 }
 
