@@ -491,14 +491,16 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
             }
             "connect" => CheckKind::Connect,
             "external" => {
+                // As ldirectord holds them: IPv6 addresses in brackets, a fwmark for its virtual.
+                let shown = |a: IpAddr| if a.is_ipv6() { format!("[{a}]") } else { a.to_string() };
                 let argv = vec![
                     checkcommand.clone(),
                     match key {
                         SvcKey::Fwmark { mark, .. } => mark.to_string(),
-                        SvcKey::Inet { addr, .. } => addr.to_string(),
+                        SvcKey::Inet { addr, .. } => shown(addr),
                     },
                     vport.to_string(),
-                    addr.to_string(),
+                    shown(addr),
                     real_port.to_string(),
                 ];
                 let kind = CheckKind::External { argv, dynamic: false };

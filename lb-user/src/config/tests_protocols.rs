@@ -24,6 +24,9 @@ fn ldirectord_external_passes_virtual_and_real() {
     let argv = ["/bin/true", "7", "0", "10.0.0.2", "80"].map(String::from).to_vec();
     assert_eq!(only_check(&cfg).kind, CheckKind::External { argv, dynamic: false });
     assert_eq!(only_check(&cfg).timeout, Duration::from_secs(5));
+    let cfg = parse("virtual6=[2001:db8::1]:80\n    real6=[2001:db8::2]\n    checktype=external\n", Format::Ldirectord).expect("v6");
+    let argv = ["/bin/true", "[2001:db8::1]", "80", "[2001:db8::2]", "80"].map(String::from).to_vec();
+    assert_eq!(only_check(&cfg).kind, CheckKind::External { argv, dynamic: false });
     let errs = parse("virtual=10.0.0.1:80\n    real=10.0.0.2\n    checktype=external-perl\n", Format::Ldirectord).expect_err("perl");
     assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [3], "{errs:?}");
 }
@@ -53,6 +56,8 @@ fn ldirectord_dns_smtp_and_udp_connect() {
     // connect on a UDP service: ldirectord pings.
     let cfg = parse("virtual=10.0.0.1:5000\n    protocol=udp\n    real=10.0.0.2:5000\n    checktype=connect\n", Format::Ldirectord)
         .expect("udp connect");
+    assert_eq!(only_check(&cfg).kind, CheckKind::Ping);
+    let cfg = parse("virtual=10.0.0.1:80\n    real=10.0.0.2\n    checktype=ping\n", Format::Ldirectord).expect("ping");
     assert_eq!(only_check(&cfg).kind, CheckKind::Ping);
     // An ldirectord service lbd does not check: an error at its line.
     let errs = parse("virtual=10.0.0.1:21\n    real=10.0.0.2:21\n    service=ftp\n", Format::Ldirectord).expect_err("ftp");

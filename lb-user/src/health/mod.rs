@@ -314,7 +314,27 @@ pub fn worst_detection(c: &Check) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::nanny_match;
+    use super::{CheckId, Health, nanny_match};
+
+    /// keepalived's misc_dynamic: one check sets the weight; several add their differences
+    /// to the configured weight; within 0..=65535; a check without a weight leaves it.
+    #[test]
+    fn dynamic_weights() {
+        let mut h = Health::default();
+        let id = |check| CheckId { generation: 0, service: 0, real: 1, check };
+        assert_eq!(h.weight(0, 1, 5), 5);
+        h.set_weight(&id(0), Some(10));
+        assert_eq!(h.weight(0, 1, 5), 10);
+        assert_eq!(h.weight(0, 0, 5), 5, "another real server");
+        h.set_weight(&id(1), Some(7));
+        assert_eq!(h.weight(0, 1, 5), 12);
+        h.set_weight(&id(0), Some(0));
+        h.set_weight(&id(1), Some(0));
+        assert_eq!(h.weight(0, 1, 5), 0, "clamped at 0");
+        h.set_weight(&id(0), None);
+        h.set_weight(&id(1), None);
+        assert_eq!(h.weight(0, 1, 5), 5);
+    }
 
     /// nanny's comparisons: the answer's start, `*` for anything, a regular expression
     /// anywhere; an empty answer never passes.
