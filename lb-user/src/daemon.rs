@@ -256,7 +256,7 @@ pub fn reconcile(table: &mut Table, cfg: &DesiredConfig, health: &Health, gone: 
         let states: Vec<Option<bool>> = (0..vs.reals.len()).map(|ri| health.real(si, ri)).collect();
         for (ri, r) in vs.reals.iter().enumerate() {
             let spec = match states[ri] {
-                Some(true) | None => Some(r.dest.clone()),
+                Some(true) | None => Some(DestSpec { weight: health.weight(si, ri, r.dest.weight), ..r.dest.clone() }),
                 Some(false) if r.quiescent => Some(DestSpec { weight: 0, ..r.dest.clone() }),
                 Some(false) => None,
             };
@@ -540,12 +540,14 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
                 if let Some(r) = &mut running {
                     for v in batch.iter().filter(|v| v.id.generation == r.generation) {
                         r.health.set(&v.id, v.up);
+                        r.health.set_weight(&v.id, v.weight);
                         if let Some(real) = r.cfg.services.get(v.id.service).and_then(|s| s.reals.get(v.id.real))
                             && let Some(s) = r.cfg.services.get(v.id.service)
                         {
                             let (service, real, reason) = (svc_name(&s.spec.key), dest_name(&real.dest.addr, real.dest.port), &v.detail);
                             if v.up {
-                                tracing::info!(%service, %real, %reason, "{service}: real server {real} is up ({reason})");
+                                let weight = v.weight.map(|w| format!(" with weight {w}")).unwrap_or_default();
+                                tracing::info!(%service, %real, %reason, weight = v.weight, "{service}: real server {real} is up{weight} ({reason})");
                             } else {
                                 tracing::warn!(%service, %real, %reason, "{service}: real server {real} is down ({reason})");
                             }
@@ -625,6 +627,18 @@ async fn run_async(opts: Options) -> anyhow::Result<()> {
     notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
     if let Some(p) = pulse {
         p.stop().await;
+    }
+    // ldirectord's `cleanstop = yes` (its default): the services it configured go with it.
+    if let Some(r) = running.take()
+        && !r.cfg.cleanstop.is_empty()
+    {
+        let keys = r.cfg.cleanstop.clone();
+        let d = dir.clone();
+        match blocking(move || apply(&d, &DesiredConfig::default(), &Health::default(), &keys)).await {
+            Ok(_) => tracing::info!("stopping; cleanstop: the virtual services that ask for it are removed"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "stopping (cleanstop): the virtual services could not be removed: {e:#}"),
+        }
+        return Ok(());
     }
     tracing::info!("stopping; the table and the data plane stay as they are");
     Ok(())

@@ -26,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "openssl",    // the HTTPS check lab's CA and server certificates
     "keepalived", // VRRP between the failover drill's directors (run by the test, never as a service)
     "prometheus", // promtool's lint of /metrics and a Prometheus server scraping lbd (run by the test)
+    "dnsmasq-base", // the DNS server the DNS checks query in check_protocols (run by the test, no service)
 ];
 
 pub fn run() -> anyhow::Result<()> {

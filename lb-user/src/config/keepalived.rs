@@ -192,8 +192,10 @@ struct SslSettings {
     client_pem: Option<Vec<u8>>,
 }
 
-const UNSUPPORTED_CHECKERS: &[&str] =
-    &["MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK"];
+const UNSUPPORTED_CHECKERS: &[&str] = &["PING_CHECK", "FILE_CHECK", "BFD_CHECK"];
+
+/// The checkers lbd runs (HTTP_GET's and SSL_GET's options are read with the others').
+const CHECKERS: &[&str] = &["TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK"];
 
 impl Parser<'_> {
     /// The top-level `SSL { ... }` block: its `ca` file's certificates and its client
@@ -691,10 +693,10 @@ impl Parser<'_> {
                 }
                 "uthreshold" => dest.u_threshold = self.num(c, u32::MAX as u64).unwrap_or(0) as u32,
                 "lthreshold" => dest.l_threshold = self.num(c, u32::MAX as u64).unwrap_or(0) as u32,
-                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" => check_nodes.push(c),
+                k if CHECKERS.contains(&k) => check_nodes.push(c),
                 "virtualhost" => rs_vhost = self.arg(c, 0).map(str::to_string),
                 k if UNSUPPORTED_CHECKERS.contains(&k) => {
-                    self.err(c.line, format!("{k} is not supported by lbd (TCP_CHECK, HTTP_GET and SSL_GET are)"))
+                    self.err(c.line, format!("{k} is not supported by lbd ({} are)", CHECKERS.join(", ")))
                 }
                 "notify_up" | "notify_down" => self.err(c.line, format!("`{}`: lbd runs no notify scripts", c.key)),
                 _ => self.unknown(c, "real_server"),
@@ -706,8 +708,10 @@ impl Parser<'_> {
             return None;
         }
         dest.port = if fwmark || dest.fwd == Fwd::Masq { given_port.unwrap_or(vport) } else { vport };
-        if !check_nodes.is_empty() && proto == Proto::Udp {
-            self.err(check_nodes[0].line, "TCP_CHECK/HTTP_GET/SSL_GET cannot check a UDP service");
+        if let Some(c) = check_nodes.iter().find(|c| matches!(c.key.as_str(), "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK"))
+            && proto == Proto::Udp
+        {
+            self.err(c.line, format!("{} cannot check a UDP service (UDP_CHECK, DNS_CHECK and MISC_CHECK can)", c.key));
             return None;
         }
         let mut checks = Vec::new();
@@ -722,7 +726,7 @@ impl Parser<'_> {
     }
 
     fn checker(&mut self, n: &Node, addr: IpAddr, port: u16, d: &CheckDefaults) -> Option<Vec<Check>> {
-        let http = n.key != "TCP_CHECK";
+        let http = matches!(n.key.as_str(), "HTTP_GET" | "SSL_GET");
         let mut ip = addr;
         let mut port = port;
         let mut interval = d.delay_loop;
@@ -734,8 +738,74 @@ impl Parser<'_> {
         // keepalived's default: HTTP/1.0 without a Connection header.
         let mut protocol = (true, false);
         let mut urls = Vec::new();
+        let mut own_retry = false;
+        let mut own_delay_before_retry = false;
+        let mut misc: Option<Vec<String>> = None;
+        let mut misc_given = false;
+        let mut misc_timeout = None;
+        let mut misc_dynamic = false;
+        let mut helo = "smtpchecker.keepalived.org".to_string();
+        let mut dns_type = "SOA".to_string();
+        let mut dns_name = ".".to_string();
+        let mut payload: Option<Vec<u8>> = None;
+        let mut require_reply: Option<(Vec<u8>, Vec<u8>)> = None;
+        let (mut min_reply, mut max_reply) = (0usize, 255usize);
+        let kind = n.key.as_str();
         for c in n.children.iter().flatten() {
-            match c.key.as_str() {
+            match (kind, c.key.as_str()) {
+                ("MISC_CHECK", "misc_path") => {
+                    misc_given = true;
+                    let line = c.args.join(" ");
+                    match shlex::split(&line) {
+                        Some(argv) if !argv.is_empty() => misc = Some(argv),
+                        _ => self.err(c.line, format!("misc_path: cannot split `{line}` into a command and its arguments")),
+                    }
+                }
+                ("MISC_CHECK", "misc_timeout") => misc_timeout = self.secs(c),
+                ("MISC_CHECK", "misc_dynamic") => misc_dynamic = true,
+                ("MISC_CHECK", "user") => {
+                    self.err(c.line, "`user`: lbd runs misc_path as itself (use runuser or setpriv in misc_path)")
+                }
+                ("MISC_CHECK", "connect_ip" | "connect_port" | "connect_timeout" | "bindto" | "bind_port" | "bind_if" | "fwmark") => {
+                    self.err(c.line, format!("`{}` is not an option of MISC_CHECK", c.key))
+                }
+                ("SMTP_CHECK", "helo_name") => {
+                    if let Some(h) = self.arg(c, 0) {
+                        helo = h.to_string();
+                    }
+                }
+                ("DNS_CHECK", "type") => {
+                    if let Some(t) = self.arg(c, 0) {
+                        match t.to_ascii_uppercase().as_str() {
+                            "A" | "NS" | "CNAME" | "SOA" | "MX" | "TXT" | "AAAA" => dns_type = t.to_ascii_uppercase(),
+                            _ => self.err(c.line, format!("DNS_CHECK type `{t}`: one of A, NS, CNAME, SOA, MX, TXT, AAAA")),
+                        }
+                    }
+                }
+                ("DNS_CHECK", "name") => {
+                    if let Some(v) = self.arg(c, 0) {
+                        dns_name = v.to_string();
+                    }
+                }
+                ("UDP_CHECK", "payload") => match crate::health::udp::parse_hex(&c.args.join(" "), false) {
+                    Ok((b, _)) => payload = Some(b),
+                    Err(e) => self.err(c.line, format!("payload: {e}")),
+                },
+                ("UDP_CHECK", "require_reply") => match crate::health::udp::parse_hex(&c.args.join(" "), true) {
+                    Ok(r) => require_reply = Some(r),
+                    Err(e) => self.err(c.line, format!("require_reply: {e}")),
+                },
+                ("UDP_CHECK", "min_reply_length") => min_reply = self.num(c, 65535).unwrap_or(0) as usize,
+                ("UDP_CHECK", "max_reply_length") => max_reply = self.num(c, 65535).unwrap_or(255) as usize,
+                (_, "retry" | "nb_get_retry") => {
+                    own_retry = true;
+                    retry = self.num(c, 1000).unwrap_or(retry as u64) as u32
+                }
+                (_, "delay_before_retry") => {
+                    own_delay_before_retry = true;
+                    delay_before_retry = self.secs(c).unwrap_or(delay_before_retry)
+                }
+                (_, key) => match key {
                 "connect_ip" => match self.arg(c, 0).and_then(parse_ip) {
                     Some(a) => ip = a,
                     None => self.err(c.line, "bad connect_ip"),
@@ -745,8 +815,6 @@ impl Parser<'_> {
                     None => self.err(c.line, "bad connect_port"),
                 },
                 "connect_timeout" => timeout = self.secs(c).unwrap_or(timeout),
-                "retry" | "nb_get_retry" => retry = self.num(c, 1000).unwrap_or(retry as u64) as u32,
-                "delay_before_retry" => delay_before_retry = self.secs(c).unwrap_or(delay_before_retry),
                 "delay_loop" => interval = self.secs(c).unwrap_or(interval),
                 "virtualhost" if http => vhost = self.arg(c, 0).map(str::to_string),
                 "http_protocol" if http => match self.arg(c, 0) {
@@ -762,7 +830,28 @@ impl Parser<'_> {
                     self.err(c.line, format!("`{}` is not supported by lbd's {}", c.key, n.key))
                 }
                 _ => self.unknown(c, &n.key),
+                },
             }
+        }
+        // keepalived's own defaults: MISC_CHECK retries 0 times, DNS_CHECK 3 times after delay_loop.
+        if kind == "MISC_CHECK" && !own_retry {
+            retry = 0;
+        }
+        if kind == "DNS_CHECK" {
+            retry = if own_retry { retry } else { 3 };
+            delay_before_retry = if own_delay_before_retry { delay_before_retry } else { interval };
+        }
+        if kind == "MISC_CHECK" {
+            let Some(argv) = misc else {
+                if !misc_given {
+                    self.err(n.line, "MISC_CHECK needs `misc_path`");
+                }
+                return None;
+            };
+            let timeout = misc_timeout.unwrap_or(interval);
+            let kind = CheckKind::External { argv, dynamic: misc_dynamic };
+            let target = SocketAddr::new(ip, port);
+            return Some(vec![Check { kind, target, interval, timeout, fail_after: retry + 1, retry_delay: delay_before_retry, rise_after: 1 }]);
         }
         if port == 0 {
             self.err(n.line, format!("{}: no port to connect to (set connect_port)", n.key));
@@ -770,8 +859,20 @@ impl Parser<'_> {
         }
         let target = SocketAddr::new(ip, port);
         let mk = |kind| Check { kind, target, interval, timeout, fail_after: retry + 1, retry_delay: delay_before_retry, rise_after: 1 };
-        if !http {
-            return Some(vec![mk(CheckKind::Connect)]);
+        match kind {
+            "TCP_CHECK" => return Some(vec![mk(CheckKind::Connect)]),
+            "SMTP_CHECK" => return Some(vec![mk(CheckKind::Smtp { helo })]),
+            "DNS_CHECK" => return Some(vec![mk(CheckKind::Dns { name: dns_name, qtype: dns_type, tcp: false, expect: None })]),
+            "UDP_CHECK" => {
+                if min_reply > max_reply {
+                    self.err(n.line, format!("UDP_CHECK: min_reply_length {min_reply} > max_reply_length {max_reply}: it would always fail"));
+                }
+                let reply = require_reply.map(|(data, mask)| crate::health::udp::UdpReply { data, mask, min_len: min_reply, max_len: max_reply });
+                // keepalived sends random bytes without `payload`; what they are does not matter.
+                let payload = payload.unwrap_or_else(|| b"lbd UDP_CHECK".to_vec());
+                return Some(vec![mk(CheckKind::Udp { payload, reply })]);
+            }
+            _ => {}
         }
         if urls.is_empty() {
             self.err(n.line, format!("{} needs at least one `url {{ path ... }}`", n.key));

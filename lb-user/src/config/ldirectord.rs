@@ -224,7 +224,16 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
     }
     for s in &sections {
         match section(s, &g) {
-            Ok(v) => cfg.services.push(v),
+            Ok(v) => {
+                // ldirectord's `cleanstop` (default yes): the service goes when lbd stops.
+                let local = Scope { entries: s.entries.clone() };
+                match (Layered { local: &local, global: &g }).bool("cleanstop", true) {
+                    Ok(true) => cfg.cleanstop.push(v.spec.key),
+                    Ok(false) => {}
+                    Err(d) => errors.push(d),
+                }
+                cfg.services.push(v);
+            }
             Err(mut d) => errors.append(&mut d),
         }
     }
@@ -421,6 +430,10 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
     let checktimeout = timing("checktimeout");
     let connect_timeout = timing("connecttimeout").or(checktimeout).unwrap_or(Duration::from_secs(5));
     let negotiate_timeout = timing("negotiatetimeout").or(checktimeout).unwrap_or(Duration::from_secs(30));
+    // ldirectord runs `checkcommand` for at most checktimeout (else negotiatetimeout, else 5 s).
+    let external_timeout = checktimeout.or_else(|| sc.get("negotiatetimeout").and(Some(negotiate_timeout))).unwrap_or(Duration::from_secs(5));
+    let checkcommand = local.get("checkcommand").map(|e| unquote(&e.value)).unwrap_or_else(|| "/bin/true".into());
+    let is_tcp = matches!(key, SvcKey::Inet { proto: Proto::Tcp, .. });
     let fail_after = match sc.get("failurecount") {
         None => 1,
         Some(e) => match unquote(&e.value).parse::<u32>() {
@@ -458,19 +471,48 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
 
     // The check of one real server (its own request/receive override the section's).
     let make_check = |addr: IpAddr, port: u16, req: Option<&str>, rec: Option<&str>, l: usize| -> Result<Vec<Check>, Diag> {
+        let real_port = port;
         let port = checkport.unwrap_or(port);
         let service = match service_e {
             Some(e) => unquote(&e.value).to_ascii_lowercase(),
             None => match port {
                 80 | 8080 => "http".into(),
                 443 => "https".into(),
+                25 => "smtp".into(),
+                53 => "dns".into(),
                 _ => "none".into(),
             },
         };
         let kind = match checktype.as_str() {
             "on" => return Ok(vec![check(CheckKind::On, SocketAddr::new(addr, port), interval, connect_timeout, fail_after)]),
             "off" => return Ok(vec![check(CheckKind::Off, SocketAddr::new(addr, port), interval, connect_timeout, fail_after)]),
+            // ldirectord pings the real server for a connect check of a UDP service.
+            "connect" | "ping" if is_udp || checktype == "ping" => {
+                return Ok(vec![check(CheckKind::Ping, SocketAddr::new(addr, port), interval, connect_timeout, fail_after)]);
+            }
             "connect" => CheckKind::Connect,
+            "external" => {
+                // As ldirectord holds them: IPv6 addresses in brackets, a fwmark for its virtual.
+                let shown = |a: IpAddr| if a.is_ipv6() { format!("[{a}]") } else { a.to_string() };
+                let argv = vec![
+                    checkcommand.clone(),
+                    match key {
+                        SvcKey::Fwmark { mark, .. } => mark.to_string(),
+                        SvcKey::Inet { addr, .. } => shown(addr),
+                    },
+                    vport.to_string(),
+                    shown(addr),
+                    real_port.to_string(),
+                ];
+                let kind = CheckKind::External { argv, dynamic: false };
+                return Ok(vec![check(kind, SocketAddr::new(addr, port), interval, external_timeout, fail_after)]);
+            }
+            "external-perl" => {
+                return Err(Diag {
+                    line: checktype_line,
+                    msg: "checktype external-perl is not supported by lbd (it runs no Perl): use checktype = external".into(),
+                });
+            }
             "negotiate" => match service.as_str() {
                 "http" | "https" => {
                     let path = req.unwrap_or("/");
@@ -517,12 +559,32 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
                     receive: rec.unwrap_or_default().to_string(),
                 },
                 "none" => CheckKind::On,
+                "dns" => {
+                    let Some(expect) = rec.filter(|r| !r.is_empty()) else {
+                        return Err(Diag {
+                            line: l,
+                            msg: "service = dns needs `receive` (the answer expected; ldirectord finds every server down \
+                                  without it)"
+                                .into(),
+                        });
+                    };
+                    // ldirectord strips a leading `/` (the default request) from the name.
+                    let name = req.unwrap_or_default().trim_start_matches('/').to_string();
+                    if name.is_empty() {
+                        return Err(Diag { line: l, msg: "service = dns needs `request` (the name to query)".into() });
+                    }
+                    let qtype = if name.parse::<IpAddr>().is_ok() { "PTR" } else { "A" };
+                    let kind = CheckKind::Dns { name, qtype: qtype.into(), tcp: is_tcp, expect: Some(expect.to_string()) };
+                    return Ok(vec![check(kind, SocketAddr::new(addr, port), interval, negotiate_timeout, fail_after)]);
+                }
+                // Net::SMTP's default greeting name.
+                "smtp" | "submission" if !is_udp => CheckKind::Smtp { helo: "localhost.localdomain".into() },
                 other => {
                     return Err(Diag {
                         line: service_e.map_or(checktype_line, |e| e.line),
                         msg: format!(
-                            "checktype negotiate for service `{other}` is not supported by lbd (http, https, simpletcp \
-                             and none are; use checktype = connect for a TCP check)"
+                            "checktype negotiate for service `{other}` is not supported by lbd (http, https, simpletcp, \
+                             dns, smtp, submission and none are; use checktype = connect for a TCP check)"
                         ),
                     });
                 }
@@ -530,14 +592,14 @@ fn section(s: &Section, globals: &Scope) -> Result<VirtualService, Vec<Diag>> {
             other => {
                 return Err(Diag {
                     line: checktype_line,
-                    msg: format!("checktype `{other}` is not supported by lbd (connect, negotiate, on, off are)"),
+                    msg: format!("checktype `{other}` is not supported by lbd (connect, negotiate, external, ping, on, off are)"),
                 });
             }
         };
         if is_udp {
             return Err(Diag {
                 line: checktype_line,
-                msg: format!("checktype {checktype} cannot check a UDP service (use checktype = on or off)"),
+                msg: format!("checktype {checktype} cannot check a UDP service (use connect, external, service = dns, on or off)"),
             });
         }
         if port == 0 {

@@ -77,6 +77,22 @@ pub enum CheckKind {
     /// `regex` the answer's first 254 bytes match it; no `expect`: the send is the check.
     /// Its own kind: nanny compares the answer's start where ldirectord's simpletcp searches it.
     SendExpect { send: Option<String>, expect: Option<String>, regex: bool, udp: bool },
+    /// Runs `argv` (program, arguments) and kills it at the timeout: exit 0 is up (ldirectord
+    /// `checktype = external`, keepalived MISC_CHECK). `dynamic` (keepalived `misc_dynamic`):
+    /// exit 1 is down, 2..=255 up with weight `code - 2`, anything else down.
+    External { argv: Vec<String>, dynamic: bool },
+    /// A DNS query for `name` of type `qtype` to the target over UDP (TCP when `tcp`); up when
+    /// the answer is NOERROR and, with `expect` (ldirectord's `receive`, a regular expression),
+    /// some A address or PTR name of its answer section matches it.
+    Dns { name: String, qtype: String, tcp: bool, expect: Option<String> },
+    /// SMTP: a 2xx greeting, `HELO helo` answered 250, QUIT.
+    Smtp { helo: String },
+    /// keepalived UDP_CHECK: `payload` as one datagram; with `reply` an answer must come (and
+    /// match it), else only an ICMP error (port unreachable...) within the timeout is down.
+    Udp { payload: Vec<u8>, reply: Option<crate::health::udp::UdpReply> },
+    /// ldirectord `checktype = connect` on a UDP service: ldirectord pings the real server
+    /// (ICMP echo) instead; up on an echo reply.
+    Ping,
     /// ldirectord `checktype = on`: always up.
     On,
     /// ldirectord `checktype = off`: always down.
@@ -182,6 +198,10 @@ pub struct DesiredConfig {
     pub warnings: Vec<Diag>,
     /// lvs.cf's director pair (primary/backup, heartbeat), for [`crate::pulse`].
     pub pair: Option<piranha::Pair>,
+    /// The virtual services to remove when lbd stops (SIGTERM/SIGINT): ldirectord's
+    /// `cleanstop` (default yes, per service or global); keepalived and lvs.cf configurations
+    /// leave the table as it is.
+    pub cleanstop: Vec<crate::model::SvcKey>,
 }
 
 /// Reads and parses `path`.
@@ -326,3 +346,5 @@ pub(crate) fn parse_secs(s: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_protocols;

@@ -110,14 +110,14 @@ fn keepalived_http_get_sorry_server_and_inhibit() {
 #[test]
 fn errors_carry_line_numbers_and_refuse_the_file() {
     let text = "checkinterval=1\nemailalert=root@example.com\nvirtual=192.168.88.15:80\n    real=192.168.88.100:80 gate\n    \
-                checktype=ping\n    bogus=1\n";
+                checktype=external-perl\n    bogus=1\n";
     let errs = parse(text, Format::Ldirectord).expect_err("refused");
     let lines: Vec<usize> = errs.iter().map(|d| d.line).collect();
     assert_eq!(lines, [2, 5, 6], "{errs:?}");
-    let text = "virtual_server 10.0.0.1 80 {\n  lb_kind DR\n  real_server 10.0.0.2 80 {\n    MISC_CHECK {\n      misc_path /bin/true\n    }\n  }\n}\n";
+    let text = "virtual_server 10.0.0.1 80 {\n  lb_kind DR\n  real_server 10.0.0.2 80 {\n    PING_CHECK {\n    }\n  }\n}\n";
     let errs = parse(text, Format::Keepalived).expect_err("refused");
     assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [4], "{errs:?}");
-    assert!(errs[0].msg.contains("MISC_CHECK"));
+    assert!(errs[0].msg.contains("PING_CHECK"));
     let errs = parse("virtual_server 10.0.0.1 80 {\n lb_algo lblcx\n", Format::Keepalived).expect_err("refused");
     assert_eq!(errs.iter().map(|d| d.line).collect::<Vec<_>>(), [1, 2], "{errs:?}");
 }

@@ -16,7 +16,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Check, CheckKind};
 
+pub mod dns;
+pub mod external;
 pub mod http;
+pub mod smtp;
+pub mod udp;
 
 /// Most of an answer a check reads.
 const MAX_ANSWER: usize = 1 << 20;
@@ -36,6 +40,8 @@ pub struct CheckId {
 pub struct Verdict {
     pub id: CheckId,
     pub up: bool,
+    /// The weight an up server's check asks for (keepalived's `misc_dynamic`), if any.
+    pub weight: Option<i32>,
     /// What the last check said (the failure's reason, or "ok").
     pub detail: String,
     pub at: Instant,
@@ -53,12 +59,33 @@ pub async fn check_once(c: &Check) -> Result<(), String> {
     }
 }
 
+/// Runs one check once: up (with the weight a `misc_dynamic` command asked for), or why not.
+pub async fn check_weighted(c: &Check) -> Result<Option<i32>, String> {
+    match &c.kind {
+        CheckKind::External { argv, dynamic } => external::run(argv, *dynamic, c.timeout).await,
+        _ => check_once(c).await.map(|()| None),
+    }
+}
+
+/// The checks with a file of their own (HTTP(S), external, DNS, SMTP, UDP, ping).
+async fn run_protocol(c: &Check, kind: &CheckKind) -> Option<Result<(), String>> {
+    Some(match kind {
+        CheckKind::Http(h) => http::check(c, h).await,
+        CheckKind::External { argv, dynamic } => external::run(argv, *dynamic, c.timeout).await.map(|_| ()),
+        CheckKind::Dns { name, qtype, tcp, expect } => dns::check(c.target, name, qtype, *tcp, expect.as_deref()).await,
+        CheckKind::Smtp { helo } => smtp::check(c.target, helo).await,
+        CheckKind::Udp { payload, reply } => udp::check(c.target, payload, reply.as_ref(), c.timeout).await,
+        CheckKind::Ping => udp::ping(c.target.ip()).await,
+        _ => return None,
+    })
+}
+
 async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
+    if let Some(r) = run_protocol(c, kind).await {
+        return r;
+    }
     if let CheckKind::SendExpect { send, expect, regex, udp: true } = kind {
         return udp_send_expect(c, send.as_deref(), expect.as_deref(), *regex).await;
-    }
-    if let CheckKind::Http(h) = kind {
-        return http::check(c, h).await;
     }
     let mut s = TcpStream::connect(c.target).await.map_err(|e| format!("connect to {}: {e}", c.target))?;
     match kind {
@@ -102,7 +129,15 @@ async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
             }
             nanny_match(&got, want, *regex)
         }
-        CheckKind::On | CheckKind::Off | CheckKind::Http(_) => Ok(()),
+        // Handled above (run_protocol, check_once).
+        CheckKind::On
+        | CheckKind::Off
+        | CheckKind::Http(_)
+        | CheckKind::External { .. }
+        | CheckKind::Dns { .. }
+        | CheckKind::Smtp { .. }
+        | CheckKind::Udp { .. }
+        | CheckKind::Ping => Ok(()),
     }
 }
 
@@ -148,17 +183,21 @@ pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHan
         let mut fails = 0u32;
         let mut oks = 0u32;
         let mut state: Option<bool> = None;
+        let mut weight: Option<i32> = None;
         loop {
             let started = tokio::time::Instant::now();
-            let r = check_once(&check).await;
+            let r = check_weighted(&check).await;
             crate::metrics::observe_check(id, started.elapsed(), r.is_ok());
             let change = match r {
-                Ok(()) => {
+                Ok(w) => {
                     fails = 0;
                     oks = oks.saturating_add(1);
                     // Unknown: the first good check says up; down: `rise_after` in a row.
                     let risen = state.is_none() || oks >= check.rise_after;
-                    (state != Some(true) && risen).then(|| (true, "ok".to_string()))
+                    // An up server whose command asks for another weight is a change too.
+                    let reweighted = state == Some(true) && w != weight;
+                    weight = w;
+                    ((state != Some(true) && risen) || reweighted).then(|| (true, "ok".to_string()))
                 }
                 Err(why) => {
                     oks = 0;
@@ -168,7 +207,7 @@ pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHan
             };
             if let Some((up, detail)) = change {
                 state = Some(up);
-                if tx.send(Verdict { id, up, detail, at: Instant::now() }).is_err() {
+                if tx.send(Verdict { id, up, weight: if up { weight } else { None }, detail, at: Instant::now() }).is_err() {
                     return;
                 }
             }
@@ -184,6 +223,8 @@ pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHan
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Health {
     pub states: Vec<Vec<Vec<Option<bool>>>>,
+    /// Weights up checks asked for (keepalived's `misc_dynamic`): `(service, real, check)`.
+    pub weights: std::collections::BTreeMap<(usize, usize, usize), i32>,
 }
 
 impl Health {
@@ -191,12 +232,28 @@ impl Health {
     pub fn unknown(cfg: &crate::config::DesiredConfig) -> Health {
         Health {
             states: cfg.services.iter().map(|s| s.reals.iter().map(|r| vec![None; r.checks.len()]).collect()).collect(),
+            weights: Default::default(),
         }
     }
 
     /// Up (`Some(true)`), down, or unknown.
     pub fn real(&self, svc: usize, real: usize) -> Option<bool> {
         self.states.get(svc).and_then(|s| s.get(real)).and_then(|c| aggregate(c))
+    }
+
+    /// The weight of a real server configured with `configured`: keepalived's sum of what
+    /// its dynamic checks ask over the configured weight (one check: what it asks), 0..=65535.
+    pub fn weight(&self, svc: usize, real: usize, configured: i32) -> i32 {
+        let asked = self.weights.range((svc, real, 0)..=(svc, real, usize::MAX)).map(|(_, w)| i64::from(*w - configured));
+        (i64::from(configured) + asked.sum::<i64>()).clamp(0, 65535) as i32
+    }
+
+    /// Records the weight an up check asks for (`None`: none).
+    pub fn set_weight(&mut self, id: &CheckId, weight: Option<i32>) {
+        match weight {
+            Some(w) => self.weights.insert((id.service, id.real, id.check), w),
+            None => self.weights.remove(&(id.service, id.real, id.check)),
+        };
     }
 
     /// Records one check's verdict.
@@ -226,7 +283,27 @@ pub fn worst_detection(c: &Check) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::nanny_match;
+    use super::{CheckId, Health, nanny_match};
+
+    /// keepalived's misc_dynamic: one check sets the weight; several add their differences
+    /// to the configured weight; within 0..=65535; a check without a weight leaves it.
+    #[test]
+    fn dynamic_weights() {
+        let mut h = Health::default();
+        let id = |check| CheckId { generation: 0, service: 0, real: 1, check };
+        assert_eq!(h.weight(0, 1, 5), 5);
+        h.set_weight(&id(0), Some(10));
+        assert_eq!(h.weight(0, 1, 5), 10);
+        assert_eq!(h.weight(0, 0, 5), 5, "another real server");
+        h.set_weight(&id(1), Some(7));
+        assert_eq!(h.weight(0, 1, 5), 12);
+        h.set_weight(&id(0), Some(0));
+        h.set_weight(&id(1), Some(0));
+        assert_eq!(h.weight(0, 1, 5), 0, "clamped at 0");
+        h.set_weight(&id(0), None);
+        h.set_weight(&id(1), None);
+        assert_eq!(h.weight(0, 1, 5), 5);
+    }
 
     /// nanny's comparisons: the answer's start, `*` for anything, a regular expression
     /// anywhere; an empty answer never passes.
