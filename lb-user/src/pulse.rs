@@ -21,6 +21,8 @@
 //! Heartbeat datagram (12 bytes, not pulse's): `XLBH` (4 bytes), version 1 (1 byte), role
 //! (1 primary, 2 backup), state (0 passive, 1 active, 2 leaving), 0 (1 byte), sequence number
 //! (4 bytes, big endian). Only datagrams from the peer's address count.
+//!
+//! Hand-written: piranha's heartbeat is its own protocol; a gratuitous ARP is one raw frame.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};

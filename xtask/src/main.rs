@@ -305,6 +305,7 @@ fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String
         };
         // The comparison with kernel IPVS (xlb-compare-ipvs, built with the bins) where it fits.
         let compare = testbins::compare_runner(&target, &[]);
+        let mut jobs = Vec::new();
         for k in kernels.iter().filter(|_| ready) {
             let mut tests = matrix_tests.clone();
             match (testbins::compare_in_matrix(k, only), compare.as_ref()) {
@@ -319,10 +320,29 @@ fn test(host_only: bool, kernels: Vec<String>, only: &[String], args: Vec<String
                     summary.push(format!("kernel {k}: no comparison with IPVS: {e:#}"));
                 }
             }
-            if tests.is_empty() {
-                continue;
+            if !tests.is_empty() {
+                jobs.push((k.clone(), tests));
             }
-            let r = vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, &tests, &guest_args, &target));
+        }
+        // The guests run side by side: a guest under TCG leaves much of its two vCPUs idle (labs
+        // wait on servers, timers and the sync daemon's flushes), so two overlap well on two
+        // cores; XLB_VM_SERIAL=1 runs them one after the other.
+        let serial = std::env::var("XLB_VM_SERIAL").is_ok_and(|v| v == "1");
+        let run = |(k, tests): &(String, Vec<testbins::TestBinary>)| {
+            vm::resolve(k).and_then(|kernel| vm::run_kernel(kernel, tests, &guest_args, &target))
+        };
+        let results: Vec<anyhow::Result<vm::KernelReport>> = if serial {
+            jobs.iter().map(run).collect()
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = jobs.iter().map(|j| s.spawn(move || run(j))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the guest's thread panicked"))))
+                    .collect()
+            })
+        };
+        for ((k, tests), r) in jobs.into_iter().zip(results) {
             match r {
                 Ok(report) => {
                     failed |= !report.ok();

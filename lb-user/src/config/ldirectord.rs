@@ -219,7 +219,7 @@ pub fn parse(text: &str) -> Result<DesiredConfig, Vec<Diag>> {
         if v.starts_with('/') {
             cfg.logfile = Some(PathBuf::from(v));
         } else {
-            warnings.push(Diag { line: e.line, msg: format!("logfile `{v}`: syslog facilities are not used, lbd logs to stderr") });
+            warnings.push(Diag { line: e.line, msg: format!("logfile `{v}`: a syslog facility: lbd logs to the journal under systemd, else to stderr") });
         }
     }
     for s in &sections {
