@@ -83,7 +83,7 @@ fn nothing_attached_is_said_by_status_run_and_metrics() {
     unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
     let out = run.wait_with_output().expect("lbd run output");
     let log = String::from_utf8_lossy(&out.stderr);
-    let warn = log.find("warning: no interface carries the data plane").unwrap_or_else(|| panic!("{log}"));
+    let warn = log.find("no interface carries the data plane").unwrap_or_else(|| panic!("{log}"));
     let attached = log.find("data plane attached to eth0").unwrap_or_else(|| panic!("{log}"));
     assert!(warn < attached, "{log}");
 
