@@ -67,7 +67,7 @@ fn nothing_attached_is_said_by_status_run_and_metrics() {
     assert!(metrics.contains("\nxlb_dataplane_attached_interfaces 0\n"), "{metrics}");
 
     // lbd run says it in its log, and says when it changes.
-    let run = ns
+    let mut run = ns
         .cmd_net_only(workspace_bin("lbd"))
         .arg("--pin-dir")
         .arg(pins.path())
@@ -76,13 +76,39 @@ fn nothing_attached_is_said_by_status_run_and_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("lbd run");
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // Its log, read as it comes: lbd notices an attach at its next tick, which a loaded guest
+    // under TCG can take seconds to reach.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (log, mut err) = (log.clone(), run.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock().expect("log").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let logged = |what: &str| {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(120) {
+            if log.lock().expect("log").contains(what) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("lbd run did not log {what:?} in 120 s:\n{}", log.lock().expect("log"));
+    };
+    logged("no interface carries the data plane");
     let attach = lbd(&ns, &pins, &["attach", "eth0", "--mode", "skb"], &[]);
     assert!(attach.status.success(), "{}", text(&attach));
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    logged("data plane attached to eth0");
     unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
-    let out = run.wait_with_output().expect("lbd run output");
-    let log = String::from_utf8_lossy(&out.stderr);
+    run.wait().expect("lbd run exit");
+    reader.join().expect("log reader");
+    let log = log.lock().expect("log").clone();
     let warn = log.find("no interface carries the data plane").unwrap_or_else(|| panic!("{log}"));
     let attached = log.find("data plane attached to eth0").unwrap_or_else(|| panic!("{log}"));
     assert!(warn < attached, "{log}");
