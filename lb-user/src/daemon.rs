@@ -40,12 +40,6 @@ pub struct Options {
     pub metrics: Option<SocketAddr>,
 }
 
-/// A plain INFO event, for callers written before lbd logged through `tracing` (new events
-/// use `tracing::info!/warn!` with their fields).
-pub fn log(msg: &str) {
-    tracing::info!("{msg}");
-}
-
 /// The periodic work of `lbd run`, once: expiry, the interfaces, the fwmark classifier, the
 /// local real servers. The one place where periodic data-plane work goes, but for the
 /// estimator ([`estimate`]), which keeps its own clock. `interval`: the time to the next run

@@ -47,31 +47,24 @@ pub struct Verdict {
     pub at: Instant,
 }
 
-/// Runs one check once: Ok, or why it failed.
-pub async fn check_once(c: &Check) -> Result<(), String> {
+/// Runs one check once: up (with the weight a `misc_dynamic` command asked for), or why not.
+pub async fn check_once(c: &Check) -> Result<Option<i32>, String> {
     match &c.kind {
-        CheckKind::On => Ok(()),
+        CheckKind::On => Ok(None),
         CheckKind::Off => Err("checktype off".into()),
+        // The command is killed at the timeout itself (a dropped future would leave it running).
+        CheckKind::External { argv, dynamic } => external::run(argv, *dynamic, c.timeout).await,
         kind => match tokio::time::timeout(c.timeout, run(c, kind)).await {
-            Ok(r) => r,
+            Ok(r) => r.map(|()| None),
             Err(_) => Err(format!("no answer within {:?}", c.timeout)),
         },
     }
 }
 
-/// Runs one check once: up (with the weight a `misc_dynamic` command asked for), or why not.
-pub async fn check_weighted(c: &Check) -> Result<Option<i32>, String> {
-    match &c.kind {
-        CheckKind::External { argv, dynamic } => external::run(argv, *dynamic, c.timeout).await,
-        _ => check_once(c).await.map(|()| None),
-    }
-}
-
-/// The checks with a file of their own (HTTP(S), external, DNS, SMTP, UDP, ping).
+/// The checks with a file of their own (HTTP(S), DNS, SMTP, UDP, ping; external: `check_once`).
 async fn run_protocol(c: &Check, kind: &CheckKind) -> Option<Result<(), String>> {
     Some(match kind {
         CheckKind::Http(h) => http::check(c, h).await,
-        CheckKind::External { argv, dynamic } => external::run(argv, *dynamic, c.timeout).await.map(|_| ()),
         CheckKind::Dns { name, qtype, tcp, expect } => dns::check(c.target, name, qtype, *tcp, expect.as_deref()).await,
         CheckKind::Smtp { helo } => smtp::check(c.target, helo).await,
         CheckKind::Udp { payload, reply } => udp::check(c.target, payload, reply.as_ref(), c.timeout).await,
@@ -129,7 +122,7 @@ async fn run(c: &Check, kind: &CheckKind) -> Result<(), String> {
             }
             nanny_match(&got, want, *regex)
         }
-        // Handled above (run_protocol, check_once).
+        // Handled by check_once and run_protocol.
         CheckKind::On
         | CheckKind::Off
         | CheckKind::Http(_)
@@ -186,7 +179,7 @@ pub fn spawn(id: CheckId, check: Check, tx: UnboundedSender<Verdict>) -> JoinHan
         let mut weight: Option<i32> = None;
         loop {
             let started = tokio::time::Instant::now();
-            let r = check_weighted(&check).await;
+            let r = check_once(&check).await;
             crate::metrics::observe_check(id, started.elapsed(), r.is_ok());
             let change = match r {
                 Ok(w) => {
